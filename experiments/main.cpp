@@ -1,0 +1,225 @@
+// The ccc command line. Only this file turns errors into exit codes.
+
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include "experiments/bench_forward.h"
+#include "model/error.h"
+#include "model/loader.h"
+#include "model/score.h"
+#include "model/util.h"
+
+namespace {
+
+using namespace ccc;
+
+std::string read_input(const std::string& path) {
+  if (path == "-") {
+    std::string s((std::istreambuf_iterator<char>(std::cin)), std::istreambuf_iterator<char>());
+    return s;
+  }
+  return read_file(path);
+}
+
+void cmd_info(const std::string& model_path, const std::string& tok_path, bool json) {
+  auto m = model::load_model(model_path, tok_path);
+  const auto& c = m.config;
+  nlohmann::json j = c.to_json();
+  j.erase("model_type");
+  j["source"] = m.source;
+  j["format"] = m.format;
+  j["n_params"] = c.n_params();
+  j["tokenizer"] = m.tokenizer->kind();
+  j["tokenizer_vocab"] = m.tokenizer->vocab_size();
+  j["fingerprint"] = m.fingerprint;
+  if (json) {
+    std::cout << j.dump(2) << "\n";
+    return;
+  }
+  std::printf("model        %s (%s)\n", m.source.c_str(), m.format.c_str());
+  std::printf("architecture %s: %lld layers, d_model %lld, %lld heads (%lld kv) x d_head %lld, d_mlp %lld%s\n",
+              c.arch.c_str(), (long long)c.n_layers, (long long)c.d_model, (long long)c.n_heads, (long long)c.n_kv_heads,
+              (long long)c.d_head, (long long)c.d_mlp, c.attn_only ? " (attention only)" : "");
+  std::printf("components   norm %s, act %s%s, positions %s", model::to_string(c.norm).c_str(), model::to_string(c.act).c_str(),
+              c.gated_mlp ? " (gated)" : "", model::to_string(c.pos).c_str());
+  if (c.pos == model::PosKind::kRotary) std::printf(" (rotary_dim %lld, theta %g)", (long long)c.rotary_dim, c.rope_theta);
+  std::printf("%s%s\n", c.parallel_attn ? ", parallel attn+mlp" : "", c.tied_embed ? ", tied unembedding" : "");
+  std::printf("parameters   %lld\n", (long long)c.n_params());
+  std::printf("context      %lld\n", (long long)c.n_ctx);
+  std::printf("vocab        %lld in, %lld out; tokenizer %s (%lld tokens), bos %lld\n", (long long)c.d_vocab,
+              (long long)c.d_vocab_out, m.tokenizer->kind().c_str(), (long long)m.tokenizer->vocab_size(), (long long)c.bos_id);
+  std::printf("fingerprint  %s\n", m.fingerprint.c_str());
+}
+
+void cmd_hooks(const std::string& model_path, const std::string& tok_path) {
+  auto m = model::load_model(model_path, tok_path);
+  for (const auto& [name, shape] : m.model->hook_shapes()) {
+    std::string s = "[";
+    for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + shape[i];
+    s += "]";
+    const bool opt_in = name.find("hook_result") != std::string::npos;
+    std::printf("%-36s %s%s\n", name.c_str(), s.c_str(), opt_in ? "  (opt-in: exact name only)" : "");
+  }
+}
+
+void cmd_generate(const std::string& model_path, const std::string& tok_path, const std::string& prompt, int64_t n,
+                  double temperature, uint64_t seed) {
+  auto m = model::load_model(model_path, tok_path);
+  std::vector<int64_t> ids{m.config.bos_id};
+  auto enc = m.tokenizer->encode(prompt);
+  ids.insert(ids.end(), enc.begin(), enc.end());
+  model::GenerateOptions opt;
+  opt.max_new_tokens = n;
+  opt.temperature = temperature;
+  opt.seed = seed;
+  opt.stop_id = m.config.bos_id == m.config.eos_id ? m.config.eos_id : m.config.bos_id;
+  auto out = model::generate(m.model, ids, opt);
+  std::vector<int64_t> all(enc);
+  all.insert(all.end(), out.begin(), out.end());
+  std::cout << m.tokenizer->decode(all) << std::endl;
+}
+
+void cmd_bits(const std::string& model_path, const std::string& tok_path, const std::string& file, bool json,
+              int64_t window, int64_t stride) {
+  auto m = model::load_model(model_path, tok_path);
+  const std::string text = read_input(file);
+  std::vector<int64_t> tokens{m.config.bos_id};
+  auto enc = m.tokenizer->encode(text);
+  tokens.insert(tokens.end(), enc.begin(), enc.end());
+  model::WindowPolicy pol{window, stride};
+  auto bits = model::score_bits(m.model, tokens, pol);
+  double total = 0;
+  for (double b : bits) total += b;
+  const int64_t W = window > 0 ? window : m.config.n_ctx;
+  const int64_t S = stride > 0 ? stride : std::max<int64_t>(1, W / 2);
+  const double bpb = text.empty() ? 0.0 : total / static_cast<double>(text.size());
+  if (json) {
+    nlohmann::json j;
+    j["model"] = m.source;
+    j["fingerprint"] = m.fingerprint;
+    j["file"] = file;
+    j["tokens"] = tokens;
+    j["bits"] = bits;
+    j["total_bits"] = total;
+    j["n_bytes"] = text.size();
+    j["n_tokens"] = tokens.size();
+    j["bits_per_byte"] = bpb;
+    j["bits_per_token"] = bits.empty() ? 0.0 : total / bits.size();
+    j["window"] = {{"size", W}, {"stride", S}};
+    std::cout << j.dump() << "\n";
+    return;
+  }
+  std::printf("file           %s\n", file.c_str());
+  std::printf("model          %s\n", m.source.c_str());
+  std::printf("n_bytes        %zu\n", text.size());
+  std::printf("n_tokens       %zu (BOS included)\n", tokens.size());
+  std::printf("total_bits     %.3f\n", total);
+  std::printf("bits_per_byte  %.4f\n", bpb);
+  std::printf("bits_per_token %.4f\n", bits.empty() ? 0.0 : total / bits.size());
+  std::printf("window         %lld tokens, stride %lld\n", (long long)W, (long long)S);
+}
+
+void cmd_init(const std::string& config_path, const std::string& out_dir, uint64_t seed, bool force) {
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(read_file(config_path));
+  } catch (const nlohmann::json::exception& e) {
+    CCC_FAIL(config_path, ": not valid JSON: ", e.what());
+  }
+  model::ModelConfig c;
+  try {
+    c = model::ModelConfig::from_json(j);
+  } catch (const Error& e) {
+    CCC_FAIL(config_path, ": ", e.what());
+  }
+  std::error_code ec;
+  CCC_CHECK(force || !std::filesystem::exists(out_dir, ec), out_dir, " exists (use --force to replace)");
+  model::Transformer m(c);
+  m->init_weights(seed);
+  model::save_model(out_dir, c, m);
+  std::printf("wrote %s (%lld parameters, random init, seed %llu)\n", out_dir.c_str(), (long long)c.n_params(),
+              (unsigned long long)seed);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"ccc: measuring transformer language models in bits"};
+  app.require_subcommand(1);
+  std::string model_path, tok_path;
+  auto add_model = [&](CLI::App* sub) {
+    sub->add_option("-m,--model", model_path, "model directory (ccc or Hugging Face) or llama2.c .bin")->required();
+    sub->add_option("-t,--tokenizer", tok_path, "tokenizer file or directory (overrides discovery)");
+  };
+
+  bool json = false;
+  auto* info = app.add_subcommand("info", "architecture, parameters, context, vocab, fingerprint");
+  add_model(info);
+  info->add_flag("--json", json, "print one JSON object");
+
+  auto* hooks = app.add_subcommand("hooks", "list every hook point with its shape");
+  add_model(hooks);
+
+  std::string prompt;
+  int64_t n_new = 64;
+  double temperature = 0;
+  uint64_t seed = 0;
+  auto* gen = app.add_subcommand("generate", "continue a prompt (greedy at temperature 0)");
+  add_model(gen);
+  gen->add_option("-p,--prompt", prompt, "prompt text (default: BOS only)");
+  gen->add_option("-n", n_new, "new tokens")->check(CLI::NonNegativeNumber);
+  gen->add_option("--temperature", temperature, "0 = greedy")->check(CLI::NonNegativeNumber);
+  gen->add_option("--seed", seed, "sampling seed");
+
+  std::string file;
+  int64_t window = 0, stride = 0;
+  auto* bits = app.add_subcommand("bits", "score FILE: bits per token and per byte");
+  add_model(bits);
+  bits->add_option("file", file, "input file ('-' = stdin)")->required();
+  bits->add_flag("--json", json, "print one JSON object with per-token bits");
+  bits->add_option("--window", window, "window length (default n_ctx)");
+  bits->add_option("--stride", stride, "window stride (default window/2)");
+
+  std::string config_path, out_dir;
+  bool force = false;
+  auto* init = app.add_subcommand("init", "write a randomly initialised ccc model from a config");
+  init->add_option("-c,--config", config_path, "ccc config.json")->required();
+  init->add_option("-o,--out", out_dir, "output model directory")->required();
+  init->add_option("--seed", seed, "init seed");
+  init->add_flag("--force", force, "replace an existing output");
+
+  auto* bench = app.add_subcommand("bench", "benchmarks");
+  bench->require_subcommand(1);
+  experiments::BenchForwardOptions bopt;
+  auto* bfwd = bench->add_subcommand("forward", "prefill throughput and hook overhead (GPT-2-small shape)");
+  bfwd->add_option("--batch", bopt.batch);
+  bfwd->add_option("--pos", bopt.pos);
+  bfwd->add_option("--layers", bopt.n_layers);
+  bfwd->add_option("--reps", bopt.reps);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  try {
+    if (*info) cmd_info(model_path, tok_path, json);
+    else if (*hooks) cmd_hooks(model_path, tok_path);
+    else if (*gen) cmd_generate(model_path, tok_path, prompt, n_new, temperature, seed);
+    else if (*bits) cmd_bits(model_path, tok_path, file, json, window, stride);
+    else if (*init) cmd_init(config_path, out_dir, seed, force);
+    else if (*bfwd) experiments::bench_forward(bopt, std::cout);
+  } catch (const std::exception& e) {
+    std::fflush(stdout);
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}

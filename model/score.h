@@ -1,0 +1,38 @@
+#pragma once
+// Scoring a token sequence in bits and greedy/sampled generation.
+//
+// Window policy for sequences longer than the context (n_ctx = W, stride S = W/2 by default):
+// window 0 covers tokens [0, W) and scores every prediction in it; window k >= 1 covers
+// [k·S, k·S + W) and scores only the predictions of tokens it has not scored yet, so every token
+// after the first window is predicted from at least W - S tokens of context. Positions restart at 0
+// in each window. The compressor replays the same windows incrementally.
+
+#include <cstdint>
+#include <vector>
+
+#include "model/transformer.h"
+
+namespace ccc::model {
+
+struct WindowPolicy {
+  int64_t window = 0;  ///< tokens per window; 0 = the model's n_ctx
+  int64_t stride = 0;  ///< start-to-start distance; 0 = window / 2
+};
+
+/// bits[i] = -log2 p(tokens[i+1] | tokens[..i]) under the window policy; size tokens.size() - 1.
+/// Runs in inference mode; `hooks` (optional) see every window's forward.
+std::vector<double> score_bits(Transformer& model, const std::vector<int64_t>& tokens, WindowPolicy policy = {},
+                               HookSet* hooks = nullptr);
+
+/// Options of generate(). temperature 0 = greedy (argmax, lowest id on ties).
+struct GenerateOptions {
+  int64_t max_new_tokens = 64;
+  double temperature = 0.0;
+  uint64_t seed = 0;
+  int64_t stop_id = -1;  ///< stop after producing this id (not included); -1 = never
+};
+
+/// Continues `prompt` (non-empty, BOS included by the caller) on the KV-cache path; returns new ids.
+std::vector<int64_t> generate(Transformer& model, const std::vector<int64_t>& prompt, const GenerateOptions& opt);
+
+}  // namespace ccc::model

@@ -1,0 +1,337 @@
+#include "model/transformer.h"
+
+#include <cmath>
+
+#include "model/error.h"
+
+namespace ccc::model {
+
+namespace {
+using torch::indexing::Slice;
+namespace F = torch::nn::functional;
+
+torch::Tensor activation(ActKind k, const torch::Tensor& x) {
+  switch (k) {
+    case ActKind::kGeluTanh: return torch::gelu(x, "tanh");
+    case ActKind::kGelu: return torch::gelu(x);
+    case ActKind::kSilu: return torch::silu(x);
+    case ActKind::kRelu: return torch::relu(x);
+  }
+  return x;
+}
+
+std::shared_ptr<torch::nn::Module> child(torch::nn::Module& parent, const std::string& name) {
+  return parent.register_module(name, std::make_shared<torch::nn::Module>());
+}
+}  // namespace
+
+torch::Tensor TransformerImpl::param(torch::nn::Module& owner, const std::string& name, std::vector<int64_t> shape,
+                                     bool want) {
+  if (!want) return {};
+  return owner.register_parameter(name, torch::zeros(shape));
+}
+
+TransformerImpl::TransformerImpl(const ModelConfig& cfg) : cfg_(cfg) {
+  cfg_.validate();
+  const auto& c = cfg_;
+  const int64_t d_qkv = (c.n_heads + 2 * c.n_kv_heads) * c.d_head;
+  const bool ln_bias = c.norm == NormKind::kLayerNorm && c.norm_bias;
+  W_E_ = param(*child(*this, "embed"), "W_E", {c.d_vocab, c.d_model}, true);
+  if (c.pos == PosKind::kLearned) W_pos_ = param(*child(*this, "pos_embed"), "W_pos", {c.n_ctx, c.d_model}, true);
+  auto blocks = child(*this, "blocks");
+  for (int64_t l = 0; l < c.n_layers; ++l) {
+    auto blk = child(*blocks, std::to_string(l));
+    Layer L;
+    auto ln1 = child(*blk, "ln1");
+    L.ln1_w = param(*ln1, "w", {c.d_model}, true);
+    L.ln1_b = param(*ln1, "b", {c.d_model}, ln_bias);
+    auto attn = child(*blk, "attn");
+    L.W_qkv = param(*attn, "W_qkv", {d_qkv, c.d_model}, true);
+    L.b_qkv = param(*attn, "b_qkv", {d_qkv}, c.attn_bias);
+    L.W_O = param(*attn, "W_O", {c.d_model, c.n_heads * c.d_head}, true);
+    L.b_O = param(*attn, "b_O", {c.d_model}, c.attn_bias);
+    if (!c.attn_only) {
+      auto ln2 = child(*blk, "ln2");
+      L.ln2_w = param(*ln2, "w", {c.d_model}, true);
+      L.ln2_b = param(*ln2, "b", {c.d_model}, ln_bias);
+      auto mlp = child(*blk, "mlp");
+      L.W_in = param(*mlp, "W_in", {c.d_mlp, c.d_model}, true);
+      L.b_in = param(*mlp, "b_in", {c.d_mlp}, c.mlp_bias);
+      L.W_gate = param(*mlp, "W_gate", {c.d_mlp, c.d_model}, c.gated_mlp);
+      L.b_gate = param(*mlp, "b_gate", {c.d_mlp}, c.gated_mlp && c.mlp_bias);
+      L.W_out = param(*mlp, "W_out", {c.d_model, c.d_mlp}, true);
+      L.b_out = param(*mlp, "b_out", {c.d_model}, c.mlp_bias);
+    }
+    layers_.push_back(L);
+  }
+  auto lnf = child(*this, "ln_final");
+  lnf_w_ = param(*lnf, "w", {c.d_model}, true);
+  lnf_b_ = param(*lnf, "b", {c.d_model}, ln_bias);
+  if (!c.tied_embed) W_U_ = param(*child(*this, "unembed"), "W_U", {c.d_vocab_out, c.d_model}, true);
+
+  if (c.pos == PosKind::kRotary) {
+    // inv_freq[j] = theta^(-2j / rotary_dim); computed in double, stored fp32 (rotate-half: cat(f, f)).
+    const int64_t half = c.rotary_dim / 2;
+    auto inv = torch::empty({half}, torch::kFloat64);
+    for (int64_t j = 0; j < half; ++j) inv[j] = std::pow(c.rope_theta, -2.0 * j / c.rotary_dim);
+    auto t = torch::arange(c.n_ctx, torch::kFloat64);
+    auto freqs = torch::outer(t, inv);
+    auto emb = torch::cat({freqs, freqs}, -1);
+    rope_cos_ = register_buffer("rope_cos", emb.cos().to(torch::kFloat32));
+    rope_sin_ = register_buffer("rope_sin", emb.sin().to(torch::kFloat32));
+  }
+
+  // hook registry
+  registry_.n_layers = static_cast<int>(c.n_layers);
+  registry_.names.assign(c.n_layers * kNumBlockSites + kNumGlobalSites, "");
+  registry_.opt_in.assign(registry_.names.size(), false);
+  for (int l = 0; l < c.n_layers; ++l) {
+    for (int s = 0; s < kNumBlockSites; ++s) {
+      bool has = true;
+      if (s == kRotQ || s == kRotK) has = c.pos == PosKind::kRotary;
+      if (s == kResidMid) has = !c.parallel_attn && !c.attn_only;
+      if (s == kLn2Scale || s == kLn2Normalized || s == kMlpPre || s == kMlpPost || s == kMlpOut) has = !c.attn_only;
+      if (s == kMlpPreLinear) has = c.gated_mlp;
+      if (has) registry_.names[HookRegistry::block_slot(l, s)] = "blocks." + std::to_string(l) + "." + kBlockSiteNames[s];
+    }
+    registry_.opt_in[HookRegistry::block_slot(l, kResult)] = true;
+  }
+  for (int s = 0; s < kNumGlobalSites; ++s) {
+    if (s == kPosEmbed && c.pos != PosKind::kLearned) continue;
+    registry_.names[registry_.global_slot(s)] = kGlobalSiteNames[s];
+  }
+}
+
+std::vector<std::pair<std::string, std::vector<std::string>>> TransformerImpl::hook_shapes() const {
+  const auto& c = cfg_;
+  auto n = [](int64_t v) { return std::to_string(v); };
+  std::vector<std::pair<std::string, std::vector<std::string>>> out;
+  for (int s = 0; s < registry_.size(); ++s) {
+    const auto& name = registry_.names[s];
+    if (name.empty()) continue;
+    std::vector<std::string> shape;
+    const int nb = c.n_layers * kNumBlockSites;
+    if (s < nb) {
+      switch (s % kNumBlockSites) {
+        case kLn1Scale: case kLn2Scale: shape = {"batch", "pos", "1"}; break;
+        case kQ: case kRotQ: case kZ: shape = {"batch", "pos", n(c.n_heads), n(c.d_head)}; break;
+        case kK: case kV: case kRotK: shape = {"batch", "pos", n(c.n_kv_heads), n(c.d_head)}; break;
+        case kAttnScores: case kPattern: shape = {"batch", n(c.n_heads), "pos", "k_pos"}; break;
+        case kResult: shape = {"batch", "pos", n(c.n_heads), n(c.d_model)}; break;
+        case kMlpPre: case kMlpPreLinear: case kMlpPost: shape = {"batch", "pos", n(c.d_mlp)}; break;
+        default: shape = {"batch", "pos", n(c.d_model)};
+      }
+    } else {
+      switch (s - nb) {
+        case kLnFinalScale: shape = {"batch", "pos", "1"}; break;
+        case kUnembedOut: shape = {"batch", "pos", n(c.d_vocab_out)}; break;
+        default: shape = {"batch", "pos", n(c.d_model)};
+      }
+    }
+    out.emplace_back(name, shape);
+  }
+  return out;
+}
+
+KVCache TransformerImpl::make_cache(int64_t batch, int64_t capacity) const {
+  if (capacity <= 0) capacity = cfg_.n_ctx;
+  CCC_CHECK(capacity <= cfg_.n_ctx, "KV cache capacity ", capacity, " exceeds the model context ", cfg_.n_ctx);
+  CCC_CHECK(batch > 0, "KV cache batch must be > 0");
+  KVCache cache;
+  cache.batch = batch;
+  cache.capacity = capacity;
+  for (int64_t l = 0; l < cfg_.n_layers; ++l) {
+    cache.k.push_back(torch::zeros({batch, cfg_.n_kv_heads, capacity, cfg_.d_head}));
+    cache.v.push_back(torch::zeros({batch, cfg_.n_kv_heads, capacity, cfg_.d_head}));
+  }
+  return cache;
+}
+
+torch::Tensor TransformerImpl::norm(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b,
+                                    HookSet* hooks, int slot_scale, int slot_norm, int layer, int64_t off) const {
+  // Written out (not at::layer_norm) so hook_scale exists and numerics do not depend on who observes.
+  torch::Tensor centred = cfg_.norm == NormKind::kLayerNorm ? x - x.mean(-1, true) : x;
+  auto scale = (centred.square().mean(-1, true) + cfg_.norm_eps).sqrt();  // [b, p, 1]
+  scale = hook(hooks, slot_scale, scale, layer, off);
+  auto y = centred / scale * w;
+  if (b.defined()) y = y + b;
+  return hook(hooks, slot_norm, y, layer, off);
+}
+
+torch::Tensor TransformerImpl::rotary(const torch::Tensor& x, int64_t off) const {
+  const int64_t p = x.size(1), rd = cfg_.rotary_dim, half = rd / 2;
+  auto cos = rope_cos_.narrow(0, off, p).view({1, p, 1, rd});
+  auto sin = rope_sin_.narrow(0, off, p).view({1, p, 1, rd});
+  auto xr = rd == x.size(-1) ? x : x.narrow(-1, 0, rd);
+  auto rot = torch::cat({-xr.narrow(-1, half, half), xr.narrow(-1, 0, half)}, -1);
+  auto out = xr * cos + rot * sin;
+  if (rd == x.size(-1)) return out;
+  return torch::cat({out, x.narrow(-1, rd, x.size(-1) - rd)}, -1);
+}
+
+torch::Tensor TransformerImpl::attention(const Layer& L, const torch::Tensor& x, int layer, int64_t off,
+                                         KVCache* cache, HookSet* hooks) const {
+  const auto& c = cfg_;
+  const int64_t b = x.size(0), p = x.size(1), H = c.n_heads, K = c.n_kv_heads, dh = c.d_head;
+  auto slot = [&](int s) { return HookRegistry::block_slot(layer, s); };
+  // qkv
+  auto qkv = F::linear(x, L.W_qkv, L.b_qkv);  // [b, p, (H+2K)*dh]
+  auto q = hook(hooks, slot(kQ), qkv.narrow(-1, 0, H * dh).view({b, p, H, dh}), layer, off);
+  auto k = hook(hooks, slot(kK), qkv.narrow(-1, H * dh, K * dh).view({b, p, K, dh}), layer, off);
+  auto v = hook(hooks, slot(kV), qkv.narrow(-1, (H + K) * dh, K * dh).view({b, p, K, dh}), layer, off);
+  if (c.pos == PosKind::kRotary) {
+    q = hook(hooks, slot(kRotQ), rotary(q, off), layer, off);
+    k = hook(hooks, slot(kRotK), rotary(k, off), layer, off);
+  }
+  // keys and values of all visible positions: [b, K, T, dh]
+  auto kt = k.transpose(1, 2), vt = v.transpose(1, 2);
+  int64_t T = p;
+  if (cache != nullptr) {
+    cache->k[layer].narrow(2, off, p).copy_(kt);
+    cache->v[layer].narrow(2, off, p).copy_(vt);
+    T = off + p;
+    kt = cache->k[layer].narrow(2, 0, T);
+    vt = cache->v[layer].narrow(2, 0, T);
+  }
+  if (K != H) {
+    kt = kt.unsqueeze(2).expand({b, K, H / K, T, dh}).reshape({b, H, T, dh});
+    vt = vt.unsqueeze(2).expand({b, K, H / K, T, dh}).reshape({b, H, T, dh});
+  }
+  // scores, causal mask (query i sits at absolute position off + i, key j at j)
+  auto scores = torch::matmul(q.transpose(1, 2), kt.transpose(-1, -2));  // [b, H, p, T]
+  scores.mul_(1.0 / std::sqrt(static_cast<double>(dh)));
+  if (T > 1) {
+    auto qpos = torch::arange(off, off + p, torch::kInt64).unsqueeze(1);
+    auto kpos = torch::arange(T, torch::kInt64).unsqueeze(0);
+    scores.masked_fill_(kpos > qpos, -std::numeric_limits<float>::infinity());
+  }
+  scores = hook(hooks, slot(kAttnScores), scores, layer, off);
+  auto pattern = hook(hooks, slot(kPattern), torch::softmax(scores, -1), layer, off);
+  auto z = hook(hooks, slot(kZ), torch::matmul(pattern, vt).transpose(1, 2), layer, off);  // [b, p, H, dh]
+  torch::Tensor out;
+  if (hooks != nullptr && hooks->active(slot(kResult))) {
+    // per-head contributions [b, p, H, d_model]; only computed when asked (memory trap)
+    auto wo = L.W_O.view({c.d_model, H, dh});
+    auto result = torch::einsum("bphd,mhd->bphm", {z, wo});
+    result = hooks->run(slot(kResult), result, layer, off);
+    out = result.sum(2);
+    if (L.b_O.defined()) out = out + L.b_O;
+  } else {
+    out = F::linear(z.reshape({b, p, H * dh}), L.W_O, L.b_O);
+  }
+  return out;
+}
+
+torch::Tensor TransformerImpl::mlp(const Layer& L, const torch::Tensor& x, int layer, int64_t off,
+                                   HookSet* hooks) const {
+  auto slot = [&](int s) { return HookRegistry::block_slot(layer, s); };
+  torch::Tensor post;
+  if (cfg_.gated_mlp) {
+    auto pre = hook(hooks, slot(kMlpPre), F::linear(x, L.W_gate, L.b_gate), layer, off);
+    auto lin = hook(hooks, slot(kMlpPreLinear), F::linear(x, L.W_in, L.b_in), layer, off);
+    post = activation(cfg_.act, pre) * lin;
+  } else {
+    auto pre = hook(hooks, slot(kMlpPre), F::linear(x, L.W_in, L.b_in), layer, off);
+    post = activation(cfg_.act, pre);
+  }
+  post = hook(hooks, slot(kMlpPost), post, layer, off);
+  return F::linear(post, L.W_out, L.b_out);
+}
+
+torch::Tensor TransformerImpl::forward(const torch::Tensor& tokens, const RunOptions& run) {
+  const auto& c = cfg_;
+  CCC_CHECK(tokens.dim() == 2, "forward: tokens must be [batch, pos], got ", tokens.sizes());
+  CCC_CHECK(tokens.scalar_type() == torch::kInt64, "forward: tokens must be int64");
+  const int64_t b = tokens.size(0), p = tokens.size(1);
+  CCC_CHECK(p > 0, "forward: empty sequence");
+  HookSet* hooks = (run.hooks != nullptr && !run.hooks->empty()) ? run.hooks : nullptr;
+  if (hooks != nullptr) hooks->bind(registry_);
+  KVCache* cache = run.cache;
+  const int64_t off = cache != nullptr ? cache->len : 0;
+  if (cache != nullptr) {
+    CCC_CHECK(cache->batch == b, "forward: cache holds ", cache->batch, " rows, tokens have ", b);
+    CCC_CHECK(off + p <= cache->capacity, "forward: ", off, " cached + ", p, " new positions exceed the cache capacity ",
+              cache->capacity);
+  }
+  CCC_CHECK(off + p <= c.n_ctx, "forward: ", off + p, " positions exceed the model context n_ctx=", c.n_ctx);
+  if (tokens.numel() > 0) {
+    const int64_t lo = tokens.min().item<int64_t>(), hi = tokens.max().item<int64_t>();
+    CCC_CHECK(lo >= 0 && hi < c.d_vocab, "forward: token id out of range [0, ", c.d_vocab, "): min ", lo, " max ", hi);
+  }
+  // embed
+  auto x = hook(hooks, registry_.global_slot(kEmbed), torch::embedding(W_E_, tokens), -1, off);  // [b, p, d_model]
+  if (c.pos == PosKind::kLearned) {
+    auto pe = hook(hooks, registry_.global_slot(kPosEmbed), W_pos_.narrow(0, off, p).unsqueeze(0).expand({b, p, c.d_model}),
+                   -1, off);
+    x = x + pe;
+  }
+  for (int l = 0; l < c.n_layers; ++l) {
+    const Layer& L = layers_[l];
+    auto slot = [&](int s) { return HookRegistry::block_slot(l, s); };
+    auto resid_pre = hook(hooks, slot(kResidPre), x, l, off);
+    // attention
+    auto h = norm(resid_pre, L.ln1_w, L.ln1_b, hooks, slot(kLn1Scale), slot(kLn1Normalized), l, off);
+    auto attn_out = hook(hooks, slot(kAttnOut), attention(L, h, l, off, cache, hooks), l, off);
+    if (c.attn_only) {
+      x = hook(hooks, slot(kResidPost), resid_pre + attn_out, l, off);
+      continue;
+    }
+    // mlp
+    if (c.parallel_attn) {
+      auto h2 = norm(resid_pre, L.ln2_w, L.ln2_b, hooks, slot(kLn2Scale), slot(kLn2Normalized), l, off);
+      auto mlp_out = hook(hooks, slot(kMlpOut), mlp(L, h2, l, off, hooks), l, off);
+      x = hook(hooks, slot(kResidPost), resid_pre + attn_out + mlp_out, l, off);
+    } else {
+      auto resid_mid = hook(hooks, slot(kResidMid), resid_pre + attn_out, l, off);
+      auto h2 = norm(resid_mid, L.ln2_w, L.ln2_b, hooks, slot(kLn2Scale), slot(kLn2Normalized), l, off);
+      auto mlp_out = hook(hooks, slot(kMlpOut), mlp(L, h2, l, off, hooks), l, off);
+      x = hook(hooks, slot(kResidPost), resid_mid + mlp_out, l, off);
+    }
+  }
+  x = norm(x, lnf_w_, lnf_b_, hooks, registry_.global_slot(kLnFinalScale), registry_.global_slot(kLnFinalNormalized),
+           -1, off);
+  auto W_U = c.tied_embed ? (c.d_vocab_out == c.d_vocab ? W_E_ : W_E_.narrow(0, 0, c.d_vocab_out)) : W_U_;
+  auto logits = hook(hooks, registry_.global_slot(kUnembedOut), F::linear(x, W_U), -1, off);
+  if (cache != nullptr) cache->len += p;
+  return logits;
+}
+
+std::map<std::string, torch::Tensor> TransformerImpl::state_dict() const {
+  std::map<std::string, torch::Tensor> out;
+  for (const auto& item : named_parameters(true)) out[item.key()] = item.value();
+  return out;
+}
+
+void TransformerImpl::load_state_dict(const std::map<std::string, torch::Tensor>& sd, const std::string& source) {
+  torch::NoGradGuard guard;
+  auto params = named_parameters(true);
+  for (const auto& item : params) {
+    auto it = sd.find(item.key());
+    CCC_CHECK(it != sd.end(), source, ": missing tensor '", item.key(), "'");
+    CCC_CHECK(it->second.sizes() == item.value().sizes(), source, ": tensor '", item.key(), "' has shape ",
+              it->second.sizes(), ", expected ", item.value().sizes());
+    item.value().copy_(it->second);
+  }
+  for (const auto& [key, t] : sd)
+    CCC_CHECK(params.find(key) != nullptr, source, ": unexpected tensor '", key, "' (shape ", t.sizes(), ")");
+}
+
+void TransformerImpl::init_weights(uint64_t seed) {
+  torch::NoGradGuard guard;
+  auto gen = at::detail::createCPUGenerator(seed);
+  const double out_std = 0.02 / std::sqrt(2.0 * cfg_.n_layers);
+  for (auto& item : named_parameters(true)) {
+    const auto& name = item.key();
+    auto& t = item.value();
+    const std::string leaf = name.substr(name.rfind('.') + 1);
+    if (leaf == "w") {
+      t.fill_(1.0);
+    } else if (leaf[0] == 'b') {
+      t.zero_();
+    } else {
+      t.normal_(0.0, (leaf == "W_O" || leaf == "W_out") ? out_std : 0.02, gen);
+    }
+  }
+}
+
+}  // namespace ccc::model

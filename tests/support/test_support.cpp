@@ -1,0 +1,112 @@
+#include "tests/support/test_support.h"
+
+#include <cstdio>
+#include <filesystem>
+#include <random>
+
+namespace ccc::test {
+
+model::ModelConfig tiny_config(const std::string& family) {
+  model::ModelConfig c;
+  c.d_model = 16;
+  c.n_layers = 2;
+  c.n_heads = 4;
+  c.n_kv_heads = 4;
+  c.d_head = 4;
+  c.d_mlp = 32;
+  c.n_ctx = 64;
+  if (family == "gpt2") {
+    c.arch = "gpt2";
+    c.d_vocab = c.d_vocab_out = 50;
+    c.tied_embed = true;
+    c.bos_id = c.eos_id = 49;
+  } else if (family == "gpt_neox") {
+    c.arch = "gpt_neox";
+    c.d_vocab = c.d_vocab_out = 50;
+    c.pos = model::PosKind::kRotary;
+    c.rotary_dim = 2;
+    c.parallel_attn = true;
+    c.act = model::ActKind::kGelu;
+    c.bos_id = c.eos_id = 0;
+  } else if (family == "llama") {
+    c.arch = "llama";
+    c.d_vocab = c.d_vocab_out = 50;
+    c.n_kv_heads = 2;
+    c.norm = model::NormKind::kRMSNorm;
+    c.pos = model::PosKind::kRotary;
+    c.rotary_dim = 4;
+    c.gated_mlp = true;
+    c.act = model::ActKind::kSilu;
+    c.attn_bias = c.mlp_bias = c.norm_bias = false;
+    c.bos_id = 1;
+    c.eos_id = 2;
+  } else if (family == "byte_attn_only") {
+    c.arch = "ccc";
+    c.d_vocab = 257;
+    c.d_vocab_out = 256;
+    c.attn_only = true;
+    c.tied_embed = true;
+    c.bos_id = 256;
+  } else {
+    throw std::runtime_error("unknown tiny family " + family);
+  }
+  return c;
+}
+
+model::Transformer tiny_model(const std::string& family, uint64_t seed) {
+  model::Transformer m(tiny_config(family));
+  m->init_weights(seed);
+  // Larger-than-init weights so that every component visibly matters in comparisons.
+  torch::NoGradGuard g;
+  auto gen = at::detail::createCPUGenerator(seed + 100);
+  for (auto& p : m->parameters()) p.add_(torch::randn(p.sizes(), gen) * 0.2);
+  m->eval();
+  return m;
+}
+
+TempDir::TempDir() {
+  std::random_device rd;
+  auto base = std::filesystem::temp_directory_path();
+  for (;;) {
+    auto p = base / ("ccc_test_" + std::to_string(rd()));
+    if (std::filesystem::create_directory(p)) {
+      path_ = p.string();
+      break;
+    }
+  }
+}
+
+TempDir::~TempDir() {
+  std::error_code ec;
+  std::filesystem::remove_all(path_, ec);
+}
+
+std::string shared_path(const std::string& rel) {
+  auto p = std::filesystem::path(CCC_SHARED_DIR) / "data" / rel;
+  std::error_code ec;
+  return std::filesystem::exists(p, ec) ? p.string() : "";
+}
+
+bool python_torch_available() {
+  static int ok = -1;
+  if (ok < 0) ok = run_command("/usr/bin/python3 -c 'import torch' 2>/dev/null") == 0 ? 1 : 0;
+  return ok == 1;
+}
+
+int run_command(const std::string& cmd, std::string* output) {
+  FILE* p = ::popen((cmd + " 2>&1").c_str(), "r");
+  if (p == nullptr) return -1;
+  std::string out;
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+  int status = ::pclose(p);
+  if (output) *output = out;
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+double max_abs_diff(const torch::Tensor& a, const torch::Tensor& b) {
+  return (a.to(torch::kFloat64) - b.to(torch::kFloat64)).abs().max().item<double>();
+}
+
+}  // namespace ccc::test

@@ -1,0 +1,47 @@
+#pragma once
+// Helpers shared by the test suites: tiny models built in code, temporary directories, ../shared access.
+
+#include <string>
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "model/config.h"
+#include "model/transformer.h"
+
+namespace ccc::test {
+
+/// Tiny configs (2 layers, d_model 16) of each family: "gpt2", "gpt_neox", "llama" (GQA), "byte_attn_only".
+model::ModelConfig tiny_config(const std::string& family);
+/// A tiny model with random weights (seeded) in eval mode.
+model::Transformer tiny_model(const std::string& family, uint64_t seed = 1);
+
+/// A fresh directory under the system temp dir, removed with its contents on destruction.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  const std::string& path() const { return path_; }
+  std::string file(const std::string& name) const { return path_ + "/" + name; }
+
+ private:
+  std::string path_;
+};
+
+/// Path inside ../shared/data, or "" when ../shared is absent (a user's fresh clone).
+std::string shared_path(const std::string& rel);
+/// True when /usr/bin/python3 can import torch (Debian's python3-torch).
+bool python_torch_available();
+/// Runs a shell command, returns its exit status and captures stdout+stderr into `output`.
+int run_command(const std::string& cmd, std::string* output = nullptr);
+/// max |a - b| over all elements.
+double max_abs_diff(const torch::Tensor& a, const torch::Tensor& b);
+
+}  // namespace ccc::test
+
+#define CCC_REQUIRE_SHARED(path)                                                         \
+  if ((path).empty()) GTEST_SKIP() << "../shared is absent: this check needs its data"
+
+#define CCC_REQUIRE_PYTHON_TORCH()                                                        \
+  if (!::ccc::test::python_torch_available())                                             \
+  GTEST_SKIP() << "/usr/bin/python3 with torch (Debian python3-torch) is not installed"
