@@ -13,6 +13,7 @@
 #include "experiments/bench_forward.h"
 #include "model/error.h"
 #include "model/loader.h"
+#include "model/runtime.h"
 #include "model/score.h"
 #include "model/util.h"
 
@@ -153,6 +154,8 @@ void cmd_init(const std::string& config_path, const std::string& out_dir, uint64
 int main(int argc, char** argv) {
   CLI::App app{"ccc: measuring transformer language models in bits"};
   app.require_subcommand(1);
+  int threads = 0;
+  app.add_option("--threads", threads, "intra-op threads (default: all cores)");
   std::string model_path, tok_path;
   auto add_model = [&](CLI::App* sub) {
     sub->add_option("-m,--model", model_path, "model directory (ccc or Hugging Face) or llama2.c .bin")->required();
@@ -210,6 +213,7 @@ int main(int argc, char** argv) {
     return app.exit(e);
   }
   try {
+    ccc::init_runtime(threads);
     if (*info) cmd_info(model_path, tok_path, json);
     else if (*hooks) cmd_hooks(model_path, tok_path);
     else if (*gen) cmd_generate(model_path, tok_path, prompt, n_new, temperature, seed);

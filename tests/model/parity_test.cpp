@@ -43,6 +43,7 @@ TEST_P(ParityTest, LogitsAndBitsMatchReference) {
   torch::NoGradGuard g;
   auto logits = m->forward(tokens);
   const double diff = test::max_abs_diff(logits, ref_logits);
+  std::printf("[parity] %s: max |dlogit| full forward %.3g\n", arch.c_str(), diff);
   EXPECT_LE(diff, 1e-4) << arch << ": max |dlogit| = " << diff;
   // the reference logits are far from trivial
   EXPECT_GT(ref_logits.std().item<double>(), 0.1);
