@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "experiments/bench_forward.h"
+#include "experiments/train_cmd.h"
 #include "model/error.h"
 #include "model/loader.h"
 #include "model/runtime.h"
@@ -152,6 +153,13 @@ void cmd_init(const std::string& config_path, const std::string& out_dir, uint64
 }  // namespace
 
 int main(int argc, char** argv) {
+  // LibTorch's OpenMP workers spin while OpenBLAS's own threads run a GEMM, and the two fight over the
+  // cores (measured: training 2x slower). libgomp reads OMP_WAIT_POLICY only at start-up, so when the
+  // user has not chosen one, re-execute once with PASSIVE.
+  if (std::getenv("OMP_WAIT_POLICY") == nullptr) {
+    ::setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
+    ::execv("/proc/self/exe", argv);  // returns only on failure: then carry on as we are
+  }
   CLI::App app{"ccc: measuring transformer language models in bits"};
   app.require_subcommand(1);
   int threads = 0;
@@ -198,6 +206,42 @@ int main(int argc, char** argv) {
   init->add_option("--seed", seed, "init seed");
   init->add_flag("--force", force, "replace an existing output");
 
+  std::string command;
+  for (int i = 0; i < argc; ++i) command += (i ? " " : "") + std::string(argv[i]);
+  experiments::TrainCmdOptions topt;
+  topt.command = command;
+  auto* train = app.add_subcommand("train", "train a byte-level model from a config (data/configs/*.json)");
+  train->add_option("-c,--config", topt.config, "training config JSON")->required();
+  train->add_option("-o,--out", topt.out, "output model directory")->required();
+  train->add_option("--corpora", topt.corpora_dir, "directory of <name>.txt corpora (default: ../shared or .cache)");
+  train->add_flag("--resume", topt.resume, "continue the run saved in OUT/resume");
+  train->add_flag("--force", topt.force, "start over, replacing OUT");
+  train->add_option("--max-steps", topt.max_steps, "stop at this step (resume later)");
+
+  experiments::FinetuneCmdOptions fopt;
+  fopt.command = command;
+  auto* ft = app.add_subcommand("finetune", "continue training on one corpus; report the trade-off in bits");
+  ft->add_option("-m,--model", fopt.model, "ccc model directory")->required();
+  ft->add_option("--corpus", fopt.corpus, "target corpus name")->required();
+  ft->add_option("-o,--out", fopt.out, "output model directory")->required();
+  ft->add_option("--params", fopt.params, "all | attn | mlp | layers:0,1 | comma-separated globs");
+  ft->add_option("--steps", fopt.steps);
+  ft->add_option("--lr", fopt.lr);
+  ft->add_option("--batch", fopt.batch_size);
+  ft->add_option("--seq-len", fopt.seq_len);
+  ft->add_option("--seed", fopt.seed);
+  ft->add_option("--reference", fopt.references, "reference corpora (default: all present)");
+  ft->add_option("--corpora", fopt.corpora_dir, "corpus directory");
+  ft->add_flag("--force", fopt.force, "replace an existing OUT");
+
+  std::vector<std::string> eval_corpora;
+  std::string corpora_dir;
+  auto* eval = app.add_subcommand("eval", "held-out bits per byte of a ccc model on each corpus");
+  eval->add_option("-m,--model", model_path, "ccc model directory")->required();
+  eval->add_option("corpora", eval_corpora, "corpus names (default: all present)");
+  eval->add_option("--corpora", corpora_dir, "corpus directory");
+  eval->add_flag("--json", json, "print JSON");
+
   auto* bench = app.add_subcommand("bench", "benchmarks");
   bench->require_subcommand(1);
   experiments::BenchForwardOptions bopt;
@@ -206,6 +250,16 @@ int main(int argc, char** argv) {
   bfwd->add_option("--pos", bopt.pos);
   bfwd->add_option("--layers", bopt.n_layers);
   bfwd->add_option("--reps", bopt.reps);
+
+  experiments::BenchTrainOptions btopt;
+  auto* btrain = bench->add_subcommand("train", "training tokens/s and GFLOP/s next to the matmul roofline");
+  btrain->add_option("-c,--config", btopt.config, "training config")->required();
+  btrain->add_option("--steps", btopt.steps);
+  btrain->add_option("--corpora", btopt.corpora_dir);
+  std::vector<std::string> quality_models;
+  auto* bquality = bench->add_subcommand("quality", "held-out bpb of models next to bzip2 -9 and xz -9e");
+  bquality->add_option("models", quality_models, "model directories")->required();
+  bquality->add_option("--corpora", corpora_dir);
 
   try {
     app.parse(argc, argv);
@@ -220,6 +274,11 @@ int main(int argc, char** argv) {
     else if (*bits) cmd_bits(model_path, tok_path, file, json, window, stride);
     else if (*init) cmd_init(config_path, out_dir, seed, force);
     else if (*bfwd) experiments::bench_forward(bopt, std::cout);
+    else if (*train) experiments::run_train(topt);
+    else if (*ft) experiments::run_finetune(fopt);
+    else if (*eval) experiments::run_eval(model_path, corpora_dir, eval_corpora, json);
+    else if (*btrain) experiments::bench_train(btopt);
+    else if (*bquality) experiments::bench_quality(quality_models, corpora_dir);
   } catch (const std::exception& e) {
     std::fflush(stdout);
     std::fprintf(stderr, "error: %s\n", e.what());

@@ -14,22 +14,36 @@ std::vector<double> score_bits(Transformer& model, const std::vector<int64_t>& t
   if (n < 2) return bits;
   const int64_t W = policy.window > 0 ? policy.window : model->config().n_ctx;
   const int64_t S = policy.stride > 0 ? policy.stride : std::max<int64_t>(1, W / 2);
+  const int64_t B = std::max<int64_t>(1, policy.batch);
   CCC_CHECK(W >= 2 && W <= model->config().n_ctx, "window ", W, " must be in [2, n_ctx=", model->config().n_ctx, "]");
   CCC_CHECK(S >= 1 && S < W, "stride ", S, " must be in [1, window=", W, ")");
-  bits.reserve(n - 1);
-  int64_t scored = 0;  // predictions done: targets 1..scored
-  for (int64_t start = 0; scored < n - 1; start += S) {
+  // windows: (start, len, first prediction index scored)
+  struct Win {
+    int64_t start, len, first;
+  };
+  std::vector<Win> wins;
+  for (int64_t start = 0, scored = 0; scored < n - 1; start += S) {
     const int64_t len = std::min(W, n - start);
-    auto ids = torch::from_blob(const_cast<int64_t*>(tokens.data()) + start, {1, len}, torch::kInt64).clone();
-    auto logits = model->forward(ids, {hooks});  // [1, len, V]
-    auto logp = torch::log_softmax(logits[0].to(torch::kFloat64), -1);
-    auto targets = ids[0].narrow(0, 1, len - 1);
-    auto lp = logp.narrow(0, 0, len - 1).gather(1, targets.unsqueeze(1)).squeeze(1);  // [len-1]
-    auto acc = lp.accessor<double, 1>();
-    // prediction j in this window has target start + j + 1; keep those not yet scored
-    for (int64_t j = scored - start; j < len - 1; ++j) bits.push_back(-acc[j] / std::log(2.0));
+    wins.push_back({start, len, scored - start});
     scored = start + len - 1;
     if (start + len >= n) break;
+  }
+  bits.assign(n - 1, 0.0);
+  const auto all = torch::from_blob(const_cast<int64_t*>(tokens.data()), {n}, torch::kInt64);
+  const double inv_ln2 = 1.0 / std::log(2.0);
+  for (size_t w0 = 0; w0 < wins.size();) {
+    size_t w1 = w0 + 1;
+    while (w1 < wins.size() && static_cast<int64_t>(w1 - w0) < B && wins[w1].len == wins[w0].len) ++w1;
+    const int64_t len = wins[w0].len;
+    std::vector<torch::Tensor> rows;
+    for (size_t w = w0; w < w1; ++w) rows.push_back(all.narrow(0, wins[w].start, len));
+    auto ids = torch::stack(rows);                                              // [b, len]
+    auto logp = torch::log_softmax(model->forward(ids, {hooks}).to(torch::kFloat64), -1);  // [b, len, V]
+    auto lp = logp.narrow(1, 0, len - 1).gather(2, ids.narrow(1, 1, len - 1).unsqueeze(2)).squeeze(2);
+    auto acc = lp.accessor<double, 2>();
+    for (size_t w = w0; w < w1; ++w)
+      for (int64_t j = wins[w].first; j < len - 1; ++j) bits[wins[w].start + j] = -acc[w - w0][j] * inv_ln2;
+    w0 = w1;
   }
   return bits;
 }

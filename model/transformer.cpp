@@ -149,12 +149,25 @@ KVCache TransformerImpl::make_cache(int64_t batch, int64_t capacity) const {
 
 torch::Tensor TransformerImpl::norm(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b,
                                     HookSet* hooks, int slot_scale, int slot_norm, int layer, int64_t off) const {
-  // Written out (not at::layer_norm) so hook_scale exists and numerics do not depend on who observes.
-  torch::Tensor centred = cfg_.norm == NormKind::kLayerNorm ? x - x.mean(-1, true) : x;
-  auto scale = (centred.square().mean(-1, true) + cfg_.norm_eps).sqrt();  // [b, p, 1]
-  scale = hook(hooks, slot_scale, scale, layer, off);
-  auto y = centred / scale * w;
-  if (b.defined()) y = y + b;
+  torch::Tensor y;
+  if (cfg_.norm == NormKind::kLayerNorm) {
+    // Fused kernel (one pass forward and backward); hook_scale = sqrt(var + eps) = 1 / rstd. The output
+    // is recomputed from the scale only when an editor replaced it, so observing never changes numerics.
+    auto [out, mean, rstd] = torch::native_layer_norm(x, {cfg_.d_model}, w, b, cfg_.norm_eps);
+    y = out;
+    if (hooks != nullptr && hooks->active(slot_scale)) {
+      auto scale = rstd.reciprocal();  // [b, p, 1]
+      auto edited = hooks->run(slot_scale, scale, layer, off);
+      if (!edited.is_same(scale)) {
+        y = (x - mean) / edited * w;
+        if (b.defined()) y = y + b;
+      }
+    }
+  } else {
+    auto scale = (x.square().mean(-1, true) + cfg_.norm_eps).sqrt();  // [b, p, 1]
+    scale = hook(hooks, slot_scale, scale, layer, off);
+    y = x / scale * w;
+  }
   return hook(hooks, slot_norm, y, layer, off);
 }
 
@@ -197,14 +210,19 @@ torch::Tensor TransformerImpl::attention(const Layer& L, const torch::Tensor& x,
     kt = kt.unsqueeze(2).expand({b, K, H / K, T, dh}).reshape({b, H, T, dh});
     vt = vt.unsqueeze(2).expand({b, K, H / K, T, dh}).reshape({b, H, T, dh});
   }
-  // scores, causal mask (query i sits at absolute position off + i, key j at j)
-  auto scores = torch::matmul(q.transpose(1, 2), kt.transpose(-1, -2));  // [b, H, p, T]
-  scores.mul_(1.0 / std::sqrt(static_cast<double>(dh)));
+  // scores = scale * q k^T + causal mask in one baddbmm (query i sits at absolute position off + i,
+  // key j at j; the additive mask is -inf where j > off + i). Fusing the scale and the mask into the
+  // GEMM avoids two passes over [b, H, p, T] forward and backward.
+  auto mask = torch::zeros({1, p, T});
   if (T > 1) {
     auto qpos = torch::arange(off, off + p, torch::kInt64).unsqueeze(1);
     auto kpos = torch::arange(T, torch::kInt64).unsqueeze(0);
-    scores.masked_fill_(kpos > qpos, -std::numeric_limits<float>::infinity());
+    mask.masked_fill_((kpos > qpos).unsqueeze(0), -std::numeric_limits<float>::infinity());
   }
+  auto scores = torch::baddbmm(mask, q.transpose(1, 2).reshape({b * H, p, dh}),
+                               kt.reshape({b * H, T, dh}).transpose(1, 2), /*beta=*/1.0,
+                               /*alpha=*/1.0 / std::sqrt(static_cast<double>(dh)))
+                    .view({b, H, p, T});
   scores = hook(hooks, slot(kAttnScores), scores, layer, off);
   auto pattern = hook(hooks, slot(kPattern), torch::softmax(scores, -1), layer, off);
   auto z = hook(hooks, slot(kZ), torch::matmul(pattern, vt).transpose(1, 2), layer, off);  // [b, p, H, dh]

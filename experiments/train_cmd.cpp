@@ -1,0 +1,345 @@
+#include "experiments/train_cmd.h"
+
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+
+#include <nlohmann/json.hpp>
+
+#include "experiments/bench_forward.h"
+#include "model/corpus.h"
+#include "model/error.h"
+#include "model/loader.h"
+#include "model/trainer.h"
+#include "model/util.h"
+
+namespace ccc::experiments {
+
+namespace fs = std::filesystem;
+using model::Split;
+
+namespace {
+
+std::string corpora_dir_or_default(const std::string& dir) {
+  return dir.empty() ? model::default_corpus_dir(CCC_SOURCE_DIR) : dir;
+}
+
+std::vector<model::Corpus> load_corpora(const std::string& dir, const std::vector<std::string>& names) {
+  std::vector<model::Corpus> out;
+  for (const auto& n : names) out.push_back(model::load_corpus(dir, n));
+  return out;
+}
+
+std::string fmt_duration(double s) {
+  char buf[32];
+  const int64_t t = static_cast<int64_t>(s);
+  if (t >= 3600) std::snprintf(buf, sizeof buf, "%lldh%02lldm", (long long)(t / 3600), (long long)(t % 3600 / 60));
+  else std::snprintf(buf, sizeof buf, "%lldm%02llds", (long long)(t / 60), (long long)(t % 60));
+  return buf;
+}
+
+// Renders the CSV log to PNG with gnuplot (temporary name, then rename). Returns false if gnuplot fails.
+bool plot_loss(const std::string& csv, const std::string& png) {
+  const std::string tmp = png + ".tmp.png";
+  const std::string script = "set terminal png size 900,500\nset output '" + tmp +
+                             "'\nset datafile separator ','\nset key autotitle columnhead\n"
+                             "set xlabel 'training tokens'\nset ylabel 'bits per byte'\nset grid\n"
+                             "plot '" + csv + "' using 2:3 with lines lw 1 title 'train (batch)', '' using 2:($4 >= 0 ? $4 : 1/0) "
+                             "with linespoints pt 7 lw 2 title 'validation'\n";
+  const std::string script_path = png + ".gp.tmp";
+  write_file_atomic(script_path, script);
+  const int rc = std::system(("gnuplot " + script_path + " 2>/dev/null").c_str());
+  fs::remove(script_path);
+  if (rc != 0 || !fs::exists(tmp)) {
+    fs::remove(tmp);
+    return false;
+  }
+  fs::rename(tmp, png);
+  return true;
+}
+
+nlohmann::json held_out_table(model::Transformer& m, const std::vector<model::Corpus>& corpora) {
+  nlohmann::json out = nlohmann::json::object();
+  for (const auto& c : corpora)
+    out[c.name] = model::text_bits_per_byte(m, c.split(Split::kHeldOut), m->config().bos_id);
+  return out;
+}
+
+nlohmann::json data_manifest(const std::vector<model::Corpus>& corpora) {
+  nlohmann::json d = nlohmann::json::array();
+  for (const auto& c : corpora) {
+    auto [a, b] = c.range(Split::kTrain);
+    d.push_back({{"name", c.name}, {"sha256", c.sha256}, {"bytes", c.bytes.size()}, {"train_bytes", b - a}});
+  }
+  return d;
+}
+
+}  // namespace
+
+void run_train(const TrainCmdOptions& o) {
+  const auto cfg = model::TrainConfigFile::load(o.config);
+  const std::string dir = corpora_dir_or_default(o.corpora_dir);
+  auto corpora = load_corpora(dir, cfg.train.corpora);
+  std::error_code ec;
+  const fs::path out(o.out);
+  const fs::path resume_dir = out / "resume";
+  CCC_CHECK(!o.resume || fs::exists(resume_dir / "state.json", ec), "--resume: ", resume_dir.string(),
+            " holds no training state");
+  CCC_CHECK(o.resume || o.force || !fs::exists(out, ec), o.out,
+            " exists (use --resume to continue its run or --force to start over)");
+  if (o.force && !o.resume && fs::exists(out, ec)) fs::remove_all(out);
+  fs::create_directories(out, ec);
+  CCC_CHECK(fs::is_directory(out, ec), "cannot create ", o.out);
+
+  model::Transformer m(cfg.model);
+  m->init_weights(cfg.train.seed);
+  model::Trainer trainer(m, cfg.train, corpora);
+  if (o.resume) {
+    trainer.load_state(resume_dir.string());
+    std::fprintf(stderr, "resumed %s at step %lld\n", o.out.c_str(), (long long)trainer.step());
+  }
+  const int64_t until = o.max_steps > 0 ? std::min(o.max_steps, cfg.train.steps) : cfg.train.steps;
+  std::fprintf(stderr, "training %s: %.2fM params, %lld steps x %lld tokens, corpora %s\n", o.out.c_str(),
+               cfg.model.n_params() / 1e6, (long long)cfg.train.steps,
+               (long long)(cfg.train.batch_size * cfg.train.seq_len * cfg.train.grad_accum), dir.c_str());
+  const std::string csv = (out / "train_log.csv").string();
+  const bool new_csv = !fs::exists(csv, ec) || !o.resume;
+  std::ofstream log(csv, new_csv ? std::ios::trunc : std::ios::app);
+  CCC_CHECK(log.good(), "cannot write ", csv);
+  if (new_csv) log << "step,tokens,train_bpb,val_bpb,lr,grad_norm,elapsed_s\n";
+  double prior_wall = 0;
+  if (o.resume && fs::exists(out / "resume" / "wall.txt", ec)) prior_wall = std::stod(read_file((out / "resume" / "wall.txt").string()));
+  const auto t0 = std::chrono::steady_clock::now();
+  auto wall = [&] { return prior_wall + std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); };
+  const int64_t start_step = trainer.step();
+  trainer.run(until, [&](const model::TrainEvent& ev) {
+    char line[256];
+    std::snprintf(line, sizeof line, "%lld,%lld,%.5f,%.5f,%.6g,%.4f,%.2f\n", (long long)ev.step, (long long)ev.tokens,
+                  ev.train_bpb, ev.val_bpb, ev.lr, ev.grad_norm, wall());
+    log << line << std::flush;
+    if (ev.step % std::max<int64_t>(1, cfg.train.log_every) == 0 || ev.val_bpb >= 0 || ev.step == until) {
+      const double sec_per_step = ev.elapsed_s / static_cast<double>(std::max<int64_t>(1, ev.step - start_step));
+      char val[32] = "";
+      if (ev.val_bpb >= 0) std::snprintf(val, sizeof val, "  val %.3f bpb", ev.val_bpb);
+      std::fprintf(stderr, "step %6lld/%lld  train %.3f bpb%s  lr %.2e  %.0f tok/s  ETA %s\n", (long long)ev.step,
+                   (long long)cfg.train.steps, ev.train_bpb, val, ev.lr, ev.tokens_per_s,
+                   fmt_duration(sec_per_step * static_cast<double>(until - ev.step)).c_str());
+    }
+    if (ev.val_bpb >= 0) {
+      trainer.save_state(resume_dir.string());
+      write_file_atomic((resume_dir / "wall.txt").string(), std::to_string(wall()));
+    }
+    if (cfg.train.checkpoint_every > 0 && ev.step % cfg.train.checkpoint_every == 0)
+      model::save_model((out / "checkpoints" / ("step-" + std::to_string(ev.step))).string(), cfg.model, trainer.model(),
+                        model::SaveDtype::kF16);
+  });
+  trainer.save_state(resume_dir.string());
+  write_file_atomic((resume_dir / "wall.txt").string(), std::to_string(wall()));
+  if (trainer.step() < cfg.train.steps) {
+    std::fprintf(stderr, "stopped at step %lld of %lld; continue with --resume\n", (long long)trainer.step(),
+                 (long long)cfg.train.steps);
+    return;
+  }
+  // final model, evaluated as users will load it (after rounding to the saved dtype)
+  const auto dtype = cfg.train.save_dtype == "f16" ? model::SaveDtype::kF16 : model::SaveDtype::kF32;
+  model::save_model(o.out, cfg.model, trainer.model(), dtype);
+  auto saved = model::load_model(o.out);
+  std::fprintf(stderr, "evaluating held-out bits per byte...\n");
+  auto held = held_out_table(saved.model, corpora);
+  nlohmann::json card = {{"name", fs::path(o.out).filename().string()},
+                         {"fingerprint", saved.fingerprint},
+                         {"n_params", cfg.model.n_params()},
+                         {"config", cfg.model.to_json()},
+                         {"train", cfg.train.to_json()},
+                         {"data", data_manifest(corpora)},
+                         {"split", "per corpus: train [0, 90%), validation [90%, 95%), held-out [95%, 100%) by bytes"},
+                         {"tokens_seen", trainer.tokens_seen()},
+                         {"steps", trainer.step()},
+                         {"wall_time_s", wall()},
+                         {"final_validation_bpb", trainer.validation_bpb()},
+                         {"held_out_bpb", held},
+                         {"command", o.command}};
+  write_file_atomic((out / "model_card.json").string(), card.dump(2) + "\n");
+  if (!plot_loss(csv, (out / "loss.png").string())) std::fprintf(stderr, "warning: gnuplot failed; no loss.png\n");
+  fs::remove_all(resume_dir, ec);
+  std::printf("wrote %s (%.2fM params, %lld tokens, %s)\n", o.out.c_str(), cfg.model.n_params() / 1e6,
+              (long long)trainer.tokens_seen(), fmt_duration(wall()).c_str());
+  for (auto it = held.begin(); it != held.end(); ++it)
+    std::printf("  held-out %-16s %.4f bits/byte\n", it.key().c_str(), it.value().get<double>());
+}
+
+void run_finetune(const FinetuneCmdOptions& o) {
+  auto base = model::load_model(o.model);
+  CCC_CHECK(base.tokenizer->kind() == "byte", o.model, ": finetune trains ccc byte-level models");
+  const std::string dir = corpora_dir_or_default(o.corpora_dir);
+  std::vector<std::string> refs = o.references;
+  if (refs.empty()) {
+    std::error_code ec;
+    for (const auto& n : model::all_corpora())
+      if (fs::exists(fs::path(dir) / (n + ".txt"), ec)) refs.push_back(n);
+  }
+  if (std::find(refs.begin(), refs.end(), o.corpus) == refs.end()) refs.insert(refs.begin(), o.corpus);
+  auto corpora = load_corpora(dir, refs);
+  std::error_code ec;
+  CCC_CHECK(o.force || !fs::exists(o.out, ec), o.out, " exists (use --force to replace it)");
+  CCC_CHECK(fs::weakly_canonical(o.out, ec) != fs::weakly_canonical(o.model, ec), "finetune: --out must differ from --model");
+
+  model::TrainOptions t;
+  t.batch_size = o.batch_size;
+  t.seq_len = o.seq_len > 0 ? o.seq_len : base.config.n_ctx;
+  t.steps = o.steps;
+  t.warmup_steps = std::min<int64_t>(o.steps, std::max<int64_t>(1, o.steps / 10));
+  t.lr = o.lr;
+  t.min_lr = o.lr / 10;
+  t.seed = o.seed;
+  t.eval_every = 0;
+  t.corpora = {o.corpus};
+  auto target = std::vector<model::Corpus>{corpora[std::find(refs.begin(), refs.end(), o.corpus) - refs.begin()]};
+  auto trainable = model::select_parameters(base.model, o.params);
+
+  std::fprintf(stderr, "held-out bits per byte before fine-tuning...\n");
+  auto before = held_out_table(base.model, corpora);
+  model::Trainer trainer(base.model, t, target, trainable);
+  const auto t0 = std::chrono::steady_clock::now();
+  trainer.run(0, [&](const model::TrainEvent& ev) {
+    if (ev.step % 20 == 0 || ev.step == t.steps)
+      std::fprintf(stderr, "finetune step %lld/%lld  train %.3f bpb  %.0f tok/s\n", (long long)ev.step,
+                   (long long)t.steps, ev.train_bpb, ev.tokens_per_s);
+  });
+  const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const fs::path out(o.out);
+  if (o.force && fs::exists(out, ec)) fs::remove_all(out);
+  model::save_model(o.out, base.config, trainer.model(), model::SaveDtype::kF32);
+  auto after_model = model::load_model(o.out);
+  std::fprintf(stderr, "held-out bits per byte after fine-tuning...\n");
+  auto after = held_out_table(after_model.model, corpora);
+  nlohmann::json rows = nlohmann::json::array();
+  std::printf("\nfine-tune trade-off: %s on %s, params '%s' (%zu tensors), %lld steps\n\n", o.model.c_str(),
+              o.corpus.c_str(), o.params.c_str(), trainable.size(), (long long)t.steps);
+  std::printf("| corpus | role | bpb before | bpb after | delta_bits_per_byte |\n|---|---|---|---|---|\n");
+  for (const auto& c : corpora) {
+    const double b = before[c.name], a = after[c.name];
+    const char* role = c.name == o.corpus ? "target" : "reference";
+    std::printf("| %s | %s | %.4f | %.4f | %+.4f |\n", c.name.c_str(), role, b, a, a - b);
+    rows.push_back({{"corpus", c.name}, {"role", role}, {"bpb_before", b}, {"bpb_after", a}, {"delta_bits_per_byte", a - b},
+                    {"held_out_bytes", c.range(Split::kHeldOut).second - c.range(Split::kHeldOut).first}});
+  }
+  nlohmann::json report = {{"base_model", o.model},
+                           {"base_fingerprint", base.fingerprint},
+                           {"fingerprint", after_model.fingerprint},
+                           {"target", o.corpus},
+                           {"params", o.params},
+                           {"trainable_tensors", trainable},
+                           {"train", t.to_json()},
+                           {"data", data_manifest(corpora)},
+                           {"wall_time_s", wall},
+                           {"tradeoff", rows},
+                           {"command", o.command}};
+  write_file_atomic((out / "tradeoff.json").string(), report.dump(2) + "\n");
+  write_file_atomic((out / "model_card.json").string(), report.dump(2) + "\n");
+  std::printf("\nwrote %s (tradeoff.json)\n", o.out.c_str());
+}
+
+void run_eval(const std::string& model_path, const std::string& corpora_dir, std::vector<std::string> names, bool json) {
+  auto m = model::load_model(model_path);
+  CCC_CHECK(m.tokenizer->kind() == "byte", model_path, ": eval scores byte-level ccc models on corpus splits");
+  const std::string dir = corpora_dir_or_default(corpora_dir);
+  if (names.empty()) {
+    std::error_code ec;
+    for (const auto& n : model::all_corpora())
+      if (fs::exists(fs::path(dir) / (n + ".txt"), ec)) names.push_back(n);
+  }
+  auto corpora = load_corpora(dir, names);
+  auto held = held_out_table(m.model, corpora);
+  if (json) {
+    std::cout << nlohmann::json{{"model", model_path}, {"fingerprint", m.fingerprint}, {"held_out_bpb", held}}.dump(2) << "\n";
+    return;
+  }
+  std::printf("| corpus | held-out bytes | bits_per_byte |\n|---|---|---|\n");
+  for (const auto& c : corpora) {
+    auto [a, b] = c.range(Split::kHeldOut);
+    std::printf("| %s | %zu | %.4f |\n", c.name.c_str(), b - a, held[c.name].get<double>());
+  }
+}
+
+void bench_train(const BenchTrainOptions& o) {
+  const auto cfg = model::TrainConfigFile::load(o.config);
+  auto corpora = load_corpora(corpora_dir_or_default(o.corpora_dir), cfg.train.corpora);
+  model::Transformer m(cfg.model);
+  m->init_weights(cfg.train.seed);
+  auto topt = cfg.train;
+  topt.eval_every = 0;
+  topt.steps = o.steps + 2;
+  topt.warmup_steps = 0;
+  model::Trainer trainer(m, topt, corpora);
+  trainer.run(2);  // warm-up
+  const auto t0 = std::chrono::steady_clock::now();
+  trainer.run(o.steps + 2);
+  const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const double tokens = static_cast<double>(o.steps * topt.batch_size * topt.seq_len * topt.grad_accum);
+  const auto& c = cfg.model;
+  // forward + backward = 3x forward FLOPs: 6·N per token + attention (full QK^T and PV, x3)
+  const double flops_per_token = 6.0 * c.n_matmul_params() + 3.0 * 4.0 * c.n_layers * c.n_heads * topt.seq_len * c.d_head;
+  const double gflops = flops_per_token * tokens / dt / 1e9;
+  const double roof = matmul_roofline_gflops(topt.batch_size * topt.seq_len, c.d_model, 3);
+  std::printf("config %s: %.2fM params, batch %lld x %lld tokens, %lld steps\n", o.config.c_str(), c.n_params() / 1e6,
+              (long long)topt.batch_size, (long long)topt.seq_len, (long long)o.steps);
+  std::printf("| measure | value |\n|---|---|\n");
+  std::printf("| training tokens/s | %.0f |\n| achieved GFLOP/s (6N + attention per token) | %.1f |\n", tokens / dt, gflops);
+  std::printf("| matmul roofline GFLOP/s (same run) | %.1f |\n| fraction of roofline | %.1f%% |\n", roof, 100 * gflops / roof);
+}
+
+void bench_quality(const std::vector<std::string>& models, const std::string& corpora_dir) {
+  const std::string dir = corpora_dir_or_default(corpora_dir);
+  std::vector<std::string> names;
+  std::error_code ec;
+  for (const auto& n : model::all_corpora())
+    if (fs::exists(fs::path(dir) / (n + ".txt"), ec)) names.push_back(n);
+  auto corpora = load_corpora(dir, names);
+  // classic compressors on exactly the held-out bytes
+  auto classic = [&](const std::string& cmd, const std::string& bytes) {
+    const std::string tmp = (fs::temp_directory_path() / ("ccc_bench_" + std::to_string(::getpid()))).string();
+    write_file_atomic(tmp, bytes);
+    std::string out;
+    FILE* p = ::popen((cmd + " < " + tmp).c_str(), "r");
+    CCC_CHECK(p != nullptr, "cannot run ", cmd);
+    char buf[65536];
+    size_t n;
+    while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+    const int rc = ::pclose(p);
+    fs::remove(tmp);
+    CCC_CHECK(rc == 0, cmd, " failed (is it installed?)");
+    return 8.0 * static_cast<double>(out.size()) / static_cast<double>(bytes.size());
+  };
+  std::vector<std::string> header{"bzip2 -9", "xz -9e"};
+  std::vector<std::vector<double>> table(corpora.size());
+  for (size_t i = 0; i < corpora.size(); ++i) {
+    const auto held = corpora[i].split(Split::kHeldOut);
+    table[i].push_back(classic("bzip2 -9 -c", held));
+    table[i].push_back(classic("xz -9e -c", held));
+  }
+  for (const auto& mp : models) {
+    auto m = model::load_model(mp);
+    header.push_back(fs::path(mp).filename().string() + " (" + std::to_string(m.config.n_params() / 1000) + "k)");
+    for (size_t i = 0; i < corpora.size(); ++i)
+      table[i].push_back(model::text_bits_per_byte(m.model, corpora[i].split(Split::kHeldOut), m.config.bos_id));
+  }
+  std::printf("held-out bits per byte (last 5%% of each corpus)\n\n| corpus | bytes |");
+  for (const auto& h : header) std::printf(" %s |", h.c_str());
+  std::printf("\n|---|---|");
+  for (size_t k = 0; k < header.size(); ++k) std::printf("---|");
+  std::printf("\n");
+  for (size_t i = 0; i < corpora.size(); ++i) {
+    auto [a, b] = corpora[i].range(Split::kHeldOut);
+    std::printf("| %s | %zu |", corpora[i].name.c_str(), b - a);
+    for (double v : table[i]) std::printf(" %.4f |", v);
+    std::printf("\n");
+  }
+}
+
+}  // namespace ccc::experiments
