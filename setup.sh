@@ -10,7 +10,11 @@ case "$mode" in run|test) ;; *) echo "usage: $0 [run|test]" >&2; exit 2 ;; esac
 packages=(cmake ninja-build g++ pkg-config ccache
   libtorch-dev libopenblas0-pthread libeigen3-dev libhdf5-dev libcli11-dev libgtest-dev
   nlohmann-json3-dev libpcre2-dev libxxhash-dev libssl-dev
-  python3-torch python3-h5py gnuplot-nox)
+  python3-torch python3-h5py gnuplot-nox
+  gzip bzip2 xz-utils zstd brotli zpaq fortunes dict-jargon)
+# corpora come from ../shared when present, else from the registries (npm needs nodejs)
+shared_corpora=../shared/data/corpora
+[ -d "$shared_corpora" ] || { command -v npm >/dev/null 2>&1 || packages+=(nodejs npm); }
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -39,11 +43,18 @@ if [ "$mode" = test ]; then
   exit 0
 fi
 
-# main job: the default model and a text from the registries' corpora (README.md when none is cached)
-model=data/models/default
-if [ ! -f "$model/config.json" ]; then
-  model=build/models/init-tiny
-  [ -f "$model/config.json" ] || "$ccc" init -c data/configs/tiny-byte.json -o "$model" --seed 1
+# main job: the shipped default model on the held-out part of every corpus, next to bzip2 and xz,
+# then a compress / decompress round trip
+if [ -d "$shared_corpora" ]; then
+  export CCC_CORPORA="$(cd "$shared_corpora" && pwd)"
+else
+  ./data/fetch_corpora.sh .cache/corpora >/dev/null
+  export CCC_CORPORA="$PWD/.cache/corpora"
 fi
+model=data/models/default
 "$ccc" info -m "$model"
-"$ccc" bits -m "$model" README.md
+"$ccc" bench quality "$model"
+mkdir -p build/main-job
+"$ccc" compress -f -m "$model" README.md -o build/main-job/README.md.ccc
+"$ccc" decompress -f -m "$model" build/main-job/README.md.ccc -o build/main-job/README.md
+cmp README.md build/main-job/README.md && echo "round trip: README.md restored bit-exactly"

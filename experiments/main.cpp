@@ -12,6 +12,8 @@
 
 #include "experiments/bench_forward.h"
 #include "experiments/train_cmd.h"
+#include "experiments/compress_cmd.h"
+#include "compress/lm_codec.h"
 #include "model/error.h"
 #include "model/loader.h"
 #include "model/runtime.h"
@@ -197,6 +199,9 @@ int main(int argc, char** argv) {
   bits->add_flag("--json", json, "print one JSON object with per-token bits");
   bits->add_option("--window", window, "window length (default n_ctx)");
   bits->add_option("--stride", stride, "window stride (default window/2)");
+  int64_t bits_streams = 0;
+  bits->add_option("--streams", bits_streams,
+                   "score as the compressor does: B segments, each with its own BOS (prints total_bits only)");
 
   std::string config_path, out_dir;
   bool force = false;
@@ -242,6 +247,23 @@ int main(int argc, char** argv) {
   eval->add_option("--corpora", corpora_dir, "corpus directory");
   eval->add_flag("--json", json, "print JSON");
 
+  experiments::CompressCmdOptions copt;
+  auto add_codec = [&](CLI::App* sub) {
+    sub->add_option("-m,--model", copt.model, "model (default: data/models/default or $CCC_MODEL)");
+    sub->add_option("-t,--tokenizer", copt.tokenizer, "tokenizer override");
+    sub->add_option("in", copt.in, "input file ('-' = stdin)")->required();
+    sub->add_option("-o,--out", copt.out, "output file ('-' = stdout)");
+    sub->add_flag("-f,--force", copt.force, "overwrite an existing output");
+    sub->add_flag("-q,--quiet", copt.quiet, "no progress or summary");
+    sub->add_option("--workers", copt.threads, "worker threads (never changes the output)");
+  };
+  auto* comp = app.add_subcommand("compress", "lossless compression with the model (arithmetic coding)");
+  add_codec(comp);
+  comp->add_option("--streams", copt.streams, "independent streams B (default: one per 4 KiB, max 256)");
+  comp->add_option("--groups", copt.groups, "stream groups coded in parallel (default: cores)");
+  auto* decomp = app.add_subcommand("decompress", "restore a .ccc file bit-exactly");
+  add_codec(decomp);
+
   auto* bench = app.add_subcommand("bench", "benchmarks");
   bench->require_subcommand(1);
   experiments::BenchForwardOptions bopt;
@@ -261,6 +283,13 @@ int main(int argc, char** argv) {
   bquality->add_option("models", quality_models, "model directories")->required();
   bquality->add_option("--corpora", corpora_dir);
 
+  experiments::BenchCompressOptions bcopt;
+  auto* bcomp = bench->add_subcommand("compress", "ccc models vs gzip, bzip2, xz, zstd, brotli, zpaq");
+  bcomp->add_option("files", bcopt.files, "files (default: held-out part of each corpus)");
+  bcomp->add_option("--model", bcopt.models, "models (default: the shipped family)");
+  bcomp->add_option("--out-dir", bcopt.out_dir, "where CSV and plots go");
+  bcomp->add_option("--corpora", bcopt.corpora_dir);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -271,10 +300,19 @@ int main(int argc, char** argv) {
     if (*info) cmd_info(model_path, tok_path, json);
     else if (*hooks) cmd_hooks(model_path, tok_path);
     else if (*gen) cmd_generate(model_path, tok_path, prompt, n_new, temperature, seed);
-    else if (*bits) cmd_bits(model_path, tok_path, file, json, window, stride);
+    else if (*bits && bits_streams > 0) {
+      auto m = model::load_model(model_path, tok_path);
+      const std::string text = read_input(file);
+      const double total = compress::segmented_bits(m, text, bits_streams);
+      std::printf("total_bits %.3f\nbits_per_byte %.4f\nstreams %lld\n", total,
+                  text.empty() ? 0.0 : total / text.size(), (long long)bits_streams);
+    } else if (*bits) cmd_bits(model_path, tok_path, file, json, window, stride);
     else if (*init) cmd_init(config_path, out_dir, seed, force);
     else if (*bfwd) experiments::bench_forward(bopt, std::cout);
     else if (*train) experiments::run_train(topt);
+    else if (*comp) experiments::run_compress(copt);
+    else if (*decomp) experiments::run_decompress(copt);
+    else if (*bcomp) experiments::bench_compress(bcopt);
     else if (*ft) experiments::run_finetune(fopt);
     else if (*eval) experiments::run_eval(model_path, corpora_dir, eval_corpora, json);
     else if (*btrain) experiments::bench_train(btopt);

@@ -53,7 +53,7 @@ const std::vector<std::string>& english_corpora() {
 
 const std::vector<std::string>& all_corpora() {
   static const std::vector<std::string> v = {"sotu-all", "moby-dick", "tinyshakespeare", "jargon", "fortunes-all",
-                                             "llamacpp-src"};
+                                             "llamacpp-src", "code-headers"};
   return v;
 }
 

@@ -133,6 +133,23 @@ TEST(HooksTest, EditingOneHeadOfZChangesOnlyThatHeadsContribution) {
   }
 }
 
+// Editing hook_scale re-normalises with the edited scale: doubling it halves (normalized - bias).
+TEST(HooksTest, EditingLayerNormScaleRescalesTheOutput) {
+  torch::NoGradGuard g;
+  auto m = test::tiny_model("gpt2");
+  auto toks = tokens_for(m, 1, 5);
+  HookSet base;
+  base.cache("blocks.0.ln1.hook_normalized");
+  m->forward(toks, {&base});
+  HookSet edit;
+  edit.edit("blocks.0.ln1.hook_scale", [](const torch::Tensor& s, const HookContext&) { return s * 2.0; });
+  edit.cache("blocks.0.ln1.hook_normalized");
+  m->forward(toks, {&edit});
+  auto b = m->state_dict().at("blocks.0.ln1.b");
+  auto want = (base.cached().at("blocks.0.ln1.hook_normalized") - b) / 2.0 + b;
+  EXPECT_LT(test::max_abs_diff(edit.cached().at("blocks.0.ln1.hook_normalized"), want), 1e-5);
+}
+
 TEST(HooksTest, PerRowEditorsTouchOnlyTheirRows) {
   torch::NoGradGuard g;
   auto m = test::tiny_model("gpt2");

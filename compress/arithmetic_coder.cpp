@@ -1,0 +1,145 @@
+#include "compress/arithmetic_coder.h"
+
+#include <algorithm>
+#include <cmath>
+#include <stdexcept>
+
+namespace ccc::compress {
+
+namespace {
+constexpr uint64_t kTop = (uint64_t{1} << 62) - 1;
+constexpr uint64_t kHalf = uint64_t{1} << 61;
+constexpr uint64_t kQuarter = uint64_t{1} << 60;
+__extension__ typedef unsigned __int128 u128;
+}  // namespace
+
+void ArithmeticEncoder::put_bit(int bit) {
+  cur_ = static_cast<uint8_t>((cur_ << 1) | bit);
+  ++n_bits_;
+  if (++n_cur_ == 8) {
+    out_.push_back(static_cast<char>(cur_));
+    cur_ = 0;
+    n_cur_ = 0;
+  }
+}
+
+void ArithmeticEncoder::put_with_pending(int bit) {
+  put_bit(bit);
+  for (; pending_ > 0; --pending_) put_bit(!bit);
+}
+
+void ArithmeticEncoder::encode(uint64_t cum_lo, uint64_t cum_hi, uint64_t total) {
+  if (!(cum_lo < cum_hi && cum_hi <= total && total <= kMaxTotal))
+    throw std::invalid_argument("arithmetic coder: invalid interval");
+  const u128 range = static_cast<u128>(high_ - low_) + 1;
+  high_ = low_ + static_cast<uint64_t>(range * cum_hi / total) - 1;
+  low_ = low_ + static_cast<uint64_t>(range * cum_lo / total);
+  for (;;) {
+    if (high_ < kHalf) {
+      put_with_pending(0);
+    } else if (low_ >= kHalf) {
+      put_with_pending(1);
+      low_ -= kHalf;
+      high_ -= kHalf;
+    } else if (low_ >= kQuarter && high_ < kHalf + kQuarter) {
+      ++pending_;
+      low_ -= kQuarter;
+      high_ -= kQuarter;
+    } else {
+      break;
+    }
+    low_ <<= 1;
+    high_ = (high_ << 1) | 1;
+  }
+}
+
+std::string ArithmeticEncoder::finish() {
+  // Two more bits select a point inside [low, high] whatever bits follow (the decoder reads zeros).
+  ++pending_;
+  put_with_pending(low_ < kQuarter ? 0 : 1);
+  while (n_cur_ != 0) put_bit(0);
+  return std::move(out_);
+}
+
+ArithmeticDecoder::ArithmeticDecoder(std::string_view bytes) : bytes_(bytes) {
+  for (int i = 0; i < 62; ++i) value_ = (value_ << 1) | static_cast<uint64_t>(get_bit());
+}
+
+int ArithmeticDecoder::get_bit() {
+  const uint64_t i = pos_bits_++;
+  if (i >= 8 * bytes_.size()) return 0;
+  return (static_cast<uint8_t>(bytes_[i >> 3]) >> (7 - (i & 7))) & 1;
+}
+
+uint64_t ArithmeticDecoder::target(uint64_t total) const {
+  const u128 range = static_cast<u128>(high_ - low_) + 1;
+  const u128 offset = static_cast<u128>(value_ - low_) + 1;
+  const uint64_t t = static_cast<uint64_t>((offset * total - 1) / range);
+  return std::min(t, total - 1);
+}
+
+void ArithmeticDecoder::consume(uint64_t cum_lo, uint64_t cum_hi, uint64_t total) {
+  const u128 range = static_cast<u128>(high_ - low_) + 1;
+  high_ = low_ + static_cast<uint64_t>(range * cum_hi / total) - 1;
+  low_ = low_ + static_cast<uint64_t>(range * cum_lo / total);
+  for (;;) {
+    if (high_ < kHalf) {
+    } else if (low_ >= kHalf) {
+      low_ -= kHalf;
+      high_ -= kHalf;
+      value_ -= kHalf;
+    } else if (low_ >= kQuarter && high_ < kHalf + kQuarter) {
+      low_ -= kQuarter;
+      high_ -= kQuarter;
+      value_ -= kQuarter;
+    } else {
+      break;
+    }
+    low_ <<= 1;
+    high_ = (high_ << 1) | 1;
+    value_ = ((value_ << 1) | static_cast<uint64_t>(get_bit())) & kTop;
+  }
+}
+
+size_t ArithmeticDecoder::decode_symbol(const std::vector<uint64_t>& cdf) {
+  const uint64_t total = cdf.back();
+  const uint64_t t = target(total);
+  // first index i with cdf[i+1] > t
+  auto it = std::upper_bound(cdf.begin() + 1, cdf.end(), t);
+  const size_t sym = static_cast<size_t>(it - cdf.begin()) - 1;
+  consume(cdf[sym], cdf[sym + 1], total);
+  return sym;
+}
+
+std::vector<uint64_t> cdf_from_probs(const std::vector<double>& probs, uint64_t total) {
+  const size_t n = probs.size();
+  if (n == 0 || total < n || total > kMaxTotal) throw std::invalid_argument("cdf_from_probs: bad total");
+  double sum = 0;
+  for (double p : probs) sum += p;
+  const uint64_t spare = total - n;
+  std::vector<uint64_t> freq(n);
+  uint64_t used = 0;
+  size_t argmax = 0;
+  for (size_t i = 0; i < n; ++i) {
+    const double q = (sum > 0 && std::isfinite(sum)) ? probs[i] / sum : 1.0 / static_cast<double>(n);
+    uint64_t f = static_cast<uint64_t>(std::floor(std::max(0.0, q) * static_cast<double>(spare)));
+    if (f > spare) f = spare;
+    freq[i] = f;
+    used += f;
+    if (probs[i] > probs[argmax]) argmax = i;
+  }
+  // floor() never overshoots in exact arithmetic; guard rounding anyway, then give the rest to argmax
+  while (used > spare) {
+    for (size_t i = 0; i < n && used > spare; ++i)
+      if (freq[i] > 0) {
+        --freq[i];
+        --used;
+      }
+  }
+  freq[argmax] += spare - used;
+  std::vector<uint64_t> cdf(n + 1, 0);
+  for (size_t i = 0; i < n; ++i) cdf[i + 1] = cdf[i] + freq[i] + 1;
+  return cdf;
+}
+
+}  // namespace ccc::compress

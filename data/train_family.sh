@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Reproduces the shipped models (data/models/) from the committed configs, on CPU, in this order:
+# the default (ccc-byte-l), the rest of the scale family, then the attention-only model organism.
+# Each run resumes if interrupted (ccc train --resume). Corpora: $CCC_CORPORA, ../shared/data/corpora
+# or the set-up's .cache/corpora.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ccc=build/experiments/ccc
+for name in ccc-byte-l ccc-byte-m ccc-byte-s ccc-byte-xs ccc-attn2; do
+  out=data/models/$name
+  if [ -f "$out/model_card.json" ]; then echo "$out: done"; continue; fi
+  if [ -d "$out/resume" ]; then
+    "$ccc" train -c "data/configs/$name.json" -o "$out" --resume
+  else
+    "$ccc" train -c "data/configs/$name.json" -o "$out" --force
+  fi
+done
+ln -sfn ccc-byte-l data/models/default

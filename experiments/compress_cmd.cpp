@@ -1,0 +1,227 @@
+#include "experiments/compress_cmd.h"
+
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <iostream>
+#include <mutex>
+
+#include "compress/lm_codec.h"
+#include "experiments/bench_forward.h"
+#include "model/corpus.h"
+#include "model/error.h"
+#include "model/loader.h"
+#include "model/util.h"
+
+namespace ccc::experiments {
+
+namespace fs = std::filesystem;
+
+std::string default_model_path() {
+  if (const char* env = std::getenv("CCC_MODEL"); env != nullptr && *env) return env;
+  return (fs::path(CCC_SOURCE_DIR) / "data" / "models" / "default").string();
+}
+
+namespace {
+
+std::string read_in(const std::string& path) {
+  if (path == "-") return std::string((std::istreambuf_iterator<char>(std::cin)), std::istreambuf_iterator<char>());
+  return read_file(path);
+}
+
+void write_out(const std::string& path, const std::string& bytes, bool force) {
+  if (path == "-") {
+    std::cout.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    std::cout.flush();
+    CCC_CHECK(std::cout.good(), "error writing to stdout");
+    return;
+  }
+  write_file_atomic(path, bytes, force);
+}
+
+// A one-line progress bar on stderr (only when stderr is a terminal and the input is long).
+struct Progress {
+  explicit Progress(bool enabled) : on(enabled) {}
+  bool on;
+  std::chrono::steady_clock::time_point t0 = std::chrono::steady_clock::now();
+  std::mutex mu;
+  double last = -1;
+  void operator()(uint64_t done, uint64_t total) {
+    if (!on || total == 0) return;
+    std::lock_guard<std::mutex> lock(mu);
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (s - last < 0.5 && done < total) return;
+    last = s;
+    const double frac = static_cast<double>(done) / static_cast<double>(total);
+    const int width = 30, filled = static_cast<int>(frac * width);
+    std::fprintf(stderr, "\r[%s%s] %5.1f%%  %.0f tokens/s ", std::string(filled, '#').c_str(),
+                 std::string(width - filled, '.').c_str(), 100 * frac, done / std::max(1e-9, s));
+    if (done >= total) std::fprintf(stderr, "\n");
+  }
+};
+
+model::LoadedModel load(const CompressCmdOptions& o) {
+  return model::load_model(o.model.empty() ? default_model_path() : o.model, o.tokenizer);
+}
+
+}  // namespace
+
+void run_compress(const CompressCmdOptions& o) {
+  const std::string out = !o.out.empty() ? o.out : (o.in == "-" ? "-" : o.in + ".ccc");
+  CCC_CHECK(out == "-" || o.force || !fs::exists(out), out, " exists (use --force to overwrite)");
+  CCC_CHECK(out == "-" || o.in == "-" || !fs::exists(out) || !fs::equivalent(o.in, out), "output would overwrite the input ", o.in);
+  auto m = load(o);
+  const std::string input = read_in(o.in);
+  Progress progress{!o.quiet && input.size() > (64 << 10) && ::isatty(2)};
+  compress::CodecOptions copt;
+  copt.streams = o.streams;
+  copt.groups = o.groups;
+  copt.threads = o.threads;
+  copt.progress = [&](uint64_t d, uint64_t t) { progress(d, t); };
+  const auto t0 = std::chrono::steady_clock::now();
+  const std::string packed = compress::lm_compress(m, input, copt);
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  write_out(out, packed, o.force);
+  if (!o.quiet)
+    std::fprintf(stderr, "%s: %zu -> %zu bytes, %.4f bits/byte, %.3f MB/s\n", o.in.c_str(), input.size(), packed.size(),
+                 input.empty() ? 0.0 : 8.0 * packed.size() / input.size(), input.size() / 1e6 / std::max(1e-9, s));
+}
+
+void run_decompress(const CompressCmdOptions& o) {
+  std::string out = o.out;
+  if (out.empty()) {
+    CCC_CHECK(o.in != "-", "decompress: reading stdin needs -o OUT (or -o - for stdout)");
+    CCC_CHECK(o.in.size() > 4 && o.in.compare(o.in.size() - 4, 4, ".ccc") == 0, o.in,
+              ": name does not end in .ccc; pass -o OUT");
+    out = o.in.substr(0, o.in.size() - 4);
+  }
+  CCC_CHECK(out == "-" || o.force || !fs::exists(out), out, " exists (use --force to overwrite)");
+  const std::string packed = read_in(o.in);
+  auto m = load(o);
+  Progress progress{!o.quiet && packed.size() > (16 << 10) && ::isatty(2)};
+  compress::CodecOptions copt;
+  copt.threads = o.threads;
+  copt.progress = [&](uint64_t d, uint64_t t) { progress(d, t); };
+  const std::string data = compress::lm_decompress(m, packed, o.in, copt);
+  write_out(out, data, o.force);
+}
+
+void bench_compress(const BenchCompressOptions& o) {
+  namespace ch = std::chrono;
+  std::vector<std::pair<std::string, std::string>> files;  // name, bytes
+  if (o.files.empty()) {
+    const std::string dir = o.corpora_dir.empty() ? model::default_corpus_dir(CCC_SOURCE_DIR) : o.corpora_dir;
+    for (const auto& n : model::all_corpora()) {
+      std::error_code ec;
+      if (!fs::exists(fs::path(dir) / (n + ".txt"), ec)) continue;
+      auto c = model::load_corpus(dir, n);
+      files.emplace_back(n + " (held-out)", c.split(model::Split::kHeldOut));
+    }
+  } else {
+    for (const auto& f : o.files) files.emplace_back(fs::path(f).filename().string(), read_file(f));
+  }
+  CCC_CHECK(!files.empty(), "bench compress: no input files");
+  std::vector<std::string> models = o.models;
+  if (models.empty())
+    for (const char* n : {"ccc-byte-xs", "ccc-byte-s", "ccc-byte-m", "ccc-byte-l"}) {
+      auto p = fs::path(CCC_SOURCE_DIR) / "data" / "models" / n;
+      if (fs::exists(p / "config.json")) models.push_back(p.string());
+    }
+  std::error_code ec;
+  fs::create_directories(o.out_dir, ec);
+  struct Row {
+    std::string file, method;
+    double params = 0, bpb = 0, mb_s = 0, dmb_s = 0;
+  };
+  std::vector<Row> rows;
+  const std::string tmp = (fs::temp_directory_path() / ("ccc_bench_" + std::to_string(::getpid()))).string();
+  const std::vector<std::pair<std::string, std::string>> classic = {
+      {"gzip -9", "gzip -9 -c"}, {"bzip2 -9", "bzip2 -9 -c"}, {"xz -9e", "xz -9e -c"},
+      {"zstd -19", "zstd -19 -q -c"}, {"brotli -q 11", "brotli -q 11 -c"}, {"zpaq -m5", ""}};
+  auto run_capture = [](const std::string& cmd, std::string* out) {
+    FILE* p = ::popen(cmd.c_str(), "r");
+    if (!p) return -1;
+    char buf[65536];
+    size_t n;
+    out->clear();
+    while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out->append(buf, n);
+    return ::pclose(p);
+  };
+  for (const auto& [name, bytes] : files) {
+    write_file_atomic(tmp, bytes);
+    for (const auto& [label, cmd] : classic) {
+      std::string out;
+      const auto t0 = ch::steady_clock::now();
+      int rc;
+      size_t size = 0;
+      if (label == "zpaq -m5") {
+        fs::remove(tmp + ".zpaq");
+        rc = run_capture("zpaq a " + tmp + ".zpaq " + tmp + " -m5 >/dev/null 2>&1", &out);
+        size = rc == 0 ? fs::file_size(tmp + ".zpaq") : 0;
+        fs::remove(tmp + ".zpaq");
+      } else {
+        rc = run_capture(cmd + " < " + tmp + " 2>/dev/null", &out);
+        size = out.size();
+      }
+      const double s = ch::duration<double>(ch::steady_clock::now() - t0).count();
+      if (rc != 0) {
+        std::fprintf(stderr, "bench compress: %s failed or is not installed; skipped\n", label.c_str());
+        continue;
+      }
+      rows.push_back({name, label, 0, 8.0 * size / bytes.size(), bytes.size() / 1e6 / s, 0});
+    }
+    for (const auto& mp : models) {
+      auto m = model::load_model(mp);
+      compress::CodecOptions copt;
+      const auto t0 = ch::steady_clock::now();
+      auto packed = compress::lm_compress(m, bytes, copt);
+      const double s = ch::duration<double>(ch::steady_clock::now() - t0).count();
+      const auto t1 = ch::steady_clock::now();
+      auto back = compress::lm_decompress(m, packed, name, copt);
+      const double ds = ch::duration<double>(ch::steady_clock::now() - t1).count();
+      CCC_CHECK(back == bytes, "bench compress: round trip failed for ", name, " with ", mp);
+      rows.push_back({name, "ccc " + fs::path(mp).filename().string(), static_cast<double>(m.config.n_params()),
+                      8.0 * packed.size() / bytes.size(), bytes.size() / 1e6 / s, bytes.size() / 1e6 / ds});
+    }
+  }
+  fs::remove(tmp);
+  // roofline: model FLOPs per token (2 x params) against the matmul roofline of this run
+  const double roof = matmul_roofline_gflops(4096, 256, 3);
+  std::string csv = "file,method,params,bits_per_byte,compress_MB_s,decompress_MB_s\n";
+  std::printf("| file | method | params | bits/byte | compress MB/s | decompress MB/s | %% of FLOP roofline |\n");
+  std::printf("|---|---|---|---|---|---|---|\n");
+  for (const auto& r : rows) {
+    char line[512];
+    std::snprintf(line, sizeof line, "%s,%s,%.0f,%.4f,%.4f,%.4f\n", r.file.c_str(), r.method.c_str(), r.params, r.bpb,
+                  r.mb_s, r.dmb_s);
+    csv += line;
+    const double pct = r.params > 0 ? 100.0 * 2.0 * r.params * r.mb_s * 1e6 / (roof * 1e9) : 0;
+    std::printf("| %s | %s | %s | %.4f | %.3f | %s | %s |\n", r.file.c_str(), r.method.c_str(),
+                r.params > 0 ? std::to_string(static_cast<int64_t>(r.params)).c_str() : "-", r.bpb, r.mb_s,
+                r.params > 0 ? std::to_string(r.dmb_s).substr(0, 6).c_str() : "-",
+                r.params > 0 ? (std::to_string(pct).substr(0, 5) + "%").c_str() : "-");
+  }
+  std::printf("\nmatmul roofline this run: %.1f GFLOP/s (byte models: 1 token per byte)\n", roof);
+  const std::string csv_path = (fs::path(o.out_dir) / "bench_compress.csv").string();
+  write_file_atomic(csv_path, csv);
+  // plots: Pareto (bpb vs speed) and scaling (bpb vs params, classic compressors as lines)
+  const std::string gp = (fs::path(o.out_dir) / "plots.gp").string();
+  std::string script =
+      "set datafile separator ','\nset terminal png size 1000,600\nset grid\nset key outside right\n"
+      "set output '" + (fs::path(o.out_dir) / "pareto.png").string() + "'\n"
+      "set logscale x\nset xlabel 'compression speed (MB/s, log)'\nset ylabel 'bits per byte'\n"
+      "plot '" + csv_path + "' using 5:4:2 with labels point pt 7 offset 1,0.5 notitle\n"
+      "unset logscale x\nset output '" + (fs::path(o.out_dir) / "scaling.png").string() + "'\n"
+      "set logscale x\nset xlabel 'parameters (log)'\nset ylabel 'bits per byte'\n"
+      "plot '" + csv_path + "' using ($3 > 0 ? $3 : 1/0):4 with linespoints pt 7 title 'ccc models (all files)', "
+      "'' using ($3 == 0 ? 1e4 : 1/0):4:2 with labels left offset 0.5,0 notitle\n";
+  write_file_atomic(gp, script);
+  if (std::system(("gnuplot " + gp + " 2>/dev/null").c_str()) != 0)
+    std::fprintf(stderr, "warning: gnuplot failed; no plots\n");
+  std::printf("wrote %s, pareto.png, scaling.png in %s\n", csv_path.c_str(), o.out_dir.c_str());
+}
+
+}  // namespace ccc::experiments

@@ -1,0 +1,215 @@
+#include "compress/lm_codec.h"
+
+#include <gtest/gtest.h>
+
+#include <random>
+
+#include "compress/container.h"
+#include "model/error.h"
+#include "model/util.h"
+#include "tests/support/test_support.h"
+
+namespace ccc::compress {
+namespace {
+
+model::LoadedModel byte_model(uint64_t seed = 1, int64_t n_ctx = 16) {
+  auto cfg = test::tiny_config("byte_attn_only");
+  cfg.attn_only = false;
+  cfg.d_mlp = 32;
+  cfg.n_ctx = n_ctx;
+  model::LoadedModel m;
+  m.config = cfg;
+  m.model = model::Transformer(cfg);
+  m.model->init_weights(seed);
+  {
+    torch::NoGradGuard g;
+    auto gen = at::detail::createCPUGenerator(seed + 9);
+    for (auto& p : m.model->parameters()) p.add_(torch::randn(p.sizes(), gen) * 0.3);
+  }
+  m.model->eval();
+  m.tokenizer = std::make_shared<model::ByteTokenizer>();
+  m.source = "tiny-byte";
+  m.fingerprint = model::model_fingerprint(cfg, m.model, *m.tokenizer);
+  return m;
+}
+
+std::vector<std::pair<std::string, std::string>> inputs() {
+  std::mt19937 rng(3);
+  std::string random_binary, all_bytes, text;
+  for (int i = 0; i < 1500; ++i) random_binary.push_back(static_cast<char>(rng() & 0xff));
+  for (int i = 0; i < 256; ++i) all_bytes.push_back(static_cast<char>(i));
+  while (text.size() < 1200) text += "The quick brown fox jumps over the lazy dog. Ünïcödé 🦙 текст. ";
+  return {{"empty", ""},
+          {"one byte", "x"},
+          {"all 256 byte values", all_bytes},
+          {"random binary", random_binary},
+          {"invalid utf8", std::string("\xff\xfe\xc3\x28 valid \xe2\x82 \x80\x80", 16)},
+          {"unicode text spanning many windows", text}};
+}
+
+TEST(LmCodecTest, RoundTripIsBitExactForEveryInputAndStreamCount) {
+  auto m = byte_model();
+  for (const auto& [label, data] : inputs()) {
+    for (int64_t streams : {1, 5}) {
+      CodecOptions o;
+      o.streams = streams;
+      o.groups = 2;
+      auto packed = lm_compress(m, data, o);
+      EXPECT_EQ(lm_decompress(m, packed, "mem"), data) << label << " streams " << streams;
+    }
+  }
+}
+
+TEST(LmCodecTest, OutputIndependentOfThreadCountAndDeterministic) {
+  auto m = byte_model();
+  const std::string data = inputs()[5].second;
+  CodecOptions one, two;
+  one.streams = two.streams = 6;
+  one.groups = two.groups = 3;
+  one.threads = 1;
+  two.threads = 2;
+  torch::set_num_threads(1);
+  auto a = lm_compress(m, data, one);
+  torch::set_num_threads(2);
+  auto b = lm_compress(m, data, two);
+  auto c = lm_compress(m, data, two);
+  EXPECT_EQ(a, b);
+  EXPECT_EQ(b, c);
+  EXPECT_EQ(lm_decompress(m, a, "mem", two), data);  // decoded with another thread count
+}
+
+TEST(LmCodecTest, PayloadMatchesBitsUnderSameSegmentation) {
+  auto m = byte_model(2, 32);
+  std::string data;
+  std::mt19937 rng(5);
+  const char* words[] = {"alpha ", "beta ", "gamma ", "delta ", "\n"};
+  while (data.size() < 6000) data += words[rng() % 5];
+  for (int64_t streams : {1, 4}) {
+    CodecOptions o;
+    o.streams = streams;
+    auto packed = lm_compress(m, data, o);
+    size_t off = 0;
+    auto h = parse_container(packed, "mem", &off);
+    const double payload_bits = 8.0 * static_cast<double>(packed.size() - off);
+    const double bits = segmented_bits(m, data, streams);
+    EXPECT_LT(std::abs(payload_bits - bits) / bits, 0.005) << "payload " << payload_bits << " bits vs " << bits;
+    EXPECT_EQ(h.streams.size(), static_cast<size_t>(streams));
+  }
+}
+
+TEST(LmCodecTest, TruncationAtEveryHeaderFieldIsAClearError) {
+  auto m = byte_model();
+  const std::string data = "hello hello hello hello";
+  auto packed = lm_compress(m, data, {});
+  size_t off = 0;
+  parse_container(packed, "mem", &off);
+  for (size_t cut = 0; cut < packed.size(); ++cut) {
+    try {
+      lm_decompress(m, std::string_view(packed).substr(0, cut), "cut.ccc");
+      FAIL() << "accepted a file truncated to " << cut << " bytes";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("cut.ccc"), std::string::npos) << e.what();
+    }
+  }
+}
+
+TEST(LmCodecTest, FlippedPayloadBytesAreDetected) {
+  auto m = byte_model();
+  const std::string data = inputs()[5].second;
+  auto packed = lm_compress(m, data, {});
+  size_t off = 0;
+  parse_container(packed, "mem", &off);
+  for (size_t i = off; i < packed.size(); i += std::max<size_t>(1, (packed.size() - off) / 13)) {
+    auto bad = packed;
+    bad[i] = static_cast<char>(bad[i] ^ 0x5a);
+    EXPECT_THROW(lm_decompress(m, bad, "flip.ccc"), Error) << "flip at " << i;
+  }
+  auto bad_header = packed;
+  bad_header[20] ^= 1;  // inside the fingerprint: caught by the header checksum
+  EXPECT_THROW(lm_decompress(m, bad_header, "flip.ccc"), Error);
+}
+
+TEST(LmCodecTest, WrongModelNamesBothFingerprints) {
+  auto m = byte_model(1), other = byte_model(2);
+  auto packed = lm_compress(m, "some data", {});
+  try {
+    lm_decompress(other, packed, "x.ccc");
+    FAIL();
+  } catch (const Error& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find(m.fingerprint.substr(0, 16)), std::string::npos) << msg;
+    EXPECT_NE(msg.find(other.fingerprint.substr(0, 16)), std::string::npos) << msg;
+  }
+}
+
+TEST(LmCodecTest, WrongVersionIsRejected) {
+  auto m = byte_model();
+  auto packed = lm_compress(m, "data", {});
+  packed[4] = 9;  // version field (little endian u16 after the magic)
+  try {
+    lm_decompress(m, packed, "v.ccc");
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("version 9"), std::string::npos) << e.what();
+  }
+  packed[0] = 'X';
+  EXPECT_THROW(lm_decompress(m, packed, "v.ccc"), Error);
+}
+
+TEST(LmCodecTest, Gpt2TokenizerStreamsRoundTrip) {
+  auto dir = test::shared_path("tokenizers/gpt2");
+  CCC_REQUIRE_SHARED(dir);
+  auto cfg = test::tiny_config("gpt2");
+  cfg.d_vocab = cfg.d_vocab_out = 50257;
+  cfg.bos_id = cfg.eos_id = 50256;
+  cfg.n_ctx = 16;
+  model::LoadedModel m;
+  m.config = cfg;
+  m.model = model::Transformer(cfg);
+  m.model->init_weights(4);
+  m.model->eval();
+  m.tokenizer = model::load_tokenizer(dir, 0);
+  m.fingerprint = model::model_fingerprint(cfg, m.model, *m.tokenizer);
+  for (const auto& [label, data] : inputs()) {
+    CodecOptions o;
+    o.streams = 3;
+    EXPECT_EQ(lm_decompress(m, lm_compress(m, data, o), "mem"), data) << label;
+  }
+}
+
+TEST(CompressCliTest, RoundTripRefusesOverwriteAndLeavesNoOutputOnError) {
+  test::TempDir tmp;
+  auto m = byte_model();
+  model::save_model(tmp.file("model"), m.config, m.model);
+  const std::string data = inputs()[5].second;
+  write_file_atomic(tmp.file("in.txt"), data);
+  const std::string ccc = std::string(CCC_BINARY) + " ";
+  const std::string model = " -m " + tmp.file("model") + " ";
+  std::string out;
+  ASSERT_EQ(test::run_command(ccc + "compress -q" + model + tmp.file("in.txt"), &out), 0) << out;
+  const auto packed = read_file(tmp.file("in.txt.ccc"));
+  // output exists: refused, file untouched
+  EXPECT_NE(test::run_command(ccc + "compress -q" + model + tmp.file("in.txt"), &out), 0);
+  EXPECT_NE(out.find("exists"), std::string::npos) << out;
+  EXPECT_EQ(read_file(tmp.file("in.txt.ccc")), packed);
+  ASSERT_EQ(test::run_command(ccc + "decompress" + model + tmp.file("in.txt.ccc") + " -o " + tmp.file("back.txt"), &out), 0)
+      << out;
+  EXPECT_EQ(read_file(tmp.file("back.txt")), data);
+  // stdin to stdout
+  ASSERT_EQ(test::run_command(ccc + "compress -q" + model + "- < " + tmp.file("in.txt") + " | " + ccc + "decompress" +
+                                  model + "- -o - > " + tmp.file("pipe.txt"),
+                              &out),
+            0)
+      << out;
+  EXPECT_EQ(read_file(tmp.file("pipe.txt")), data);
+  // corrupt input: error, non-zero exit, no output file
+  auto bad = packed;
+  bad[bad.size() - 3] ^= 0x40;
+  write_file_atomic(tmp.file("bad.ccc"), bad);
+  EXPECT_NE(test::run_command(ccc + "decompress" + model + tmp.file("bad.ccc"), &out), 0);
+  EXPECT_NE(out.find("error:"), std::string::npos) << out;
+  EXPECT_FALSE(std::filesystem::exists(tmp.file("bad")));
+}
+
+}  // namespace
+}  // namespace ccc::compress
