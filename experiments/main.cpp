@@ -168,7 +168,8 @@ int main(int argc, char** argv) {
   app.add_option("--threads", threads, "intra-op threads (default: all cores)");
   std::string model_path, tok_path;
   auto add_model = [&](CLI::App* sub) {
-    sub->add_option("-m,--model", model_path, "model directory (ccc or Hugging Face) or llama2.c .bin")->required();
+    sub->add_option("-m,--model", model_path,
+                    "model directory (ccc or Hugging Face) or llama2.c .bin (default: data/models/default or $CCC_MODEL)");
     sub->add_option("-t,--tokenizer", tok_path, "tokenizer file or directory (overrides discovery)");
   };
 
@@ -242,7 +243,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> eval_corpora;
   std::string corpora_dir;
   auto* eval = app.add_subcommand("eval", "held-out bits per byte of a ccc model on each corpus");
-  eval->add_option("-m,--model", model_path, "ccc model directory")->required();
+  eval->add_option("-m,--model", model_path, "ccc model directory (default: data/models/default)");
   eval->add_option("corpora", eval_corpora, "corpus names (default: all present)");
   eval->add_option("--corpora", corpora_dir, "corpus directory");
   eval->add_flag("--json", json, "print JSON");
@@ -295,6 +296,7 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   }
+  if (model_path.empty()) model_path = experiments::default_model_path();
   try {
     ccc::init_runtime(threads);
     if (*info) cmd_info(model_path, tok_path, json);
