@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <iostream>
+#include <map>
 #include <mutex>
 
 #include "compress/lm_codec.h"
@@ -207,17 +208,42 @@ void bench_compress(const BenchCompressOptions& o) {
   std::printf("\nmatmul roofline this run: %.1f GFLOP/s (byte models: 1 token per byte)\n", roof);
   const std::string csv_path = (fs::path(o.out_dir) / "bench_compress.csv").string();
   write_file_atomic(csv_path, csv);
-  // plots: Pareto (bpb vs speed) and scaling (bpb vs params, classic compressors as lines)
+  // plots: Pareto (bpb vs speed) and scaling (mean bpb over the files vs params; classic compressors as
+  // horizontal lines at their mean over the same files)
+  std::map<std::string, std::pair<double, int>> mean;
+  for (const auto& r : rows) {
+    mean[r.method].first += r.bpb;
+    mean[r.method].second += 1;
+  }
+  std::string scaling_dat, classic_lines;
+  for (const auto& r : rows)
+    if (r.params > 0 && r.file == rows.front().file)
+      scaling_dat += std::to_string(r.params) + "," + std::to_string(mean[r.method].first / mean[r.method].second) + "\n";
+  int k = 0;
+  double lo = 1e9, hi = -1e9;
+  for (const auto& [method, acc] : mean) {
+    lo = std::min(lo, acc.first / acc.second);
+    hi = std::max(hi, acc.first / acc.second);
+  }
+  classic_lines += "set yrange [" + std::to_string(lo - 0.1) + ":" + std::to_string(hi + 0.1) + "]\n";
+  for (const auto& [method, acc] : mean) {
+    if (method.rfind("ccc ", 0) == 0) continue;
+    const double y = acc.first / acc.second;
+    classic_lines += "set arrow from graph 0, first " + std::to_string(y) + " to graph 1, first " + std::to_string(y) +
+                     " nohead dt 2 lc " + std::to_string(++k) + "\nset label '" + method + "' at graph 0.02, first " +
+                     std::to_string(y + 0.02) + "\n";
+  }
+  const std::string dat = (fs::path(o.out_dir) / "scaling.csv").string();
+  write_file_atomic(dat, scaling_dat);
   const std::string gp = (fs::path(o.out_dir) / "plots.gp").string();
   std::string script =
-      "set datafile separator ','\nset terminal png size 1000,600\nset grid\nset key outside right\n"
+      "set datafile separator ','\nset terminal png size 1000,600\nset grid\n"
       "set output '" + (fs::path(o.out_dir) / "pareto.png").string() + "'\n"
       "set logscale x\nset xlabel 'compression speed (MB/s, log)'\nset ylabel 'bits per byte'\n"
-      "plot '" + csv_path + "' using 5:4:2 with labels point pt 7 offset 1,0.5 notitle\n"
-      "unset logscale x\nset output '" + (fs::path(o.out_dir) / "scaling.png").string() + "'\n"
-      "set logscale x\nset xlabel 'parameters (log)'\nset ylabel 'bits per byte'\n"
-      "plot '" + csv_path + "' using ($3 > 0 ? $3 : 1/0):4 with linespoints pt 7 title 'ccc models (all files)', "
-      "'' using ($3 == 0 ? 1e4 : 1/0):4:2 with labels left offset 0.5,0 notitle\n";
+      "plot '" + csv_path + "' using 5:4 with points pt 7 notitle, '' using 5:4:2 with labels offset 1,0.5 font ',7' notitle\n"
+      "set output '" + (fs::path(o.out_dir) / "scaling.png").string() + "'\n"
+      "set xlabel 'parameters (log)'\nset ylabel 'mean bits per byte over the files'\n" + classic_lines +
+      "plot '" + dat + "' using 1:2 with linespoints pt 7 lw 2 title 'ccc family'\n";
   write_file_atomic(gp, script);
   if (std::system(("gnuplot " + gp + " 2>/dev/null").c_str()) != 0)
     std::fprintf(stderr, "warning: gnuplot failed; no plots\n");
