@@ -31,6 +31,7 @@ void ArithmeticEncoder::put_with_pending(int bit) {
 void ArithmeticEncoder::encode(uint64_t cum_lo, uint64_t cum_hi, uint64_t total) {
   if (!(cum_lo < cum_hi && cum_hi <= total && total <= kMaxTotal))
     throw std::invalid_argument("arithmetic coder: invalid interval");
+  ++n_symbols_;
   const u128 range = static_cast<u128>(high_ - low_) + 1;
   high_ = low_ + static_cast<uint64_t>(range * cum_hi / total) - 1;
   low_ = low_ + static_cast<uint64_t>(range * cum_lo / total);

@@ -23,6 +23,8 @@ class ArithmeticEncoder {
   std::string finish();
   /// Bits emitted so far (excluding pending ones).
   uint64_t bits_written() const { return n_bits_; }
+  /// Symbols encoded so far.
+  uint64_t symbols() const { return n_symbols_; }
 
  private:
   void put_bit(int bit);
@@ -34,6 +36,7 @@ class ArithmeticEncoder {
   uint8_t cur_ = 0;
   int n_cur_ = 0;
   uint64_t n_bits_ = 0;
+  uint64_t n_symbols_ = 0;
 };
 
 class ArithmeticDecoder {

@@ -132,6 +132,31 @@ void run_groups(int64_t n_groups, int64_t threads, const std::function<void(int6
   if (error) std::rethrow_exception(error);
 }
 
+// One group's lockstep loop, shared by encoder and decoder so both make exactly the same model calls:
+// each step feeds every row's current token, then `code(r, cdf)` codes row r's next token (encode it or
+// decode it) and returns it. Rows whose n_tokens are done are padded with BOS.
+template <typename Code>
+void code_group(model::Transformer& model, const Header& h, int64_t bos, const std::vector<uint64_t>& n_tokens,
+                std::atomic<uint64_t>& done, uint64_t total_tokens, const CodecOptions& opt, Code&& code) {
+  const int64_t rows = static_cast<int64_t>(n_tokens.size());
+  const uint64_t steps = *std::max_element(n_tokens.begin(), n_tokens.end());
+  GroupModel gm(model, rows, h.window, h.stride, bos, h.total_log2);
+  std::vector<int64_t> cur(rows, bos);
+  std::vector<std::vector<uint64_t>> cdfs(rows);
+  for (uint64_t i = 0; i < steps; ++i) {
+    gm.step(cur, cdfs);
+    for (int64_t r = 0; r < rows; ++r) {
+      if (i < n_tokens[r]) {
+        cur[r] = code(r, cdfs[r]);
+        ++done;
+      } else {
+        cur[r] = bos;
+      }
+    }
+    if (opt.progress && (i % 64 == 0 || i + 1 == steps)) opt.progress(done.load(), total_tokens);
+  }
+}
+
 }  // namespace
 
 std::string runtime_id() {
@@ -191,27 +216,16 @@ std::string lm_compress(model::LoadedModel& m, std::string_view input, const Cod
   run_groups(G, opt.threads, [&](int64_t g) {
     const auto [s0, s1] = ranges[g];
     const int64_t rows = s1 - s0;
-    size_t steps = 0;
-    for (int64_t s = s0; s < s1; ++s) steps = std::max(steps, segs[s].tokens.size() - 1);
+    std::vector<uint64_t> n_tokens;
+    for (int64_t s = s0; s < s1; ++s) n_tokens.push_back(segs[s].tokens.size() - 1);
     std::vector<ArithmeticEncoder> enc(rows);
-    GroupModel gm(m.model, rows, h.window, h.stride, cfg.bos_id, h.total_log2);
-    std::vector<int64_t> cur(rows, cfg.bos_id);
-    std::vector<std::vector<uint64_t>> cdfs(rows);
-    for (size_t i = 0; i < steps; ++i) {
-      gm.step(cur, cdfs);
-      for (int64_t r = 0; r < rows; ++r) {
-        const auto& toks = segs[s0 + r].tokens;
-        if (i + 1 < toks.size()) {
-          const int64_t t = toks[i + 1];
-          enc[r].encode(cdfs[r][t], cdfs[r][t + 1], cdfs[r].back());
-          cur[r] = t;
-          ++done;
-        } else {
-          cur[r] = cfg.bos_id;  // finished rows are padded
-        }
-      }
-      if (opt.progress && (i % 64 == 0 || i + 1 == steps)) opt.progress(done.load(), total_tokens);
-    }
+    code_group(m.model, h, cfg.bos_id, n_tokens, done, total_tokens, opt,
+               [&](int64_t r, const std::vector<uint64_t>& cdf) {
+                 const auto& toks = segs[s0 + r].tokens;
+                 const int64_t t = toks[enc[r].symbols() + 1];
+                 enc[r].encode(cdf[t], cdf[t + 1], cdf.back());
+                 return t;
+               });
     for (int64_t r = 0; r < rows; ++r)
       payloads[s0 + r] = segs[s0 + r].tokens.size() > 1 ? enc[r].finish() : std::string();
   });
@@ -249,29 +263,19 @@ std::string lm_decompress(model::LoadedModel& m, std::string_view container, con
   const auto ranges = group_ranges(B, h.n_groups);
   run_groups(h.n_groups, opt.threads, [&](int64_t g) {
     const auto [s0, s1] = ranges[g];
-    const int64_t rows = s1 - s0;
-    uint64_t steps = 0;
-    for (int64_t s = s0; s < s1; ++s) steps = std::max(steps, h.streams[s].n_tokens);
+    std::vector<uint64_t> n_tokens;
     std::vector<ArithmeticDecoder> dec;
-    for (int64_t s = s0; s < s1; ++s) dec.emplace_back(payloads[s]);
-    GroupModel gm(m.model, rows, h.window, h.stride, cfg.bos_id, h.total_log2);
-    std::vector<int64_t> cur(rows, cfg.bos_id);
-    std::vector<std::vector<uint64_t>> cdfs(rows);
-    for (uint64_t i = 0; i < steps; ++i) {
-      gm.step(cur, cdfs);
-      for (int64_t r = 0; r < rows; ++r) {
-        if (i < h.streams[s0 + r].n_tokens) {
-          const int64_t t = static_cast<int64_t>(dec[r].decode_symbol(cdfs[r]));
-          CCC_CHECK(!dec[r].overrun(), name, ": stream ", s0 + r, " is corrupt (payload exhausted)");
-          tokens[s0 + r].push_back(t);
-          cur[r] = t;
-          ++done;
-        } else {
-          cur[r] = cfg.bos_id;
-        }
-      }
-      if (opt.progress && (i % 64 == 0 || i + 1 == steps)) opt.progress(done.load(), total_tokens);
+    for (int64_t s = s0; s < s1; ++s) {
+      n_tokens.push_back(h.streams[s].n_tokens);
+      dec.emplace_back(payloads[s]);
     }
+    code_group(m.model, h, cfg.bos_id, n_tokens, done, total_tokens, opt,
+               [&](int64_t r, const std::vector<uint64_t>& cdf) {
+                 const int64_t t = static_cast<int64_t>(dec[r].decode_symbol(cdf));
+                 CCC_CHECK(!dec[r].overrun(), name, ": stream ", s0 + r, " is corrupt (payload exhausted)");
+                 tokens[s0 + r].push_back(t);
+                 return t;
+               });
   });
   std::string out;
   out.reserve(h.original_bytes);
