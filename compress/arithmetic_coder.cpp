@@ -112,13 +112,12 @@ size_t ArithmeticDecoder::decode_symbol(const std::vector<uint64_t>& cdf) {
   return sym;
 }
 
-std::vector<uint64_t> cdf_from_probs(const std::vector<double>& probs, uint64_t total) {
-  const size_t n = probs.size();
+void cdf_from_probs(const double* probs, size_t n, uint64_t total, uint64_t* cdf) {
   if (n == 0 || total < n || total > kMaxTotal) throw std::invalid_argument("cdf_from_probs: bad total");
   double sum = 0;
-  for (double p : probs) sum += p;
+  for (size_t i = 0; i < n; ++i) sum += probs[i];
   const uint64_t spare = total - n;
-  std::vector<uint64_t> freq(n);
+  uint64_t* freq = cdf + 1;  // frequencies beyond the floor, prefix-summed in place at the end
   uint64_t used = 0;
   size_t argmax = 0;
   for (size_t i = 0; i < n; ++i) {
@@ -138,8 +137,13 @@ std::vector<uint64_t> cdf_from_probs(const std::vector<double>& probs, uint64_t 
       }
   }
   freq[argmax] += spare - used;
-  std::vector<uint64_t> cdf(n + 1, 0);
+  cdf[0] = 0;
   for (size_t i = 0; i < n; ++i) cdf[i + 1] = cdf[i] + freq[i] + 1;
+}
+
+std::vector<uint64_t> cdf_from_probs(const std::vector<double>& probs, uint64_t total) {
+  std::vector<uint64_t> cdf(probs.size() + 1);
+  cdf_from_probs(probs.data(), probs.size(), total, cdf.data());
   return cdf;
 }
 

@@ -66,5 +66,7 @@ class ArithmeticDecoder {
 /// shared by floor(p_i * (total - n)) and the remainder goes to the most probable symbol. Deterministic:
 /// fixed summation order, double precision. `probs` need not be normalised (they are divided by their sum).
 std::vector<uint64_t> cdf_from_probs(const std::vector<double>& probs, uint64_t total);
+/// The same into cdf[0 .. n] without allocating.
+void cdf_from_probs(const double* probs, size_t n, uint64_t total, uint64_t* cdf);
 
 }  // namespace ccc::compress

@@ -31,6 +31,13 @@ namespace {
 
 struct Writer {
   std::string s;
+  void var(uint64_t v) {  // LEB128
+    while (v >= 0x80) {
+      s.push_back(static_cast<char>((v & 0x7f) | 0x80));
+      v >>= 7;
+    }
+    s.push_back(static_cast<char>(v));
+  }
   template <typename T>
   void num(T v) {
     for (size_t i = 0; i < sizeof(T); ++i) s.push_back(static_cast<char>((static_cast<uint64_t>(v) >> (8 * i)) & 0xff));
@@ -58,6 +65,15 @@ struct Reader {
     pos += sizeof(T);
     return static_cast<T>(v);
   }
+  uint64_t var(const char* field) {
+    uint64_t v = 0;
+    for (int shift = 0;; shift += 7) {
+      const uint8_t byte = num<uint8_t>(field);
+      CCC_CHECK(shift < 63 || byte <= 1, name, ": corrupt header field '", field, "' (varint overflow)");
+      v |= static_cast<uint64_t>(byte & 0x7f) << shift;
+      if (!(byte & 0x80)) return v;
+    }
+  }
   std::string str(const char* field) {
     const uint16_t n = num<uint16_t>(field);
     need(n, field);
@@ -69,6 +85,12 @@ struct Reader {
 
 }  // namespace
 
+std::pair<uint64_t, uint64_t> segment_range(uint64_t n, uint64_t B, uint64_t i) {
+  __extension__ typedef unsigned __int128 u128;
+  const auto at = [&](uint64_t k) { return static_cast<uint64_t>(static_cast<u128>(n) * k / B); };
+  return {at(i), at(i + 1)};
+}
+
 std::string serialize_header(const Header& h) {
   Writer w;
   w.s.append(kMagic, 4);
@@ -76,19 +98,17 @@ std::string serialize_header(const Header& h) {
   for (uint8_t b : h.fingerprint) w.num<uint8_t>(b);
   w.str(h.tokenizer_kind);
   w.str(h.model_hint);
-  w.str(h.runtime_id);
-  w.num<uint64_t>(h.original_bytes);
+  w.num<uint64_t>(h.runtime_hash);
+  w.var(h.original_bytes);
   w.num<uint64_t>(h.checksum);
-  w.num<uint32_t>(static_cast<uint32_t>(h.streams.size()));
-  w.num<uint32_t>(h.n_groups);
-  w.num<uint32_t>(h.window);
-  w.num<uint32_t>(h.stride);
+  w.var(h.streams.size());
+  w.var(h.n_groups);
+  w.num<uint8_t>(static_cast<uint8_t>(h.policy));
+  w.var(h.window);
+  w.var(h.stride);
   w.num<uint8_t>(h.total_log2);
-  for (const auto& s : h.streams) {
-    w.num<uint64_t>(s.n_bytes);
-    w.num<uint64_t>(s.n_tokens);
-    w.num<uint64_t>(s.payload_bytes);
-  }
+  for (const auto& s : h.streams) w.var(s.n_bytes - s.n_tokens);
+  for (uint64_t g : h.group_bytes) w.var(g);
   w.num<uint64_t>(xxh64(w.s));
   return w.s;
 }
@@ -105,39 +125,47 @@ Header parse_container(std::string_view bytes, const std::string& name, size_t* 
   for (auto& b : h.fingerprint) b = r.num<uint8_t>("model fingerprint");
   h.tokenizer_kind = r.str("tokenizer kind");
   h.model_hint = r.str("model hint");
-  h.runtime_id = r.str("runtime id");
-  h.original_bytes = r.num<uint64_t>("original length");
+  h.runtime_hash = r.num<uint64_t>("runtime hash");
+  h.original_bytes = r.var("original length");
   h.checksum = r.num<uint64_t>("checksum");
-  const uint32_t n_streams = r.num<uint32_t>("stream count");
-  h.n_groups = r.num<uint32_t>("group count");
-  h.window = r.num<uint32_t>("window");
-  h.stride = r.num<uint32_t>("stride");
+  const uint64_t n_streams = r.var("stream count");
+  const uint64_t n_groups = r.var("group count");
+  const uint8_t policy = r.num<uint8_t>("window policy");
+  const uint64_t window = r.var("window"), stride = r.var("stride");
   h.total_log2 = r.num<uint8_t>("cdf total");
-  // bound the stream table by what the file can hold before allocating it
-  r.need(static_cast<size_t>(n_streams) * 24, "stream table");
+  // every table entry takes at least one byte: bound the tables by what the file holds before allocating
+  CCC_CHECK(n_streams >= 1 && n_groups >= 1 && n_groups <= n_streams, name, ": corrupt header (", n_streams,
+            " streams in ", n_groups, " groups)");
+  r.need(n_streams, "stream table");
+  r.need(n_streams + n_groups, "group table");
+  h.n_groups = static_cast<uint32_t>(n_groups);
+  CCC_CHECK(policy <= 1, name, ": corrupt header (window policy ", int(policy), ")");
+  h.policy = static_cast<WindowKind>(policy);
+  CCC_CHECK(window >= 2 && window < (1u << 24), name, ": corrupt header (window ", window, ")");
+  CCC_CHECK(h.policy == WindowKind::kRolling ? stride == 0 : stride >= 1 && stride < window, name,
+            ": corrupt header (window ", window, ", stride ", stride, ")");
+  h.window = static_cast<uint32_t>(window);
+  h.stride = static_cast<uint32_t>(stride);
+  CCC_CHECK(h.total_log2 >= 24 && h.total_log2 <= 31, name, ": corrupt header (cdf total 2^", int(h.total_log2), ")");
   h.streams.resize(n_streams);
-  for (auto& s : h.streams) {
-    s.n_bytes = r.num<uint64_t>("stream bytes");
-    s.n_tokens = r.num<uint64_t>("stream tokens");
-    s.payload_bytes = r.num<uint64_t>("stream payload length");
+  for (uint64_t i = 0; i < n_streams; ++i) {
+    auto& s = h.streams[i];
+    const auto [a, b] = segment_range(h.original_bytes, n_streams, i);
+    s.n_bytes = b - a;
+    const uint64_t missing = r.var("stream tokens");
+    CCC_CHECK(missing <= s.n_bytes, name, ": corrupt stream table (stream ", i, ")");
+    s.n_tokens = s.n_bytes - missing;
+  }
+  h.group_bytes.resize(n_groups);
+  uint64_t sum_payload = 0;
+  for (auto& g : h.group_bytes) {
+    g = r.var("group payload length");
+    CCC_CHECK(g <= bytes.size(), name, ": corrupt group table");
+    sum_payload += g;
   }
   const size_t checked = r.pos;
   const uint64_t stored = r.num<uint64_t>("header checksum");
   CCC_CHECK(stored == xxh64(bytes.substr(0, checked)), name, ": header is corrupt (header checksum mismatch)");
-  CCC_CHECK(n_streams >= 1 && h.n_groups >= 1 && h.n_groups <= n_streams, name, ": corrupt header (", n_streams,
-            " streams in ", h.n_groups, " groups)");
-  CCC_CHECK(h.window >= 2 && h.stride >= 1 && h.stride < h.window, name, ": corrupt header (window ", h.window,
-            ", stride ", h.stride, ")");
-  CCC_CHECK(h.total_log2 >= 24 && h.total_log2 <= 31, name, ": corrupt header (cdf total 2^", int(h.total_log2), ")");
-  uint64_t sum_bytes = 0, sum_payload = 0;
-  for (const auto& s : h.streams) {
-    CCC_CHECK(s.n_bytes <= h.original_bytes && s.n_tokens <= s.n_bytes + 1 && s.payload_bytes <= bytes.size(), name,
-              ": corrupt stream table");
-    sum_bytes += s.n_bytes;
-    sum_payload += s.payload_bytes;
-  }
-  CCC_CHECK(sum_bytes == h.original_bytes, name, ": corrupt header (stream lengths sum to ", sum_bytes, ", original is ",
-            h.original_bytes, ")");
   const uint64_t rest = bytes.size() - r.pos;
   CCC_CHECK(sum_payload <= rest, name, ": truncated: payload needs ", sum_payload, " bytes, file has ", rest, " after the header");
   CCC_CHECK(sum_payload == rest, name, ": ", rest - sum_payload, " unexpected bytes after the payload");

@@ -1,38 +1,50 @@
 #pragma once
-// The .ccc container: a self-checking header followed by one arithmetic-coded payload per stream.
+// The .ccc container: a self-checking header followed by one arithmetic-coded payload per stream group
+// (the streams of a group are coded into one arithmetic code, interleaved step by step).
 // No torch here; parsing is defensive (every read bounds-checked) and fuzzed (tests/compress/fuzz_container.cpp).
 
 #include <array>
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace ccc::compress {
 
 constexpr char kMagic[4] = {'C', 'C', 'C', 'Z'};
-constexpr uint16_t kFormatVersion = 1;
+constexpr uint16_t kFormatVersion = 2;
+
+/// How sequences longer than the window are scored.
+enum class WindowKind : uint8_t {
+  kStrided = 0,  ///< windows of W tokens every S tokens; a new window re-encodes its first W - 1 - S tokens
+  kRolling = 1,  ///< rolling KV cache: every token sees the last W - 1 tokens, nothing re-encoded (rotary models)
+};
 
 struct StreamInfo {
-  uint64_t n_bytes = 0;   ///< bytes of the original this stream codes
+  uint64_t n_bytes = 0;   ///< bytes of the original this stream codes (derived: segment i = [i·n/B, (i+1)·n/B))
   uint64_t n_tokens = 0;  ///< coded tokens (BOS excluded)
-  uint64_t payload_bytes = 0;
 };
 
 struct Header {
   uint16_t version = kFormatVersion;
   std::array<uint8_t, 32> fingerprint{};  ///< sha256 of model config + weights + tokenizer
   std::string tokenizer_kind;
-  std::string model_hint;   ///< path the encoder loaded the model from (a hint only)
-  std::string runtime_id;   ///< build, LibTorch version, BLAS kernel path of the encoder
+  std::string model_hint;     ///< path the encoder loaded the model from (a hint only)
+  uint64_t runtime_hash = 0;  ///< XXH64 of the encoder's runtime id (build, LibTorch, BLAS kernel, kernels)
   uint64_t original_bytes = 0;
-  uint64_t checksum = 0;    ///< XXH64 (seed 0) of the original
-  uint32_t n_groups = 1;    ///< stream groups, each one model batch on one thread
-  uint32_t window = 0;      ///< context window W (tokens)
-  uint32_t stride = 0;      ///< window stride S; re-prefill keeps W - 1 - S tokens
-  uint8_t total_log2 = 30;  ///< CDF total = 2^total_log2
+  uint64_t checksum = 0;      ///< XXH64 (seed 0) of the original
+  uint32_t n_groups = 1;      ///< stream groups, each one model batch on one thread and one arithmetic code
+  WindowKind policy = WindowKind::kRolling;
+  uint32_t window = 0;        ///< context window W (tokens)
+  uint32_t stride = 0;        ///< strided policy: window stride S (re-encodes W - 1 - S tokens); rolling: 0
+  uint8_t total_log2 = 30;    ///< CDF total = 2^total_log2
   std::vector<StreamInfo> streams;
+  std::vector<uint64_t> group_bytes;  ///< payload length of each group
 };
+
+/// Byte range of segment i of B over n bytes: [i·n/B, (i+1)·n/B).
+std::pair<uint64_t, uint64_t> segment_range(uint64_t n, uint64_t B, uint64_t i);
 
 /// Serialises the header (including its own trailing XXH64).
 std::string serialize_header(const Header& h);

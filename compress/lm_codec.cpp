@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdio>
 #include <cmath>
 #include <mutex>
 #include <thread>
@@ -12,6 +13,7 @@
 #include <torch/version.h>
 
 #include "compress/arithmetic_coder.h"
+#include "model/decode_attention.h"
 #include "model/error.h"
 #include "model/score.h"
 
@@ -62,50 +64,60 @@ std::vector<std::pair<int64_t, int64_t>> group_ranges(int64_t streams, int64_t g
 }
 
 // The model side of one group: feeds one token per row per step through the KV cache and returns the
-// CDF of each row's next token. Replays the window policy: when the context would exceed W-1 tokens,
-// the cache restarts with the last W-1-S fed tokens plus the current one.
+// CDF of each row's next token. Rolling policy: a rolling cache of W positions. Strided policy: when
+// the context would exceed W-1 tokens, the cache restarts with the last W-1-S fed tokens plus the
+// current one (the windows of score_bits).
 class GroupModel {
  public:
-  GroupModel(model::Transformer& m, int64_t rows, int64_t window, int64_t stride, int64_t pad, uint8_t total_log2)
-      : m_(m), rows_(rows), W_(window), keep_(window - 1 - stride), pad_(pad), total_(uint64_t{1} << total_log2),
-        cache_(m->make_cache(rows, window)), history_(rows) {}
+  GroupModel(model::Transformer& m, int64_t rows, const Header& h)
+      : m_(m), rows_(rows), W_(h.window), keep_(h.policy == WindowKind::kStrided ? h.window - 1 - h.stride : 0),
+        strided_(h.policy == WindowKind::kStrided), total_(uint64_t{1} << h.total_log2),
+        cache_(m->make_cache(rows, h.window, /*rolling=*/!strided_)) {
+    if (strided_) history_.resize(rows);
+  }
 
-  // Feeds `cur` (one token per row) and fills cdfs[r] for every row.
-  void step(const std::vector<int64_t>& cur, std::vector<std::vector<uint64_t>>& cdfs) {
+  int64_t vocab() const { return m_->config().d_vocab_out; }
+
+  // Feeds `cur` (one token per row); cdfs receives rows x (vocab + 1) cumulative frequencies.
+  void step(const std::vector<int64_t>& cur, std::vector<uint64_t>& cdfs) {
     torch::Tensor input;
-    for (int64_t r = 0; r < rows_; ++r) history_[r].push_back(cur[r]);
-    if (cache_.len == W_ - 1) {
-      cache_.reset();
-      const int64_t n = keep_ + 1;
-      input = torch::empty({rows_, n}, torch::kInt64);
-      auto acc = input.accessor<int64_t, 2>();
-      for (int64_t r = 0; r < rows_; ++r)
-        for (int64_t j = 0; j < n; ++j) acc[r][j] = history_[r][history_[r].size() - n + j];
-    } else {
-      input = torch::tensor(cur, torch::kInt64).view({rows_, 1});
+    if (strided_) {
+      for (int64_t r = 0; r < rows_; ++r) history_[r].push_back(cur[r]);
+      if (cache_.len == W_ - 1) {
+        cache_.reset();
+        const int64_t n = keep_ + 1;
+        input = torch::empty({rows_, n}, torch::kInt64);
+        auto acc = input.accessor<int64_t, 2>();
+        for (int64_t r = 0; r < rows_; ++r)
+          for (int64_t j = 0; j < n; ++j) acc[r][j] = history_[r][history_[r].size() - n + j];
+      }
+      // histories only need the last keep_ tokens
+      if (history_[0].size() > static_cast<size_t>(4 * W_))
+        for (auto& h : history_) h.erase(h.begin(), h.end() - keep_);
     }
+    if (!input.defined()) input = torch::from_blob(const_cast<int64_t*>(cur.data()), {rows_, 1}, torch::kInt64).clone();
     auto logits = m_->forward(input, {nullptr, &cache_}).select(1, -1).to(torch::kFloat64).contiguous();  // [rows, V]
     const int64_t V = logits.size(1);
     const double* p = logits.data_ptr<double>();
-    std::vector<double> probs(V);
+    probs_.resize(V);
+    cdfs.resize(rows_ * (V + 1));
     for (int64_t r = 0; r < rows_; ++r) {
       const double* row = p + r * V;
       double mx = row[0];
       for (int64_t i = 1; i < V; ++i) mx = std::max(mx, row[i]);
-      for (int64_t i = 0; i < V; ++i) probs[i] = std::exp(row[i] - mx);
-      cdfs[r] = cdf_from_probs(probs, total_);
+      for (int64_t i = 0; i < V; ++i) probs_[i] = std::exp(row[i] - mx);
+      cdf_from_probs(probs_.data(), V, total_, cdfs.data() + r * (V + 1));
     }
-    // histories only need the last keep_ tokens
-    if (history_[0].size() > static_cast<size_t>(4 * W_))
-      for (auto& h : history_) h.erase(h.begin(), h.end() - keep_);
   }
 
  private:
   model::Transformer& m_;
-  int64_t rows_, W_, keep_, pad_;
+  int64_t rows_, W_, keep_;
+  bool strided_;
   uint64_t total_;
   model::KVCache cache_;
   std::vector<std::vector<int64_t>> history_;
+  std::vector<double> probs_;
 };
 
 void run_groups(int64_t n_groups, int64_t threads, const std::function<void(int64_t)>& fn) {
@@ -134,20 +146,22 @@ void run_groups(int64_t n_groups, int64_t threads, const std::function<void(int6
 
 // One group's lockstep loop, shared by encoder and decoder so both make exactly the same model calls:
 // each step feeds every row's current token, then `code(r, cdf)` codes row r's next token (encode it or
-// decode it) and returns it. Rows whose n_tokens are done are padded with BOS.
+// decode it, rows in order into the group's one arithmetic code) and returns it. Rows whose n_tokens
+// are done are padded with BOS.
 template <typename Code>
 void code_group(model::Transformer& model, const Header& h, int64_t bos, const std::vector<uint64_t>& n_tokens,
                 std::atomic<uint64_t>& done, uint64_t total_tokens, const CodecOptions& opt, Code&& code) {
   const int64_t rows = static_cast<int64_t>(n_tokens.size());
   const uint64_t steps = *std::max_element(n_tokens.begin(), n_tokens.end());
-  GroupModel gm(model, rows, h.window, h.stride, bos, h.total_log2);
+  GroupModel gm(model, rows, h);
+  const int64_t V = gm.vocab();
   std::vector<int64_t> cur(rows, bos);
-  std::vector<std::vector<uint64_t>> cdfs(rows);
+  std::vector<uint64_t> cdfs;
   for (uint64_t i = 0; i < steps; ++i) {
     gm.step(cur, cdfs);
     for (int64_t r = 0; r < rows; ++r) {
       if (i < n_tokens[r]) {
-        cur[r] = code(r, cdfs[r]);
+        cur[r] = code(r, cdfs.data() + r * (V + 1), V);
         ++done;
       } else {
         cur[r] = bos;
@@ -157,80 +171,102 @@ void code_group(model::Transformer& model, const Header& h, int64_t bos, const s
   }
 }
 
+// The window policy of a codec run: rolling over W = n_ctx / 2 for models with relative positions,
+// strided windows (W = n_ctx, S = W / 2) for learned absolute positions; options override.
+void resolve_policy(const model::ModelConfig& cfg, const CodecOptions& opt, Header& h) {
+  const bool can_roll = cfg.pos != model::PosKind::kLearned;
+  CCC_CHECK(!opt.rolling || can_roll, "compress: --rolling needs a model with relative (rotary) positions");
+  h.policy = (opt.strided || !can_roll) ? WindowKind::kStrided : WindowKind::kRolling;
+  const int64_t W = opt.window > 0 ? opt.window
+                                   : (h.policy == WindowKind::kRolling ? std::max<int64_t>(2, cfg.n_ctx / 2) : cfg.n_ctx);
+  CCC_CHECK(W >= 2 && W <= cfg.n_ctx, "compress: window ", W, " must be in [2, n_ctx=", cfg.n_ctx, "]");
+  h.window = static_cast<uint32_t>(W);
+  h.stride = h.policy == WindowKind::kStrided ? static_cast<uint32_t>(std::max<int64_t>(1, W / 2)) : 0;
+}
+
+int64_t resolve_streams(uint64_t n, int64_t streams) {
+  const int64_t B = streams > 0 ? streams : auto_streams(n);
+  return std::max<int64_t>(1, std::min<int64_t>(B, std::max<uint64_t>(1, n)));
+}
+
+std::string hex64(uint64_t v) {
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(v));
+  return buf;
+}
+
 }  // namespace
 
 std::string runtime_id() {
   BlasControl b;
-  std::string id = "ccc-codec-1; gcc " __VERSION__ "; libtorch " + std::to_string(TORCH_VERSION_MAJOR) + "." +
+  std::string id = "ccc-codec-2; gcc " __VERSION__ "; libtorch " + std::to_string(TORCH_VERSION_MAJOR) + "." +
                    std::to_string(TORCH_VERSION_MINOR) + "." + std::to_string(TORCH_VERSION_PATCH);
   Dl_info info;
   if (b.set && dladdr(reinterpret_cast<void*>(b.set), &info) && info.dli_fname) id += std::string("; blas ") + info.dli_fname;
   if (b.config) id += std::string(" (") + b.config() + ")";
   if (b.core) id += std::string("; kernel ") + b.core();
   if (!b.set) id += "; blas not OpenBLAS";
+  id += "; attention " + model::decode_attention_path(8) + "/" + model::decode_attention_path(1);
   return id;
 }
 
 int64_t auto_streams(uint64_t n_bytes) {
-  return std::clamp<int64_t>(static_cast<int64_t>(n_bytes / 4096), 1, 256);
+  return std::clamp<int64_t>(static_cast<int64_t>(n_bytes / kBytesPerStream), 1, kMaxAutoStreams);
 }
 
 std::string lm_compress(model::LoadedModel& m, std::string_view input, const CodecOptions& opt) {
   CCC_CHECK(m.tokenizer->lossless(), "compress: tokenizer ", m.tokenizer->kind(), " is not lossless");
   const auto& cfg = m.config;
   const uint64_t n = input.size();
-  int64_t B = opt.streams > 0 ? opt.streams : auto_streams(n);
-  B = std::max<int64_t>(1, std::min<int64_t>(B, std::max<uint64_t>(1, n)));
+  const int64_t B = resolve_streams(n, opt.streams);
   int64_t G = opt.groups > 0 ? opt.groups : static_cast<int64_t>(std::max(1u, std::thread::hardware_concurrency()));
   G = std::min(G, B);
   Header h;
   h.fingerprint = fingerprint_from_hex(m.fingerprint);
   h.tokenizer_kind = m.tokenizer->kind();
   h.model_hint = m.source;
-  h.runtime_id = runtime_id();
+  h.runtime_hash = xxh64(runtime_id());
   h.original_bytes = n;
   h.checksum = xxh64(input);
   h.n_groups = static_cast<uint32_t>(G);
-  h.window = static_cast<uint32_t>(cfg.n_ctx);
-  h.stride = static_cast<uint32_t>(std::max<int64_t>(1, cfg.n_ctx / 2));
+  resolve_policy(cfg, opt, h);
   h.total_log2 = opt.total_log2;
   CCC_CHECK(h.total_log2 >= 24 && h.total_log2 <= 31, "compress: cdf total must be 2^24 .. 2^31");
 
   std::vector<Segment> segs(B);
   uint64_t total_tokens = 0;
   for (int64_t s = 0; s < B; ++s) {
-    segs[s].begin = n * s / B;
-    segs[s].end = n * (s + 1) / B;
+    std::tie(segs[s].begin, segs[s].end) = segment_range(n, B, s);
     segs[s].tokens = {cfg.bos_id};
     auto enc = m.tokenizer->encode(input.substr(segs[s].begin, segs[s].end - segs[s].begin));
     for (int64_t t : enc)
       CCC_CHECK(t >= 0 && t < cfg.d_vocab_out, "compress: token ", t, " cannot be predicted by the model (d_vocab_out ",
                 cfg.d_vocab_out, ")");
+    CCC_CHECK(enc.size() <= segs[s].end - segs[s].begin, "compress: tokenizer produced more tokens than bytes");
     segs[s].tokens.insert(segs[s].tokens.end(), enc.begin(), enc.end());
     total_tokens += enc.size();
+    h.streams.push_back({segs[s].end - segs[s].begin, enc.size()});
   }
-  std::vector<std::string> payloads(B);
+  std::vector<std::string> payloads(G);
   std::atomic<uint64_t> done{0};
   SingleThreadedKernels pin;
   const auto ranges = group_ranges(B, G);
   run_groups(G, opt.threads, [&](int64_t g) {
     const auto [s0, s1] = ranges[g];
-    const int64_t rows = s1 - s0;
     std::vector<uint64_t> n_tokens;
+    std::vector<uint64_t> next(s1 - s0, 1);
     for (int64_t s = s0; s < s1; ++s) n_tokens.push_back(segs[s].tokens.size() - 1);
-    std::vector<ArithmeticEncoder> enc(rows);
+    if (*std::max_element(n_tokens.begin(), n_tokens.end()) == 0) return;
+    ArithmeticEncoder enc;
     code_group(m.model, h, cfg.bos_id, n_tokens, done, total_tokens, opt,
-               [&](int64_t r, const std::vector<uint64_t>& cdf) {
-                 const auto& toks = segs[s0 + r].tokens;
-                 const int64_t t = toks[enc[r].symbols() + 1];
-                 enc[r].encode(cdf[t], cdf[t + 1], cdf.back());
+               [&](int64_t r, const uint64_t* cdf, int64_t V) {
+                 const int64_t t = segs[s0 + r].tokens[next[r]++];
+                 enc.encode(cdf[t], cdf[t + 1], cdf[V]);
                  return t;
                });
-    for (int64_t r = 0; r < rows; ++r)
-      payloads[s0 + r] = segs[s0 + r].tokens.size() > 1 ? enc[r].finish() : std::string();
+    payloads[g] = enc.finish();
   });
-  for (int64_t s = 0; s < B; ++s)
-    h.streams.push_back({segs[s].end - segs[s].begin, segs[s].tokens.size() - 1, payloads[s].size()});
+  for (const auto& p : payloads) h.group_bytes.push_back(p.size());
   std::string out = serialize_header(h);
   for (const auto& p : payloads) out += p;
   return out;
@@ -247,11 +283,13 @@ std::string lm_decompress(model::LoadedModel& m, std::string_view container, con
   CCC_CHECK(h.tokenizer_kind == m.tokenizer->kind(), name, ": tokenizer ", h.tokenizer_kind, " expected, model has ",
             m.tokenizer->kind());
   CCC_CHECK(h.window <= cfg.n_ctx, name, ": window ", h.window, " exceeds the model context ", cfg.n_ctx);
+  CCC_CHECK(h.policy == WindowKind::kStrided || cfg.pos != model::PosKind::kLearned, name,
+            ": rolling window policy with a learned-position model (corrupt header)");
   const int64_t B = static_cast<int64_t>(h.streams.size());
   std::vector<std::string_view> payloads;
-  for (const auto& s : h.streams) {
-    payloads.push_back(container.substr(offset, s.payload_bytes));
-    offset += s.payload_bytes;
+  for (uint64_t g : h.group_bytes) {
+    payloads.push_back(container.substr(offset, g));
+    offset += g;
   }
   std::vector<std::vector<int64_t>> tokens(B);
   uint64_t total_tokens = 0;
@@ -264,17 +302,21 @@ std::string lm_decompress(model::LoadedModel& m, std::string_view container, con
   run_groups(h.n_groups, opt.threads, [&](int64_t g) {
     const auto [s0, s1] = ranges[g];
     std::vector<uint64_t> n_tokens;
-    std::vector<ArithmeticDecoder> dec;
-    for (int64_t s = s0; s < s1; ++s) {
-      n_tokens.push_back(h.streams[s].n_tokens);
-      dec.emplace_back(payloads[s]);
+    for (int64_t s = s0; s < s1; ++s) n_tokens.push_back(h.streams[s].n_tokens);
+    if (*std::max_element(n_tokens.begin(), n_tokens.end()) == 0) {
+      CCC_CHECK(payloads[g].empty(), name, ": group ", g, " codes no tokens but has a payload (corrupt)");
+      return;
     }
+    ArithmeticDecoder dec(payloads[g]);
     code_group(m.model, h, cfg.bos_id, n_tokens, done, total_tokens, opt,
-               [&](int64_t r, const std::vector<uint64_t>& cdf) {
-                 const int64_t t = static_cast<int64_t>(dec[r].decode_symbol(cdf));
-                 CCC_CHECK(!dec[r].overrun(), name, ": stream ", s0 + r, " is corrupt (payload exhausted)");
-                 tokens[s0 + r].push_back(t);
-                 return t;
+               [&](int64_t r, const uint64_t* cdf, int64_t V) {
+                 const uint64_t total = cdf[V];
+                 const uint64_t t = dec.target(total);
+                 const int64_t sym = std::upper_bound(cdf + 1, cdf + V + 1, t) - cdf - 1;  // first i: cdf[i+1] > t
+                 dec.consume(cdf[sym], cdf[sym + 1], total);
+                 CCC_CHECK(!dec.overrun(), name, ": group ", g, " is corrupt (payload exhausted)");
+                 tokens[s0 + r].push_back(sym);
+                 return sym;
                });
   });
   std::string out;
@@ -288,23 +330,34 @@ std::string lm_decompress(model::LoadedModel& m, std::string_view container, con
   if (xxh64(out) != h.checksum) {
     const std::string here = runtime_id();
     CCC_FAIL(name, ": decoded data fails its checksum; nothing written. ",
-             h.runtime_id == here ? "The payload is corrupt."
-                                  : "The encoder ran a different arithmetic path: encoder '" + h.runtime_id +
-                                        "', this machine '" + here + "'.");
+             h.runtime_hash == xxh64(here)
+                 ? std::string("The payload is corrupt.")
+                 : "The encoder ran a different arithmetic path (runtime hash " + hex64(h.runtime_hash) +
+                       "; this machine: " + hex64(xxh64(here)) + " = '" + here + "').");
   }
   return out;
 }
 
-double segmented_bits(model::LoadedModel& m, std::string_view input, int64_t streams) {
+double segmented_bits(model::LoadedModel& m, std::string_view input, const CodecOptions& opt) {
   const uint64_t n = input.size();
-  int64_t B = streams > 0 ? streams : auto_streams(n);
-  B = std::max<int64_t>(1, std::min<int64_t>(B, std::max<uint64_t>(1, n)));
-  double total = 0;
+  const int64_t B = resolve_streams(n, opt.streams);
+  Header h;
+  resolve_policy(m.config, opt, h);
+  std::vector<std::vector<int64_t>> seqs;
   for (int64_t s = 0; s < B; ++s) {
+    const auto [a, b] = segment_range(n, B, s);
     std::vector<int64_t> toks{m.config.bos_id};
-    auto enc = m.tokenizer->encode(input.substr(n * s / B, n * (s + 1) / B - n * s / B));
+    auto enc = m.tokenizer->encode(input.substr(a, b - a));
     toks.insert(toks.end(), enc.begin(), enc.end());
-    for (double b : model::score_bits(m.model, toks)) total += b;
+    seqs.push_back(std::move(toks));
+  }
+  double total = 0;
+  if (h.policy == WindowKind::kRolling) {
+    for (const auto& bits : model::score_bits_rolling(m.model, seqs, h.window))
+      for (double b : bits) total += b;
+  } else {
+    for (const auto& toks : seqs)
+      for (double b : model::score_bits(m.model, toks, {h.window, h.stride})) total += b;
   }
   return total;
 }

@@ -18,8 +18,15 @@
 
 namespace ccc::compress {
 
+/// Automatic stream count: one stream per kBytesPerStream bytes of input, at most kMaxAutoStreams.
+constexpr int64_t kBytesPerStream = 1024;
+constexpr int64_t kMaxAutoStreams = 256;
+
 struct CodecOptions {
-  int64_t streams = 0;  ///< 0 = automatic: one stream per 4 KiB of input, at most 256
+  int64_t streams = 0;  ///< 0 = automatic (auto_streams)
+  int64_t window = 0;   ///< 0 = automatic: rolling over n_ctx / 2 (rotary models), strided over n_ctx (learned positions)
+  bool strided = false; ///< force the strided window policy (re-encoding) even where rolling is possible
+  bool rolling = false; ///< require the rolling policy (error for learned positions)
   int64_t groups = 0;   ///< 0 = min(streams, hardware threads); recorded, so decoding uses the same
   int64_t threads = 0;  ///< worker threads (0 = hardware threads); never changes the output
   uint8_t total_log2 = 30;
@@ -38,11 +45,12 @@ std::string lm_compress(model::LoadedModel& m, std::string_view input, const Cod
 std::string lm_decompress(model::LoadedModel& m, std::string_view container, const std::string& name,
                           const CodecOptions& opt = {});
 
-/// Σ −log2 p over all coded tokens under the same segmentation and windows, computed with score_bits
-/// (what `ccc bits` reports per segment). For comparing with the payload size.
-double segmented_bits(model::LoadedModel& m, std::string_view input, int64_t streams);
+/// Σ −log2 p over all coded tokens under the same segmentation and window policy as lm_compress with
+/// `opt`, computed on the batched full-sequence path (score_bits / score_bits_rolling): what
+/// `ccc bits --streams` reports. For comparing with the payload size.
+double segmented_bits(model::LoadedModel& m, std::string_view input, const CodecOptions& opt);
 
-/// The segment boundaries lm_compress uses: segment i = [i*n/B, (i+1)*n/B).
+/// Automatic stream count for an input of n_bytes (segment i of B = [i·n/B, (i+1)·n/B)).
 int64_t auto_streams(uint64_t n_bytes);
 
 }  // namespace ccc::compress

@@ -81,6 +81,8 @@ void run_compress(const CompressCmdOptions& o) {
   copt.streams = o.streams;
   copt.groups = o.groups;
   copt.threads = o.threads;
+  copt.window = o.window;
+  copt.strided = o.strided;
   copt.progress = [&](uint64_t d, uint64_t t) { progress(d, t); };
   const auto t0 = std::chrono::steady_clock::now();
   const std::string packed = compress::lm_compress(m, input, copt);

@@ -18,6 +18,8 @@ struct CompressCmdOptions {
   int64_t streams = 0;
   int64_t groups = 0;
   int64_t threads = 0;
+  int64_t window = 0;    ///< 0 = automatic (see compress::CodecOptions)
+  bool strided = false;  ///< strided window policy instead of rolling
   bool force = false;
   bool quiet = false;
 };

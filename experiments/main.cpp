@@ -202,7 +202,10 @@ int main(int argc, char** argv) {
   bits->add_option("--stride", stride, "window stride (default window/2)");
   int64_t bits_streams = 0;
   bits->add_option("--streams", bits_streams,
-                   "score as the compressor does: B segments, each with its own BOS (prints total_bits only)");
+                   "score as the compressor does: B segments, each with its own BOS, the compressor's window policy "
+                   "(--window, --strided as for compress; prints total_bits only)");
+  bool bits_strided = false;
+  bits->add_flag("--strided", bits_strided, "with --streams: the strided window policy");
 
   std::string config_path, out_dir;
   bool force = false;
@@ -260,7 +263,9 @@ int main(int argc, char** argv) {
   };
   auto* comp = app.add_subcommand("compress", "lossless compression with the model (arithmetic coding)");
   add_codec(comp);
-  comp->add_option("--streams", copt.streams, "independent streams B (default: one per 4 KiB, max 256)");
+  comp->add_option("--streams", copt.streams, "independent streams B (default: one per KiB, max 256)");
+  comp->add_option("--window", copt.window, "context window W (default: n_ctx/2 rolling, n_ctx strided)");
+  comp->add_flag("--strided", copt.strided, "strided windows that re-encode context (default for learned positions)");
   comp->add_option("--groups", copt.groups, "stream groups coded in parallel (default: cores)");
   auto* decomp = app.add_subcommand("decompress", "restore a .ccc file bit-exactly");
   add_codec(decomp);
@@ -305,7 +310,11 @@ int main(int argc, char** argv) {
     else if (*bits && bits_streams > 0) {
       auto m = model::load_model(model_path, tok_path);
       const std::string text = read_input(file);
-      const double total = compress::segmented_bits(m, text, bits_streams);
+      compress::CodecOptions bopt;
+      bopt.streams = bits_streams;
+      bopt.window = window;
+      bopt.strided = bits_strided;
+      const double total = compress::segmented_bits(m, text, bopt);
       std::printf("total_bits %.3f\nbits_per_byte %.4f\nstreams %lld\n", total,
                   text.empty() ? 0.0 : total / text.size(), (long long)bits_streams);
     } else if (*bits) cmd_bits(model_path, tok_path, file, json, window, stride);

@@ -1,5 +1,6 @@
 #include "model/score.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "model/error.h"
@@ -44,6 +45,43 @@ std::vector<double> score_bits(Transformer& model, const std::vector<int64_t>& t
     for (size_t w = w0; w < w1; ++w)
       for (int64_t j = wins[w].first; j < len - 1; ++j) bits[wins[w].start + j] = -acc[w - w0][j] * inv_ln2;
     w0 = w1;
+  }
+  return bits;
+}
+
+std::vector<std::vector<double>> score_bits_rolling(Transformer& model, const std::vector<std::vector<int64_t>>& seqs,
+                                                    int64_t window, int64_t chunk) {
+  torch::InferenceMode guard;
+  CCC_CHECK(window >= 2 && window <= model->config().n_ctx, "rolling window ", window, " must be in [2, n_ctx=",
+            model->config().n_ctx, "]");
+  CCC_CHECK(chunk >= 1, "chunk must be >= 1");
+  std::vector<std::vector<double>> bits(seqs.size());
+  int64_t n = 0;
+  for (const auto& s : seqs) n = std::max<int64_t>(n, static_cast<int64_t>(s.size()));
+  if (n < 2) {
+    for (size_t r = 0; r < seqs.size(); ++r) bits[r].assign(seqs[r].empty() ? 0 : seqs[r].size() - 1, 0.0);
+    return bits;
+  }
+  const int64_t B = static_cast<int64_t>(seqs.size());
+  // rows padded with token 0 past their end (their predictions are discarded)
+  auto ids = torch::zeros({B, n}, torch::kInt64);
+  auto acc = ids.accessor<int64_t, 2>();
+  for (int64_t r = 0; r < B; ++r) {
+    for (size_t i = 0; i < seqs[r].size(); ++i) acc[r][i] = seqs[r][i];
+    bits[r].assign(seqs[r].empty() ? 0 : seqs[r].size() - 1, 0.0);
+  }
+  auto cache = model->make_cache(B, window, /*rolling=*/true);
+  const double inv_ln2 = 1.0 / std::log(2.0);
+  for (int64_t s = 0; s < n - 1; s += chunk) {
+    const int64_t len = std::min(chunk, n - 1 - s);
+    auto in = ids.narrow(1, s, len);
+    auto logp = torch::log_softmax(model->forward(in, {nullptr, &cache}).to(torch::kFloat64), -1);  // [B, len, V]
+    auto tgt = ids.narrow(1, s + 1, len).clamp_max(logp.size(2) - 1);
+    auto lp = logp.gather(2, tgt.unsqueeze(2)).squeeze(2).contiguous();
+    auto a = lp.accessor<double, 2>();
+    for (int64_t r = 0; r < B; ++r)
+      for (int64_t j = 0; j < len && s + j < static_cast<int64_t>(bits[r].size()); ++j)
+        bits[r][s + j] = -a[r][j] * inv_ln2;
   }
   return bits;
 }

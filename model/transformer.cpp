@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "model/decode_attention.h"
 #include "model/error.h"
 
 namespace ccc::model {
@@ -75,6 +76,7 @@ TransformerImpl::TransformerImpl(const ModelConfig& cfg) : cfg_(cfg) {
     auto inv = torch::empty({half}, torch::kFloat64);
     for (int64_t j = 0; j < half; ++j) inv[j] = std::pow(c.rope_theta, -2.0 * j / c.rotary_dim);
     auto t = torch::arange(c.n_ctx, torch::kFloat64);
+    rope_inv_ = inv;
     auto freqs = torch::outer(t, inv);
     auto emb = torch::cat({freqs, freqs}, -1);
     rope_cos_ = register_buffer("rope_cos", emb.cos().to(torch::kFloat32));
@@ -133,13 +135,16 @@ std::vector<std::pair<std::string, std::vector<std::string>>> TransformerImpl::h
   return out;
 }
 
-KVCache TransformerImpl::make_cache(int64_t batch, int64_t capacity) const {
+KVCache TransformerImpl::make_cache(int64_t batch, int64_t capacity, bool rolling) const {
   if (capacity <= 0) capacity = cfg_.n_ctx;
   CCC_CHECK(capacity <= cfg_.n_ctx, "KV cache capacity ", capacity, " exceeds the model context ", cfg_.n_ctx);
   CCC_CHECK(batch > 0, "KV cache batch must be > 0");
+  CCC_CHECK(!rolling || cfg_.pos != PosKind::kLearned,
+            "a rolling KV cache needs relative positions (rotary); this model has learned absolute positions");
   KVCache cache;
   cache.batch = batch;
   cache.capacity = capacity;
+  cache.rolling = rolling;
   for (int64_t l = 0; l < cfg_.n_layers; ++l) {
     cache.k.push_back(torch::zeros({batch, cfg_.n_kv_heads, capacity, cfg_.d_head}));
     cache.v.push_back(torch::zeros({batch, cfg_.n_kv_heads, capacity, cfg_.d_head}));
@@ -173,8 +178,16 @@ torch::Tensor TransformerImpl::norm(const torch::Tensor& x, const torch::Tensor&
 
 torch::Tensor TransformerImpl::rotary(const torch::Tensor& x, int64_t off) const {
   const int64_t p = x.size(1), rd = cfg_.rotary_dim, half = rd / 2;
-  auto cos = rope_cos_.narrow(0, off, p).view({1, p, 1, rd});
-  auto sin = rope_sin_.narrow(0, off, p).view({1, p, 1, rd});
+  torch::Tensor cos, sin;
+  if (off + p <= cfg_.n_ctx) {
+    cos = rope_cos_.narrow(0, off, p).view({1, p, 1, rd});
+    sin = rope_sin_.narrow(0, off, p).view({1, p, 1, rd});
+  } else {  // rolling cache past n_ctx: the same double-precision formula as the tables
+    auto freqs = torch::outer(torch::arange(off, off + p, torch::kFloat64), rope_inv_);
+    auto emb = torch::cat({freqs, freqs}, -1);
+    cos = emb.cos().to(torch::kFloat32).view({1, p, 1, rd});
+    sin = emb.sin().to(torch::kFloat32).view({1, p, 1, rd});
+  }
   auto xr = rd == x.size(-1) ? x : x.narrow(-1, 0, rd);
   auto rot = torch::cat({-xr.narrow(-1, half, half), xr.narrow(-1, 0, half)}, -1);
   auto out = xr * cos + rot * sin;
@@ -196,36 +209,72 @@ torch::Tensor TransformerImpl::attention(const Layer& L, const torch::Tensor& x,
     q = hook(hooks, slot(kRotQ), rotary(q, off), layer, off);
     k = hook(hooks, slot(kRotK), rotary(k, off), layer, off);
   }
-  // keys and values of all visible positions: [b, K, T, dh]
-  auto kt = k.transpose(1, 2), vt = v.transpose(1, 2);
-  int64_t T = p;
-  if (cache != nullptr) {
-    cache->k[layer].narrow(2, off, p).copy_(kt);
-    cache->v[layer].narrow(2, off, p).copy_(vt);
-    T = off + p;
-    kt = cache->k[layer].narrow(2, 0, T);
-    vt = cache->v[layer].narrow(2, 0, T);
+  torch::Tensor z;  // [b, p, H, dh]
+  const bool need_scores = hooks != nullptr && (hooks->active(slot(kAttnScores)) || hooks->active(slot(kPattern)));
+  if (cache != nullptr && p == 1 && !need_scores && q.scalar_type() == torch::kFloat32 && q.device().is_cpu()) {
+    // one token per row: fused kernel over the cached slots, no [b, H, 1, T] tensors
+    const int64_t cap = cache->capacity, at = cache->rolling ? off % cap : off;
+    cache->k[layer].select(2, at).copy_(k.select(1, 0));
+    cache->v[layer].select(2, at).copy_(v.select(1, 0));
+    const int64_t n = cache->rolling ? std::min(off + 1, cap) : off + 1;
+    auto qc = q.contiguous();
+    z = torch::empty({b, 1, H, dh});
+    decode_attention(qc.data_ptr<float>(), cache->k[layer].data_ptr<float>(), cache->v[layer].data_ptr<float>(),
+                     z.data_ptr<float>(), b, H, K, cap, n, dh, static_cast<float>(1.0 / std::sqrt(double(dh))));
+  } else {
+    // keys and values of all visible positions [b, K, T, dh] and the additive mask [1, p, T]: query i sits
+    // at absolute position off + i and sees key position j when j <= off + i (and, rolling, j > off + i - cap)
+    auto kt = k.transpose(1, 2), vt = v.transpose(1, 2);
+    std::vector<int64_t> kpos;  // absolute position of each key, -1 = empty slot
+    int64_t window = 0;         // 0 = unlimited
+    if (cache != nullptr && cache->rolling) {
+      const int64_t cap = cache->capacity;
+      window = cap;
+      for (int64_t s = 0; s < cap; ++s) kpos.push_back(off - 1 >= s ? s + cap * ((off - 1 - s) / cap) : -1);
+      for (int64_t i = 0; i < p; ++i) kpos.push_back(off + i);
+      auto kn = kt, vn = vt;
+      kt = torch::cat({cache->k[layer], kn}, 2);
+      vt = torch::cat({cache->v[layer], vn}, 2);
+      const int64_t keep = std::min(p, cap);
+      auto slots = torch::empty({keep}, torch::kInt64);
+      for (int64_t i = 0; i < keep; ++i) slots[i] = (off + p - keep + i) % cap;
+      cache->k[layer].index_copy_(2, slots, kn.narrow(2, p - keep, keep));
+      cache->v[layer].index_copy_(2, slots, vn.narrow(2, p - keep, keep));
+    } else if (cache != nullptr) {
+      cache->k[layer].narrow(2, off, p).copy_(kt);
+      cache->v[layer].narrow(2, off, p).copy_(vt);
+      kt = cache->k[layer].narrow(2, 0, off + p);
+      vt = cache->v[layer].narrow(2, 0, off + p);
+      for (int64_t j = 0; j < off + p; ++j) kpos.push_back(j);
+    } else {
+      for (int64_t j = 0; j < p; ++j) kpos.push_back(j);
+    }
+    const int64_t T = static_cast<int64_t>(kpos.size());
+    if (K != H) {
+      kt = kt.unsqueeze(2).expand({b, K, H / K, T, dh}).reshape({b, H, T, dh});
+      vt = vt.unsqueeze(2).expand({b, K, H / K, T, dh}).reshape({b, H, T, dh});
+    }
+    auto mask = torch::zeros({1, p, T});
+    {
+      auto m = mask.accessor<float, 3>();
+      const float ninf = -std::numeric_limits<float>::infinity();
+      for (int64_t i = 0; i < p; ++i)
+        for (int64_t t = 0; t < T; ++t) {
+          const int64_t j = kpos[t];
+          if (j < 0 || j > off + i || (window > 0 && j <= off + i - window)) m[0][i][t] = ninf;
+        }
+    }
+    // scores = scale * q k^T + mask in one baddbmm: fusing the scale and the mask into the GEMM avoids
+    // two passes over [b, H, p, T] forward and backward
+    auto scores = torch::baddbmm(mask, q.transpose(1, 2).reshape({b * H, p, dh}),
+                                 kt.reshape({b * H, T, dh}).transpose(1, 2), /*beta=*/1.0,
+                                 /*alpha=*/1.0 / std::sqrt(static_cast<double>(dh)))
+                      .view({b, H, p, T});
+    scores = hook(hooks, slot(kAttnScores), scores, layer, off);
+    auto pattern = hook(hooks, slot(kPattern), torch::softmax(scores, -1), layer, off);
+    z = torch::matmul(pattern, vt).transpose(1, 2);
   }
-  if (K != H) {
-    kt = kt.unsqueeze(2).expand({b, K, H / K, T, dh}).reshape({b, H, T, dh});
-    vt = vt.unsqueeze(2).expand({b, K, H / K, T, dh}).reshape({b, H, T, dh});
-  }
-  // scores = scale * q k^T + causal mask in one baddbmm (query i sits at absolute position off + i,
-  // key j at j; the additive mask is -inf where j > off + i). Fusing the scale and the mask into the
-  // GEMM avoids two passes over [b, H, p, T] forward and backward.
-  auto mask = torch::zeros({1, p, T});
-  if (T > 1) {
-    auto qpos = torch::arange(off, off + p, torch::kInt64).unsqueeze(1);
-    auto kpos = torch::arange(T, torch::kInt64).unsqueeze(0);
-    mask.masked_fill_((kpos > qpos).unsqueeze(0), -std::numeric_limits<float>::infinity());
-  }
-  auto scores = torch::baddbmm(mask, q.transpose(1, 2).reshape({b * H, p, dh}),
-                               kt.reshape({b * H, T, dh}).transpose(1, 2), /*beta=*/1.0,
-                               /*alpha=*/1.0 / std::sqrt(static_cast<double>(dh)))
-                    .view({b, H, p, T});
-  scores = hook(hooks, slot(kAttnScores), scores, layer, off);
-  auto pattern = hook(hooks, slot(kPattern), torch::softmax(scores, -1), layer, off);
-  auto z = hook(hooks, slot(kZ), torch::matmul(pattern, vt).transpose(1, 2), layer, off);  // [b, p, H, dh]
+  z = hook(hooks, slot(kZ), z, layer, off);
   torch::Tensor out;
   if (hooks != nullptr && hooks->active(slot(kResult))) {
     // per-head contributions [b, p, H, d_model]; only computed when asked (memory trap)
@@ -266,12 +315,13 @@ torch::Tensor TransformerImpl::forward(const torch::Tensor& tokens, const RunOpt
   if (hooks != nullptr) hooks->bind(registry_);
   KVCache* cache = run.cache;
   const int64_t off = cache != nullptr ? cache->len : 0;
+  const bool rolling = cache != nullptr && cache->rolling;
   if (cache != nullptr) {
     CCC_CHECK(cache->batch == b, "forward: cache holds ", cache->batch, " rows, tokens have ", b);
-    CCC_CHECK(off + p <= cache->capacity, "forward: ", off, " cached + ", p, " new positions exceed the cache capacity ",
-              cache->capacity);
+    CCC_CHECK(rolling || off + p <= cache->capacity, "forward: ", off, " cached + ", p,
+              " new positions exceed the cache capacity ", cache->capacity);
   }
-  CCC_CHECK(off + p <= c.n_ctx, "forward: ", off + p, " positions exceed the model context n_ctx=", c.n_ctx);
+  CCC_CHECK(rolling || off + p <= c.n_ctx, "forward: ", off + p, " positions exceed the model context n_ctx=", c.n_ctx);
   if (tokens.numel() > 0) {
     const int64_t lo = tokens.min().item<int64_t>(), hi = tokens.max().item<int64_t>();
     CCC_CHECK(lo >= 0 && hi < c.d_vocab, "forward: token id out of range [0, ", c.d_vocab, "): min ", lo, " max ", hi);

@@ -22,11 +22,18 @@
 namespace ccc::model {
 
 /// Keys and values of past positions for the incremental path. All rows advance in lockstep.
+///
+/// Plain cache: position t lives in slot t; the sequence may grow to `capacity` (<= n_ctx) positions.
+/// Rolling cache (sliding-window attention without recomputation): position t lives in slot
+/// t % capacity and each query attends to the last `capacity` positions, itself included, however long
+/// the sequence grows. Keys are stored rotated at their absolute positions and rotary scores depend only
+/// on distances, so a window never needs re-encoding; models with learned positions cannot roll.
 struct KVCache {
   std::vector<torch::Tensor> k, v;  ///< per layer [batch, n_kv_heads, capacity, d_head]
   int64_t batch = 0;
   int64_t capacity = 0;
-  int64_t len = 0;  ///< positions filled so far (= absolute position of the next token)
+  int64_t len = 0;  ///< positions fed so far (= absolute position of the next token)
+  bool rolling = false;
   void reset() { len = 0; }
 };
 
@@ -44,8 +51,9 @@ class TransformerImpl : public torch::nn::Module {
   /// Without a cache, positions start at 0; with one, at cache->len, and the cache grows by pos.
   torch::Tensor forward(const torch::Tensor& tokens, const RunOptions& run = {});
 
-  /// Empty cache for `batch` sequences of up to `capacity` (<= n_ctx) positions.
-  KVCache make_cache(int64_t batch, int64_t capacity = 0) const;
+  /// Empty cache for `batch` sequences of up to `capacity` (<= n_ctx, 0 = n_ctx) positions, or with
+  /// `rolling`, a sliding window of `capacity` positions over sequences of any length.
+  KVCache make_cache(int64_t batch, int64_t capacity = 0, bool rolling = false) const;
 
   const ModelConfig& config() const { return cfg_; }
   const HookRegistry& hook_registry() const { return registry_; }
@@ -77,6 +85,7 @@ class TransformerImpl : public torch::nn::Module {
   std::vector<Layer> layers_;
   torch::Tensor W_E_, W_pos_, lnf_w_, lnf_b_, W_U_;  // W_U_ undefined when tied
   torch::Tensor rope_cos_, rope_sin_;                 // [n_ctx, rotary_dim]
+  torch::Tensor rope_inv_;                            // [rotary_dim / 2] float64 inverse frequencies
 };
 TORCH_MODULE(Transformer);
 

@@ -53,7 +53,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     return ccc::compress::parse_container(valid, "valid", &off);
   }();
   auto h = header;
-  h.streams[0].payload_bytes = size;
+  h.group_bytes.assign(h.n_groups, 0);
+  h.group_bytes[0] = size;
   const std::string candidate = ccc::compress::serialize_header(h) + std::string(bytes);
   for (std::string_view input : {bytes, std::string_view(candidate)}) {
     try {

@@ -12,11 +12,18 @@
 namespace ccc::compress {
 namespace {
 
-model::LoadedModel byte_model(uint64_t seed = 1, int64_t n_ctx = 16) {
+// Rotary (rolling window policy) unless `learned`; d_head 8 runs the AVX2 decode kernel.
+model::LoadedModel byte_model(uint64_t seed = 1, int64_t n_ctx = 16, bool learned = false) {
   auto cfg = test::tiny_config("byte_attn_only");
   cfg.attn_only = false;
   cfg.d_mlp = 32;
   cfg.n_ctx = n_ctx;
+  cfg.n_heads = cfg.n_kv_heads = 2;
+  cfg.d_head = 8;
+  if (!learned) {
+    cfg.pos = model::PosKind::kRotary;
+    cfg.rotary_dim = 8;
+  }
   model::LoadedModel m;
   m.config = cfg;
   m.model = model::Transformer(cfg);
@@ -47,15 +54,21 @@ std::vector<std::pair<std::string, std::string>> inputs() {
           {"unicode text spanning many windows", text}};
 }
 
-TEST(LmCodecTest, RoundTripIsBitExactForEveryInputAndStreamCount) {
-  auto m = byte_model();
+TEST(LmCodecTest, RoundTripIsBitExactForEveryInputStreamCountAndPolicy) {
+  auto rotary = byte_model(), learned = byte_model(1, 16, true);
   for (const auto& [label, data] : inputs()) {
     for (int64_t streams : {1, 5}) {
-      CodecOptions o;
-      o.streams = streams;
-      o.groups = 2;
-      auto packed = lm_compress(m, data, o);
-      EXPECT_EQ(lm_decompress(m, packed, "mem"), data) << label << " streams " << streams;
+      for (int policy = 0; policy < 3; ++policy) {  // rolling, strided (rotary), strided (learned positions)
+        auto& m = policy == 2 ? learned : rotary;
+        CodecOptions o;
+        o.streams = streams;
+        o.groups = 2;
+        o.strided = policy == 1;
+        auto packed = lm_compress(m, data, o);
+        size_t off = 0;
+        EXPECT_EQ(parse_container(packed, "mem", &off).policy, policy == 0 ? WindowKind::kRolling : WindowKind::kStrided);
+        EXPECT_EQ(lm_decompress(m, packed, "mem"), data) << label << " streams " << streams << " policy " << policy;
+      }
     }
   }
 }
@@ -85,15 +98,19 @@ TEST(LmCodecTest, PayloadMatchesBitsUnderSameSegmentation) {
   const char* words[] = {"alpha ", "beta ", "gamma ", "delta ", "\n"};
   while (data.size() < 6000) data += words[rng() % 5];
   for (int64_t streams : {1, 4}) {
-    CodecOptions o;
-    o.streams = streams;
-    auto packed = lm_compress(m, data, o);
-    size_t off = 0;
-    auto h = parse_container(packed, "mem", &off);
-    const double payload_bits = 8.0 * static_cast<double>(packed.size() - off);
-    const double bits = segmented_bits(m, data, streams);
-    EXPECT_LT(std::abs(payload_bits - bits) / bits, 0.005) << "payload " << payload_bits << " bits vs " << bits;
-    EXPECT_EQ(h.streams.size(), static_cast<size_t>(streams));
+    for (bool strided : {false, true}) {
+      CodecOptions o;
+      o.streams = streams;
+      o.strided = strided;
+      auto packed = lm_compress(m, data, o);
+      size_t off = 0;
+      auto h = parse_container(packed, "mem", &off);
+      const double payload_bits = 8.0 * static_cast<double>(packed.size() - off);
+      const double bits = segmented_bits(m, data, o);
+      EXPECT_LT(std::abs(payload_bits - bits) / bits, 0.005)
+          << "payload " << payload_bits << " bits vs " << bits << " (streams " << streams << ", strided " << strided << ")";
+      EXPECT_EQ(h.streams.size(), static_cast<size_t>(streams));
+    }
   }
 }
 

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include "model/decode_attention.h"
 #include "model/error.h"
 #include "model/score.h"
 #include "tests/support/test_support.h"
@@ -100,6 +101,111 @@ TEST(ScoreTest, SlidingWindowScoresEveryTokenOnceWithEnoughContext) {
   // whole sequence within one window gives the plain forward's bits
   auto short_bits = score_bits(m, std::vector<int64_t>(toks.begin(), toks.begin() + 20));
   for (int64_t i = 0; i < 19; ++i) EXPECT_NEAR(short_bits[i], bits[i], 1e-5);
+}
+
+// A rotary byte model with d_head 8, so the AVX2 decode kernel runs where the CPU has it.
+Transformer rolling_model(int64_t n_layers, uint64_t seed) {
+  auto c = test::tiny_config("byte_attn_only");
+  c.attn_only = false;
+  c.pos = PosKind::kRotary;
+  c.n_heads = 2;
+  c.n_kv_heads = 2;
+  c.d_head = 8;
+  c.rotary_dim = 8;
+  c.n_layers = n_layers;
+  c.n_ctx = 32;
+  Transformer m(c);
+  m->init_weights(seed);
+  torch::NoGradGuard g;
+  auto gen = at::detail::createCPUGenerator(seed + 100);
+  for (auto& p : m->parameters()) p.add_(torch::randn(p.sizes(), gen) * 0.3);
+  m->eval();
+  return m;
+}
+
+TEST(DecodeAttentionTest, MatchesSoftmaxAttentionForEveryShape) {
+  torch::manual_seed(21);
+  for (int64_t dh : {4, 8, 64}) {
+    for (int64_t n : {1, 7, 8, 29}) {
+      const int64_t B = 3, H = 4, KH = 2, cap = 32;
+      auto q = torch::randn({B, H, dh}), k = torch::randn({B, KH, cap, dh}) * 2, v = torch::randn({B, KH, cap, dh});
+      auto z = torch::empty({B, H, dh});
+      const float scale = 1.0f / std::sqrt(static_cast<float>(dh));
+      decode_attention(q.data_ptr<float>(), k.data_ptr<float>(), v.data_ptr<float>(), z.data_ptr<float>(), B, H, KH,
+                       cap, n, dh, scale);
+      auto kk = k.narrow(2, 0, n).repeat_interleave(H / KH, 1), vv = v.narrow(2, 0, n).repeat_interleave(H / KH, 1);
+      auto p = torch::softmax(torch::matmul(q.unsqueeze(2), kk.transpose(-1, -2)) * scale, -1);
+      auto ref = torch::matmul(p, vv).squeeze(2);
+      const double diff = test::max_abs_diff(z, ref);
+      EXPECT_LT(diff, 1e-5) << "dh " << dh << " n " << n << " (" << decode_attention_path(dh) << "): max |dz| " << diff;
+    }
+  }
+}
+
+TEST(RollingCacheTest, MatchesFullForwardWithinTheWindow) {
+  torch::NoGradGuard g;
+  auto m = rolling_model(2, 3);
+  torch::manual_seed(22);
+  auto toks = torch::randint(0, 256, {3, 20}, torch::kInt64);
+  auto full = m->forward(toks);
+  auto cache = m->make_cache(3, 32, /*rolling=*/true);
+  std::vector<torch::Tensor> parts{m->forward(toks.narrow(1, 0, 5), {nullptr, &cache})};
+  for (int64_t i = 5; i < 20; ++i) parts.push_back(m->forward(toks.narrow(1, i, 1), {nullptr, &cache}));
+  const double diff = test::max_abs_diff(full, torch::cat(parts, 1));
+  EXPECT_LE(diff, 1e-4) << "max |dlogit| " << diff;
+}
+
+TEST(RollingCacheTest, OneLayerEqualsAFreshForwardOverTheLastWindow) {
+  // With one layer, keys and values depend only on their token and position, so the rolling cache's
+  // prediction at position m must equal a plain forward over tokens [m - W + 1, m] (rotary scores depend
+  // only on distances): an independent check of the ring slots, the mask and rotary past n_ctx.
+  torch::NoGradGuard g;
+  auto m = rolling_model(1, 4);
+  const int64_t W = 12, n = 90;  // n > n_ctx = 32: positions past the rotary tables
+  torch::manual_seed(23);
+  auto toks = torch::randint(0, 256, {2, n}, torch::kInt64);
+  auto cache = m->make_cache(2, W, /*rolling=*/true);
+  std::vector<torch::Tensor> inc;
+  for (int64_t i = 0; i < n; ++i) inc.push_back(m->forward(toks.narrow(1, i, 1), {nullptr, &cache}).select(1, 0));
+  for (int64_t pos : {int64_t{11}, int64_t{12}, int64_t{40}, n - 1}) {
+    const int64_t start = std::max<int64_t>(0, pos - W + 1);
+    auto fresh = m->forward(toks.narrow(1, start, pos - start + 1)).select(1, -1);
+    const double diff = test::max_abs_diff(fresh, inc[pos]);
+    EXPECT_LE(diff, 1e-4) << "position " << pos << ": max |dlogit| " << diff;
+  }
+  // chunked feeding (the general masked path) agrees with token-by-token (the fused kernel)
+  auto chunked = m->make_cache(2, W, true);
+  std::vector<torch::Tensor> parts;
+  for (int64_t i = 0; i < n; i += 17) parts.push_back(m->forward(toks.narrow(1, i, std::min<int64_t>(17, n - i)), {nullptr, &chunked}));
+  const double diff = test::max_abs_diff(torch::cat(parts, 1), torch::stack(inc, 1));
+  EXPECT_LE(diff, 1e-4) << "chunked vs token-by-token: max |dlogit| " << diff;
+}
+
+TEST(RollingCacheTest, RollingScoresEqualTokenByTokenDecoding) {
+  torch::NoGradGuard g;
+  auto m = rolling_model(2, 5);
+  torch::manual_seed(24);
+  std::vector<std::vector<int64_t>> seqs;
+  for (int64_t len : {70, 3, 1, 55}) {
+    auto t = torch::randint(0, 256, {len}, torch::kInt64);
+    seqs.emplace_back(t.data_ptr<int64_t>(), t.data_ptr<int64_t>() + len);
+  }
+  auto bits = score_bits_rolling(m, seqs, 16, 9);
+  ASSERT_EQ(bits.size(), 4u);
+  for (size_t r = 0; r < seqs.size(); ++r) {
+    ASSERT_EQ(bits[r].size(), seqs[r].size() - 1);
+    auto cache = m->make_cache(1, 16, true);
+    for (size_t i = 0; i + 1 < seqs[r].size(); ++i) {
+      auto logits = m->forward(torch::tensor({seqs[r][i]}, torch::kInt64).view({1, 1}), {nullptr, &cache});
+      const double lp = torch::log_softmax(logits[0][0].to(torch::kFloat64), -1)[seqs[r][i + 1]].item<double>();
+      EXPECT_NEAR(bits[r][i], -lp / std::log(2.0), 1e-4) << "row " << r << " token " << i;
+    }
+  }
+}
+
+TEST(RollingCacheTest, LearnedPositionsCannotRoll) {
+  auto m = test::tiny_model("gpt2");
+  EXPECT_THROW(m->make_cache(1, 8, true), Error);
 }
 
 }  // namespace

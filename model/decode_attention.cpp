@@ -1,0 +1,153 @@
+#include "model/decode_attention.h"
+
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+namespace ccc::model {
+
+namespace {
+
+// exp(x) for x <= 0 (softmax after subtracting the max): 2^(x·log2 e) split into integer and fraction,
+// degree-6 polynomial for 2^f on [-0.5, 0.5] (relative error < 2e-7). The scalar and vector forms run the
+// same operations, so each path is deterministic; inputs below -87 give 0.
+inline float exp_neg_scalar(float x) {
+  if (x < -87.0f) return 0.0f;
+  const float t = x * 1.44269504088896341f;
+  const float n = std::nearbyint(t);
+  const float f = t - n;
+  float p = 1.535336188319500e-4f;
+  p = p * f + 1.339887440266574e-3f;
+  p = p * f + 9.618437357674640e-3f;
+  p = p * f + 5.550332471162809e-2f;
+  p = p * f + 2.402264791363012e-1f;
+  p = p * f + 6.931472028550421e-1f;
+  p = p * f + 1.0f;
+  return std::ldexp(p, static_cast<int>(n));
+}
+
+void decode_scalar(const float* q, const float* k, const float* v, float* z, int64_t B, int64_t H, int64_t KH,
+                   int64_t cap, int64_t n, int64_t dh, float scale) {
+  std::vector<float> s(static_cast<size_t>(n));
+  const int64_t group = H / KH;
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t h = 0; h < H; ++h) {
+      const float* qh = q + (b * H + h) * dh;
+      const float* kh = k + (b * KH + h / group) * cap * dh;
+      const float* vh = v + (b * KH + h / group) * cap * dh;
+      float* zh = z + (b * H + h) * dh;
+      float mx = -INFINITY;
+      for (int64_t t = 0; t < n; ++t) {
+        float acc = 0;
+        for (int64_t i = 0; i < dh; ++i) acc += qh[i] * kh[t * dh + i];
+        s[t] = acc * scale;
+        mx = std::max(mx, s[t]);
+      }
+      float sum = 0;
+      for (int64_t t = 0; t < n; ++t) sum += (s[t] = exp_neg_scalar(s[t] - mx));
+      std::fill(zh, zh + dh, 0.0f);
+      for (int64_t t = 0; t < n; ++t)
+        for (int64_t i = 0; i < dh; ++i) zh[i] += s[t] * vh[t * dh + i];
+      const float inv = 1.0f / sum;
+      for (int64_t i = 0; i < dh; ++i) zh[i] *= inv;
+    }
+}
+
+__attribute__((target("avx2,fma"))) inline __m256 exp_neg_avx2(__m256 x) {
+  const __m256 lo = _mm256_set1_ps(-87.0f);
+  const __m256 under = _mm256_cmp_ps(x, lo, _CMP_LT_OQ);
+  x = _mm256_max_ps(x, lo);
+  const __m256 t = _mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f));
+  const __m256 n = _mm256_round_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  const __m256 f = _mm256_sub_ps(t, n);
+  __m256 p = _mm256_set1_ps(1.535336188319500e-4f);
+  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.339887440266574e-3f));
+  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(9.618437357674640e-3f));
+  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(5.550332471162809e-2f));
+  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(2.402264791363012e-1f));
+  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(6.931472028550421e-1f));
+  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.0f));
+  const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+  const __m256 r = _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+  return _mm256_andnot_ps(under, r);
+}
+
+__attribute__((target("avx2,fma"))) inline float hsum(__m256 a) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+// dh must be a multiple of 8 and at most 256.
+__attribute__((target("avx2,fma"))) void decode_avx2(const float* q, const float* k, const float* v, float* z,
+                                                      int64_t B, int64_t H, int64_t KH, int64_t cap, int64_t n,
+                                                      int64_t dh, float scale) {
+  std::vector<float> s(static_cast<size_t>((n + 7) / 8 * 8));
+  const int64_t group = H / KH, lanes = dh / 8;
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t h = 0; h < H; ++h) {
+      const float* qh = q + (b * H + h) * dh;
+      const float* kh = k + (b * KH + h / group) * cap * dh;
+      const float* vh = v + (b * KH + h / group) * cap * dh;
+      float* zh = z + (b * H + h) * dh;
+      __m256 qv[32];
+      for (int64_t l = 0; l < lanes; ++l) qv[l] = _mm256_loadu_ps(qh + 8 * l);
+      // scores
+      float mx = -INFINITY;
+      for (int64_t t = 0; t < n; ++t) {
+        const float* kt = kh + t * dh;
+        __m256 a0 = _mm256_mul_ps(qv[0], _mm256_loadu_ps(kt));
+        __m256 a1 = _mm256_setzero_ps();
+        for (int64_t l = 1; l + 1 < lanes; l += 2) {
+          a1 = _mm256_fmadd_ps(qv[l], _mm256_loadu_ps(kt + 8 * l), a1);
+          a0 = _mm256_fmadd_ps(qv[l + 1], _mm256_loadu_ps(kt + 8 * l + 8), a0);
+        }
+        if (lanes % 2 == 0) a1 = _mm256_fmadd_ps(qv[lanes - 1], _mm256_loadu_ps(kt + 8 * (lanes - 1)), a1);
+        s[t] = hsum(_mm256_add_ps(a0, a1)) * scale;
+        mx = std::max(mx, s[t]);
+      }
+      // softmax numerators, padded to a multiple of 8 with exact zeros
+      const __m256 vmx = _mm256_set1_ps(mx);
+      __m256 vsum = _mm256_setzero_ps();
+      const int64_t n8 = n / 8 * 8;
+      for (int64_t t = 0; t < n8; t += 8) {
+        const __m256 e = exp_neg_avx2(_mm256_sub_ps(_mm256_loadu_ps(&s[t]), vmx));
+        _mm256_storeu_ps(&s[t], e);
+        vsum = _mm256_add_ps(vsum, e);
+      }
+      float sum = hsum(vsum);
+      for (int64_t t = n8; t < n; ++t) sum += (s[t] = exp_neg_scalar(s[t] - mx));
+      // weighted values
+      __m256 acc[32];
+      for (int64_t l = 0; l < lanes; ++l) acc[l] = _mm256_setzero_ps();
+      for (int64_t t = 0; t < n; ++t) {
+        const __m256 p = _mm256_set1_ps(s[t]);
+        const float* vt = vh + t * dh;
+        for (int64_t l = 0; l < lanes; ++l) acc[l] = _mm256_fmadd_ps(p, _mm256_loadu_ps(vt + 8 * l), acc[l]);
+      }
+      const __m256 inv = _mm256_set1_ps(1.0f / sum);
+      for (int64_t l = 0; l < lanes; ++l) _mm256_storeu_ps(zh + 8 * l, _mm256_mul_ps(acc[l], inv));
+    }
+}
+
+bool have_avx2() {
+  static const bool ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  return ok;
+}
+
+}  // namespace
+
+void decode_attention(const float* q, const float* k, const float* v, float* z, int64_t B, int64_t H, int64_t KH,
+                      int64_t cap, int64_t n, int64_t dh, float scale) {
+  if (have_avx2() && dh % 8 == 0 && dh <= 256)
+    decode_avx2(q, k, v, z, B, H, KH, cap, n, dh, scale);
+  else
+    decode_scalar(q, k, v, z, B, H, KH, cap, n, dh, scale);
+}
+
+std::string decode_attention_path(int64_t dh) { return have_avx2() && dh % 8 == 0 && dh <= 256 ? "avx2" : "scalar"; }
+
+}  // namespace ccc::model
