@@ -72,7 +72,7 @@ class GroupModel {
   GroupModel(model::Transformer& m, int64_t rows, const Header& h)
       : m_(m), rows_(rows), W_(h.window), keep_(h.policy == WindowKind::kStrided ? h.window - 1 - h.stride : 0),
         strided_(h.policy == WindowKind::kStrided), total_(uint64_t{1} << h.total_log2),
-        cache_(m->make_cache(rows, h.window, /*rolling=*/!strided_)) {
+        cache_(m->make_cache(rows, h.window, /*rolling=*/!strided_, torch::kHalf)) {
     if (strided_) history_.resize(rows);
   }
 

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <vector>
 
 namespace ccc::model {
@@ -28,20 +29,45 @@ inline float exp_neg_scalar(float x) {
   return std::ldexp(p, static_cast<int>(n));
 }
 
-void decode_scalar(const float* q, const float* k, const float* v, float* z, int64_t B, int64_t H, int64_t KH,
-                   int64_t cap, int64_t n, int64_t dh, float scale) {
+// IEEE binary16 -> binary32 (exact).
+inline float to_float(float x) { return x; }
+inline float to_float(uint16_t h) {
+  const uint32_t sign = static_cast<uint32_t>(h & 0x8000) << 16;
+  uint32_t exp = (h >> 10) & 0x1f, man = h & 0x3ff, bits;
+  if (exp == 0x1f) {
+    bits = sign | 0x7f800000u | (man << 13);
+  } else if (exp != 0) {
+    bits = sign | ((exp + 112) << 23) | (man << 13);
+  } else if (man == 0) {
+    bits = sign;
+  } else {  // subnormal: normalise
+    exp = 113;
+    while (!(man & 0x400)) {
+      man <<= 1;
+      --exp;
+    }
+    bits = sign | (exp << 23) | ((man & 0x3ff) << 13);
+  }
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+
+template <typename KV>
+void decode_scalar(const float* q, const KV* k, const KV* v, float* z, int64_t B, int64_t H, int64_t KH, int64_t cap,
+                   int64_t n, int64_t dh, float scale) {
   std::vector<float> s(static_cast<size_t>(n));
   const int64_t group = H / KH;
   for (int64_t b = 0; b < B; ++b)
     for (int64_t h = 0; h < H; ++h) {
       const float* qh = q + (b * H + h) * dh;
-      const float* kh = k + (b * KH + h / group) * cap * dh;
-      const float* vh = v + (b * KH + h / group) * cap * dh;
+      const KV* kh = k + (b * KH + h / group) * cap * dh;
+      const KV* vh = v + (b * KH + h / group) * cap * dh;
       float* zh = z + (b * H + h) * dh;
       float mx = -INFINITY;
       for (int64_t t = 0; t < n; ++t) {
         float acc = 0;
-        for (int64_t i = 0; i < dh; ++i) acc += qh[i] * kh[t * dh + i];
+        for (int64_t i = 0; i < dh; ++i) acc += qh[i] * to_float(kh[t * dh + i]);
         s[t] = acc * scale;
         mx = std::max(mx, s[t]);
       }
@@ -49,10 +75,15 @@ void decode_scalar(const float* q, const float* k, const float* v, float* z, int
       for (int64_t t = 0; t < n; ++t) sum += (s[t] = exp_neg_scalar(s[t] - mx));
       std::fill(zh, zh + dh, 0.0f);
       for (int64_t t = 0; t < n; ++t)
-        for (int64_t i = 0; i < dh; ++i) zh[i] += s[t] * vh[t * dh + i];
+        for (int64_t i = 0; i < dh; ++i) zh[i] += s[t] * to_float(vh[t * dh + i]);
       const float inv = 1.0f / sum;
       for (int64_t i = 0; i < dh; ++i) zh[i] *= inv;
     }
+}
+
+__attribute__((target("avx2,fma,f16c"))) inline __m256 load8(const float* p) { return _mm256_loadu_ps(p); }
+__attribute__((target("avx2,fma,f16c"))) inline __m256 load8(const uint16_t* p) {
+  return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
 }
 
 __attribute__((target("avx2,fma"))) inline __m256 exp_neg_avx2(__m256 x) {
@@ -82,30 +113,31 @@ __attribute__((target("avx2,fma"))) inline float hsum(__m256 a) {
 }
 
 // dh must be a multiple of 8 and at most 256.
-__attribute__((target("avx2,fma"))) void decode_avx2(const float* q, const float* k, const float* v, float* z,
-                                                      int64_t B, int64_t H, int64_t KH, int64_t cap, int64_t n,
-                                                      int64_t dh, float scale) {
+template <typename KV>
+__attribute__((target("avx2,fma,f16c"))) void decode_avx2(const float* q, const KV* k, const KV* v, float* z,
+                                                           int64_t B, int64_t H, int64_t KH, int64_t cap, int64_t n,
+                                                           int64_t dh, float scale) {
   std::vector<float> s(static_cast<size_t>((n + 7) / 8 * 8));
   const int64_t group = H / KH, lanes = dh / 8;
   for (int64_t b = 0; b < B; ++b)
     for (int64_t h = 0; h < H; ++h) {
       const float* qh = q + (b * H + h) * dh;
-      const float* kh = k + (b * KH + h / group) * cap * dh;
-      const float* vh = v + (b * KH + h / group) * cap * dh;
+      const KV* kh = k + (b * KH + h / group) * cap * dh;
+      const KV* vh = v + (b * KH + h / group) * cap * dh;
       float* zh = z + (b * H + h) * dh;
       __m256 qv[32];
       for (int64_t l = 0; l < lanes; ++l) qv[l] = _mm256_loadu_ps(qh + 8 * l);
       // scores
       float mx = -INFINITY;
       for (int64_t t = 0; t < n; ++t) {
-        const float* kt = kh + t * dh;
-        __m256 a0 = _mm256_mul_ps(qv[0], _mm256_loadu_ps(kt));
+        const KV* kt = kh + t * dh;
+        __m256 a0 = _mm256_mul_ps(qv[0], load8(kt));
         __m256 a1 = _mm256_setzero_ps();
         for (int64_t l = 1; l + 1 < lanes; l += 2) {
-          a1 = _mm256_fmadd_ps(qv[l], _mm256_loadu_ps(kt + 8 * l), a1);
-          a0 = _mm256_fmadd_ps(qv[l + 1], _mm256_loadu_ps(kt + 8 * l + 8), a0);
+          a1 = _mm256_fmadd_ps(qv[l], load8(kt + 8 * l), a1);
+          a0 = _mm256_fmadd_ps(qv[l + 1], load8(kt + 8 * l + 8), a0);
         }
-        if (lanes % 2 == 0) a1 = _mm256_fmadd_ps(qv[lanes - 1], _mm256_loadu_ps(kt + 8 * (lanes - 1)), a1);
+        if (lanes % 2 == 0) a1 = _mm256_fmadd_ps(qv[lanes - 1], load8(kt + 8 * (lanes - 1)), a1);
         s[t] = hsum(_mm256_add_ps(a0, a1)) * scale;
         mx = std::max(mx, s[t]);
       }
@@ -125,8 +157,8 @@ __attribute__((target("avx2,fma"))) void decode_avx2(const float* q, const float
       for (int64_t l = 0; l < lanes; ++l) acc[l] = _mm256_setzero_ps();
       for (int64_t t = 0; t < n; ++t) {
         const __m256 p = _mm256_set1_ps(s[t]);
-        const float* vt = vh + t * dh;
-        for (int64_t l = 0; l < lanes; ++l) acc[l] = _mm256_fmadd_ps(p, _mm256_loadu_ps(vt + 8 * l), acc[l]);
+        const KV* vt = vh + t * dh;
+        for (int64_t l = 0; l < lanes; ++l) acc[l] = _mm256_fmadd_ps(p, load8(vt + 8 * l), acc[l]);
       }
       const __m256 inv = _mm256_set1_ps(1.0f / sum);
       for (int64_t l = 0; l < lanes; ++l) _mm256_storeu_ps(zh + 8 * l, _mm256_mul_ps(acc[l], inv));
@@ -134,18 +166,30 @@ __attribute__((target("avx2,fma"))) void decode_avx2(const float* q, const float
 }
 
 bool have_avx2() {
-  static const bool ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  static const bool ok =
+      __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
   return ok;
+}
+
+template <typename KV>
+void dispatch(const float* q, const KV* k, const KV* v, float* z, int64_t B, int64_t H, int64_t KH, int64_t cap,
+              int64_t n, int64_t dh, float scale) {
+  if (have_avx2() && dh % 8 == 0 && dh <= 256)
+    decode_avx2(q, k, v, z, B, H, KH, cap, n, dh, scale);
+  else
+    decode_scalar(q, k, v, z, B, H, KH, cap, n, dh, scale);
 }
 
 }  // namespace
 
 void decode_attention(const float* q, const float* k, const float* v, float* z, int64_t B, int64_t H, int64_t KH,
                       int64_t cap, int64_t n, int64_t dh, float scale) {
-  if (have_avx2() && dh % 8 == 0 && dh <= 256)
-    decode_avx2(q, k, v, z, B, H, KH, cap, n, dh, scale);
-  else
-    decode_scalar(q, k, v, z, B, H, KH, cap, n, dh, scale);
+  dispatch(q, k, v, z, B, H, KH, cap, n, dh, scale);
+}
+
+void decode_attention(const float* q, const uint16_t* k, const uint16_t* v, float* z, int64_t B, int64_t H, int64_t KH,
+                      int64_t cap, int64_t n, int64_t dh, float scale) {
+  dispatch(q, k, v, z, B, H, KH, cap, n, dh, scale);
 }
 
 std::string decode_attention_path(int64_t dh) { return have_avx2() && dh % 8 == 0 && dh <= 256 ? "avx2" : "scalar"; }

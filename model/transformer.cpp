@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "model/decode_attention.h"
+#include "model/decode_gemm.h"
 #include "model/error.h"
 
 namespace ccc::model {
@@ -135,10 +136,11 @@ std::vector<std::pair<std::string, std::vector<std::string>>> TransformerImpl::h
   return out;
 }
 
-KVCache TransformerImpl::make_cache(int64_t batch, int64_t capacity, bool rolling) const {
+KVCache TransformerImpl::make_cache(int64_t batch, int64_t capacity, bool rolling, torch::ScalarType dtype) const {
   if (capacity <= 0) capacity = cfg_.n_ctx;
   CCC_CHECK(capacity <= cfg_.n_ctx, "KV cache capacity ", capacity, " exceeds the model context ", cfg_.n_ctx);
   CCC_CHECK(batch > 0, "KV cache batch must be > 0");
+  CCC_CHECK(dtype == torch::kFloat32 || dtype == torch::kHalf, "KV cache dtype must be float32 or float16");
   CCC_CHECK(!rolling || cfg_.pos != PosKind::kLearned,
             "a rolling KV cache needs relative positions (rotary); this model has learned absolute positions");
   KVCache cache;
@@ -146,8 +148,8 @@ KVCache TransformerImpl::make_cache(int64_t batch, int64_t capacity, bool rollin
   cache.capacity = capacity;
   cache.rolling = rolling;
   for (int64_t l = 0; l < cfg_.n_layers; ++l) {
-    cache.k.push_back(torch::zeros({batch, cfg_.n_kv_heads, capacity, cfg_.d_head}));
-    cache.v.push_back(torch::zeros({batch, cfg_.n_kv_heads, capacity, cfg_.d_head}));
+    cache.k.push_back(torch::zeros({batch, cfg_.n_kv_heads, capacity, cfg_.d_head}, dtype));
+    cache.v.push_back(torch::zeros({batch, cfg_.n_kv_heads, capacity, cfg_.d_head}, dtype));
   }
   return cache;
 }
@@ -195,13 +197,38 @@ torch::Tensor TransformerImpl::rotary(const torch::Tensor& x, int64_t off) const
   return torch::cat({out, x.narrow(-1, rd, x.size(-1) - rd)}, -1);
 }
 
+torch::Tensor TransformerImpl::linear(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b,
+                                      bool decode) const {
+  if (!decode) return F::linear(x, w, b);
+  const int64_t n = w.size(0), k = w.size(1);
+  std::shared_ptr<const PackedLinear> packed;
+  {
+    const PackKey key{w.data_ptr(), n, k};
+    std::lock_guard<std::mutex> lock(packs_->mu);
+    auto& slot = packs_->packed[key];
+    if (!slot.second || slot.first != w._version()) {
+      auto wc = w.contiguous();
+      slot = {w._version(), std::make_shared<const PackedLinear>(pack_linear(wc.data_ptr<float>(), n, k))};
+    }
+    packed = slot.second;
+  }
+  auto x2 = x.reshape({-1, k}).contiguous();  // [rows, k]
+  auto y = torch::empty({x2.size(0), n});
+  auto bc = b.defined() ? b.contiguous() : b;
+  packed_linear(x2.data_ptr<float>(), x2.size(0), k, *packed, bc.defined() ? bc.data_ptr<float>() : nullptr,
+                y.data_ptr<float>());
+  auto shape = x.sizes().vec();
+  shape.back() = n;
+  return y.view(shape);
+}
+
 torch::Tensor TransformerImpl::attention(const Layer& L, const torch::Tensor& x, int layer, int64_t off,
-                                         KVCache* cache, HookSet* hooks) const {
+                                         KVCache* cache, HookSet* hooks, bool decode) const {
   const auto& c = cfg_;
   const int64_t b = x.size(0), p = x.size(1), H = c.n_heads, K = c.n_kv_heads, dh = c.d_head;
   auto slot = [&](int s) { return HookRegistry::block_slot(layer, s); };
   // qkv
-  auto qkv = F::linear(x, L.W_qkv, L.b_qkv);  // [b, p, (H+2K)*dh]
+  auto qkv = linear(x, L.W_qkv, L.b_qkv, decode);  // [b, p, (H+2K)*dh]
   auto q = hook(hooks, slot(kQ), qkv.narrow(-1, 0, H * dh).view({b, p, H, dh}), layer, off);
   auto k = hook(hooks, slot(kK), qkv.narrow(-1, H * dh, K * dh).view({b, p, K, dh}), layer, off);
   auto v = hook(hooks, slot(kV), qkv.narrow(-1, (H + K) * dh, K * dh).view({b, p, K, dh}), layer, off);
@@ -219,8 +246,14 @@ torch::Tensor TransformerImpl::attention(const Layer& L, const torch::Tensor& x,
     const int64_t n = cache->rolling ? std::min(off + 1, cap) : off + 1;
     auto qc = q.contiguous();
     z = torch::empty({b, 1, H, dh});
-    decode_attention(qc.data_ptr<float>(), cache->k[layer].data_ptr<float>(), cache->v[layer].data_ptr<float>(),
-                     z.data_ptr<float>(), b, H, K, cap, n, dh, static_cast<float>(1.0 / std::sqrt(double(dh))));
+    const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(dh)));
+    if (cache->k[layer].scalar_type() == torch::kHalf)
+      decode_attention(qc.data_ptr<float>(), reinterpret_cast<const uint16_t*>(cache->k[layer].data_ptr<at::Half>()),
+                       reinterpret_cast<const uint16_t*>(cache->v[layer].data_ptr<at::Half>()), z.data_ptr<float>(), b,
+                       H, K, cap, n, dh, scale);
+    else
+      decode_attention(qc.data_ptr<float>(), cache->k[layer].data_ptr<float>(), cache->v[layer].data_ptr<float>(),
+                       z.data_ptr<float>(), b, H, K, cap, n, dh, scale);
   } else {
     // keys and values of all visible positions [b, K, T, dh] and the additive mask [1, p, T]: query i sits
     // at absolute position off + i and sees key position j when j <= off + i (and, rolling, j > off + i - cap)
@@ -233,18 +266,19 @@ torch::Tensor TransformerImpl::attention(const Layer& L, const torch::Tensor& x,
       for (int64_t s = 0; s < cap; ++s) kpos.push_back(off - 1 >= s ? s + cap * ((off - 1 - s) / cap) : -1);
       for (int64_t i = 0; i < p; ++i) kpos.push_back(off + i);
       auto kn = kt, vn = vt;
-      kt = torch::cat({cache->k[layer], kn}, 2);
-      vt = torch::cat({cache->v[layer], vn}, 2);
+      kt = torch::cat({cache->k[layer].to(kn.scalar_type()), kn}, 2);
+      vt = torch::cat({cache->v[layer].to(vn.scalar_type()), vn}, 2);
       const int64_t keep = std::min(p, cap);
       auto slots = torch::empty({keep}, torch::kInt64);
       for (int64_t i = 0; i < keep; ++i) slots[i] = (off + p - keep + i) % cap;
-      cache->k[layer].index_copy_(2, slots, kn.narrow(2, p - keep, keep));
-      cache->v[layer].index_copy_(2, slots, vn.narrow(2, p - keep, keep));
+      const auto dt = cache->k[layer].scalar_type();
+      cache->k[layer].index_copy_(2, slots, kn.narrow(2, p - keep, keep).to(dt));
+      cache->v[layer].index_copy_(2, slots, vn.narrow(2, p - keep, keep).to(dt));
     } else if (cache != nullptr) {
       cache->k[layer].narrow(2, off, p).copy_(kt);
       cache->v[layer].narrow(2, off, p).copy_(vt);
-      kt = cache->k[layer].narrow(2, 0, off + p);
-      vt = cache->v[layer].narrow(2, 0, off + p);
+      kt = cache->k[layer].narrow(2, 0, off + p).to(q.scalar_type());
+      vt = cache->v[layer].narrow(2, 0, off + p).to(q.scalar_type());
       for (int64_t j = 0; j < off + p; ++j) kpos.push_back(j);
     } else {
       for (int64_t j = 0; j < p; ++j) kpos.push_back(j);
@@ -284,25 +318,25 @@ torch::Tensor TransformerImpl::attention(const Layer& L, const torch::Tensor& x,
     out = result.sum(2);
     if (L.b_O.defined()) out = out + L.b_O;
   } else {
-    out = F::linear(z.reshape({b, p, H * dh}), L.W_O, L.b_O);
+    out = linear(z.reshape({b, p, H * dh}), L.W_O, L.b_O, decode);
   }
   return out;
 }
 
 torch::Tensor TransformerImpl::mlp(const Layer& L, const torch::Tensor& x, int layer, int64_t off,
-                                   HookSet* hooks) const {
+                                   HookSet* hooks, bool decode) const {
   auto slot = [&](int s) { return HookRegistry::block_slot(layer, s); };
   torch::Tensor post;
   if (cfg_.gated_mlp) {
-    auto pre = hook(hooks, slot(kMlpPre), F::linear(x, L.W_gate, L.b_gate), layer, off);
-    auto lin = hook(hooks, slot(kMlpPreLinear), F::linear(x, L.W_in, L.b_in), layer, off);
+    auto pre = hook(hooks, slot(kMlpPre), linear(x, L.W_gate, L.b_gate, decode), layer, off);
+    auto lin = hook(hooks, slot(kMlpPreLinear), linear(x, L.W_in, L.b_in, decode), layer, off);
     post = activation(cfg_.act, pre) * lin;
   } else {
-    auto pre = hook(hooks, slot(kMlpPre), F::linear(x, L.W_in, L.b_in), layer, off);
+    auto pre = hook(hooks, slot(kMlpPre), linear(x, L.W_in, L.b_in, decode), layer, off);
     post = activation(cfg_.act, pre);
   }
   post = hook(hooks, slot(kMlpPost), post, layer, off);
-  return F::linear(post, L.W_out, L.b_out);
+  return linear(post, L.W_out, L.b_out, decode);
 }
 
 torch::Tensor TransformerImpl::forward(const torch::Tensor& tokens, const RunOptions& run) {
@@ -326,6 +360,9 @@ torch::Tensor TransformerImpl::forward(const torch::Tensor& tokens, const RunOpt
     const int64_t lo = tokens.min().item<int64_t>(), hi = tokens.max().item<int64_t>();
     CCC_CHECK(lo >= 0 && hi < c.d_vocab, "forward: token id out of range [0, ", c.d_vocab, "): min ", lo, " max ", hi);
   }
+  // one new token per row through a cache, no autograd: packed-weight GEMMs (decode_gemm.h)
+  const bool decode = cache != nullptr && p == 1 && !torch::GradMode::is_enabled() && W_E_.is_cpu() &&
+                      W_E_.scalar_type() == torch::kFloat32;
   // embed
   auto x = hook(hooks, registry_.global_slot(kEmbed), torch::embedding(W_E_, tokens), -1, off);  // [b, p, d_model]
   if (c.pos == PosKind::kLearned) {
@@ -339,7 +376,7 @@ torch::Tensor TransformerImpl::forward(const torch::Tensor& tokens, const RunOpt
     auto resid_pre = hook(hooks, slot(kResidPre), x, l, off);
     // attention
     auto h = norm(resid_pre, L.ln1_w, L.ln1_b, hooks, slot(kLn1Scale), slot(kLn1Normalized), l, off);
-    auto attn_out = hook(hooks, slot(kAttnOut), attention(L, h, l, off, cache, hooks), l, off);
+    auto attn_out = hook(hooks, slot(kAttnOut), attention(L, h, l, off, cache, hooks, decode), l, off);
     if (c.attn_only) {
       x = hook(hooks, slot(kResidPost), resid_pre + attn_out, l, off);
       continue;
@@ -347,19 +384,19 @@ torch::Tensor TransformerImpl::forward(const torch::Tensor& tokens, const RunOpt
     // mlp
     if (c.parallel_attn) {
       auto h2 = norm(resid_pre, L.ln2_w, L.ln2_b, hooks, slot(kLn2Scale), slot(kLn2Normalized), l, off);
-      auto mlp_out = hook(hooks, slot(kMlpOut), mlp(L, h2, l, off, hooks), l, off);
+      auto mlp_out = hook(hooks, slot(kMlpOut), mlp(L, h2, l, off, hooks, decode), l, off);
       x = hook(hooks, slot(kResidPost), resid_pre + attn_out + mlp_out, l, off);
     } else {
       auto resid_mid = hook(hooks, slot(kResidMid), resid_pre + attn_out, l, off);
       auto h2 = norm(resid_mid, L.ln2_w, L.ln2_b, hooks, slot(kLn2Scale), slot(kLn2Normalized), l, off);
-      auto mlp_out = hook(hooks, slot(kMlpOut), mlp(L, h2, l, off, hooks), l, off);
+      auto mlp_out = hook(hooks, slot(kMlpOut), mlp(L, h2, l, off, hooks, decode), l, off);
       x = hook(hooks, slot(kResidPost), resid_mid + mlp_out, l, off);
     }
   }
   x = norm(x, lnf_w_, lnf_b_, hooks, registry_.global_slot(kLnFinalScale), registry_.global_slot(kLnFinalNormalized),
            -1, off);
   auto W_U = c.tied_embed ? (c.d_vocab_out == c.d_vocab ? W_E_ : W_E_.narrow(0, 0, c.d_vocab_out)) : W_U_;
-  auto logits = hook(hooks, registry_.global_slot(kUnembedOut), F::linear(x, W_U), -1, off);
+  auto logits = hook(hooks, registry_.global_slot(kUnembedOut), linear(x, W_U, {}, decode), -1, off);
   if (cache != nullptr) cache->len += p;
   return logits;
 }

@@ -11,12 +11,16 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
+#include <mutex>
+#include <tuple>
 #include <string>
 #include <vector>
 
 #include <torch/torch.h>
 
 #include "model/config.h"
+#include "model/decode_gemm.h"
 #include "model/hooks.h"
 
 namespace ccc::model {
@@ -52,8 +56,11 @@ class TransformerImpl : public torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& tokens, const RunOptions& run = {});
 
   /// Empty cache for `batch` sequences of up to `capacity` (<= n_ctx, 0 = n_ctx) positions, or with
-  /// `rolling`, a sliding window of `capacity` positions over sequences of any length.
-  KVCache make_cache(int64_t batch, int64_t capacity = 0, bool rolling = false) const;
+  /// `rolling`, a sliding window of `capacity` positions over sequences of any length. `dtype` kHalf
+  /// stores keys and values in fp16 (half the memory traffic of single-token decoding; attention still
+  /// computes in fp32).
+  KVCache make_cache(int64_t batch, int64_t capacity = 0, bool rolling = false,
+                     torch::ScalarType dtype = torch::kFloat32) const;
 
   const ModelConfig& config() const { return cfg_; }
   const HookRegistry& hook_registry() const { return registry_; }
@@ -76,8 +83,10 @@ class TransformerImpl : public torch::nn::Module {
                      int slot_scale, int slot_norm, int layer, int64_t off) const;
   torch::Tensor rotary(const torch::Tensor& x, int64_t off) const;  // [b, p, h, d_head]
   torch::Tensor attention(const Layer& L, const torch::Tensor& x, int layer, int64_t off, KVCache* cache,
-                          HookSet* hooks) const;
-  torch::Tensor mlp(const Layer& L, const torch::Tensor& x, int layer, int64_t off, HookSet* hooks) const;
+                          HookSet* hooks, bool decode) const;
+  torch::Tensor mlp(const Layer& L, const torch::Tensor& x, int layer, int64_t off, HookSet* hooks, bool decode) const;
+  /// x W^T + b; `decode` (one token per row, no autograd) uses weights packed once per version.
+  torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b, bool decode) const;
   torch::Tensor param(torch::nn::Module& owner, const std::string& name, std::vector<int64_t> shape, bool want);
 
   ModelConfig cfg_;
@@ -86,6 +95,13 @@ class TransformerImpl : public torch::nn::Module {
   torch::Tensor W_E_, W_pos_, lnf_w_, lnf_b_, W_U_;  // W_U_ undefined when tied
   torch::Tensor rope_cos_, rope_sin_;                 // [n_ctx, rotary_dim]
   torch::Tensor rope_inv_;                            // [rotary_dim / 2] float64 inverse frequencies
+  // packed weights of the decode path, keyed by (data, rows, cols), rebuilt when a weight's version changes
+  using PackKey = std::tuple<const void*, int64_t, int64_t>;
+  struct Packs {
+    std::mutex mu;
+    std::map<PackKey, std::pair<int64_t, std::shared_ptr<const PackedLinear>>> packed;
+  };
+  std::shared_ptr<Packs> packs_ = std::make_shared<Packs>();
 };
 TORCH_MODULE(Transformer);
 

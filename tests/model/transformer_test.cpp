@@ -129,15 +129,24 @@ TEST(DecodeAttentionTest, MatchesSoftmaxAttentionForEveryShape) {
     for (int64_t n : {1, 7, 8, 29}) {
       const int64_t B = 3, H = 4, KH = 2, cap = 32;
       auto q = torch::randn({B, H, dh}), k = torch::randn({B, KH, cap, dh}) * 2, v = torch::randn({B, KH, cap, dh});
-      auto z = torch::empty({B, H, dh});
+      auto z = torch::empty({B, H, dh}), zh = torch::empty({B, H, dh});
       const float scale = 1.0f / std::sqrt(static_cast<float>(dh));
       decode_attention(q.data_ptr<float>(), k.data_ptr<float>(), v.data_ptr<float>(), z.data_ptr<float>(), B, H, KH,
                        cap, n, dh, scale);
-      auto kk = k.narrow(2, 0, n).repeat_interleave(H / KH, 1), vv = v.narrow(2, 0, n).repeat_interleave(H / KH, 1);
-      auto p = torch::softmax(torch::matmul(q.unsqueeze(2), kk.transpose(-1, -2)) * scale, -1);
-      auto ref = torch::matmul(p, vv).squeeze(2);
-      const double diff = test::max_abs_diff(z, ref);
+      auto ref_of = [&](const torch::Tensor& kf, const torch::Tensor& vf) {
+        auto kk = kf.narrow(2, 0, n).repeat_interleave(H / KH, 1), vv = vf.narrow(2, 0, n).repeat_interleave(H / KH, 1);
+        auto p = torch::softmax(torch::matmul(q.unsqueeze(2), kk.transpose(-1, -2)) * scale, -1);
+        return torch::matmul(p, vv).squeeze(2);
+      };
+      const double diff = test::max_abs_diff(z, ref_of(k, v));
       EXPECT_LT(diff, 1e-5) << "dh " << dh << " n " << n << " (" << decode_attention_path(dh) << "): max |dz| " << diff;
+      // fp16 storage: the same attention over the fp16-rounded keys and values
+      auto k16 = k.to(torch::kHalf), v16 = v.to(torch::kHalf);
+      decode_attention(q.data_ptr<float>(), reinterpret_cast<const uint16_t*>(k16.data_ptr<at::Half>()),
+                       reinterpret_cast<const uint16_t*>(v16.data_ptr<at::Half>()), zh.data_ptr<float>(), B, H, KH, cap,
+                       n, dh, scale);
+      const double diff16 = test::max_abs_diff(zh, ref_of(k16.to(torch::kFloat), v16.to(torch::kFloat)));
+      EXPECT_LT(diff16, 1e-5) << "fp16 dh " << dh << " n " << n << ": max |dz| " << diff16;
     }
   }
 }
@@ -173,6 +182,13 @@ TEST(RollingCacheTest, OneLayerEqualsAFreshForwardOverTheLastWindow) {
     const double diff = test::max_abs_diff(fresh, inc[pos]);
     EXPECT_LE(diff, 1e-4) << "position " << pos << ": max |dlogit| " << diff;
   }
+  // an fp16 cache stays close (keys and values rounded to 11 significant bits)
+  auto half = m->make_cache(2, W, true, torch::kHalf);
+  std::vector<torch::Tensor> inc16;
+  for (int64_t i = 0; i < n; ++i) inc16.push_back(m->forward(toks.narrow(1, i, 1), {nullptr, &half}).select(1, 0));
+  const double d16 = test::max_abs_diff(torch::stack(inc16, 1), torch::stack(inc, 1));
+  EXPECT_LE(d16, 2e-2) << "fp16 cache: max |dlogit| " << d16;
+  EXPECT_GT(d16, 0.0);
   // chunked feeding (the general masked path) agrees with token-by-token (the fused kernel)
   auto chunked = m->make_cache(2, W, true);
   std::vector<torch::Tensor> parts;
