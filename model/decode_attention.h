@@ -20,6 +20,9 @@ void decode_attention(const float* q, const float* k, const float* v, float* z, 
 void decode_attention(const float* q, const uint16_t* k, const uint16_t* v, float* z, int64_t B, int64_t H, int64_t KH,
                       int64_t cap, int64_t n, int64_t dh, float scale);
 
+/// GELU, tanh approximation, in place (the decode path's activation; |error| < 1e-6 vs the exact formula).
+void gelu_tanh_inplace(float* x, int64_t n);
+
 /// The path decode_attention takes for heads of size dh: "avx2" or "scalar".
 std::string decode_attention_path(int64_t dh);
 

@@ -333,7 +333,12 @@ torch::Tensor TransformerImpl::mlp(const Layer& L, const torch::Tensor& x, int l
     post = activation(cfg_.act, pre) * lin;
   } else {
     auto pre = hook(hooks, slot(kMlpPre), linear(x, L.W_in, L.b_in, decode), layer, off);
-    post = activation(cfg_.act, pre);
+    if (decode && cfg_.act == ActKind::kGeluTanh) {
+      post = hooks == nullptr ? pre.contiguous() : pre.clone();  // a hook may hold `pre`
+      gelu_tanh_inplace(post.data_ptr<float>(), post.numel());
+    } else {
+      post = activation(cfg_.act, pre);
+    }
   }
   post = hook(hooks, slot(kMlpPost), post, layer, off);
   return linear(post, L.W_out, L.b_out, decode);

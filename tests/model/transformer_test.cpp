@@ -151,6 +151,14 @@ TEST(DecodeAttentionTest, MatchesSoftmaxAttentionForEveryShape) {
   }
 }
 
+TEST(DecodeAttentionTest, FastGeluMatchesTorch) {
+  auto x = torch::linspace(-12, 12, 100003);
+  auto y = x.clone();
+  gelu_tanh_inplace(y.data_ptr<float>(), y.numel());
+  const double diff = test::max_abs_diff(y, torch::gelu(x, "tanh"));
+  EXPECT_LT(diff, 2e-6) << "max |dgelu| " << diff;
+}
+
 TEST(RollingCacheTest, MatchesFullForwardWithinTheWindow) {
   torch::NoGradGuard g;
   auto m = rolling_model(2, 3);
