@@ -194,18 +194,22 @@ void bench_compress(const BenchCompressOptions& o) {
   // roofline: model FLOPs per token (2 x params) against the matmul roofline of this run
   const double roof = matmul_roofline_gflops(4096, 256, 3);
   std::string csv = "file,method,params,bits_per_byte,compress_MB_s,decompress_MB_s\n";
-  std::printf("| file | method | params | bits/byte | compress MB/s | decompress MB/s | %% of FLOP roofline |\n");
-  std::printf("|---|---|---|---|---|---|---|\n");
+  std::printf("| file | method | params | bits/byte | compress MB/s | decompress MB/s | compress %% of roofline | "
+              "decompress %% of roofline |\n");
+  std::printf("|---|---|---|---|---|---|---|---|\n");
   for (const auto& r : rows) {
     char line[512];
     std::snprintf(line, sizeof line, "%s,%s,%.0f,%.4f,%.4f,%.4f\n", r.file.c_str(), r.method.c_str(), r.params, r.bpb,
                   r.mb_s, r.dmb_s);
     csv += line;
-    const double pct = r.params > 0 ? 100.0 * 2.0 * r.params * r.mb_s * 1e6 / (roof * 1e9) : 0;
-    std::printf("| %s | %s | %s | %.4f | %.3f | %s | %s |\n", r.file.c_str(), r.method.c_str(),
-                r.params > 0 ? std::to_string(static_cast<int64_t>(r.params)).c_str() : "-", r.bpb, r.mb_s,
-                r.params > 0 ? std::to_string(r.dmb_s).substr(0, 6).c_str() : "-",
-                r.params > 0 ? (std::to_string(pct).substr(0, 5) + "%").c_str() : "-");
+    if (r.params <= 0) {
+      std::printf("| %s | %s | - | %.4f | %.3f | - | - | - |\n", r.file.c_str(), r.method.c_str(), r.bpb, r.mb_s);
+      continue;
+    }
+    // 2 x params FLOPs per token; byte models code one token per byte
+    auto pct = [&](double mb_s) { return 100.0 * 2.0 * r.params * mb_s * 1e6 / (roof * 1e9); };
+    std::printf("| %s | %s | %.0f | %.4f | %.4f | %.4f | %.1f%% | %.1f%% |\n", r.file.c_str(), r.method.c_str(), r.params,
+                r.bpb, r.mb_s, r.dmb_s, pct(r.mb_s), pct(r.dmb_s));
   }
   std::printf("\nmatmul roofline this run: %.1f GFLOP/s (byte models: 1 token per byte)\n", roof);
   const std::string csv_path = (fs::path(o.out_dir) / "bench_compress.csv").string();
