@@ -1,7 +1,5 @@
 #include "compress/lm_codec.h"
 
-#include <dlfcn.h>
-
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
@@ -13,7 +11,9 @@
 #include <torch/version.h>
 
 #include "compress/arithmetic_coder.h"
+#include "model/blas_threads.h"
 #include "model/decode_attention.h"
+#include "model/decode_gemm.h"
 #include "model/error.h"
 #include "model/score.h"
 
@@ -21,35 +21,15 @@ namespace ccc::compress {
 
 namespace {
 
-// OpenBLAS thread control, looked up at run time: libtorch links whichever libblas.so.3 is installed.
-using SetThreadsFn = void (*)(int);
-using GetIntFn = int (*)();
-using GetStrFn = char* (*)();
-
-struct BlasControl {
-  SetThreadsFn set = reinterpret_cast<SetThreadsFn>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
-  GetIntFn get = reinterpret_cast<GetIntFn>(dlsym(RTLD_DEFAULT, "openblas_get_num_threads"));
-  GetStrFn core = reinterpret_cast<GetStrFn>(dlsym(RTLD_DEFAULT, "openblas_get_corename"));
-  GetStrFn config = reinterpret_cast<GetStrFn>(dlsym(RTLD_DEFAULT, "openblas_get_config"));
-};
-
 // Pins single-threaded kernels for the lifetime of the object, restoring the previous settings after.
 class SingleThreadedKernels {
  public:
-  SingleThreadedKernels() : torch_threads_(torch::get_num_threads()) {
-    if (blas_.get) blas_threads_ = blas_.get();
-    torch::set_num_threads(1);
-    if (blas_.set) blas_.set(1);
-  }
-  ~SingleThreadedKernels() {
-    torch::set_num_threads(torch_threads_);
-    if (blas_.set && blas_threads_ > 0) blas_.set(blas_threads_);
-  }
+  SingleThreadedKernels() : torch_threads_(torch::get_num_threads()), blas_(1) { torch::set_num_threads(1); }
+  ~SingleThreadedKernels() { torch::set_num_threads(torch_threads_); }
 
  private:
-  BlasControl blas_;
   int torch_threads_;
-  int blas_threads_ = 0;
+  model::ScopedBlasThreads blas_;
 };
 
 struct Segment {
@@ -198,16 +178,10 @@ std::string hex64(uint64_t v) {
 }  // namespace
 
 std::string runtime_id() {
-  BlasControl b;
-  std::string id = "ccc-codec-2; gcc " __VERSION__ "; libtorch " + std::to_string(TORCH_VERSION_MAJOR) + "." +
-                   std::to_string(TORCH_VERSION_MINOR) + "." + std::to_string(TORCH_VERSION_PATCH);
-  Dl_info info;
-  if (b.set && dladdr(reinterpret_cast<void*>(b.set), &info) && info.dli_fname) id += std::string("; blas ") + info.dli_fname;
-  if (b.config) id += std::string(" (") + b.config() + ")";
-  if (b.core) id += std::string("; kernel ") + b.core();
-  if (!b.set) id += "; blas not OpenBLAS";
-  id += "; attention " + model::decode_attention_path(8) + "/" + model::decode_attention_path(1);
-  return id;
+  return "ccc-codec-2; gcc " __VERSION__ "; libtorch " + std::to_string(TORCH_VERSION_MAJOR) + "." +
+         std::to_string(TORCH_VERSION_MINOR) + "." + std::to_string(TORCH_VERSION_PATCH) + "; " + model::blas_info() +
+         "; attention " + model::decode_attention_path(8) + "/" + model::decode_attention_path(1) + "; gemm " +
+         model::packed_linear_path();
 }
 
 int64_t auto_streams(uint64_t n_bytes) {

@@ -155,11 +155,14 @@ void cmd_init(const std::string& config_path, const std::string& out_dir, uint64
 }  // namespace
 
 int main(int argc, char** argv) {
-  // LibTorch's OpenMP workers spin while OpenBLAS's own threads run a GEMM, and the two fight over the
-  // cores (measured: training 2x slower). libgomp reads OMP_WAIT_POLICY only at start-up, so when the
-  // user has not chosen one, re-execute once with PASSIVE.
+  // LibTorch's OpenMP workers spin while OpenBLAS's own threads run a GEMM, and OpenBLAS's threads spin
+  // (sched_yield) while LibTorch runs elementwise kernels: the two fight over the cores (measured:
+  // training 2x slower with OpenMP spinning, ~9% slower with OpenBLAS spinning). libgomp and OpenBLAS read
+  // OMP_WAIT_POLICY / OPENBLAS_THREAD_TIMEOUT only at start-up, so when the user has not chosen them,
+  // re-execute once with PASSIVE and the shortest OpenBLAS spin (2^4 cycles).
   if (std::getenv("OMP_WAIT_POLICY") == nullptr) {
     ::setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
+    if (std::getenv("OPENBLAS_THREAD_TIMEOUT") == nullptr) ::setenv("OPENBLAS_THREAD_TIMEOUT", "4", 1);
     ::execv("/proc/self/exe", argv);  // returns only on failure: then carry on as we are
   }
   CLI::App app{"ccc: measuring transformer language models in bits"};

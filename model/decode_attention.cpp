@@ -190,6 +190,32 @@ __attribute__((target("avx2,fma"))) void gelu_avx2(float* x, int64_t n) {
   for (; i < n; ++i) x[i] = gelu_scalar(x[i]);
 }
 
+inline float gelu_grad_scalar(float x) {
+  const float u = kGeluC * (x + kGeluA * x * x * x);
+  const float e = exp_neg_scalar(-2.0f * std::fabs(u));
+  const float t = std::copysign((1.0f - e) / (1.0f + e), u);
+  return 0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * kGeluC * (1.0f + 3.0f * kGeluA * x * x);
+}
+
+__attribute__((target("avx2,fma"))) void gelu_backward_avx2(const float* x, const float* g, float* out, int64_t n) {
+  const __m256 c = _mm256_set1_ps(kGeluC), a = _mm256_set1_ps(kGeluA), a3 = _mm256_set1_ps(3.0f * kGeluA),
+               one = _mm256_set1_ps(1.0f), half = _mm256_set1_ps(0.5f), m2 = _mm256_set1_ps(-2.0f),
+               sign = _mm256_set1_ps(-0.0f);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 v = _mm256_loadu_ps(x + i);
+    const __m256 v2 = _mm256_mul_ps(v, v);
+    const __m256 u = _mm256_mul_ps(c, _mm256_add_ps(v, _mm256_mul_ps(_mm256_mul_ps(a, v2), v)));
+    const __m256 e = exp_neg_avx2(_mm256_mul_ps(m2, _mm256_andnot_ps(sign, u)));
+    const __m256 t = _mm256_or_ps(_mm256_div_ps(_mm256_sub_ps(one, e), _mm256_add_ps(one, e)), _mm256_and_ps(sign, u));
+    const __m256 left = _mm256_mul_ps(half, _mm256_add_ps(one, t));
+    const __m256 right = _mm256_mul_ps(_mm256_mul_ps(_mm256_mul_ps(half, v), _mm256_sub_ps(one, _mm256_mul_ps(t, t))),
+                                       _mm256_mul_ps(c, _mm256_fmadd_ps(a3, v2, one)));
+    _mm256_storeu_ps(out + i, _mm256_mul_ps(_mm256_loadu_ps(g + i), _mm256_add_ps(left, right)));
+  }
+  for (; i < n; ++i) out[i] = g[i] * gelu_grad_scalar(x[i]);
+}
+
 bool have_avx2() {
   static const bool ok =
       __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
@@ -222,6 +248,14 @@ void gelu_tanh_inplace(float* x, int64_t n) {
     gelu_avx2(x, n);
   } else {
     for (int64_t i = 0; i < n; ++i) x[i] = gelu_scalar(x[i]);
+  }
+}
+
+void gelu_tanh_backward(const float* x, const float* g, float* out, int64_t n) {
+  if (have_avx2()) {
+    gelu_backward_avx2(x, g, out, n);
+  } else {
+    for (int64_t i = 0; i < n; ++i) out[i] = g[i] * gelu_grad_scalar(x[i]);
   }
 }
 

@@ -23,6 +23,9 @@ void decode_attention(const float* q, const uint16_t* k, const uint16_t* v, floa
 /// GELU, tanh approximation, in place (the decode path's activation; |error| < 1e-6 vs the exact formula).
 void gelu_tanh_inplace(float* x, int64_t n);
 
+/// out = g * d gelu_tanh / dx at x (same approximation as gelu_tanh_inplace).
+void gelu_tanh_backward(const float* x, const float* g, float* out, int64_t n);
+
 /// The path decode_attention takes for heads of size dh: "avx2" or "scalar".
 std::string decode_attention_path(int64_t dh);
 

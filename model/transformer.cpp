@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "model/fused_ops.h"
 #include "model/decode_attention.h"
 #include "model/decode_gemm.h"
 #include "model/error.h"
@@ -14,7 +15,7 @@ namespace F = torch::nn::functional;
 
 torch::Tensor activation(ActKind k, const torch::Tensor& x) {
   switch (k) {
-    case ActKind::kGeluTanh: return torch::gelu(x, "tanh");
+    case ActKind::kGeluTanh: return gelu_tanh(x);
     case ActKind::kGelu: return torch::gelu(x);
     case ActKind::kSilu: return torch::silu(x);
     case ActKind::kRelu: return torch::relu(x);
@@ -179,7 +180,7 @@ torch::Tensor TransformerImpl::norm(const torch::Tensor& x, const torch::Tensor&
 }
 
 torch::Tensor TransformerImpl::rotary(const torch::Tensor& x, int64_t off) const {
-  const int64_t p = x.size(1), rd = cfg_.rotary_dim, half = rd / 2;
+  const int64_t p = x.size(1), rd = cfg_.rotary_dim;
   torch::Tensor cos, sin;
   if (off + p <= cfg_.n_ctx) {
     cos = rope_cos_.narrow(0, off, p).view({1, p, 1, rd});
@@ -190,11 +191,7 @@ torch::Tensor TransformerImpl::rotary(const torch::Tensor& x, int64_t off) const
     cos = emb.cos().to(torch::kFloat32).view({1, p, 1, rd});
     sin = emb.sin().to(torch::kFloat32).view({1, p, 1, rd});
   }
-  auto xr = rd == x.size(-1) ? x : x.narrow(-1, 0, rd);
-  auto rot = torch::cat({-xr.narrow(-1, half, half), xr.narrow(-1, 0, half)}, -1);
-  auto out = xr * cos + rot * sin;
-  if (rd == x.size(-1)) return out;
-  return torch::cat({out, x.narrow(-1, rd, x.size(-1) - rd)}, -1);
+  return rotary_embed(x, cos.view({p, rd}), sin.view({p, rd}));
 }
 
 torch::Tensor TransformerImpl::linear(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b,
@@ -298,11 +295,11 @@ torch::Tensor TransformerImpl::attention(const Layer& L, const torch::Tensor& x,
           if (j < 0 || j > off + i || (window > 0 && j <= off + i - window)) m[0][i][t] = ninf;
         }
     }
+    const double scale = 1.0 / std::sqrt(static_cast<double>(dh));
     // scores = scale * q k^T + mask in one baddbmm: fusing the scale and the mask into the GEMM avoids
     // two passes over [b, H, p, T] forward and backward
     auto scores = torch::baddbmm(mask, q.transpose(1, 2).reshape({b * H, p, dh}),
-                                 kt.reshape({b * H, T, dh}).transpose(1, 2), /*beta=*/1.0,
-                                 /*alpha=*/1.0 / std::sqrt(static_cast<double>(dh)))
+                                 kt.reshape({b * H, T, dh}).transpose(1, 2), /*beta=*/1.0, /*alpha=*/scale)
                       .view({b, H, p, T});
     scores = hook(hooks, slot(kAttnScores), scores, layer, off);
     auto pattern = hook(hooks, slot(kPattern), torch::softmax(scores, -1), layer, off);

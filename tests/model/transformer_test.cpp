@@ -4,6 +4,7 @@
 
 #include "model/decode_attention.h"
 #include "model/error.h"
+#include "model/fused_ops.h"
 #include "model/score.h"
 #include "tests/support/test_support.h"
 
@@ -157,6 +158,33 @@ TEST(DecodeAttentionTest, FastGeluMatchesTorch) {
   gelu_tanh_inplace(y.data_ptr<float>(), y.numel());
   const double diff = test::max_abs_diff(y, torch::gelu(x, "tanh"));
   EXPECT_LT(diff, 2e-6) << "max |dgelu| " << diff;
+}
+
+TEST(FusedOpsTest, GeluAndRotaryMatchTorchValuesAndGradients) {
+  torch::manual_seed(25);
+  auto x = (torch::randn({3, 5, 7}) * 3).requires_grad_(true);
+  auto g = torch::randn({3, 5, 7});
+  auto gx = torch::autograd::grad({gelu_tanh(x)}, {x}, {g})[0];
+  auto gr = torch::autograd::grad({torch::gelu(x, "tanh")}, {x}, {g})[0];
+  EXPECT_LT(test::max_abs_diff(gelu_tanh(x), torch::gelu(x, "tanh")), 2e-6);
+  EXPECT_LT(test::max_abs_diff(gx, gr), 1e-5);
+  for (int64_t rd : {8, 4}) {  // full and partial rotary
+    auto q = torch::randn({2, 6, 3, 8}).requires_grad_(true);
+    auto freqs = torch::rand({6, rd / 2}) * 3;
+    auto cos = torch::cat({freqs, freqs}, -1).cos(), sin = torch::cat({freqs, freqs}, -1).sin();
+    const int64_t half = rd / 2;
+    auto ref = [&](const torch::Tensor& t) {
+      auto c = cos.view({1, 6, 1, rd}), s = sin.view({1, 6, 1, rd});
+      auto xr = t.narrow(-1, 0, rd);
+      auto out = xr * c + torch::cat({-xr.narrow(-1, half, half), xr.narrow(-1, 0, half)}, -1) * s;
+      return rd == 8 ? out : torch::cat({out, t.narrow(-1, rd, 8 - rd)}, -1);
+    };
+    auto gq = torch::randn({2, 6, 3, 8});
+    EXPECT_LT(test::max_abs_diff(rotary_embed(q, cos, sin), ref(q)), 1e-6) << rd;
+    auto a = torch::autograd::grad({rotary_embed(q, cos, sin)}, {q}, {gq})[0];
+    auto b = torch::autograd::grad({ref(q)}, {q}, {gq})[0];
+    EXPECT_LT(test::max_abs_diff(a, b), 1e-6) << rd;
+  }
 }
 
 TEST(RollingCacheTest, MatchesFullForwardWithinTheWindow) {

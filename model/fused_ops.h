@@ -1,0 +1,21 @@
+#pragma once
+// Fused autograd ops of the full-sequence path (training, scoring) that LibTorch 1.13 runs as several
+// elementwise passes on CPU. Each is one pass forward and one backward, elementwise, so results do not
+// depend on the thread count.
+//
+// gelu_tanh: the tanh-form GELU (vectorised tanh through exp; |error| < 2e-6 vs torch::gelu).
+// rotary_embed: rotate-half rotary embedding of the first rotary_dim dims of each head.
+
+#include <torch/torch.h>
+
+namespace ccc::model {
+
+/// 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) (float32, CPU; else torch::gelu(x, "tanh")).
+torch::Tensor gelu_tanh(const torch::Tensor& x);
+
+/// x [b, p, heads, d_head]; cos, sin [p, rd] (rd even, <= d_head, rotate-half layout: cat(f, f)).
+/// out[..., i] = x_i cos_i - x_{i+rd/2} sin_i, out[..., i+rd/2] = x_{i+rd/2} cos_{i+rd/2} + x_i sin_{i+rd/2}
+/// for i < rd/2; dims past rd pass through. The result is stored head-major ([b, heads, p, d_head] memory).
+torch::Tensor rotary_embed(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin);
+
+}  // namespace ccc::model
