@@ -176,7 +176,7 @@ inline float gelu_scalar(float x) {
   return 0.5f * x * (1.0f + t);
 }
 
-__attribute__((target("avx2,fma"))) void gelu_avx2(float* x, int64_t n) {
+__attribute__((target("avx2,fma"))) void gelu_avx2(const float* x, float* y, int64_t n) {
   const __m256 c = _mm256_set1_ps(kGeluC), a = _mm256_set1_ps(kGeluA), one = _mm256_set1_ps(1.0f),
                half = _mm256_set1_ps(0.5f), m2 = _mm256_set1_ps(-2.0f), sign = _mm256_set1_ps(-0.0f);
   int64_t i = 0;
@@ -185,9 +185,9 @@ __attribute__((target("avx2,fma"))) void gelu_avx2(float* x, int64_t n) {
     const __m256 u = _mm256_mul_ps(c, _mm256_add_ps(v, _mm256_mul_ps(_mm256_mul_ps(_mm256_mul_ps(a, v), v), v)));
     const __m256 e = exp_neg_avx2(_mm256_mul_ps(m2, _mm256_andnot_ps(sign, u)));
     const __m256 t = _mm256_or_ps(_mm256_div_ps(_mm256_sub_ps(one, e), _mm256_add_ps(one, e)), _mm256_and_ps(sign, u));
-    _mm256_storeu_ps(x + i, _mm256_mul_ps(_mm256_mul_ps(half, v), _mm256_add_ps(one, t)));
+    _mm256_storeu_ps(y + i, _mm256_mul_ps(_mm256_mul_ps(half, v), _mm256_add_ps(one, t)));
   }
-  for (; i < n; ++i) x[i] = gelu_scalar(x[i]);
+  for (; i < n; ++i) y[i] = gelu_scalar(x[i]);
 }
 
 inline float gelu_grad_scalar(float x) {
@@ -243,11 +243,11 @@ void decode_attention(const float* q, const uint16_t* k, const uint16_t* v, floa
   dispatch(q, k, v, z, B, H, KH, cap, n, dh, scale);
 }
 
-void gelu_tanh_inplace(float* x, int64_t n) {
+void gelu_tanh_forward(const float* x, float* y, int64_t n) {
   if (have_avx2()) {
-    gelu_avx2(x, n);
+    gelu_avx2(x, y, n);
   } else {
-    for (int64_t i = 0; i < n; ++i) x[i] = gelu_scalar(x[i]);
+    for (int64_t i = 0; i < n; ++i) y[i] = gelu_scalar(x[i]);
   }
 }
 

@@ -20,10 +20,10 @@ void decode_attention(const float* q, const float* k, const float* v, float* z, 
 void decode_attention(const float* q, const uint16_t* k, const uint16_t* v, float* z, int64_t B, int64_t H, int64_t KH,
                       int64_t cap, int64_t n, int64_t dh, float scale);
 
-/// GELU, tanh approximation, in place (the decode path's activation; |error| < 1e-6 vs the exact formula).
-void gelu_tanh_inplace(float* x, int64_t n);
+/// y = GELU(x), tanh approximation (y may be x; |error| < 2e-6 vs the exact formula).
+void gelu_tanh_forward(const float* x, float* y, int64_t n);
 
-/// out = g * d gelu_tanh / dx at x (same approximation as gelu_tanh_inplace).
+/// out = g * d gelu_tanh / dx at x (same approximation as gelu_tanh_forward).
 void gelu_tanh_backward(const float* x, const float* g, float* out, int64_t n);
 
 /// The path decode_attention takes for heads of size dh: "avx2" or "scalar".

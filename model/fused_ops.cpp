@@ -1,12 +1,34 @@
 #include "model/fused_ops.h"
 
 #include <ATen/Parallel.h>
+#include <ATen/ThreadLocalState.h>
 
+#include <thread>
+#include <vector>
+
+#include "model/blas_threads.h"
 #include "model/decode_attention.h"
 
 namespace ccc::model {
 
 namespace {
+
+// Runs fn(begin, end) over [0, n) split into one contiguous range per intra-op thread, on std::threads
+// that inherit the caller's grad / inference mode. (at::parallel_for is inline `#pragma omp parallel` in
+// LibTorch's OpenMP headers, and ccc is not compiled with -fopenmp: it would run these loops serially.)
+template <typename Fn>
+void split_threads(int64_t n, Fn&& fn) {
+  const int64_t workers = std::max<int64_t>(1, std::min<int64_t>(n, at::get_num_threads()));
+  const at::ThreadLocalState state;
+  auto run = [&](int64_t w) {
+    at::ThreadLocalStateGuard guard(state);
+    fn(n * w / workers, n * (w + 1) / workers);
+  };
+  std::vector<std::thread> pool;
+  for (int64_t w = 1; w < workers; ++w) pool.emplace_back(run, w);
+  run(0);
+  for (auto& t : pool) t.join();
+}
 
 bool fast_ok(const torch::Tensor& t) { return t.is_cpu() && t.scalar_type() == torch::kFloat32; }
 
@@ -22,7 +44,7 @@ torch::Tensor rotate(const torch::Tensor& x, const torch::Tensor& cos, const tor
   const float* cp = cc.data_ptr<float>();
   const float* sp = sc.data_ptr<float>();
   float* op = out.data_ptr<float>();
-  at::parallel_for(0, b * p, 16, [&](int64_t s, int64_t e) {
+  split_threads(b * p, [&](int64_t s, int64_t e) {
     for (int64_t bp = s; bp < e; ++bp) {
       const float* c = cp + (bp % p) * rd;
       const float* si = sp + (bp % p) * rd;
@@ -47,6 +69,42 @@ torch::Tensor rotate(const torch::Tensor& x, const torch::Tensor& cos, const tor
   return out;
 }
 
+// out[n] = alpha · a[n] @ b[n] (+ add, broadcast over n, when defined). The batch is split across threads,
+// each slice computed by single-threaded GEMMs.
+torch::Tensor bmm_split(const torch::Tensor& a, const torch::Tensor& b, double alpha, const torch::Tensor& add) {
+  const int64_t n = a.size(0);
+  auto out = add.defined() ? add.expand({n, a.size(1), b.size(2)}).contiguous()
+                           : torch::zeros({n, a.size(1), b.size(2)}, a.options());  // beta 0 still reads it on tiny shapes
+  ScopedBlasThreads one(1);
+  split_threads(n, [&](int64_t s, int64_t e) {
+    torch::NoGradGuard no_grad;
+    auto o = out.narrow(0, s, e - s);
+    o.baddbmm_(a.narrow(0, s, e - s), b.narrow(0, s, e - s), add.defined() ? 1.0 : 0.0, alpha);
+  });
+  return out;
+}
+
+class ScaledBmm : public torch::autograd::Function<ScaledBmm> {
+ public:
+  // `add` is a placeholder (not added) unless has_add: custom functions take no undefined tensors
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& a, const torch::Tensor& b,
+                               const torch::Tensor& add, double alpha, bool has_add) {
+    ctx->save_for_backward({a, b});
+    ctx->saved_data["alpha"] = alpha;
+    return bmm_split(a, b, alpha, has_add ? add : torch::Tensor());
+  }
+  static torch::autograd::tensor_list backward(torch::autograd::AutogradContext* ctx,
+                                               torch::autograd::tensor_list grads) {
+    auto saved = ctx->get_saved_variables();
+    const double alpha = ctx->saved_data["alpha"].toDouble();
+    auto g = grads[0].contiguous();
+    torch::Tensor ga, gb;
+    if (ctx->needs_input_grad(0)) ga = bmm_split(g, saved[1].transpose(1, 2), alpha, {});
+    if (ctx->needs_input_grad(1)) gb = bmm_split(saved[0].transpose(1, 2), g, alpha, {});
+    return {ga, gb, torch::Tensor(), torch::Tensor(), torch::Tensor()};
+  }
+};
+
 class Rotary : public torch::autograd::Function<Rotary> {
  public:
   static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& x, const torch::Tensor& cos,
@@ -66,9 +124,10 @@ class GeluTanh : public torch::autograd::Function<GeluTanh> {
   static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& x) {
     auto xc = x.contiguous();
     ctx->save_for_backward({xc});
-    auto y = xc.clone();
-    float* p = y.data_ptr<float>();
-    at::parallel_for(0, y.numel(), 1 << 14, [&](int64_t s, int64_t e) { gelu_tanh_inplace(p + s, e - s); });
+    auto y = torch::empty_like(xc);
+    const float* xp = xc.data_ptr<float>();
+    float* yp = y.data_ptr<float>();
+    split_threads(y.numel(), [&](int64_t s, int64_t e) { gelu_tanh_forward(xp + s, yp + s, e - s); });
     return y;
   }
   static torch::autograd::tensor_list backward(torch::autograd::AutogradContext* ctx,
@@ -79,13 +138,21 @@ class GeluTanh : public torch::autograd::Function<GeluTanh> {
     const float* xp = x.data_ptr<float>();
     const float* gp = g.data_ptr<float>();
     float* op = out.data_ptr<float>();
-    at::parallel_for(0, x.numel(), 1 << 14,
-                     [&](int64_t s, int64_t e) { gelu_tanh_backward(xp + s, gp + s, op + s, e - s); });
+    split_threads(x.numel(), [&](int64_t s, int64_t e) { gelu_tanh_backward(xp + s, gp + s, op + s, e - s); });
     return {out};
   }
 };
 
 }  // namespace
+
+torch::Tensor attention_matmul(const torch::Tensor& a, const torch::Tensor& b, double alpha, const torch::Tensor& add) {
+  if (!fast_ok(a) || !fast_ok(b)) {
+    auto out = torch::bmm(a, b);
+    if (alpha != 1.0) out = out * alpha;
+    return add.defined() ? out + add : out;
+  }
+  return ScaledBmm::apply(a, b, add.defined() ? add : torch::zeros({}), alpha, add.defined());
+}
 
 torch::Tensor rotary_embed(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin) {
   if (!fast_ok(x) || !fast_ok(cos)) {  // reference form
@@ -95,6 +162,7 @@ torch::Tensor rotary_embed(const torch::Tensor& x, const torch::Tensor& cos, con
     auto out = xr * c + torch::cat({-xr.narrow(-1, half, half), xr.narrow(-1, 0, half)}, -1) * s;
     return rd == x.size(-1) ? out : torch::cat({out, x.narrow(-1, rd, x.size(-1) - rd)}, -1);
   }
+  if (!torch::GradMode::is_enabled() || !x.requires_grad()) return rotate(x, cos, sin, false);  // no autograd node
   return Rotary::apply(x, cos, sin);
 }
 

@@ -13,6 +13,13 @@ namespace ccc::model {
 /// 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) (float32, CPU; else torch::gelu(x, "tanh")).
 torch::Tensor gelu_tanh(const torch::Tensor& x);
 
+/// alpha · a [n, i, k] @ b [n, k, j] (+ add [1, i, j] or [i, j], broadcast over n) -> [n, i, j]: attention's
+/// batch of small GEMMs split across threads, each slice on single-threaded BLAS (LibTorch's bmm lets
+/// OpenBLAS split every 256x64x256 GEMM across threads instead: measured 2x slower here). Forward and
+/// backward; each element is computed by one single-threaded GEMM whatever the thread count.
+torch::Tensor attention_matmul(const torch::Tensor& a, const torch::Tensor& b, double alpha = 1.0,
+                               const torch::Tensor& add = {});
+
 /// x [b, p, heads, d_head]; cos, sin [p, rd] (rd even, <= d_head, rotate-half layout: cat(f, f)).
 /// out[..., i] = x_i cos_i - x_{i+rd/2} sin_i, out[..., i+rd/2] = x_{i+rd/2} cos_{i+rd/2} + x_i sin_{i+rd/2}
 /// for i < rd/2; dims past rd pass through. The result is stored head-major ([b, heads, p, d_head] memory).

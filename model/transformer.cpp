@@ -226,9 +226,11 @@ torch::Tensor TransformerImpl::attention(const Layer& L, const torch::Tensor& x,
   auto slot = [&](int s) { return HookRegistry::block_slot(layer, s); };
   // qkv
   auto qkv = linear(x, L.W_qkv, L.b_qkv, decode);  // [b, p, (H+2K)*dh]
-  auto q = hook(hooks, slot(kQ), qkv.narrow(-1, 0, H * dh).view({b, p, H, dh}), layer, off);
-  auto k = hook(hooks, slot(kK), qkv.narrow(-1, H * dh, K * dh).view({b, p, K, dh}), layer, off);
-  auto v = hook(hooks, slot(kV), qkv.narrow(-1, (H + K) * dh, K * dh).view({b, p, K, dh}), layer, off);
+  // split (not narrow): its backward writes the three gradients into one buffer in a single pass
+  auto parts = qkv.split_with_sizes({H * dh, K * dh, K * dh}, -1);
+  auto q = hook(hooks, slot(kQ), parts[0].view({b, p, H, dh}), layer, off);
+  auto k = hook(hooks, slot(kK), parts[1].view({b, p, K, dh}), layer, off);
+  auto v = hook(hooks, slot(kV), parts[2].view({b, p, K, dh}), layer, off);
   if (c.pos == PosKind::kRotary) {
     q = hook(hooks, slot(kRotQ), rotary(q, off), layer, off);
     k = hook(hooks, slot(kRotK), rotary(k, off), layer, off);
@@ -296,14 +298,14 @@ torch::Tensor TransformerImpl::attention(const Layer& L, const torch::Tensor& x,
         }
     }
     const double scale = 1.0 / std::sqrt(static_cast<double>(dh));
-    // scores = scale * q k^T + mask in one baddbmm: fusing the scale and the mask into the GEMM avoids
-    // two passes over [b, H, p, T] forward and backward
-    auto scores = torch::baddbmm(mask, q.transpose(1, 2).reshape({b * H, p, dh}),
-                                 kt.reshape({b * H, T, dh}).transpose(1, 2), /*beta=*/1.0, /*alpha=*/scale)
+    // scores = scale · q kᵀ + mask, the scale and the mask fused into the GEMM (attention_matmul splits
+    // the [b·H] GEMMs across threads, single-threaded BLAS each)
+    auto scores = attention_matmul(q.transpose(1, 2).reshape({b * H, p, dh}), kt.reshape({b * H, T, dh}).transpose(1, 2),
+                                   scale, mask)
                       .view({b, H, p, T});
     scores = hook(hooks, slot(kAttnScores), scores, layer, off);
     auto pattern = hook(hooks, slot(kPattern), torch::softmax(scores, -1), layer, off);
-    z = torch::matmul(pattern, vt).transpose(1, 2);
+    z = attention_matmul(pattern.reshape({b * H, p, T}), vt.reshape({b * H, T, dh})).view({b, H, p, dh}).transpose(1, 2);
   }
   z = hook(hooks, slot(kZ), z, layer, off);
   torch::Tensor out;
@@ -331,8 +333,9 @@ torch::Tensor TransformerImpl::mlp(const Layer& L, const torch::Tensor& x, int l
   } else {
     auto pre = hook(hooks, slot(kMlpPre), linear(x, L.W_in, L.b_in, decode), layer, off);
     if (decode && cfg_.act == ActKind::kGeluTanh) {
-      post = hooks == nullptr ? pre.contiguous() : pre.clone();  // a hook may hold `pre`
-      gelu_tanh_inplace(post.data_ptr<float>(), post.numel());
+      auto in = pre.contiguous();
+      post = torch::empty_like(in);
+      gelu_tanh_forward(in.data_ptr<float>(), post.data_ptr<float>(), post.numel());
     } else {
       post = activation(cfg_.act, pre);
     }
