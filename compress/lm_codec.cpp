@@ -226,7 +226,7 @@ std::string lm_compress(model::LoadedModel& m, std::string_view input, const Cod
   SingleThreadedKernels pin;
   const auto ranges = group_ranges(B, G);
   run_groups(G, opt.threads, [&](int64_t g) {
-    const auto [s0, s1] = ranges[g];
+    const int64_t s0 = ranges[g].first, s1 = ranges[g].second;
     std::vector<uint64_t> n_tokens;
     std::vector<uint64_t> next(s1 - s0, 1);
     for (int64_t s = s0; s < s1; ++s) n_tokens.push_back(segs[s].tokens.size() - 1);
@@ -274,7 +274,7 @@ std::string lm_decompress(model::LoadedModel& m, std::string_view container, con
   SingleThreadedKernels pin;
   const auto ranges = group_ranges(B, h.n_groups);
   run_groups(h.n_groups, opt.threads, [&](int64_t g) {
-    const auto [s0, s1] = ranges[g];
+    const int64_t s0 = ranges[g].first, s1 = ranges[g].second;
     std::vector<uint64_t> n_tokens;
     for (int64_t s = s0; s < s1; ++s) n_tokens.push_back(h.streams[s].n_tokens);
     if (*std::max_element(n_tokens.begin(), n_tokens.end()) == 0) {
