@@ -54,32 +54,36 @@ inline float to_float(uint16_t h) {
   return f;
 }
 
-template <typename KV>
-void decode_scalar(const float* q, const KV* k, const KV* v, float* z, int64_t B, int64_t H, int64_t KH, int64_t cap,
-                   int64_t n, int64_t dh, float scale) {
-  std::vector<float> s(static_cast<size_t>(n));
+// Calls head(qh, kh, vh, zh, scores) for every (row, head): query, its kv head's keys and values (cap
+// slots), the output, and a scratch buffer of n (rounded up to 8) floats.
+template <typename KV, typename Head>
+void each_head(const float* q, const KV* k, const KV* v, float* z, int64_t B, int64_t H, int64_t KH, int64_t cap,
+               int64_t n, int64_t dh, Head&& head) {
+  std::vector<float> s(static_cast<size_t>((n + 7) / 8 * 8));
   const int64_t group = H / KH;
   for (int64_t b = 0; b < B; ++b)
-    for (int64_t h = 0; h < H; ++h) {
-      const float* qh = q + (b * H + h) * dh;
-      const KV* kh = k + (b * KH + h / group) * cap * dh;
-      const KV* vh = v + (b * KH + h / group) * cap * dh;
-      float* zh = z + (b * H + h) * dh;
-      float mx = -INFINITY;
-      for (int64_t t = 0; t < n; ++t) {
-        float acc = 0;
-        for (int64_t i = 0; i < dh; ++i) acc += qh[i] * to_float(kh[t * dh + i]);
-        s[t] = acc * scale;
-        mx = std::max(mx, s[t]);
-      }
-      float sum = 0;
-      for (int64_t t = 0; t < n; ++t) sum += (s[t] = exp_neg_scalar(s[t] - mx));
-      std::fill(zh, zh + dh, 0.0f);
-      for (int64_t t = 0; t < n; ++t)
-        for (int64_t i = 0; i < dh; ++i) zh[i] += s[t] * to_float(vh[t * dh + i]);
-      const float inv = 1.0f / sum;
-      for (int64_t i = 0; i < dh; ++i) zh[i] *= inv;
-    }
+    for (int64_t h = 0; h < H; ++h)
+      head(q + (b * H + h) * dh, k + (b * KH + h / group) * cap * dh, v + (b * KH + h / group) * cap * dh,
+           z + (b * H + h) * dh, s.data());
+}
+
+template <typename KV>
+void head_scalar(const float* qh, const KV* kh, const KV* vh, float* zh, float* s, int64_t n, int64_t dh,
+                 float scale) {
+  float mx = -INFINITY;
+  for (int64_t t = 0; t < n; ++t) {
+    float acc = 0;
+    for (int64_t i = 0; i < dh; ++i) acc += qh[i] * to_float(kh[t * dh + i]);
+    s[t] = acc * scale;
+    mx = std::max(mx, s[t]);
+  }
+  float sum = 0;
+  for (int64_t t = 0; t < n; ++t) sum += (s[t] = exp_neg_scalar(s[t] - mx));
+  std::fill(zh, zh + dh, 0.0f);
+  for (int64_t t = 0; t < n; ++t)
+    for (int64_t i = 0; i < dh; ++i) zh[i] += s[t] * to_float(vh[t * dh + i]);
+  const float inv = 1.0f / sum;
+  for (int64_t i = 0; i < dh; ++i) zh[i] *= inv;
 }
 
 __attribute__((target("avx2,fma,f16c"))) inline __m256 load8(const float* p) { return _mm256_loadu_ps(p); }
@@ -114,56 +118,48 @@ __attribute__((target("avx2,fma"))) inline float hsum(__m256 a) {
 }
 
 // dh must be a multiple of 8 and at most 256.
+// dh must be a multiple of 8 and at most 256.
 template <typename KV>
-__attribute__((target("avx2,fma,f16c"))) void decode_avx2(const float* q, const KV* k, const KV* v, float* z,
-                                                           int64_t B, int64_t H, int64_t KH, int64_t cap, int64_t n,
-                                                           int64_t dh, float scale) {
-  std::vector<float> s(static_cast<size_t>((n + 7) / 8 * 8));
-  const int64_t group = H / KH, lanes = dh / 8;
-  for (int64_t b = 0; b < B; ++b)
-    for (int64_t h = 0; h < H; ++h) {
-      const float* qh = q + (b * H + h) * dh;
-      const KV* kh = k + (b * KH + h / group) * cap * dh;
-      const KV* vh = v + (b * KH + h / group) * cap * dh;
-      float* zh = z + (b * H + h) * dh;
-      __m256 qv[32];
-      for (int64_t l = 0; l < lanes; ++l) qv[l] = _mm256_loadu_ps(qh + 8 * l);
-      // scores
-      float mx = -INFINITY;
-      for (int64_t t = 0; t < n; ++t) {
-        const KV* kt = kh + t * dh;
-        __m256 a0 = _mm256_mul_ps(qv[0], load8(kt));
-        __m256 a1 = _mm256_setzero_ps();
-        for (int64_t l = 1; l + 1 < lanes; l += 2) {
-          a1 = _mm256_fmadd_ps(qv[l], load8(kt + 8 * l), a1);
-          a0 = _mm256_fmadd_ps(qv[l + 1], load8(kt + 8 * l + 8), a0);
-        }
-        if (lanes % 2 == 0) a1 = _mm256_fmadd_ps(qv[lanes - 1], load8(kt + 8 * (lanes - 1)), a1);
-        s[t] = hsum(_mm256_add_ps(a0, a1)) * scale;
-        mx = std::max(mx, s[t]);
-      }
-      // softmax numerators, padded to a multiple of 8 with exact zeros
-      const __m256 vmx = _mm256_set1_ps(mx);
-      __m256 vsum = _mm256_setzero_ps();
-      const int64_t n8 = n / 8 * 8;
-      for (int64_t t = 0; t < n8; t += 8) {
-        const __m256 e = exp_neg_avx2(_mm256_sub_ps(_mm256_loadu_ps(&s[t]), vmx));
-        _mm256_storeu_ps(&s[t], e);
-        vsum = _mm256_add_ps(vsum, e);
-      }
-      float sum = hsum(vsum);
-      for (int64_t t = n8; t < n; ++t) sum += (s[t] = exp_neg_scalar(s[t] - mx));
-      // weighted values
-      __m256 acc[32];
-      for (int64_t l = 0; l < lanes; ++l) acc[l] = _mm256_setzero_ps();
-      for (int64_t t = 0; t < n; ++t) {
-        const __m256 p = _mm256_set1_ps(s[t]);
-        const KV* vt = vh + t * dh;
-        for (int64_t l = 0; l < lanes; ++l) acc[l] = _mm256_fmadd_ps(p, load8(vt + 8 * l), acc[l]);
-      }
-      const __m256 inv = _mm256_set1_ps(1.0f / sum);
-      for (int64_t l = 0; l < lanes; ++l) _mm256_storeu_ps(zh + 8 * l, _mm256_mul_ps(acc[l], inv));
+__attribute__((target("avx2,fma,f16c"))) void head_avx2(const float* qh, const KV* kh, const KV* vh, float* zh,
+                                                         float* s, int64_t n, int64_t dh, float scale) {
+  const int64_t lanes = dh / 8;
+  __m256 qv[32];
+  for (int64_t l = 0; l < lanes; ++l) qv[l] = _mm256_loadu_ps(qh + 8 * l);
+  // scores
+  float mx = -INFINITY;
+  for (int64_t t = 0; t < n; ++t) {
+    const KV* kt = kh + t * dh;
+    __m256 a0 = _mm256_mul_ps(qv[0], load8(kt));
+    __m256 a1 = _mm256_setzero_ps();
+    for (int64_t l = 1; l + 1 < lanes; l += 2) {
+      a1 = _mm256_fmadd_ps(qv[l], load8(kt + 8 * l), a1);
+      a0 = _mm256_fmadd_ps(qv[l + 1], load8(kt + 8 * l + 8), a0);
     }
+    if (lanes % 2 == 0) a1 = _mm256_fmadd_ps(qv[lanes - 1], load8(kt + 8 * (lanes - 1)), a1);
+    s[t] = hsum(_mm256_add_ps(a0, a1)) * scale;
+    mx = std::max(mx, s[t]);
+  }
+  // softmax numerators
+  const __m256 vmx = _mm256_set1_ps(mx);
+  __m256 vsum = _mm256_setzero_ps();
+  const int64_t n8 = n / 8 * 8;
+  for (int64_t t = 0; t < n8; t += 8) {
+    const __m256 e = exp_neg_avx2(_mm256_sub_ps(_mm256_loadu_ps(s + t), vmx));
+    _mm256_storeu_ps(s + t, e);
+    vsum = _mm256_add_ps(vsum, e);
+  }
+  float sum = hsum(vsum);
+  for (int64_t t = n8; t < n; ++t) sum += (s[t] = exp_neg_scalar(s[t] - mx));
+  // weighted values
+  __m256 acc[32];
+  for (int64_t l = 0; l < lanes; ++l) acc[l] = _mm256_setzero_ps();
+  for (int64_t t = 0; t < n; ++t) {
+    const __m256 p = _mm256_set1_ps(s[t]);
+    const KV* vt = vh + t * dh;
+    for (int64_t l = 0; l < lanes; ++l) acc[l] = _mm256_fmadd_ps(p, load8(vt + 8 * l), acc[l]);
+  }
+  const __m256 inv = _mm256_set1_ps(1.0f / sum);
+  for (int64_t l = 0; l < lanes; ++l) _mm256_storeu_ps(zh + 8 * l, _mm256_mul_ps(acc[l], inv));
 }
 
 // gelu_tanh(x) = 0.5 x (1 + tanh(u)), u = sqrt(2/pi) (x + 0.044715 x^3), tanh(|u|) = (1 - e) / (1 + e) with
@@ -230,10 +226,13 @@ bool have_avx2() {
 template <typename KV>
 void dispatch(const float* q, const KV* k, const KV* v, float* z, int64_t B, int64_t H, int64_t KH, int64_t cap,
               int64_t n, int64_t dh, float scale) {
-  if (have_avx2() && dh % 8 == 0 && dh <= 256)
-    decode_avx2(q, k, v, z, B, H, KH, cap, n, dh, scale);
-  else
-    decode_scalar(q, k, v, z, B, H, KH, cap, n, dh, scale);
+  const bool avx2 = have_avx2() && dh % 8 == 0 && dh <= 256;
+  each_head(q, k, v, z, B, H, KH, cap, n, dh, [&](const float* qh, const KV* kh, const KV* vh, float* zh, float* s) {
+    if (avx2)
+      head_avx2(qh, kh, vh, zh, s, n, dh, scale);
+    else
+      head_scalar(qh, kh, vh, zh, s, n, dh, scale);
+  });
 }
 
 }  // namespace
