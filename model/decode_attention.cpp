@@ -57,13 +57,13 @@ inline float to_float(uint16_t h) {
 // Calls head(qh, kh, vh, zh, scores) for every (row, head): query, its kv head's keys and values (cap
 // slots), the output, and a scratch buffer of n (rounded up to 8) floats.
 template <typename KV, typename Head>
-void each_head(const float* q, const KV* k, const KV* v, float* z, int64_t B, int64_t H, int64_t KH, int64_t cap,
-               int64_t n, int64_t dh, Head&& head) {
+void each_head(const float* q, int64_t ldq, const KV* k, const KV* v, float* z, int64_t B, int64_t H, int64_t KH,
+               int64_t cap, int64_t n, int64_t dh, Head&& head) {
   std::vector<float> s(static_cast<size_t>((n + 7) / 8 * 8));
   const int64_t group = H / KH;
   for (int64_t b = 0; b < B; ++b)
     for (int64_t h = 0; h < H; ++h)
-      head(q + (b * H + h) * dh, k + (b * KH + h / group) * cap * dh, v + (b * KH + h / group) * cap * dh,
+      head(q + b * ldq + h * dh, k + (b * KH + h / group) * cap * dh, v + (b * KH + h / group) * cap * dh,
            z + (b * H + h) * dh, s.data());
 }
 
@@ -225,9 +225,9 @@ bool have_avx2() {
 
 template <typename KV>
 void dispatch(const float* q, const KV* k, const KV* v, float* z, int64_t B, int64_t H, int64_t KH, int64_t cap,
-              int64_t n, int64_t dh, float scale) {
+              int64_t n, int64_t dh, float scale, int64_t ldq) {
   const bool avx2 = have_avx2() && dh % 8 == 0 && dh <= 256;
-  each_head(q, k, v, z, B, H, KH, cap, n, dh, [&](const float* qh, const KV* kh, const KV* vh, float* zh, float* s) {
+  each_head(q, ldq > 0 ? ldq : H * dh, k, v, z, B, H, KH, cap, n, dh, [&](const float* qh, const KV* kh, const KV* vh, float* zh, float* s) {
     if (avx2)
       head_avx2(qh, kh, vh, zh, s, n, dh, scale);
     else
@@ -238,13 +238,27 @@ void dispatch(const float* q, const KV* k, const KV* v, float* z, int64_t B, int
 }  // namespace
 
 void decode_attention(const float* q, const float* k, const float* v, float* z, int64_t B, int64_t H, int64_t KH,
-                      int64_t cap, int64_t n, int64_t dh, float scale) {
-  dispatch(q, k, v, z, B, H, KH, cap, n, dh, scale);
+                      int64_t cap, int64_t n, int64_t dh, float scale, int64_t ldq) {
+  dispatch(q, k, v, z, B, H, KH, cap, n, dh, scale, ldq);
 }
 
 void decode_attention(const float* q, const uint16_t* k, const uint16_t* v, float* z, int64_t B, int64_t H, int64_t KH,
-                      int64_t cap, int64_t n, int64_t dh, float scale) {
-  dispatch(q, k, v, z, B, H, KH, cap, n, dh, scale);
+                      int64_t cap, int64_t n, int64_t dh, float scale, int64_t ldq) {
+  dispatch(q, k, v, z, B, H, KH, cap, n, dh, scale, ldq);
+}
+
+void rotate_heads_inplace(float* x, int64_t rows, int64_t ld, int64_t heads, int64_t dh, int64_t rd, const float* cos,
+                          const float* sin) {
+  const int64_t half = rd / 2;
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t h = 0; h < heads; ++h) {
+      float* v = x + r * ld + h * dh;
+      for (int64_t i = 0; i < half; ++i) {
+        const float a = v[i], b = v[i + half];
+        v[i] = a * cos[i] - b * sin[i];
+        v[i + half] = b * cos[i + half] + a * sin[i + half];
+      }
+    }
 }
 
 void gelu_tanh_forward(const float* x, float* y, int64_t n) {

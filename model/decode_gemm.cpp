@@ -17,9 +17,12 @@ bool have_avx2() {
 }
 
 // R rows of x times one panel: c[r][j] = bias[j] + Σ_k x[r][k] · panel[k][j], k ascending.
+// `next` (may be null): the next panel, fetched into L2 one cache line per k step (a panel holds one line
+// per k), so the weights stream in while this panel computes instead of stalling the next one.
 template <int R>
 __attribute__((target("avx2,fma"))) void kernel_avx2(const float* x, int64_t ldx, const float* panel, int64_t k,
-                                                     const float* bias16, float* y, int64_t ldy, int64_t cols) {
+                                                     const float* bias16, float* y, int64_t ldy, int64_t cols,
+                                                     const float* next) {
   __m256 c0[R], c1[R];
   const __m256 b0 = _mm256_loadu_ps(bias16), b1 = _mm256_loadu_ps(bias16 + 8);
 #pragma GCC unroll 8
@@ -28,6 +31,7 @@ __attribute__((target("avx2,fma"))) void kernel_avx2(const float* x, int64_t ldx
     c1[r] = b1;
   }
   for (int64_t i = 0; i < k; ++i) {
+    if (next != nullptr) _mm_prefetch(reinterpret_cast<const char*>(next + i * kPanel), _MM_HINT_T1);
     const __m256 w0 = _mm256_loadu_ps(panel + i * kPanel), w1 = _mm256_loadu_ps(panel + i * kPanel + 8);
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
@@ -63,9 +67,9 @@ void kernel_scalar(const float* x, int64_t ldx, const float* panel, int64_t k, c
 
 template <int R>
 void kernel(bool avx2, const float* x, int64_t ldx, const float* panel, int64_t k, const float* bias16, float* y,
-            int64_t ldy, int64_t cols) {
+            int64_t ldy, int64_t cols, const float* next) {
   if (avx2)
-    kernel_avx2<R>(x, ldx, panel, k, bias16, y, ldy, cols);
+    kernel_avx2<R>(x, ldx, panel, k, bias16, y, ldy, cols, next);
   else
     kernel_scalar<R>(x, ldx, panel, k, bias16, y, ldy, cols);
 }
@@ -95,14 +99,16 @@ void packed_linear(const float* x, int64_t m, int64_t ldx, const PackedLinear& w
     alignas(32) float b16[kPanel] = {};
     if (bias != nullptr) std::copy(bias + col, bias + col + cols, b16);
     const float* panel = w.panels.data() + pi * w.k * kPanel;
+    const float* next = pi + 1 < panels ? panel + w.k * kPanel : nullptr;  // prefetched by the first row block
     int64_t r = 0;
-    for (; r + 6 <= m; r += 6) kernel<6>(avx2, x + r * ldx, ldx, panel, w.k, b16, y + r * w.n + col, w.n, cols);
+    for (; r + 6 <= m; r += 6, next = nullptr)
+      kernel<6>(avx2, x + r * ldx, ldx, panel, w.k, b16, y + r * w.n + col, w.n, cols, next);
     switch (m - r) {
-      case 5: kernel<5>(avx2, x + r * ldx, ldx, panel, w.k, b16, y + r * w.n + col, w.n, cols); break;
-      case 4: kernel<4>(avx2, x + r * ldx, ldx, panel, w.k, b16, y + r * w.n + col, w.n, cols); break;
-      case 3: kernel<3>(avx2, x + r * ldx, ldx, panel, w.k, b16, y + r * w.n + col, w.n, cols); break;
-      case 2: kernel<2>(avx2, x + r * ldx, ldx, panel, w.k, b16, y + r * w.n + col, w.n, cols); break;
-      case 1: kernel<1>(avx2, x + r * ldx, ldx, panel, w.k, b16, y + r * w.n + col, w.n, cols); break;
+      case 5: kernel<5>(avx2, x + r * ldx, ldx, panel, w.k, b16, y + r * w.n + col, w.n, cols, next); break;
+      case 4: kernel<4>(avx2, x + r * ldx, ldx, panel, w.k, b16, y + r * w.n + col, w.n, cols, next); break;
+      case 3: kernel<3>(avx2, x + r * ldx, ldx, panel, w.k, b16, y + r * w.n + col, w.n, cols, next); break;
+      case 2: kernel<2>(avx2, x + r * ldx, ldx, panel, w.k, b16, y + r * w.n + col, w.n, cols, next); break;
+      case 1: kernel<1>(avx2, x + r * ldx, ldx, panel, w.k, b16, y + r * w.n + col, w.n, cols, next); break;
       default: break;
     }
   }

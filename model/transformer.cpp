@@ -179,6 +179,13 @@ torch::Tensor TransformerImpl::norm(const torch::Tensor& x, const torch::Tensor&
   return hook(hooks, slot_norm, y, layer, off);
 }
 
+std::pair<torch::Tensor, torch::Tensor> TransformerImpl::rope_row(int64_t pos) const {
+  if (pos < cfg_.n_ctx) return {rope_cos_[pos], rope_sin_[pos]};
+  auto freqs = torch::outer(torch::arange(pos, pos + 1, torch::kFloat64), rope_inv_);  // as the tables
+  auto emb = torch::cat({freqs, freqs}, -1);
+  return {emb.cos().to(torch::kFloat32)[0], emb.sin().to(torch::kFloat32)[0]};
+}
+
 torch::Tensor TransformerImpl::rotary(const torch::Tensor& x, int64_t off) const {
   const int64_t p = x.size(1), rd = cfg_.rotary_dim;
   torch::Tensor cos, sin;
@@ -226,6 +233,30 @@ torch::Tensor TransformerImpl::attention(const Layer& L, const torch::Tensor& x,
   auto slot = [&](int s) { return HookRegistry::block_slot(layer, s); };
   // qkv
   auto qkv = linear(x, L.W_qkv, L.b_qkv, decode);  // [b, p, (H+2K)*dh]
+  if (decode && hooks == nullptr && c.pos != PosKind::kLearned && cache->k[layer].is_contiguous()) {
+    // one token per row, nobody watching: rotary in place on the fresh qkv buffer, keys and values
+    // written to the cache slot, the fused kernel reading q where it lies (no per-head tensors)
+    const int64_t cap = cache->capacity, at = cache->rolling ? off % cap : off, n = cache->rolling ? std::min(off + 1, cap) : off + 1;
+    const int64_t ld = (H + 2 * K) * dh;
+    float* base = qkv.data_ptr<float>();
+    if (c.pos == PosKind::kRotary) {
+      auto [cos, sin] = rope_row(off);
+      rotate_heads_inplace(base, b, ld, H + K, dh, c.rotary_dim, cos.data_ptr<float>(), sin.data_ptr<float>());
+    }
+    auto rows = qkv.view({b, ld});
+    cache->k[layer].select(2, at).copy_(rows.narrow(1, H * dh, K * dh).view({b, K, dh}));
+    cache->v[layer].select(2, at).copy_(rows.narrow(1, (H + K) * dh, K * dh).view({b, K, dh}));
+    auto z = torch::empty({b, H * dh});
+    const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(dh)));
+    if (cache->k[layer].scalar_type() == torch::kHalf)
+      decode_attention(base, reinterpret_cast<const uint16_t*>(cache->k[layer].data_ptr<at::Half>()),
+                       reinterpret_cast<const uint16_t*>(cache->v[layer].data_ptr<at::Half>()), z.data_ptr<float>(), b,
+                       H, K, cap, n, dh, scale, ld);
+    else
+      decode_attention(base, cache->k[layer].data_ptr<float>(), cache->v[layer].data_ptr<float>(), z.data_ptr<float>(), b,
+                       H, K, cap, n, dh, scale, ld);
+    return linear(z.view({b, 1, H * dh}), L.W_O, L.b_O, decode);
+  }
   // split (not narrow): its backward writes the three gradients into one buffer in a single pass
   auto parts = qkv.split_with_sizes({H * dh, K * dh, K * dh}, -1);
   auto q = hook(hooks, slot(kQ), parts[0].view({b, p, H, dh}), layer, off);

@@ -82,6 +82,7 @@ class TransformerImpl : public torch::nn::Module {
   torch::Tensor norm(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b, HookSet* hooks,
                      int slot_scale, int slot_norm, int layer, int64_t off) const;
   torch::Tensor rotary(const torch::Tensor& x, int64_t off) const;  // [b, p, h, d_head]
+  std::pair<torch::Tensor, torch::Tensor> rope_row(int64_t pos) const;  // cos, sin [rotary_dim] at one position
   torch::Tensor attention(const Layer& L, const torch::Tensor& x, int layer, int64_t off, KVCache* cache,
                           HookSet* hooks, bool decode) const;
   torch::Tensor mlp(const Layer& L, const torch::Tensor& x, int layer, int64_t off, HookSet* hooks, bool decode) const;
