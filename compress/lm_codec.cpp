@@ -312,6 +312,14 @@ std::string lm_decompress(model::LoadedModel& m, std::string_view container, con
   return out;
 }
 
+std::string describe_policy(const model::ModelConfig& cfg, const CodecOptions& opt) {
+  Header h;
+  resolve_policy(cfg, opt, h);
+  return h.policy == WindowKind::kRolling
+             ? "rolling W=" + std::to_string(h.window)
+             : "strided W=" + std::to_string(h.window) + " S=" + std::to_string(h.stride);
+}
+
 double segmented_bits(model::LoadedModel& m, std::string_view input, const CodecOptions& opt) {
   const uint64_t n = input.size();
   const int64_t B = resolve_streams(n, opt.streams);

@@ -50,6 +50,9 @@ std::string lm_decompress(model::LoadedModel& m, std::string_view container, con
 /// `ccc bits --streams` reports. For comparing with the payload size.
 double segmented_bits(model::LoadedModel& m, std::string_view input, const CodecOptions& opt);
 
+/// The window policy lm_compress would use: "rolling W=128" or "strided W=1024 S=512".
+std::string describe_policy(const model::ModelConfig& cfg, const CodecOptions& opt);
+
 /// Automatic stream count for an input of n_bytes (segment i of B = [i·n/B, (i+1)·n/B)).
 int64_t auto_streams(uint64_t n_bytes);
 

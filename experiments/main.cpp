@@ -318,8 +318,9 @@ int main(int argc, char** argv) {
       bopt.window = window;
       bopt.strided = bits_strided;
       const double total = compress::segmented_bits(m, text, bopt);
-      std::printf("total_bits %.3f\nbits_per_byte %.4f\nstreams %lld\n", total,
-                  text.empty() ? 0.0 : total / text.size(), (long long)bits_streams);
+      std::printf("total_bits %.3f\nbits_per_byte %.4f\nstreams %lld\nwindow %s\n", total,
+                  text.empty() ? 0.0 : total / text.size(), (long long)bits_streams,
+                  compress::describe_policy(m.config, bopt).c_str());
     } else if (*bits) cmd_bits(model_path, tok_path, file, json, window, stride);
     else if (*init) cmd_init(config_path, out_dir, seed, force);
     else if (*bfwd) experiments::bench_forward(bopt, std::cout);
