@@ -115,13 +115,7 @@ Transformer rolling_model(int64_t n_layers, uint64_t seed) {
   c.rotary_dim = 8;
   c.n_layers = n_layers;
   c.n_ctx = 32;
-  Transformer m(c);
-  m->init_weights(seed);
-  torch::NoGradGuard g;
-  auto gen = at::detail::createCPUGenerator(seed + 100);
-  for (auto& p : m->parameters()) p.add_(torch::randn(p.sizes(), gen) * 0.3);
-  m->eval();
-  return m;
+  return test::random_model(c, seed, 0.3);
 }
 
 TEST(DecodeAttentionTest, MatchesSoftmaxAttentionForEveryShape) {

@@ -53,15 +53,19 @@ model::ModelConfig tiny_config(const std::string& family) {
   return c;
 }
 
-model::Transformer tiny_model(const std::string& family, uint64_t seed) {
-  model::Transformer m(tiny_config(family));
+model::Transformer random_model(const model::ModelConfig& c, uint64_t seed, double scale) {
+  model::Transformer m(c);
   m->init_weights(seed);
   // Larger-than-init weights so that every component visibly matters in comparisons.
   torch::NoGradGuard g;
   auto gen = at::detail::createCPUGenerator(seed + 100);
-  for (auto& p : m->parameters()) p.add_(torch::randn(p.sizes(), gen) * 0.2);
+  for (auto& p : m->parameters()) p.add_(torch::randn(p.sizes(), gen) * scale);
   m->eval();
   return m;
+}
+
+model::Transformer tiny_model(const std::string& family, uint64_t seed) {
+  return random_model(tiny_config(family), seed, 0.2);
 }
 
 TempDir::TempDir() {

@@ -15,6 +15,8 @@ namespace ccc::test {
 model::ModelConfig tiny_config(const std::string& family);
 /// A tiny model with random weights (seeded) in eval mode.
 model::Transformer tiny_model(const std::string& family, uint64_t seed = 1);
+/// init_weights(seed) plus N(0, scale) noise on every parameter, in eval mode.
+model::Transformer random_model(const model::ModelConfig& c, uint64_t seed, double scale);
 
 /// A fresh directory under the system temp dir, removed with its contents on destruction.
 class TempDir {
