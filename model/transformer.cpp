@@ -26,6 +26,19 @@ torch::Tensor activation(ActKind k, const torch::Tensor& x) {
 std::shared_ptr<torch::nn::Module> child(torch::nn::Module& parent, const std::string& name) {
   return parent.register_module(name, std::make_shared<torch::nn::Module>());
 }
+// z [b, H·dh] = attention of one query per row (rows `ldq` floats apart) over slots [0, n) of the cache.
+void attend_cache(const float* q, int64_t ldq, const KVCache& cache, int layer, int64_t n, int64_t H, int64_t dh,
+                  float* z) {
+  const auto& k = cache.k[layer];
+  const auto& v = cache.v[layer];
+  const int64_t b = k.size(0), K = k.size(1), cap = k.size(2);
+  const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(dh)));
+  if (k.scalar_type() == torch::kHalf)
+    decode_attention(q, reinterpret_cast<const uint16_t*>(k.data_ptr<at::Half>()),
+                     reinterpret_cast<const uint16_t*>(v.data_ptr<at::Half>()), z, b, H, K, cap, n, dh, scale, ldq);
+  else
+    decode_attention(q, k.data_ptr<float>(), v.data_ptr<float>(), z, b, H, K, cap, n, dh, scale, ldq);
+}
 }  // namespace
 
 torch::Tensor TransformerImpl::param(torch::nn::Module& owner, const std::string& name, std::vector<int64_t> shape,
@@ -236,8 +249,8 @@ torch::Tensor TransformerImpl::attention(const Layer& L, const torch::Tensor& x,
   if (decode && hooks == nullptr && c.pos != PosKind::kLearned && cache->k[layer].is_contiguous()) {
     // one token per row, nobody watching: rotary in place on the fresh qkv buffer, keys and values
     // written to the cache slot, the fused kernel reading q where it lies (no per-head tensors)
-    const int64_t cap = cache->capacity, at = cache->rolling ? off % cap : off, n = cache->rolling ? std::min(off + 1, cap) : off + 1;
-    const int64_t ld = (H + 2 * K) * dh;
+    const int64_t cap = cache->capacity, at = cache->rolling ? off % cap : off;
+    const int64_t n = cache->rolling ? std::min(off + 1, cap) : off + 1, ld = (H + 2 * K) * dh;
     float* base = qkv.data_ptr<float>();
     if (c.pos == PosKind::kRotary) {
       auto [cos, sin] = rope_row(off);
@@ -247,14 +260,7 @@ torch::Tensor TransformerImpl::attention(const Layer& L, const torch::Tensor& x,
     cache->k[layer].select(2, at).copy_(rows.narrow(1, H * dh, K * dh).view({b, K, dh}));
     cache->v[layer].select(2, at).copy_(rows.narrow(1, (H + K) * dh, K * dh).view({b, K, dh}));
     auto z = torch::empty({b, H * dh});
-    const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(dh)));
-    if (cache->k[layer].scalar_type() == torch::kHalf)
-      decode_attention(base, reinterpret_cast<const uint16_t*>(cache->k[layer].data_ptr<at::Half>()),
-                       reinterpret_cast<const uint16_t*>(cache->v[layer].data_ptr<at::Half>()), z.data_ptr<float>(), b,
-                       H, K, cap, n, dh, scale, ld);
-    else
-      decode_attention(base, cache->k[layer].data_ptr<float>(), cache->v[layer].data_ptr<float>(), z.data_ptr<float>(), b,
-                       H, K, cap, n, dh, scale, ld);
+    attend_cache(base, ld, *cache, layer, n, H, dh, z.data_ptr<float>());
     return linear(z.view({b, 1, H * dh}), L.W_O, L.b_O, decode);
   }
   // split (not narrow): its backward writes the three gradients into one buffer in a single pass
@@ -276,14 +282,7 @@ torch::Tensor TransformerImpl::attention(const Layer& L, const torch::Tensor& x,
     const int64_t n = cache->rolling ? std::min(off + 1, cap) : off + 1;
     auto qc = q.contiguous();
     z = torch::empty({b, 1, H, dh});
-    const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(dh)));
-    if (cache->k[layer].scalar_type() == torch::kHalf)
-      decode_attention(qc.data_ptr<float>(), reinterpret_cast<const uint16_t*>(cache->k[layer].data_ptr<at::Half>()),
-                       reinterpret_cast<const uint16_t*>(cache->v[layer].data_ptr<at::Half>()), z.data_ptr<float>(), b,
-                       H, K, cap, n, dh, scale);
-    else
-      decode_attention(qc.data_ptr<float>(), cache->k[layer].data_ptr<float>(), cache->v[layer].data_ptr<float>(),
-                       z.data_ptr<float>(), b, H, K, cap, n, dh, scale);
+    attend_cache(qc.data_ptr<float>(), H * dh, *cache, layer, n, H, dh, z.data_ptr<float>());
   } else {
     // keys and values of all visible positions [b, K, T, dh] and the additive mask [1, p, T]: query i sits
     // at absolute position off + i and sees key position j when j <= off + i (and, rolling, j > off + i - cap)
