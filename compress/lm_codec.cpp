@@ -32,10 +32,18 @@ class SingleThreadedKernels {
   model::ScopedBlasThreads blas_;
 };
 
-struct Segment {
-  uint64_t begin = 0, end = 0;     // bytes of the original
-  std::vector<int64_t> tokens;     // BOS + encode(bytes)
-};
+// BOS + encode(segment i) for each of the B segments [i·n/B, (i+1)·n/B).
+std::vector<std::vector<int64_t>> segment_tokens(const model::LoadedModel& m, std::string_view input, int64_t B) {
+  std::vector<std::vector<int64_t>> seqs;
+  for (int64_t s = 0; s < B; ++s) {
+    const auto [a, b] = segment_range(input.size(), B, s);
+    std::vector<int64_t> toks{m.config.bos_id};
+    auto enc = m.tokenizer->encode(input.substr(a, b - a));
+    toks.insert(toks.end(), enc.begin(), enc.end());
+    seqs.push_back(std::move(toks));
+  }
+  return seqs;
+}
 
 std::vector<std::pair<int64_t, int64_t>> group_ranges(int64_t streams, int64_t groups) {
   std::vector<std::pair<int64_t, int64_t>> out;
@@ -207,19 +215,17 @@ std::string lm_compress(model::LoadedModel& m, std::string_view input, const Cod
   h.total_log2 = opt.total_log2;
   CCC_CHECK(h.total_log2 >= 24 && h.total_log2 <= 31, "compress: cdf total must be 2^24 .. 2^31");
 
-  std::vector<Segment> segs(B);
+  const auto segs = segment_tokens(m, input, B);
   uint64_t total_tokens = 0;
   for (int64_t s = 0; s < B; ++s) {
-    std::tie(segs[s].begin, segs[s].end) = segment_range(n, B, s);
-    segs[s].tokens = {cfg.bos_id};
-    auto enc = m.tokenizer->encode(input.substr(segs[s].begin, segs[s].end - segs[s].begin));
-    for (int64_t t : enc)
-      CCC_CHECK(t >= 0 && t < cfg.d_vocab_out, "compress: token ", t, " cannot be predicted by the model (d_vocab_out ",
-                cfg.d_vocab_out, ")");
-    CCC_CHECK(enc.size() <= segs[s].end - segs[s].begin, "compress: tokenizer produced more tokens than bytes");
-    segs[s].tokens.insert(segs[s].tokens.end(), enc.begin(), enc.end());
-    total_tokens += enc.size();
-    h.streams.push_back({segs[s].end - segs[s].begin, enc.size()});
+    const auto [a, b] = segment_range(n, B, s);
+    const uint64_t n_tok = segs[s].size() - 1;
+    for (size_t i = 1; i < segs[s].size(); ++i)
+      CCC_CHECK(segs[s][i] >= 0 && segs[s][i] < cfg.d_vocab_out, "compress: token ", segs[s][i],
+                " cannot be predicted by the model (d_vocab_out ", cfg.d_vocab_out, ")");
+    CCC_CHECK(n_tok <= b - a, "compress: tokenizer produced more tokens than bytes");
+    total_tokens += n_tok;
+    h.streams.push_back({b - a, n_tok});
   }
   std::vector<std::string> payloads(G);
   std::atomic<uint64_t> done{0};
@@ -229,12 +235,12 @@ std::string lm_compress(model::LoadedModel& m, std::string_view input, const Cod
     const int64_t s0 = ranges[g].first, s1 = ranges[g].second;
     std::vector<uint64_t> n_tokens;
     std::vector<uint64_t> next(s1 - s0, 1);
-    for (int64_t s = s0; s < s1; ++s) n_tokens.push_back(segs[s].tokens.size() - 1);
+    for (int64_t s = s0; s < s1; ++s) n_tokens.push_back(segs[s].size() - 1);
     if (*std::max_element(n_tokens.begin(), n_tokens.end()) == 0) return;
     ArithmeticEncoder enc;
     code_group(m.model, h, cfg.bos_id, n_tokens, done, total_tokens, opt,
                [&](int64_t r, const uint64_t* cdf, int64_t V) {
-                 const int64_t t = segs[s0 + r].tokens[next[r]++];
+                 const int64_t t = segs[s0 + r][next[r]++];
                  enc.encode(cdf[t], cdf[t + 1], cdf[V]);
                  return t;
                });
@@ -325,14 +331,7 @@ double segmented_bits(model::LoadedModel& m, std::string_view input, const Codec
   const int64_t B = resolve_streams(n, opt.streams);
   Header h;
   resolve_policy(m.config, opt, h);
-  std::vector<std::vector<int64_t>> seqs;
-  for (int64_t s = 0; s < B; ++s) {
-    const auto [a, b] = segment_range(n, B, s);
-    std::vector<int64_t> toks{m.config.bos_id};
-    auto enc = m.tokenizer->encode(input.substr(a, b - a));
-    toks.insert(toks.end(), enc.begin(), enc.end());
-    seqs.push_back(std::move(toks));
-  }
+  const auto seqs = segment_tokens(m, input, B);
   double total = 0;
   if (h.policy == WindowKind::kRolling) {
     for (const auto& bits : model::score_bits_rolling(m.model, seqs, h.window))

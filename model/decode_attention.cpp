@@ -166,48 +166,50 @@ __attribute__((target("avx2,fma,f16c"))) void head_avx2(const float* qh, const K
 // e = exp(-2|u|) <= 1: absolute error of tanh < 3e-7.
 constexpr float kGeluC = 0.7978845608028654f, kGeluA = 0.044715f;
 
-inline float gelu_scalar(float x) {
+// t = tanh(u(x)), shared by the forward and the backward
+inline float gelu_t_scalar(float x) {
   const float u = kGeluC * (x + kGeluA * x * x * x);
   const float e = exp_neg_scalar(-2.0f * std::fabs(u));
-  const float t = std::copysign((1.0f - e) / (1.0f + e), u);
-  return 0.5f * x * (1.0f + t);
+  return std::copysign((1.0f - e) / (1.0f + e), u);
+}
+
+__attribute__((target("avx2,fma"))) inline __m256 gelu_t_avx2(__m256 v) {
+  const __m256 one = _mm256_set1_ps(1.0f), sign = _mm256_set1_ps(-0.0f);
+  const __m256 a = _mm256_set1_ps(kGeluA);
+  const __m256 cube = _mm256_mul_ps(_mm256_mul_ps(_mm256_mul_ps(a, v), v), v);
+  const __m256 u = _mm256_mul_ps(_mm256_set1_ps(kGeluC), _mm256_add_ps(v, cube));
+  const __m256 e = exp_neg_avx2(_mm256_mul_ps(_mm256_set1_ps(-2.0f), _mm256_andnot_ps(sign, u)));
+  return _mm256_or_ps(_mm256_div_ps(_mm256_sub_ps(one, e), _mm256_add_ps(one, e)), _mm256_and_ps(sign, u));
+}
+
+inline float gelu_scalar(float x) { return 0.5f * x * (1.0f + gelu_t_scalar(x)); }
+
+// d/dx = 0.5 (1 + t) + 0.5 x (1 - t^2) c (1 + 3 a x^2)
+inline float gelu_grad_scalar(float x) {
+  const float t = gelu_t_scalar(x);
+  return 0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * kGeluC * (1.0f + 3.0f * kGeluA * x * x);
 }
 
 __attribute__((target("avx2,fma"))) void gelu_avx2(const float* x, float* y, int64_t n) {
-  const __m256 c = _mm256_set1_ps(kGeluC), a = _mm256_set1_ps(kGeluA), one = _mm256_set1_ps(1.0f),
-               half = _mm256_set1_ps(0.5f), m2 = _mm256_set1_ps(-2.0f), sign = _mm256_set1_ps(-0.0f);
+  const __m256 one = _mm256_set1_ps(1.0f), half = _mm256_set1_ps(0.5f);
   int64_t i = 0;
   for (; i + 8 <= n; i += 8) {
     const __m256 v = _mm256_loadu_ps(x + i);
-    const __m256 u = _mm256_mul_ps(c, _mm256_add_ps(v, _mm256_mul_ps(_mm256_mul_ps(_mm256_mul_ps(a, v), v), v)));
-    const __m256 e = exp_neg_avx2(_mm256_mul_ps(m2, _mm256_andnot_ps(sign, u)));
-    const __m256 t = _mm256_or_ps(_mm256_div_ps(_mm256_sub_ps(one, e), _mm256_add_ps(one, e)), _mm256_and_ps(sign, u));
-    _mm256_storeu_ps(y + i, _mm256_mul_ps(_mm256_mul_ps(half, v), _mm256_add_ps(one, t)));
+    _mm256_storeu_ps(y + i, _mm256_mul_ps(_mm256_mul_ps(half, v), _mm256_add_ps(one, gelu_t_avx2(v))));
   }
   for (; i < n; ++i) y[i] = gelu_scalar(x[i]);
 }
 
-inline float gelu_grad_scalar(float x) {
-  const float u = kGeluC * (x + kGeluA * x * x * x);
-  const float e = exp_neg_scalar(-2.0f * std::fabs(u));
-  const float t = std::copysign((1.0f - e) / (1.0f + e), u);
-  return 0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * kGeluC * (1.0f + 3.0f * kGeluA * x * x);
-}
-
 __attribute__((target("avx2,fma"))) void gelu_backward_avx2(const float* x, const float* g, float* out, int64_t n) {
-  const __m256 c = _mm256_set1_ps(kGeluC), a = _mm256_set1_ps(kGeluA), a3 = _mm256_set1_ps(3.0f * kGeluA),
-               one = _mm256_set1_ps(1.0f), half = _mm256_set1_ps(0.5f), m2 = _mm256_set1_ps(-2.0f),
-               sign = _mm256_set1_ps(-0.0f);
+  const __m256 c = _mm256_set1_ps(kGeluC), a3 = _mm256_set1_ps(3.0f * kGeluA), one = _mm256_set1_ps(1.0f),
+               half = _mm256_set1_ps(0.5f);
   int64_t i = 0;
   for (; i + 8 <= n; i += 8) {
     const __m256 v = _mm256_loadu_ps(x + i);
-    const __m256 v2 = _mm256_mul_ps(v, v);
-    const __m256 u = _mm256_mul_ps(c, _mm256_add_ps(v, _mm256_mul_ps(_mm256_mul_ps(a, v2), v)));
-    const __m256 e = exp_neg_avx2(_mm256_mul_ps(m2, _mm256_andnot_ps(sign, u)));
-    const __m256 t = _mm256_or_ps(_mm256_div_ps(_mm256_sub_ps(one, e), _mm256_add_ps(one, e)), _mm256_and_ps(sign, u));
+    const __m256 t = gelu_t_avx2(v);
     const __m256 left = _mm256_mul_ps(half, _mm256_add_ps(one, t));
     const __m256 right = _mm256_mul_ps(_mm256_mul_ps(_mm256_mul_ps(half, v), _mm256_sub_ps(one, _mm256_mul_ps(t, t))),
-                                       _mm256_mul_ps(c, _mm256_fmadd_ps(a3, v2, one)));
+                                       _mm256_mul_ps(c, _mm256_fmadd_ps(a3, _mm256_mul_ps(v, v), one)));
     _mm256_storeu_ps(out + i, _mm256_mul_ps(_mm256_loadu_ps(g + i), _mm256_add_ps(left, right)));
   }
   for (; i < n; ++i) out[i] = g[i] * gelu_grad_scalar(x[i]);
@@ -247,18 +249,24 @@ void decode_attention(const float* q, const uint16_t* k, const uint16_t* v, floa
   dispatch(q, k, v, z, B, H, KH, cap, n, dh, scale, ldq);
 }
 
+void rotate_half(const float* in, float* out, const float* cos, const float* sin, int64_t rd, bool inverse) {
+  const int64_t half = rd / 2;
+  for (int64_t i = 0; i < half; ++i) {
+    const float a = in[i], b = in[i + half];
+    if (!inverse) {
+      out[i] = a * cos[i] - b * sin[i];
+      out[i + half] = b * cos[i + half] + a * sin[i + half];
+    } else {
+      out[i] = a * cos[i] + b * sin[i + half];
+      out[i + half] = b * cos[i + half] - a * sin[i];
+    }
+  }
+}
+
 void rotate_heads_inplace(float* x, int64_t rows, int64_t ld, int64_t heads, int64_t dh, int64_t rd, const float* cos,
                           const float* sin) {
-  const int64_t half = rd / 2;
   for (int64_t r = 0; r < rows; ++r)
-    for (int64_t h = 0; h < heads; ++h) {
-      float* v = x + r * ld + h * dh;
-      for (int64_t i = 0; i < half; ++i) {
-        const float a = v[i], b = v[i + half];
-        v[i] = a * cos[i] - b * sin[i];
-        v[i + half] = b * cos[i + half] + a * sin[i + half];
-      }
-    }
+    for (int64_t h = 0; h < heads; ++h) rotate_half(x + r * ld + h * dh, x + r * ld + h * dh, cos, sin, rd, false);
 }
 
 void gelu_tanh_forward(const float* x, float* y, int64_t n) {

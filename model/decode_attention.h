@@ -21,6 +21,11 @@ void decode_attention(const float* q, const float* k, const float* v, float* z, 
 void decode_attention(const float* q, const uint16_t* k, const uint16_t* v, float* z, int64_t B, int64_t H, int64_t KH,
                       int64_t cap, int64_t n, int64_t dh, float scale, int64_t ldq = 0);
 
+/// Rotate-half rotary embedding of one head's first rd dims (in may be out; dims past rd are not touched):
+/// out_i = x_i cos_i − x_{i+rd/2} sin_i, out_{i+rd/2} = x_{i+rd/2} cos_{i+rd/2} + x_i sin_{i+rd/2} for
+/// i < rd/2; `inverse` applies the transpose (the backward).
+void rotate_half(const float* in, float* out, const float* cos, const float* sin, int64_t rd, bool inverse);
+
 /// Rotate-half rotary embedding in place on `heads` heads of `rows` rows (row r starts at x + r·ld):
 /// x_i, x_{i+rd/2} -> x_i cos_i − x_{i+rd/2} sin_i, x_{i+rd/2} cos_{i+rd/2} + x_i sin_{i+rd/2} for i < rd/2
 /// (the formula of rotary_embed; cos / sin are one position's [rd] values).

@@ -36,7 +36,7 @@ bool fast_ok(const torch::Tensor& t) { return t.is_cpu() && t.scalar_type() == t
 torch::Tensor rotate(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin, bool inverse) {
   auto xc = x.contiguous();
   auto cc = cos.contiguous(), sc = sin.contiguous();
-  const int64_t b = xc.size(0), p = xc.size(1), heads = xc.size(2), dh = xc.size(3), rd = cc.size(1), half = rd / 2;
+  const int64_t b = xc.size(0), p = xc.size(1), heads = xc.size(2), dh = xc.size(3), rd = cc.size(1);
   // written as [b, heads, p, dh] memory (returned as the [b, p, heads, dh] view): attention's
   // transpose(1, 2) of q and k is then free instead of a copy
   auto out = torch::empty({b, heads, p, dh}, xc.options()).transpose(1, 2);
@@ -51,17 +51,7 @@ torch::Tensor rotate(const torch::Tensor& x, const torch::Tensor& cos, const tor
       for (int64_t h = 0; h < heads; ++h) {
         const float* in = xp + (bp * heads + h) * dh;
         float* o = op + (((bp / p) * heads + h) * p + bp % p) * dh;
-        if (!inverse) {
-          for (int64_t i = 0; i < half; ++i) {
-            o[i] = in[i] * c[i] - in[i + half] * si[i];
-            o[i + half] = in[i + half] * c[i + half] + in[i] * si[i + half];
-          }
-        } else {
-          for (int64_t i = 0; i < half; ++i) {
-            o[i] = in[i] * c[i] + in[i + half] * si[i + half];
-            o[i + half] = in[i + half] * c[i + half] - in[i] * si[i];
-          }
-        }
+        rotate_half(in, o, c, si, rd, inverse);
         for (int64_t i = rd; i < dh; ++i) o[i] = in[i];
       }
     }
@@ -119,16 +109,21 @@ class Rotary : public torch::autograd::Function<Rotary> {
   }
 };
 
+torch::Tensor gelu_forward(const torch::Tensor& x) {
+  auto xc = x.contiguous();
+  auto y = torch::empty_like(xc);
+  const float* xp = xc.data_ptr<float>();
+  float* yp = y.data_ptr<float>();
+  split_threads(y.numel(), [&](int64_t s, int64_t e) { gelu_tanh_forward(xp + s, yp + s, e - s); });
+  return y;
+}
+
 class GeluTanh : public torch::autograd::Function<GeluTanh> {
  public:
   static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& x) {
     auto xc = x.contiguous();
     ctx->save_for_backward({xc});
-    auto y = torch::empty_like(xc);
-    const float* xp = xc.data_ptr<float>();
-    float* yp = y.data_ptr<float>();
-    split_threads(y.numel(), [&](int64_t s, int64_t e) { gelu_tanh_forward(xp + s, yp + s, e - s); });
-    return y;
+    return gelu_forward(xc);
   }
   static torch::autograd::tensor_list backward(torch::autograd::AutogradContext* ctx,
                                                torch::autograd::tensor_list grads) {
@@ -168,6 +163,7 @@ torch::Tensor rotary_embed(const torch::Tensor& x, const torch::Tensor& cos, con
 
 torch::Tensor gelu_tanh(const torch::Tensor& x) {
   if (!fast_ok(x)) return torch::gelu(x, "tanh");
+  if (!torch::GradMode::is_enabled() || !x.requires_grad()) return gelu_forward(x);  // no autograd node
   return GeluTanh::apply(x);
 }
 

@@ -192,26 +192,12 @@ torch::Tensor TransformerImpl::norm(const torch::Tensor& x, const torch::Tensor&
   return hook(hooks, slot_norm, y, layer, off);
 }
 
-std::pair<torch::Tensor, torch::Tensor> TransformerImpl::rope_row(int64_t pos) const {
-  if (pos < cfg_.n_ctx) return {rope_cos_[pos], rope_sin_[pos]};
-  auto freqs = torch::outer(torch::arange(pos, pos + 1, torch::kFloat64), rope_inv_);  // as the tables
+std::pair<torch::Tensor, torch::Tensor> TransformerImpl::rope(int64_t off, int64_t p) const {
+  if (off + p <= cfg_.n_ctx) return {rope_cos_.narrow(0, off, p), rope_sin_.narrow(0, off, p)};
+  // rolling cache past n_ctx: the same double-precision formula as the tables
+  auto freqs = torch::outer(torch::arange(off, off + p, torch::kFloat64), rope_inv_);
   auto emb = torch::cat({freqs, freqs}, -1);
-  return {emb.cos().to(torch::kFloat32)[0], emb.sin().to(torch::kFloat32)[0]};
-}
-
-torch::Tensor TransformerImpl::rotary(const torch::Tensor& x, int64_t off) const {
-  const int64_t p = x.size(1), rd = cfg_.rotary_dim;
-  torch::Tensor cos, sin;
-  if (off + p <= cfg_.n_ctx) {
-    cos = rope_cos_.narrow(0, off, p).view({1, p, 1, rd});
-    sin = rope_sin_.narrow(0, off, p).view({1, p, 1, rd});
-  } else {  // rolling cache past n_ctx: the same double-precision formula as the tables
-    auto freqs = torch::outer(torch::arange(off, off + p, torch::kFloat64), rope_inv_);
-    auto emb = torch::cat({freqs, freqs}, -1);
-    cos = emb.cos().to(torch::kFloat32).view({1, p, 1, rd});
-    sin = emb.sin().to(torch::kFloat32).view({1, p, 1, rd});
-  }
-  return rotary_embed(x, cos.view({p, rd}), sin.view({p, rd}));
+  return {emb.cos().to(torch::kFloat32), emb.sin().to(torch::kFloat32)};
 }
 
 torch::Tensor TransformerImpl::linear(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b,
@@ -240,7 +226,7 @@ torch::Tensor TransformerImpl::linear(const torch::Tensor& x, const torch::Tenso
 }
 
 torch::Tensor TransformerImpl::attention(const Layer& L, const torch::Tensor& x, int layer, int64_t off,
-                                         KVCache* cache, HookSet* hooks, bool decode) const {
+                                         KVCache* cache, HookSet* hooks, bool decode, const Rope& rope) const {
   const auto& c = cfg_;
   const int64_t b = x.size(0), p = x.size(1), H = c.n_heads, K = c.n_kv_heads, dh = c.d_head;
   auto slot = [&](int s) { return HookRegistry::block_slot(layer, s); };
@@ -253,8 +239,8 @@ torch::Tensor TransformerImpl::attention(const Layer& L, const torch::Tensor& x,
     const int64_t n = cache->rolling ? std::min(off + 1, cap) : off + 1, ld = (H + 2 * K) * dh;
     float* base = qkv.data_ptr<float>();
     if (c.pos == PosKind::kRotary) {
-      auto [cos, sin] = rope_row(off);
-      rotate_heads_inplace(base, b, ld, H + K, dh, c.rotary_dim, cos.data_ptr<float>(), sin.data_ptr<float>());
+      rotate_heads_inplace(base, b, ld, H + K, dh, c.rotary_dim, rope.first.data_ptr<float>(),
+                           rope.second.data_ptr<float>());
     }
     auto rows = qkv.view({b, ld});
     cache->k[layer].select(2, at).copy_(rows.narrow(1, H * dh, K * dh).view({b, K, dh}));
@@ -269,8 +255,8 @@ torch::Tensor TransformerImpl::attention(const Layer& L, const torch::Tensor& x,
   auto k = hook(hooks, slot(kK), parts[1].view({b, p, K, dh}), layer, off);
   auto v = hook(hooks, slot(kV), parts[2].view({b, p, K, dh}), layer, off);
   if (c.pos == PosKind::kRotary) {
-    q = hook(hooks, slot(kRotQ), rotary(q, off), layer, off);
-    k = hook(hooks, slot(kRotK), rotary(k, off), layer, off);
+    q = hook(hooks, slot(kRotQ), rotary_embed(q, rope.first, rope.second), layer, off);
+    k = hook(hooks, slot(kRotK), rotary_embed(k, rope.first, rope.second), layer, off);
   }
   torch::Tensor z;  // [b, p, H, dh]
   const bool need_scores = hooks != nullptr && (hooks->active(slot(kAttnScores)) || hooks->active(slot(kPattern)));
@@ -362,13 +348,7 @@ torch::Tensor TransformerImpl::mlp(const Layer& L, const torch::Tensor& x, int l
     post = activation(cfg_.act, pre) * lin;
   } else {
     auto pre = hook(hooks, slot(kMlpPre), linear(x, L.W_in, L.b_in, decode), layer, off);
-    if (decode && cfg_.act == ActKind::kGeluTanh) {
-      auto in = pre.contiguous();
-      post = torch::empty_like(in);
-      gelu_tanh_forward(in.data_ptr<float>(), post.data_ptr<float>(), post.numel());
-    } else {
-      post = activation(cfg_.act, pre);
-    }
+    post = activation(cfg_.act, pre);
   }
   post = hook(hooks, slot(kMlpPost), post, layer, off);
   return linear(post, L.W_out, L.b_out, decode);
@@ -398,6 +378,7 @@ torch::Tensor TransformerImpl::forward(const torch::Tensor& tokens, const RunOpt
   // one new token per row through a cache, no autograd: packed-weight GEMMs (decode_gemm.h)
   const bool decode = cache != nullptr && p == 1 && !torch::GradMode::is_enabled() && W_E_.is_cpu() &&
                       W_E_.scalar_type() == torch::kFloat32;
+  const Rope rope = c.pos == PosKind::kRotary ? this->rope(off, p) : Rope{};  // cos, sin [p, rotary_dim], once
   // embed
   auto x = hook(hooks, registry_.global_slot(kEmbed), torch::embedding(W_E_, tokens), -1, off);  // [b, p, d_model]
   if (c.pos == PosKind::kLearned) {
@@ -411,7 +392,7 @@ torch::Tensor TransformerImpl::forward(const torch::Tensor& tokens, const RunOpt
     auto resid_pre = hook(hooks, slot(kResidPre), x, l, off);
     // attention
     auto h = norm(resid_pre, L.ln1_w, L.ln1_b, hooks, slot(kLn1Scale), slot(kLn1Normalized), l, off);
-    auto attn_out = hook(hooks, slot(kAttnOut), attention(L, h, l, off, cache, hooks, decode), l, off);
+    auto attn_out = hook(hooks, slot(kAttnOut), attention(L, h, l, off, cache, hooks, decode, rope), l, off);
     if (c.attn_only) {
       x = hook(hooks, slot(kResidPost), resid_pre + attn_out, l, off);
       continue;

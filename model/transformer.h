@@ -14,6 +14,7 @@
 #include <memory>
 #include <mutex>
 #include <tuple>
+#include <utility>
 #include <string>
 #include <vector>
 
@@ -81,10 +82,10 @@ class TransformerImpl : public torch::nn::Module {
   };
   torch::Tensor norm(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b, HookSet* hooks,
                      int slot_scale, int slot_norm, int layer, int64_t off) const;
-  torch::Tensor rotary(const torch::Tensor& x, int64_t off) const;  // [b, p, h, d_head]
-  std::pair<torch::Tensor, torch::Tensor> rope_row(int64_t pos) const;  // cos, sin [rotary_dim] at one position
+  using Rope = std::pair<torch::Tensor, torch::Tensor>;  // cos, sin [p, rotary_dim]
+  Rope rope(int64_t off, int64_t p) const;                // positions off .. off+p-1
   torch::Tensor attention(const Layer& L, const torch::Tensor& x, int layer, int64_t off, KVCache* cache,
-                          HookSet* hooks, bool decode) const;
+                          HookSet* hooks, bool decode, const Rope& rope) const;
   torch::Tensor mlp(const Layer& L, const torch::Tensor& x, int layer, int64_t off, HookSet* hooks, bool decode) const;
   /// x W^T + b; `decode` (one token per row, no autograd) uses weights packed once per version.
   torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b, bool decode) const;
