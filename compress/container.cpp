@@ -4,7 +4,7 @@
 
 #include <cstring>
 
-#include "model/error.h"
+#include "model/base/error.h"
 
 namespace ccc::compress {
 

@@ -11,11 +11,11 @@
 #include <torch/version.h>
 
 #include "compress/arithmetic_coder.h"
-#include "model/blas_threads.h"
-#include "model/decode_attention.h"
-#include "model/decode_gemm.h"
-#include "model/error.h"
-#include "model/score.h"
+#include "model/kernels/blas_threads.h"
+#include "model/kernels/decode_attention.h"
+#include "model/kernels/decode_gemm.h"
+#include "model/base/error.h"
+#include "model/core/score.h"
 
 namespace ccc::compress {
 
@@ -32,17 +32,31 @@ class SingleThreadedKernels {
   model::ScopedBlasThreads blas_;
 };
 
-// BOS + encode(segment i) for each of the B segments [i·n/B, (i+1)·n/B).
-std::vector<std::vector<int64_t>> segment_tokens(const model::LoadedModel& m, std::string_view input, int64_t B) {
+// BOS + encode(segment i) for each of the B segments [i·n/B, (i+1)·n/B); with `offsets`, each token's
+// byte offset in the input (−1 for BOS).
+std::vector<std::vector<int64_t>> segment_tokens(const model::LoadedModel& m, std::string_view input, int64_t B,
+                                                 std::vector<std::vector<int64_t>>* offsets = nullptr) {
   std::vector<std::vector<int64_t>> seqs;
   for (int64_t s = 0; s < B; ++s) {
     const auto [a, b] = segment_range(input.size(), B, s);
     std::vector<int64_t> toks{m.config.bos_id};
     auto enc = m.tokenizer->encode(input.substr(a, b - a));
     toks.insert(toks.end(), enc.begin(), enc.end());
+    if (offsets != nullptr) {
+      std::vector<int64_t> off{-1};
+      for (int64_t o : m.tokenizer->byte_offsets(enc)) off.push_back(static_cast<int64_t>(a) + o);
+      offsets->push_back(std::move(off));
+    }
     seqs.push_back(std::move(toks));
   }
   return seqs;
+}
+
+// Byte length of every token id's text (RunInfo byte offsets on the coding path, encoder and decoder alike).
+std::vector<int64_t> token_lengths(const model::Tokenizer& tok, int64_t vocab) {
+  std::vector<int64_t> len(vocab, 0);
+  for (int64_t id = 0; id < vocab && id < tok.vocab_size(); ++id) len[id] = static_cast<int64_t>(tok.token_bytes(id).size());
+  return len;
 }
 
 std::vector<std::pair<int64_t, int64_t>> group_ranges(int64_t streams, int64_t groups) {
@@ -57,34 +71,61 @@ std::vector<std::pair<int64_t, int64_t>> group_ranges(int64_t streams, int64_t g
 // current one (the windows of score_bits).
 class GroupModel {
  public:
-  GroupModel(model::Transformer& m, int64_t rows, const Header& h)
+  GroupModel(model::Transformer& m, int64_t rows, const Header& h, model::HookSet* hooks)
       : m_(m), rows_(rows), W_(h.window), keep_(h.policy == WindowKind::kStrided ? h.window - 1 - h.stride : 0),
         strided_(h.policy == WindowKind::kStrided), total_(uint64_t{1} << h.total_log2),
-        cache_(m->make_cache(rows, h.window, /*rolling=*/!strided_, torch::kHalf)) {
-    if (strided_) history_.resize(rows);
+        cache_(m->make_cache(rows, h.window, /*rolling=*/!strided_, torch::kHalf)), hooks_(hooks) {
+    if (strided_) {
+      history_.resize(rows);
+      offset_history_.resize(rows);
+    }
   }
 
   int64_t vocab() const { return m_->config().d_vocab_out; }
 
-  // Feeds `cur` (one token per row); cdfs receives rows x (vocab + 1) cumulative frequencies.
-  void step(const std::vector<int64_t>& cur, std::vector<uint64_t>& cdfs) {
+  // Feeds `cur` (one token per row, at stream position `pos`); cdfs receives rows x (vocab + 1) cumulative
+  // frequencies. `stream0`, `live` and `offsets` (byte offset of each row's token) only feed the hooks' RunInfo.
+  void step(const std::vector<int64_t>& cur, int64_t pos, int64_t stream0, const std::vector<uint8_t>& live,
+            const std::vector<int64_t>& offsets, std::vector<uint64_t>& cdfs) {
     torch::Tensor input;
+    int64_t n = 1;  // tokens fed per row this step
     if (strided_) {
-      for (int64_t r = 0; r < rows_; ++r) history_[r].push_back(cur[r]);
+      for (int64_t r = 0; r < rows_; ++r) {
+        history_[r].push_back(cur[r]);
+        offset_history_[r].push_back(offsets[r]);
+      }
       if (cache_.len == W_ - 1) {
         cache_.reset();
-        const int64_t n = keep_ + 1;
+        n = keep_ + 1;
         input = torch::empty({rows_, n}, torch::kInt64);
         auto acc = input.accessor<int64_t, 2>();
         for (int64_t r = 0; r < rows_; ++r)
           for (int64_t j = 0; j < n; ++j) acc[r][j] = history_[r][history_[r].size() - n + j];
       }
       // histories only need the last keep_ tokens
-      if (history_[0].size() > static_cast<size_t>(4 * W_))
+      if (history_[0].size() > static_cast<size_t>(4 * W_)) {
         for (auto& h : history_) h.erase(h.begin(), h.end() - keep_);
+        for (auto& h : offset_history_) h.erase(h.begin(), h.end() - keep_);
+      }
     }
     if (!input.defined()) input = torch::from_blob(const_cast<int64_t*>(cur.data()), {rows_, 1}, torch::kInt64).clone();
-    auto logits = m_->forward(input, {nullptr, &cache_}).select(1, -1).to(torch::kFloat64).contiguous();  // [rows, V]
+    model::RunInfo info;
+    if (hooks_ != nullptr) {
+      info = model::RunInfo::empty(rows_, n);
+      for (int64_t r = 0; r < rows_; ++r) {
+        info.stream[r] = stream0 + r;
+        info.live[r] = live[r];
+        for (int64_t j = 0; j < n; ++j) {
+          info.position[r * n + j] = live[r] ? pos - (n - 1) + j : -1;
+          info.byte_offset[r * n + j] =
+              !live[r] ? -1 : (n == 1 ? offsets[r] : offset_history_[r][offset_history_[r].size() - n + j]);
+        }
+      }
+    }
+    auto logits = m_->forward(input, {hooks_, &cache_, hooks_ != nullptr ? &info : nullptr})
+                      .select(1, -1)
+                      .to(torch::kFloat64)
+                      .contiguous();  // [rows, V]
     const int64_t V = logits.size(1);
     const double* p = logits.data_ptr<double>();
     probs_.resize(V);
@@ -104,7 +145,8 @@ class GroupModel {
   bool strided_;
   uint64_t total_;
   model::KVCache cache_;
-  std::vector<std::vector<int64_t>> history_;
+  model::HookSet* hooks_;
+  std::vector<std::vector<int64_t>> history_, offset_history_;
   std::vector<double> probs_;
 };
 
@@ -136,23 +178,43 @@ void run_groups(int64_t n_groups, int64_t threads, const std::function<void(int6
 // each step feeds every row's current token, then `code(r, cdf)` codes row r's next token (encode it or
 // decode it, rows in order into the group's one arithmetic code) and returns it. Rows whose n_tokens
 // are done are padded with BOS.
+// Group g holds streams [s0, s0 + rows); hooks (optional) see every model call with the group's RunInfo.
 template <typename Code>
-void code_group(model::Transformer& model, const Header& h, int64_t bos, const std::vector<uint64_t>& n_tokens,
+void code_group(model::LoadedModel& m, const Header& h, int64_t g, int64_t s0, const std::vector<uint64_t>& n_tokens,
                 std::atomic<uint64_t>& done, uint64_t total_tokens, const CodecOptions& opt, Code&& code) {
   const int64_t rows = static_cast<int64_t>(n_tokens.size());
+  const int64_t bos = m.config.bos_id;
   const uint64_t steps = *std::max_element(n_tokens.begin(), n_tokens.end());
-  GroupModel gm(model, rows, h);
+  model::HookSet* hooks = opt.hooks ? opt.hooks(g) : nullptr;
+  GroupModel gm(m.model, rows, h, hooks);
   const int64_t V = gm.vocab();
   std::vector<int64_t> cur(rows, bos);
   std::vector<uint64_t> cdfs;
+  // byte offsets of the fed tokens (RunInfo): running sums of token lengths from each segment's start
+  std::vector<int64_t> lengths, offset(rows, -1), next(rows, 0);
+  std::vector<uint8_t> live(rows, 1);
+  if (hooks != nullptr) {
+    lengths = token_lengths(*m.tokenizer, V);
+    for (int64_t r = 0; r < rows; ++r)
+      next[r] = static_cast<int64_t>(segment_range(h.original_bytes, h.streams.size(), s0 + r).first) -
+                m.tokenizer->prefix_bytes();
+  }
   for (uint64_t i = 0; i < steps; ++i) {
-    gm.step(cur, cdfs);
+    if (hooks != nullptr)
+      for (int64_t r = 0; r < rows; ++r) live[r] = i < n_tokens[r] ? 1 : 0;
+    gm.step(cur, static_cast<int64_t>(i), s0, live, offset, cdfs);
     for (int64_t r = 0; r < rows; ++r) {
       if (i < n_tokens[r]) {
         cur[r] = code(r, cdfs.data() + r * (V + 1), V);
         ++done;
+        if (hooks != nullptr) {
+          const int64_t start = static_cast<int64_t>(segment_range(h.original_bytes, h.streams.size(), s0 + r).first);
+          offset[r] = std::max(start, next[r]);
+          next[r] += lengths[cur[r]];
+        }
       } else {
         cur[r] = bos;
+        offset[r] = -1;
       }
     }
     if (opt.progress && (i % 64 == 0 || i + 1 == steps)) opt.progress(done.load(), total_tokens);
@@ -186,7 +248,7 @@ std::string hex64(uint64_t v) {
 }  // namespace
 
 std::string runtime_id() {
-  return "ccc-codec-2; gcc " __VERSION__ "; libtorch " + std::to_string(TORCH_VERSION_MAJOR) + "." +
+  return "ccc-codec-3 (decode step: raw kernels, row norms); gcc " __VERSION__ "; libtorch " + std::to_string(TORCH_VERSION_MAJOR) + "." +
          std::to_string(TORCH_VERSION_MINOR) + "." + std::to_string(TORCH_VERSION_PATCH) + "; " + model::blas_info() +
          "; attention " + model::decode_attention_path(8) + "/" + model::decode_attention_path(1) + "; gemm " +
          model::packed_linear_path();
@@ -238,7 +300,7 @@ std::string lm_compress(model::LoadedModel& m, std::string_view input, const Cod
     for (int64_t s = s0; s < s1; ++s) n_tokens.push_back(segs[s].size() - 1);
     if (*std::max_element(n_tokens.begin(), n_tokens.end()) == 0) return;
     ArithmeticEncoder enc;
-    code_group(m.model, h, cfg.bos_id, n_tokens, done, total_tokens, opt,
+    code_group(m, h, g, s0, n_tokens, done, total_tokens, opt,
                [&](int64_t r, const uint64_t* cdf, int64_t V) {
                  const int64_t t = segs[s0 + r][next[r]++];
                  enc.encode(cdf[t], cdf[t + 1], cdf[V]);
@@ -288,7 +350,7 @@ std::string lm_decompress(model::LoadedModel& m, std::string_view container, con
       return;
     }
     ArithmeticDecoder dec(payloads[g]);
-    code_group(m.model, h, cfg.bos_id, n_tokens, done, total_tokens, opt,
+    code_group(m, h, g, s0, n_tokens, done, total_tokens, opt,
                [&](int64_t r, const uint64_t* cdf, int64_t V) {
                  const uint64_t total = cdf[V];
                  const uint64_t t = dec.target(total);
@@ -331,14 +393,19 @@ double segmented_bits(model::LoadedModel& m, std::string_view input, const Codec
   const int64_t B = resolve_streams(n, opt.streams);
   Header h;
   resolve_policy(m.config, opt, h);
-  const auto seqs = segment_tokens(m, input, B);
+  model::HookSet* hooks = opt.hooks ? opt.hooks(0) : nullptr;
+  std::vector<std::vector<int64_t>> offsets;
+  const auto seqs = segment_tokens(m, input, B, hooks != nullptr ? &offsets : nullptr);
   double total = 0;
   if (h.policy == WindowKind::kRolling) {
-    for (const auto& bits : model::score_bits_rolling(m.model, seqs, h.window))
+    for (const auto& bits :
+         model::score_bits_rolling(m.model, seqs, h.window, 64, hooks, hooks != nullptr ? &offsets : nullptr))
       for (double b : bits) total += b;
   } else {
-    for (const auto& toks : seqs)
-      for (double b : model::score_bits(m.model, toks, {h.window, h.stride})) total += b;
+    for (int64_t s = 0; s < B; ++s)
+      for (double b : model::score_bits(m.model, seqs[s], {h.window, h.stride}, hooks,
+                                        hooks != nullptr ? &offsets[s] : nullptr, s))
+        total += b;
   }
   return total;
 }

@@ -14,7 +14,7 @@
 #include <string_view>
 
 #include "compress/container.h"
-#include "model/loader.h"
+#include "model/formats/loader.h"
 
 namespace ccc::compress {
 
@@ -32,6 +32,12 @@ struct CodecOptions {
   uint8_t total_log2 = 30;
   uint64_t max_tokens = 0;  ///< decompress refuses containers declaring more tokens (0 = no limit)
   std::function<void(uint64_t done_tokens, uint64_t total_tokens)> progress;  ///< called from worker threads
+  /// Hooks for stream group g (called once per group, from the worker thread that codes it; the set must
+  /// not be shared between groups). Every model call of the group runs them with a RunInfo: row r is
+  /// stream s0 + r, positions within the stream (BOS = 0), byte offsets in the input, rows whose stream has
+  /// ended are not live. Observers never change the output; editors change the model, so the decoder
+  /// needs the same editors. segmented_bits calls hooks(0) once for its single batched run.
+  std::function<model::HookSet*(int64_t group)> hooks;
 };
 
 /// Identity of the arithmetic path of this process (compiler, LibTorch, BLAS library and kernel).

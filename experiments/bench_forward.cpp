@@ -6,7 +6,7 @@
 
 #include <torch/torch.h>
 
-#include "model/transformer.h"
+#include "model/core/transformer.h"
 
 namespace ccc::experiments {
 

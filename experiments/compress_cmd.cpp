@@ -1,3 +1,4 @@
+#include "experiments/common.h"
 #include "experiments/compress_cmd.h"
 
 #include <unistd.h>
@@ -12,26 +13,16 @@
 
 #include "compress/lm_codec.h"
 #include "experiments/bench_forward.h"
-#include "model/corpus.h"
-#include "model/error.h"
-#include "model/loader.h"
-#include "model/util.h"
+#include "model/training/corpus.h"
+#include "model/base/error.h"
+#include "model/formats/loader.h"
+#include "model/base/util.h"
 
 namespace ccc::experiments {
 
 namespace fs = std::filesystem;
 
-std::string default_model_path() {
-  if (const char* env = std::getenv("CCC_MODEL"); env != nullptr && *env) return env;
-  return (fs::path(CCC_SOURCE_DIR) / "data" / "models" / "default").string();
-}
-
 namespace {
-
-std::string read_in(const std::string& path) {
-  if (path == "-") return std::string((std::istreambuf_iterator<char>(std::cin)), std::istreambuf_iterator<char>());
-  return read_file(path);
-}
 
 void write_out(const std::string& path, const std::string& bytes, bool force) {
   if (path == "-") {
@@ -75,7 +66,7 @@ void run_compress(const CompressCmdOptions& o) {
   CCC_CHECK(out == "-" || o.force || !fs::exists(out), out, " exists (use --force to overwrite)");
   CCC_CHECK(out == "-" || o.in == "-" || !fs::exists(out) || !fs::equivalent(o.in, out), "output would overwrite the input ", o.in);
   auto m = load(o);
-  const std::string input = read_in(o.in);
+  const std::string input = read_input(o.in);
   Progress progress{!o.quiet && input.size() > (64 << 10) && ::isatty(2)};
   compress::CodecOptions copt;
   copt.streams = o.streams;
@@ -102,7 +93,7 @@ void run_decompress(const CompressCmdOptions& o) {
     out = o.in.substr(0, o.in.size() - 4);
   }
   CCC_CHECK(out == "-" || o.force || !fs::exists(out), out, " exists (use --force to overwrite)");
-  const std::string packed = read_in(o.in);
+  const std::string packed = read_input(o.in);
   auto m = load(o);
   Progress progress{!o.quiet && packed.size() > (16 << 10) && ::isatty(2)};
   compress::CodecOptions copt;
@@ -117,9 +108,7 @@ void bench_compress(const BenchCompressOptions& o) {
   std::vector<std::pair<std::string, std::string>> files;  // name, bytes
   if (o.files.empty()) {
     const std::string dir = o.corpora_dir.empty() ? model::default_corpus_dir(CCC_SOURCE_DIR) : o.corpora_dir;
-    for (const auto& n : model::all_corpora()) {
-      std::error_code ec;
-      if (!fs::exists(fs::path(dir) / (n + ".txt"), ec)) continue;
+    for (const auto& n : model::present_corpora(dir)) {
       auto c = model::load_corpus(dir, n);
       files.emplace_back(n + " (held-out)", c.split(model::Split::kHeldOut));
     }
@@ -144,15 +133,6 @@ void bench_compress(const BenchCompressOptions& o) {
   const std::vector<std::pair<std::string, std::string>> classic = {
       {"gzip -9", "gzip -9 -c"}, {"bzip2 -9", "bzip2 -9 -c"}, {"xz -9e", "xz -9e -c"},
       {"zstd -19", "zstd -19 -q -c"}, {"brotli -q 11", "brotli -q 11 -c"}, {"zpaq -m5", ""}};
-  auto run_capture = [](const std::string& cmd, std::string* out) {
-    FILE* p = ::popen(cmd.c_str(), "r");
-    if (!p) return -1;
-    char buf[65536];
-    size_t n;
-    out->clear();
-    while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out->append(buf, n);
-    return ::pclose(p);
-  };
   for (const auto& [name, bytes] : files) {
     write_file_atomic(tmp, bytes);
     for (const auto& [label, cmd] : classic) {

@@ -7,9 +7,6 @@
 
 namespace ccc::experiments {
 
-/// The shipped default model: $CCC_MODEL, else data/models/default in the source tree.
-std::string default_model_path();
-
 struct CompressCmdOptions {
   std::string model;  ///< "" = default
   std::string tokenizer;

@@ -1,3 +1,4 @@
+#include "experiments/common.h"
 #include "experiments/train_cmd.h"
 
 #include <unistd.h>
@@ -12,11 +13,11 @@
 #include <nlohmann/json.hpp>
 
 #include "experiments/bench_forward.h"
-#include "model/corpus.h"
-#include "model/error.h"
-#include "model/loader.h"
-#include "model/trainer.h"
-#include "model/util.h"
+#include "model/training/corpus.h"
+#include "model/base/error.h"
+#include "model/formats/loader.h"
+#include "model/training/trainer.h"
+#include "model/base/util.h"
 
 namespace ccc::experiments {
 
@@ -178,11 +179,7 @@ void run_finetune(const FinetuneCmdOptions& o) {
   CCC_CHECK(base.tokenizer->kind() == "byte", o.model, ": finetune trains ccc byte-level models");
   const std::string dir = corpora_dir_or_default(o.corpora_dir);
   std::vector<std::string> refs = o.references;
-  if (refs.empty()) {
-    std::error_code ec;
-    for (const auto& n : model::all_corpora())
-      if (fs::exists(fs::path(dir) / (n + ".txt"), ec)) refs.push_back(n);
-  }
+  if (refs.empty()) refs = model::present_corpora(dir);
   if (std::find(refs.begin(), refs.end(), o.corpus) == refs.end()) refs.insert(refs.begin(), o.corpus);
   auto corpora = load_corpora(dir, refs);
   std::error_code ec;
@@ -249,11 +246,7 @@ void run_eval(const std::string& model_path, const std::string& corpora_dir, std
   auto m = model::load_model(model_path);
   CCC_CHECK(m.tokenizer->kind() == "byte", model_path, ": eval scores byte-level ccc models on corpus splits");
   const std::string dir = corpora_dir_or_default(corpora_dir);
-  if (names.empty()) {
-    std::error_code ec;
-    for (const auto& n : model::all_corpora())
-      if (fs::exists(fs::path(dir) / (n + ".txt"), ec)) names.push_back(n);
-  }
+  if (names.empty()) names = model::present_corpora(dir);
   auto corpora = load_corpora(dir, names);
   auto held = held_out_table(m.model, corpora);
   if (json) {
@@ -296,22 +289,13 @@ void bench_train(const BenchTrainOptions& o) {
 
 void bench_quality(const std::vector<std::string>& models, const std::string& corpora_dir) {
   const std::string dir = corpora_dir_or_default(corpora_dir);
-  std::vector<std::string> names;
-  std::error_code ec;
-  for (const auto& n : model::all_corpora())
-    if (fs::exists(fs::path(dir) / (n + ".txt"), ec)) names.push_back(n);
-  auto corpora = load_corpora(dir, names);
+  auto corpora = load_corpora(dir, model::present_corpora(dir));
   // classic compressors on exactly the held-out bytes
   auto classic = [&](const std::string& cmd, const std::string& bytes) {
     const std::string tmp = (fs::temp_directory_path() / ("ccc_bench_" + std::to_string(::getpid()))).string();
     write_file_atomic(tmp, bytes);
     std::string out;
-    FILE* p = ::popen((cmd + " < " + tmp).c_str(), "r");
-    CCC_CHECK(p != nullptr, "cannot run ", cmd);
-    char buf[65536];
-    size_t n;
-    while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-    const int rc = ::pclose(p);
+    const int rc = run_capture(cmd + " < " + tmp, &out);
     fs::remove(tmp);
     CCC_CHECK(rc == 0, cmd, " failed (is it installed?)");
     return 8.0 * static_cast<double>(out.size()) / static_cast<double>(bytes.size());

@@ -7,7 +7,7 @@
 #include <string_view>
 
 #include "compress/lm_codec.h"
-#include "model/error.h"
+#include "model/base/error.h"
 
 namespace {
 

@@ -5,8 +5,8 @@
 #include <random>
 
 #include "compress/container.h"
-#include "model/error.h"
-#include "model/util.h"
+#include "model/base/error.h"
+#include "model/base/util.h"
 #include "tests/support/test_support.h"
 
 namespace ccc::compress {
@@ -89,6 +89,51 @@ TEST(LmCodecTest, OutputIndependentOfThreadCountAndDeterministic) {
   EXPECT_EQ(a, b);
   EXPECT_EQ(b, c);
   EXPECT_EQ(lm_decompress(m, a, "mem", two), data);  // decoded with another thread count
+}
+
+// Observers on every hook site of every group: same bytes; every fed token's RunInfo names its stream,
+// position and byte offset (checked through hook_embed: the embedding row of the byte at that offset).
+TEST(LmCodecTest, ObserversNeverChangeTheBytesAndSeeTheRun) {
+  auto m = byte_model(4, 16);
+  const std::string data = inputs()[5].second;
+  const auto W_E = m.model->state_dict().at("embed.W_E");
+  for (bool strided : {false, true}) {
+    CodecOptions plain;
+    plain.streams = 5;
+    plain.groups = 2;
+    plain.strided = strided;
+    const auto ref = lm_compress(m, data, plain);
+    std::vector<model::HookSet> sets(2);
+    std::vector<int64_t> fed(2, 0), mismatched(2, 0), bos_rows(2, 0);
+    for (int g = 0; g < 2; ++g) {
+      sets[g].observe("*", [](const torch::Tensor&, const model::HookContext&) {});
+      sets[g].observe("hook_embed", [&, g](const torch::Tensor& x, const model::HookContext& ctx) {
+        ASSERT_NE(ctx.run, nullptr);
+        const auto& r = *ctx.run;
+        for (int64_t row = 0; row < r.batch; ++row) {
+          if (!r.live[row]) continue;
+          EXPECT_GE(r.stream[row], g == 0 ? 0 : 2);  // groups of 5 streams in 2: [0, 2) and [2, 5)
+          for (int64_t i = 0; i < r.pos; ++i) {
+            const int64_t off = r.byte_offset_at(row, i);
+            if (r.position_at(row, i) == 0) {
+              bos_rows[g] += off == -1;
+              continue;
+            }
+            ++fed[g];
+            const auto want = W_E[static_cast<unsigned char>(data[off])];
+            mismatched[g] += !torch::equal(x[row][i], want);
+          }
+        }
+      });
+    }
+    CodecOptions hooked = plain;
+    hooked.hooks = [&](int64_t g) { return &sets[g]; };
+    EXPECT_EQ(lm_compress(m, data, hooked), ref) << "strided " << strided;
+    EXPECT_EQ(mismatched[0] + mismatched[1], 0);
+    EXPECT_GT(fed[0] + fed[1], static_cast<int64_t>(data.size()) - 5 - 1);
+    EXPECT_EQ(bos_rows[0] + bos_rows[1], 5);
+    EXPECT_EQ(lm_decompress(m, ref, "mem", hooked), data);
+  }
 }
 
 TEST(LmCodecTest, PayloadMatchesBitsUnderSameSegmentation) {

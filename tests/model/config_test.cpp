@@ -1,8 +1,8 @@
-#include "model/config.h"
+#include "model/core/config.h"
 
 #include <gtest/gtest.h>
 
-#include "model/error.h"
+#include "model/base/error.h"
 #include "tests/support/test_support.h"
 
 namespace ccc::model {

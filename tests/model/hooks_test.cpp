@@ -1,9 +1,9 @@
-#include "model/hooks.h"
+#include "model/core/hooks.h"
 
 #include <gtest/gtest.h>
 
-#include "model/error.h"
-#include "model/transformer.h"
+#include "model/base/error.h"
+#include "model/core/transformer.h"
 #include "tests/support/test_support.h"
 
 namespace ccc::model {

@@ -1,13 +1,13 @@
-#include "model/loader.h"
+#include "model/formats/loader.h"
 
 #include <gtest/gtest.h>
 
 #include <filesystem>
 #include <sstream>
 
-#include "model/error.h"
-#include "model/score.h"
-#include "model/util.h"
+#include "model/base/error.h"
+#include "model/core/score.h"
+#include "model/base/util.h"
 #include "tests/support/test_support.h"
 
 namespace ccc::model {

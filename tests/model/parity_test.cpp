@@ -4,9 +4,9 @@
 
 #include <gtest/gtest.h>
 
-#include "model/loader.h"
-#include "model/score.h"
-#include "model/util.h"
+#include "model/formats/loader.h"
+#include "model/core/score.h"
+#include "model/base/util.h"
 #include "tests/support/test_support.h"
 
 namespace ccc::model {

@@ -1,11 +1,11 @@
-#include "model/safetensors.h"
+#include "model/formats/safetensors.h"
 
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
 
-#include "model/error.h"
-#include "model/util.h"
+#include "model/base/error.h"
+#include "model/base/util.h"
 #include "tests/support/test_support.h"
 
 namespace ccc::model {

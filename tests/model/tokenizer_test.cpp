@@ -1,12 +1,12 @@
-#include "model/tokenizer.h"
+#include "model/formats/tokenizer.h"
 
 #include <gtest/gtest.h>
 
 #include <random>
 #include <sstream>
 
-#include "model/error.h"
-#include "model/util.h"
+#include "model/base/error.h"
+#include "model/base/util.h"
 #include "tests/support/test_support.h"
 
 namespace ccc::model {

@@ -1,11 +1,12 @@
-#include "model/transformer.h"
+#include "model/core/transformer.h"
 
 #include <gtest/gtest.h>
 
-#include "model/decode_attention.h"
-#include "model/error.h"
-#include "model/fused_ops.h"
-#include "model/score.h"
+#include "model/kernels/decode_attention.h"
+#include "model/kernels/elementwise.h"
+#include "model/base/error.h"
+#include "model/kernels/fused_ops.h"
+#include "model/core/score.h"
 #include "tests/support/test_support.h"
 
 namespace ccc::model {

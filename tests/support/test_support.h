@@ -6,8 +6,8 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
-#include "model/config.h"
-#include "model/transformer.h"
+#include "model/core/config.h"
+#include "model/core/transformer.h"
 
 namespace ccc::test {
 

@@ -1,0 +1,260 @@
+#include "experiments/bench_decode.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <random>
+#include <regex>
+
+#include <torch/torch.h>
+
+#include "experiments/bench_forward.h"
+#include "experiments/common.h"
+#include "model/base/error.h"
+#include "model/base/util.h"
+#include "model/formats/loader.h"
+#include "model/kernels/blas_threads.h"
+
+namespace ccc::experiments {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+double now_s() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
+
+model::KVCache clone_cache(const model::KVCache& c) {
+  model::KVCache out = c;
+  for (auto& t : out.k) t = t.clone();
+  for (auto& t : out.v) t = t.clone();
+  return out;
+}
+
+// The compressor's kernel settings: LibTorch intra-op threads 1, OpenBLAS 1, restored after.
+struct SingleThreaded {
+  int prev = torch::get_num_threads();
+  model::ScopedBlasThreads blas{1};
+  SingleThreaded() { torch::set_num_threads(1); }
+  ~SingleThreaded() { torch::set_num_threads(prev); }
+};
+
+// A llama2.c checkpoint (version-0 header, shared classifier) with random weights, and a tokenizer.bin
+// of 512 pieces (specials, byte fallback <0x00>..<0xFF>, then two-letter pieces).
+void write_llama2c(const std::string& path, const std::string& tok_path, int32_t dim, int32_t hidden, int32_t layers,
+                   int32_t heads, int32_t vocab, int32_t seq_len, uint64_t seed) {
+  std::string bytes;
+  auto put_i = [&](int32_t v) { bytes.append(reinterpret_cast<const char*>(&v), 4); };
+  auto put_f = [&](float v) { bytes.append(reinterpret_cast<const char*>(&v), 4); };
+  for (int32_t v : {dim, hidden, layers, heads, heads, vocab, seq_len}) put_i(v);
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> nd(0.0f, 0.02f);
+  auto randn = [&](int64_t n) {
+    for (int64_t i = 0; i < n; ++i) put_f(nd(rng));
+  };
+  auto ones = [&](int64_t n) {
+    for (int64_t i = 0; i < n; ++i) put_f(1.0f);
+  };
+  const int64_t d = dim, L = layers, hd = dim / heads;
+  // embedding; row 1 (BOS) is zero so the greedy argmax never returns BOS (llama2.c stops there)
+  for (int64_t v = 0; v < vocab; ++v)
+    for (int64_t i = 0; i < d; ++i) put_f(v == 1 ? 0.0f : nd(rng));
+  ones(L * d);                        // rms_att
+  randn(L * d * d * 4);               // wq, wk, wv, wo
+  ones(L * d);                        // rms_ffn
+  randn(L * hidden * d * 3);          // w1, w2, w3
+  ones(d);                            // rms_final
+  for (int64_t i = 0; i < 2 * seq_len * hd / 2; ++i) put_f(0.0f);  // freq_cis (unused by run.c and ccc)
+  write_file_atomic(path, bytes);
+  std::string tok;
+  auto tput_i = [&](int32_t v) { tok.append(reinterpret_cast<const char*>(&v), 4); };
+  auto tput_f = [&](float v) { tok.append(reinterpret_cast<const char*>(&v), 4); };
+  tput_i(8);
+  auto piece = [&](const std::string& s, float score) {
+    tput_f(score);
+    tput_i(static_cast<int32_t>(s.size()));
+    tok += s;
+  };
+  piece("<unk>", 0);
+  piece("\n<s>\n", 0);
+  piece("\n</s>\n", 0);
+  char buf[8];
+  for (int b = 0; b < 256; ++b) {
+    std::snprintf(buf, sizeof buf, "<0x%02X>", b);
+    piece(buf, 0);
+  }
+  for (int32_t id = 259; id < vocab; ++id) piece(std::string(1, static_cast<char>('a' + (id - 259) / 26 % 26)) +
+                                                     std::string(1, static_cast<char>('a' + (id - 259) % 26)),
+                                                 -static_cast<float>(id));
+  write_file_atomic(tok_path, tok);
+}
+
+}  // namespace
+
+void bench_hooks(const BenchHooksOptions& o, std::ostream& out) {
+  torch::InferenceMode guard;
+  auto m = model::load_model(o.model.empty() ? default_model_path() : o.model);
+  const auto& c = m.config;
+  CCC_CHECK(c.pos != model::PosKind::kLearned, "bench hooks: needs a rotary / position-free model (rolling cache)");
+  const int64_t B = o.rows, W = o.window > 0 ? o.window : std::max<int64_t>(2, c.n_ctx / 2), H = c.n_heads;
+  SingleThreaded pin;
+  torch::manual_seed(7);
+  const int64_t V = std::min<int64_t>(c.d_vocab_out, 256);
+  auto stream = torch::randint(0, V, {B, W + o.steps}, torch::kInt64);
+  // a cache holding W positions (attention over a full window), filled once with no hooks
+  auto filled = m.model->make_cache(B, W, /*rolling=*/true, torch::kHalf);
+  for (int64_t t = 0; t < W; ++t) m.model->forward(stream.narrow(1, t, 1), {nullptr, &filled});
+
+  const int mid = static_cast<int>(c.n_layers / 2);
+  const std::string one_site = "blocks." + std::to_string(mid) + (c.attn_only ? ".hook_resid_post" : ".mlp.hook_post");
+  const std::string z_site = "blocks." + std::to_string(mid) + ".attn.hook_z";
+  int64_t observed = 0;
+  auto noop = [&](const torch::Tensor& t, const model::HookContext&) { observed += t.numel() > 0; };
+  model::HookSet none_matching, one, every, sweep, per_row;
+  none_matching.observe("nothing.*", noop);
+  one.observe(one_site, noop);
+  every.observe("*", noop);
+  auto mask = torch::zeros({B, 1, H, 1}, torch::kBool);
+  for (int64_t r = 0; r < B; ++r) mask[r][0][r % H][0] = true;
+  sweep.patch(z_site, mask, torch::zeros({}));
+  for (int64_t r = 0; r < B; ++r) {
+    const int64_t h = r % H;
+    per_row.edit(z_site, [h](const torch::Tensor& z, const model::HookContext&) {
+      auto y = z.clone();
+      y.select(2, h).zero_();
+      return y;
+    }, {r});
+  }
+  struct Variant {
+    const char* name;
+    model::HookSet* hooks;
+    double best = 1e30;
+  };
+  std::vector<Variant> vs = {{"no hooks", nullptr},
+                             {"glob matching nothing", &none_matching},
+                             {"one observed site", &one},
+                             {"every site observed", &every},
+                             {"per-row sweep editor (patch)", &sweep},
+                             {"same sweep, one row-restricted editor per row", &per_row}};
+  for (int rep = 0; rep < o.reps; ++rep)
+    for (auto& v : vs) {
+      auto cache = clone_cache(filled);
+      const double t0 = now_s();
+      for (int64_t t = 0; t < o.steps; ++t) m.model->forward(stream.narrow(1, W + t, 1), {v.hooks, &cache});
+      v.best = std::min(v.best, (now_s() - t0) / static_cast<double>(o.steps));
+    }
+  char line[256];
+  std::snprintf(line, sizeof line,
+                "model %s: %.2fM params, %lld layers; decode step of %lld rows, rolling fp16 cache W=%lld (full), "
+                "best of %d interleaved reps x %lld steps, single-threaded kernels\n",
+                m.source.c_str(), c.n_params() / 1e6, (long long)c.n_layers, (long long)B, (long long)W, o.reps,
+                (long long)o.steps);
+  out << line << "one site: " << one_site << "; sweep site: " << z_site << " (row r zeroes head r mod " << H << ")\n\n";
+  out << "| variant | ms per step | tokens/s | vs no hooks |\n|---|---|---|---|\n";
+  for (const auto& v : vs) {
+    std::snprintf(line, sizeof line, "| %s | %.3f | %.0f | %.3fx |\n", v.name, 1e3 * v.best, B / v.best,
+                  v.best / vs[0].best);
+    out << line;
+  }
+  out << "\ntargets: glob matching nothing <= 1.02x, every site observed <= 1.3x, per-row sweep editor <= 1.1x\n";
+  CCC_CHECK(observed > 0, "bench hooks: observers never ran");
+}
+
+void bench_decode(const BenchDecodeOptions& o, std::ostream& out) {
+  torch::InferenceMode guard;
+  std::string path = o.model, tok;
+  const std::string tmp = (fs::temp_directory_path() / ("ccc_bench_decode_" + std::to_string(::getpid()))).string();
+  if (path.empty()) {
+    fs::create_directories(tmp);
+    path = tmp + "/model.bin";
+    tok = tmp + "/tokenizer.bin";
+    write_llama2c(path, tok, 288, 768, 6, 6, 512, 2048, 1);
+  }
+  struct Cleanup {
+    std::string dir;
+    ~Cleanup() {
+      std::error_code ec;
+      fs::remove_all(dir, ec);
+    }
+  } cleanup{o.model.empty() ? tmp : ""};
+  auto m = model::load_model(path, tok);
+  const auto& c = m.config;
+  const int64_t N = std::min<int64_t>(o.tokens, c.n_ctx - 1);
+  // FLOPs per token: 2 per weight (blocks and unembedding) + QK^T and PV over the positions attended
+  const double w_flops = 2.0 * static_cast<double>(c.n_matmul_params());
+  auto attn_flops = [&](double ctx) { return 4.0 * c.n_layers * c.n_heads * c.d_head * ctx; };
+
+  // B = 1 greedy (fp32 cache of n_ctx, as generate); timed from the second token, as run.c does
+  auto greedy = [&](std::vector<int64_t>* ids) {
+    auto cache = m.model->make_cache(1);
+    auto input = torch::full({1, 1}, c.bos_id, torch::kInt64);
+    double t0 = 0;
+    for (int64_t i = 0; i < N; ++i) {
+      if (i == 1) t0 = now_s();
+      auto logits = m.model->forward(input, {nullptr, &cache});
+      const int64_t next = logits.view({-1}).argmax().item<int64_t>();
+      if (ids) ids->push_back(next);
+      input.fill_(next);
+    }
+    return (N - 1) / (now_s() - t0);
+  };
+  // batched: `batch` rows through a rolling fp16 cache of n_ctx / 2 (the compressor's step)
+  const int64_t Bt = o.batch, W = std::max<int64_t>(2, c.n_ctx / 2), steps = std::min<int64_t>(N, 256);
+  auto batched = [&] {
+    SingleThreaded pin;
+    auto cache = m.model->make_cache(Bt, std::min<int64_t>(W, c.n_ctx), /*rolling=*/true, torch::kHalf);
+    auto input = torch::randint(0, c.d_vocab_out, {Bt, 1}, torch::kInt64);
+    const double t0 = now_s();
+    for (int64_t i = 0; i < steps; ++i) m.model->forward(input, {nullptr, &cache});
+    return Bt * steps / (now_s() - t0);
+  };
+  auto runc = [&]() -> double {
+    std::string text;
+    const std::string cmd = o.runc + " " + path + " -z " + (tok.empty() ? fs::path(path).parent_path().string() + "/tokenizer.bin" : tok) +
+                            " -t 0 -n " + std::to_string(N) + " -i '' 2>&1 >/dev/null";
+    CCC_CHECK(run_capture(cmd, &text) == 0, "bench decode: '", cmd, "' failed: ", text);
+    std::smatch mt;
+    CCC_CHECK(std::regex_search(text, mt, std::regex("achieved tok/s: ([0-9.]+)")), "bench decode: no tok/s from run.c: ", text);
+    return std::stod(mt[1]);
+  };
+  double best1 = 0, bestb = 0, bestc = 0;
+  std::vector<int64_t> ids;
+  greedy(&ids);  // warm-up (packs the weights)
+  for (int r = 0; r < o.reps; ++r) {
+    best1 = std::max(best1, greedy(nullptr));
+    bestb = std::max(bestb, batched());
+    if (!o.runc.empty()) bestc = std::max(bestc, runc());
+  }
+  const double roof = matmul_roofline_gflops(Bt, c.d_model, 3);
+  const double g1 = best1 * (w_flops + attn_flops(N / 2.0)) / 1e9;
+  const double gb = bestb * (w_flops + attn_flops(std::min<double>(W, steps) / 2.0)) / 1e9;
+  char line[320];
+  std::snprintf(line, sizeof line,
+                "model %s: %.2fM params (%lld layers x %lld, %lld heads, vocab %lld, n_ctx %lld); best of %d "
+                "interleaved reps; matmul roofline %.1f GFLOP/s (same run)\n\n",
+                path.c_str(), c.n_params() / 1e6, (long long)c.n_layers, (long long)c.d_model, (long long)c.n_heads,
+                (long long)c.d_vocab, (long long)c.n_ctx, o.reps, roof);
+  out << line << "| run | tokens/s | GFLOP/s | % of roofline |\n|---|---|---|---|\n";
+  std::snprintf(line, sizeof line, "| ccc B=1 greedy, %lld tokens (fp32 cache, as generate) | %.0f | %.2f | %.1f%% |\n",
+                (long long)N, best1, g1, 100 * g1 / roof);
+  out << line;
+  if (!o.runc.empty()) {
+    const double gc = bestc * (w_flops + attn_flops(N / 2.0)) / 1e9;
+    std::snprintf(line, sizeof line, "| llama2.c run.c B=1, %lld tokens (baseline, same checkpoint) | %.0f | %.2f | %.1f%% |\n",
+                  (long long)N, bestc, gc, 100 * gc / roof);
+    out << line;
+  }
+  std::snprintf(line, sizeof line,
+                "| ccc B=%lld, %lld steps (fp16 rolling cache W=%lld, single-threaded, as the compressor) | %.0f | %.2f | %.1f%% |\n",
+                (long long)Bt, (long long)steps, (long long)W, bestb, gb, 100 * gb / roof);
+  out << line;
+  if (!o.runc.empty()) {
+    std::snprintf(line, sizeof line, "\nccc B=1 / run.c: %.2fx\n", best1 / bestc);
+    out << line;
+  }
+}
+
+}  // namespace ccc::experiments

@@ -1,0 +1,76 @@
+// `ccc bench forward | train | quality | compress | hooks | decode`.
+
+#include <iostream>
+#include <memory>
+
+#include "experiments/bench_decode.h"
+#include "experiments/bench_forward.h"
+#include "experiments/cli/cli.h"
+#include "experiments/compress_cmd.h"
+#include "experiments/train_cmd.h"
+
+namespace ccc::cli {
+
+void add_bench_commands(CLI::App& app, Globals& g) {
+  auto* bench = app.add_subcommand("bench", "benchmarks");
+  bench->require_subcommand(1);
+  {
+    auto o = std::make_shared<experiments::BenchForwardOptions>();
+    auto* sub = bench->add_subcommand("forward", "prefill throughput and hook overhead (GPT-2-small shape)");
+    sub->add_option("--batch", o->batch);
+    sub->add_option("--pos", o->pos);
+    sub->add_option("--layers", o->n_layers);
+    sub->add_option("--reps", o->reps);
+    sub->callback([&g, o] { g.init(); experiments::bench_forward(*o, std::cout); });
+  }
+  {
+    auto o = std::make_shared<experiments::BenchTrainOptions>();
+    auto* sub = bench->add_subcommand("train", "training tokens/s and GFLOP/s next to the matmul roofline");
+    sub->add_option("-c,--config", o->config, "training config")->required();
+    sub->add_option("--steps", o->steps);
+    sub->add_option("--corpora", o->corpora_dir);
+    sub->callback([&g, o] { g.init(); experiments::bench_train(*o); });
+  }
+  {
+    struct QualityArgs {
+      std::vector<std::string> models;
+      std::string corpora_dir;
+    };
+    auto o = std::make_shared<QualityArgs>();
+    auto* sub = bench->add_subcommand("quality", "held-out bpb of models next to bzip2 -9 and xz -9e");
+    sub->add_option("models", o->models, "model directories")->required();
+    sub->add_option("--corpora", o->corpora_dir);
+    sub->callback([&g, o] { g.init(); experiments::bench_quality(o->models, o->corpora_dir); });
+  }
+  {
+    auto o = std::make_shared<experiments::BenchCompressOptions>();
+    auto* sub = bench->add_subcommand("compress", "ccc models vs gzip, bzip2, xz, zstd, brotli, zpaq");
+    sub->add_option("files", o->files, "files (default: held-out part of each corpus)");
+    sub->add_option("--model", o->models, "models (default: the shipped family)");
+    sub->add_option("--out-dir", o->out_dir, "where CSV and plots go");
+    sub->add_option("--corpora", o->corpora_dir);
+    sub->callback([&g, o] { g.init(); experiments::bench_compress(*o); });
+  }
+  {
+    auto o = std::make_shared<experiments::BenchHooksOptions>();
+    auto* sub = bench->add_subcommand("hooks", "decode-step hook overhead: none / one site / every site / sweep editor");
+    sub->add_option("-m,--model", o->model, "model (default: data/models/default)");
+    sub->add_option("--rows", o->rows, "batch rows (the compressor's group shape)");
+    sub->add_option("--window", o->window, "rolling window W (0 = n_ctx/2)");
+    sub->add_option("--steps", o->steps, "timed decode steps per repetition");
+    sub->add_option("--reps", o->reps, "interleaved repetitions (best is reported)");
+    sub->callback([&g, o] { g.init(); experiments::bench_hooks(*o, std::cout); });
+  }
+  {
+    auto o = std::make_shared<experiments::BenchDecodeOptions>();
+    auto* sub = bench->add_subcommand("decode", "single-token decoding tokens/s (B=1 and batched) next to the roofline");
+    sub->add_option("-m,--model", o->model, "model (default: a random stories15M-shaped llama2.c checkpoint)");
+    sub->add_option("-n,--tokens", o->tokens, "tokens per timed run");
+    sub->add_option("--batch", o->batch, "rows of the batched run");
+    sub->add_option("--reps", o->reps, "interleaved repetitions (best is reported)");
+    sub->add_option("--runc", o->runc, "llama2.c run binary to time on the same checkpoint (baseline)");
+    sub->callback([&g, o] { g.init(); experiments::bench_decode(*o, std::cout); });
+  }
+}
+
+}  // namespace ccc::cli

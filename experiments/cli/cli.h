@@ -1,0 +1,24 @@
+#pragma once
+// CLI plumbing: each command family registers its subcommands on the app and runs them from a CLI11
+// callback. Only experiments/cli links CLI11; main.cpp turns errors into exit codes.
+
+#include <string>
+
+#include <CLI/CLI.hpp>
+
+namespace ccc::cli {
+
+/// Options every command shares.
+struct Globals {
+  int threads = 0;        ///< --threads (0 = all cores)
+  std::string command;    ///< the whole command line, for model cards
+  /// Applies the process runtime settings (threads, allocator); each command calls it first.
+  void init() const;
+};
+
+void add_model_commands(CLI::App& app, Globals& g);     ///< info, hooks, generate, bits, init
+void add_train_commands(CLI::App& app, Globals& g);     ///< train, finetune, eval
+void add_compress_commands(CLI::App& app, Globals& g);  ///< compress, decompress
+void add_bench_commands(CLI::App& app, Globals& g);     ///< bench forward | train | quality | compress | hooks | decode
+
+}  // namespace ccc::cli

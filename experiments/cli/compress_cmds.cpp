@@ -1,0 +1,41 @@
+// `ccc compress`, `ccc decompress`.
+
+#include <memory>
+
+#include "experiments/cli/cli.h"
+#include "experiments/compress_cmd.h"
+
+namespace ccc::cli {
+
+namespace {
+void add_codec_args(CLI::App* sub, experiments::CompressCmdOptions& o) {
+  sub->add_option("-m,--model", o.model, "model (default: data/models/default or $CCC_MODEL)");
+  sub->add_option("-t,--tokenizer", o.tokenizer, "tokenizer override");
+  sub->add_option("in", o.in, "input file ('-' = stdin)")->required();
+  sub->add_option("-o,--out", o.out, "output file ('-' = stdout)");
+  sub->add_flag("-f,--force", o.force, "overwrite an existing output");
+  sub->add_flag("-q,--quiet", o.quiet, "no progress or summary");
+  sub->add_option("--workers", o.threads, "worker threads (never changes the output)");
+}
+}  // namespace
+
+void add_compress_commands(CLI::App& app, Globals& g) {
+  {
+    auto o = std::make_shared<experiments::CompressCmdOptions>();
+    auto* sub = app.add_subcommand("compress", "lossless compression with the model (arithmetic coding)");
+    add_codec_args(sub, *o);
+    sub->add_option("--streams", o->streams, "independent streams B (default: one per KiB, max 256)");
+    sub->add_option("--window", o->window, "context window W (default: n_ctx/2 rolling, n_ctx strided)");
+    sub->add_flag("--strided", o->strided, "strided windows that re-encode context (default for learned positions)");
+    sub->add_option("--groups", o->groups, "stream groups coded in parallel (default: cores)");
+    sub->callback([&g, o] { g.init(); experiments::run_compress(*o); });
+  }
+  {
+    auto o = std::make_shared<experiments::CompressCmdOptions>();
+    auto* sub = app.add_subcommand("decompress", "restore a .ccc file bit-exactly");
+    add_codec_args(sub, *o);
+    sub->callback([&g, o] { g.init(); experiments::run_decompress(*o); });
+  }
+}
+
+}  // namespace ccc::cli

@@ -1,0 +1,44 @@
+// The ccc command line. Only this file turns errors into exit codes.
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <exception>
+
+#include "experiments/cli/cli.h"
+#include "model/kernels/runtime.h"
+
+void ccc::cli::Globals::init() const { ccc::init_runtime(threads); }
+
+int main(int argc, char** argv) {
+  // LibTorch's OpenMP workers spin while OpenBLAS's own threads run a GEMM, and OpenBLAS's threads spin
+  // (sched_yield) while LibTorch runs elementwise kernels: the two fight over the cores (measured:
+  // training 2x slower with OpenMP spinning, ~9% slower with OpenBLAS spinning). libgomp and OpenBLAS read
+  // OMP_WAIT_POLICY / OPENBLAS_THREAD_TIMEOUT only at start-up, so when the user has not chosen them,
+  // re-execute once with PASSIVE and the shortest OpenBLAS spin (2^4 cycles).
+  if (std::getenv("OMP_WAIT_POLICY") == nullptr) {
+    ::setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
+    if (std::getenv("OPENBLAS_THREAD_TIMEOUT") == nullptr) ::setenv("OPENBLAS_THREAD_TIMEOUT", "4", 1);
+    ::execv("/proc/self/exe", argv);  // returns only on failure: then carry on as we are
+  }
+  CLI::App app{"ccc: measuring transformer language models in bits"};
+  app.require_subcommand(1);
+  ccc::cli::Globals g;
+  for (int i = 0; i < argc; ++i) g.command += (i ? " " : "") + std::string(argv[i]);
+  app.add_option("--threads", g.threads, "intra-op threads (default: all cores)");
+  ccc::cli::add_model_commands(app, g);
+  ccc::cli::add_train_commands(app, g);
+  ccc::cli::add_compress_commands(app, g);
+  ccc::cli::add_bench_commands(app, g);
+  try {
+    app.parse(argc, argv);  // the chosen command runs from its callback
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  } catch (const std::exception& e) {
+    std::fflush(stdout);
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}

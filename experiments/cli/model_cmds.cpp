@@ -1,0 +1,236 @@
+// `ccc info`, `ccc hooks`, `ccc generate`, `ccc bits`, `ccc init`.
+
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+#include <memory>
+
+#include <nlohmann/json.hpp>
+
+#include "compress/lm_codec.h"
+#include "experiments/cli/cli.h"
+#include "experiments/common.h"
+#include "model/base/error.h"
+#include "model/base/util.h"
+#include "model/core/score.h"
+#include "model/formats/loader.h"
+
+namespace ccc::cli {
+
+namespace {
+
+struct ModelArgs {
+  std::string model, tokenizer;
+  model::LoadedModel load() const {
+    return model::load_model(model.empty() ? experiments::default_model_path() : model, tokenizer);
+  }
+};
+
+void add_model_args(CLI::App* sub, ModelArgs& a) {
+  sub->add_option("-m,--model", a.model,
+                  "model directory (ccc or Hugging Face) or llama2.c .bin (default: data/models/default or $CCC_MODEL)");
+  sub->add_option("-t,--tokenizer", a.tokenizer, "tokenizer file or directory (overrides discovery)");
+}
+
+void cmd_info(const ModelArgs& a, bool json) {
+  auto m = a.load();
+  const auto& c = m.config;
+  nlohmann::json j = c.to_json();
+  j.erase("model_type");
+  j["source"] = m.source;
+  j["format"] = m.format;
+  j["n_params"] = c.n_params();
+  j["tokenizer"] = m.tokenizer->kind();
+  j["tokenizer_vocab"] = m.tokenizer->vocab_size();
+  j["fingerprint"] = m.fingerprint;
+  if (json) {
+    std::cout << j.dump(2) << "\n";
+    return;
+  }
+  std::printf("model        %s (%s)\n", m.source.c_str(), m.format.c_str());
+  std::printf("architecture %s: %lld layers, d_model %lld, %lld heads (%lld kv) x d_head %lld, d_mlp %lld%s\n",
+              c.arch.c_str(), (long long)c.n_layers, (long long)c.d_model, (long long)c.n_heads, (long long)c.n_kv_heads,
+              (long long)c.d_head, (long long)c.d_mlp, c.attn_only ? " (attention only)" : "");
+  std::printf("components   norm %s, act %s%s, positions %s", model::to_string(c.norm).c_str(), model::to_string(c.act).c_str(),
+              c.gated_mlp ? " (gated)" : "", model::to_string(c.pos).c_str());
+  if (c.pos == model::PosKind::kRotary) std::printf(" (rotary_dim %lld, theta %g)", (long long)c.rotary_dim, c.rope_theta);
+  std::printf("%s%s\n", c.parallel_attn ? ", parallel attn+mlp" : "", c.tied_embed ? ", tied unembedding" : "");
+  std::printf("parameters   %lld\n", (long long)c.n_params());
+  std::printf("context      %lld\n", (long long)c.n_ctx);
+  std::printf("vocab        %lld in, %lld out; tokenizer %s (%lld tokens), bos %lld\n", (long long)c.d_vocab,
+              (long long)c.d_vocab_out, m.tokenizer->kind().c_str(), (long long)m.tokenizer->vocab_size(), (long long)c.bos_id);
+  std::printf("fingerprint  %s\n", m.fingerprint.c_str());
+}
+
+void cmd_hooks(const ModelArgs& a) {
+  auto m = a.load();
+  for (const auto& [name, shape] : m.model->hook_shapes()) {
+    std::string s = "[";
+    for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + shape[i];
+    s += "]";
+    const bool opt_in = name.find("hook_result") != std::string::npos;
+    std::printf("%-36s %s%s\n", name.c_str(), s.c_str(), opt_in ? "  (opt-in: exact name only)" : "");
+  }
+}
+
+struct GenerateArgs {
+  std::string prompt;
+  int64_t n = 64;
+  double temperature = 0;
+  uint64_t seed = 0;
+};
+
+void cmd_generate(const ModelArgs& a, const GenerateArgs& g) {
+  auto m = a.load();
+  std::vector<int64_t> ids{m.config.bos_id};
+  auto enc = m.tokenizer->encode(g.prompt);
+  ids.insert(ids.end(), enc.begin(), enc.end());
+  model::GenerateOptions opt;
+  opt.max_new_tokens = g.n;
+  opt.temperature = g.temperature;
+  opt.seed = g.seed;
+  opt.stop_id = m.config.bos_id == m.config.eos_id ? m.config.eos_id : m.config.bos_id;
+  auto out = model::generate(m.model, ids, opt);
+  std::vector<int64_t> all(enc);
+  all.insert(all.end(), out.begin(), out.end());
+  std::cout << m.tokenizer->decode(all) << std::endl;
+}
+
+struct BitsArgs {
+  std::string file;
+  bool json = false;
+  int64_t window = 0, stride = 0, streams = 0;
+  bool strided = false;
+};
+
+void cmd_bits(const ModelArgs& a, const BitsArgs& o) {
+  auto m = a.load();
+  const std::string text = experiments::read_input(o.file);
+  if (o.streams > 0) {
+    compress::CodecOptions bopt;
+    bopt.streams = o.streams;
+    bopt.window = o.window;
+    bopt.strided = o.strided;
+    const double total = compress::segmented_bits(m, text, bopt);
+    std::printf("total_bits %.3f\nbits_per_byte %.4f\nstreams %lld\nwindow %s\n", total,
+                text.empty() ? 0.0 : total / text.size(), (long long)o.streams,
+                compress::describe_policy(m.config, bopt).c_str());
+    return;
+  }
+  std::vector<int64_t> tokens{m.config.bos_id};
+  auto enc = m.tokenizer->encode(text);
+  tokens.insert(tokens.end(), enc.begin(), enc.end());
+  const model::WindowPolicy pol = model::resolve_window({o.window, o.stride}, m.config.n_ctx);
+  auto bits = model::score_bits(m.model, tokens, pol);
+  double total = 0;
+  for (double b : bits) total += b;
+  const double bpb = text.empty() ? 0.0 : total / static_cast<double>(text.size());
+  if (o.json) {
+    nlohmann::json j;
+    j["model"] = m.source;
+    j["fingerprint"] = m.fingerprint;
+    j["file"] = o.file;
+    j["tokens"] = tokens;
+    j["bits"] = bits;
+    j["total_bits"] = total;
+    j["n_bytes"] = text.size();
+    j["n_tokens"] = tokens.size();
+    j["bits_per_byte"] = bpb;
+    j["bits_per_token"] = bits.empty() ? 0.0 : total / bits.size();
+    j["window"] = {{"size", pol.window}, {"stride", pol.stride}};
+    std::cout << j.dump() << "\n";
+    return;
+  }
+  std::printf("file           %s\n", o.file.c_str());
+  std::printf("model          %s\n", m.source.c_str());
+  std::printf("n_bytes        %zu\n", text.size());
+  std::printf("n_tokens       %zu (BOS included)\n", tokens.size());
+  std::printf("total_bits     %.3f\n", total);
+  std::printf("bits_per_byte  %.4f\n", bpb);
+  std::printf("bits_per_token %.4f\n", bits.empty() ? 0.0 : total / bits.size());
+  std::printf("window         %lld tokens, stride %lld\n", (long long)pol.window, (long long)pol.stride);
+}
+
+struct InitArgs {
+  std::string config, out;
+  uint64_t seed = 0;
+  bool force = false;
+};
+
+void cmd_init(const InitArgs& o) {
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(read_file(o.config));
+  } catch (const nlohmann::json::exception& e) {
+    CCC_FAIL(o.config, ": not valid JSON: ", e.what());
+  }
+  model::ModelConfig c;
+  try {
+    c = model::ModelConfig::from_json(j);
+  } catch (const Error& e) {
+    CCC_FAIL(o.config, ": ", e.what());
+  }
+  std::error_code ec;
+  CCC_CHECK(o.force || !std::filesystem::exists(o.out, ec), o.out, " exists (use --force to replace)");
+  model::Transformer m(c);
+  m->init_weights(o.seed);
+  model::save_model(o.out, c, m);
+  std::printf("wrote %s (%lld parameters, random init, seed %llu)\n", o.out.c_str(), (long long)c.n_params(),
+              (unsigned long long)o.seed);
+}
+
+}  // namespace
+
+void add_model_commands(CLI::App& app, Globals& g) {
+  {
+    auto a = std::make_shared<ModelArgs>();
+    auto json = std::make_shared<bool>(false);
+    auto* sub = app.add_subcommand("info", "architecture, parameters, context, vocab, fingerprint");
+    add_model_args(sub, *a);
+    sub->add_flag("--json", *json, "print one JSON object");
+    sub->callback([&g, a, json] { g.init(); cmd_info(*a, *json); });
+  }
+  {
+    auto a = std::make_shared<ModelArgs>();
+    auto* sub = app.add_subcommand("hooks", "list every hook point with its shape");
+    add_model_args(sub, *a);
+    sub->callback([&g, a] { g.init(); cmd_hooks(*a); });
+  }
+  {
+    auto a = std::make_shared<ModelArgs>();
+    auto o = std::make_shared<GenerateArgs>();
+    auto* sub = app.add_subcommand("generate", "continue a prompt (greedy at temperature 0)");
+    add_model_args(sub, *a);
+    sub->add_option("-p,--prompt", o->prompt, "prompt text (default: BOS only)");
+    sub->add_option("-n", o->n, "new tokens")->check(CLI::NonNegativeNumber);
+    sub->add_option("--temperature", o->temperature, "0 = greedy")->check(CLI::NonNegativeNumber);
+    sub->add_option("--seed", o->seed, "sampling seed");
+    sub->callback([&g, a, o] { g.init(); cmd_generate(*a, *o); });
+  }
+  {
+    auto a = std::make_shared<ModelArgs>();
+    auto o = std::make_shared<BitsArgs>();
+    auto* sub = app.add_subcommand("bits", "score FILE: bits per token and per byte");
+    add_model_args(sub, *a);
+    sub->add_option("file", o->file, "input file ('-' = stdin)")->required();
+    sub->add_flag("--json", o->json, "print one JSON object with per-token bits");
+    sub->add_option("--window", o->window, "window length (default n_ctx)");
+    sub->add_option("--stride", o->stride, "window stride (default window/2)");
+    sub->add_option("--streams", o->streams,
+                    "score as the compressor does: B segments, each with its own BOS, the compressor's window policy "
+                    "(--window, --strided as for compress; prints total_bits only)");
+    sub->add_flag("--strided", o->strided, "with --streams: the strided window policy");
+    sub->callback([&g, a, o] { g.init(); cmd_bits(*a, *o); });
+  }
+  {
+    auto o = std::make_shared<InitArgs>();
+    auto* sub = app.add_subcommand("init", "write a randomly initialised ccc model from a config");
+    sub->add_option("-c,--config", o->config, "ccc config.json")->required();
+    sub->add_option("-o,--out", o->out, "output model directory")->required();
+    sub->add_option("--seed", o->seed, "init seed");
+    sub->add_flag("--force", o->force, "replace an existing output");
+    sub->callback([&g, o] { g.init(); cmd_init(*o); });
+  }
+}
+
+}  // namespace ccc::cli

@@ -1,0 +1,68 @@
+// `ccc train`, `ccc finetune`, `ccc eval`.
+
+#include <memory>
+
+#include "experiments/cli/cli.h"
+#include "experiments/common.h"
+#include "experiments/train_cmd.h"
+
+namespace ccc::cli {
+
+void add_train_commands(CLI::App& app, Globals& g) {
+  {
+    auto o = std::make_shared<experiments::TrainCmdOptions>();
+    auto* sub = app.add_subcommand("train", "train a byte-level model from a config (data/configs/*.json)");
+    sub->add_option("-c,--config", o->config, "training config JSON")->required();
+    sub->add_option("-o,--out", o->out, "output model directory")->required();
+    sub->add_option("--corpora", o->corpora_dir, "directory of <name>.txt corpora (default: ../shared or .cache)");
+    sub->add_flag("--resume", o->resume, "continue the run saved in OUT/resume");
+    sub->add_flag("--force", o->force, "start over, replacing OUT");
+    sub->add_option("--max-steps", o->max_steps, "stop at this step (resume later)");
+    sub->callback([&g, o] {
+      g.init();
+      o->command = g.command;
+      experiments::run_train(*o);
+    });
+  }
+  {
+    auto o = std::make_shared<experiments::FinetuneCmdOptions>();
+    auto* sub = app.add_subcommand("finetune", "continue training on one corpus; report the trade-off in bits");
+    sub->add_option("-m,--model", o->model, "ccc model directory")->required();
+    sub->add_option("--corpus", o->corpus, "target corpus name")->required();
+    sub->add_option("-o,--out", o->out, "output model directory")->required();
+    sub->add_option("--params", o->params, "all | attn | mlp | layers:0,1 | comma-separated globs");
+    sub->add_option("--steps", o->steps);
+    sub->add_option("--lr", o->lr);
+    sub->add_option("--batch", o->batch_size);
+    sub->add_option("--seq-len", o->seq_len);
+    sub->add_option("--seed", o->seed);
+    sub->add_option("--reference", o->references, "reference corpora (default: all present)");
+    sub->add_option("--corpora", o->corpora_dir, "corpus directory");
+    sub->add_flag("--force", o->force, "replace an existing OUT");
+    sub->callback([&g, o] {
+      g.init();
+      o->command = g.command;
+      experiments::run_finetune(*o);
+    });
+  }
+  {
+    struct EvalArgs {
+      std::string model, corpora_dir;
+      std::vector<std::string> corpora;
+      bool json = false;
+    };
+    auto o = std::make_shared<EvalArgs>();
+    auto* sub = app.add_subcommand("eval", "held-out bits per byte of a ccc model on each corpus");
+    sub->add_option("-m,--model", o->model, "ccc model directory (default: data/models/default)");
+    sub->add_option("corpora", o->corpora, "corpus names (default: all present)");
+    sub->add_option("--corpora", o->corpora_dir, "corpus directory");
+    sub->add_flag("--json", o->json, "print JSON");
+    sub->callback([&g, o] {
+      g.init();
+      experiments::run_eval(o->model.empty() ? experiments::default_model_path() : o->model, o->corpora_dir,
+                            o->corpora, o->json);
+    });
+  }
+}
+
+}  // namespace ccc::cli

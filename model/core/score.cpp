@@ -1,0 +1,150 @@
+#include "model/core/score.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "model/base/error.h"
+#include "model/core/bits.h"
+
+namespace ccc::model {
+
+WindowPolicy resolve_window(WindowPolicy policy, int64_t n_ctx) {
+  if (policy.window <= 0) policy.window = n_ctx;
+  if (policy.stride <= 0) policy.stride = std::max<int64_t>(1, policy.window / 2);
+  return policy;
+}
+
+std::vector<double> score_bits(Transformer& model, const std::vector<int64_t>& tokens, WindowPolicy policy,
+                               HookSet* hooks, const std::vector<int64_t>* byte_offsets, int64_t stream) {
+  torch::InferenceMode guard;
+  const int64_t n = static_cast<int64_t>(tokens.size());
+  std::vector<double> bits;
+  if (n < 2) return bits;
+  policy = resolve_window(policy, model->config().n_ctx);
+  const int64_t W = policy.window, S = policy.stride;
+  const int64_t B = std::max<int64_t>(1, policy.batch);
+  CCC_CHECK(W >= 2 && W <= model->config().n_ctx, "window ", W, " must be in [2, n_ctx=", model->config().n_ctx, "]");
+  CCC_CHECK(S >= 1 && S < W, "stride ", S, " must be in [1, window=", W, ")");
+  // windows: (start, len, first prediction index scored)
+  struct Win {
+    int64_t start, len, first;
+  };
+  std::vector<Win> wins;
+  for (int64_t start = 0, scored = 0; scored < n - 1; start += S) {
+    const int64_t len = std::min(W, n - start);
+    wins.push_back({start, len, scored - start});
+    scored = start + len - 1;
+    if (start + len >= n) break;
+  }
+  CCC_CHECK(byte_offsets == nullptr || static_cast<int64_t>(byte_offsets->size()) == n, "score_bits: ",
+            byte_offsets == nullptr ? 0 : byte_offsets->size(), " byte offsets for ", n, " tokens");
+  bits.assign(n - 1, 0.0);
+  const auto all = torch::from_blob(const_cast<int64_t*>(tokens.data()), {n}, torch::kInt64);
+  for (size_t w0 = 0; w0 < wins.size();) {
+    size_t w1 = w0 + 1;
+    while (w1 < wins.size() && static_cast<int64_t>(w1 - w0) < B && wins[w1].len == wins[w0].len) ++w1;
+    const int64_t len = wins[w0].len;
+    std::vector<torch::Tensor> rows;
+    for (size_t w = w0; w < w1; ++w) rows.push_back(all.narrow(0, wins[w].start, len));
+    auto ids = torch::stack(rows);  // [b, len]
+    RunInfo info;
+    if (hooks != nullptr) {
+      info = RunInfo::empty(static_cast<int64_t>(w1 - w0), len);
+      for (size_t w = w0; w < w1; ++w) {
+        const int64_t r = static_cast<int64_t>(w - w0);
+        info.stream[r] = stream;
+        for (int64_t j = 0; j < len; ++j) {
+          info.position[r * len + j] = wins[w].start + j;
+          if (byte_offsets != nullptr) info.byte_offset[r * len + j] = (*byte_offsets)[wins[w].start + j];
+        }
+      }
+    }
+    auto logits = model->forward(ids, {hooks, nullptr, hooks != nullptr ? &info : nullptr});  // [b, len, V]
+    auto tb = token_bits(logits.narrow(1, 0, len - 1).to(torch::kFloat64), ids.narrow(1, 1, len - 1)).contiguous();
+    auto acc = tb.accessor<double, 2>();
+    for (size_t w = w0; w < w1; ++w)
+      for (int64_t j = wins[w].first; j < len - 1; ++j) bits[wins[w].start + j] = acc[w - w0][j];
+    w0 = w1;
+  }
+  return bits;
+}
+
+std::vector<std::vector<double>> score_bits_rolling(Transformer& model, const std::vector<std::vector<int64_t>>& seqs,
+                                                    int64_t window, int64_t chunk, HookSet* hooks,
+                                                    const std::vector<std::vector<int64_t>>* byte_offsets,
+                                                    int64_t first_stream) {
+  torch::InferenceMode guard;
+  CCC_CHECK(window >= 2 && window <= model->config().n_ctx, "rolling window ", window, " must be in [2, n_ctx=",
+            model->config().n_ctx, "]");
+  CCC_CHECK(chunk >= 1, "chunk must be >= 1");
+  std::vector<std::vector<double>> bits(seqs.size());
+  int64_t n = 0;
+  for (const auto& s : seqs) n = std::max<int64_t>(n, static_cast<int64_t>(s.size()));
+  if (n < 2) {
+    for (size_t r = 0; r < seqs.size(); ++r) bits[r].assign(seqs[r].empty() ? 0 : seqs[r].size() - 1, 0.0);
+    return bits;
+  }
+  const int64_t B = static_cast<int64_t>(seqs.size());
+  // rows padded with token 0 past their end (their predictions are discarded)
+  auto ids = torch::zeros({B, n}, torch::kInt64);
+  auto acc = ids.accessor<int64_t, 2>();
+  for (int64_t r = 0; r < B; ++r) {
+    for (size_t i = 0; i < seqs[r].size(); ++i) acc[r][i] = seqs[r][i];
+    bits[r].assign(seqs[r].empty() ? 0 : seqs[r].size() - 1, 0.0);
+  }
+  CCC_CHECK(byte_offsets == nullptr || byte_offsets->size() == seqs.size(), "score_bits_rolling: byte offsets for ",
+            byte_offsets == nullptr ? 0 : byte_offsets->size(), " sequences, ", seqs.size(), " given");
+  auto cache = model->make_cache(B, window, /*rolling=*/true);
+  for (int64_t s = 0; s < n - 1; s += chunk) {
+    const int64_t len = std::min(chunk, n - 1 - s);
+    auto in = ids.narrow(1, s, len);
+    RunInfo info;
+    if (hooks != nullptr) {
+      info = RunInfo::empty(B, len);
+      for (int64_t r = 0; r < B; ++r) {
+        const int64_t size = static_cast<int64_t>(seqs[r].size());
+        info.stream[r] = first_stream + r;
+        info.live[r] = s < size - 1 ? 1 : 0;
+        for (int64_t j = 0; j < len && s + j < size; ++j) {
+          info.position[r * len + j] = s + j;
+          if (byte_offsets != nullptr) info.byte_offset[r * len + j] = (*byte_offsets)[r][s + j];
+        }
+      }
+    }
+    auto logits = model->forward(in, {hooks, &cache, hooks != nullptr ? &info : nullptr});  // [B, len, V]
+    auto tgt = ids.narrow(1, s + 1, len).clamp_max(logits.size(2) - 1);
+    auto tb = token_bits(logits.to(torch::kFloat64), tgt).contiguous();
+    auto a = tb.accessor<double, 2>();
+    for (int64_t r = 0; r < B; ++r)
+      for (int64_t j = 0; j < len && s + j < static_cast<int64_t>(bits[r].size()); ++j) bits[r][s + j] = a[r][j];
+  }
+  return bits;
+}
+
+std::vector<int64_t> generate(Transformer& model, const std::vector<int64_t>& prompt, const GenerateOptions& opt) {
+  torch::InferenceMode guard;
+  CCC_CHECK(!prompt.empty(), "generate: empty prompt (prepend BOS)");
+  const int64_t n_ctx = model->config().n_ctx;
+  CCC_CHECK(static_cast<int64_t>(prompt.size()) < n_ctx, "generate: prompt of ", prompt.size(),
+            " tokens fills the context n_ctx=", n_ctx);
+  auto cache = model->make_cache(1);
+  auto gen = at::detail::createCPUGenerator(opt.seed);
+  std::vector<int64_t> out;
+  auto input = torch::tensor(prompt, torch::kInt64).unsqueeze(0);
+  for (int64_t i = 0; i < opt.max_new_tokens && cache.len < n_ctx; ++i) {
+    auto logits = model->forward(input, {nullptr, &cache}).select(1, -1).squeeze(0);  // [V]
+    int64_t next;
+    if (opt.temperature <= 0) {
+      next = logits.argmax().item<int64_t>();
+    } else {
+      auto probs = torch::softmax(logits.to(torch::kFloat64) / opt.temperature, -1);
+      next = torch::multinomial(probs, 1, false, gen).item<int64_t>();
+    }
+    if (next == opt.stop_id) break;
+    out.push_back(next);
+    input = torch::tensor({next}, torch::kInt64).view({1, 1});
+  }
+  return out;
+}
+
+}  // namespace ccc::model

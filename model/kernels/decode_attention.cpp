@@ -1,0 +1,190 @@
+#include "model/kernels/decode_attention.h"
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "model/kernels/simd_math.h"
+
+namespace ccc::model {
+
+namespace {
+using namespace simd;
+
+// Per (row, head), in three stages that both paths run in the same order: scores and their max, the
+// softmax numerators e_t = exp(s_t - max) and their sum, then z = (Σ e_t v_t) / sum.
+
+template <typename KV>
+float scores_scalar(const float* qh, const KV* kh, float* s, int64_t n, int64_t dh, float scale) {
+  float mx = -INFINITY;
+  for (int64_t t = 0; t < n; ++t) {
+    float acc = 0;
+    for (int64_t i = 0; i < dh; ++i) acc += qh[i] * to_float(kh[t * dh + i]);
+    s[t] = acc * scale;
+    mx = std::max(mx, s[t]);
+  }
+  return mx;
+}
+
+float exp_scalar(float* s, int64_t n, float mx) {
+  float sum = 0;
+  for (int64_t t = 0; t < n; ++t) sum += (s[t] = exp_neg_scalar(s[t] - mx));
+  return sum;
+}
+
+template <typename KV>
+void values_scalar(const float* s, const KV* vh, float* zh, int64_t n, int64_t dh, float inv) {
+  std::fill(zh, zh + dh, 0.0f);
+  for (int64_t t = 0; t < n; ++t)
+    for (int64_t i = 0; i < dh; ++i) zh[i] += s[t] * to_float(vh[t * dh + i]);
+  for (int64_t i = 0; i < dh; ++i) zh[i] *= inv;
+}
+
+// dh must be a multiple of 8 and at most 256.
+template <typename KV>
+__attribute__((target("avx2,fma,f16c"))) float scores_avx2(const float* qh, const KV* kh, float* s, int64_t n,
+                                                           int64_t dh, float scale) {
+  const int64_t lanes = dh / 8;
+  __m256 qv[32];
+  for (int64_t l = 0; l < lanes; ++l) qv[l] = _mm256_loadu_ps(qh + 8 * l);
+  float mx = -INFINITY;
+  for (int64_t t = 0; t < n; ++t) {
+    const KV* kt = kh + t * dh;
+    __m256 a0 = _mm256_mul_ps(qv[0], load8(kt));
+    __m256 a1 = _mm256_setzero_ps();
+    for (int64_t l = 1; l + 1 < lanes; l += 2) {
+      a1 = _mm256_fmadd_ps(qv[l], load8(kt + 8 * l), a1);
+      a0 = _mm256_fmadd_ps(qv[l + 1], load8(kt + 8 * l + 8), a0);
+    }
+    if (lanes % 2 == 0) a1 = _mm256_fmadd_ps(qv[lanes - 1], load8(kt + 8 * (lanes - 1)), a1);
+    s[t] = hsum(_mm256_add_ps(a0, a1)) * scale;
+    mx = std::max(mx, s[t]);
+  }
+  return mx;
+}
+
+__attribute__((target("avx2,fma,f16c"))) float exp_avx2(float* s, int64_t n, float mx) {
+  const __m256 vmx = _mm256_set1_ps(mx);
+  __m256 vsum = _mm256_setzero_ps();
+  const int64_t n8 = n / 8 * 8;
+  for (int64_t t = 0; t < n8; t += 8) {
+    const __m256 e = exp_neg_avx2(_mm256_sub_ps(_mm256_loadu_ps(s + t), vmx));
+    _mm256_storeu_ps(s + t, e);
+    vsum = _mm256_add_ps(vsum, e);
+  }
+  float sum = hsum(vsum);
+  for (int64_t t = n8; t < n; ++t) sum += (s[t] = exp_neg_scalar(s[t] - mx));
+  return sum;
+}
+
+template <typename KV>
+__attribute__((target("avx2,fma,f16c"))) void values_avx2(const float* s, const KV* vh, float* zh, int64_t n,
+                                                          int64_t dh, float inv) {
+  const int64_t lanes = dh / 8;
+  __m256 acc[32];
+  for (int64_t l = 0; l < lanes; ++l) acc[l] = _mm256_setzero_ps();
+  for (int64_t t = 0; t < n; ++t) {
+    const __m256 p = _mm256_set1_ps(s[t]);
+    const KV* vt = vh + t * dh;
+    for (int64_t l = 0; l < lanes; ++l) acc[l] = _mm256_fmadd_ps(p, load8(vt + 8 * l), acc[l]);
+  }
+  const __m256 vinv = _mm256_set1_ps(inv);
+  for (int64_t l = 0; l < lanes; ++l) _mm256_storeu_ps(zh + 8 * l, _mm256_mul_ps(acc[l], vinv));
+}
+
+bool use_avx2(int64_t dh) { return have_avx2() && dh % 8 == 0 && dh <= 256; }
+
+// Calls head(b, h, qh, kh, vh) for every (row, head) with its query and its kv head's keys and values.
+template <typename KV, typename Head>
+void each_head(const float* q, int64_t ldq, const KV* k, const KV* v, int64_t B, int64_t H, int64_t KH, int64_t cap,
+               int64_t dh, Head&& head) {
+  const int64_t group = H / KH;
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t h = 0; h < H; ++h)
+      head(b, h, q == nullptr ? nullptr : q + b * ldq + h * dh, k + (b * KH + h / group) * cap * dh,
+           v + (b * KH + h / group) * cap * dh);
+}
+
+template <typename KV>
+void attend(const float* q, const KV* k, const KV* v, float* z, int64_t B, int64_t H, int64_t KH, int64_t cap,
+            int64_t n, int64_t dh, float scale, int64_t ldq) {
+  const bool avx2 = use_avx2(dh);
+  std::vector<float> s(static_cast<size_t>((n + 7) / 8 * 8));
+  each_head(q, ldq > 0 ? ldq : H * dh, k, v, B, H, KH, cap, dh,
+            [&](int64_t b, int64_t h, const float* qh, const KV* kh, const KV* vh) {
+              float* zh = z + (b * H + h) * dh;
+              if (avx2) {
+                const float sum = exp_avx2(s.data(), n, scores_avx2(qh, kh, s.data(), n, dh, scale));
+                values_avx2(s.data(), vh, zh, n, dh, 1.0f / sum);
+              } else {
+                const float sum = exp_scalar(s.data(), n, scores_scalar(qh, kh, s.data(), n, dh, scale));
+                values_scalar(s.data(), vh, zh, n, dh, 1.0f / sum);
+              }
+            });
+}
+
+template <typename KV>
+void probs(const float* q, const KV* k, int64_t B, int64_t H, int64_t KH, int64_t cap, int64_t n, int64_t dh,
+           float scale, int64_t ldq, float* scores, float* pattern) {
+  const bool avx2 = use_avx2(dh);
+  std::vector<float> s(static_cast<size_t>((n + 7) / 8 * 8));
+  each_head(q, ldq > 0 ? ldq : H * dh, k, k, B, H, KH, cap, dh,
+            [&](int64_t b, int64_t h, const float* qh, const KV* kh, const KV*) {
+              const float mx = avx2 ? scores_avx2(qh, kh, s.data(), n, dh, scale) : scores_scalar(qh, kh, s.data(), n, dh, scale);
+              std::copy(s.data(), s.data() + n, scores + (b * H + h) * n);
+              const float sum = avx2 ? exp_avx2(s.data(), n, mx) : exp_scalar(s.data(), n, mx);
+              const float inv = 1.0f / sum;
+              float* p = pattern + (b * H + h) * n;
+              for (int64_t t = 0; t < n; ++t) p[t] = s[t] * inv;
+            });
+}
+
+template <typename KV>
+void apply(const float* pattern, const KV* v, float* z, int64_t B, int64_t H, int64_t KH, int64_t cap, int64_t n,
+           int64_t dh) {
+  const bool avx2 = use_avx2(dh);
+  each_head<KV>(nullptr, 0, v, v, B, H, KH, cap, dh, [&](int64_t b, int64_t h, const float*, const KV*, const KV* vh) {
+    const float* p = pattern + (b * H + h) * n;
+    float* zh = z + (b * H + h) * dh;
+    if (avx2)
+      values_avx2(p, vh, zh, n, dh, 1.0f);
+    else
+      values_scalar(p, vh, zh, n, dh, 1.0f);
+  });
+}
+
+}  // namespace
+
+void decode_attention(const float* q, const float* k, const float* v, float* z, int64_t B, int64_t H, int64_t KH,
+                      int64_t cap, int64_t n, int64_t dh, float scale, int64_t ldq) {
+  attend(q, k, v, z, B, H, KH, cap, n, dh, scale, ldq);
+}
+
+void decode_attention(const float* q, const uint16_t* k, const uint16_t* v, float* z, int64_t B, int64_t H, int64_t KH,
+                      int64_t cap, int64_t n, int64_t dh, float scale, int64_t ldq) {
+  attend(q, k, v, z, B, H, KH, cap, n, dh, scale, ldq);
+}
+
+void decode_attention_probs(const float* q, const float* k, int64_t B, int64_t H, int64_t KH, int64_t cap, int64_t n,
+                            int64_t dh, float scale, int64_t ldq, float* scores, float* pattern) {
+  probs(q, k, B, H, KH, cap, n, dh, scale, ldq, scores, pattern);
+}
+
+void decode_attention_probs(const float* q, const uint16_t* k, int64_t B, int64_t H, int64_t KH, int64_t cap,
+                            int64_t n, int64_t dh, float scale, int64_t ldq, float* scores, float* pattern) {
+  probs(q, k, B, H, KH, cap, n, dh, scale, ldq, scores, pattern);
+}
+
+void decode_attention_apply(const float* pattern, const float* v, float* z, int64_t B, int64_t H, int64_t KH,
+                            int64_t cap, int64_t n, int64_t dh) {
+  apply(pattern, v, z, B, H, KH, cap, n, dh);
+}
+
+void decode_attention_apply(const float* pattern, const uint16_t* v, float* z, int64_t B, int64_t H, int64_t KH,
+                            int64_t cap, int64_t n, int64_t dh) {
+  apply(pattern, v, z, B, H, KH, cap, n, dh);
+}
+
+std::string decode_attention_path(int64_t dh) { return use_avx2(dh) ? "avx2" : "scalar"; }
+
+}  // namespace ccc::model

@@ -1,0 +1,38 @@
+#pragma once
+// Text corpora and their fixed splits.
+//
+// Split of every corpus file (n bytes), by byte offset: train = [0, floor(0.90 n)),
+// validation = [floor(0.90 n), floor(0.95 n)), held-out = [floor(0.95 n), n). The held-out part (the
+// last 5%) is never trained on; validation guides training only through the logged curve.
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace ccc::model {
+
+enum class Split { kTrain, kValidation, kHeldOut };
+
+struct Corpus {
+  std::string name;    ///< file stem, e.g. "moby-dick"
+  std::string path;
+  std::string sha256;  ///< of the whole file
+  std::string bytes;   ///< whole file
+  /// Byte range [begin, end) of a split.
+  std::pair<size_t, size_t> range(Split s) const;
+  std::string split(Split s) const;
+};
+
+/// Loads `dir`/`name`.txt; throws ccc::Error naming the file when it is missing or empty.
+Corpus load_corpus(const std::string& dir, const std::string& name);
+
+/// The default corpus directory: $CCC_CORPORA, else ../shared/data/corpora beside the source tree when
+/// present, else the set-up's cache .cache/corpora. `source_dir` is the repository root.
+std::string default_corpus_dir(const std::string& source_dir);
+
+/// Every corpus name ccc knows (English prose, drama, dictionary, quotations; code).
+const std::vector<std::string>& all_corpora();
+/// The names of all_corpora() whose `dir`/<name>.txt exists, in that order.
+std::vector<std::string> present_corpora(const std::string& dir);
+
+}  // namespace ccc::model

@@ -1,0 +1,210 @@
+#include "model/training/trainer.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <random>
+
+#include "model/base/error.h"
+#include "model/formats/loader.h"
+#include "model/base/util.h"
+#include "tests/support/test_support.h"
+
+namespace ccc::model {
+namespace {
+
+// A small learnable corpus: sentences from a tiny grammar.
+std::string synthetic_text(uint64_t seed, size_t n) {
+  const char* subj[] = {"the cat", "a dog", "my friend", "the old man", "every child"};
+  const char* verb[] = {"sees", "likes", "finds", "takes", "wants"};
+  const char* obj[] = {"the ball.", "a red hat.", "some bread.", "the green door.", "my book."};
+  std::mt19937_64 rng(seed);
+  std::string s;
+  while (s.size() < n) {
+    s += subj[rng() % 5];
+    s += ' ';
+    s += verb[rng() % 5];
+    s += ' ';
+    s += obj[rng() % 5];
+    s += (rng() % 4 == 0) ? '\n' : ' ';
+  }
+  return s;
+}
+
+ModelConfig tiny_byte_config() {
+  auto c = test::tiny_config("byte_attn_only");
+  c.attn_only = false;
+  c.d_mlp = 32;
+  c.n_ctx = 32;
+  return c;
+}
+
+TrainOptions tiny_options() {
+  TrainOptions o;
+  o.batch_size = 8;
+  o.seq_len = 32;
+  o.steps = 40;
+  o.warmup_steps = 5;
+  o.lr = 1e-2;
+  o.min_lr = 1e-3;
+  o.eval_every = 0;
+  o.eval_windows = 8;
+  o.corpora = {"toy"};
+  return o;
+}
+
+class TrainerTest : public ::testing::Test {
+ protected:
+  void SetUp() override { write_file_atomic(dir_.file("toy.txt"), synthetic_text(1, 20000)); }
+  std::vector<Corpus> corpora() { return {load_corpus(dir_.path(), "toy")}; }
+  Transformer fresh(uint64_t seed = 1) {
+    Transformer m(tiny_byte_config());
+    m->init_weights(seed);
+    return m;
+  }
+  test::TempDir dir_;
+};
+
+TEST_F(TrainerTest, TrainingLowersValidationLoss) {
+  Trainer t(fresh(), tiny_options(), corpora());
+  const double before = t.validation_bpb();
+  t.run(40);
+  const double after = t.validation_bpb();
+  EXPECT_GT(before, 7.0);  // untrained: about 8 bits per byte
+  EXPECT_LT(after, before - 3.0) << "before " << before << " after " << after;
+}
+
+TEST_F(TrainerTest, SameConfigAndSeedGiveIdenticalWeights) {
+  std::vector<std::map<std::string, torch::Tensor>> runs;
+  for (int r = 0; r < 2; ++r) {
+    Trainer t(fresh(), tiny_options(), corpora());
+    t.run(10);
+    runs.push_back(t.model()->state_dict());
+  }
+  for (const auto& [k, v] : runs[0]) EXPECT_TRUE(torch::equal(v, runs[1].at(k))) << k;
+}
+
+TEST_F(TrainerTest, ResumeEqualsUninterrupted) {
+  Trainer full(fresh(), tiny_options(), corpora());
+  full.run(8);
+  Trainer first(fresh(), tiny_options(), corpora());
+  first.run(4);
+  first.save_state(dir_.file("state"));
+  Trainer second(fresh(7), tiny_options(), corpora());  // different init: everything must come from the state
+  second.load_state(dir_.file("state"));
+  EXPECT_EQ(second.step(), 4);
+  second.run(8);
+  auto a = full.model()->state_dict(), b = second.model()->state_dict();
+  for (const auto& [k, v] : a) EXPECT_TRUE(torch::equal(v, b.at(k))) << k;
+}
+
+TEST_F(TrainerTest, SubsetFinetuneLeavesOtherParametersBitIdentical) {
+  auto m = fresh();
+  std::map<std::string, torch::Tensor> before;
+  for (const auto& [k, v] : m->state_dict()) before[k] = v.clone();
+  auto attn = select_parameters(m, "attn");
+  ASSERT_EQ(attn.size(), 8u);  // 2 layers x W_qkv, b_qkv, W_O, b_O
+  Trainer t(m, tiny_options(), corpora(), attn);
+  t.run(5);
+  for (const auto& [k, v] : t.model()->state_dict()) {
+    const bool trained = std::find(attn.begin(), attn.end(), k) != attn.end();
+    if (trained) EXPECT_FALSE(torch::equal(v, before.at(k))) << k << " did not change";
+    else EXPECT_TRUE(torch::equal(v, before.at(k))) << k << " changed but was frozen";
+  }
+  EXPECT_EQ(select_parameters(m, "layers:1").size(), 12u);
+  EXPECT_THROW(select_parameters(m, "layers:5"), Error);
+  EXPECT_THROW(select_parameters(m, "nothing.*"), Error);
+}
+
+TEST_F(TrainerTest, CheckpointFromAnotherConfigIsRejected) {
+  Trainer t(fresh(), tiny_options(), corpora());
+  t.run(2);
+  t.save_state(dir_.file("state"));
+  auto other_cfg = tiny_byte_config();
+  other_cfg.d_mlp = 64;
+  Transformer other(other_cfg);
+  Trainer u(other, tiny_options(), corpora());
+  try {
+    u.load_state(dir_.file("state"));
+    FAIL() << "loaded a checkpoint of another config";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("d_mlp"), std::string::npos) << e.what();
+  }
+}
+
+TEST_F(TrainerTest, BadCorporaAreClearErrors) {
+  EXPECT_THROW(load_corpus(dir_.path(), "missing"), Error);
+  write_file_atomic(dir_.file("empty.txt"), "");
+  try {
+    load_corpus(dir_.path(), "empty");
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("empty.txt"), std::string::npos) << e.what();
+  }
+}
+
+TEST_F(TrainerTest, ConfigFileErrors) {
+  nlohmann::json j = {{"model", tiny_byte_config().to_json()}, {"train", tiny_options().to_json()}};
+  j["model"]["d_head"] = 5;  // fine by itself
+  j["model"]["n_kv_heads"] = 3;  // impossible: 4 heads in groups of 3
+  write_file_atomic(dir_.file("bad.json"), j.dump());
+  try {
+    TrainConfigFile::load(dir_.file("bad.json"));
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("bad.json"), std::string::npos) << e.what();
+  }
+  nlohmann::json k = {{"model", tiny_byte_config().to_json()}, {"train", tiny_options().to_json()}};
+  k["train"]["learning_rate"] = 1.0;  // typo of "lr"
+  write_file_atomic(dir_.file("typo.json"), k.dump());
+  EXPECT_THROW(TrainConfigFile::load(dir_.file("typo.json")), Error);
+  k = {{"model", tiny_byte_config().to_json()}, {"train", tiny_options().to_json()}};
+  k["train"]["seq_len"] = 64;  // beyond n_ctx 32
+  write_file_atomic(dir_.file("long.json"), k.dump());
+  EXPECT_THROW(TrainConfigFile::load(dir_.file("long.json")), Error);
+}
+
+TEST(LrScheduleTest, WarmupThenCosineToFloor) {
+  TrainOptions o;
+  o.steps = 100;
+  o.warmup_steps = 10;
+  o.lr = 1.0;
+  o.min_lr = 0.1;
+  EXPECT_DOUBLE_EQ(lr_at(o, 0), 0.1);
+  EXPECT_DOUBLE_EQ(lr_at(o, 9), 1.0);
+  EXPECT_DOUBLE_EQ(lr_at(o, 10), 1.0);
+  EXPECT_NEAR(lr_at(o, 55), 0.55, 1e-12);
+  EXPECT_NEAR(lr_at(o, 100), 0.1, 1e-12);
+}
+
+TEST(TrainCliTest, RefusesToOverwriteAndWritesAModelCard) {
+  test::TempDir tmp;
+  write_file_atomic(tmp.file("toy.txt"), synthetic_text(2, 20000));
+  auto o = tiny_options();
+  o.steps = 6;
+  o.eval_every = 3;
+  nlohmann::json j = {{"model", tiny_byte_config().to_json()}, {"train", o.to_json()}};
+  write_file_atomic(tmp.file("cfg.json"), j.dump());
+  const std::string base = std::string(CCC_BINARY) + " train -c " + tmp.file("cfg.json") + " --corpora " + tmp.path() +
+                           " -o " + tmp.file("out");
+  std::string out;
+  ASSERT_EQ(test::run_command(base, &out), 0) << out;
+  auto card = nlohmann::json::parse(read_file(tmp.file("out/model_card.json")));
+  EXPECT_EQ(card["steps"].get<int64_t>(), 6);
+  EXPECT_EQ(card["tokens_seen"].get<int64_t>(), 6 * 8 * 32);
+  EXPECT_EQ(card["data"][0]["sha256"], sha256_hex(read_file(tmp.file("toy.txt"))));
+  EXPECT_GT(card["held_out_bpb"]["toy"].get<double>(), 0.5);
+  EXPECT_NE(card["command"].get<std::string>().find(" train "), std::string::npos);
+  EXPECT_TRUE(std::filesystem::exists(tmp.file("out/train_log.csv")));
+  const auto weights = read_file(tmp.file("out/model.safetensors"));
+  // a second run into the same directory refuses and changes nothing
+  EXPECT_NE(test::run_command(base, &out), 0);
+  EXPECT_NE(out.find("exists"), std::string::npos) << out;
+  EXPECT_EQ(read_file(tmp.file("out/model.safetensors")), weights);
+  // the model loads and scores
+  auto m = load_model(tmp.file("out"));
+  EXPECT_EQ(m.config.d_model, 16);
+}
+
+}  // namespace
+}  // namespace ccc::model
