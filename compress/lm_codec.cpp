@@ -14,6 +14,7 @@
 #include "model/kernels/blas_threads.h"
 #include "model/kernels/decode_attention.h"
 #include "model/kernels/decode_gemm.h"
+#include "model/kernels/parallel.h"
 #include "model/base/error.h"
 #include "model/core/score.h"
 
@@ -30,6 +31,7 @@ class SingleThreadedKernels {
  private:
   int torch_threads_;
   model::ScopedBlasThreads blas_;
+  model::ScopedDecodeThreads decode_{1};
 };
 
 // BOS + encode(segment i) for each of the B segments [i·n/B, (i+1)·n/B); with `offsets`, each token's

@@ -10,6 +10,7 @@
 // Attention scores and patterns are only materialised when a hook asks for them (the fused kernel never
 // builds them); an observed pattern is the exact softmax the kernel applies.
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <vector>
@@ -19,6 +20,7 @@
 #include "model/kernels/decode_attention.h"
 #include "model/kernels/decode_gemm.h"
 #include "model/kernels/elementwise.h"
+#include "model/kernels/parallel.h"
 
 namespace ccc::model {
 
@@ -114,9 +116,14 @@ torch::Tensor TransformerImpl::forward_decode(const torch::Tensor& tokens, HookS
     if (sites.visit(slot_scale, layer, scale, {b, 1, 1})) norm_rows_from_scale(in, b, d, wp, bp, ln ? mean : nullptr, scale, h);
     sites.visit(slot_norm, layer, h, {b, 1, d});
   };
+  // GEMMs and attention split across decode_threads() (panels / (row, head) pairs; same arithmetic)
   auto gemm = [&](const float* in, int64_t rows, int64_t ldx, const torch::Tensor& w, const torch::Tensor& bias, float* out) {
     const auto pw = packed(w);
-    packed_linear(in, rows, ldx, *pw, bias.defined() ? bias.data_ptr<float>() : nullptr, out);
+    const float* bp = bias.defined() ? bias.data_ptr<float>() : nullptr;
+    const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 16) / std::max<int64_t>(1, rows * pw->k * 16));
+    parallel_ranges(packed_panels(*pw), grain, [&](int64_t p0, int64_t p1) {
+      packed_linear(in, rows, ldx, *pw, bp, out, p0, p1);
+    });
   };
 
   // embed
@@ -204,12 +211,15 @@ torch::Tensor TransformerImpl::forward_decode(const torch::Tensor& tokens, HookS
       }
     }
     if (!pattern_edited) {
-      if (half)
-        decode_attention(qkv, static_cast<const uint16_t*>(kc), static_cast<const uint16_t*>(vc), z, b, H, K, cap, n,
-                         dh, sc, ld);
-      else
-        decode_attention(qkv, static_cast<const float*>(kc), static_cast<const float*>(vc), z, b, H, K, cap, n, dh, sc,
-                         ld);
+      const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 15) / std::max<int64_t>(1, 2 * n * dh));
+      parallel_ranges(b * H, grain, [&](int64_t t0, int64_t t1) {
+        if (half)
+          decode_attention(qkv, static_cast<const uint16_t*>(kc), static_cast<const uint16_t*>(vc), z, b, H, K, cap, n,
+                           dh, sc, ld, t0, t1);
+        else
+          decode_attention(qkv, static_cast<const float*>(kc), static_cast<const float*>(vc), z, b, H, K, cap, n, dh,
+                           sc, ld, t0, t1);
+      });
     }
     sites.visit(slot(kZ), l, z, {b, 1, H, dh});
     float* attn = sized(s.attn, b * d);

@@ -94,20 +94,23 @@ __attribute__((target("avx2,fma,f16c"))) void values_avx2(const float* s, const 
 
 bool use_avx2(int64_t dh) { return have_avx2() && dh % 8 == 0 && dh <= 256; }
 
-// Calls head(b, h, qh, kh, vh) for every (row, head) with its query and its kv head's keys and values.
+// Calls head(b, h, qh, kh, vh) for every (row, head) pair b·H + h in [t0, t1) with its query and its kv
+// head's keys and values.
 template <typename KV, typename Head>
 void each_head(const float* q, int64_t ldq, const KV* k, const KV* v, int64_t B, int64_t H, int64_t KH, int64_t cap,
-               int64_t dh, Head&& head) {
+               int64_t dh, Head&& head, int64_t t0 = 0, int64_t t1 = -1) {
   const int64_t group = H / KH;
-  for (int64_t b = 0; b < B; ++b)
-    for (int64_t h = 0; h < H; ++h)
-      head(b, h, q == nullptr ? nullptr : q + b * ldq + h * dh, k + (b * KH + h / group) * cap * dh,
-           v + (b * KH + h / group) * cap * dh);
+  if (t1 < 0) t1 = B * H;
+  for (int64_t t = t0; t < t1; ++t) {
+    const int64_t b = t / H, h = t % H;
+    head(b, h, q == nullptr ? nullptr : q + b * ldq + h * dh, k + (b * KH + h / group) * cap * dh,
+         v + (b * KH + h / group) * cap * dh);
+  }
 }
 
 template <typename KV>
 void attend(const float* q, const KV* k, const KV* v, float* z, int64_t B, int64_t H, int64_t KH, int64_t cap,
-            int64_t n, int64_t dh, float scale, int64_t ldq) {
+            int64_t n, int64_t dh, float scale, int64_t ldq, int64_t t0, int64_t t1) {
   const bool avx2 = use_avx2(dh);
   std::vector<float> s(static_cast<size_t>((n + 7) / 8 * 8));
   each_head(q, ldq > 0 ? ldq : H * dh, k, v, B, H, KH, cap, dh,
@@ -120,7 +123,8 @@ void attend(const float* q, const KV* k, const KV* v, float* z, int64_t B, int64
                 const float sum = exp_scalar(s.data(), n, scores_scalar(qh, kh, s.data(), n, dh, scale));
                 values_scalar(s.data(), vh, zh, n, dh, 1.0f / sum);
               }
-            });
+            },
+            t0, t1);
 }
 
 template <typename KV>
@@ -156,13 +160,15 @@ void apply(const float* pattern, const KV* v, float* z, int64_t B, int64_t H, in
 }  // namespace
 
 void decode_attention(const float* q, const float* k, const float* v, float* z, int64_t B, int64_t H, int64_t KH,
-                      int64_t cap, int64_t n, int64_t dh, float scale, int64_t ldq) {
-  attend(q, k, v, z, B, H, KH, cap, n, dh, scale, ldq);
+                      int64_t cap, int64_t n, int64_t dh, float scale, int64_t ldq, int64_t task_begin,
+                      int64_t task_end) {
+  attend(q, k, v, z, B, H, KH, cap, n, dh, scale, ldq, task_begin, task_end);
 }
 
 void decode_attention(const float* q, const uint16_t* k, const uint16_t* v, float* z, int64_t B, int64_t H, int64_t KH,
-                      int64_t cap, int64_t n, int64_t dh, float scale, int64_t ldq) {
-  attend(q, k, v, z, B, H, KH, cap, n, dh, scale, ldq);
+                      int64_t cap, int64_t n, int64_t dh, float scale, int64_t ldq, int64_t task_begin,
+                      int64_t task_end) {
+  attend(q, k, v, z, B, H, KH, cap, n, dh, scale, ldq, task_begin, task_end);
 }
 
 void decode_attention_probs(const float* q, const float* k, int64_t B, int64_t H, int64_t KH, int64_t cap, int64_t n,

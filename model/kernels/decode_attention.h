@@ -14,12 +14,16 @@ namespace ccc::model {
 /// q [B, H, dh] (rows `ldq` floats apart; 0 = H·dh), k / v [B, KH, cap, dh] (slots [0, n) are used, in
 /// slot order), z [B, H, dh] output. Head h reads kv head h / (H / KH). scores = scale · q·k, softmax over
 /// the n slots, z = Σ p v.
+/// `task_begin` / `task_end` (−1 = B·H) restrict the work to (row, head) pairs b·H + h in that range
+/// (callers split rows and heads across threads; each pair's arithmetic is the same).
 void decode_attention(const float* q, const float* k, const float* v, float* z, int64_t B, int64_t H, int64_t KH,
-                      int64_t cap, int64_t n, int64_t dh, float scale, int64_t ldq = 0);
+                      int64_t cap, int64_t n, int64_t dh, float scale, int64_t ldq = 0, int64_t task_begin = 0,
+                      int64_t task_end = -1);
 
 /// The same with keys and values stored as IEEE fp16 (bit patterns), converted exactly to fp32.
 void decode_attention(const float* q, const uint16_t* k, const uint16_t* v, float* z, int64_t B, int64_t H, int64_t KH,
-                      int64_t cap, int64_t n, int64_t dh, float scale, int64_t ldq = 0);
+                      int64_t cap, int64_t n, int64_t dh, float scale, int64_t ldq = 0, int64_t task_begin = 0,
+                      int64_t task_end = -1);
 
 /// The softmax the kernel above applies, materialised for hooks: scores [B, H, n] = scale · q·k over slots
 /// [0, n) and pattern [B, H, n] = exp(scores − max) / Σ, with the same operations as decode_attention.

@@ -91,10 +91,11 @@ PackedLinear pack_linear(const float* w, int64_t n, int64_t k) {
   return p;
 }
 
-void packed_linear(const float* x, int64_t m, int64_t ldx, const PackedLinear& w, const float* bias, float* y) {
+void packed_linear(const float* x, int64_t m, int64_t ldx, const PackedLinear& w, const float* bias, float* y,
+                   int64_t panel_begin, int64_t panel_end) {
   const bool avx2 = have_avx2();
-  const int64_t panels = (w.n + kPanel - 1) / kPanel;
-  for (int64_t pi = 0; pi < panels; ++pi) {
+  const int64_t panels = panel_end >= 0 ? panel_end : (w.n + kPanel - 1) / kPanel;
+  for (int64_t pi = panel_begin; pi < panels; ++pi) {
     const int64_t col = pi * kPanel, cols = std::min(kPanel, w.n - col);
     alignas(32) float b16[kPanel] = {};
     if (bias != nullptr) std::copy(bias + col, bias + col + cols, b16);

@@ -21,8 +21,14 @@ struct PackedLinear {
 /// Packs W [n, k] (row-major).
 PackedLinear pack_linear(const float* w, int64_t n, int64_t k);
 
-/// y [m, n] = x [m, k] · W^T + bias (bias may be null). x rows are `ldx` floats apart.
-void packed_linear(const float* x, int64_t m, int64_t ldx, const PackedLinear& w, const float* bias, float* y);
+/// y [m, n] = x [m, k] · W^T + bias (bias may be null). x rows are `ldx` floats apart. With a panel range
+/// [panel_begin, panel_end) (16 columns each; end -1 = all), only those output columns are computed, with
+/// the same arithmetic: callers split a GEMM across threads by panels.
+void packed_linear(const float* x, int64_t m, int64_t ldx, const PackedLinear& w, const float* bias, float* y,
+                   int64_t panel_begin = 0, int64_t panel_end = -1);
+
+/// Number of 16-column panels of w.
+inline int64_t packed_panels(const PackedLinear& w) { return (w.n + 15) / 16; }
 
 /// "avx2" or "scalar".
 std::string packed_linear_path();

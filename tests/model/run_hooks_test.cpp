@@ -15,6 +15,7 @@
 #include "model/formats/loader.h"
 #include "model/formats/tokenizer.h"
 #include "model/kernels/elementwise.h"
+#include "model/kernels/parallel.h"
 #include "tests/support/test_support.h"
 
 namespace ccc::model {
@@ -78,6 +79,30 @@ TEST(DecodeHooksTest, ObserversEverywhereAreBitIdenticalOnEveryCache) {
         none.observe("nothing.*", [](const torch::Tensor&, const HookContext&) {});
         EXPECT_TRUE(torch::equal(ref, decode(m, toks, ck, &none, cap))) << fam << " " << ck.name;
       }
+}
+
+TEST(DecodeHooksTest, DecodeThreadsNeverChangeTheLogits) {
+  torch::InferenceMode g;
+  for (const char* fam : kFamilies) {
+    auto c = test::tiny_config(fam);
+    c.d_model = 256;  // big enough that GEMMs (and, with 5 rows, attention) are split
+    c.d_head = 64;
+    c.d_mlp = 1024;
+    auto m = test::random_model(c, 5, 0.05);
+    for (int64_t b : {1, 5}) {
+      auto toks = tokens_for(m, b, 40);
+      torch::Tensor one, two;
+      {
+        ScopedDecodeThreads t(1);
+        one = decode(m, toks, kCaches[0], nullptr);
+      }
+      {
+        ScopedDecodeThreads t(2);
+        two = decode(m, toks, kCaches[0], nullptr);
+      }
+      EXPECT_TRUE(torch::equal(one, two)) << fam << " b " << b << " max diff " << test::max_abs_diff(one, two);
+    }
+  }
 }
 
 TEST(DecodeHooksTest, EditorsOnTheDecodeStepMatchTheFullForward) {
