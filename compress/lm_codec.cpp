@@ -14,6 +14,7 @@
 #include "model/kernels/blas_threads.h"
 #include "model/kernels/decode_attention.h"
 #include "model/kernels/decode_gemm.h"
+#include "model/kernels/elementwise.h"
 #include "model/kernels/parallel.h"
 #include "model/base/error.h"
 #include "model/core/score.h"
@@ -126,17 +127,16 @@ class GroupModel {
     }
     auto logits = m_->forward(input, {hooks_, &cache_, hooks_ != nullptr ? &info : nullptr})
                       .select(1, -1)
-                      .to(torch::kFloat64)
-                      .contiguous();  // [rows, V]
+                      .contiguous();  // [rows, V] fp32
     const int64_t V = logits.size(1);
-    const double* p = logits.data_ptr<double>();
+    const float* p = logits.data_ptr<float>();
+    num_.resize(V);
     probs_.resize(V);
     cdfs.resize(rows_ * (V + 1));
     for (int64_t r = 0; r < rows_; ++r) {
-      const double* row = p + r * V;
-      double mx = row[0];
-      for (int64_t i = 1; i < V; ++i) mx = std::max(mx, row[i]);
-      for (int64_t i = 0; i < V; ++i) probs_[i] = std::exp(row[i] - mx);
+      // exp(logit − max) with the decode kernels' exp (fixed operations on every machine of a path)
+      model::softmax_numerators(p + r * V, V, num_.data());
+      for (int64_t i = 0; i < V; ++i) probs_[i] = num_[i];
       cdf_from_probs(probs_.data(), V, total_, cdfs.data() + r * (V + 1));
     }
   }
@@ -149,6 +149,7 @@ class GroupModel {
   model::KVCache cache_;
   model::HookSet* hooks_;
   std::vector<std::vector<int64_t>> history_, offset_history_;
+  std::vector<float> num_;
   std::vector<double> probs_;
 };
 
@@ -250,7 +251,7 @@ std::string hex64(uint64_t v) {
 }  // namespace
 
 std::string runtime_id() {
-  return "ccc-codec-3 (decode step: raw kernels, row norms); gcc " __VERSION__ "; libtorch " + std::to_string(TORCH_VERSION_MAJOR) + "." +
+  return "ccc-codec-3 (decode step: raw kernels, row norms, 8-slot scores, fp32 exp CDF); gcc " __VERSION__ "; libtorch " + std::to_string(TORCH_VERSION_MAJOR) + "." +
          std::to_string(TORCH_VERSION_MINOR) + "." + std::to_string(TORCH_VERSION_PATCH) + "; " + model::blas_info() +
          "; attention " + model::decode_attention_path(8) + "/" + model::decode_attention_path(1) + "; gemm " +
          model::packed_linear_path();

@@ -40,24 +40,47 @@ void values_scalar(const float* s, const KV* vh, float* zh, int64_t n, int64_t d
   for (int64_t i = 0; i < dh; ++i) zh[i] *= inv;
 }
 
-// dh must be a multiple of 8 and at most 256.
+// q·k of one slot as 8 partial sums (two FMA chains; dh a multiple of 8, at most 256)
+template <typename KV>
+__attribute__((target("avx2,fma,f16c"))) inline __m256 dot8(const __m256* qv, const KV* kt, int64_t lanes) {
+  __m256 a0 = _mm256_mul_ps(qv[0], load8(kt));
+  __m256 a1 = _mm256_setzero_ps();
+  for (int64_t l = 1; l + 1 < lanes; l += 2) {
+    a1 = _mm256_fmadd_ps(qv[l], load8(kt + 8 * l), a1);
+    a0 = _mm256_fmadd_ps(qv[l + 1], load8(kt + 8 * l + 8), a0);
+  }
+  if (lanes % 2 == 0) a1 = _mm256_fmadd_ps(qv[lanes - 1], load8(kt + 8 * (lanes - 1)), a1);
+  return _mm256_add_ps(a0, a1);
+}
+
+// dh must be a multiple of 8 and at most 256. Slots go 8 at a time: their partial sums are reduced
+// together (hadd tree + one cross-lane add) instead of one horizontal sum per slot.
 template <typename KV>
 __attribute__((target("avx2,fma,f16c"))) float scores_avx2(const float* qh, const KV* kh, float* s, int64_t n,
                                                            int64_t dh, float scale) {
   const int64_t lanes = dh / 8;
   __m256 qv[32];
   for (int64_t l = 0; l < lanes; ++l) qv[l] = _mm256_loadu_ps(qh + 8 * l);
-  float mx = -INFINITY;
-  for (int64_t t = 0; t < n; ++t) {
-    const KV* kt = kh + t * dh;
-    __m256 a0 = _mm256_mul_ps(qv[0], load8(kt));
-    __m256 a1 = _mm256_setzero_ps();
-    for (int64_t l = 1; l + 1 < lanes; l += 2) {
-      a1 = _mm256_fmadd_ps(qv[l], load8(kt + 8 * l), a1);
-      a0 = _mm256_fmadd_ps(qv[l + 1], load8(kt + 8 * l + 8), a0);
-    }
-    if (lanes % 2 == 0) a1 = _mm256_fmadd_ps(qv[lanes - 1], load8(kt + 8 * (lanes - 1)), a1);
-    s[t] = hsum(_mm256_add_ps(a0, a1)) * scale;
+  const __m256 vscale = _mm256_set1_ps(scale);
+  __m256 vmx = _mm256_set1_ps(-INFINITY);
+  int64_t t = 0;
+  for (; t + 8 <= n; t += 8) {
+    __m256 v[8];
+    for (int j = 0; j < 8; ++j) v[j] = dot8(qv, kh + (t + j) * dh, lanes);
+    const __m256 h01 = _mm256_hadd_ps(v[0], v[1]), h23 = _mm256_hadd_ps(v[2], v[3]);
+    const __m256 h45 = _mm256_hadd_ps(v[4], v[5]), h67 = _mm256_hadd_ps(v[6], v[7]);
+    const __m256 h0123 = _mm256_hadd_ps(h01, h23), h4567 = _mm256_hadd_ps(h45, h67);
+    const __m256 sum = _mm256_add_ps(_mm256_permute2f128_ps(h0123, h4567, 0x20), _mm256_permute2f128_ps(h0123, h4567, 0x31));
+    const __m256 sc = _mm256_mul_ps(sum, vscale);
+    _mm256_storeu_ps(s + t, sc);
+    vmx = _mm256_max_ps(vmx, sc);
+  }
+  alignas(32) float m8[8];
+  _mm256_store_ps(m8, vmx);
+  float mx = m8[0];
+  for (int j = 1; j < 8; ++j) mx = std::max(mx, m8[j]);
+  for (; t < n; ++t) {
+    s[t] = hsum(dot8(qv, kh + t * dh, lanes)) * scale;
     mx = std::max(mx, s[t]);
   }
   return mx;

@@ -1,5 +1,6 @@
 #include "model/kernels/elementwise.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "model/kernels/simd_math.h"
@@ -179,6 +180,25 @@ void norm_rows_from_scale(const float* x, int64_t rows, int64_t d, const float* 
       yr[i] = b != nullptr ? v + b[i] : v;
     }
   }
+}
+
+__attribute__((target("avx2,fma"))) static void numerators_avx2(const float* x, int64_t n, float mx, float* e) {
+  const __m256 vmx = _mm256_set1_ps(mx);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(e + i, exp_neg_avx2(_mm256_sub_ps(_mm256_loadu_ps(x + i), vmx)));
+  for (; i < n; ++i) e[i] = exp_neg_scalar(x[i] - mx);
+}
+
+float softmax_numerators(const float* x, int64_t n, float* e) {
+  if (n <= 0) return 0.0f;
+  float mx = x[0];
+  for (int64_t i = 1; i < n; ++i) mx = std::max(mx, x[i]);
+  if (have_avx2()) {
+    numerators_avx2(x, n, mx, e);
+  } else {
+    for (int64_t i = 0; i < n; ++i) e[i] = exp_neg_scalar(x[i] - mx);
+  }
+  return mx;
 }
 
 void float_to_half(const float* x, uint16_t* h, int64_t n) {

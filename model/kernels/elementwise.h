@@ -39,6 +39,10 @@ void rms_norm_rows(const float* x, int64_t rows, int64_t d, const float* w, floa
 void norm_rows_from_scale(const float* x, int64_t rows, int64_t d, const float* w, const float* b, const float* mean,
                           const float* scale, float* y);
 
+/// e[i] = exp(x[i] − max x) for i < n (the decode attention's exp: relative error < 2e-7, fixed operations
+/// per path); returns max x. The compressor's CDFs are built from these.
+float softmax_numerators(const float* x, int64_t n, float* e);
+
 /// IEEE fp32 -> fp16 bit patterns, round to nearest even (F16C when present; same results either way).
 void float_to_half(const float* x, uint16_t* h, int64_t n);
 
