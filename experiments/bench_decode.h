@@ -12,8 +12,8 @@ struct BenchHooksOptions {
   std::string model;    ///< "" = the default model
   int64_t rows = 64;    ///< batch rows (a compressor group's shape)
   int64_t window = 0;   ///< rolling fp16 cache of W positions (0 = n_ctx / 2, the compressor's default)
-  int64_t steps = 48;   ///< timed steps per repetition (after the cache is filled)
-  int reps = 5;         ///< interleaved repetitions; the best is reported
+  int64_t steps = 64;   ///< timed steps per repetition (after the cache is filled)
+  int reps = 9;         ///< interleaved repetitions; the best is reported
 };
 /// Decode-step time with no hooks / a glob matching nothing / one observed site / every site observed /
 /// a per-row sweep editor (HookSet::patch, row r zeroes head r mod H) / the same sweep as one row-restricted

@@ -1,5 +1,5 @@
 #pragma once
-// One error type for everything a user or a file can get wrong (see CONVENTIONS.md, "Errors").
+// One error type for everything a user or a file can get wrong (README.md, "Conventions").
 
 #include <sstream>
 #include <stdexcept>

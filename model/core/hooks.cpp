@@ -47,20 +47,26 @@ RunInfo RunInfo::empty(int64_t batch, int64_t pos) {
 }
 
 void HookSet::observe(const std::string& pattern, Observer fn) {
-  entries_.push_back({pattern, Kind::kObserve, std::move(fn), nullptr, {}, {}});
+  Entry e{pattern, Kind::kObserve};
+  e.observer = std::move(fn);
+  entries_.push_back(std::move(e));
   bound_ = nullptr;
 }
 
 void HookSet::edit(const std::string& pattern, Editor fn, std::vector<int64_t> rows) {
   torch::Tensor idx;
   if (!rows.empty()) idx = torch::tensor(rows, torch::kInt64);
-  entries_.push_back({pattern, Kind::kEdit, nullptr, std::move(fn), std::move(rows), idx});
+  Entry e{pattern, Kind::kEdit};
+  e.editor = std::move(fn);
+  e.rows = std::move(rows);
+  e.row_index = idx;
+  entries_.push_back(std::move(e));
   bound_ = nullptr;
 }
 
 void HookSet::patch(const std::string& pattern, torch::Tensor mask, torch::Tensor values) {
   CCC_CHECK(mask.scalar_type() == torch::kBool, "hooks: patch mask for '", pattern, "' must be bool");
-  Entry e{pattern, Kind::kPatch, nullptr, nullptr, {}, {}};
+  Entry e{pattern, Kind::kPatch};
   e.mask = std::move(mask);
   e.values = std::move(values);
   entries_.push_back(std::move(e));
@@ -68,12 +74,12 @@ void HookSet::patch(const std::string& pattern, torch::Tensor mask, torch::Tenso
 }
 
 void HookSet::cache(const std::string& pattern) {
-  entries_.push_back({pattern, Kind::kCache, nullptr, nullptr, {}, {}});
+  entries_.push_back(Entry{pattern, Kind::kCache});
   bound_ = nullptr;
 }
 
 void HookSet::cache_grad(const std::string& pattern) {
-  entries_.push_back({pattern, Kind::kCacheGrad, nullptr, nullptr, {}, {}});
+  entries_.push_back(Entry{pattern, Kind::kCacheGrad});
   bound_ = nullptr;
 }
 

@@ -131,6 +131,7 @@ class HookSet {
  private:
   enum class Kind { kObserve, kEdit, kPatch, kCache, kCacheGrad };
   struct Entry {
+    Entry(std::string p, Kind k) : pattern(std::move(p)), kind(k) {}
     std::string pattern;
     Kind kind;
     Observer observer;

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <random>
+#include <set>
 
 #include "compress/container.h"
 #include "model/base/error.h"
@@ -133,6 +134,40 @@ TEST(LmCodecTest, ObserversNeverChangeTheBytesAndSeeTheRun) {
     EXPECT_GT(fed[0] + fed[1], static_cast<int64_t>(data.size()) - 5 - 1);
     EXPECT_EQ(bos_rows[0] + bos_rows[1], 5);
     EXPECT_EQ(lm_decompress(m, ref, "mem", hooked), data);
+  }
+}
+
+// `ccc bits --streams` (segmented_bits) takes the same hooks: observers change nothing and see every
+// stream with its byte offsets.
+TEST(LmCodecTest, SegmentedBitsTakesHooks) {
+  auto m = byte_model(4, 16);
+  const std::string data = inputs()[5].second;
+  const auto W_E = m.model->state_dict().at("embed.W_E");
+  for (bool strided : {false, true}) {
+    CodecOptions o;
+    o.streams = 4;
+    o.strided = strided;
+    const double plain = segmented_bits(m, data, o);
+    model::HookSet hooks;
+    std::set<int64_t> streams;
+    int64_t checked = 0, mismatched = 0;
+    hooks.observe("*", [](const torch::Tensor&, const model::HookContext&) {});
+    hooks.observe("hook_embed", [&](const torch::Tensor& x, const model::HookContext& ctx) {
+      const auto& r = *ctx.run;
+      for (int64_t row = 0; row < r.batch; ++row)
+        for (int64_t i = 0; i < r.pos; ++i) {
+          const int64_t off = r.byte_offset_at(row, i);
+          if (off < 0) continue;
+          streams.insert(r.stream[row]);
+          ++checked;
+          mismatched += !torch::equal(x[row][i], W_E[static_cast<unsigned char>(data[off])]);
+        }
+    });
+    o.hooks = [&](int64_t) { return &hooks; };
+    EXPECT_EQ(segmented_bits(m, data, o), plain) << "strided " << strided;
+    EXPECT_EQ(streams, (std::set<int64_t>{0, 1, 2, 3}));
+    EXPECT_GE(checked, static_cast<int64_t>(data.size()) - 4);
+    EXPECT_EQ(mismatched, 0);
   }
 }
 
