@@ -21,11 +21,10 @@
 namespace ccc::model {
 namespace {
 
-const char* kFamilies[] = {"gpt2", "gpt_neox", "llama", "byte_attn_only"};
+const auto& kFamilies = test::kTinyFamilies;
 
 torch::Tensor tokens_for(const Transformer& m, int64_t b, int64_t p, uint64_t seed = 5) {
-  torch::manual_seed(seed);
-  return torch::randint(0, m->config().d_vocab, {b, p}, torch::kInt64);
+  return test::random_tokens(m, b, p, seed);
 }
 
 // The family's tiny config with d_head 8 (AVX2 decode kernels) or 4 (scalar ones).

@@ -12,7 +12,7 @@
 namespace ccc::model {
 namespace {
 
-const char* kFamilies[] = {"gpt2", "gpt_neox", "llama", "byte_attn_only"};
+const auto& kFamilies = test::kTinyFamilies;
 
 TEST(TransformerTest, IncrementalMatchesFullForward) {
   torch::NoGradGuard g;

@@ -64,6 +64,11 @@ model::Transformer random_model(const model::ModelConfig& c, uint64_t seed, doub
   return m;
 }
 
+torch::Tensor random_tokens(const model::Transformer& m, int64_t b, int64_t p, uint64_t seed) {
+  torch::manual_seed(seed);
+  return torch::randint(0, m->config().d_vocab, {b, p}, torch::kInt64);
+}
+
 model::Transformer tiny_model(const std::string& family, uint64_t seed) {
   return random_model(tiny_config(family), seed, 0.2);
 }

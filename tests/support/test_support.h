@@ -13,6 +13,10 @@ namespace ccc::test {
 
 /// Tiny configs (2 layers, d_model 16) of each family: "gpt2", "gpt_neox", "llama" (GQA), "byte_attn_only".
 model::ModelConfig tiny_config(const std::string& family);
+/// The families tiny_config knows.
+inline const char* const kTinyFamilies[] = {"gpt2", "gpt_neox", "llama", "byte_attn_only"};
+/// Uniform random token ids [b, p] in [0, d_vocab) of the model (seeded).
+torch::Tensor random_tokens(const model::Transformer& m, int64_t b, int64_t p, uint64_t seed = 5);
 /// A tiny model with random weights (seeded) in eval mode.
 model::Transformer tiny_model(const std::string& family, uint64_t seed = 1);
 /// init_weights(seed) plus N(0, scale) noise on every parameter, in eval mode.
