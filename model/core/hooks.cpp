@@ -92,8 +92,6 @@ torch::Tensor HookSet::grad(const std::string& name) const {
 void HookSet::bind(const HookRegistry& reg) {
   if (bound_ == &reg && bound_entries_ == entries_.size()) return;
   active_.assign(reg.size(), 0);
-  edits_.assign(reg.size(), 0);
-  layer_active_.assign(reg.n_layers, 0);
   by_slot_.assign(reg.size(), {});
   for (int e = 0; e < static_cast<int>(entries_.size()); ++e) {
     const auto& pat = entries_[e].pattern;
@@ -106,9 +104,6 @@ void HookSet::bind(const HookRegistry& reg) {
       if (!hit) continue;
       by_slot_[s].push_back(e);
       active_[s] = 1;
-      const Kind k = entries_[e].kind;
-      if (k == Kind::kEdit || k == Kind::kPatch || k == Kind::kCacheGrad) edits_[s] = 1;
-      if (s < reg.n_layers * kNumBlockSites) layer_active_[s / kNumBlockSites] = 1;
       any = true;
     }
     CCC_CHECK(any || wildcard, "hooks: this model has no hook point named '", pat, "' (see `ccc hooks`)");

@@ -120,10 +120,6 @@ class HookSet {
   /// Resolves patterns against a model's registry; an exact name that the model lacks is an error.
   void bind(const HookRegistry& reg);
   bool active(int slot) const { return slot < static_cast<int>(active_.size()) && active_[slot]; }
-  /// True when an entry at `slot` may replace the activation (edit / patch / cache_grad), not only read it.
-  bool edits(int slot) const { return slot < static_cast<int>(edits_.size()) && edits_[slot]; }
-  /// True when any site of block `layer` is active (bind() first).
-  bool layer_active(int layer) const { return layer >= 0 && layer < static_cast<int>(layer_active_.size()) && layer_active_[layer]; }
   /// Runs the entries bound to `slot` on x. Call only when active(slot).
   torch::Tensor run(int slot, torch::Tensor x, int layer, int64_t pos_offset, const RunInfo* info = nullptr,
                     const std::vector<int64_t>* key_pos = nullptr);
@@ -143,7 +139,7 @@ class HookSet {
   std::vector<Entry> entries_;
   const HookRegistry* bound_ = nullptr;
   size_t bound_entries_ = 0;
-  std::vector<char> active_, edits_, layer_active_;
+  std::vector<char> active_;
   std::vector<std::vector<int>> by_slot_;
   std::map<std::string, torch::Tensor> cache_;
 };
