@@ -194,13 +194,14 @@ void code_group(model::LoadedModel& m, const Header& h, int64_t g, int64_t s0, c
   std::vector<int64_t> cur(rows, bos);
   std::vector<uint64_t> cdfs;
   // byte offsets of the fed tokens (RunInfo): running sums of token lengths from each segment's start
-  std::vector<int64_t> lengths, offset(rows, -1), next(rows, 0);
+  std::vector<int64_t> lengths, offset(rows, -1), next(rows, 0), start(rows, 0);
   std::vector<uint8_t> live(rows, 1);
   if (hooks != nullptr) {
     lengths = token_lengths(*m.tokenizer, V);
-    for (int64_t r = 0; r < rows; ++r)
-      next[r] = static_cast<int64_t>(segment_range(h.original_bytes, h.streams.size(), s0 + r).first) -
-                m.tokenizer->prefix_bytes();
+    for (int64_t r = 0; r < rows; ++r) {
+      start[r] = static_cast<int64_t>(segment_range(h.original_bytes, h.streams.size(), s0 + r).first);
+      next[r] = start[r] - m.tokenizer->prefix_bytes();
+    }
   }
   for (uint64_t i = 0; i < steps; ++i) {
     if (hooks != nullptr)
@@ -211,8 +212,7 @@ void code_group(model::LoadedModel& m, const Header& h, int64_t g, int64_t s0, c
         cur[r] = code(r, cdfs.data() + r * (V + 1), V);
         ++done;
         if (hooks != nullptr) {
-          const int64_t start = static_cast<int64_t>(segment_range(h.original_bytes, h.streams.size(), s0 + r).first);
-          offset[r] = std::max(start, next[r]);
+          offset[r] = std::max(start[r], next[r]);
           next[r] += lengths[cur[r]];
         }
       } else {

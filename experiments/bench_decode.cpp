@@ -35,6 +35,15 @@ model::KVCache clone_cache(const model::KVCache& c) {
   return out;
 }
 
+// "NAME: repetition k of n" on a terminal's stderr (nothing when stderr is not a terminal).
+void progress(const char* name, int done, int total) {
+  if (!::isatty(2)) return;
+  if (done < total)
+    std::fprintf(stderr, "\r%s: repetition %d of %d ", name, done + 1, total);
+  else
+    std::fprintf(stderr, "\r%s: done%20s\n", name, "");
+}
+
 // The compressor's kernel settings: LibTorch intra-op threads 1, OpenBLAS 1, restored after.
 struct SingleThreaded {
   int prev = torch::get_num_threads();
@@ -97,6 +106,8 @@ void write_llama2c(const std::string& path, const std::string& tok_path, int32_t
 }  // namespace
 
 void bench_hooks(const BenchHooksOptions& o, std::ostream& out) {
+  CCC_CHECK(o.rows >= 1 && o.steps >= 1 && o.reps >= 1 && o.window >= 0,
+            "bench hooks: --rows, --steps and --reps must be >= 1 and --window >= 0");
   torch::InferenceMode guard;
   auto m = model::load_model(o.model.empty() ? default_model_path() : o.model);
   const auto& c = m.config;
@@ -141,13 +152,16 @@ void bench_hooks(const BenchHooksOptions& o, std::ostream& out) {
                              {"every site observed", &every},
                              {"per-row sweep editor (patch)", &sweep},
                              {"same sweep, one row-restricted editor per row", &per_row}};
-  for (int rep = 0; rep < o.reps; ++rep)
+  for (int rep = 0; rep < o.reps; ++rep) {
+    progress("bench hooks", rep, o.reps);
     for (auto& v : vs) {
       auto cache = clone_cache(filled);
       const double t0 = now_s();
       for (int64_t t = 0; t < o.steps; ++t) m.model->forward(stream.narrow(1, W + t, 1), {v.hooks, &cache});
       v.best = std::min(v.best, (now_s() - t0) / static_cast<double>(o.steps));
     }
+  }
+  progress("bench hooks", o.reps, o.reps);
   char line[256];
   std::snprintf(line, sizeof line,
                 "model %s: %.2fM params, %lld layers; decode step of %lld rows, rolling fp16 cache W=%lld (full), "
@@ -166,6 +180,8 @@ void bench_hooks(const BenchHooksOptions& o, std::ostream& out) {
 }
 
 void bench_decode(const BenchDecodeOptions& o, std::ostream& out) {
+  CCC_CHECK(o.tokens >= 2 && o.batch >= 1 && o.reps >= 1, "bench decode: --tokens must be >= 2, --batch and --reps >= 1");
+  CCC_CHECK(o.runc.empty() || fs::is_regular_file(o.runc), "bench decode: --runc ", o.runc, " is not a file");
   torch::InferenceMode guard;
   std::string path = o.model, tok;
   const std::string tmp = (fs::temp_directory_path() / ("ccc_bench_decode_" + std::to_string(::getpid()))).string();
@@ -229,6 +245,7 @@ void bench_decode(const BenchDecodeOptions& o, std::ostream& out) {
   greedy(&ids);  // warm-up (packs the weights)
   const int threads = model::decode_threads();
   for (int r = 0; r < o.reps; ++r) {
+    progress("bench decode", r, o.reps);
     best1 = std::max(best1, greedy(nullptr));
     {
       model::ScopedDecodeThreads one(1);
@@ -237,6 +254,7 @@ void bench_decode(const BenchDecodeOptions& o, std::ostream& out) {
     bestb = std::max(bestb, batched());
     if (!o.runc.empty()) bestc = std::max(bestc, runc());
   }
+  progress("bench decode", o.reps, o.reps);
   const double roof = matmul_roofline_gflops(Bt, c.d_model, 3);
   const double g1 = best1 * (w_flops + attn_flops(N / 2.0)) / 1e9;
   const double gb = bestb * (w_flops + attn_flops(std::min<double>(W, steps) / 2.0)) / 1e9;

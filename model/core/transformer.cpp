@@ -1,5 +1,6 @@
 #include "model/core/transformer.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "model/kernels/fused_ops.h"
@@ -269,18 +270,17 @@ torch::Tensor TransformerImpl::attention(const Layer& L, const torch::Tensor& x,
     kt = kt.unsqueeze(2).expand({b, K, H / K, T, dh}).reshape({b, H, T, dh});
     vt = vt.unsqueeze(2).expand({b, K, H / K, T, dh}).reshape({b, H, T, dh});
   }
-  auto mask = torch::zeros({1, p, T}, q.options().requires_grad(false));
+  auto mask = torch::zeros({1, p, T});
   {
-    auto m = mask.to(torch::kFloat32);
-    auto acc = m.accessor<float, 3>();
+    auto acc = mask.accessor<float, 3>();
     const float ninf = -std::numeric_limits<float>::infinity();
     for (int64_t i = 0; i < p; ++i)
       for (int64_t t = 0; t < T; ++t) {
         const int64_t j = kpos[t];
         if (j < 0 || j > off + i || (window > 0 && j <= off + i - window)) acc[0][i][t] = ninf;
       }
-    mask = m.to(q.scalar_type());
   }
+  if (q.scalar_type() != torch::kFloat32) mask = mask.to(q.scalar_type());  // double-precision models (tests)
   const double scale = 1.0 / std::sqrt(static_cast<double>(dh));
   // scores = scale · q kᵀ + mask, the scale and the mask fused into the GEMM (attention_matmul splits
   // the [b·H] GEMMs across threads, single-threaded BLAS each)
@@ -375,9 +375,12 @@ torch::Tensor TransformerImpl::forward(const torch::Tensor& tokens, const RunOpt
   CCC_CHECK(run.info == nullptr || (run.info->batch == b && run.info->pos == p), "forward: RunInfo describes [",
             run.info == nullptr ? 0 : run.info->batch, ", ", run.info == nullptr ? 0 : run.info->pos,
             "] tokens, the call has [", b, ", ", p, "]");
-  if (tokens.numel() > 0) {
-    const int64_t lo = tokens.min().item<int64_t>(), hi = tokens.max().item<int64_t>();
-    CCC_CHECK(lo >= 0 && hi < c.d_vocab, "forward: token id out of range [0, ", c.d_vocab, "): min ", lo, " max ", hi);
+  {
+    // one pass over the ids (two tensor reductions cost more than a decode step's attention for small models)
+    const auto ids = tokens.to(torch::kCPU).contiguous();
+    const int64_t* id = ids.data_ptr<int64_t>();
+    const auto [lo, hi] = std::minmax_element(id, id + ids.numel());
+    CCC_CHECK(*lo >= 0 && *hi < c.d_vocab, "forward: token id out of range [0, ", c.d_vocab, "): min ", *lo, " max ", *hi);
   }
   // one new token per row through a cache, no autograd: the decode step (transformer_decode.cpp)
   if (cache != nullptr && p == 1 && !torch::GradMode::is_enabled() && W_E_.is_cpu() &&

@@ -92,8 +92,39 @@ TEST(LmCodecTest, OutputIndependentOfThreadCountAndDeterministic) {
   EXPECT_EQ(lm_decompress(m, a, "mem", two), data);  // decoded with another thread count
 }
 
+// Observers for every hook site plus one on hook_embed that checks the RunInfo against the data: each
+// live, non-BOS token's embedding row must be that of the byte at its byte offset.
+struct RunChecker {
+  RunChecker(const std::string& d, torch::Tensor w) : data(d), W_E(std::move(w)) {}
+  const std::string& data;
+  torch::Tensor W_E;
+  int64_t fed = 0, mismatched = 0, bos_rows = 0;
+  std::set<int64_t> streams;
+  void attach(model::HookSet& hooks) {
+    hooks.observe("*", [](const torch::Tensor&, const model::HookContext&) {});
+    hooks.observe("hook_embed", [this](const torch::Tensor& x, const model::HookContext& ctx) {
+      ASSERT_NE(ctx.run, nullptr);
+      const auto& r = *ctx.run;
+      for (int64_t row = 0; row < r.batch; ++row) {
+        if (!r.live[row]) continue;
+        for (int64_t i = 0; i < r.pos; ++i) {
+          const int64_t off = r.byte_offset_at(row, i);
+          if (r.position_at(row, i) == 0) {
+            bos_rows += off == -1;
+            continue;
+          }
+          if (off < 0) continue;
+          streams.insert(r.stream[row]);
+          ++fed;
+          mismatched += !torch::equal(x[row][i], W_E[static_cast<unsigned char>(data[off])]);
+        }
+      }
+    });
+  }
+};
+
 // Observers on every hook site of every group: same bytes; every fed token's RunInfo names its stream,
-// position and byte offset (checked through hook_embed: the embedding row of the byte at that offset).
+// position and byte offset.
 TEST(LmCodecTest, ObserversNeverChangeTheBytesAndSeeTheRun) {
   auto m = byte_model(4, 16);
   const std::string data = inputs()[5].second;
@@ -105,34 +136,16 @@ TEST(LmCodecTest, ObserversNeverChangeTheBytesAndSeeTheRun) {
     plain.strided = strided;
     const auto ref = lm_compress(m, data, plain);
     std::vector<model::HookSet> sets(2);
-    std::vector<int64_t> fed(2, 0), mismatched(2, 0), bos_rows(2, 0);
-    for (int g = 0; g < 2; ++g) {
-      sets[g].observe("*", [](const torch::Tensor&, const model::HookContext&) {});
-      sets[g].observe("hook_embed", [&, g](const torch::Tensor& x, const model::HookContext& ctx) {
-        ASSERT_NE(ctx.run, nullptr);
-        const auto& r = *ctx.run;
-        for (int64_t row = 0; row < r.batch; ++row) {
-          if (!r.live[row]) continue;
-          EXPECT_GE(r.stream[row], g == 0 ? 0 : 2);  // groups of 5 streams in 2: [0, 2) and [2, 5)
-          for (int64_t i = 0; i < r.pos; ++i) {
-            const int64_t off = r.byte_offset_at(row, i);
-            if (r.position_at(row, i) == 0) {
-              bos_rows[g] += off == -1;
-              continue;
-            }
-            ++fed[g];
-            const auto want = W_E[static_cast<unsigned char>(data[off])];
-            mismatched[g] += !torch::equal(x[row][i], want);
-          }
-        }
-      });
-    }
+    std::vector<RunChecker> checks(2, RunChecker{data, W_E});
+    for (int g = 0; g < 2; ++g) checks[g].attach(sets[g]);
     CodecOptions hooked = plain;
     hooked.hooks = [&](int64_t g) { return &sets[g]; };
     EXPECT_EQ(lm_compress(m, data, hooked), ref) << "strided " << strided;
-    EXPECT_EQ(mismatched[0] + mismatched[1], 0);
-    EXPECT_GT(fed[0] + fed[1], static_cast<int64_t>(data.size()) - 5 - 1);
-    EXPECT_EQ(bos_rows[0] + bos_rows[1], 5);
+    EXPECT_EQ(checks[0].mismatched + checks[1].mismatched, 0);
+    EXPECT_GT(checks[0].fed + checks[1].fed, static_cast<int64_t>(data.size()) - 5 - 1);
+    EXPECT_EQ(checks[0].bos_rows + checks[1].bos_rows, 5);
+    EXPECT_EQ(checks[0].streams, (std::set<int64_t>{0, 1}));  // groups of 5 streams in 2: [0, 2) and [2, 5)
+    EXPECT_EQ(checks[1].streams, (std::set<int64_t>{2, 3, 4}));
     EXPECT_EQ(lm_decompress(m, ref, "mem", hooked), data);
   }
 }
@@ -142,32 +155,19 @@ TEST(LmCodecTest, ObserversNeverChangeTheBytesAndSeeTheRun) {
 TEST(LmCodecTest, SegmentedBitsTakesHooks) {
   auto m = byte_model(4, 16);
   const std::string data = inputs()[5].second;
-  const auto W_E = m.model->state_dict().at("embed.W_E");
   for (bool strided : {false, true}) {
     CodecOptions o;
     o.streams = 4;
     o.strided = strided;
     const double plain = segmented_bits(m, data, o);
     model::HookSet hooks;
-    std::set<int64_t> streams;
-    int64_t checked = 0, mismatched = 0;
-    hooks.observe("*", [](const torch::Tensor&, const model::HookContext&) {});
-    hooks.observe("hook_embed", [&](const torch::Tensor& x, const model::HookContext& ctx) {
-      const auto& r = *ctx.run;
-      for (int64_t row = 0; row < r.batch; ++row)
-        for (int64_t i = 0; i < r.pos; ++i) {
-          const int64_t off = r.byte_offset_at(row, i);
-          if (off < 0) continue;
-          streams.insert(r.stream[row]);
-          ++checked;
-          mismatched += !torch::equal(x[row][i], W_E[static_cast<unsigned char>(data[off])]);
-        }
-    });
+    RunChecker check{data, m.model->state_dict().at("embed.W_E")};
+    check.attach(hooks);
     o.hooks = [&](int64_t) { return &hooks; };
     EXPECT_EQ(segmented_bits(m, data, o), plain) << "strided " << strided;
-    EXPECT_EQ(streams, (std::set<int64_t>{0, 1, 2, 3}));
-    EXPECT_GE(checked, static_cast<int64_t>(data.size()) - 4);
-    EXPECT_EQ(mismatched, 0);
+    EXPECT_EQ(check.streams, (std::set<int64_t>{0, 1, 2, 3}));
+    EXPECT_GE(check.fed, static_cast<int64_t>(data.size()) - 4);
+    EXPECT_EQ(check.mismatched, 0);
   }
 }
 
