@@ -7,6 +7,7 @@
 #include <iterator>
 
 #include "model/base/util.h"
+#include "model/training/corpus.h"
 
 namespace ccc::experiments {
 
@@ -28,6 +29,27 @@ int run_capture(const std::string& cmd, std::string* out) {
   out->clear();
   while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out->append(buf, n);
   return ::pclose(p);
+}
+
+std::string corpora_dir_or_default(const std::string& dir) {
+  return dir.empty() ? model::default_corpus_dir(CCC_SOURCE_DIR) : dir;
+}
+
+bool plot_png(const std::string& png, const std::string& body, int width, int height) {
+  namespace fs = std::filesystem;
+  const std::string tmp = png + ".tmp.png";
+  const std::string script_path = png + ".gp.tmp";
+  write_file_atomic(script_path, "set terminal png size " + std::to_string(width) + "," + std::to_string(height) +
+                                     "\nset output '" + tmp + "'\n" + body + "\n");
+  const int rc = std::system(("gnuplot '" + script_path + "' 2>/dev/null").c_str());
+  std::error_code ec;
+  fs::remove(script_path, ec);
+  if (rc != 0 || !fs::exists(tmp, ec)) {
+    fs::remove(tmp, ec);
+    return false;
+  }
+  fs::rename(tmp, png, ec);
+  return !ec;
 }
 
 }  // namespace ccc::experiments

@@ -15,4 +15,11 @@ std::string read_input(const std::string& path);
 /// (-1 when it could not start).
 int run_capture(const std::string& cmd, std::string* out);
 
+/// `dir`, or the default corpus directory (model::default_corpus_dir of the source tree) when empty.
+std::string corpora_dir_or_default(const std::string& dir);
+
+/// Renders `png` with gnuplot: `body` (plot commands, after the terminal and output are set) draws into a
+/// temporary name that is renamed on success. Returns false (and leaves nothing) if gnuplot fails.
+bool plot_png(const std::string& png, const std::string& body, int width = 900, int height = 500);
+
 }  // namespace ccc::experiments

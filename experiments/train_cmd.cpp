@@ -26,10 +26,6 @@ using model::Split;
 
 namespace {
 
-std::string corpora_dir_or_default(const std::string& dir) {
-  return dir.empty() ? model::default_corpus_dir(CCC_SOURCE_DIR) : dir;
-}
-
 std::vector<model::Corpus> load_corpora(const std::string& dir, const std::vector<std::string>& names) {
   std::vector<model::Corpus> out;
   for (const auto& n : names) out.push_back(model::load_corpus(dir, n));
@@ -44,24 +40,12 @@ std::string fmt_duration(double s) {
   return buf;
 }
 
-// Renders the CSV log to PNG with gnuplot (temporary name, then rename). Returns false if gnuplot fails.
+// Renders the CSV log to PNG with gnuplot. Returns false if gnuplot fails.
 bool plot_loss(const std::string& csv, const std::string& png) {
-  const std::string tmp = png + ".tmp.png";
-  const std::string script = "set terminal png size 900,500\nset output '" + tmp +
-                             "'\nset datafile separator ','\nset key autotitle columnhead\n"
-                             "set xlabel 'training tokens'\nset ylabel 'bits per byte'\nset grid\n"
-                             "plot '" + csv + "' using 2:3 with lines lw 1 title 'train (batch)', '' using 2:($4 >= 0 ? $4 : 1/0) "
-                             "with linespoints pt 7 lw 2 title 'validation'\n";
-  const std::string script_path = png + ".gp.tmp";
-  write_file_atomic(script_path, script);
-  const int rc = std::system(("gnuplot " + script_path + " 2>/dev/null").c_str());
-  fs::remove(script_path);
-  if (rc != 0 || !fs::exists(tmp)) {
-    fs::remove(tmp);
-    return false;
-  }
-  fs::rename(tmp, png);
-  return true;
+  return plot_png(png, "set datafile separator ','\nset key autotitle columnhead\n"
+                       "set xlabel 'training tokens'\nset ylabel 'bits per byte'\nset grid\n"
+                       "plot '" + csv + "' using 2:3 with lines lw 1 title 'train (batch)', '' using 2:($4 >= 0 ? $4 : 1/0) "
+                       "with linespoints pt 7 lw 2 title 'validation'");
 }
 
 nlohmann::json held_out_table(model::Transformer& m, const std::vector<model::Corpus>& corpora) {

@@ -28,6 +28,11 @@ void TrainOptions::validate(const ModelConfig& cfg) const {
   CCC_CHECK(bos_prob >= 0 && bos_prob <= 1, "train: bos_prob must be in [0, 1]");
   CCC_CHECK(save_dtype == "f16" || save_dtype == "f32", "train: save_dtype must be f16 or f32");
   CCC_CHECK(!corpora.empty(), "train: no corpora named");
+  for (double p : {synthetic_prob, copy_prob, crlf_prob})
+    CCC_CHECK(p >= 0 && p <= 1, "train: synthetic_prob, copy_prob and crlf_prob must be in [0, 1]");
+  auto range_ok = [](const std::vector<int64_t>& r) { return r.size() == 2 && r[0] >= 1 && r[0] <= r[1]; };
+  CCC_CHECK(range_ok(synthetic_len) && range_ok(synthetic_repeats) && range_ok(copy_len),
+            "train: synthetic_len, synthetic_repeats and copy_len must be [min, max] with 1 <= min <= max");
   CCC_CHECK(cfg.d_vocab_out == 256 && cfg.d_vocab == 257 && cfg.bos_id == 256,
             "train: ccc trains byte-level models (d_vocab 257 with BOS 256, d_vocab_out 256)");
 }
@@ -37,7 +42,9 @@ nlohmann::json TrainOptions::to_json() const {
           {"warmup_steps", warmup_steps}, {"lr", lr}, {"min_lr", min_lr}, {"weight_decay", weight_decay},
           {"beta1", beta1}, {"beta2", beta2}, {"grad_clip", grad_clip}, {"bos_prob", bos_prob}, {"seed", seed},
           {"eval_every", eval_every}, {"eval_windows", eval_windows}, {"log_every", log_every},
-          {"checkpoint_every", checkpoint_every}, {"save_dtype", save_dtype}, {"corpora", corpora}};
+          {"checkpoint_every", checkpoint_every}, {"save_dtype", save_dtype}, {"corpora", corpora},
+          {"synthetic_prob", synthetic_prob}, {"synthetic_len", synthetic_len}, {"synthetic_repeats", synthetic_repeats},
+          {"copy_prob", copy_prob}, {"copy_len", copy_len}, {"crlf_prob", crlf_prob}};
 }
 
 TrainOptions TrainOptions::from_json(const nlohmann::json& j, const std::string& src) {
@@ -76,6 +83,20 @@ TrainOptions TrainOptions::from_json(const nlohmann::json& j, const std::string&
     CCC_CHECK(c.is_string(), src, ": train.corpora must be a list of names");
     o.corpora.push_back(c.get<std::string>());
   }
+  o.synthetic_prob = merged["synthetic_prob"];
+  o.copy_prob = merged["copy_prob"];
+  o.crlf_prob = merged["crlf_prob"];
+  auto ints = [&](const char* key) {
+    std::vector<int64_t> v;
+    for (const auto& x : merged[key]) {
+      CCC_CHECK(x.is_number_integer(), src, ": train.", key, " must be a list of integers");
+      v.push_back(x.get<int64_t>());
+    }
+    return v;
+  };
+  o.synthetic_len = ints("synthetic_len");
+  o.synthetic_repeats = ints("synthetic_repeats");
+  o.copy_len = ints("copy_len");
   return o;
 }
 
@@ -119,6 +140,8 @@ uint64_t mix(uint64_t x) {
   return x ^ (x >> 31);
 }
 double unit(uint64_t x) { return static_cast<double>(x >> 11) * (1.0 / 9007199254740992.0); }
+// Uniform integer in [lo, hi] from a mixed word.
+int64_t uniform(uint64_t x, int64_t lo, int64_t hi) { return lo + static_cast<int64_t>(x % static_cast<uint64_t>(hi - lo + 1)); }
 }  // namespace
 
 Trainer::Trainer(Transformer model, TrainOptions opt, std::vector<Corpus> corpora, std::vector<std::string> trainable)
@@ -173,7 +196,38 @@ torch::Tensor Trainer::sample_batch(int64_t step, int64_t micro) const {
     const std::string& bytes = corpora_[c].bytes;
     int64_t k = 0;
     if (bos) acc[r][k++] = model_->config().bos_id;
-    for (size_t i = o; k < T; ++i) acc[r][k++] = static_cast<unsigned char>(bytes[i]);
+    const int64_t start = k;
+    // Augmentations draw from their own continuation of h, so windows without them are unchanged.
+    uint64_t g = mix(h ^ 0x5bd1e995ULL);
+    if (opt_.synthetic_prob > 0 && unit(g = mix(g)) < opt_.synthetic_prob) {
+      while (k < T) {  // random printable strings, each repeated back to back
+        const int64_t len = uniform(g = mix(g), opt_.synthetic_len[0], opt_.synthetic_len[1]);
+        const int64_t reps = uniform(g = mix(g), opt_.synthetic_repeats[0], opt_.synthetic_repeats[1]);
+        const int64_t first = k;
+        for (int64_t i = 0; i < len && k < T; ++i) acc[r][k++] = uniform(g = mix(g), 32, 126);
+        for (int64_t rep = 1; rep < reps; ++rep)
+          for (int64_t i = 0; i < len && k < T; ++i, ++k) acc[r][k] = acc[r][first + i];
+      }
+      continue;
+    }
+    const bool crlf = opt_.crlf_prob > 0 && unit(g = mix(g)) < opt_.crlf_prob;
+    for (size_t i = o; k < T; ++i) {  // CR LF expansion reads fewer source bytes, never more
+      const auto byte = static_cast<unsigned char>(bytes[i]);
+      if (crlf && byte == '\n') {
+        acc[r][k++] = '\r';
+        if (k == T) break;
+      }
+      acc[r][k++] = byte;
+    }
+    if (opt_.copy_prob > 0 && unit(g = mix(g)) < opt_.copy_prob) {
+      const int64_t room = T - start;  // window bytes after the optional BOS
+      const int64_t len = std::min(uniform(g = mix(g), opt_.copy_len[0], opt_.copy_len[1]), room / 2);
+      if (len >= 1) {
+        const int64_t src = start + uniform(g = mix(g), 0, room - 2 * len);
+        const int64_t dst = uniform(g = mix(g), src + len, T - len);
+        for (int64_t i = 0; i < len; ++i) acc[r][dst + i] = acc[r][src + i];
+      }
+    }
   }
   return out;
 }

@@ -35,6 +35,14 @@ struct TrainOptions {
   int64_t checkpoint_every = 0;  ///< keep a model snapshot every K steps (training dynamics); 0 = off
   std::string save_dtype = "f16";  ///< "f16" | "f32" for the final model
   std::vector<std::string> corpora;  ///< corpus names (files <name>.txt in the corpus directory)
+  // Data augmentation of training windows (seeded by (seed, step, micro, row); validation and held-out
+  // evaluation always read unmodified text). Each applies to a window with its probability:
+  double synthetic_prob = 0;            ///< window = random printable strings (32..126), each repeated
+  std::vector<int64_t> synthetic_len{20, 40};     ///< [min, max] length of each random string
+  std::vector<int64_t> synthetic_repeats{3, 6};   ///< [min, max] copies of each string, back to back
+  double copy_prob = 0;                 ///< (natural windows) a span of the window is copied to a later place in it
+  std::vector<int64_t> copy_len{16, 128};         ///< [min, max] length of the copied span (capped at seq_len / 2)
+  double crlf_prob = 0;                 ///< (natural windows) every LF of the window becomes CR LF
 
   void validate(const ModelConfig& cfg) const;
   nlohmann::json to_json() const;

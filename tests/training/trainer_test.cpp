@@ -206,5 +206,113 @@ TEST(TrainCliTest, RefusesToOverwriteAndWritesAModelCard) {
   EXPECT_EQ(m.config.d_model, 16);
 }
 
+
+// ---- data augmentation -------------------------------------------------------------------------------------
+
+std::vector<int64_t> row_of(const torch::Tensor& batch, int64_t r) {
+  auto row = batch[r].contiguous();
+  return std::vector<int64_t>(row.data_ptr<int64_t>(), row.data_ptr<int64_t>() + row.numel());
+}
+
+TEST_F(TrainerTest, SyntheticWindowsAreRepeatedPrintableStrings) {
+  auto o = tiny_options();
+  o.synthetic_prob = 1.0;
+  o.synthetic_len = {4, 6};
+  o.synthetic_repeats = {3, 3};
+  o.bos_prob = 0.0;
+  Trainer t(fresh(), o, corpora());
+  auto batch = t.sample_batch(3, 0);
+  for (int64_t r = 0; r < batch.size(0); ++r) {
+    const auto row = row_of(batch, r);
+    for (int64_t v : row) EXPECT_TRUE(v >= 32 && v <= 126) << v;
+    // the row is a sequence of blocks x x x with |x| in [4, 6]: every block's copies agree
+    size_t k = 0;
+    while (k < row.size()) {
+      size_t len = 0;
+      for (size_t cand = 4; cand <= 6 && !len; ++cand) {
+        bool ok = true;
+        for (size_t i = 0; i < 2 * cand && k + cand + i < row.size() && ok; ++i) ok = row[k + cand + i] == row[k + i % cand];
+        if (ok) len = cand;
+      }
+      ASSERT_GT(len, 0u) << "row " << r << " position " << k << " does not start a repeated block";
+      k += 3 * len;
+    }
+  }
+  // seeded: the same step gives the same batch, another step another one
+  EXPECT_TRUE(torch::equal(batch, t.sample_batch(3, 0)));
+  EXPECT_FALSE(torch::equal(batch, t.sample_batch(4, 0)));
+}
+
+TEST_F(TrainerTest, CopyAndCrlfAugmentationsOnlyTouchTheirWindows) {
+  auto plain = tiny_options();
+  plain.bos_prob = 0.0;
+  auto aug = plain;
+  aug.copy_prob = 1.0;
+  aug.copy_len = {8, 8};
+  Trainer a(fresh(), plain, corpora()), b(fresh(), aug, corpora());
+  auto x = a.sample_batch(7, 0), y = b.sample_batch(7, 0);
+  for (int64_t r = 0; r < x.size(0); ++r) {
+    const auto u = row_of(x, r), v = row_of(y, r);
+    // y = x with one 8-byte span overwritten by a copy of an earlier 8-byte span of y
+    std::vector<size_t> diff;
+    for (size_t i = 0; i < u.size(); ++i)
+      if (u[i] != v[i]) diff.push_back(i);
+    ASSERT_LE(diff.size(), 8u);
+    if (diff.empty()) continue;
+    bool found = false;
+    for (size_t dst = diff.back() >= 7 ? diff.back() - 7 : 0; dst <= diff.front() && !found; ++dst)
+      for (size_t src = 0; src + 8 <= dst && !found; ++src)
+        found = std::equal(v.begin() + src, v.begin() + src + 8, v.begin() + dst);
+    EXPECT_TRUE(found) << "row " << r << ": changed bytes are not a copy of an earlier span";
+  }
+  auto crlf = plain;
+  crlf.crlf_prob = 1.0;
+  Trainer c(fresh(), crlf, corpora());
+  auto z = c.sample_batch(7, 0);
+  for (int64_t r = 0; r < z.size(0); ++r) {
+    const auto u = row_of(x, r), w = row_of(z, r);
+    std::vector<int64_t> expanded;
+    for (int64_t v : u) {
+      if (v == '\n') expanded.push_back('\r');
+      expanded.push_back(v);
+    }
+    expanded.resize(w.size());
+    EXPECT_EQ(w, expanded) << "row " << r;
+  }
+  // no augmentation at probability 0: windows equal the plain sampler's (same draws as before the options existed)
+  auto none = plain;
+  none.synthetic_len = {2, 3};
+  Trainer d(fresh(), none, corpora());
+  EXPECT_TRUE(torch::equal(d.sample_batch(7, 0), x));
+}
+
+TEST_F(TrainerTest, AugmentationNeverTouchesEvaluation) {
+  auto aug = tiny_options();
+  aug.synthetic_prob = 0.5;
+  aug.copy_prob = 1.0;
+  aug.crlf_prob = 1.0;
+  Trainer a(fresh(), tiny_options(), corpora()), b(fresh(), aug, corpora());
+  EXPECT_EQ(a.validation_bpb(), b.validation_bpb());
+}
+
+TEST_F(TrainerTest, AugmentationOptionsAreValidated) {
+  auto o = tiny_options();
+  o.copy_prob = 1.5;
+  EXPECT_THROW(o.validate(tiny_byte_config()), Error);
+  o = tiny_options();
+  o.synthetic_len = {5, 2};
+  EXPECT_THROW(o.validate(tiny_byte_config()), Error);
+  o = tiny_options();
+  o.copy_len = {0};
+  EXPECT_THROW(o.validate(tiny_byte_config()), Error);
+  // round trip through JSON keeps them
+  o = tiny_options();
+  o.synthetic_prob = 0.25;
+  o.synthetic_repeats = {2, 9};
+  auto back = TrainOptions::from_json(o.to_json(), "test");
+  EXPECT_EQ(back.synthetic_prob, 0.25);
+  EXPECT_EQ(back.synthetic_repeats, (std::vector<int64_t>{2, 9}));
+}
+
 }  // namespace
 }  // namespace ccc::model

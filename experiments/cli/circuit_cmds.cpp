@@ -1,0 +1,48 @@
+// `ccc heads` (head detectors, emergence over checkpoints) and `ccc icl` (in-context learning in bits).
+
+#include <memory>
+
+#include "experiments/cli/cli.h"
+#include "experiments/icl.h"
+
+namespace ccc::cli {
+
+void add_circuit_commands(CLI::App& app, Globals& g) {
+  {
+    auto o = std::make_shared<experiments::HeadsCmdOptions>();
+    auto* sub = app.add_subcommand("heads", "per-head previous-token, induction and duplicate-token scores on [BOS, r, r]");
+    sub->add_option("-m,--model", o->model, "model (default: data/models/default or $CCC_MODEL)");
+    sub->add_option("-t,--tokenizer", o->tokenizer, "tokenizer file or directory (overrides discovery)");
+    sub->add_option("--seq-len", o->seq_len, "length L of the random sequence r (default 50)")->check(CLI::Range(2, 1 << 20));
+    sub->add_option("--batch", o->batch, "sequences averaged (default 8)")->check(CLI::Range(1, 1 << 16));
+    sub->add_option("--seed", o->seed, "seed of the random sequences (default 0)");
+    sub->add_flag("--json", o->json, "print one JSON object");
+    sub->add_option("--plot", o->plot_dir, "write heatmaps heads_prev_token.png, heads_induction.png, heads_duplicate_token.png to DIR");
+    sub->add_option("--checkpoints", o->checkpoints,
+                    "emergence mode: score every RUN/checkpoints/step-N of a training run directory RUN, "
+                    "with its loss log, into a CSV and PNG");
+    sub->add_option("-o,--out", o->out, "emergence CSV (default RUN/emergence.csv; the PNG goes beside it)");
+    sub->add_option("--corpora", o->corpora_dir, "corpus directory for the emergence ICL score");
+    sub->callback([&g, o] { g.init(); experiments::run_heads(*o); });
+  }
+  {
+    auto o = std::make_shared<experiments::IclCmdOptions>();
+    auto* sub = app.add_subcommand("icl", "in-context learning in bits: repeated spans, ICL score, bits vs position");
+    sub->add_option("file", o->file, "text to draw spans and windows from (default: the held-out corpora)");
+    sub->add_option("-m,--model", o->model, "model (default: data/models/default or $CCC_MODEL)");
+    sub->add_option("-t,--tokenizer", o->tokenizer, "tokenizer file or directory (overrides discovery)");
+    sub->add_option("--corpora", o->corpora_dir, "corpus directory (default as for train)");
+    sub->add_option("--span-len", o->icl.span_len, "bytes per repeated text span (default 200)")->check(CLI::Range(1, 1 << 20));
+    sub->add_option("--spans", o->icl.spans, "spans per source (default 8)")->check(CLI::Range(1, 1 << 16));
+    sub->add_option("--random-len", o->icl.random_len, "bytes per repeated random string (default 50)")->check(CLI::Range(1, 1 << 20));
+    sub->add_option("--early", o->icl.early, "early ICL position (default 50)")->check(CLI::Range(2, 1 << 20));
+    sub->add_option("--late", o->icl.late, "late ICL position (default 500, capped by the context)")->check(CLI::Range(3, 1 << 20));
+    sub->add_option("--windows", o->icl.windows, "ICL windows in all (default 32)")->check(CLI::Range(1, 1 << 16));
+    sub->add_option("--seed", o->icl.seed, "seed of the random strings");
+    sub->add_flag("--json", o->json, "print one JSON object (with bits_by_position)");
+    sub->add_option("--plot", o->plot, "write bits vs position to this PNG");
+    sub->callback([&g, o] { g.init(); experiments::run_icl(*o); });
+  }
+}
+
+}  // namespace ccc::cli
