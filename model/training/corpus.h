@@ -26,12 +26,16 @@ struct Corpus {
 /// Loads `dir`/`name`.txt; throws ccc::Error naming the file when it is missing or empty.
 Corpus load_corpus(const std::string& dir, const std::string& name);
 
-/// The default corpus directory: $CCC_CORPORA, else ../shared/data/corpora beside the source tree when
-/// present, else the set-up's cache .cache/corpora. `source_dir` is the repository root.
+/// The default corpus directory: $CCC_CORPORA, else the set-up's cache .cache/corpora when
+/// data/fetch_corpora.sh has assembled it (manifest.json present: ../shared's corpora linked plus the
+/// Debian-package corpora), else ../shared/data/corpora beside the source tree. `source_dir` is the
+/// repository root.
 std::string default_corpus_dir(const std::string& source_dir);
 
-/// Every corpus name ccc knows (English prose, drama, dictionary, quotations; code).
+/// Every corpus name ccc knows (English prose, drama, dictionary, quotations; code; markup and data formats).
 const std::vector<std::string>& all_corpora();
+/// The domain of a known corpus: prose, dialogue, dictionary, quotations, code, markup, data ("other" if unknown).
+std::string corpus_domain(const std::string& name);
 /// The names of all_corpora() whose `dir`/<name>.txt exists, in that order.
 std::vector<std::string> present_corpora(const std::string& dir);
 
