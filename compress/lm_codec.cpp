@@ -85,6 +85,13 @@ class GroupModel {
   }
 
   int64_t vocab() const { return m_->config().d_vocab_out; }
+  /// Keep each row's distribution of the last step for bits_of (capture runs only).
+  void keep_distributions(bool on) { keep_dist_ = on; }
+  /// −log2 p(token) of row r under the last step's fp32 distribution (needs keep_distributions).
+  double bits_of(int64_t r, int64_t token) const {
+    const int64_t V = vocab();
+    return log2_sum_[r] - std::log2(static_cast<double>(kept_[r * V + token]));
+  }
 
   // Feeds `cur` (one token per row, at stream position `pos`); cdfs receives rows x (vocab + 1) cumulative
   // frequencies. `stream0`, `live` and `offsets` (byte offset of each row's token) only feed the hooks' RunInfo.
@@ -133,10 +140,20 @@ class GroupModel {
     num_.resize(V);
     probs_.resize(V);
     cdfs.resize(rows_ * (V + 1));
+    if (keep_dist_) {
+      kept_.resize(rows_ * V);
+      log2_sum_.resize(rows_);
+    }
     for (int64_t r = 0; r < rows_; ++r) {
       // exp(logit − max) with the decode kernels' exp (fixed operations on every machine of a path)
       model::softmax_numerators(p + r * V, V, num_.data());
       for (int64_t i = 0; i < V; ++i) probs_[i] = num_[i];
+      if (keep_dist_) {
+        double sum = 0;
+        for (int64_t i = 0; i < V; ++i) sum += num_[i];
+        log2_sum_[r] = std::log2(sum);
+        std::copy(num_.begin(), num_.end(), kept_.begin() + r * V);
+      }
       cdf_from_probs(probs_.data(), V, total_, cdfs.data() + r * (V + 1));
     }
   }
@@ -151,6 +168,9 @@ class GroupModel {
   std::vector<std::vector<int64_t>> history_, offset_history_;
   std::vector<float> num_;
   std::vector<double> probs_;
+  bool keep_dist_ = false;
+  std::vector<float> kept_;       // rows x V numerators of the last step (capture)
+  std::vector<double> log2_sum_;  // rows
 };
 
 void run_groups(int64_t n_groups, int64_t threads, const std::function<void(int64_t)>& fn) {
@@ -187,16 +207,21 @@ void code_group(model::LoadedModel& m, const Header& h, int64_t g, int64_t s0, c
                 std::atomic<uint64_t>& done, uint64_t total_tokens, const CodecOptions& opt, Code&& code) {
   const int64_t rows = static_cast<int64_t>(n_tokens.size());
   const int64_t bos = m.config.bos_id;
-  const uint64_t steps = *std::max_element(n_tokens.begin(), n_tokens.end());
+  // capture: one more fed position per stream (its last token), so that every token has a fed row
+  const bool capture = opt.on_fed || opt.on_coded;
+  const uint64_t extra = capture ? 1 : 0;
+  const uint64_t steps = *std::max_element(n_tokens.begin(), n_tokens.end()) + extra;
   model::HookSet* hooks = opt.hooks ? opt.hooks(g) : nullptr;
+  const bool track = hooks != nullptr || capture;  // byte offsets and liveness are needed
   GroupModel gm(m.model, rows, h, hooks);
+  gm.keep_distributions(static_cast<bool>(opt.on_coded));
   const int64_t V = gm.vocab();
   std::vector<int64_t> cur(rows, bos);
   std::vector<uint64_t> cdfs;
   // byte offsets of the fed tokens (RunInfo): running sums of token lengths from each segment's start
   std::vector<int64_t> lengths, offset(rows, -1), next(rows, 0), start(rows, 0);
   std::vector<uint8_t> live(rows, 1);
-  if (hooks != nullptr) {
+  if (track) {
     lengths = token_lengths(*m.tokenizer, V);
     for (int64_t r = 0; r < rows; ++r) {
       start[r] = static_cast<int64_t>(segment_range(h.original_bytes, h.streams.size(), s0 + r).first);
@@ -204,14 +229,16 @@ void code_group(model::LoadedModel& m, const Header& h, int64_t g, int64_t s0, c
     }
   }
   for (uint64_t i = 0; i < steps; ++i) {
-    if (hooks != nullptr)
-      for (int64_t r = 0; r < rows; ++r) live[r] = i < n_tokens[r] ? 1 : 0;
+    if (track)
+      for (int64_t r = 0; r < rows; ++r) live[r] = i < n_tokens[r] + extra ? 1 : 0;
     gm.step(cur, static_cast<int64_t>(i), s0, live, offset, cdfs);
+    if (opt.on_fed) opt.on_fed(g, s0, static_cast<int64_t>(i), cur, live, offset);
     for (int64_t r = 0; r < rows; ++r) {
       if (i < n_tokens[r]) {
         cur[r] = code(r, cdfs.data() + r * (V + 1), V);
         ++done;
-        if (hooks != nullptr) {
+        if (opt.on_coded) opt.on_coded(g, s0 + r, static_cast<int64_t>(i) + 1, cur[r], gm.bits_of(r, cur[r]));
+        if (track) {
           offset[r] = std::max(start[r], next[r]);
           next[r] += lengths[cur[r]];
         }
@@ -389,6 +416,19 @@ std::string describe_policy(const model::ModelConfig& cfg, const CodecOptions& o
   return h.policy == WindowKind::kRolling
              ? "rolling W=" + std::to_string(h.window)
              : "strided W=" + std::to_string(h.window) + " S=" + std::to_string(h.stride);
+}
+
+std::vector<uint64_t> stream_token_counts(const model::LoadedModel& m, std::string_view input, const CodecOptions& opt) {
+  const int64_t B = resolve_streams(input.size(), opt.streams);
+  std::vector<uint64_t> out;
+  for (const auto& seq : segment_tokens(m, input, B)) out.push_back(seq.size() - 1);
+  return out;
+}
+
+std::pair<int64_t, bool> resolve_window_policy(const model::ModelConfig& cfg, const CodecOptions& opt) {
+  Header h;
+  resolve_policy(cfg, opt, h);
+  return {static_cast<int64_t>(h.window), h.policy == WindowKind::kRolling};
 }
 
 double segmented_bits(model::LoadedModel& m, std::string_view input, const CodecOptions& opt) {

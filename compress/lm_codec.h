@@ -12,6 +12,7 @@
 #include <functional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "compress/container.h"
 #include "model/formats/loader.h"
@@ -38,6 +39,17 @@ struct CodecOptions {
   /// ended are not live. Observers never change the output; editors change the model, so the decoder
   /// needs the same editors. segmented_bits calls hooks(0) once for its single batched run.
   std::function<model::HookSet*(int64_t group)> hooks;
+  /// Capture callbacks (activation dumps): called from group g's worker thread, never change the output.
+  /// With either one set, each stream's last token is fed to the model too (one model call that codes
+  /// nothing), so every token of the input has a fed position. on_fed runs after each model call (after
+  /// its hooks): `pos` is the stream position of the fed tokens (BOS = 0), and per row r (stream s0 + r)
+  /// the fed token, its byte offset in the input (−1 for BOS and padding) and whether the row is live.
+  std::function<void(int64_t g, int64_t s0, int64_t pos, const std::vector<int64_t>& tokens,
+                     const std::vector<uint8_t>& live, const std::vector<int64_t>& offsets)>
+      on_fed;
+  /// After token `token` at position `pos` of stream `stream` is coded: its cost −log2 p in bits under the
+  /// model's fp32 distribution (the one the CDF quantizes), i.e. what ccc bits --streams sums.
+  std::function<void(int64_t g, int64_t stream, int64_t pos, int64_t token, double bits)> on_coded;
 };
 
 /// Identity of the arithmetic path of this process (compiler, LibTorch, BLAS library and kernel).
@@ -55,6 +67,12 @@ std::string lm_decompress(model::LoadedModel& m, std::string_view container, con
 /// `opt`, computed on the batched full-sequence path (score_bits / score_bits_rolling): what
 /// `ccc bits --streams` reports. For comparing with the payload size.
 double segmented_bits(model::LoadedModel& m, std::string_view input, const CodecOptions& opt);
+
+/// The segmentation lm_compress uses for `input`: the number of coded tokens (BOS excluded) of each stream.
+std::vector<uint64_t> stream_token_counts(const model::LoadedModel& m, std::string_view input, const CodecOptions& opt);
+
+/// The window lm_compress would use (W of the rolling or strided policy) and whether it rolls.
+std::pair<int64_t, bool> resolve_window_policy(const model::ModelConfig& cfg, const CodecOptions& opt);
 
 /// The window policy lm_compress would use: "rolling W=128" or "strided W=1024 S=512".
 std::string describe_policy(const model::ModelConfig& cfg, const CodecOptions& opt);

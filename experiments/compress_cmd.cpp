@@ -11,6 +11,7 @@
 #include <map>
 #include <mutex>
 
+#include "analysis/capture.h"
 #include "compress/lm_codec.h"
 #include "experiments/bench_forward.h"
 #include "model/training/corpus.h"
@@ -59,6 +60,23 @@ model::LoadedModel load(const CompressCmdOptions& o) {
   return model::load_model(o.model.empty() ? default_model_path() : o.model, o.tokenizer);
 }
 
+std::unique_ptr<analysis::ActivationCapture> make_capture(model::LoadedModel& m, const std::string& input,
+                                                          const CompressCmdOptions& o, compress::CodecOptions& copt,
+                                                          bool force) {
+  analysis::CaptureOptions c;
+  c.out = o.dump;
+  c.hooks = o.hooks;
+  CCC_CHECK(o.dump_dtype == "f16" || o.dump_dtype == "f32", "--dtype must be f16 or f32, got '", o.dump_dtype, "'");
+  c.dtype = o.dump_dtype == "f16" ? analysis::Dtype::kF16 : analysis::Dtype::kF32;
+  c.compression = analysis::parse_compression(o.dump_compression);
+  c.force = force;
+  c.source = o.in;
+  c.command = o.command;
+  auto cap = std::make_unique<analysis::ActivationCapture>(m, input, copt, c);
+  cap->attach(copt);
+  return cap;
+}
+
 }  // namespace
 
 void run_compress(const CompressCmdOptions& o) {
@@ -75,13 +93,45 @@ void run_compress(const CompressCmdOptions& o) {
   copt.window = o.window;
   copt.strided = o.strided;
   copt.progress = [&](uint64_t d, uint64_t t) { progress(d, t); };
+  CCC_CHECK(o.dump.empty() || o.dump != out, "--dump and the compressed output are the same file");
+  std::unique_ptr<analysis::ActivationCapture> capture;
+  if (!o.dump.empty()) capture = make_capture(m, input, o, copt, o.dump_force);
+  else CCC_CHECK(o.hooks.empty(), "--hooks needs --dump OUT.h5");
   const auto t0 = std::chrono::steady_clock::now();
   const std::string packed = compress::lm_compress(m, input, copt);
   const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (capture) capture->finish();
   write_out(out, packed, o.force);
+  if (capture && !o.quiet)
+    std::fprintf(stderr, "%s: %lld rows, %.1f MB of activations and metadata, total_bits %.3f\n", o.dump.c_str(),
+                 (long long)capture->rows(), capture->bytes_written() / 1e6, capture->total_bits());
   if (!o.quiet)
     std::fprintf(stderr, "%s: %zu -> %zu bytes, %.4f bits/byte, %.3f MB/s\n", o.in.c_str(), input.size(), packed.size(),
                  input.empty() ? 0.0 : 8.0 * packed.size() / input.size(), input.size() / 1e6 / std::max(1e-9, s));
+}
+
+void run_dump(const CompressCmdOptions& o) {
+  CCC_CHECK(!o.dump.empty(), "dump: -o OUT.h5 is required");
+  auto m = load(o);
+  const std::string input = read_input(o.in);
+  Progress progress{!o.quiet && input.size() > (64 << 10) && ::isatty(2)};
+  compress::CodecOptions copt;
+  copt.streams = o.streams;
+  copt.groups = o.groups;
+  copt.threads = o.threads;
+  copt.window = o.window;
+  copt.strided = o.strided;
+  copt.progress = [&](uint64_t d, uint64_t t) { progress(d, t); };
+  auto capture = make_capture(m, input, o, copt, o.force);
+  const auto t0 = std::chrono::steady_clock::now();
+  compress::lm_compress(m, input, copt);  // the encoder's run; its container is not kept
+  capture->finish();
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (!o.quiet)
+    std::fprintf(stderr, "%s: %lld rows, %.1f MB written in %.2f s (%.1f MB/s), total_bits %.3f, %.4f bits/byte\n",
+                 o.dump.c_str(), (long long)capture->rows(), capture->bytes_written() / 1e6, s,
+                 capture->bytes_written() / 1e6 / std::max(1e-9, s), capture->total_bits(),
+                 input.empty() ? 0.0 : capture->total_bits() / static_cast<double>(input.size()));
 }
 
 void run_decompress(const CompressCmdOptions& o) {

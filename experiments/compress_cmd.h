@@ -19,8 +19,17 @@ struct CompressCmdOptions {
   bool strided = false;  ///< strided window policy instead of rolling
   bool force = false;
   bool quiet = false;
+  // activation capture (ccc dump; ccc compress --dump)
+  std::string dump;                 ///< HDF5 output ("" = none)
+  std::vector<std::string> hooks;   ///< hook names / globs to capture
+  std::string dump_dtype = "f16";   ///< f16 | f32
+  std::string dump_compression = "none";  ///< none | gzip | fast
+  bool dump_force = false;
+  std::string command;              ///< recorded in the dump
 };
 void run_compress(const CompressCmdOptions& o);
+/// `ccc dump`: the compressor's encoding run with activation capture, no compressed output.
+void run_dump(const CompressCmdOptions& o);
 void run_decompress(const CompressCmdOptions& o);
 
 struct BenchCompressOptions {

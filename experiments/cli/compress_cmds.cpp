@@ -28,7 +28,31 @@ void add_compress_commands(CLI::App& app, Globals& g) {
     sub->add_option("--window", o->window, "context window W (default: n_ctx/2 rolling, n_ctx strided)");
     sub->add_flag("--strided", o->strided, "strided windows that re-encode context (default for learned positions)");
     sub->add_option("--groups", o->groups, "stream groups coded in parallel (default: cores)");
-    sub->callback([&g, o] { g.init(); experiments::run_compress(*o); });
+    sub->add_option("--dump", o->dump, "also capture activations of --hooks into this HDF5 file (see ccc dump)");
+    sub->add_option("--hooks", o->hooks, "hook names or globs to capture with --dump (repeatable)");
+    sub->add_option("--dtype", o->dump_dtype, "activation dtype of the dump: f16 (default) or f32");
+    sub->add_option("--compression", o->dump_compression, "dump compression: none (default), gzip, fast");
+    sub->add_flag("--dump-force", o->dump_force, "replace an existing dump file");
+    sub->callback([&g, o] { g.init(); o->command = g.command; experiments::run_compress(*o); });
+  }
+  {
+    auto o = std::make_shared<experiments::CompressCmdOptions>();
+    auto* sub = app.add_subcommand("dump", "capture activations to HDF5 during the compressor's encoding run");
+    sub->add_option("-m,--model", o->model, "model (default: data/models/default or $CCC_MODEL)");
+    sub->add_option("-t,--tokenizer", o->tokenizer, "tokenizer override");
+    sub->add_option("in", o->in, "input file ('-' = stdin)")->required();
+    sub->add_option("-o,--out", o->dump, "output .h5 file")->required();
+    sub->add_option("--hooks", o->hooks, "hook names or globs (repeatable; none = tokens and bits only)");
+    sub->add_option("--streams", o->streams, "independent streams B, as for compress");
+    sub->add_option("--window", o->window, "context window W, as for compress");
+    sub->add_flag("--strided", o->strided, "strided window policy, as for compress");
+    sub->add_option("--groups", o->groups, "stream groups, as for compress");
+    sub->add_option("--workers", o->threads, "worker threads (never changes the dump)");
+    sub->add_option("--dtype", o->dump_dtype, "activation dtype: f16 (default) or f32");
+    sub->add_option("--compression", o->dump_compression, "none (default), gzip (deflate 4), fast (deflate 1)");
+    sub->add_flag("-f,--force", o->force, "replace an existing output");
+    sub->add_flag("-q,--quiet", o->quiet, "no progress or summary");
+    sub->callback([&g, o] { g.init(); o->command = g.command; experiments::run_dump(*o); });
   }
   {
     auto o = std::make_shared<experiments::CompressCmdOptions>();

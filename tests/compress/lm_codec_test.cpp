@@ -13,32 +13,8 @@
 namespace ccc::compress {
 namespace {
 
-// Rotary (rolling window policy) unless `learned`; d_head 8 runs the AVX2 decode kernel.
 model::LoadedModel byte_model(uint64_t seed = 1, int64_t n_ctx = 16, bool learned = false) {
-  auto cfg = test::tiny_config("byte_attn_only");
-  cfg.attn_only = false;
-  cfg.d_mlp = 32;
-  cfg.n_ctx = n_ctx;
-  cfg.n_heads = cfg.n_kv_heads = 2;
-  cfg.d_head = 8;
-  if (!learned) {
-    cfg.pos = model::PosKind::kRotary;
-    cfg.rotary_dim = 8;
-  }
-  model::LoadedModel m;
-  m.config = cfg;
-  m.model = model::Transformer(cfg);
-  m.model->init_weights(seed);
-  {
-    torch::NoGradGuard g;
-    auto gen = at::detail::createCPUGenerator(seed + 9);
-    for (auto& p : m.model->parameters()) p.add_(torch::randn(p.sizes(), gen) * 0.3);
-  }
-  m.model->eval();
-  m.tokenizer = std::make_shared<model::ByteTokenizer>();
-  m.source = "tiny-byte";
-  m.fingerprint = model::model_fingerprint(cfg, m.model, *m.tokenizer);
-  return m;
+  return test::tiny_byte_lm(seed, n_ctx, learned);
 }
 
 std::vector<std::pair<std::string, std::string>> inputs() {

@@ -53,6 +53,34 @@ model::ModelConfig tiny_config(const std::string& family) {
   return c;
 }
 
+// Rotary (rolling window policy) unless `learned`; d_head 8 runs the AVX2 decode kernel.
+model::LoadedModel tiny_byte_lm(uint64_t seed, int64_t n_ctx, bool learned) {
+  auto cfg = tiny_config("byte_attn_only");
+  cfg.attn_only = false;
+  cfg.d_mlp = 32;
+  cfg.n_ctx = n_ctx;
+  cfg.n_heads = cfg.n_kv_heads = 2;
+  cfg.d_head = 8;
+  if (!learned) {
+    cfg.pos = model::PosKind::kRotary;
+    cfg.rotary_dim = 8;
+  }
+  model::LoadedModel m;
+  m.config = cfg;
+  m.model = model::Transformer(cfg);
+  m.model->init_weights(seed);
+  {
+    torch::NoGradGuard g;
+    auto gen = at::detail::createCPUGenerator(seed + 9);
+    for (auto& p : m.model->parameters()) p.add_(torch::randn(p.sizes(), gen) * 0.3);
+  }
+  m.model->eval();
+  m.tokenizer = std::make_shared<model::ByteTokenizer>();
+  m.source = "tiny-byte";
+  m.fingerprint = model::model_fingerprint(cfg, m.model, *m.tokenizer);
+  return m;
+}
+
 model::Transformer random_model(const model::ModelConfig& c, uint64_t seed, double scale) {
   model::Transformer m(c);
   m->init_weights(seed);

@@ -8,6 +8,7 @@
 
 #include "model/core/config.h"
 #include "model/core/transformer.h"
+#include "model/formats/loader.h"
 
 namespace ccc::test {
 
@@ -21,6 +22,10 @@ torch::Tensor random_tokens(const model::Transformer& m, int64_t b, int64_t p, u
 model::Transformer tiny_model(const std::string& family, uint64_t seed = 1);
 /// init_weights(seed) plus N(0, scale) noise on every parameter, in eval mode.
 model::Transformer random_model(const model::ModelConfig& c, uint64_t seed, double scale);
+
+/// A tiny byte-level LoadedModel (byte tokenizer, fingerprint) with random weights, 2 heads of d_head 8 and
+/// an MLP; rotary positions (the compressor's rolling policy) unless `learned`.
+model::LoadedModel tiny_byte_lm(uint64_t seed = 1, int64_t n_ctx = 16, bool learned = false);
 
 /// A fresh directory under the system temp dir, removed with its contents on destruction.
 class TempDir {

@@ -1,0 +1,193 @@
+#include "analysis/h5_rows.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <limits>
+#include <filesystem>
+#include <map>
+
+#include <H5Cpp.h>
+
+#include "model/base/error.h"
+
+namespace ccc::analysis {
+
+namespace fs = std::filesystem;
+
+Compression parse_compression(const std::string& s) {
+  if (s == "none") return Compression::kNone;
+  if (s == "gzip") return Compression::kGzip;
+  if (s == "fast" || s == "lzf") return Compression::kFast;
+  CCC_FAIL("--compression must be none, gzip or fast (lzf), got '", s, "'");
+}
+
+std::string to_string(Compression c) {
+  switch (c) {
+    case Compression::kNone: return "none";
+    case Compression::kGzip: return "gzip";
+    case Compression::kFast: return "fast";
+  }
+  return "?";
+}
+
+namespace {
+
+// h5py's float16: IEEE half, little endian.
+H5::FloatType half_type() {
+  H5::FloatType t(H5::PredType::IEEE_F32LE);
+  t.setFields(15, 10, 5, 0, 10);
+  t.setSize(2);
+  t.setEbias(15);
+  return t;
+}
+
+H5::DataType file_type(Dtype d) {
+  switch (d) {
+    case Dtype::kI32: return H5::PredType::STD_I32LE;
+    case Dtype::kI64: return H5::PredType::STD_I64LE;
+    case Dtype::kF16: return half_type();
+    case Dtype::kF32: return H5::PredType::IEEE_F32LE;
+  }
+  return H5::PredType::IEEE_F32LE;
+}
+
+size_t type_bytes(Dtype d) { return d == Dtype::kF16 ? 2 : (d == Dtype::kI64 ? 8 : 4); }
+
+}  // namespace
+
+struct H5Rows::Impl {
+  H5::H5File file;
+  struct Set {
+    H5::DataSet ds;
+    H5::DataType mem;
+    std::vector<hsize_t> shape;  // rows, row dims...
+  };
+  std::map<std::string, Set> sets;
+};
+
+H5Rows::H5Rows(const std::string& path, bool force, Compression compression)
+    : impl_(std::make_unique<Impl>()), path_(path), compression_(compression) {
+  H5::Exception::dontPrint();
+  std::error_code ec;
+  CCC_CHECK(!path.empty(), "dump: no output path");
+  CCC_CHECK(force || !fs::exists(path, ec), path, " exists (use --force to replace it)");
+  CCC_CHECK(!fs::exists(path, ec) || fs::is_regular_file(path, ec), path, " exists and is not a regular file");
+  const fs::path parent = fs::path(path).parent_path();
+  CCC_CHECK(parent.empty() || fs::is_directory(parent, ec), path, ": directory ", parent.string(), " does not exist");
+  tmp_ = path + ".tmp-" + std::to_string(::getpid());
+  try {
+    impl_->file = H5::H5File(tmp_, H5F_ACC_TRUNC);
+  } catch (const H5::Exception& e) {
+    CCC_FAIL(path, ": cannot create ", tmp_, " (", e.getDetailMsg(), ")");
+  }
+}
+
+H5Rows::~H5Rows() {
+  if (committed_) return;
+  try {
+    impl_->sets.clear();
+    impl_->file.close();
+  } catch (...) {
+  }
+  std::error_code ec;
+  fs::remove(tmp_, ec);
+}
+
+void H5Rows::create(const std::string& name, Dtype type, const std::vector<int64_t>& row_shape, int64_t rows) {
+  try {
+    // intermediate groups
+    for (size_t p = name.find('/'); p != std::string::npos; p = name.find('/', p + 1)) {
+      const std::string g = name.substr(0, p);
+      if (!impl_->file.nameExists(g)) impl_->file.createGroup(g);
+    }
+    std::vector<hsize_t> dims{static_cast<hsize_t>(rows)};
+    size_t row_elems = 1;
+    for (int64_t d : row_shape) {
+      dims.push_back(static_cast<hsize_t>(d));
+      row_elems *= static_cast<size_t>(d);
+    }
+    H5::DSetCreatPropList plist;
+    if (rows > 0) {
+      const size_t row_bytes = std::max<size_t>(1, row_elems * type_bytes(type));
+      std::vector<hsize_t> chunk(dims);
+      chunk[0] = static_cast<hsize_t>(std::clamp<int64_t>(static_cast<int64_t>((1 << 20) / row_bytes), 1, rows));
+      plist.setChunk(static_cast<int>(chunk.size()), chunk.data());
+      if (compression_ != Compression::kNone) {
+        plist.setShuffle();
+        plist.setDeflate(compression_ == Compression::kGzip ? 4 : 1);
+      }
+    }
+    if (type == Dtype::kF32 || type == Dtype::kF16) {
+      const float nan = std::numeric_limits<float>::quiet_NaN();
+      if (type == Dtype::kF32) plist.setFillValue(H5::PredType::NATIVE_FLOAT, &nan);
+    }
+    H5::DataSpace space(static_cast<int>(dims.size()), dims.data());
+    Impl::Set s;
+    s.ds = impl_->file.createDataSet(name, file_type(type), space, plist);
+    s.mem = type == Dtype::kF16 ? half_type() : (type == Dtype::kI32 ? H5::DataType(H5::PredType::NATIVE_INT32)
+                                                : type == Dtype::kI64 ? H5::DataType(H5::PredType::NATIVE_INT64)
+                                                                      : H5::DataType(H5::PredType::NATIVE_FLOAT));
+    s.shape = dims;
+    impl_->sets[name] = s;
+  } catch (const H5::Exception& e) {
+    CCC_FAIL(path_, ": cannot create dataset ", name, " (", e.getDetailMsg(), ")");
+  }
+}
+
+void H5Rows::write(const std::string& name, int64_t first, int64_t n, const void* data) {
+  if (n <= 0) return;
+  auto it = impl_->sets.find(name);
+  CCC_CHECK(it != impl_->sets.end(), "dump: no dataset ", name);
+  auto& s = it->second;
+  CCC_CHECK(first >= 0 && static_cast<hsize_t>(first + n) <= s.shape[0], "dump: rows ", first, "+", n, " outside ",
+            name, " (", s.shape[0], " rows)");
+  try {
+    std::vector<hsize_t> start(s.shape.size(), 0), count(s.shape);
+    start[0] = static_cast<hsize_t>(first);
+    count[0] = static_cast<hsize_t>(n);
+    H5::DataSpace fspace = s.ds.getSpace();
+    fspace.selectHyperslab(H5S_SELECT_SET, count.data(), start.data());
+    H5::DataSpace mspace(static_cast<int>(count.size()), count.data());
+    s.ds.write(data, s.mem, mspace, fspace);
+  } catch (const H5::Exception& e) {
+    CCC_FAIL(path_, ": writing ", name, " failed (", e.getDetailMsg(), ")");
+  }
+}
+
+void H5Rows::attr(const std::string& name, const std::string& value) {
+  try {
+    H5::StrType t(H5::PredType::C_S1, H5T_VARIABLE);
+    t.setCset(H5T_CSET_UTF8);
+    auto a = impl_->file.createAttribute(name, t, H5::DataSpace(H5S_SCALAR));
+    a.write(t, value);
+  } catch (const H5::Exception& e) {
+    CCC_FAIL(path_, ": attribute ", name, " (", e.getDetailMsg(), ")");
+  }
+}
+
+void H5Rows::attr(const std::string& name, int64_t value) {
+  try {
+    auto a = impl_->file.createAttribute(name, H5::PredType::STD_I64LE, H5::DataSpace(H5S_SCALAR));
+    a.write(H5::PredType::NATIVE_INT64, &value);
+  } catch (const H5::Exception& e) {
+    CCC_FAIL(path_, ": attribute ", name, " (", e.getDetailMsg(), ")");
+  }
+}
+
+void H5Rows::commit() {
+  try {
+    impl_->file.flush(H5F_SCOPE_GLOBAL);
+    impl_->sets.clear();
+    impl_->file.close();
+  } catch (const H5::Exception& e) {
+    CCC_FAIL(path_, ": closing ", tmp_, " failed (", e.getDetailMsg(), ")");
+  }
+  std::error_code ec;
+  fs::rename(tmp_, path_, ec);
+  CCC_CHECK(!ec, path_, ": cannot rename ", tmp_, " (", ec.message(), ")");
+  committed_ = true;
+}
+
+}  // namespace ccc::analysis
