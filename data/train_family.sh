@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Reproduces the shipped models (data/models/) from the committed configs, on CPU, in this order:
-# the default (ccc-byte-l), the rest of the scale family, then the attention-only model organism.
+# the default (ccc-byte-l), the rest of the scale family, then the attention-only model organisms
+# (ccc-attn2 with its checkpoints; then `ccc heads --checkpoints data/models/ccc-attn2` for its emergence curve).
 # Each run resumes if interrupted (ccc train --resume). Corpora: $CCC_CORPORA, ../shared/data/corpora
 # or the set-up's .cache/corpora.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ccc=build/experiments/ccc
-for name in ccc-byte-l ccc-byte-m ccc-byte-s ccc-byte-xs ccc-attn2; do
+for name in ccc-byte-l ccc-byte-m ccc-byte-s ccc-byte-xs ccc-attn2 ccc-attn1; do
   out=data/models/$name
   if [ -f "$out/model_card.json" ]; then echo "$out: done"; continue; fi
   if [ -d "$out/resume" ]; then

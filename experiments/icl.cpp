@@ -283,7 +283,7 @@ void run_emergence(const HeadsCmdOptions& o) {
   write_file_atomic(csv_path, csv);
   const std::string png = fs::path(csv_path).replace_extension(".png").string();
   if (!plot_png(png, "set datafile separator ','\nset key autotitle columnhead\nset grid\nset multiplot layout 2,1\n"
-                     "set ylabel 'score'\nset yrange [0:1]\nplot '" + csv_path + "' using 1:6 with linespoints pt 7 lw 2 title 'max induction', "
+                     "set ylabel 'score'\nset yrange [0:1]\nset key center right\nplot '" + csv_path + "' using 1:6 with linespoints pt 7 lw 2 title 'max induction', "
                      "'' using 1:5 with linespoints pt 6 title 'max prev-token'\nset yrange [*:*]\nset xlabel 'step'\n"
                      "set ylabel 'bits per byte'\nplot '" + csv_path + "' using 1:3 with lines title 'train', "
                      "'' using 1:9 with linespoints pt 7 title 'repeated random, 2nd copy', '' using 1:($4 >= 0 ? $4 : 1/0) "

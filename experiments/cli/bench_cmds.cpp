@@ -1,9 +1,10 @@
-// `ccc bench forward | train | quality | compress | hooks | decode`.
+// `ccc bench forward | train | quality | compress | hooks | decode | dump`.
 
 #include <iostream>
 #include <memory>
 
 #include "experiments/bench_decode.h"
+#include "experiments/bench_dump.h"
 #include "experiments/bench_forward.h"
 #include "experiments/cli/cli.h"
 #include "experiments/compress_cmd.h"
@@ -70,6 +71,17 @@ void add_bench_commands(CLI::App& app, Globals& g) {
     sub->add_option("--reps", o->reps, "interleaved repetitions (best is reported)");
     sub->add_option("--runc", o->runc, "llama2.c run binary to time on the same checkpoint (baseline)");
     sub->callback([&g, o] { g.init(); experiments::bench_decode(*o, std::cout); });
+  }
+  {
+    auto o = std::make_shared<experiments::BenchDumpOptions>();
+    auto* sub = bench->add_subcommand("dump", "activation capture cost: compress vs compress + dump, compression, RSS");
+    sub->add_option("-m,--model", o->model, "model (default: data/models/default)");
+    sub->add_option("--file", o->file, "timing input (default: the held-out corpora)");
+    sub->add_option("--bytes", o->bytes, "timing input bytes (default 262144)");
+    sub->add_option("--rss-model", o->rss_model, "model of the 1 MB / 10 MB RSS runs (default ccc-byte-xs)");
+    sub->add_flag("!--no-rss", o->rss, "skip the RSS runs");
+    sub->add_option("--corpora", o->corpora_dir);
+    sub->callback([&g, o] { g.init(); experiments::bench_dump(*o, std::cout); });
   }
 }
 
