@@ -67,7 +67,8 @@ void bench_dump(const BenchDumpOptions& o, std::ostream& out) {
   out << line;
 
   compress::CodecOptions base;  // defaults: the compressor's streams, window and groups
-  auto run = [&](const std::string& dump_path, analysis::Compression comp, int64_t* bytes) {
+  auto run = [&](const std::string& dump_path, analysis::Compression comp, int64_t* bytes,
+                 std::string_view text) {
     compress::CodecOptions codec = base;
     std::unique_ptr<analysis::ActivationCapture> cap;
     if (!dump_path.empty()) {
@@ -77,11 +78,11 @@ void bench_dump(const BenchDumpOptions& o, std::ostream& out) {
       c.compression = comp;
       c.force = true;
       c.source = "bench";
-      cap = std::make_unique<analysis::ActivationCapture>(m, input, codec, c);
+      cap = std::make_unique<analysis::ActivationCapture>(m, text, codec, c);
       cap->attach(codec);
     }
     const auto t0 = std::chrono::steady_clock::now();
-    compress::lm_compress(m, input, codec);
+    compress::lm_compress(m, text, codec);
     if (cap) {
       cap->finish();
       *bytes = cap->bytes_written();
@@ -93,10 +94,9 @@ void bench_dump(const BenchDumpOptions& o, std::ostream& out) {
   const std::string d0 = (tmp / "none.h5").string();
   double plain = 1e30, dumped = 1e30;
   for (int rep = 0; rep < 2; ++rep) {
-    plain = std::min(plain, run("", analysis::Compression::kNone, nullptr));
-    dumped = std::min(dumped, run(d0, analysis::Compression::kNone, &written));
+    plain = std::min(plain, run("", analysis::Compression::kNone, nullptr, input));
+    dumped = std::min(dumped, run(d0, analysis::Compression::kNone, &written, input));
   }
-  const double file_mb = static_cast<double>(fs::file_size(d0)) / 1e6;
   out << "variant                               seconds   MB written   MB/s written   vs plain\n";
   std::snprintf(line, sizeof line, "%-36s %8.2f %12s %14s %9s\n", "compress (no dump)", plain, "-", "-", "1.00x");
   out << line;
@@ -104,26 +104,28 @@ void bench_dump(const BenchDumpOptions& o, std::ostream& out) {
                 written / 1e6, written / 1e6 / dumped, dumped / plain);
   out << line;
   out << "target: dump run <= 1.5x the plain run; >= 100 MB/s of activations written\n\n";
-  out << "compression   file MB   seconds   ratio to none\n";
-  std::snprintf(line, sizeof line, "%-12s %8.1f %9.2f %9.3f\n", "none", file_mb, dumped, 1.0);
-  out << line;
-  for (auto c : {analysis::Compression::kFast, analysis::Compression::kGzip}) {
+  fs::remove(d0, ec);
+  const std::string small = input.substr(0, static_cast<size_t>(std::min<int64_t>(o.compression_bytes, input.size())));
+  std::snprintf(line, sizeof line, "dump compression on the first %zu bytes (same hooks, f16):\n", small.size());
+  out << line << "compression   file MB   seconds   ratio to none\n";
+  double none_mb = 0;
+  for (auto c : {analysis::Compression::kNone, analysis::Compression::kFast, analysis::Compression::kGzip}) {
     const std::string p = (tmp / (analysis::to_string(c) + ".h5")).string();
     int64_t w = 0;
-    const double s = run(p, c, &w);
+    const double s = run(p, c, &w, small);
     const double mb = static_cast<double>(fs::file_size(p)) / 1e6;
-    std::snprintf(line, sizeof line, "%-12s %8.1f %9.2f %9.3f\n", analysis::to_string(c).c_str(), mb, s, mb / file_mb);
+    if (c == analysis::Compression::kNone) none_mb = mb;
+    std::snprintf(line, sizeof line, "%-12s %8.1f %9.2f %9.3f\n", analysis::to_string(c).c_str(), mb, s, mb / none_mb);
     out << line;
     fs::remove(p, ec);
   }
-  fs::remove(d0, ec);
   if (o.rss) {
     // peak RSS of `ccc dump` (child processes) on 1 MB and 10 MB of input: the capture's memory does not
     // grow with the input (the compressor itself still holds the input and its tokens: ~10 bytes per byte)
     const std::string rss_model = o.rss_model.empty()
                                       ? (fs::path(CCC_SOURCE_DIR) / "data" / "models" / "ccc-byte-xs").string()
                                       : o.rss_model;
-    out << "\npeak RSS of `ccc dump -m " << rss_model << " --hooks 'blocks.*.mlp.hook_post' --streams 64`:\n";
+    out << "\npeak RSS of `ccc dump -m " << rss_model << " --hooks 'blocks.*.ln1.hook_scale' --streams 64`:\n";
     std::mt19937 rng(1);
     std::string big;
     while (big.size() < (10u << 20)) big += input.substr(0, std::min<size_t>(input.size(), (10u << 20) - big.size()));
@@ -133,7 +135,7 @@ void bench_dump(const BenchDumpOptions& o, std::ostream& out) {
       const std::string h5 = (tmp / "rss.h5").string();
       const auto t0 = std::chrono::steady_clock::now();
       const double rss = child_peak_rss_mib({"/proc/self/exe", "dump", "-m", rss_model, in, "-o", h5, "--hooks",
-                                             "blocks.*.mlp.hook_post", "--streams", "64", "-f", "-q"});
+                                             "blocks.*.ln1.hook_scale", "--streams", "64", "-f", "-q"});
       const double s = seconds_since(t0);
       std::snprintf(line, sizeof line, "  %2zu MB input: peak RSS %7.1f MiB, dump %7.1f MB, %.1f s\n", mb, rss,
                     fs::exists(h5, ec) ? fs::file_size(h5) / 1e6 : 0.0, s);

@@ -12,8 +12,9 @@ namespace ccc::experiments {
 struct BenchDumpOptions {
   std::string model;          ///< "" = default model
   std::string file;           ///< timing input ("" = the held-out corpora, concatenated, first `bytes`)
-  int64_t bytes = 256 << 10;  ///< timing input size
+  int64_t bytes = 32 << 10;   ///< timing input size (the default model writes ~18 KB of activations per byte)
   std::string rss_model;      ///< model of the RSS runs ("" = data/models/ccc-byte-xs)
+  int64_t compression_bytes = 8 << 10;  ///< input bytes of the compression-setting comparison
   bool rss = true;            ///< run the 1 MB / 10 MB RSS comparison
   std::string corpora_dir;
   std::string tmp_dir = "";   ///< where dumps go ("" = the system temp dir)

@@ -77,7 +77,8 @@ void add_bench_commands(CLI::App& app, Globals& g) {
     auto* sub = bench->add_subcommand("dump", "activation capture cost: compress vs compress + dump, compression, RSS");
     sub->add_option("-m,--model", o->model, "model (default: data/models/default)");
     sub->add_option("--file", o->file, "timing input (default: the held-out corpora)");
-    sub->add_option("--bytes", o->bytes, "timing input bytes (default 262144)");
+    sub->add_option("--bytes", o->bytes, "timing input bytes (default 32768)");
+    sub->add_option("--compression-bytes", o->compression_bytes, "input bytes of the compression comparison (default 8192)");
     sub->add_option("--rss-model", o->rss_model, "model of the 1 MB / 10 MB RSS runs (default ccc-byte-xs)");
     sub->add_flag("!--no-rss", o->rss, "skip the RSS runs");
     sub->add_option("--corpora", o->corpora_dir);
