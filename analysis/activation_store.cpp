@@ -33,7 +33,7 @@ std::vector<T> read_column(H5::H5File& f, const std::string& path, const std::st
 ActivationStore::ActivationStore(const std::string& path) : impl_(std::make_unique<Impl>()), path_(path) {
   H5::Exception::dontPrint();
   try {
-    impl_->file = H5::H5File(path, H5F_ACC_RDONLY);
+    impl_->file.openFile(path, H5F_ACC_RDONLY);
   } catch (const H5::Exception& e) {
     CCC_FAIL(path, ": not an HDF5 file or unreadable (", e.getDetailMsg(), ")");
   }

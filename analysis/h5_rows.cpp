@@ -58,7 +58,7 @@ size_t type_bytes(Dtype d) { return d == Dtype::kF16 ? 2 : (d == Dtype::kI64 ? 8
 }  // namespace
 
 struct H5Rows::Impl {
-  H5::H5File file;
+  std::unique_ptr<H5::H5File> file;
   struct Set {
     H5::DataSet ds;
     H5::DataType mem;
@@ -78,7 +78,7 @@ H5Rows::H5Rows(const std::string& path, bool force, Compression compression)
   CCC_CHECK(parent.empty() || fs::is_directory(parent, ec), path, ": directory ", parent.string(), " does not exist");
   tmp_ = path + ".tmp-" + std::to_string(::getpid());
   try {
-    impl_->file = H5::H5File(tmp_, H5F_ACC_TRUNC);
+    impl_->file = std::make_unique<H5::H5File>(tmp_, H5F_ACC_TRUNC);
   } catch (const H5::Exception& e) {
     CCC_FAIL(path, ": cannot create ", tmp_, " (", e.getDetailMsg(), ")");
   }
@@ -88,7 +88,7 @@ H5Rows::~H5Rows() {
   if (committed_) return;
   try {
     impl_->sets.clear();
-    impl_->file.close();
+    if (impl_->file) impl_->file->close();
   } catch (...) {
   }
   std::error_code ec;
@@ -100,7 +100,7 @@ void H5Rows::create(const std::string& name, Dtype type, const std::vector<int64
     // intermediate groups
     for (size_t p = name.find('/'); p != std::string::npos; p = name.find('/', p + 1)) {
       const std::string g = name.substr(0, p);
-      if (!impl_->file.nameExists(g)) impl_->file.createGroup(g);
+      if (!impl_->file->nameExists(g)) impl_->file->createGroup(g);
     }
     std::vector<hsize_t> dims{static_cast<hsize_t>(rows)};
     size_t row_elems = 1;
@@ -125,7 +125,7 @@ void H5Rows::create(const std::string& name, Dtype type, const std::vector<int64
     }
     H5::DataSpace space(static_cast<int>(dims.size()), dims.data());
     Impl::Set s;
-    s.ds = impl_->file.createDataSet(name, file_type(type), space, plist);
+    s.ds = impl_->file->createDataSet(name, file_type(type), space, plist);
     s.mem = type == Dtype::kF16 ? half_type() : (type == Dtype::kI32 ? H5::DataType(H5::PredType::NATIVE_INT32)
                                                 : type == Dtype::kI64 ? H5::DataType(H5::PredType::NATIVE_INT64)
                                                                       : H5::DataType(H5::PredType::NATIVE_FLOAT));
@@ -160,7 +160,7 @@ void H5Rows::attr(const std::string& name, const std::string& value) {
   try {
     H5::StrType t(H5::PredType::C_S1, H5T_VARIABLE);
     t.setCset(H5T_CSET_UTF8);
-    auto a = impl_->file.createAttribute(name, t, H5::DataSpace(H5S_SCALAR));
+    auto a = impl_->file->createAttribute(name, t, H5::DataSpace(H5S_SCALAR));
     a.write(t, value);
   } catch (const H5::Exception& e) {
     CCC_FAIL(path_, ": attribute ", name, " (", e.getDetailMsg(), ")");
@@ -169,7 +169,7 @@ void H5Rows::attr(const std::string& name, const std::string& value) {
 
 void H5Rows::attr(const std::string& name, int64_t value) {
   try {
-    auto a = impl_->file.createAttribute(name, H5::PredType::STD_I64LE, H5::DataSpace(H5S_SCALAR));
+    auto a = impl_->file->createAttribute(name, H5::PredType::STD_I64LE, H5::DataSpace(H5S_SCALAR));
     a.write(H5::PredType::NATIVE_INT64, &value);
   } catch (const H5::Exception& e) {
     CCC_FAIL(path_, ": attribute ", name, " (", e.getDetailMsg(), ")");
@@ -178,9 +178,9 @@ void H5Rows::attr(const std::string& name, int64_t value) {
 
 void H5Rows::commit() {
   try {
-    impl_->file.flush(H5F_SCOPE_GLOBAL);
+    impl_->file->flush(H5F_SCOPE_GLOBAL);
     impl_->sets.clear();
-    impl_->file.close();
+    impl_->file->close();
   } catch (const H5::Exception& e) {
     CCC_FAIL(path_, ": closing ", tmp_, " failed (", e.getDetailMsg(), ")");
   }
