@@ -1,0 +1,73 @@
+#include "analysis/labels.h"
+
+#include <gtest/gtest.h>
+
+#include <map>
+
+#include "model/base/error.h"
+
+namespace ccc::analysis {
+namespace {
+
+// One row per byte of the input (a byte model's rows), plus a BOS row first.
+std::map<std::string, std::string> labels_of(const std::string& text, int64_t window = 1 << 20,
+                                             const std::vector<int64_t>& starts = {}) {
+  std::vector<int64_t> offs{-1}, ss{0};
+  for (size_t i = 0; i < text.size(); ++i) {
+    offs.push_back(static_cast<int64_t>(i));
+    ss.push_back(starts.empty() ? 0 : starts[i]);
+  }
+  std::map<std::string, std::string> out;
+  for (const auto& f : auto_features(text, offs, ss, window)) {
+    EXPECT_EQ(f.on[0], 0) << f.name << " is on for BOS";
+    std::string s;
+    for (size_t r = 1; r < f.on.size(); ++r) s += f.on[r] ? '1' : '.';
+    out[f.name] = s;
+  }
+  return out;
+}
+
+TEST(Labels, DefinitionsOnAHandCheckedText) {
+  const std::string t = "Hi (a \"b\" 3.5)! Yes\nok";
+  // expected strings from an independent Python implementation of the README definitions
+  const auto L = labels_of(t);
+  EXPECT_EQ(L.at("space"), "..1..1...1.....1......");
+  EXPECT_EQ(L.at("newline"), "...................1..");
+  EXPECT_EQ(L.at("digit"), "..........1.1.........");
+  EXPECT_EQ(L.at("upper"), "1...............1.....");
+  EXPECT_EQ(L.at("lower"), ".1..1..1.........11.11");
+  EXPECT_EQ(L.at("word_start"), "1...1..1........1...1.");
+  EXPECT_EQ(L.at("line_start"), "1...................1.");
+  EXPECT_EQ(L.at("in_quotes"), ".......11.............");
+  EXPECT_EQ(L.at("in_parens"), "....1111111111........");
+  EXPECT_EQ(L.at("after_sentence_end"), "................1.....");
+  EXPECT_EQ(L.at("in_number"), "..........111.........");
+  EXPECT_EQ(L.at("punct"), "...1..1.1..1.11.......");
+  EXPECT_EQ(L.at("non_ascii"), "......................");
+}
+
+TEST(Labels, RepeatedNeedsTheEarlierCopyInsideWindowAndStream) {
+  const std::string t = "abcdefghXabcdefgh";  // the 8-gram ends at 7 and again at 16
+  auto L = labels_of(t);
+  EXPECT_EQ(L.at("repeated"), "................1");
+  EXPECT_EQ(labels_of(t, 17).at("repeated"), "................1");  // window covers [0, 16]
+  EXPECT_EQ(labels_of(t, 16).at("repeated"), ".................");  // first copy starts before the window
+  std::vector<int64_t> starts(t.size(), 0);
+  for (size_t i = 9; i < t.size(); ++i) starts[i] = 9;  // a second stream from byte 9
+  EXPECT_EQ(labels_of(t, 1 << 20, starts).at("repeated"), ".................");
+}
+
+TEST(Labels, RegexFeaturesLabelTheBytesOfEveryMatch) {
+  const std::string t = "x = foo(bar); y = foo();";
+  std::vector<int64_t> offs{-1};
+  for (size_t i = 0; i < t.size(); ++i) offs.push_back(static_cast<int64_t>(i));
+  auto f = regex_feature("call", "foo\\(", t, offs);
+  std::string s;
+  for (size_t r = 1; r < f.on.size(); ++r) s += f.on[r] ? '1' : '.';
+  EXPECT_EQ(s, "....1111..........1111..");
+  EXPECT_EQ(f.on[0], 0);
+  EXPECT_THROW(regex_feature("bad", "foo(", t, offs), Error);
+}
+
+}  // namespace
+}  // namespace ccc::analysis
