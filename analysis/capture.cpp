@@ -65,7 +65,7 @@ struct ActivationCapture::State {
   std::vector<bool> is_pattern;
   int key_field = -1;
   std::unique_ptr<H5Rows> file;
-  std::mutex mu;  // the HDF5 file and the group map
+  std::mutex mu;  // the HDF5 file and the counters
   int64_t bytes = 0;
   double bits = 0;
   int64_t rows_written = 0;
@@ -87,7 +87,9 @@ struct ActivationCapture::State {
       return data[f].data() + static_cast<size_t>((r * st.K + slot) * st.fields[f].elems) * st.fields[f].elem_bytes;
     }
   };
-  std::map<int64_t, std::unique_ptr<Group>> groups;
+  // one slot per possible group (groups <= streams), allocated up front: the callbacks of a group's
+  // worker thread reach their state without a lock (only flush() takes one)
+  std::vector<std::unique_ptr<Group>> groups;
 
   State(model::LoadedModel& mm, CaptureOptions o) : m(mm), opt(std::move(o)) {}
 
@@ -152,6 +154,7 @@ ActivationCapture::ActivationCapture(model::LoadedModel& m, std::string_view inp
   int64_t row_bytes = 0;
   for (const auto& f : st.fields) row_bytes += f.elems * static_cast<int64_t>(f.elem_bytes);
   const int64_t B = static_cast<int64_t>(st.counts.size());
+  for (int64_t g = 0; g < B; ++g) st.groups.push_back(std::make_unique<State::Group>());
   st.K = std::clamp<int64_t>(st.opt.buffer_bytes / std::max<int64_t>(1, B * row_bytes), 1, 256);
 
   st.file = std::make_unique<H5Rows>(st.opt.out, st.opt.force, st.opt.compression);
@@ -163,10 +166,8 @@ ActivationCapture::~ActivationCapture() = default;
 void ActivationCapture::attach(compress::CodecOptions& codec) {
   State* st = s_.get();
   auto group = [st](int64_t g) -> State::Group& {
-    std::lock_guard<std::mutex> lock(st->mu);
-    auto& p = st->groups[g];
-    if (!p) p = std::make_unique<State::Group>();
-    return *p;
+    CCC_CHECK(g >= 0 && g < static_cast<int64_t>(st->groups.size()), "dump: group ", g, " beyond the stream count");
+    return *st->groups[g];
   };
   if (!st->hook_names.empty()) {
     codec.hooks = [st, group](int64_t g) -> model::HookSet* {

@@ -60,6 +60,18 @@ model::LoadedModel load(const CompressCmdOptions& o) {
   return model::load_model(o.model.empty() ? default_model_path() : o.model, o.tokenizer);
 }
 
+// The encoder's codec options of a compress / dump command line, reporting to `progress`.
+compress::CodecOptions encoder_options(const CompressCmdOptions& o, Progress& progress) {
+  compress::CodecOptions copt;
+  copt.streams = o.streams;
+  copt.groups = o.groups;
+  copt.threads = o.threads;
+  copt.window = o.window;
+  copt.strided = o.strided;
+  copt.progress = [&progress](uint64_t d, uint64_t t) { progress(d, t); };
+  return copt;
+}
+
 std::unique_ptr<analysis::ActivationCapture> make_capture(model::LoadedModel& m, const std::string& input,
                                                           const CompressCmdOptions& o, compress::CodecOptions& copt,
                                                           bool force) {
@@ -86,13 +98,7 @@ void run_compress(const CompressCmdOptions& o) {
   auto m = load(o);
   const std::string input = read_input(o.in);
   Progress progress{!o.quiet && input.size() > (64 << 10) && ::isatty(2)};
-  compress::CodecOptions copt;
-  copt.streams = o.streams;
-  copt.groups = o.groups;
-  copt.threads = o.threads;
-  copt.window = o.window;
-  copt.strided = o.strided;
-  copt.progress = [&](uint64_t d, uint64_t t) { progress(d, t); };
+  compress::CodecOptions copt = encoder_options(o, progress);
   CCC_CHECK(o.dump.empty() || o.dump != out, "--dump and the compressed output are the same file");
   std::unique_ptr<analysis::ActivationCapture> capture;
   if (!o.dump.empty()) capture = make_capture(m, input, o, copt, o.dump_force);
@@ -115,13 +121,7 @@ void run_dump(const CompressCmdOptions& o) {
   auto m = load(o);
   const std::string input = read_input(o.in);
   Progress progress{!o.quiet && input.size() > (64 << 10) && ::isatty(2)};
-  compress::CodecOptions copt;
-  copt.streams = o.streams;
-  copt.groups = o.groups;
-  copt.threads = o.threads;
-  copt.window = o.window;
-  copt.strided = o.strided;
-  copt.progress = [&](uint64_t d, uint64_t t) { progress(d, t); };
+  compress::CodecOptions copt = encoder_options(o, progress);
   auto capture = make_capture(m, input, o, copt, o.force);
   const auto t0 = std::chrono::steady_clock::now();
   compress::lm_compress(m, input, copt);  // the encoder's run; its container is not kept
