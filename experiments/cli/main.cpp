@@ -31,6 +31,7 @@ int main(int argc, char** argv) {
   ccc::cli::add_train_commands(app, g);
   ccc::cli::add_compress_commands(app, g);
   ccc::cli::add_circuit_commands(app, g);
+  ccc::cli::add_analysis_commands(app, g);
   ccc::cli::add_bench_commands(app, g);
   try {
     app.parse(argc, argv);  // the chosen command runs from its callback

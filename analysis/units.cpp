@@ -1,0 +1,391 @@
+#include "analysis/units.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <functional>
+#include <limits>
+#include <numeric>
+#include <thread>
+
+#include "model/base/error.h"
+#include "model/core/hooks.h"
+
+namespace ccc::analysis {
+
+namespace {
+
+constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
+
+bool is_pattern_hook(const std::string& h) {
+  return h.find("hook_pattern") != std::string::npos || h.find("hook_attn_scores") != std::string::npos;
+}
+
+int64_t layer_of(const std::string& h) {
+  if (h.rfind("blocks.", 0) != 0) return -1;
+  return std::strtoll(h.c_str() + 7, nullptr, 10);
+}
+
+// Union-find over features: related = same declared family or |labels| correlated (phi >= threshold).
+std::vector<int> group_features(const std::vector<Feature>& f, const std::vector<int64_t>& rows, double phi_min) {
+  const size_t F = f.size();
+  std::vector<int> parent(F);
+  std::iota(parent.begin(), parent.end(), 0);
+  std::function<int(int)> find = [&](int x) { return parent[x] == x ? x : parent[x] = find(parent[x]); };
+  std::vector<double> p(F, 0);
+  const double n = static_cast<double>(rows.size());
+  for (size_t a = 0; a < F; ++a) {
+    for (int64_t r : rows) p[a] += f[a].on[r];
+    p[a] /= std::max(1.0, n);
+  }
+  for (size_t a = 0; a < F; ++a)
+    for (size_t b = a + 1; b < F; ++b) {
+      bool related = false;
+      const std::string fa = feature_family(f[a].name), fb = feature_family(f[b].name);
+      if (!fa.empty() && fa == fb) related = true;
+      // range labels (domains, corpora) group only by family: their correlation with byte-level features
+      // (quotes in JSON, parentheses in code) says where a feature is common, not that it is one concept
+      const bool range_label = fa == "domain" || fb == "domain";
+      if (!related && !range_label && p[a] > 0 && p[a] < 1 && p[b] > 0 && p[b] < 1) {
+        double both = 0;
+        for (int64_t r : rows) both += f[a].on[r] & f[b].on[r];
+        both /= n;
+        const double phi = (both - p[a] * p[b]) / std::sqrt(p[a] * (1 - p[a]) * p[b] * (1 - p[b]));
+        related = phi >= phi_min;
+      }
+      if (related) parent[find(static_cast<int>(a))] = find(static_cast<int>(b));
+    }
+  std::vector<int> id(F, -1), out(F);
+  int next = 0;
+  for (size_t a = 0; a < F; ++a) {
+    const int root = find(static_cast<int>(a));
+    if (id[root] < 0) id[root] = next++;
+    out[a] = id[root];
+  }
+  return out;
+}
+
+// Row indices in ascending order of value, ties in index order: LSD radix sort of (value key, index)
+// pairs on the 32-bit order-preserving key of each float (3 passes of 11 bits).
+std::vector<int64_t> sort_order(const std::vector<float>& v) {
+  const size_t n = v.size();
+  std::vector<uint64_t> a(n), b(n);
+  for (size_t i = 0; i < n; ++i) {
+    uint32_t bits;
+    std::memcpy(&bits, &v[i], 4);
+    bits = (bits & 0x80000000u) ? ~bits : (bits | 0x80000000u);
+    a[i] = (static_cast<uint64_t>(bits) << 32) | static_cast<uint64_t>(i);
+  }
+  for (int shift = 32; shift < 64; shift += 11) {
+    std::vector<size_t> count(2049, 0);
+    for (uint64_t k : a) ++count[((k >> shift) & 2047) + 1];
+    for (size_t d = 1; d < count.size(); ++d) count[d] += count[d - 1];
+    for (uint64_t k : a) b[count[(k >> shift) & 2047]++] = k;
+    a.swap(b);
+  }
+  std::vector<int64_t> order(n);
+  for (size_t i = 0; i < n; ++i) order[i] = static_cast<int64_t>(a[i] & 0xffffffffu);
+  return order;
+}
+
+struct Context {
+  const std::vector<Feature>* features;
+  std::vector<std::vector<int64_t>> positives;  // per feature: indices into the analysed rows
+  std::vector<uint64_t> concept_mask;           // per analysed row: bit c = row is in concept c
+  std::vector<int> concept_of;
+  std::vector<double> base_rate;
+  int64_t shift = 0;
+  const UnitOptions* o;
+};
+
+// Everything about one unit from its column over the analysed rows.
+void analyze_column(const std::vector<float>& v, const Context& cx, const std::vector<int64_t>& rows, UnitResult& u) {
+  const int64_t n = static_cast<int64_t>(v.size());
+  const size_t F = cx.positives.size();
+  const size_t C = cx.base_rate.size();
+  const UnitOptions& o = *cx.o;
+  // moments
+  double s1 = 0, mx = -std::numeric_limits<double>::infinity();
+  int64_t active = 0;
+  for (float x : v) {
+    s1 += x;
+    mx = std::max(mx, static_cast<double>(x));
+    active += x > o.active_threshold;
+  }
+  const double mean = n > 0 ? s1 / n : 0;
+  double tot = 0;  // sum of squares
+  for (float x : v) tot += static_cast<double>(x) * x;
+  double m2 = 0, m4 = 0;
+  for (float x : v) {
+    const double d = x - mean, d2 = d * d;
+    m2 += d2;
+    m4 += d2 * d2;
+  }
+  m2 /= std::max<int64_t>(1, n);
+  m4 /= std::max<int64_t>(1, n);
+  u.mean = mean;
+  u.std = std::sqrt(m2);
+  u.frac_active = n > 0 ? static_cast<double>(active) / n : 0;
+  u.kurtosis = m2 > 0 ? m4 / (m2 * m2) - 3 : 0;
+  u.max = n > 0 ? mx : 0;
+  // ranks with ties averaged (1-based)
+  std::vector<int64_t> order = sort_order(v);
+  std::vector<double> rank(n);
+  for (int64_t i = 0; i < n;) {
+    int64_t j = i;
+    while (j + 1 < n && v[order[j + 1]] == v[order[i]]) ++j;
+    const double r = 0.5 * static_cast<double>(i + j) + 1.0;
+    for (int64_t k = i; k <= j; ++k) rank[order[k]] = r;
+    i = j + 1;
+  }
+  const int64_t K = std::min(o.top_k, n);
+  u.top_rows.resize(K);
+  u.top_values.resize(K);
+  for (int64_t k = 0; k < K; ++k) {
+    const int64_t i = order[n - 1 - k];
+    u.top_rows[k] = rows[i];
+    u.top_values[k] = v[i];
+  }
+  auto auroc_of = [&](const std::vector<int64_t>& pos, int64_t shift, float* smd) {
+    const int64_t np = static_cast<int64_t>(pos.size()), nn = n - np;
+    if (np == 0 || nn == 0) {
+      if (smd) *smd = kNaN;
+      return kNaN;
+    }
+    double rs = 0, sx = 0, sxx = 0;
+    for (int64_t i : pos) {
+      const int64_t j = shift ? (i + shift) % n : i;
+      rs += rank[j];
+      sx += v[j];
+      sxx += static_cast<double>(v[j]) * v[j];
+    }
+    if (smd) {
+      const double mp = sx / np, mn = (s1 - sx) / nn;
+      const double vp = std::max(0.0, sxx / np - mp * mp);
+      const double vn = std::max(0.0, (tot - sxx) / nn - mn * mn);
+      const double pooled = std::sqrt(0.5 * (vp + vn));
+      *smd = pooled > 0 ? static_cast<float>((mp - mn) / pooled) : 0.f;
+    }
+    const double U = rs - 0.5 * static_cast<double>(np) * static_cast<double>(np + 1);
+    return static_cast<float>(U / (static_cast<double>(np) * static_cast<double>(nn)));
+  };
+  // coverage of the top-k rows per concept (the null shifts the labels, i.e. reads row i's labels at i − shift)
+  auto coverage_of = [&](int64_t shift) {
+    std::vector<float> cov(C, 0.f);
+    for (int64_t k = 0; k < K; ++k) {
+      int64_t i = order[n - 1 - k];
+      if (shift) i = ((i - shift) % n + n) % n;
+      const uint64_t m = cx.concept_mask[i];
+      for (size_t c = 0; c < C; ++c) cov[c] += (m >> c) & 1;
+    }
+    for (auto& x : cov) x = K > 0 ? x / static_cast<float>(K) : 0.f;
+    return cov;
+  };
+  auto classify = [&](const std::vector<float>& au, const std::vector<float>& smd, const std::vector<float>& cov,
+                      int* top, int* second) {
+    *top = *second = -1;
+    for (size_t f = 0; f < F; ++f)
+      if (!std::isnan(au[f]) && (*top < 0 || au[f] > au[*top])) *top = static_cast<int>(f);
+    for (size_t f = 0; f < F; ++f)
+      if (!std::isnan(au[f]) && *top >= 0 && cx.concept_of[f] != cx.concept_of[*top] &&
+          (*second < 0 || au[f] > au[*second]))
+        *second = static_cast<int>(f);
+    if (!(u.max > o.active_threshold)) return std::string("dead");
+    std::vector<int> mono_concepts, poly_concepts;
+    for (size_t f = 0; f < F; ++f) {
+      if (std::isnan(au[f])) continue;
+      const int c = cx.concept_of[f];
+      if (!(smd[f] >= o.min_smd)) continue;  // AUROC alone also rewards order among the near-zero values
+      if (au[f] >= o.mono_auroc && std::find(mono_concepts.begin(), mono_concepts.end(), c) == mono_concepts.end())
+        mono_concepts.push_back(c);
+      if (au[f] >= o.poly_auroc && std::find(poly_concepts.begin(), poly_concepts.end(), c) == poly_concepts.end())
+        poly_concepts.push_back(c);
+    }
+    if (mono_concepts.size() == 1 && cov[mono_concepts[0]] >= o.mono_coverage) return std::string("monosemantic");
+    if (poly_concepts.size() >= 2) return std::string("polysemantic");
+    // top activations split across concepts
+    bool single = false;
+    std::vector<size_t> enriched;
+    for (size_t c = 0; c < C; ++c) {
+      if (cov[c] >= o.mono_coverage) single = true;
+      if (cov[c] >= o.poly_share && cov[c] >= 2 * cx.base_rate[c]) enriched.push_back(c);
+    }
+    if (!single && enriched.size() >= 2) return std::string("split");  // decided on union coverage below
+    return std::string("unexplained");
+  };
+  // union coverage needs the shift, so compute it here for both label sets
+  auto finish = [&](const std::vector<float>& au, const std::vector<float>& smd, int64_t shift, int* top, int* second) {
+    const auto cov = coverage_of(shift);
+    std::string cls = classify(au, smd, cov, top, second);
+    if (cls == "split") {
+      uint64_t want = 0;
+      for (size_t c = 0; c < C; ++c)
+        if (cov[c] >= o.poly_share && cov[c] >= 2 * cx.base_rate[c]) want |= uint64_t{1} << c;
+      int64_t covered = 0;
+      for (int64_t k = 0; k < K; ++k) {
+        int64_t i = order[n - 1 - k];
+        if (shift) i = ((i - shift) % n + n) % n;
+        covered += (cx.concept_mask[i] & want) != 0;
+      }
+      cls = K > 0 && static_cast<double>(covered) / K >= o.mono_coverage ? "polysemantic" : "unexplained";
+    }
+    return std::make_pair(cls, cov);
+  };
+  u.auroc.assign(F, kNaN);
+  u.smd.assign(F, kNaN);
+  std::vector<float> null_au(F, kNaN), null_smd(F, kNaN);
+  for (size_t f = 0; f < F; ++f) {
+    u.auroc[f] = auroc_of(cx.positives[f], 0, &u.smd[f]);
+    null_au[f] = auroc_of(cx.positives[f], cx.shift, &null_smd[f]);
+  }
+  auto [cls, cov] = finish(u.auroc, u.smd, 0, &u.top_feature, &u.second_feature);
+  u.cls = cls;
+  u.coverage = cov;
+  int nt = -1, ns = -1;
+  u.null_cls = finish(null_au, null_smd, cx.shift, &nt, &ns).first;
+  u.null_top_auroc = nt >= 0 ? null_au[nt] : kNaN;
+}
+
+}  // namespace
+
+std::string feature_family(const std::string& name) {
+  if (name == "upper" || name == "lower" || name == "word_start") return "letters";
+  if (name == "newline" || name == "line_start") return "lines";
+  if (name == "digit" || name == "in_number") return "numbers";
+  if (name.rfind("domain:", 0) == 0 || name.rfind("corpus:", 0) == 0) return "domain";
+  return "";
+}
+
+double auroc(const std::vector<float>& values, const std::vector<uint8_t>& on) {
+  CCC_CHECK(values.size() == on.size(), "auroc: one label per value is needed");
+  double pos = 0, neg = 0, u = 0;
+  // O(n^2) definition: P(x_pos > x_neg) + ½ P(x_pos = x_neg)
+  for (size_t i = 0; i < values.size(); ++i) {
+    if (!on[i]) continue;
+    for (size_t j = 0; j < values.size(); ++j) {
+      if (on[j]) continue;
+      u += values[i] > values[j] ? 1.0 : values[i] == values[j] ? 0.5 : 0.0;
+    }
+  }
+  for (uint8_t b : on) (b ? pos : neg) += 1;
+  if (pos == 0 || neg == 0) return std::numeric_limits<double>::quiet_NaN();
+  return u / (pos * neg);
+}
+
+UnitsReport analyze_units(const ActivationStore& store, const std::vector<Feature>& features, const UnitOptions& o) {
+  CCC_CHECK(features.size() <= 64, store.path(), ": at most 64 features (given ", features.size(), ")");
+  for (const auto& f : features)
+    CCC_CHECK(static_cast<int64_t>(f.on.size()) == store.rows(), "feature ", f.name, " has ", f.on.size(),
+              " labels for ", store.rows(), " dump rows");
+  // hooks
+  std::vector<std::string> hooks;
+  if (o.hooks.empty()) {
+    for (const auto& h : store.hooks())
+      if (!is_pattern_hook(h)) hooks.push_back(h);
+  } else {
+    for (const auto& pat : o.hooks) {
+      bool any = false;
+      for (const auto& h : store.hooks())
+        if (model::glob_match(pat, h)) {
+          any = true;
+          CCC_CHECK(!is_pattern_hook(h), store.path(), ": ", h, " holds attention weights, not units");
+          if (std::find(hooks.begin(), hooks.end(), h) == hooks.end()) hooks.push_back(h);
+        }
+      CCC_CHECK(any, store.path(), ": --hooks ", pat, " matches none of its hooks");
+    }
+  }
+  CCC_CHECK(!hooks.empty(), store.path(), ": no unit-bearing activations in the dump");
+  // analysed rows: every non-BOS row
+  const auto offsets = store.byte_offsets();
+  std::vector<int64_t> rows;
+  for (int64_t r = 0; r < static_cast<int64_t>(offsets.size()); ++r)
+    if (offsets[r] >= 0) rows.push_back(r);
+  const int64_t n = static_cast<int64_t>(rows.size());
+  CCC_CHECK(n >= 2, store.path(), ": fewer than two non-BOS rows");
+
+  UnitsReport rep;
+  rep.rows = n;
+  Context cx;
+  cx.o = &o;
+  cx.features = &features;
+  cx.concept_of = group_features(features, rows, o.related_phi);
+  int C = 0;
+  for (int c : cx.concept_of) C = std::max(C, c + 1);
+  rep.concepts.assign(C, "");
+  for (size_t f = 0; f < features.size(); ++f) {
+    rep.features.push_back(features[f].name);
+    auto& name = rep.concepts[cx.concept_of[f]];
+    name += (name.empty() ? "" : "+") + features[f].name;
+  }
+  rep.concept_of = cx.concept_of;
+  cx.positives.resize(features.size());
+  cx.concept_mask.assign(n, 0);
+  for (size_t f = 0; f < features.size(); ++f)
+    for (int64_t i = 0; i < n; ++i)
+      if (features[f].on[rows[i]]) {
+        cx.positives[f].push_back(i);
+        cx.concept_mask[i] |= uint64_t{1} << cx.concept_of[f];
+      }
+  cx.base_rate.assign(C, 0);
+  for (int64_t i = 0; i < n; ++i)
+    for (int c = 0; c < C; ++c) cx.base_rate[c] += (cx.concept_mask[i] >> c) & 1;
+  for (auto& b : cx.base_rate) b /= static_cast<double>(n);
+  rep.base_rate = cx.base_rate;
+  cx.shift = o.null_shift >= 0 ? o.null_shift % n : n / 2;
+  rep.null_shift = cx.shift;
+
+  const int threads = o.threads > 0 ? o.threads : std::max(1u, std::thread::hardware_concurrency());
+  for (const auto& hook : hooks) {
+    const auto shape = store.row_shape(hook);
+    CCC_CHECK(shape.size() == 1 || shape.size() == 2, store.path(), ": ", hook, " has rows of rank ", shape.size(),
+              "; units need 1-D rows or [heads, d_head]");
+    const int64_t units = shape[0];
+    const int64_t width = shape.size() == 2 ? shape[1] : 1;  // elements per unit (norm over them)
+    // columns of as many units as the budget allows, read in row blocks
+    const int64_t per_unit_bytes = n * static_cast<int64_t>(sizeof(float));
+    const int64_t chunk = std::clamp<int64_t>(o.memory_bytes / std::max<int64_t>(1, per_unit_bytes), 1, units);
+    const int64_t block_rows = std::max<int64_t>(1, (int64_t{16} << 20) / std::max<int64_t>(1, units * width * 4));
+    for (int64_t u0 = 0; u0 < units; u0 += chunk) {
+      const int64_t uc = std::min(chunk, units - u0);
+      std::vector<std::vector<float>> col(uc, std::vector<float>(n));
+      int64_t i = 0;  // analysed-row cursor
+      for (int64_t r0 = 0; r0 < store.rows(); r0 += block_rows) {
+        const int64_t nr = std::min(block_rows, store.rows() - r0);
+        const RowMatrix b = store.block(hook, r0, nr);
+        for (int64_t r = 0; r < nr; ++r) {
+          if (offsets[r0 + r] < 0) continue;
+          for (int64_t k = 0; k < uc; ++k) {
+            if (width == 1) {
+              col[k][i] = b(r, u0 + k);
+            } else {
+              double ss = 0;
+              for (int64_t e = 0; e < width; ++e) {
+                const double x = b(r, (u0 + k) * width + e);
+                ss += x * x;
+              }
+              col[k][i] = static_cast<float>(std::sqrt(ss));
+            }
+          }
+          ++i;
+        }
+      }
+      const size_t base = rep.units.size();
+      rep.units.resize(base + uc);
+      std::vector<std::thread> pool;
+      for (int t = 0; t < threads; ++t)
+        pool.emplace_back([&, t] {
+          for (int64_t k = t; k < uc; k += threads) {
+            UnitResult& u = rep.units[base + k];
+            u.hook = hook;
+            u.layer = layer_of(hook);
+            u.unit = u0 + k;
+            analyze_column(col[k], cx, rows, u);
+          }
+        });
+      for (auto& th : pool) th.join();
+    }
+  }
+  return rep;
+}
+
+}  // namespace ccc::analysis

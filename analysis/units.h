@@ -1,0 +1,79 @@
+#pragma once
+// Unit analysis of an activation dump: per-unit statistics, selectivity for labelled features (rank
+// AUROC with ties averaged, standardised mean difference), and a class per unit — dead, monosemantic,
+// polysemantic or unexplained — next to the same classification on circularly shifted labels (the null).
+//
+// Units: one per column of a 1-D hook (a neuron of mlp.hook_post, a residual dimension); one per head of a
+// [n_heads, d_head] hook (hook_z / q / k / v: the L2 norm of the head's vector at that row). Attention
+// patterns and scores are not units. BOS rows (byte_offset −1) are left out.
+//
+// Features are grouped into concepts: two features are related when they share a declared family or their
+// labels correlate (phi ≥ `related_phi`; not applied to domain / corpus range labels, which group only
+// among themselves); the concepts are the connected groups of that relation.
+// A feature counts toward a class only when its AUROC passes and its standardised mean difference is
+// ≥ min_smd (on a mostly silent unit AUROC also rewards a consistent order among near-zero values).
+// Classes (thresholds in UnitOptions, defaults justified in README "Unit classes"):
+//   dead          no row above `active_threshold`;
+//   monosemantic  exactly one concept has a feature with AUROC ≥ mono_auroc, and the rows of that concept
+//                 make up ≥ mono_coverage of the unit's top-k activations;
+//   polysemantic  ≥ 2 concepts each have a feature with AUROC ≥ poly_auroc, or the top-k rows split across
+//                 ≥ 2 concepts each covering ≥ poly_share of them (and ≥ 2× its base rate) that together
+//                 cover ≥ mono_coverage;
+//   unexplained   otherwise.
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "analysis/activation_store.h"
+#include "analysis/labels.h"
+
+namespace ccc::analysis {
+
+struct UnitOptions {
+  std::vector<std::string> hooks;  ///< globs over the dump's hooks; empty = every unit-bearing hook
+  double active_threshold = 0.0;   ///< a row is active when the unit's value exceeds this
+  double mono_auroc = 0.9, mono_coverage = 0.8;
+  double poly_auroc = 0.8, poly_share = 0.2;
+  double min_smd = 0.5;            ///< a feature counts for a class only if it also shifts the mean this much
+  double related_phi = 0.3;
+  int64_t top_k = 100;                       ///< top activations kept per unit (coverage, report)
+  int64_t null_shift = -1;                   ///< label shift of the null in rows (−1 = half the rows)
+  int64_t memory_bytes = int64_t{256} << 20; ///< budget of the unit columns held at once
+  int threads = 0;                           ///< 0 = hardware concurrency
+};
+
+/// A feature's declared family ("" = its own): letters, lines, numbers, domain:…
+std::string feature_family(const std::string& name);
+
+struct UnitResult {
+  std::string hook;
+  int64_t layer = -1;  ///< from "blocks.L." (−1 otherwise)
+  int64_t unit = 0;
+  double mean = 0, std = 0, frac_active = 0, kurtosis = 0, max = 0;
+  std::vector<float> auroc, smd;        ///< per feature (NaN when a feature has no positive or no negative row)
+  std::vector<float> coverage;          ///< per concept: fraction of the top-k rows in it
+  std::vector<int64_t> top_rows;        ///< dump rows of the top activations, largest first
+  std::vector<float> top_values;
+  int top_feature = -1, second_feature = -1;  ///< best feature, best of another concept (−1 = none)
+  std::string cls, null_cls;
+  float null_top_auroc = 0;             ///< best AUROC under shifted labels
+};
+
+struct UnitsReport {
+  std::vector<std::string> features;     ///< names
+  std::vector<int> concept_of;           ///< per feature
+  std::vector<std::string> concepts;     ///< names (features joined by '+')
+  std::vector<double> base_rate;         ///< per concept, over the analysed rows
+  int64_t rows = 0, null_shift = 0;
+  std::vector<UnitResult> units;
+};
+
+/// Analyses the selected hooks of `store` against `features` (one label per dump row).
+UnitsReport analyze_units(const ActivationStore& store, const std::vector<Feature>& features, const UnitOptions& o);
+
+/// Exact AUROC of `values` for rows with `on` set vs without (Mann-Whitney U, ties averaged); NaN when a
+/// class is empty. The reference implementation the fast path is tested against.
+double auroc(const std::vector<float>& values, const std::vector<uint8_t>& on);
+
+}  // namespace ccc::analysis

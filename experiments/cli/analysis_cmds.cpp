@@ -1,0 +1,46 @@
+// `ccc units` (unit classes of an activation dump) and `ccc heldout` (multi-domain held-out text + labels).
+
+#include <memory>
+
+#include "experiments/cli/cli.h"
+#include "experiments/units_cmd.h"
+
+namespace ccc::cli {
+
+void add_analysis_commands(CLI::App& app, Globals& g) {
+  {
+    auto o = std::make_shared<experiments::UnitsCmdOptions>();
+    auto& u = o->units;
+    auto* sub = app.add_subcommand("units", "per-unit statistics, feature selectivity (AUROC) and mono/polysemantic classes of a dump");
+    sub->add_option("dump", o->dump, "activation dump (.h5) from ccc dump or ccc compress --dump")->required();
+    sub->add_option("-o,--out", o->out_dir, "output directory (default: DUMP without .h5, plus -units)");
+    sub->add_option("--hooks", u.hooks, "hook names or globs to analyse (repeatable; default every unit-bearing hook)");
+    sub->add_option("--source", o->source, "the dumped text (default: the dump's source attribute; sha256 checked)");
+    sub->add_option("--feature", o->features, "user feature NAME=REGEX (PCRE2; rows whose token starts in a match; repeatable)");
+    sub->add_option("--labels", o->labels, "labels CSV: feature,start,end (byte offsets) or feature,row_start,row_end (repeatable)");
+    sub->add_option("--active-threshold", u.active_threshold, "a unit is active on a row above this value (default 0)");
+    sub->add_option("--mono-auroc", u.mono_auroc, "monosemantic: AUROC of its one concept (default 0.9)");
+    sub->add_option("--mono-coverage", u.mono_coverage, "monosemantic: share of the top-k rows in that concept (default 0.8)");
+    sub->add_option("--poly-auroc", u.poly_auroc, "polysemantic: AUROC of each of >= 2 concepts (default 0.8)");
+    sub->add_option("--poly-share", u.poly_share, "polysemantic split: share of the top-k rows per concept (default 0.2)");
+    sub->add_option("--min-smd", u.min_smd, "a feature counts for a class only with this standardised mean difference (default 0.5)");
+    sub->add_option("--related-phi", u.related_phi, "features whose labels correlate at least this much are one concept (default 0.3)");
+    sub->add_option("--top-k", u.top_k, "top activations per unit for coverage and contexts (default 100)")->check(CLI::Range(1, 1 << 20));
+    sub->add_option("--null-shift", u.null_shift, "label shift of the null in rows (default half the rows)");
+    sub->add_flag("-f,--force", o->force, "replace an existing analysis in the output directory");
+    sub->add_flag("-q,--quiet", o->quiet, "print nothing on success");
+    sub->callback([&g, o] { g.init(); experiments::run_units(*o); });
+  }
+  {
+    auto o = std::make_shared<experiments::HeldoutCmdOptions>();
+    auto* sub = app.add_subcommand("heldout", "the held-out text of several corpora in one file, with domain / corpus labels");
+    sub->add_option("-o,--out", o->out, "output text file (labels go to OUT.labels.csv)")->required();
+    sub->add_option("--corpora", o->corpora_dir, "corpus directory (default as for train)");
+    sub->add_option("--names", o->corpora, "corpora to include (default every present one)")->delimiter(',');
+    sub->add_option("--bytes", o->bytes, "bytes per corpus from the start of its held-out split (default 20000)");
+    sub->add_flag("-f,--force", o->force, "replace an existing output");
+    sub->callback([&g, o] { g.init(); experiments::run_heldout(*o); });
+  }
+}
+
+}  // namespace ccc::cli
