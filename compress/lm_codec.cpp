@@ -431,25 +431,37 @@ std::pair<int64_t, bool> resolve_window_policy(const model::ModelConfig& cfg, co
   return {static_cast<int64_t>(h.window), h.policy == WindowKind::kRolling};
 }
 
-double segmented_bits(model::LoadedModel& m, std::string_view input, const CodecOptions& opt) {
+std::vector<std::vector<double>> segmented_token_bits(model::LoadedModel& m, std::string_view input, const CodecOptions& opt,
+                                                      int64_t copies) {
+  CCC_CHECK(copies >= 1, "segmented_token_bits: copies must be >= 1");
   const uint64_t n = input.size();
   const int64_t B = resolve_streams(n, opt.streams);
   Header h;
   resolve_policy(m.config, opt, h);
   model::HookSet* hooks = opt.hooks ? opt.hooks(0) : nullptr;
   std::vector<std::vector<int64_t>> offsets;
-  const auto seqs = segment_tokens(m, input, B, hooks != nullptr ? &offsets : nullptr);
-  double total = 0;
-  if (h.policy == WindowKind::kRolling) {
-    for (const auto& bits :
-         model::score_bits_rolling(m.model, seqs, h.window, 64, hooks, hooks != nullptr ? &offsets : nullptr))
-      for (double b : bits) total += b;
-  } else {
-    for (int64_t s = 0; s < B; ++s)
-      for (double b : model::score_bits(m.model, seqs[s], {h.window, h.stride}, hooks,
-                                        hooks != nullptr ? &offsets[s] : nullptr, s))
-        total += b;
+  auto seqs = segment_tokens(m, input, B, hooks != nullptr ? &offsets : nullptr);
+  if (copies > 1) {
+    CCC_CHECK(h.policy == WindowKind::kRolling, "segmented_token_bits: copies need the rolling window policy");
+    const auto one = seqs;
+    const auto one_off = offsets;
+    for (int64_t c = 1; c < copies; ++c) {
+      seqs.insert(seqs.end(), one.begin(), one.end());
+      if (hooks != nullptr) offsets.insert(offsets.end(), one_off.begin(), one_off.end());
+    }
   }
+  if (h.policy == WindowKind::kRolling)
+    return model::score_bits_rolling(m.model, seqs, h.window, 64, hooks, hooks != nullptr ? &offsets : nullptr);
+  std::vector<std::vector<double>> out;
+  for (int64_t s = 0; s < B; ++s)
+    out.push_back(model::score_bits(m.model, seqs[s], {h.window, h.stride}, hooks, hooks != nullptr ? &offsets[s] : nullptr, s));
+  return out;
+}
+
+double segmented_bits(model::LoadedModel& m, std::string_view input, const CodecOptions& opt) {
+  double total = 0;
+  for (const auto& bits : segmented_token_bits(m, input, opt))
+    for (double b : bits) total += b;
   return total;
 }
 

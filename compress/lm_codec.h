@@ -68,6 +68,12 @@ std::string lm_decompress(model::LoadedModel& m, std::string_view container, con
 /// `ccc bits --streams` reports. For comparing with the payload size.
 double segmented_bits(model::LoadedModel& m, std::string_view input, const CodecOptions& opt);
 
+/// The same bits per coded token, one vector per stream (stream order). With `copies` > 1 (rolling policy
+/// only) the streams are scored `copies` times side by side in one batch — rows c·B + s, where hooks can
+/// give each copy its own edit (batched ablation sweeps) — and the result holds copies·B vectors.
+std::vector<std::vector<double>> segmented_token_bits(model::LoadedModel& m, std::string_view input,
+                                                      const CodecOptions& opt, int64_t copies = 1);
+
 /// The segmentation lm_compress uses for `input`: the number of coded tokens (BOS excluded) of each stream.
 std::vector<uint64_t> stream_token_counts(const model::LoadedModel& m, std::string_view input, const CodecOptions& opt);
 

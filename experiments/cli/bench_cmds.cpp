@@ -1,10 +1,12 @@
-// `ccc bench forward | train | quality | compress | hooks | decode | dump`.
+// `ccc bench forward | train | quality | compress | hooks | decode | dump | sweep`.
 
 #include <iostream>
 #include <memory>
 
 #include "experiments/bench_decode.h"
+#include "experiments/ablate_cmd.h"
 #include "experiments/bench_dump.h"
+#include "experiments/units_cmd.h"
 #include "experiments/bench_forward.h"
 #include "experiments/cli/cli.h"
 #include "experiments/compress_cmd.h"
@@ -83,6 +85,15 @@ void add_bench_commands(CLI::App& app, Globals& g) {
     sub->add_flag("!--no-rss", o->rss, "skip the RSS runs");
     sub->add_option("--corpora", o->corpora_dir);
     sub->callback([&g, o] { g.init(); experiments::bench_dump(*o, std::cout); });
+  }
+  {
+    auto o = std::make_shared<experiments::BenchSweepOptions>();
+    auto* sub = bench->add_subcommand("sweep", "all-heads zero sweep: batched vs one run per head, with the max difference");
+    sub->add_option("-m,--model", o->model, "model (default: data/models/default)");
+    sub->add_option("--file", o->file, "input (default: 4 KB of each held-out corpus)");
+    sub->add_option("--bytes", o->bytes, "input bytes (default 20000)");
+    sub->add_option("--corpora", o->corpora_dir);
+    sub->callback([&g, o] { g.init(); experiments::bench_sweep(*o, std::cout); });
   }
 }
 

@@ -1,8 +1,10 @@
-// `ccc heads` (head detectors, emergence over checkpoints) and `ccc icl` (in-context learning in bits).
+// `ccc heads` (head detectors, emergence over checkpoints), `ccc icl` (in-context learning in bits),
+// `ccc ablate` and `ccc sweep` (ablations priced in bits).
 
 #include <memory>
 
 #include "experiments/cli/cli.h"
+#include "experiments/ablate_cmd.h"
 #include "experiments/icl.h"
 
 namespace ccc::cli {
@@ -42,6 +44,39 @@ void add_circuit_commands(CLI::App& app, Globals& g) {
     sub->add_flag("--json", o->json, "print one JSON object (with bits_by_position)");
     sub->add_option("--plot", o->plot, "write bits vs position to this PNG");
     sub->callback([&g, o] { g.init(); experiments::run_icl(*o); });
+  }
+  auto run_options = [](CLI::App* sub, experiments::AblationRun& r) {
+    sub->add_option("file", r.file, "input text ('-' = standard input)")->required();
+    sub->add_option("-m,--model", r.model, "model (default: data/models/default or $CCC_MODEL)");
+    sub->add_option("-t,--tokenizer", r.tokenizer, "tokenizer file or directory (overrides discovery)");
+    sub->add_option("--mode", r.mode, "zero (default), mean or resample");
+    sub->add_option("--reference", r.reference, "reference text of mean / resample ablations (default: the input)");
+    sub->add_option("--streams", r.streams, "streams as in ccc compress (0 = automatic)");
+    sub->add_option("--window", r.window, "window as in ccc compress (0 = automatic)");
+    sub->add_option("--seed", r.seed, "seed of resample draws and the bootstrap (default 0)");
+    sub->add_option("--bootstrap", r.bootstrap, "bootstrap resamples of the 95% CI (default 2000)")->check(CLI::Range(1, 1 << 24));
+  };
+  {
+    auto o = std::make_shared<experiments::AblateCmdOptions>();
+    auto* sub = app.add_subcommand("ablate", "bits of the input with a circuit ablated, against the clean model");
+    run_options(sub, o->run);
+    sub->add_option("-c,--components", o->components,
+                    "components: L.H (head), attnL, mlpL, nL.N (neuron), comma-separated, or a JSON file {\"components\": [...]}")
+        ->required();
+    sub->add_flag("--per-token", o->per_token, "JSON with clean_bits and ablated_bits per coded token");
+    sub->add_flag("--json", o->json, "print one JSON object");
+    sub->callback([&g, o] { g.init(); experiments::run_ablate(*o); });
+  }
+  {
+    auto o = std::make_shared<experiments::SweepCmdOptions>();
+    auto* sub = app.add_subcommand("sweep", "delta bits of ablating each component of a set, batched");
+    run_options(sub, o->run);
+    sub->add_option("--over", o->over, "heads (default), attn, mlps or neurons:L");
+    sub->add_option("--csv", o->csv, "also write the table as CSV");
+    sub->add_option("--plot", o->plot, "PNG: heatmap (layers x heads) for heads, bars with CIs otherwise");
+    sub->add_flag("--naive", o->naive, "one run per component instead of one batch row block each");
+    sub->add_flag("--json", o->json, "print one JSON object");
+    sub->callback([&g, o] { g.init(); experiments::run_sweep(*o); });
   }
 }
 

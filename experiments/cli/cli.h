@@ -19,7 +19,7 @@ struct Globals {
 void add_model_commands(CLI::App& app, Globals& g);     ///< info, hooks, generate, bits, init
 void add_train_commands(CLI::App& app, Globals& g);     ///< train, finetune, eval
 void add_compress_commands(CLI::App& app, Globals& g);  ///< compress, decompress
-void add_circuit_commands(CLI::App& app, Globals& g);   ///< heads, icl
+void add_circuit_commands(CLI::App& app, Globals& g);   ///< heads, icl, ablate, sweep
 void add_analysis_commands(CLI::App& app, Globals& g);  ///< units, heldout
 void add_bench_commands(CLI::App& app, Globals& g);     ///< bench forward | train | quality | compress | hooks | decode
 

@@ -1,0 +1,291 @@
+#include "experiments/ablate_cmd.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <iostream>
+#include <random>
+#include <sstream>
+
+#include "compress/lm_codec.h"
+#include "experiments/common.h"
+#include "experiments/icl.h"
+#include "model/base/error.h"
+#include "model/base/util.h"
+
+namespace fs = std::filesystem;
+
+namespace ccc::experiments {
+
+namespace {
+
+compress::CodecOptions codec_of(const AblationRun& run) {
+  compress::CodecOptions opt;
+  opt.streams = run.streams;
+  opt.window = run.window;
+  return opt;
+}
+
+std::vector<double> flatten(const std::vector<std::vector<double>>& per_stream, size_t first, size_t count) {
+  std::vector<double> out;
+  for (size_t s = first; s < first + count; ++s) out.insert(out.end(), per_stream[s].begin(), per_stream[s].end());
+  return out;
+}
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+nlohmann::json stats_json(const DeltaStats& d) {
+  return {{"clean_total_bits", d.clean_total_bits}, {"ablated_total_bits", d.ablated_total_bits},
+          {"delta_bits", d.delta_bits},             {"delta_bits_per_byte", d.delta_bits_per_byte},
+          {"ci_low", d.ci_low},                     {"ci_high", d.ci_high}};
+}
+
+struct Loaded {
+  model::LoadedModel m;
+  std::string text;
+  circuits::Mode mode;
+  std::unique_ptr<circuits::Reference> ref;
+};
+
+Loaded load(const AblationRun& run, const std::function<std::vector<circuits::Component>(const model::ModelConfig&)>& comps_of) {
+  Loaded l{model::load_model(run.model.empty() ? default_model_path() : run.model, run.tokenizer), read_input(run.file),
+           circuits::parse_mode(run.mode), nullptr};
+  CCC_CHECK(!l.text.empty(), run.file, ": empty input");
+  if (l.mode != circuits::Mode::kZero) {
+    const auto comps = comps_of(l.m.config);
+    const std::string ref_text = run.reference.empty() ? l.text : read_input(run.reference);
+    l.ref = std::make_unique<circuits::Reference>(
+        circuits::collect_reference(l.m, ref_text, comps, l.mode, run.streams, run.window, run.seed));
+  }
+  return l;
+}
+
+}  // namespace
+
+DeltaStats delta_stats(const std::vector<double>& clean, const std::vector<double>& ablated, int64_t n_bytes,
+                       int64_t resamples, uint64_t seed) {
+  CCC_CHECK(clean.size() == ablated.size(), "delta_stats: ", clean.size(), " clean vs ", ablated.size(), " ablated tokens");
+  DeltaStats d;
+  for (double b : clean) d.clean_total_bits += b;
+  for (double b : ablated) d.ablated_total_bits += b;
+  d.delta_bits = d.ablated_total_bits - d.clean_total_bits;
+  d.delta_bits_per_byte = n_bytes > 0 ? d.delta_bits / static_cast<double>(n_bytes) : 0;
+  const int64_t T = static_cast<int64_t>(clean.size());
+  if (T == 0 || n_bytes <= 0) return d;
+  // block bootstrap: ~100 contiguous blocks of tokens; statistic = mean Δ per token × tokens / bytes
+  const int64_t block = std::max<int64_t>(1, T / 100), nb = (T + block - 1) / block;
+  std::vector<double> sum(nb, 0), len(nb, 0);
+  for (int64_t i = 0; i < T; ++i) {
+    sum[i / block] += ablated[i] - clean[i];
+    len[i / block] += 1;
+  }
+  const double scale = static_cast<double>(T) / static_cast<double>(n_bytes);
+  std::mt19937_64 rng(seed ^ 0xB007ULL);
+  std::vector<double> stat(static_cast<size_t>(std::max<int64_t>(1, resamples)));
+  for (auto& s : stat) {
+    double a = 0, n = 0;
+    for (int64_t k = 0; k < nb; ++k) {
+      const auto j = static_cast<int64_t>(rng() % static_cast<uint64_t>(nb));
+      a += sum[j];
+      n += len[j];
+    }
+    s = a / n * scale;
+  }
+  std::sort(stat.begin(), stat.end());
+  auto q = [&](double p) { return stat[static_cast<size_t>(std::clamp<double>(p * (stat.size() - 1), 0, stat.size() - 1))]; };
+  d.ci_low = q(0.025);
+  d.ci_high = q(0.975);
+  return d;
+}
+
+std::vector<double> ablated_bits(model::LoadedModel& m, std::string_view text, const AblationRun& run,
+                                 const std::vector<circuits::Component>& circuit, const circuits::Reference* ref) {
+  auto opt = codec_of(run);
+  model::HookSet hooks;
+  if (!circuit.empty()) {
+    circuits::install_ablation(hooks, m.config, {circuit}, 0, circuits::parse_mode(run.mode), ref, run.seed);
+    opt.hooks = [&](int64_t) { return &hooks; };
+  }
+  const auto per_stream = compress::segmented_token_bits(m, text, opt);
+  return flatten(per_stream, 0, per_stream.size());
+}
+
+std::vector<std::vector<double>> sweep_bits(model::LoadedModel& m, std::string_view text, const AblationRun& run,
+                                            const std::vector<circuits::Component>& set, const circuits::Reference* ref,
+                                            bool naive, int64_t max_rows) {
+  std::vector<std::vector<double>> out;
+  auto opt = codec_of(run);
+  const bool rolling = compress::resolve_window_policy(m.config, opt).second;
+  if (naive || !rolling) {
+    for (const auto& c : set) out.push_back(ablated_bits(m, text, run, {c}, ref));
+    return out;
+  }
+  const int64_t B = static_cast<int64_t>(compress::stream_token_counts(m, text, opt).size());
+  const int64_t group = std::max<int64_t>(1, max_rows / B);
+  const auto mode = circuits::parse_mode(run.mode);
+  for (size_t c0 = 0; c0 < set.size(); c0 += static_cast<size_t>(group)) {
+    const size_t gc = std::min<size_t>(static_cast<size_t>(group), set.size() - c0);
+    std::vector<std::vector<circuits::Component>> per_row;
+    for (size_t i = 0; i < gc; ++i) per_row.push_back({set[c0 + i]});
+    model::HookSet hooks;
+    circuits::install_ablation(hooks, m.config, per_row, B, mode, ref, run.seed);
+    opt.hooks = [&](int64_t) { return &hooks; };
+    const auto per_stream = compress::segmented_token_bits(m, text, opt, static_cast<int64_t>(gc));
+    for (size_t i = 0; i < gc; ++i) out.push_back(flatten(per_stream, i * static_cast<size_t>(B), static_cast<size_t>(B)));
+  }
+  return out;
+}
+
+void run_ablate(const AblateCmdOptions& o) {
+  std::vector<circuits::Component> comps;
+  auto l = load(o.run, [&](const model::ModelConfig& cfg) { return circuits::parse_components(o.components, cfg); });
+  comps = circuits::parse_components(o.components, l.m.config);
+  const auto clean = ablated_bits(l.m, l.text, o.run, {}, nullptr);
+  const auto abl = ablated_bits(l.m, l.text, o.run, comps, l.ref.get());
+  const auto d = delta_stats(clean, abl, static_cast<int64_t>(l.text.size()), o.run.bootstrap, o.run.seed);
+  nlohmann::json j = stats_json(d);
+  j["n_bytes"] = l.text.size();
+  j["n_tokens"] = clean.size();
+  j["mode"] = o.run.mode;
+  j["components"] = nlohmann::json::array();
+  for (const auto& c : comps) j["components"].push_back(c.name());
+  j["model"] = l.m.source;
+  j["fingerprint"] = l.m.fingerprint;
+  j["policy"] = compress::describe_policy(l.m.config, codec_of(o.run));
+  if (l.ref) j["reference_positions"] = l.ref->positions;
+  if (o.per_token) {
+    j["clean_bits"] = clean;
+    j["ablated_bits"] = abl;
+  }
+  if (o.json || o.per_token) {
+    std::cout << j.dump(o.per_token ? -1 : 2) << "\n";
+    return;
+  }
+  std::printf("model %s, %s ablation of %s on %s (%zu bytes, %s)\n", l.m.source.c_str(), o.run.mode.c_str(),
+              o.components.c_str(), o.run.file.c_str(), l.text.size(), j["policy"].get<std::string>().c_str());
+  std::printf("clean_total_bits    %14.3f  (%.4f bits/byte)\n", d.clean_total_bits, d.clean_total_bits / l.text.size());
+  std::printf("ablated_total_bits  %14.3f  (%.4f bits/byte)\n", d.ablated_total_bits, d.ablated_total_bits / l.text.size());
+  std::printf("delta_bits          %+14.3f  delta_bits_per_byte %+.4f  95%% CI [%+.4f, %+.4f]\n", d.delta_bits,
+              d.delta_bits_per_byte, d.ci_low, d.ci_high);
+}
+
+void run_sweep(const SweepCmdOptions& o) {
+  std::vector<circuits::Component> set;
+  auto l = load(o.run, [&](const model::ModelConfig& cfg) { return circuits::sweep_set(o.over, cfg); });
+  set = circuits::sweep_set(o.over, l.m.config);
+  const auto t0 = std::chrono::steady_clock::now();
+  const auto clean = ablated_bits(l.m, l.text, o.run, {}, nullptr);
+  const auto bits = sweep_bits(l.m, l.text, o.run, set, l.ref.get(), o.naive);
+  const double secs = seconds_since(t0);
+  const auto n = static_cast<int64_t>(l.text.size());
+  nlohmann::json j;
+  double clean_total = 0;
+  for (double b : clean) clean_total += b;
+  j["clean_total_bits"] = clean_total;
+  j["n_bytes"] = n;
+  j["mode"] = o.run.mode;
+  j["over"] = o.over;
+  j["batched"] = !o.naive;
+  j["seconds"] = secs;
+  j["model"] = l.m.source;
+  j["fingerprint"] = l.m.fingerprint;
+  j["policy"] = compress::describe_policy(l.m.config, codec_of(o.run));
+  std::ostringstream csv;
+  csv << "component,layer,index,delta_bits,delta_bits_per_byte,ci_low,ci_high\n";
+  for (size_t i = 0; i < set.size(); ++i) {
+    const auto d = delta_stats(clean, bits[i], n, o.run.bootstrap, o.run.seed);
+    j["components"].push_back({{"component", set[i].name()}, {"layer", set[i].layer}, {"index", set[i].index},
+                               {"delta_bits", d.delta_bits}, {"delta_bits_per_byte", d.delta_bits_per_byte},
+                               {"ci_low", d.ci_low}, {"ci_high", d.ci_high}});
+    char line[256];
+    std::snprintf(line, sizeof line, "%s,%lld,%lld,%.6f,%.8f,%.8f,%.8f\n", set[i].name().c_str(), (long long)set[i].layer,
+                  (long long)set[i].index, d.delta_bits, d.delta_bits_per_byte, d.ci_low, d.ci_high);
+    csv << line;
+  }
+  if (!o.csv.empty()) write_file_atomic(o.csv, csv.str());
+  if (!o.plot.empty()) {
+    const std::string dat = o.plot + ".dat.tmp";
+    std::ostringstream d;
+    bool ok = false;
+    if (o.over == "heads") {
+      const auto H = l.m.config.n_heads;
+      for (size_t i = 0; i < set.size(); ++i)
+        d << j["components"][i]["delta_bits_per_byte"].get<double>() << ((static_cast<int64_t>(i) % H == H - 1) ? "\n" : " ");
+      write_file_atomic(dat, d.str());
+      ok = plot_png(o.plot, "set title 'delta bits per byte of each head (" + o.run.mode + " ablation)'\nset xlabel 'head'\n"
+                            "set ylabel 'layer'\nset palette defined (0 'white', 1 'dark-red')\nset yrange [-0.5:" +
+                                std::to_string(l.m.config.n_layers - 0.5) + "] reverse\nset xrange [-0.5:" +
+                                std::to_string(H - 0.5) + "]\nset xtics 1\nset ytics 1\nplot '" + dat +
+                                "' matrix with image notitle, '' matrix using 1:2:(sprintf('%.3f',$3)) with labels notitle",
+                    200 + 70 * static_cast<int>(H), 140 + 50 * static_cast<int>(l.m.config.n_layers));
+    } else {
+      for (size_t i = 0; i < set.size(); ++i)
+        d << i << " " << set[i].name() << " " << j["components"][i]["delta_bits_per_byte"].get<double>() << " "
+          << j["components"][i]["ci_low"].get<double>() << " " << j["components"][i]["ci_high"].get<double>() << "\n";
+      write_file_atomic(dat, d.str());
+      ok = plot_png(o.plot, "set title 'delta bits per byte (" + o.run.mode + " ablation, 95% CI)'\nset style fill solid 0.6\n"
+                            "set boxwidth 0.8\nset ylabel 'delta bits per byte'\nset grid y\n" +
+                                std::string(set.size() <= 40 ? "set xtics rotate by -45\n" : "set xtics auto\n") +
+                                "plot '" + dat + "' using 1:3" + (set.size() <= 40 ? ":xtic(2)" : "") +
+                                " with boxes notitle, '' using 1:3:4:5 with yerrorbars pt 0 lc rgb 'black' notitle");
+    }
+    std::error_code ec;
+    fs::remove(dat, ec);
+    if (!ok) std::fprintf(stderr, "warning: gnuplot failed; no %s\n", o.plot.c_str());
+  }
+  if (o.json) {
+    std::cout << j.dump(2) << "\n";
+    return;
+  }
+  std::printf("model %s, %s sweep over %s on %s (%lld bytes, clean %.4f bits/byte), %.1f s %s\n", l.m.source.c_str(),
+              o.run.mode.c_str(), o.over.c_str(), o.run.file.c_str(), (long long)n, clean_total / n, secs,
+              o.naive ? "(one run per component)" : "(batched)");
+  std::printf("%-12s %14s %14s %24s\n", "component", "delta_bits", "delta_bpb", "95% CI");
+  for (const auto& c : j["components"])
+    std::printf("%-12s %+14.3f %+14.5f   [%+.5f, %+.5f]\n", c["component"].get<std::string>().c_str(),
+                c["delta_bits"].get<double>(), c["delta_bits_per_byte"].get<double>(), c["ci_low"].get<double>(),
+                c["ci_high"].get<double>());
+}
+
+void bench_sweep(const BenchSweepOptions& o, std::ostream& out) {
+  auto m = model::load_model(o.model.empty() ? default_model_path() : o.model);
+  std::string text;
+  if (!o.file.empty()) {
+    text = read_file(o.file);
+  } else {
+    for (const auto& [name, t] : held_out_sources(o.corpora_dir)) text += t.substr(0, std::min<size_t>(t.size(), 4096));
+  }
+  if (static_cast<int64_t>(text.size()) > o.bytes) text.resize(static_cast<size_t>(o.bytes));
+  AblationRun run;
+  const auto set = circuits::sweep_set("heads", m.config);
+  auto t0 = std::chrono::steady_clock::now();
+  const auto batched = sweep_bits(m, text, run, set, nullptr, false);
+  const double t_batched = seconds_since(t0);
+  t0 = std::chrono::steady_clock::now();
+  const auto naive = sweep_bits(m, text, run, set, nullptr, true);
+  const double t_naive = seconds_since(t0);
+  double max_diff = 0;
+  for (size_t i = 0; i < set.size(); ++i) {
+    double a = 0, b = 0;
+    for (double x : batched[i]) a += x;
+    for (double x : naive[i]) b += x;
+    max_diff = std::max(max_diff, std::abs(a - b));
+  }
+  char line[512];
+  std::snprintf(line, sizeof line,
+                "bench sweep: %s, zero ablation of each of %zu heads, %zu bytes (%s)\n"
+                "  batched (one row block per head) %8.2f s\n"
+                "  naive   (one run per head)       %8.2f s\n"
+                "  speedup %.2fx (target >= 5x)   max |delta_bits batched - naive| = %.2e bits (target <= 1e-3)\n",
+                m.source.c_str(), set.size(), text.size(), compress::describe_policy(m.config, {}).c_str(), t_batched,
+                t_naive, t_naive / t_batched, max_diff);
+  out << line;
+}
+
+}  // namespace ccc::experiments

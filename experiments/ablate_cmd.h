@@ -1,0 +1,68 @@
+#pragma once
+// `ccc ablate` (one circuit, Δbits with a block-bootstrap CI), `ccc sweep` (every component of a set,
+// batched: one batch row per component) and `ccc bench sweep` (batched vs one run per component).
+// Every figure is bits under the compressor's segmentation and window policy.
+
+#include <cstdint>
+#include <iosfwd>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "circuits/ablation.h"
+#include "model/formats/loader.h"
+
+namespace ccc::experiments {
+
+struct AblationRun {
+  std::string model, tokenizer, file;
+  std::string mode = "zero";
+  std::string reference;      ///< reference text for mean / resample ("" = the input)
+  int64_t streams = 0, window = 0;
+  uint64_t seed = 0;
+  int64_t bootstrap = 2000;   ///< bootstrap resamples of the CI
+};
+
+/// Δbits of one component set against the clean run, from per-token bits.
+struct DeltaStats {
+  double clean_total_bits = 0, ablated_total_bits = 0, delta_bits = 0, delta_bits_per_byte = 0;
+  double ci_low = 0, ci_high = 0;  ///< 95% block-bootstrap CI of delta_bits_per_byte
+};
+/// Block bootstrap over ~100 contiguous token blocks of the input (streams in order), seeded.
+DeltaStats delta_stats(const std::vector<double>& clean, const std::vector<double>& ablated, int64_t n_bytes,
+                       int64_t resamples, uint64_t seed);
+
+/// Per-token bits (streams concatenated in order) of `m` on `text` with `circuit` ablated (empty = clean).
+std::vector<double> ablated_bits(model::LoadedModel& m, std::string_view text, const AblationRun& run,
+                                 const std::vector<circuits::Component>& circuit, const circuits::Reference* ref);
+
+/// Per-token bits with each component of `set` ablated alone: batched (`group` components per call, one
+/// batch row block each) when the policy rolls and !naive, else one run per component.
+std::vector<std::vector<double>> sweep_bits(model::LoadedModel& m, std::string_view text, const AblationRun& run,
+                                            const std::vector<circuits::Component>& set, const circuits::Reference* ref,
+                                            bool naive, int64_t max_rows = 256);
+
+struct AblateCmdOptions {
+  AblationRun run;
+  std::string components;
+  bool per_token = false, json = false;
+};
+void run_ablate(const AblateCmdOptions& o);
+
+struct SweepCmdOptions {
+  AblationRun run;
+  std::string over = "heads";
+  std::string csv, plot;
+  bool naive = false, json = false;
+};
+void run_sweep(const SweepCmdOptions& o);
+
+struct BenchSweepOptions {
+  std::string model, file, corpora_dir;
+  int64_t bytes = 20000;
+};
+void bench_sweep(const BenchSweepOptions& o, std::ostream& out);
+
+}  // namespace ccc::experiments

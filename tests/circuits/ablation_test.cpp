@@ -1,0 +1,225 @@
+#include "circuits/ablation.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+
+#include "compress/lm_codec.h"
+#include "experiments/ablate_cmd.h"
+#include "model/base/error.h"
+#include "model/base/util.h"
+#include "tests/support/test_support.h"
+
+namespace ccc::circuits {
+namespace {
+
+std::string sample_text(size_t n, uint32_t seed) {
+  std::string t;
+  std::mt19937 rng(seed);
+  const char* words[] = {"the ", "cat ", "sat ", "on ", "a ", "mat", ". ", "\n", "Dog ", "(quoted) ", "42 "};
+  while (t.size() < n) t += words[rng() % 11];
+  t.resize(n);
+  return t;
+}
+
+experiments::AblationRun small_run(const std::string& mode = "zero", uint64_t seed = 0) {
+  experiments::AblationRun r;
+  r.mode = mode;
+  r.streams = 3;
+  r.window = 24;
+  r.seed = seed;
+  return r;
+}
+
+double max_abs_diff(const std::vector<double>& a, const std::vector<double>& b) {
+  EXPECT_EQ(a.size(), b.size());
+  double m = 0;
+  for (size_t i = 0; i < std::min(a.size(), b.size()); ++i) m = std::max(m, std::abs(a[i] - b[i]));
+  return m;
+}
+
+// Zeroing a component's activation is the same model as zeroing the weights that read it out: head h's
+// columns of W_O; neuron n's column of W_out; a whole MLP's W_out and b_out; a whole attention's W_O and b_O.
+TEST(Ablation, ZeroAblationEqualsTheModelWithTheComponentCutOut) {
+  auto m = test::tiny_byte_lm(4, 64);
+  const std::string text = sample_text(400, 1);
+  const auto run = small_run();
+  const auto clean = experiments::ablated_bits(m, text, run, {}, nullptr);
+  const int64_t dh = m.config.d_head;
+  struct Case {
+    std::string spec;
+    std::function<void(std::map<std::string, torch::Tensor>&)> cut;
+  };
+  const std::vector<Case> cases = {
+      {"1.1", [&](auto& sd) { sd["blocks.1.attn.W_O"].narrow(1, 1 * dh, dh).zero_(); }},
+      {"n0.5", [&](auto& sd) { sd["blocks.0.mlp.W_out"].select(1, 5).zero_(); }},
+      {"mlp1", [&](auto& sd) { sd["blocks.1.mlp.W_out"].zero_(); sd["blocks.1.mlp.b_out"].zero_(); }},
+      {"attn0", [&](auto& sd) { sd["blocks.0.attn.W_O"].zero_(); sd["blocks.0.attn.b_O"].zero_(); }},
+      {"0.0,n1.3", [&](auto& sd) {
+         sd["blocks.0.attn.W_O"].narrow(1, 0, dh).zero_();
+         sd["blocks.1.mlp.W_out"].select(1, 3).zero_();
+       }}};
+  for (const auto& c : cases) {
+    const auto comps = parse_components(c.spec, m.config);
+    const auto ablated = experiments::ablated_bits(m, text, run, comps, nullptr);
+    auto cut = test::tiny_byte_lm(4, 64);
+    {
+      torch::NoGradGuard g;
+      auto sd = cut.model->state_dict();
+      c.cut(sd);
+    }
+    const auto surgery = experiments::ablated_bits(cut, text, run, {}, nullptr);
+    const double d = max_abs_diff(ablated, surgery);
+    EXPECT_LT(d, 1e-4) << c.spec << ": max |bits ablated − bits of the cut model| = " << d;
+    EXPECT_GT(max_abs_diff(ablated, clean), 1e-3) << c.spec << " changed nothing";
+  }
+}
+
+TEST(Ablation, BatchedSweepEqualsOneRunPerComponentInEveryMode) {
+  auto m = test::tiny_byte_lm(5, 64);
+  const std::string text = sample_text(300, 2);
+  auto set = sweep_set("heads", m.config);
+  for (const auto& c : sweep_set("mlps", m.config)) set.push_back(c);
+  set.push_back({Component::Kind::kNeuron, 1, 7});
+  for (const std::string mode : {"zero", "mean", "resample"}) {
+    const auto run = small_run(mode, 3);
+    Reference ref;
+    if (mode != "zero") ref = collect_reference(m, text, set, parse_mode(mode), run.streams, run.window, run.seed);
+    const auto batched = experiments::sweep_bits(m, text, run, set, &ref, false, /*max_rows=*/7);  // 2 per call
+    const auto naive = experiments::sweep_bits(m, text, run, set, &ref, true);
+    ASSERT_EQ(batched.size(), set.size());
+    double worst = 0;
+    for (size_t i = 0; i < set.size(); ++i) {
+      double a = 0, b = 0;
+      for (double x : batched[i]) a += x;
+      for (double x : naive[i]) b += x;
+      worst = std::max(worst, std::abs(a - b));
+      EXPECT_LT(max_abs_diff(batched[i], naive[i]), 1e-5) << mode << " " << set[i].name();
+    }
+    EXPECT_LT(worst, 1e-4) << mode << ": max |Δbits batched − naive| per component = " << worst;
+  }
+}
+
+TEST(Ablation, RowsWithoutAnEditAreBitIdenticalToTheCleanRun) {
+  auto m = test::tiny_byte_lm(6, 64);
+  const std::string text = sample_text(200, 3);
+  const auto run = small_run();
+  compress::CodecOptions opt;
+  opt.streams = run.streams;
+  opt.window = run.window;
+  const auto clean1 = compress::segmented_token_bits(m, text, opt);
+  const auto clean = compress::segmented_token_bits(m, text, opt, 3);  // the same batch shape, no hooks
+  model::HookSet hooks;
+  // copy 0 ablates head 0.1, copy 1 nothing, copy 2 mlp0
+  install_ablation(hooks, m.config, {{{Component::Kind::kHead, 0, 1}}, {}, {{Component::Kind::kMlp, 0, -1}}}, 3,
+                   Mode::kZero, nullptr, 0);
+  opt.hooks = [&](int64_t) { return &hooks; };
+  const auto rows = compress::segmented_token_bits(m, text, opt, 3);
+  ASSERT_EQ(rows.size(), 9u);
+  for (int s = 0; s < 3; ++s) {
+    EXPECT_EQ(rows[3 + s], clean[3 + s]) << "stream " << s << ": max diff " << max_abs_diff(rows[3 + s], clean[3 + s]);
+    // against a batch of one copy only the GEMM blocking differs
+    EXPECT_LT(max_abs_diff(rows[3 + s], clean1[s]), 1e-5) << "stream " << s;
+    EXPECT_GT(max_abs_diff(rows[s], clean[s]), 1e-3);
+    EXPECT_GT(max_abs_diff(rows[6 + s], clean[s]), 1e-3);
+  }
+}
+
+TEST(Ablation, ResampleAndMeanAreReproducibleBySeed) {
+  auto m = test::tiny_byte_lm(7, 64);
+  const std::string text = sample_text(300, 4);
+  const auto comps = parse_components("0.1,n1.2", m.config);
+  auto bits = [&](const std::string& mode, uint64_t seed) {
+    const auto run = small_run(mode, seed);
+    const auto ref = collect_reference(m, text, comps, parse_mode(mode), run.streams, run.window, seed);
+    return experiments::ablated_bits(m, text, run, comps, &ref);
+  };
+  EXPECT_EQ(bits("resample", 1), bits("resample", 1));
+  EXPECT_GT(max_abs_diff(bits("resample", 1), bits("resample", 2)), 1e-3);
+  EXPECT_EQ(bits("mean", 1), bits("mean", 2));  // the mean does not depend on the seed
+}
+
+TEST(Ablation, BadSpecsNameTheItem) {
+  auto m = test::tiny_byte_lm(1, 32);  // 2 layers, 2 heads, d_mlp 32
+  auto message = [&](const std::string& spec) {
+    try {
+      parse_components(spec, m.config);
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("accepted");
+  };
+  EXPECT_NE(message("5.0").find("'5.0': layer 5 out of range"), std::string::npos) << message("5.0");
+  EXPECT_NE(message("1.2").find("'1.2': head 2 out of range"), std::string::npos) << message("1.2");
+  EXPECT_NE(message("n0.32").find("'n0.32': neuron 32 out of range"), std::string::npos) << message("n0.32");
+  EXPECT_NE(message("foo1").find("'foo1': unknown form"), std::string::npos) << message("foo1");
+  EXPECT_NE(message("1.0,1.0").find("given twice"), std::string::npos) << message("1.0,1.0");
+  EXPECT_NE(message("1.0,,mlp0").find("empty item"), std::string::npos);
+  EXPECT_NE(message("attn2").find("layer 2 out of range"), std::string::npos);
+  EXPECT_EQ(message("0.1, attn1 ,mlp0,n1.31"), "accepted");
+  auto attn_only = m;
+  attn_only.config.attn_only = true;
+  EXPECT_THROW(parse_components("mlp0", attn_only.config), Error);
+  EXPECT_THROW(parse_mode("half"), Error);
+  EXPECT_THROW(sweep_set("neurons:9", m.config), Error);
+  EXPECT_EQ(sweep_set("neurons:1", m.config).size(), 32u);
+}
+
+TEST(Ablation, DeltaStatsAndTheirBootstrapInterval) {
+  std::vector<double> clean(1000), abl(1000);
+  std::mt19937 rng(1);
+  std::normal_distribution<double> n(0, 1);
+  for (size_t i = 0; i < clean.size(); ++i) {
+    clean[i] = 2 + n(rng);
+    abl[i] = clean[i] + 0.5;
+  }
+  auto d = experiments::delta_stats(clean, abl, 2000, 500, 0);
+  EXPECT_NEAR(d.delta_bits, 500.0, 1e-6);
+  EXPECT_NEAR(d.delta_bits_per_byte, 0.25, 1e-9);
+  EXPECT_NEAR(d.ci_low, 0.25, 1e-9);  // a constant Δ per token has no spread
+  EXPECT_NEAR(d.ci_high, 0.25, 1e-9);
+  for (size_t i = 0; i < abl.size(); ++i) abl[i] = clean[i] + 0.5 + n(rng);
+  d = experiments::delta_stats(clean, abl, 1000, 2000, 0);
+  EXPECT_LT(d.ci_low, d.delta_bits_per_byte);
+  EXPECT_GT(d.ci_high, d.delta_bits_per_byte);
+  EXPECT_NEAR(d.ci_high - d.ci_low, 2 * 1.96 / std::sqrt(1000.0), 0.06);  // ≈ the normal interval
+}
+
+// The shipped induction organism: resample-ablating its induction heads (1.2, 1.3; reference: random text
+// without repeats) destroys the copy of a repeated random string and leaves the first copy alone.
+TEST(Ablation, InductionHeadsOfTheShippedOrganismCarryTheSecondCopy) {
+  const std::string dir = std::string(CCC_SOURCE_DIR) + "/data/models/ccc-attn2";
+  auto m = model::load_model(dir);
+  std::mt19937 rng(1);
+  std::string rep, norep;
+  for (int i = 0; i < 30; ++i) {
+    std::string r;
+    for (int k = 0; k < 50; ++k) r += static_cast<char>(32 + rng() % 95);
+    rep += r + r + "\n";
+  }
+  for (int i = 0; i < 3000; ++i) norep += static_cast<char>(i % 101 == 100 ? '\n' : 32 + rng() % 95);
+  experiments::AblationRun run;
+  run.mode = "resample";
+  run.streams = 1;  // token i of the flattened bits is byte i
+  run.seed = 1;
+  const auto comps = parse_components("1.2,1.3", m.config);
+  const auto ref = collect_reference(m, norep, comps, Mode::kResample, 1, 0, run.seed);
+  const auto clean = experiments::ablated_bits(m, rep, run, {}, nullptr);
+  const auto abl = experiments::ablated_bits(m, rep, run, comps, &ref);
+  ASSERT_EQ(clean.size(), rep.size());
+  double first = 0, second = 0;
+  int nf = 0, ns = 0;
+  for (size_t i = 0; i < clean.size(); ++i) {
+    const size_t k = i % 101;
+    if (k < 50) first += abl[i] - clean[i], ++nf;
+    else if (k < 100) second += abl[i] - clean[i], ++ns;
+  }
+  first /= nf;
+  second /= ns;
+  EXPECT_GE(second, 2.0) << "second copy Δ " << second << " bits/byte";
+  EXPECT_LE(std::abs(first), 0.3) << "first copy Δ " << first << " bits/byte";
+}
+
+}  // namespace
+}  // namespace ccc::circuits
