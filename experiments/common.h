@@ -2,6 +2,7 @@
 // Small helpers shared by the experiment and CLI files.
 
 #include <string>
+#include <vector>
 
 namespace ccc::experiments {
 
@@ -21,5 +22,9 @@ std::string corpora_dir_or_default(const std::string& dir);
 /// Renders `png` with gnuplot: `body` (plot commands, after the terminal and output are set) draws into a
 /// temporary name that is renamed on success. Returns false (and leaves nothing) if gnuplot fails.
 bool plot_png(const std::string& png, const std::string& body, int width = 900, int height = 500);
+
+/// Runs argv (argv[0] a path) as a child process and waits; returns its peak RSS in MiB, or −1 when it
+/// could not run or exited non-zero.
+double child_peak_rss_mib(const std::vector<std::string>& args);
 
 }  // namespace ccc::experiments

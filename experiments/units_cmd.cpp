@@ -10,10 +10,20 @@
 
 #include <nlohmann/json.hpp>
 
+#include <unistd.h>
+
+#include <chrono>
+#include <ostream>
+
 #include "analysis/activation_store.h"
+#include "analysis/capture.h"
+#include "compress/lm_codec.h"
+#include "experiments/icl.h"
+#include "experiments/ablate_cmd.h"
 #include "experiments/common.h"
 #include "model/base/error.h"
 #include "model/base/util.h"
+#include "model/formats/loader.h"
 #include "model/training/corpus.h"
 
 namespace fs = std::filesystem;
@@ -150,6 +160,38 @@ void run_units(const UnitsCmdOptions& o) {
   const auto bits = store.bits();
   auto rep = analysis::analyze_units(store, features, o.units);
 
+  // --ablate-top K: mean-ablate the K most selective neurons / heads on the dumped text, under the dump's policy
+  std::map<const analysis::UnitResult*, experiments::DeltaStats> ablated;
+  if (o.ablate_top > 0) {
+    std::vector<const analysis::UnitResult*> cand;
+    for (const auto& u : rep.units) {
+      const bool neuron = u.hook.size() > 14 && u.hook.substr(u.hook.size() - 14) == ".mlp.hook_post";
+      const bool head = u.hook.size() > 12 && u.hook.substr(u.hook.size() - 12) == ".attn.hook_z";
+      if ((neuron || head) && u.layer >= 0 && u.cls != "dead" && u.top_feature >= 0) cand.push_back(&u);
+    }
+    std::sort(cand.begin(), cand.end(), [](auto* a, auto* b) { return a->auroc[a->top_feature] > b->auroc[b->top_feature]; });
+    if (static_cast<int64_t>(cand.size()) > o.ablate_top) cand.resize(static_cast<size_t>(o.ablate_top));
+    CCC_CHECK(!cand.empty(), "--ablate-top: no neuron (mlp.hook_post) or head (attn.hook_z) units in the analysis");
+    AblationRun run;
+    run.model = o.model.empty() ? default_model_path() : o.model;
+    run.mode = "mean";
+    run.streams = store.attr_int("streams");
+    run.window = store.attr_int("window");
+    auto m = model::load_model(run.model);
+    CCC_CHECK(m.fingerprint == store.attr("fingerprint"), run.model, ": not the model of ", o.dump, " (fingerprint ",
+              m.fingerprint.substr(0, 16), ", the dump's ", store.attr("fingerprint").substr(0, 16), "); pass -m");
+    std::vector<circuits::Component> set;
+    for (auto* u : cand) {
+      const bool head = u->hook.find("attn.hook_z") != std::string::npos;
+      set.push_back({head ? circuits::Component::Kind::kHead : circuits::Component::Kind::kNeuron, u->layer, u->unit});
+    }
+    const auto ref = circuits::collect_reference(m, text, set, circuits::Mode::kMean, run.streams, run.window, 0);
+    const auto clean = ablated_bits(m, text, run, {}, nullptr);
+    const auto bits_of = sweep_bits(m, text, run, set, &ref, false);
+    for (size_t i = 0; i < cand.size(); ++i)
+      ablated[cand[i]] = delta_stats(clean, bits_of[i], static_cast<int64_t>(text.size()), run.bootstrap, 0);
+  }
+
   fs::create_directories(out_dir, ec);
   CCC_CHECK(fs::is_directory(out_dir, ec), out_dir, ": cannot create the output directory");
   const size_t F = rep.features.size();
@@ -159,7 +201,7 @@ void run_units(const UnitsCmdOptions& o) {
   {
     std::ostringstream csv;
     csv << "hook,layer,unit,mean,std,frac_active,kurtosis,max,top_feature,top_auroc,top_smd,top_coverage,"
-           "second_feature,second_auroc,class,null_class,null_top_auroc";
+           "second_feature,second_auroc,class,null_class,null_top_auroc,delta_bits,delta_bits_per_byte";
     for (const auto& f : rep.features) csv << ",auroc:" << f;
     csv << "\n";
     for (const auto& u : rep.units) {
@@ -169,6 +211,9 @@ void run_units(const UnitsCmdOptions& o) {
           << "," << fmt(au(u, u.top_feature)) << "," << fmt(u.top_feature >= 0 ? u.smd[u.top_feature] : NAN) << ","
           << fmt(cov) << "," << fname(u.second_feature) << "," << fmt(au(u, u.second_feature)) << "," << u.cls << ","
           << u.null_cls << "," << fmt(u.null_top_auroc);
+      auto it = ablated.find(&u);
+      if (it != ablated.end()) csv << "," << fmt(it->second.delta_bits, 3) << "," << fmt(it->second.delta_bits_per_byte, 6);
+      else csv << ",,";
       for (size_t f = 0; f < F; ++f) csv << "," << fmt(u.auroc[f]);
       csv << "\n";
     }
@@ -208,6 +253,11 @@ void run_units(const UnitsCmdOptions& o) {
     }
     summary["hooks"].push_back(jh);
   }
+  for (const auto& [u, d] : ablated)
+    summary["ablated"].push_back({{"hook", u->hook}, {"unit", u->unit}, {"class", u->cls},
+                                  {"top_feature", fname(u->top_feature)}, {"top_auroc", au(*u, u->top_feature)},
+                                  {"delta_bits", d.delta_bits}, {"delta_bits_per_byte", d.delta_bits_per_byte},
+                                  {"ci_low", d.ci_low}, {"ci_high", d.ci_high}});
   summary["counts"] = total;
   summary["null_counts"] = total_null;
   // report.md: the 10 most monosemantic and 10 most polysemantic units with their top contexts
@@ -272,6 +322,16 @@ void run_units(const UnitsCmdOptions& o) {
   };
   section("Most monosemantic units (by AUROC of their feature)", mono);
   section("Most polysemantic units (by AUROC of their second concept)", poly);
+  if (!ablated.empty()) {
+    md << "\n## Mean-ablating the most selective units (bits of the dumped text, the dump's policy)\n\n"
+       << "| unit | class | feature (AUROC) | delta_bits | delta_bits_per_byte (95% CI) |\n|---|---|---|---:|---:|\n";
+    std::vector<std::pair<const analysis::UnitResult*, experiments::DeltaStats>> rows(ablated.begin(), ablated.end());
+    std::sort(rows.begin(), rows.end(), [](auto& a, auto& b) { return a.second.delta_bits > b.second.delta_bits; });
+    for (const auto& [u, d] : rows)
+      md << "| " << u->hook << " " << u->unit << " | " << u->cls << " | " << fname(u->top_feature) << " ("
+         << fmt(au(*u, u->top_feature), 3) << ") | " << fmt(d.delta_bits, 1) << " | " << fmt(d.delta_bits_per_byte, 5)
+         << " [" << fmt(d.ci_low, 5) << ", " << fmt(d.ci_high, 5) << "] |\n";
+  }
   write_file_atomic((fs::path(out_dir) / "report.md").string(), md.str());
   // plots: class counts per hook, AUROC histogram with the null
   {
@@ -349,6 +409,64 @@ void run_heldout(const HeldoutCmdOptions& o) {
   write_file_atomic(o.out + ".labels.csv", labels);
   std::printf("wrote %s (%zu bytes of %zu held-out corpora) and %s.labels.csv (domain:* and corpus:* ranges)\n",
               o.out.c_str(), text.size(), names.size(), o.out.c_str());
+}
+
+void bench_units(const BenchUnitsOptions& o, std::ostream& out) {
+  const fs::path tmp = fs::temp_directory_path() / ("ccc-bench-units-" + std::to_string(::getpid()));
+  std::error_code ec;
+  fs::create_directories(tmp, ec);
+  auto m = model::load_model(o.model.empty() ? default_model_path() : o.model);
+  // held-out text of every corpus, enough rows for a dump of `dump_mb` MB of every MLP hook_post (f16)
+  const int64_t row_bytes = m.config.n_layers * m.config.d_mlp * 2;
+  const int64_t want_rows = (o.dump_mb << 20) / std::max<int64_t>(1, row_bytes) + 1;
+  std::string text;
+  const auto sources = held_out_sources("");
+  for (size_t i = 0; static_cast<int64_t>(text.size()) < want_rows; ++i) {
+    const auto& t = sources[i % sources.size()].second;
+    const size_t take = std::min<size_t>(t.size(), 2000);
+    text += t.substr((i / sources.size()) * take % std::max<size_t>(1, t.size() - take), take);
+  }
+  text.resize(static_cast<size_t>(want_rows));
+  const std::string txt = (tmp / "text.txt").string(), h5 = (tmp / "d.h5").string(), dir = (tmp / "units").string();
+  write_file_atomic(txt, text);
+  {
+    compress::CodecOptions codec;
+    analysis::CaptureOptions c;
+    c.out = h5;
+    c.hooks = {"blocks.*.mlp.hook_post"};
+    c.source = txt;
+    analysis::ActivationCapture cap(m, text, codec, c);
+    cap.attach(codec);
+    compress::lm_compress(m, text, codec);
+    cap.finish();
+  }
+  const double mb = static_cast<double>(fs::file_size(h5)) / 1e6;
+  // baseline: reading every activation of the dump once (the I/O and f16 conversion floor)
+  auto t0 = std::chrono::steady_clock::now();
+  {
+    analysis::ActivationStore st(h5);
+    double sink = 0;
+    for (const auto& h : st.hooks())
+      for (int64_t r = 0; r < st.rows(); r += 4096) sink += st.block(h, r, std::min<int64_t>(4096, st.rows() - r)).sum();
+    if (std::isnan(sink)) out << "";
+  }
+  const double read_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  t0 = std::chrono::steady_clock::now();
+  const double rss = child_peak_rss_mib({"/proc/self/exe", "units", h5, "-o", dir, "-f", "-q"});
+  const double units_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  CCC_CHECK(rss > 0, "bench units: ccc units failed on ", h5);
+  const auto summary = nlohmann::json::parse(read_file(dir + "/summary.json"));
+  char line[512];
+  std::snprintf(line, sizeof line,
+                "bench units: %s, dump of every mlp.hook_post (f16) over %zu bytes of held-out text: %.1f MB, %lld rows\n"
+                "  read the dump once (baseline)    %8.2f s\n"
+                "  ccc units (14 auto features)     %8.2f s   peak RSS %.1f MiB   (targets: <= 60 s, <= 1024 MiB)\n"
+                "  units: %s monosemantic, %s polysemantic (null: %s, %s)\n",
+                m.source.c_str(), text.size(), mb, (long long)summary["rows_analysed"].get<int64_t>(), read_s, units_s, rss,
+                summary["counts"]["monosemantic"].dump().c_str(), summary["counts"]["polysemantic"].dump().c_str(),
+                summary["null_counts"]["monosemantic"].dump().c_str(), summary["null_counts"]["polysemantic"].dump().c_str());
+  out << line;
+  fs::remove_all(tmp, ec);
 }
 
 }  // namespace ccc::experiments

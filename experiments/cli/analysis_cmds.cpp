@@ -27,6 +27,8 @@ void add_analysis_commands(CLI::App& app, Globals& g) {
     sub->add_option("--related-phi", u.related_phi, "features whose labels correlate at least this much are one concept (default 0.3)");
     sub->add_option("--top-k", u.top_k, "top activations per unit for coverage and contexts (default 100)")->check(CLI::Range(1, 1 << 20));
     sub->add_option("--null-shift", u.null_shift, "label shift of the null in rows (default half the rows)");
+    sub->add_option("--ablate-top", o->ablate_top, "mean-ablate the K most selective neurons / heads and report their delta_bits");
+    sub->add_option("-m,--model", o->model, "model of --ablate-top (default: data/models/default; must match the dump's fingerprint)");
     sub->add_flag("-f,--force", o->force, "replace an existing analysis in the output directory");
     sub->add_flag("-q,--quiet", o->quiet, "print nothing on success");
     sub->callback([&g, o] { g.init(); experiments::run_units(*o); });

@@ -1,4 +1,4 @@
-// `ccc bench forward | train | quality | compress | hooks | decode | dump | sweep`.
+// `ccc bench forward | train | quality | compress | hooks | decode | dump | sweep | units`.
 
 #include <iostream>
 #include <memory>
@@ -94,6 +94,13 @@ void add_bench_commands(CLI::App& app, Globals& g) {
     sub->add_option("--bytes", o->bytes, "input bytes (default 20000)");
     sub->add_option("--corpora", o->corpora_dir);
     sub->callback([&g, o] { g.init(); experiments::bench_sweep(*o, std::cout); });
+  }
+  {
+    auto o = std::make_shared<experiments::BenchUnitsOptions>();
+    auto* sub = bench->add_subcommand("units", "ccc units on a dump of every MLP hook_post: time and peak RSS");
+    sub->add_option("-m,--model", o->model, "model (default: data/models/default)");
+    sub->add_option("--dump-mb", o->dump_mb, "dump size in MB (default 50)");
+    sub->callback([&g, o] { g.init(); experiments::bench_units(*o, std::cout); });
   }
 }
 

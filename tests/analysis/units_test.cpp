@@ -10,7 +10,10 @@
 
 #include <nlohmann/json.hpp>
 
+#include "analysis/capture.h"
 #include "analysis/h5_rows.h"
+#include "experiments/ablate_cmd.h"
+#include "model/formats/loader.h"
 #include "experiments/units_cmd.h"
 #include "model/base/error.h"
 #include "model/base/util.h"
@@ -239,6 +242,67 @@ for h in range(2):
   }
   EXPECT_EQ(compared, 7 * 5);
   EXPECT_LT(max_diff, 2e-4) << "max |AUROC ccc − numpy| = " << max_diff << "\n" << out;  // csv has 4 decimals
+}
+
+}  // namespace
+}  // namespace ccc::analysis
+
+namespace ccc::analysis {
+namespace {
+
+// --ablate-top: the Δbits it reports for a unit equal a mean ablation of that component run directly.
+TEST(Units, AblateTopReportsTheMeanAblationOfEachUnit) {
+  test::TempDir dir;
+  {
+    auto tiny = test::tiny_byte_lm(8, 64);
+    model::save_model(dir.file("m"), tiny.config, tiny.model, model::SaveDtype::kF32);
+  }
+  auto m = model::load_model(dir.file("m"));
+  const std::string text = words_text(600, 5);
+  write_file_atomic(dir.file("t.txt"), text);
+  compress::CodecOptions codec;
+  codec.streams = 2;
+  codec.window = 32;
+  {
+    CaptureOptions c;
+    c.out = dir.file("d.h5");
+    c.hooks = {"blocks.*.mlp.hook_post", "blocks.1.attn.hook_z"};
+    c.source = dir.file("t.txt");
+    ActivationCapture cap(m, text, codec, c);
+    cap.attach(codec);
+    compress::lm_compress(m, text, codec);
+    cap.finish();
+  }
+  experiments::UnitsCmdOptions o;
+  o.dump = dir.file("d.h5");
+  o.out_dir = dir.file("u");
+  o.quiet = true;
+  o.ablate_top = 3;
+  o.model = dir.file("m");
+  experiments::run_units(o);
+  const auto summary = nlohmann::json::parse(read_file(o.out_dir + "/summary.json"));
+  ASSERT_EQ(summary["ablated"].size(), 3u);
+  experiments::AblationRun run;
+  run.mode = "mean";
+  run.streams = 2;
+  run.window = 32;
+  const auto clean = experiments::ablated_bits(m, text, run, {}, nullptr);
+  for (const auto& a : summary["ablated"]) {
+    const std::string hook = a["hook"];
+    const int64_t layer = hook[7] - '0', unit = a["unit"];
+    const auto kind = hook.find("hook_z") != std::string::npos ? circuits::Component::Kind::kHead
+                                                               : circuits::Component::Kind::kNeuron;
+    const std::vector<circuits::Component> comp = {{kind, layer, unit}};
+    const auto ref = circuits::collect_reference(m, text, comp, circuits::Mode::kMean, 2, 32, 0);
+    const auto abl = experiments::ablated_bits(m, text, run, comp, &ref);
+    double delta = 0;
+    for (size_t i = 0; i < abl.size(); ++i) delta += abl[i] - clean[i];
+    EXPECT_NEAR(a["delta_bits"].get<double>(), delta, 1e-3) << hook << " " << unit;
+  }
+  // a model that is not the dump's is refused
+  o.force = true;
+  o.model = std::string(CCC_SOURCE_DIR) + "/data/models/ccc-attn1";
+  EXPECT_THROW(experiments::run_units(o), Error);
 }
 
 }  // namespace
