@@ -9,9 +9,11 @@
 #include <filesystem>
 #include <iostream>
 #include <map>
+#include <memory>
 #include <mutex>
 
 #include "analysis/capture.h"
+#include "circuits/ablation.h"
 #include "compress/lm_codec.h"
 #include "experiments/bench_forward.h"
 #include "model/training/corpus.h"
@@ -89,6 +91,52 @@ std::unique_ptr<analysis::ActivationCapture> make_capture(model::LoadedModel& m,
   return cap;
 }
 
+// An ablated model for the codec: one hook set per stream group, and a fingerprint that covers the edit
+// (model fingerprint, components, mode, reference sha256, seed), so a container made with an edit
+// decodes only with the same edit.
+struct CodecAblation {
+  std::vector<circuits::Component> comps;
+  circuits::Mode mode = circuits::Mode::kZero;
+  circuits::Reference ref;
+  uint64_t seed = 0;
+  std::mutex mu;
+  std::map<int64_t, std::unique_ptr<model::HookSet>> sets;
+  const model::ModelConfig* cfg = nullptr;
+
+  CodecAblation(model::LoadedModel& m, const CompressCmdOptions& o) : seed(o.seed), cfg(&m.config) {
+    comps = circuits::parse_components(o.ablate, m.config);
+    mode = circuits::parse_mode(o.ablate_mode);
+    std::string id = "ablate";
+    for (const auto& c : comps) id += " " + c.name();
+    id += " mode " + circuits::to_string(mode);
+    if (mode != circuits::Mode::kZero) {
+      CCC_CHECK(!o.reference.empty(), "--mode ", o.ablate_mode,
+                " needs --reference FILE (the decoder must rebuild the same replacement values)");
+      const std::string text = read_file(o.reference);
+      ref = circuits::collect_reference(m, text, comps, mode, 0, 0, seed);
+      id += " reference " + sha256_hex(text) + " seed " + std::to_string(seed);
+    }
+    m.fingerprint = sha256_hex(m.fingerprint + "\n" + id);
+    m.source += " --ablate " + o.ablate + " --mode " + o.ablate_mode;
+  }
+  void attach(compress::CodecOptions& copt) {
+    copt.hooks = [this](int64_t g) {
+      std::lock_guard<std::mutex> lock(mu);
+      auto& hs = sets[g];
+      if (!hs) {
+        hs = std::make_unique<model::HookSet>();
+        circuits::install_ablation(*hs, *cfg, {comps}, 0, mode, &ref, seed);
+      }
+      return hs.get();
+    };
+  }
+};
+
+std::unique_ptr<CodecAblation> make_ablation(model::LoadedModel& m, const CompressCmdOptions& o) {
+  if (o.ablate.empty()) return nullptr;
+  return std::make_unique<CodecAblation>(m, o);
+}
+
 }  // namespace
 
 void run_compress(const CompressCmdOptions& o) {
@@ -103,6 +151,9 @@ void run_compress(const CompressCmdOptions& o) {
   std::unique_ptr<analysis::ActivationCapture> capture;
   if (!o.dump.empty()) capture = make_capture(m, input, o, copt, o.dump_force);
   else CCC_CHECK(o.hooks.empty(), "--hooks needs --dump OUT.h5");
+  CCC_CHECK(o.ablate.empty() || !capture, "--ablate and --dump cannot be combined yet");
+  auto ablation = make_ablation(m, o);
+  if (ablation) ablation->attach(copt);
   const auto t0 = std::chrono::steady_clock::now();
   const std::string packed = compress::lm_compress(m, input, copt);
   const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -149,6 +200,8 @@ void run_decompress(const CompressCmdOptions& o) {
   compress::CodecOptions copt;
   copt.threads = o.threads;
   copt.progress = [&](uint64_t d, uint64_t t) { progress(d, t); };
+  auto ablation = make_ablation(m, o);
+  if (ablation) ablation->attach(copt);
   const std::string data = compress::lm_decompress(m, packed, o.in, copt);
   write_out(out, data, o.force);
 }

@@ -26,6 +26,11 @@ struct CompressCmdOptions {
   std::string dump_compression = "none";  ///< none | gzip | fast
   bool dump_force = false;
   std::string command;              ///< recorded in the dump
+  // ablated model (ccc compress / decompress --ablate): the header's fingerprint covers the edit
+  std::string ablate;               ///< component spec ("" = none)
+  std::string ablate_mode = "zero"; ///< zero | mean | resample
+  std::string reference;            ///< reference text of mean / resample (required: the decoder rebuilds it)
+  uint64_t seed = 0;
 };
 void run_compress(const CompressCmdOptions& o);
 /// `ccc dump`: the compressor's encoding run with activation capture, no compressed output.

@@ -17,6 +17,13 @@ void add_codec_args(CLI::App* sub, experiments::CompressCmdOptions& o) {
   sub->add_flag("-q,--quiet", o.quiet, "no progress or summary");
   sub->add_option("--workers", o.threads, "worker threads (never changes the output)");
 }
+// compress / decompress with an ablated model (both sides need the same options)
+void add_ablation_args(CLI::App* sub, experiments::CompressCmdOptions& o) {
+  sub->add_option("--ablate", o.ablate, "code with these components ablated (L.H, attnL, mlpL, nL.N; see ccc ablate)");
+  sub->add_option("--mode", o.ablate_mode, "ablation mode: zero (default), mean or resample");
+  sub->add_option("--reference", o.reference, "reference text of mean / resample ablations (required for them)");
+  sub->add_option("--seed", o.seed, "seed of resample ablations (default 0)");
+}
 }  // namespace
 
 void add_compress_commands(CLI::App& app, Globals& g) {
@@ -33,6 +40,7 @@ void add_compress_commands(CLI::App& app, Globals& g) {
     sub->add_option("--dtype", o->dump_dtype, "activation dtype of the dump: f16 (default) or f32");
     sub->add_option("--compression", o->dump_compression, "dump compression: none (default), gzip, fast");
     sub->add_flag("--dump-force", o->dump_force, "replace an existing dump file");
+    add_ablation_args(sub, *o);
     sub->callback([&g, o] { g.init(); o->command = g.command; experiments::run_compress(*o); });
   }
   {
@@ -58,6 +66,7 @@ void add_compress_commands(CLI::App& app, Globals& g) {
     auto o = std::make_shared<experiments::CompressCmdOptions>();
     auto* sub = app.add_subcommand("decompress", "restore a .ccc file bit-exactly");
     add_codec_args(sub, *o);
+    add_ablation_args(sub, *o);
     sub->callback([&g, o] { g.init(); experiments::run_decompress(*o); });
   }
 }
