@@ -253,6 +253,81 @@ void run_sweep(const SweepCmdOptions& o) {
                 c["ci_high"].get<double>());
 }
 
+void run_discover(const DiscoverCmdOptions& o) {
+  auto l = load(o.run, [&](const model::ModelConfig& cfg) {
+    auto all = circuits::sweep_set("heads", cfg);
+    if (!cfg.attn_only)
+      for (const auto& c : circuits::sweep_set("mlps", cfg)) all.push_back(c);
+    return all;
+  });
+  const auto& cfg = l.m.config;
+  // reverse topological order: last layer first; in a layer the MLP (after attention) before the heads
+  std::vector<circuits::Component> order;
+  for (int64_t layer = cfg.n_layers - 1; layer >= 0; --layer) {
+    if (!cfg.attn_only) order.push_back({circuits::Component::Kind::kMlp, layer, -1});
+    for (int64_t h = cfg.n_heads - 1; h >= 0; --h) order.push_back({circuits::Component::Kind::kHead, layer, h});
+  }
+  const auto n = static_cast<double>(l.text.size());
+  auto total = [&](const std::vector<circuits::Component>& removed) {
+    double t = 0;
+    for (double b : ablated_bits(l.m, l.text, o.run, removed, l.ref.get())) t += b;
+    return t;
+  };
+  const auto t0 = std::chrono::steady_clock::now();
+  const double clean = total({});
+  const double all = total(order);
+  std::vector<circuits::Component> removed;
+  double current = clean;
+  nlohmann::json steps = nlohmann::json::array();
+  for (const auto& c : order) {
+    auto trial = removed;
+    trial.push_back(c);
+    const double bits = total(trial);
+    const double cost = (bits - current) / n;
+    const bool remove = cost < o.threshold;
+    steps.push_back({{"component", c.name()}, {"delta_bits_per_byte", cost}, {"removed", remove}});
+    if (!o.json) std::fprintf(stderr, "  %-8s removal costs %+.5f bits/byte: %s\n", c.name().c_str(), cost, remove ? "removed" : "kept");
+    if (remove) {
+      removed = trial;
+      current = bits;
+    }
+  }
+  std::vector<std::string> circuit, gone;
+  for (const auto& c : order)
+    (std::find(removed.begin(), removed.end(), c) == removed.end() ? circuit : gone).push_back(c.name());
+  std::reverse(circuit.begin(), circuit.end());  // layer order
+  nlohmann::json j = {{"components", circuit},
+                      {"removed", gone},
+                      {"size", circuit.size()},
+                      {"candidates", order.size()},
+                      {"threshold_bits_per_byte", o.threshold},
+                      {"mode", o.run.mode},
+                      {"n_bytes", l.text.size()},
+                      {"clean_total_bits", clean},
+                      {"circuit_total_bits", current},
+                      {"ablated_all_total_bits", all},
+                      {"clean_bits_per_byte", clean / n},
+                      {"circuit_bits_per_byte", current / n},
+                      {"ablated_all_bits_per_byte", all / n},
+                      {"faithfulness", all > clean ? (all - current) / (all - clean) : 1.0},
+                      {"steps", steps},
+                      {"seconds", seconds_since(t0)},
+                      {"model", l.m.source},
+                      {"fingerprint", l.m.fingerprint},
+                      {"policy", compress::describe_policy(cfg, codec_of(o.run))}};
+  if (!o.out.empty()) write_file_atomic(o.out, j.dump(2) + "\n");
+  if (o.json) {
+    std::cout << j.dump(2) << "\n";
+    return;
+  }
+  std::string names;
+  for (const auto& c : circuit) names += (names.empty() ? "" : ",") + c;
+  std::printf("circuit (%zu of %zu components, tau %.4f bits/byte, %s ablation): %s\n", circuit.size(), order.size(),
+              o.threshold, o.run.mode.c_str(), names.c_str());
+  std::printf("bits/byte: clean %.4f, circuit only %.4f, everything ablated %.4f; faithfulness %.3f%s%s\n", clean / n,
+              current / n, all / n, j["faithfulness"].get<double>(), o.out.empty() ? "" : "; wrote ", o.out.c_str());
+}
+
 void bench_sweep(const BenchSweepOptions& o, std::ostream& out) {
   auto m = model::load_model(o.model.empty() ? default_model_path() : o.model);
   std::string text;

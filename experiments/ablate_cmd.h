@@ -59,6 +59,17 @@ struct SweepCmdOptions {
 };
 void run_sweep(const SweepCmdOptions& o);
 
+struct DiscoverCmdOptions {
+  AblationRun run;
+  double threshold = 0.01;  ///< τ: remove a component whose removal costs < τ bits per byte
+  std::string out;          ///< circuit JSON ("" = stdout only)
+  bool json = false;
+};
+/// ACDC-style pruning on the bits metric (Conmy et al. 2023), node level: from the full model, remove heads
+/// and MLPs in reverse topological order (last layer first, MLP before its layer's heads) whenever the
+/// removal, on top of the ones kept removed, costs < τ bits per byte of the input.
+void run_discover(const DiscoverCmdOptions& o);
+
 struct BenchSweepOptions {
   std::string model, file, corpora_dir;
   int64_t bytes = 20000;

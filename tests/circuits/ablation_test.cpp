@@ -3,9 +3,14 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <algorithm>
 #include <random>
 
+#include <nlohmann/json.hpp>
+
+#include "compress/container.h"
 #include "compress/lm_codec.h"
+#include "experiments/compress_cmd.h"
 #include "experiments/ablate_cmd.h"
 #include "model/base/error.h"
 #include "model/base/util.h"
@@ -224,8 +229,6 @@ TEST(Ablation, InductionHeadsOfTheShippedOrganismCarryTheSecondCopy) {
 }  // namespace
 }  // namespace ccc::circuits
 
-#include "compress/container.h"
-#include "experiments/compress_cmd.h"
 
 namespace ccc::circuits {
 namespace {
@@ -284,6 +287,47 @@ TEST(Ablation, CompressWithAnAblationCostsItsDeltaBitsAndNeedsTheSameEdit) {
   o.ablate_mode = "mean";
   o.out = dir.file("mean.ccc");
   EXPECT_THROW(experiments::run_compress(o), Error);
+}
+
+}  // namespace
+}  // namespace ccc::circuits
+
+namespace ccc::circuits {
+namespace {
+
+// ccc discover on repeated random strings keeps the organism's induction heads and its strongest
+// previous-token head, and the circuit alone stays within τ per removal of the clean bits.
+TEST(Ablation, DiscoverFindsThePreviousTokenAndInductionHeads) {
+  test::TempDir dir;
+  std::mt19937 rng(4);
+  std::string text;
+  for (int i = 0; i < 16; ++i) {
+    std::string r;
+    for (int k = 0; k < 50; ++k) r += static_cast<char>(32 + rng() % 95);
+    text += r + r + "\n";
+  }
+  write_file_atomic(dir.file("rep.txt"), text);
+  experiments::DiscoverCmdOptions o;
+  o.run.model = std::string(CCC_SOURCE_DIR) + "/data/models/ccc-attn2";
+  o.run.file = dir.file("rep.txt");
+  o.threshold = 0.05;
+  o.out = dir.file("circuit.json");
+  o.json = true;
+  testing::internal::CaptureStdout();
+  experiments::run_discover(o);
+  testing::internal::GetCapturedStdout();
+  const auto j = nlohmann::json::parse(read_file(o.out));
+  const auto comps = j["components"].get<std::vector<std::string>>();
+  for (const char* want : {"0.2", "1.2", "1.3"})
+    EXPECT_NE(std::find(comps.begin(), comps.end(), want), comps.end()) << want << " missing from " << j["components"];
+  EXPECT_LT(comps.size(), 8u);
+  const double clean = j["clean_bits_per_byte"], circuit = j["circuit_bits_per_byte"], all = j["ablated_all_bits_per_byte"];
+  EXPECT_LE(circuit - clean, 0.05 * (8 - comps.size()) + 1e-9);
+  EXPECT_GT(all - clean, 2.0);
+  EXPECT_GT(j["faithfulness"].get<double>(), 0.9);
+  // the circuit file is a component spec
+  auto m = model::load_model(o.run.model);
+  EXPECT_EQ(parse_components(o.out, m.config).size(), comps.size());
 }
 
 }  // namespace
