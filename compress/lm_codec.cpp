@@ -458,6 +458,10 @@ std::vector<std::vector<double>> segmented_token_bits(model::LoadedModel& m, std
   return out;
 }
 
+std::vector<std::vector<int64_t>> stream_tokens(const model::LoadedModel& m, std::string_view input, const CodecOptions& opt) {
+  return segment_tokens(m, input, resolve_streams(input.size(), opt.streams));
+}
+
 double segmented_bits(model::LoadedModel& m, std::string_view input, const CodecOptions& opt) {
   double total = 0;
   for (const auto& bits : segmented_token_bits(m, input, opt))

@@ -74,6 +74,9 @@ double segmented_bits(model::LoadedModel& m, std::string_view input, const Codec
 std::vector<std::vector<double>> segmented_token_bits(model::LoadedModel& m, std::string_view input,
                                                       const CodecOptions& opt, int64_t copies = 1);
 
+/// BOS + the tokens of each stream lm_compress codes (its segmentation of `input`).
+std::vector<std::vector<int64_t>> stream_tokens(const model::LoadedModel& m, std::string_view input, const CodecOptions& opt);
+
 /// The segmentation lm_compress uses for `input`: the number of coded tokens (BOS excluded) of each stream.
 std::vector<uint64_t> stream_token_counts(const model::LoadedModel& m, std::string_view input, const CodecOptions& opt);
 

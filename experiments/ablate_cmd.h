@@ -70,6 +70,15 @@ struct DiscoverCmdOptions {
 /// removal, on top of the ones kept removed, costs < τ bits per byte of the input.
 void run_discover(const DiscoverCmdOptions& o);
 
+struct AttributeCmdOptions {
+  AblationRun run;
+  std::string over = "heads";
+  bool check = false;  ///< also run the exact (batched) sweep and report Spearman rho
+  bool json = false;
+};
+/// Attribution patching over a sweep set (see circuits/attribution.h).
+void run_attribute(const AttributeCmdOptions& o);
+
 struct BenchSweepOptions {
   std::string model, file, corpora_dir;
   int64_t bytes = 20000;

@@ -79,6 +79,15 @@ void add_circuit_commands(CLI::App& app, Globals& g) {
     sub->callback([&g, o] { g.init(); experiments::run_sweep(*o); });
   }
   {
+    auto o = std::make_shared<experiments::AttributeCmdOptions>();
+    auto* sub = app.add_subcommand("attribute", "attribution patching: every component's delta bits from one forward + backward");
+    run_options(sub, o->run);
+    sub->add_option("--over", o->over, "heads (default), attn, mlps or neurons:L");
+    sub->add_flag("--check", o->check, "also run the exact batched sweep and print Spearman rho");
+    sub->add_flag("--json", o->json, "print one JSON object");
+    sub->callback([&g, o] { g.init(); experiments::run_attribute(*o); });
+  }
+  {
     auto o = std::make_shared<experiments::DiscoverCmdOptions>();
     auto* sub = app.add_subcommand("discover", "ACDC-style circuit discovery on bits: prune heads and MLPs that cost < tau");
     run_options(sub, o->run);

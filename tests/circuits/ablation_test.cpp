@@ -8,6 +8,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "circuits/attribution.h"
 #include "compress/container.h"
 #include "compress/lm_codec.h"
 #include "experiments/compress_cmd.h"
@@ -328,6 +329,59 @@ TEST(Ablation, DiscoverFindsThePreviousTokenAndInductionHeads) {
   // the circuit file is a component spec
   auto m = model::load_model(o.run.model);
   EXPECT_EQ(parse_components(o.out, m.config).size(), comps.size());
+}
+
+}  // namespace
+}  // namespace ccc::circuits
+
+namespace ccc::circuits {
+namespace {
+
+// Attribution patching is the first-order term of the exact Δbits: moving a component's activation a
+// fraction ε of the way to its replacement changes the bits by ε × the estimate as ε → 0 (one stream that
+// fits the window, so both use the same context).
+TEST(Ablation, AttributionIsTheDerivativeOfTheExactDelta) {
+  auto m = test::tiny_byte_lm(9, 64);
+  const std::string text = sample_text(40, 6);
+  experiments::AblationRun run;
+  run.streams = 1;
+  run.window = 64;
+  compress::CodecOptions opt;
+  opt.streams = 1;
+  opt.window = 64;
+  const auto streams = compress::stream_tokens(m, text, opt);
+  std::vector<Component> set = sweep_set("heads", m.config);
+  set.push_back({Component::Kind::kMlp, 1, -1});
+  set.push_back({Component::Kind::kNeuron, 0, 3});
+  const auto ref = collect_reference(m, text, set, Mode::kMean, 1, 64, 0);
+  for (const Mode mode : {Mode::kZero, Mode::kMean}) {
+    const auto est = attribute(m, streams, 64, set, mode, &ref);
+    const auto clean = experiments::ablated_bits(m, text, run, {}, nullptr);
+    double c0 = 0;
+    for (double b : clean) c0 += b;
+    for (size_t i = 0; i < set.size(); ++i) {
+      const double eps = 1e-3;
+      const Component comp = set[i];
+      model::HookSet hs;
+      hs.edit(comp.hook(), [&](const torch::Tensor& x, const model::HookContext&) {
+        auto r = mode == Mode::kZero ? torch::zeros_like(x) : ref.mean.at(comp.hook()).expand_as(x);
+        auto moved = x + eps * (r - x);
+        auto y = x.clone();
+        if (comp.index >= 0) y.select(2, comp.index).copy_(moved.select(2, comp.index));
+        else y.copy_(moved);
+        return y;
+      });
+      opt.hooks = [&](int64_t) { return &hs; };
+      double c1 = 0;
+      for (const auto& s : compress::segmented_token_bits(m, text, opt))
+        for (double b : s) c1 += b;
+      opt.hooks = nullptr;
+      const double fd = (c1 - c0) / eps;
+      EXPECT_NEAR(est[i], fd, 0.02 * std::abs(fd) + 0.02) << comp.name() << " " << to_string(mode);
+    }
+  }
+  EXPECT_NEAR(spearman({1, 2, 3, 4}, {10, 20, 30, 40}), 1.0, 1e-12);
+  EXPECT_NEAR(spearman({1, 2, 3, 4}, {4, 3, 2, 1}), -1.0, 1e-12);
 }
 
 }  // namespace
