@@ -194,6 +194,8 @@ void run_decompress(const CompressCmdOptions& o) {
     out = o.in.substr(0, o.in.size() - 4);
   }
   CCC_CHECK(out == "-" || o.force || !fs::exists(out), out, " exists (use --force to overwrite)");
+  std::error_code eq_ec;
+  CCC_CHECK(out == "-" || o.in == "-" || !fs::exists(out) || !fs::equivalent(o.in, out, eq_ec), "output would overwrite the input ", o.in);
   const std::string packed = read_input(o.in);
   auto m = load(o);
   Progress progress{!o.quiet && packed.size() > (16 << 10) && ::isatty(2)};

@@ -15,7 +15,7 @@ void add_codec_args(CLI::App* sub, experiments::CompressCmdOptions& o) {
   sub->add_option("-o,--out", o.out, "output file ('-' = stdout)");
   sub->add_flag("-f,--force", o.force, "overwrite an existing output");
   sub->add_flag("-q,--quiet", o.quiet, "no progress or summary");
-  sub->add_option("--workers", o.threads, "worker threads (never changes the output)");
+  sub->add_option("--workers", o.threads, "worker threads (never changes the output; 0 = cores)")->check(CLI::Range(0, 1 << 30));
 }
 // compress / decompress with an ablated model (both sides need the same options)
 void add_ablation_args(CLI::App* sub, experiments::CompressCmdOptions& o) {
@@ -31,10 +31,10 @@ void add_compress_commands(CLI::App& app, Globals& g) {
     auto o = std::make_shared<experiments::CompressCmdOptions>();
     auto* sub = app.add_subcommand("compress", "lossless compression with the model (arithmetic coding)");
     add_codec_args(sub, *o);
-    sub->add_option("--streams", o->streams, "independent streams B (default: one per KiB, max 256)");
-    sub->add_option("--window", o->window, "context window W (default: n_ctx/2 rolling, n_ctx strided)");
+    sub->add_option("--streams", o->streams, "independent streams B (default: one per KiB, max 256)")->check(CLI::Range(0, 1 << 30));
+    sub->add_option("--window", o->window, "context window W (default: n_ctx/2 rolling, n_ctx strided)")->check(CLI::Range(0, 1 << 30));
     sub->add_flag("--strided", o->strided, "strided windows that re-encode context (default for learned positions)");
-    sub->add_option("--groups", o->groups, "stream groups coded in parallel (default: cores)");
+    sub->add_option("--groups", o->groups, "stream groups coded in parallel (default: cores)")->check(CLI::Range(0, 1 << 30));
     sub->add_option("--dump", o->dump, "also capture activations of --hooks into this HDF5 file (see ccc dump)");
     sub->add_option("--hooks", o->hooks, "hook names or globs to capture with --dump (repeatable)");
     sub->add_option("--dtype", o->dump_dtype, "activation dtype of the dump: f16 (default) or f32");
@@ -51,8 +51,8 @@ void add_compress_commands(CLI::App& app, Globals& g) {
     sub->add_option("in", o->in, "input file ('-' = stdin)")->required();
     sub->add_option("-o,--out", o->dump, "output .h5 file")->required();
     sub->add_option("--hooks", o->hooks, "hook names or globs (repeatable; none = tokens and bits only)");
-    sub->add_option("--streams", o->streams, "independent streams B, as for compress");
-    sub->add_option("--window", o->window, "context window W, as for compress");
+    sub->add_option("--streams", o->streams, "independent streams B, as for compress")->check(CLI::Range(0, 1 << 30));
+    sub->add_option("--window", o->window, "context window W, as for compress")->check(CLI::Range(0, 1 << 30));
     sub->add_flag("--strided", o->strided, "strided window policy, as for compress");
     sub->add_option("--groups", o->groups, "stream groups, as for compress");
     sub->add_option("--workers", o->threads, "worker threads (never changes the dump)");

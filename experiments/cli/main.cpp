@@ -4,12 +4,23 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <algorithm>
 #include <exception>
+#include <iostream>
+#include <string>
+#include <thread>
 
 #include "experiments/cli/cli.h"
+#include "model/base/error.h"
 #include "model/kernels/runtime.h"
 
-void ccc::cli::Globals::init() const { ccc::init_runtime(threads); }
+void ccc::cli::Globals::init() const {
+  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  if (threads < 0 || threads > 4 * cores)
+    throw ccc::Error("--threads " + std::to_string(threads) + ": expected 0 (all cores) to " + std::to_string(4 * cores) +
+                     " (4 x the " + std::to_string(cores) + " cores)");
+  ccc::init_runtime(threads);
+}
 
 int main(int argc, char** argv) {
   // LibTorch's OpenMP workers spin while OpenBLAS's own threads run a GEMM, and OpenBLAS's threads spin
@@ -24,6 +35,7 @@ int main(int argc, char** argv) {
   }
   CLI::App app{"ccc: measuring transformer language models in bits"};
   app.require_subcommand(1);
+  app.fallthrough();  // global options (--threads) are accepted after the subcommand too
   ccc::cli::Globals g;
   for (int i = 0; i < argc; ++i) g.command += (i ? " " : "") + std::string(argv[i]);
   app.add_option("--threads", g.threads, "intra-op threads (default: all cores)");
@@ -40,6 +52,12 @@ int main(int argc, char** argv) {
   } catch (const std::exception& e) {
     std::fflush(stdout);
     std::fprintf(stderr, "error: %s\n", e.what());
+    return 1;
+  }
+  // a result that could not be written is a failure (e.g. > /dev/full)
+  std::cout.flush();
+  if (!std::cout || std::fflush(stdout) != 0 || std::ferror(stdout)) {
+    std::fprintf(stderr, "error: cannot write to standard output\n");
     return 1;
   }
   return 0;

@@ -54,6 +54,20 @@ void ModelConfig::validate() const {
   positive("n_kv_heads", n_kv_heads);
   positive("d_head", d_head);
   positive("n_ctx", n_ctx);
+  // hard caps (well above any real checkpoint) so that no size computed from a config can overflow or
+  // allocate absurd amounts before the weights are checked against it
+  auto capped = [](const char* name, int64_t v, int64_t cap) {
+    CCC_CHECK(v <= cap, "config: ", name, " = ", v, " exceeds the supported maximum ", cap);
+  };
+  capped("d_vocab", d_vocab, int64_t{1} << 24);
+  capped("d_vocab_out", d_vocab_out, int64_t{1} << 24);
+  capped("d_model", d_model, int64_t{1} << 16);
+  capped("n_layers", n_layers, int64_t{1} << 10);
+  capped("n_heads", n_heads, int64_t{1} << 10);
+  capped("n_kv_heads", n_kv_heads, int64_t{1} << 10);
+  capped("d_head", d_head, int64_t{1} << 12);
+  capped("d_mlp", d_mlp, int64_t{1} << 18);
+  capped("n_ctx", n_ctx, int64_t{1} << 20);
   CCC_CHECK(d_vocab_out <= d_vocab || !tied_embed, "config: tied embeddings need d_vocab_out (", d_vocab_out,
             ") <= d_vocab (", d_vocab, ")");
   CCC_CHECK(n_heads % n_kv_heads == 0, "config: n_heads (", n_heads, ") must be a multiple of n_kv_heads (",

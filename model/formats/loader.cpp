@@ -2,6 +2,7 @@
 
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 
 #include "model/base/error.h"
 #include "model/base/util.h"
@@ -260,6 +261,25 @@ std::map<std::string, torch::Tensor> canonical_from_hf(const ModelConfig& c, std
 
 namespace {
 
+// Model files are read whole: refuse devices, FIFOs and directories (a symlink to /dev/zero never ends).
+void require_regular(const std::string& path) {
+  std::error_code ec;
+  CCC_CHECK(fs::is_regular_file(path, ec), path, ": not a regular file");
+}
+
+// The weights must be those the config describes: same parameter count (checked before the model is built,
+// so a config with inflated sizes allocates nothing), and every value finite.
+void check_weights(const ModelConfig& c, const std::map<std::string, torch::Tensor>& sd, const std::string& cfg_path,
+                   const std::string& weights) {
+  int64_t held = 0;
+  for (const auto& [name, t] : sd) held += t.numel();
+  CCC_CHECK(held == c.n_params(), cfg_path, ": the config describes ", c.n_params(), " parameters but ", weights,
+            " holds ", held);
+  for (const auto& [name, t] : sd)
+    CCC_CHECK(t.numel() == 0 || torch::isfinite(t).all().item<bool>(), weights, ": tensor ", name,
+              " holds NaN or infinite values");
+}
+
 LoadedModel load_llama2c(const std::string& path) {
   std::string bytes = read_file(path);
   CCC_CHECK(bytes.size() >= 28, path, ": too short for a llama2.c header (", bytes.size(), " bytes)");
@@ -348,6 +368,7 @@ LoadedModel load_llama2c(const std::string& path) {
   }
   sd["ln_final.w"] = rms_final;
   if (!c.tied_embed) sd["unembed.W_U"] = wcls;
+  check_weights(c, sd, path, path);
   LoadedModel m;
   m.config = c;
   m.model = Transformer(c);
@@ -373,6 +394,8 @@ LoadedModel load_model(const std::string& path, const std::string& tokenizer_pat
     std::string weights = (dir / "model.safetensors").string();
     if (!fs::exists(weights, ec)) weights = (dir / "model.safetensors.index.json").string();
     CCC_CHECK(fs::exists(weights, ec), path, ": no model.safetensors or model.safetensors.index.json");
+    require_regular(cfg_path);
+    require_regular(weights);
     auto sd = load_safetensors_float(weights);
     if (j["model_type"] == "ccc") {
       try {
@@ -386,10 +409,19 @@ LoadedModel load_model(const std::string& path, const std::string& tokenizer_pat
       sd = canonical_from_hf(m.config, std::move(sd), weights);
       m.format = "hf-" + m.config.arch;
     }
+    check_weights(m.config, sd, cfg_path, weights);
     m.model = Transformer(m.config);
     m.model->load_state_dict(sd, weights);
     if (m.format != "ccc") default_tok = path;
   } else {
+    require_regular(path);
+    {
+      std::ifstream f(path, std::ios::binary);
+      char magic[4] = {};
+      f.read(magic, 4);
+      CCC_CHECK(!(f.gcount() == 4 && std::memcmp(magic, "GGUF", 4) == 0), path,
+                ": a GGUF file; GGUF is not supported yet (use a Hugging Face directory or a llama2.c .bin)");
+    }
     m = load_llama2c(path);
     auto sib = fs::path(path).parent_path() / "tokenizer.bin";
     if (fs::exists(sib, ec)) default_tok = sib.string();

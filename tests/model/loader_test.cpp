@@ -3,6 +3,9 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <limits>
+
+#include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "model/base/error.h"
@@ -298,6 +301,81 @@ TEST(CliTest, BadModelGivesErrorAndNonZeroExit) {
   EXPECT_NE(rc, 0);
   EXPECT_NE(out.find("error:"), std::string::npos) << out;
   EXPECT_NE(out.find("missing"), std::string::npos) << out;
+}
+
+}  // namespace
+}  // namespace ccc::model
+
+namespace ccc::model {
+namespace {
+
+// Hardening: a config is checked against caps and against the weights before anything is built; model
+// files must be regular files; weights must be finite; GGUF is named.
+TEST(LoaderHardeningTest, InflatedConfigsAndBadWeightsAreRefusedBeforeBuilding) {
+  test::TempDir tmp;
+  auto m = test::tiny_model("byte_attn_only");
+  save_model(tmp.file("m"), m->config(), m);
+  const std::string cfg_path = tmp.file("m/config.json");
+  const auto original = nlohmann::json::parse(read_file(cfg_path));
+  auto with = [&](const char* key, int64_t v) {
+    auto j = original;
+    j[key] = v;
+    write_file_atomic(cfg_path, j.dump());
+  };
+  with("d_model", 200000);
+  expect_error([&] { load_model(tmp.file("m")); }, {"config.json", "d_model = 200000 exceeds"});
+  with("n_layers", 1000000);
+  expect_error([&] { load_model(tmp.file("m")); }, {"config.json", "n_layers"});
+  with("n_ctx", int64_t{4000000});
+  expect_error([&] { load_model(tmp.file("m")); }, {"n_ctx"});
+  // within the caps but not what the weights hold: refused by parameter count, nothing allocated
+  with("d_mlp", 60000);
+  auto j = original;
+  j["n_layers"] = original["n_layers"].get<int64_t>() + 7;
+  write_file_atomic(cfg_path, j.dump());
+  expect_error([&] { load_model(tmp.file("m")); }, {"config.json", "parameters", "model.safetensors", "holds"});
+  write_file_atomic(cfg_path, original.dump());
+  EXPECT_NO_THROW(load_model(tmp.file("m")));
+  // a non-finite weight is named
+  {
+    torch::NoGradGuard g;
+    m->state_dict().at("blocks.0.attn.W_O")[1][2] = std::numeric_limits<float>::quiet_NaN();
+  }
+  save_model(tmp.file("nan"), m->config(), m);
+  expect_error([&] { load_model(tmp.file("nan")); }, {"model.safetensors", "blocks.0.attn.W_O", "NaN"});
+  // weights that are a device, not a file
+  std::filesystem::create_directories(tmp.file("dev"));
+  std::filesystem::copy_file(cfg_path, tmp.file("dev/config.json"));
+  std::filesystem::create_symlink("/dev/zero", tmp.file("dev/model.safetensors"));
+  expect_error([&] { load_model(tmp.file("dev")); }, {"model.safetensors", "not a regular file"});
+  // GGUF
+  write_file_atomic(tmp.file("x.gguf"), std::string("GGUF\x03\0\0\0", 8) + std::string(64, '\0'));
+  expect_error([&] { load_model(tmp.file("x.gguf")); }, {"x.gguf", "GGUF is not supported"});
+}
+
+}  // namespace
+}  // namespace ccc::model
+
+namespace ccc::model {
+namespace {
+
+TEST(CliTest, NonsenseNumbersFailedWritesAndSelfOverwritesAreErrors) {
+  test::TempDir tmp;
+  const std::string ccc = CCC_BINARY, model = std::string(CCC_SOURCE_DIR) + "/data/models/ccc-attn1";
+  std::string out;
+  EXPECT_NE(test::run_command(ccc + " --threads 100000 info -m " + model + " 2>&1", &out), 0);
+  EXPECT_NE(out.find("--threads 100000"), std::string::npos) << out;
+  EXPECT_EQ(test::run_command(ccc + " info -m " + model + " --threads 1 > /dev/null 2>&1"), 0);  // after the subcommand too
+  EXPECT_NE(test::run_command("(" + ccc + " info -m " + model + " > /dev/full)", &out), 0);
+  EXPECT_NE(out.find("cannot write to standard output"), std::string::npos) << out;
+  EXPECT_NE(test::run_command(ccc + " compress --streams -3 " + model + "/config.json -o " + tmp.file("x") + " 2>/dev/null"), 0);
+  write_file_atomic(tmp.file("a.txt"), "hello hello hello\n");
+  ASSERT_EQ(test::run_command(ccc + " compress -q -m " + model + " " + tmp.file("a.txt")), 0);
+  const std::string packed = read_file(tmp.file("a.txt.ccc"));
+  EXPECT_NE(test::run_command(ccc + " decompress -m " + model + " " + tmp.file("a.txt.ccc") + " -o " + tmp.file("a.txt.ccc") +
+                                  " --force 2>&1", &out), 0);
+  EXPECT_NE(out.find("would overwrite the input"), std::string::npos) << out;
+  EXPECT_EQ(read_file(tmp.file("a.txt.ccc")), packed);
 }
 
 }  // namespace
