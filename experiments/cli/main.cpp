@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "experiments/cli/cli.h"
+#include "compress/lm_codec.h"
 #include "model/base/error.h"
 #include "model/kernels/runtime.h"
 
@@ -33,7 +34,8 @@ int main(int argc, char** argv) {
     if (std::getenv("OPENBLAS_THREAD_TIMEOUT") == nullptr) ::setenv("OPENBLAS_THREAD_TIMEOUT", "4", 1);
     ::execv("/proc/self/exe", argv);  // returns only on failure: then carry on as we are
   }
-  CLI::App app{"ccc: measuring transformer language models in bits"};
+  CLI::App app{"ccc: measuring transformer language models in bits", "ccc"};
+  app.set_version_flag("--version", std::string("ccc ") + CCC_VERSION + " (" + ccc::compress::runtime_id() + ")");
   app.require_subcommand(1);
   app.fallthrough();  // global options (--threads) are accepted after the subcommand too
   ccc::cli::Globals g;
@@ -45,6 +47,10 @@ int main(int argc, char** argv) {
   ccc::cli::add_circuit_commands(app, g);
   ccc::cli::add_analysis_commands(app, g);
   ccc::cli::add_bench_commands(app, g);
+  if (argc == 1) {  // a bare `ccc` prints the help
+    std::cout << app.help();
+    return 0;
+  }
   try {
     app.parse(argc, argv);  // the chosen command runs from its callback
   } catch (const CLI::ParseError& e) {

@@ -111,7 +111,24 @@ void cmd_bits(const ModelArgs& a, const BitsArgs& o) {
     bopt.streams = o.streams;
     bopt.window = o.window;
     bopt.strided = o.strided;
-    const double total = compress::segmented_bits(m, text, bopt);
+    const auto per_stream = compress::segmented_token_bits(m, text, bopt);
+    double total = 0;
+    for (const auto& s : per_stream)
+      for (double b : s) total += b;
+    if (o.json) {
+      nlohmann::json j;
+      j["model"] = m.source;
+      j["fingerprint"] = m.fingerprint;
+      j["file"] = o.file;
+      j["streams"] = o.streams;
+      j["policy"] = compress::describe_policy(m.config, bopt);
+      j["bits"] = per_stream;  // per stream, per coded token
+      j["total_bits"] = total;
+      j["n_bytes"] = text.size();
+      j["bits_per_byte"] = text.empty() ? 0.0 : total / static_cast<double>(text.size());
+      std::cout << j.dump() << "\n";
+      return;
+    }
     std::printf("total_bits %.3f\nbits_per_byte %.4f\nstreams %lld\nwindow %s\n", total,
                 text.empty() ? 0.0 : total / text.size(), (long long)o.streams,
                 compress::describe_policy(m.config, bopt).c_str());

@@ -376,6 +376,21 @@ TEST(CliTest, NonsenseNumbersFailedWritesAndSelfOverwritesAreErrors) {
                                   " --force 2>&1", &out), 0);
   EXPECT_NE(out.find("would overwrite the input"), std::string::npos) << out;
   EXPECT_EQ(read_file(tmp.file("a.txt.ccc")), packed);
+  // --version names the build; a bare ccc prints the help; bits --streams --json is JSON with per-stream bits
+  ASSERT_EQ(test::run_command(ccc + " --version", &out), 0);
+  EXPECT_EQ(out.rfind("ccc 0.", 0), 0u) << out;
+  EXPECT_NE(out.find("libtorch"), std::string::npos) << out;
+  ASSERT_EQ(test::run_command(ccc, &out), 0);
+  EXPECT_NE(out.find("Usage: ccc"), std::string::npos) << out;
+  ASSERT_EQ(test::run_command(ccc + " bits -m " + model + " --streams 2 --json " + tmp.file("a.txt") + " 2>/dev/null", &out), 0);
+  const auto j = nlohmann::json::parse(out);
+  ASSERT_EQ(j["bits"].size(), 2u);
+  double sum = 0;
+  size_t tokens = 0;
+  for (const auto& s : j["bits"])
+    for (const auto& b : s) sum += b.get<double>(), ++tokens;
+  EXPECT_EQ(tokens, 18u);  // byte model: one coded token per byte
+  EXPECT_NEAR(sum, j["total_bits"].get<double>(), 1e-6);
 }
 
 }  // namespace
