@@ -2,6 +2,7 @@
 
 #include <xxhash.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "model/base/error.h"
@@ -136,6 +137,10 @@ Header parse_container(std::string_view bytes, const std::string& name, size_t* 
   // every table entry takes at least one byte: bound the tables by what the file holds before allocating
   CCC_CHECK(n_streams >= 1 && n_groups >= 1 && n_groups <= n_streams, name, ": corrupt header (", n_streams,
             " streams in ", n_groups, " groups)");
+  CCC_CHECK(n_streams <= std::max<uint64_t>(1, h.original_bytes), name, ": corrupt header (", n_streams,
+            " streams for ", h.original_bytes, " bytes)");
+  CCC_CHECK((n_streams + n_groups - 1) / n_groups <= kMaxStreamsPerGroup, name, ": corrupt header (", n_streams,
+            " streams in ", n_groups, " groups: more than ", kMaxStreamsPerGroup, " per group)");
   r.need(n_streams, "stream table");
   r.need(n_streams + n_groups, "group table");
   h.n_groups = static_cast<uint32_t>(n_groups);

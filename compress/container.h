@@ -14,6 +14,9 @@ namespace ccc::compress {
 
 constexpr char kMagic[4] = {'C', 'C', 'C', 'Z'};
 constexpr uint16_t kFormatVersion = 2;
+/// Most streams one group may hold: a group is one model batch (one KV-cache row per stream), so this
+/// bounds the memory a container can make the decoder allocate per worker thread.
+constexpr uint64_t kMaxStreamsPerGroup = 256;
 
 /// How sequences longer than the window are scored.
 enum class WindowKind : uint8_t {

@@ -295,6 +295,10 @@ std::string lm_compress(model::LoadedModel& m, std::string_view input, const Cod
   const int64_t B = resolve_streams(n, opt.streams);
   int64_t G = opt.groups > 0 ? opt.groups : static_cast<int64_t>(std::max(1u, std::thread::hardware_concurrency()));
   G = std::min(G, B);
+  const auto per_group = [&] { return (B + G - 1) / G; };
+  if (opt.groups <= 0) G = std::max<int64_t>(G, (B + static_cast<int64_t>(kMaxStreamsPerGroup) - 1) / static_cast<int64_t>(kMaxStreamsPerGroup));
+  CCC_CHECK(per_group() <= static_cast<int64_t>(kMaxStreamsPerGroup), "compress: ", B, " streams in ", G, " groups is more than ",
+            kMaxStreamsPerGroup, " streams per group; use more --groups");
   Header h;
   h.fingerprint = fingerprint_from_hex(m.fingerprint);
   h.tokenizer_kind = m.tokenizer->kind();

@@ -5,6 +5,9 @@
 #include <cmath>
 #include <random>
 
+#include "compress/container.h"
+#include "model/base/error.h"
+
 namespace ccc::compress {
 namespace {
 
@@ -66,6 +69,46 @@ TEST(ArithmeticCoderTest, RejectsInvalidIntervals) {
   EXPECT_THROW(enc.encode(5, 5, 10), std::invalid_argument);
   EXPECT_THROW(enc.encode(0, 11, 10), std::invalid_argument);
   EXPECT_THROW(enc.encode(0, 1, kMaxTotal + 1), std::invalid_argument);
+}
+
+}  // namespace
+}  // namespace ccc::compress
+
+namespace ccc::compress {
+namespace {
+
+// A forged header (checksum recomputed: XXH64 is public) cannot make the decoder allocate more rows per
+// group than kMaxStreamsPerGroup, nor more streams than original bytes.
+TEST(ContainerTest, ForgedStreamCountsAreRefusedBeforeDecoding) {
+  auto forge = [](uint64_t original, uint64_t streams, uint32_t groups) {
+    Header h;
+    h.tokenizer_kind = "byte";
+    h.original_bytes = original;
+    h.n_groups = groups;
+    h.window = 128;
+    h.streams.assign(streams, StreamInfo{});
+    for (uint64_t i = 0; i < streams; ++i) {
+      const auto [a, b] = segment_range(original, streams, i);
+      h.streams[i].n_bytes = b - a;
+      h.streams[i].n_tokens = b - a;
+    }
+    h.group_bytes.assign(groups, 1);
+    return serialize_header(h) + std::string(groups, '\0');
+  };
+  size_t off = 0;
+  EXPECT_NO_THROW(parse_container(forge(1000000, 512, 2), "ok.ccc", &off));
+  try {
+    parse_container(forge(1000000, 2000, 1), "x.ccc", &off);
+    ADD_FAILURE() << "2000 streams in one group accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("more than 256 per group"), std::string::npos) << e.what();
+  }
+  try {
+    parse_container(forge(10, 2000, 100), "y.ccc", &off);
+    ADD_FAILURE() << "more streams than bytes accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("2000 streams for 10 bytes"), std::string::npos) << e.what();
+  }
 }
 
 }  // namespace
