@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
+#include <filesystem>
 #include <cmath>
 #include <mutex>
 #include <thread>
@@ -302,7 +303,11 @@ std::string lm_compress(model::LoadedModel& m, std::string_view input, const Cod
   Header h;
   h.fingerprint = fingerprint_from_hex(m.fingerprint);
   h.tokenizer_kind = m.tokenizer->kind();
-  h.model_hint = m.source;
+  {  // the model's name, not a path of this machine (a symlink such as data/models/default resolved)
+    std::error_code ec;
+    auto p = std::filesystem::weakly_canonical(std::filesystem::path(m.source), ec);
+    h.model_hint = (ec ? std::filesystem::path(m.source) : p).filename().string();
+  }
   h.runtime_hash = xxh64(runtime_id());
   h.original_bytes = n;
   h.checksum = xxh64(input);

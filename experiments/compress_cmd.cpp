@@ -14,6 +14,7 @@
 
 #include "analysis/capture.h"
 #include "circuits/ablation.h"
+#include "compress/container.h"
 #include "compress/lm_codec.h"
 #include "experiments/bench_forward.h"
 #include "model/training/corpus.h"
@@ -137,10 +138,34 @@ std::unique_ptr<CodecAblation> make_ablation(model::LoadedModel& m, const Compre
   return std::make_unique<CodecAblation>(m, o);
 }
 
+// Decompress without -m: the default model, else the shipped model the header's hint names, when its
+// fingerprint is the one the container needs; otherwise the error names the fingerprint.
+model::LoadedModel model_for_container(const std::string& packed, const CompressCmdOptions& o) {
+  auto m = load(o);
+  size_t off = 0;
+  compress::Header h;
+  try {
+    h = compress::parse_container(packed, o.in, &off);
+  } catch (const Error&) {
+    return m;  // lm_decompress reports what is wrong
+  }
+  if (!o.ablate.empty() || compress::hex(h.fingerprint) == m.fingerprint) return m;
+  std::error_code ec;
+  const fs::path hinted = fs::path(CCC_SOURCE_DIR) / "data" / "models" / fs::path(h.model_hint).filename();
+  if (!h.model_hint.empty() && h.model_hint.find('/') == std::string::npos && fs::is_directory(hinted, ec)) {
+    auto alt = model::load_model(hinted.string());
+    if (alt.fingerprint == compress::hex(h.fingerprint)) return alt;
+  }
+  CCC_FAIL(o.in, ": needs the model with fingerprint ", compress::hex(h.fingerprint).substr(0, 16), "... (hint '",
+           h.model_hint, "'); the default model has ", m.fingerprint.substr(0, 16), "...; pass -m");
+}
+
 }  // namespace
 
 void run_compress(const CompressCmdOptions& o) {
   const std::string out = !o.out.empty() ? o.out : (o.in == "-" ? "-" : o.in + ".ccc");
+  CCC_CHECK(out != "-" || o.force || !::isatty(1),
+            "refusing to write compressed data to a terminal (redirect it, use -o FILE, or -f to force)");
   CCC_CHECK(out == "-" || o.force || !fs::exists(out), out, " exists (use --force to overwrite)");
   CCC_CHECK(out == "-" || o.in == "-" || !fs::exists(out) || !fs::equivalent(o.in, out), "output would overwrite the input ", o.in);
   auto m = load(o);
@@ -162,9 +187,15 @@ void run_compress(const CompressCmdOptions& o) {
   if (capture && !o.quiet)
     std::fprintf(stderr, "%s: %lld rows, %.1f MB of activations and metadata, total_bits %.3f\n", o.dump.c_str(),
                  (long long)capture->rows(), capture->bytes_written() / 1e6, capture->total_bits());
-  if (!o.quiet)
-    std::fprintf(stderr, "%s: %zu -> %zu bytes, %.4f bits/byte, %.3f MB/s\n", o.in.c_str(), input.size(), packed.size(),
-                 input.empty() ? 0.0 : 8.0 * packed.size() / input.size(), input.size() / 1e6 / std::max(1e-9, s));
+  if (!o.quiet) {
+    if (input.empty())
+      std::fprintf(stderr, "%s: empty input -> %zu bytes (the container header alone), %.2f s\n", o.in.c_str(),
+                   packed.size(), s);
+    else
+      std::fprintf(stderr, "%s: %zu -> %zu bytes (%.2f%%), %.4f bits/byte, %.1f KB/s, %.2f s\n", o.in.c_str(),
+                   input.size(), packed.size(), 100.0 * packed.size() / input.size(), 8.0 * packed.size() / input.size(),
+                   input.size() / 1e3 / std::max(1e-9, s), s);
+  }
 }
 
 void run_dump(const CompressCmdOptions& o) {
@@ -187,17 +218,36 @@ void run_dump(const CompressCmdOptions& o) {
 
 void run_decompress(const CompressCmdOptions& o) {
   std::string out = o.out;
-  if (out.empty()) {
-    CCC_CHECK(o.in != "-", "decompress: reading stdin needs -o OUT (or -o - for stdout)");
-    CCC_CHECK(o.in.size() > 4 && o.in.compare(o.in.size() - 4, 4, ".ccc") == 0, o.in,
-              ": name does not end in .ccc; pass -o OUT");
-    out = o.in.substr(0, o.in.size() - 4);
+  if (out.empty() && !o.test && !o.list) {
+    if (o.in == "-") {
+      out = "-";  // as compress: standard input goes to standard output
+    } else {
+      CCC_CHECK(o.in.size() > 4 && o.in.compare(o.in.size() - 4, 4, ".ccc") == 0, o.in,
+                ": name does not end in .ccc; pass -o OUT or -c");
+      out = o.in.substr(0, o.in.size() - 4);
+    }
   }
-  CCC_CHECK(out == "-" || o.force || !fs::exists(out), out, " exists (use --force to overwrite)");
+  if (o.list) {
+    const std::string packed = read_input(o.in);
+    size_t off = 0;
+    const auto h = compress::parse_container(packed, o.in, &off);
+    uint64_t tokens = 0;
+    for (const auto& st : h.streams) tokens += st.n_tokens;
+    std::printf("%s: original %llu bytes, compressed %zu bytes (%.2f%%, %.4f bits/byte)\n  model %s (fingerprint %s)\n"
+                "  tokenizer %s, %llu tokens in %zu streams, %u groups, %s window %u%s\n",
+                o.in.c_str(), (unsigned long long)h.original_bytes, packed.size(),
+                h.original_bytes ? 100.0 * packed.size() / h.original_bytes : 0.0,
+                h.original_bytes ? 8.0 * packed.size() / h.original_bytes : 0.0, h.model_hint.c_str(),
+                compress::hex(h.fingerprint).c_str(), h.tokenizer_kind.c_str(), (unsigned long long)tokens,
+                h.streams.size(), h.n_groups, h.policy == compress::WindowKind::kRolling ? "rolling" : "strided", h.window,
+                h.policy == compress::WindowKind::kRolling ? "" : (" stride " + std::to_string(h.stride)).c_str());
+    return;
+  }
+  CCC_CHECK(o.test || out == "-" || o.force || !fs::exists(out), out, " exists (use --force to overwrite)");
   std::error_code eq_ec;
   CCC_CHECK(out == "-" || o.in == "-" || !fs::exists(out) || !fs::equivalent(o.in, out, eq_ec), "output would overwrite the input ", o.in);
   const std::string packed = read_input(o.in);
-  auto m = load(o);
+  auto m = o.model.empty() ? model_for_container(packed, o) : load(o);
   Progress progress{!o.quiet && packed.size() > (16 << 10) && ::isatty(2)};
   compress::CodecOptions copt;
   copt.threads = o.threads;
@@ -205,7 +255,25 @@ void run_decompress(const CompressCmdOptions& o) {
   auto ablation = make_ablation(m, o);
   if (ablation) ablation->attach(copt);
   const std::string data = compress::lm_decompress(m, packed, o.in, copt);
+  if (o.test) {
+    if (!o.quiet) std::fprintf(stderr, "%s: OK (%zu bytes restored, checksum verified)\n", o.in.c_str(), data.size());
+    return;
+  }
   write_out(out, data, o.force);
+}
+
+void run_codec_files(const CompressCmdOptions& o, bool decompress) {
+  CCC_CHECK(!o.inputs.empty(), "no input file given ('-' reads standard input)");
+  CCC_CHECK(o.out.empty() || o.inputs.size() == 1, "-o names one output; with ", o.inputs.size(),
+            " inputs each gets its own (IN.ccc, or IN without .ccc), or use -c");
+  CCC_CHECK(!(o.to_stdout && !o.out.empty() && o.out != "-"), "-c and -o FILE contradict each other");
+  for (const auto& in : o.inputs) {
+    CompressCmdOptions one = o;
+    one.in = in;
+    if (o.to_stdout) one.out = "-";
+    if (decompress || o.test || o.list) run_decompress(one);
+    else run_compress(one);
+  }
 }
 
 void bench_compress(const BenchCompressOptions& o) {

@@ -11,6 +11,11 @@ struct CompressCmdOptions {
   std::string model;  ///< "" = default
   std::string tokenizer;
   std::string in;     ///< "-" = stdin
+  std::vector<std::string> inputs;  ///< compress / decompress: every input file (each handled as `in`)
+  bool to_stdout = false;  ///< -c: write to standard output
+  bool test = false;       ///< -t: decompress in memory and verify, write nothing
+  bool list = false;       ///< -l: print the container's header, decompress nothing
+  bool decompress = false; ///< -d on compress
   std::string out;    ///< "" = IN.ccc (compress) / IN without .ccc (decompress); "-" = stdout
   int64_t streams = 0;
   int64_t groups = 0;
@@ -36,6 +41,8 @@ void run_compress(const CompressCmdOptions& o);
 /// `ccc dump`: the compressor's encoding run with activation capture, no compressed output.
 void run_dump(const CompressCmdOptions& o);
 void run_decompress(const CompressCmdOptions& o);
+/// compress / decompress over `inputs` with the gzip/xz/zstd conventions (-c, -d, -t, -l, -o for one input).
+void run_codec_files(const CompressCmdOptions& o, bool decompress);
 
 struct BenchCompressOptions {
   std::vector<std::string> files;   ///< default: held-out parts of the corpora

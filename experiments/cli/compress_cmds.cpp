@@ -8,14 +8,21 @@
 namespace ccc::cli {
 
 namespace {
-void add_codec_args(CLI::App* sub, experiments::CompressCmdOptions& o) {
+void add_codec_args(CLI::App* sub, experiments::CompressCmdOptions& o, bool many = false) {
   sub->add_option("-m,--model", o.model, "model (default: data/models/default or $CCC_MODEL)");
-  sub->add_option("-t,--tokenizer", o.tokenizer, "tokenizer override");
-  sub->add_option("in", o.in, "input file ('-' = stdin)")->required();
+  sub->add_option("--tokenizer", o.tokenizer, "tokenizer override");
+  if (many) sub->add_option("files", o.inputs, "input files ('-' = standard input)")->required();
+  else sub->add_option("in", o.in, "input file ('-' = stdin)")->required();
   sub->add_option("-o,--out", o.out, "output file ('-' = stdout)");
   sub->add_flag("-f,--force", o.force, "overwrite an existing output");
   sub->add_flag("-q,--quiet", o.quiet, "no progress or summary");
   sub->add_option("--workers", o.threads, "worker threads (never changes the output; 0 = cores)")->check(CLI::Range(0, 1 << 30));
+  if (many) {
+    sub->add_flag("-c,--stdout", o.to_stdout, "write to standard output");
+    sub->add_flag("-k,--keep", "keep the input (always: ccc never deletes its input; accepted for gzip/zstd habits)");
+    sub->add_flag("-t,--test", o.test, "decompress in memory and verify the checksum; write nothing");
+    sub->add_flag("-l,--list", o.list, "print the container's header: sizes, ratio, model, streams, window");
+  }
 }
 // compress / decompress with an ablated model (both sides need the same options)
 void add_ablation_args(CLI::App* sub, experiments::CompressCmdOptions& o) {
@@ -30,7 +37,8 @@ void add_compress_commands(CLI::App& app, Globals& g) {
   {
     auto o = std::make_shared<experiments::CompressCmdOptions>();
     auto* sub = app.add_subcommand("compress", "lossless compression with the model (arithmetic coding)");
-    add_codec_args(sub, *o);
+    add_codec_args(sub, *o, true);
+    sub->add_flag("-d,--decompress", o->decompress, "decompress instead (as ccc decompress)");
     sub->add_option("--streams", o->streams, "independent streams B (default: one per KiB, max 256)")->check(CLI::Range(0, 1 << 30));
     sub->add_option("--window", o->window, "context window W (default: n_ctx/2 rolling, n_ctx strided)")->check(CLI::Range(0, 1 << 30));
     sub->add_flag("--strided", o->strided, "strided windows that re-encode context (default for learned positions)");
@@ -41,7 +49,7 @@ void add_compress_commands(CLI::App& app, Globals& g) {
     sub->add_option("--compression", o->dump_compression, "dump compression: none (default), gzip, fast");
     sub->add_flag("--dump-force", o->dump_force, "replace an existing dump file");
     add_ablation_args(sub, *o);
-    sub->callback([&g, o] { g.init(); o->command = g.command; experiments::run_compress(*o); });
+    sub->callback([&g, o] { g.init(); o->command = g.command; experiments::run_codec_files(*o, o->decompress); });
   }
   {
     auto o = std::make_shared<experiments::CompressCmdOptions>();
@@ -65,9 +73,9 @@ void add_compress_commands(CLI::App& app, Globals& g) {
   {
     auto o = std::make_shared<experiments::CompressCmdOptions>();
     auto* sub = app.add_subcommand("decompress", "restore a .ccc file bit-exactly");
-    add_codec_args(sub, *o);
+    add_codec_args(sub, *o, true);
     add_ablation_args(sub, *o);
-    sub->callback([&g, o] { g.init(); experiments::run_decompress(*o); });
+    sub->callback([&g, o] { g.init(); experiments::run_codec_files(*o, true); });
   }
 }
 

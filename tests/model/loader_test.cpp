@@ -395,3 +395,40 @@ TEST(CliTest, NonsenseNumbersFailedWritesAndSelfOverwritesAreErrors) {
 
 }  // namespace
 }  // namespace ccc::model
+
+namespace ccc::model {
+namespace {
+
+// gzip / xz / zstd habits: several inputs, -c, -d, -t, -l, '-' both ways, the model found from the hint.
+TEST(CliTest, CompressorConventions) {
+  test::TempDir tmp;
+  const std::string ccc = CCC_BINARY, m = " -m " + std::string(CCC_SOURCE_DIR) + "/data/models/ccc-attn1";
+  const std::string a = tmp.file("a.txt"), b = tmp.file("b.txt");
+  write_file_atomic(a, "first file\n");
+  write_file_atomic(b, "second file, longer\n");
+  std::string out;
+  ASSERT_EQ(test::run_command(ccc + " compress -q" + m + " " + a + " " + b, &out), 0) << out;
+  ASSERT_TRUE(std::filesystem::exists(a + ".ccc") && std::filesystem::exists(b + ".ccc"));
+  EXPECT_TRUE(std::filesystem::exists(a));  // inputs are kept
+  EXPECT_NE(test::run_command(ccc + " compress -q" + m + " " + a + " " + b + " -o " + tmp.file("x")), 0);  // -o: one input
+  ASSERT_EQ(test::run_command(ccc + " decompress -t " + a + ".ccc " + b + ".ccc", &out), 0) << out;  // model from the hint
+  EXPECT_NE(out.find("a.txt.ccc: OK"), std::string::npos) << out;
+  ASSERT_EQ(test::run_command(ccc + " compress -l " + b + ".ccc", &out), 0) << out;
+  EXPECT_NE(out.find("original 20 bytes"), std::string::npos) << out;
+  EXPECT_NE(out.find("model ccc-attn1 "), std::string::npos) << out;  // a name, not a path
+  ASSERT_EQ(test::run_command(ccc + " compress -d -c -q " + a + ".ccc 2>/dev/null", &out), 0);
+  EXPECT_EQ(out, "first file\n");
+  ASSERT_EQ(test::run_command("cat " + b + " | " + ccc + " compress -q" + m + " - | " + ccc + " decompress -q - 2>/dev/null", &out), 0);
+  EXPECT_EQ(out, "second file, longer\n");
+  write_file_atomic(tmp.file("e.txt"), "");
+  ASSERT_EQ(test::run_command(ccc + " compress" + m + " " + tmp.file("e.txt"), &out), 0);
+  EXPECT_NE(out.find("empty input"), std::string::npos) << out;
+  // a container whose model is neither the default nor a shipped one names the fingerprint it needs
+  write_file_atomic(tmp.file("c.ccc"), read_file(a + ".ccc"));
+  EXPECT_NE(test::run_command(ccc + " decompress -c -m " + std::string(CCC_SOURCE_DIR) + "/data/models/ccc-attn2 " +
+                                  tmp.file("c.ccc"), &out), 0);
+  EXPECT_NE(out.find("fingerprint"), std::string::npos) << out;
+}
+
+}  // namespace
+}  // namespace ccc::model
