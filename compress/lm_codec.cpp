@@ -294,7 +294,7 @@ std::string lm_compress(model::LoadedModel& m, std::string_view input, const Cod
   const auto& cfg = m.config;
   const uint64_t n = input.size();
   const int64_t B = resolve_streams(n, opt.streams);
-  int64_t G = opt.groups > 0 ? opt.groups : static_cast<int64_t>(std::max(1u, std::thread::hardware_concurrency()));
+  int64_t G = opt.groups > 0 ? opt.groups : kDefaultGroups;  // machine-independent
   G = std::min(G, B);
   const auto per_group = [&] { return (B + G - 1) / G; };
   if (opt.groups <= 0) G = std::max<int64_t>(G, (B + static_cast<int64_t>(kMaxStreamsPerGroup) - 1) / static_cast<int64_t>(kMaxStreamsPerGroup));

@@ -420,6 +420,13 @@ TEST(CliTest, CompressorConventions) {
   EXPECT_EQ(out, "first file\n");
   ASSERT_EQ(test::run_command("cat " + b + " | " + ccc + " compress -q" + m + " - | " + ccc + " decompress -q - 2>/dev/null", &out), 0);
   EXPECT_EQ(out, "second file, longer\n");
+  // the default group count is a constant (8), not the machine's core count
+  std::string big;
+  for (int i = 0; big.size() < 10240; ++i) big += "line " + std::to_string(i) + "\n";
+  write_file_atomic(tmp.file("big.txt"), big);
+  ASSERT_EQ(test::run_command(ccc + " compress -q" + m + " " + tmp.file("big.txt") + " && " + ccc + " compress -l " +
+                                  tmp.file("big.txt.ccc"), &out), 0) << out;
+  EXPECT_NE(out.find("in 10 streams, 8 groups"), std::string::npos) << out;
   write_file_atomic(tmp.file("e.txt"), "");
   ASSERT_EQ(test::run_command(ccc + " compress" + m + " " + tmp.file("e.txt"), &out), 0);
   EXPECT_NE(out.find("empty input"), std::string::npos) << out;
