@@ -165,6 +165,7 @@ void run_ablate(const AblateCmdOptions& o) {
     j["ablated_bits"] = abl;
   }
   if (o.json || o.per_token) {
+    stamp(j, "ablate");
     std::cout << j.dump(o.per_token ? -1 : 2) << "\n";
     return;
   }
@@ -240,6 +241,7 @@ void run_sweep(const SweepCmdOptions& o) {
     fs::remove(dat, ec);
     if (!ok) std::fprintf(stderr, "warning: gnuplot failed; no %s\n", o.plot.c_str());
   }
+  stamp(j, "sweep");
   if (o.json) {
     std::cout << j.dump(2) << "\n";
     return;
@@ -316,6 +318,7 @@ void run_discover(const DiscoverCmdOptions& o) {
                       {"model", l.m.source},
                       {"fingerprint", l.m.fingerprint},
                       {"policy", compress::describe_policy(cfg, codec_of(o.run))}};
+  stamp(j, "discover");
   if (!o.out.empty()) write_file_atomic(o.out, j.dump(2) + "\n");
   if (o.json) {
     std::cout << j.dump(2) << "\n";
@@ -365,6 +368,7 @@ void run_attribute(const AttributeCmdOptions& o) {
     }
     j["components"].push_back(c);
   }
+  stamp(j, "attribute");
   if (o.json) {
     std::cout << j.dump(2) << "\n";
     return;

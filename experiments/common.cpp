@@ -72,4 +72,9 @@ double child_peak_rss_mib(const std::vector<std::string>& args) {
   return static_cast<double>(ru.ru_maxrss) / 1024.0;
 }
 
+void stamp(nlohmann::json& j, const std::string& name) {
+  j["ccc_version"] = CCC_VERSION;
+  j["schema"] = "ccc." + name + "/1";
+}
+
 }  // namespace ccc::experiments

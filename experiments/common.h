@@ -2,6 +2,8 @@
 // Small helpers shared by the experiment and CLI files.
 
 #include <string>
+
+#include <nlohmann/json.hpp>
 #include <vector>
 
 namespace ccc::experiments {
@@ -22,6 +24,10 @@ std::string corpora_dir_or_default(const std::string& dir);
 /// Renders `png` with gnuplot: `body` (plot commands, after the terminal and output are set) draws into a
 /// temporary name that is renamed on success. Returns false (and leaves nothing) if gnuplot fails.
 bool plot_png(const std::string& png, const std::string& body, int width = 900, int height = 500);
+
+/// Marks a JSON output as ours: `ccc_version` and `schema` ("ccc.<name>/1"; the number changes when a
+/// field changes meaning or disappears).
+void stamp(nlohmann::json& j, const std::string& name);
 
 /// Runs argv (argv[0] a path) as a child process and waits; returns its peak RSS in MiB, or −1 when it
 /// could not run or exited non-zero.

@@ -185,6 +185,7 @@ void run_icl(const IclCmdOptions& o) {
     auto j = rep.to_json();
     j["model"] = m.source;
     j["fingerprint"] = m.fingerprint;
+    stamp(j, "icl");
     std::cout << j.dump(2) << "\n";
     return;
   }
@@ -311,6 +312,7 @@ void run_heads(const HeadsCmdOptions& o) {
     j["model"] = m.source;
     j["fingerprint"] = m.fingerprint;
     j["seed"] = o.seed;
+    stamp(j, "heads");
     std::cout << j.dump(2) << "\n";
     return;
   }

@@ -234,7 +234,9 @@ void run_eval(const std::string& model_path, const std::string& corpora_dir, std
   auto corpora = load_corpora(dir, names);
   auto held = held_out_table(m.model, corpora);
   if (json) {
-    std::cout << nlohmann::json{{"model", model_path}, {"fingerprint", m.fingerprint}, {"held_out_bpb", held}}.dump(2) << "\n";
+    nlohmann::json j{{"model", model_path}, {"fingerprint", m.fingerprint}, {"held_out_bpb", held}};
+    stamp(j, "eval");
+    std::cout << j.dump(2) << "\n";
     return;
   }
   std::printf("| corpus | held-out bytes | bits_per_byte |\n|---|---|---|\n");

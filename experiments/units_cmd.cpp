@@ -375,6 +375,7 @@ void run_units(const UnitsCmdOptions& o) {
       std::fprintf(stderr, "warning: gnuplot failed; no auroc_hist.png\n");
     fs::remove(hist, ec);
   }
+  stamp(summary, "units");
   write_file_atomic((fs::path(out_dir) / "summary.json").string(), summary.dump(2) + "\n");
   if (o.quiet) return;
   std::printf("%lld units of %zu hooks over %lld rows, %zu features in %zu concepts\n", (long long)rep.units.size(),

@@ -44,6 +44,7 @@ void cmd_info(const ModelArgs& a, bool json) {
   j["tokenizer_vocab"] = m.tokenizer->vocab_size();
   j["fingerprint"] = m.fingerprint;
   if (json) {
+    experiments::stamp(j, "info");
     std::cout << j.dump(2) << "\n";
     return;
   }
@@ -126,6 +127,7 @@ void cmd_bits(const ModelArgs& a, const BitsArgs& o) {
       j["total_bits"] = total;
       j["n_bytes"] = text.size();
       j["bits_per_byte"] = text.empty() ? 0.0 : total / static_cast<double>(text.size());
+      experiments::stamp(j, "bits_streams");
       std::cout << j.dump() << "\n";
       return;
     }
@@ -155,6 +157,8 @@ void cmd_bits(const ModelArgs& a, const BitsArgs& o) {
     j["bits_per_byte"] = bpb;
     j["bits_per_token"] = bits.empty() ? 0.0 : total / bits.size();
     j["window"] = {{"size", pol.window}, {"stride", pol.stride}};
+    j["tokenizer"] = m.tokenizer->kind();
+    experiments::stamp(j, "bits");
     std::cout << j.dump() << "\n";
     return;
   }

@@ -318,6 +318,7 @@ TEST(Ablation, DiscoverFindsThePreviousTokenAndInductionHeads) {
   experiments::run_discover(o);
   testing::internal::GetCapturedStdout();
   const auto j = nlohmann::json::parse(read_file(o.out));
+  EXPECT_EQ(j["schema"], "ccc.discover/1");
   const auto comps = j["components"].get<std::vector<std::string>>();
   for (const char* want : {"0.2", "1.2", "1.3"})
     EXPECT_NE(std::find(comps.begin(), comps.end(), want), comps.end()) << want << " missing from " << j["components"];

@@ -291,6 +291,9 @@ TEST(CliTest, BitsJsonHasTheDocumentedFields) {
   EXPECT_EQ(j.at("n_bytes").get<int64_t>(), 126);
   EXPECT_NEAR(j.at("bits_per_byte").get<double>(), sum / 126, 1e-12);
   EXPECT_NEAR(sum, 20.573389, 1e-3);
+  EXPECT_EQ(j.at("schema").get<std::string>(), "ccc.bits/1");
+  EXPECT_EQ(j.at("ccc_version").get<std::string>().rfind("0.", 0), 0u);
+  EXPECT_EQ(j.at("tokenizer").get<std::string>(), "llama2c-bpe");
 }
 
 TEST(CliTest, BadModelGivesErrorAndNonZeroExit) {
