@@ -335,6 +335,8 @@ UnitsReport analyze_units(const ActivationStore& store, const std::vector<Featur
   rep.null_shift = cx.shift;
 
   const int threads = o.threads > 0 ? o.threads : std::max(1u, std::thread::hardware_concurrency());
+  int64_t total_units = 0;
+  for (const auto& hook : hooks) total_units += store.row_shape(hook)[0];
   for (const auto& hook : hooks) {
     const auto shape = store.row_shape(hook);
     CCC_CHECK(shape.size() == 1 || shape.size() == 2, store.path(), ": ", hook, " has rows of rank ", shape.size(),
@@ -383,6 +385,7 @@ UnitsReport analyze_units(const ActivationStore& store, const std::vector<Featur
           }
         });
       for (auto& th : pool) th.join();
+      if (o.progress) o.progress(static_cast<int64_t>(rep.units.size()), total_units);
     }
   }
   return rep;

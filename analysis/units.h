@@ -22,6 +22,7 @@
 //   unexplained   otherwise.
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -41,6 +42,7 @@ struct UnitOptions {
   int64_t null_shift = -1;                   ///< label shift of the null in rows (−1 = half the rows)
   int64_t memory_bytes = int64_t{256} << 20; ///< budget of the unit columns held at once
   int threads = 0;                           ///< 0 = hardware concurrency
+  std::function<void(int64_t done, int64_t total)> progress;  ///< units analysed so far (optional)
 };
 
 /// A feature's declared family ("" = its own): letters, lines, numbers, domain:…

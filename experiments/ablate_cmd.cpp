@@ -123,8 +123,12 @@ std::vector<std::vector<double>> sweep_bits(model::LoadedModel& m, std::string_v
   std::vector<std::vector<double>> out;
   auto opt = codec_of(run);
   const bool rolling = compress::resolve_window_policy(m.config, opt).second;
+  ProgressLine progress("ablations", static_cast<int64_t>(set.size()), run.progress);
   if (naive || !rolling) {
-    for (const auto& c : set) out.push_back(ablated_bits(m, text, run, {c}, ref));
+    for (const auto& c : set) {
+      out.push_back(ablated_bits(m, text, run, {c}, ref));
+      progress.update(static_cast<int64_t>(out.size()));
+    }
     return out;
   }
   const int64_t B = static_cast<int64_t>(compress::stream_token_counts(m, text, opt).size());
@@ -139,6 +143,7 @@ std::vector<std::vector<double>> sweep_bits(model::LoadedModel& m, std::string_v
     opt.hooks = [&](int64_t) { return &hooks; };
     const auto per_stream = compress::segmented_token_bits(m, text, opt, static_cast<int64_t>(gc));
     for (size_t i = 0; i < gc; ++i) out.push_back(flatten(per_stream, i * static_cast<size_t>(B), static_cast<size_t>(B)));
+    progress.update(static_cast<int64_t>(out.size()));
   }
   return out;
 }
@@ -282,7 +287,9 @@ void run_discover(const DiscoverCmdOptions& o) {
   std::vector<circuits::Component> removed;
   double current = clean;
   nlohmann::json steps = nlohmann::json::array();
+  ProgressLine progress("discover", static_cast<int64_t>(order.size()), o.json && o.run.progress);
   for (const auto& c : order) {
+    progress.update(static_cast<int64_t>(steps.size()));
     auto trial = removed;
     trial.push_back(c);
     const double bits = total(trial);
@@ -295,6 +302,7 @@ void run_discover(const DiscoverCmdOptions& o) {
       current = bits;
     }
   }
+  progress.update(static_cast<int64_t>(order.size()));
   std::vector<std::string> circuit, gone;
   for (const auto& c : order)
     (std::find(removed.begin(), removed.end(), c) == removed.end() ? circuit : gone).push_back(c.name());

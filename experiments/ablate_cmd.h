@@ -23,6 +23,7 @@ struct AblationRun {
   int64_t streams = 0, window = 0;
   uint64_t seed = 0;
   int64_t bootstrap = 2000;   ///< bootstrap resamples of the CI
+  bool progress = true;       ///< a progress line on a terminal (stderr)
 };
 
 /// Δbits of one component set against the clean run, from per-token bits.

@@ -4,6 +4,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -70,6 +71,26 @@ double child_peak_rss_mib(const std::vector<std::string>& args) {
   struct rusage ru {};
   if (pid < 0 || ::wait4(pid, &status, 0, &ru) < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) return -1;
   return static_cast<double>(ru.ru_maxrss) / 1024.0;
+}
+
+namespace {
+double now_s() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+}  // namespace
+
+ProgressLine::ProgressLine(std::string what, int64_t total, bool enabled)
+    : what_(std::move(what)), total_(total), on_(enabled && total > 0 && ::isatty(2)), t0_(now_s()) {}
+
+void ProgressLine::update(int64_t done) {
+  if (!on_) return;
+  const double t = now_s() - t0_;
+  if (t - last_ < 0.5 && done < total_) return;
+  last_ = t;
+  const double eta = done > 0 ? t * static_cast<double>(total_ - done) / static_cast<double>(done) : 0;
+  std::fprintf(stderr, "\r%s: %lld/%lld (%.0f%%), %.1f s elapsed, ETA %.0f s   ", what_.c_str(), (long long)done,
+               (long long)total_, 100.0 * static_cast<double>(done) / static_cast<double>(total_), t, eta);
+  if (done >= total_) std::fprintf(stderr, "\n");
 }
 
 void stamp(nlohmann::json& j, const std::string& name) {

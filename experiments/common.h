@@ -25,6 +25,19 @@ std::string corpora_dir_or_default(const std::string& dir);
 /// temporary name that is renamed on success. Returns false (and leaves nothing) if gnuplot fails.
 bool plot_png(const std::string& png, const std::string& body, int width = 900, int height = 500);
 
+/// A one-line "what: done/total, rate, ETA" on stderr, redrawn at most twice a second; silent unless
+/// stderr is a terminal (and `enabled`). Ends its line when done reaches total.
+class ProgressLine {
+ public:
+  ProgressLine(std::string what, int64_t total, bool enabled = true);
+  void update(int64_t done);
+ private:
+  std::string what_;
+  int64_t total_;
+  bool on_;
+  double t0_, last_ = -1;
+};
+
 /// Marks a JSON output as ours: `ccc_version` and `schema` ("ccc.<name>/1"; the number changes when a
 /// field changes meaning or disappears).
 void stamp(nlohmann::json& j, const std::string& name);

@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <memory>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
@@ -158,7 +159,13 @@ void run_units(const UnitsCmdOptions& o) {
     for (const auto& f : features) CCC_CHECK(++seen[f.name] == 1, "feature ", f.name, " is defined twice");
   }
   const auto bits = store.bits();
-  auto rep = analysis::analyze_units(store, features, o.units);
+  std::unique_ptr<ProgressLine> progress;
+  auto uopt = o.units;
+  uopt.progress = [&](int64_t done, int64_t total) {
+    if (!progress) progress = std::make_unique<ProgressLine>("units", total, !o.quiet);
+    progress->update(done);
+  };
+  auto rep = analysis::analyze_units(store, features, uopt);
 
   // --ablate-top K: mean-ablate the K most selective neurons / heads on the dumped text, under the dump's policy
   std::map<const analysis::UnitResult*, experiments::DeltaStats> ablated;

@@ -442,3 +442,27 @@ TEST(CliTest, CompressorConventions) {
 
 }  // namespace
 }  // namespace ccc::model
+
+namespace ccc::model {
+namespace {
+
+// Long commands draw a progress line on a terminal and stay quiet otherwise (and with -q).
+TEST(CliTest, ProgressOnlyOnATerminal) {
+  test::TempDir tmp;
+  std::string text;
+  for (int i = 0; i < 40; ++i) text += "the cat sat on the mat " + std::to_string(i) + "\n";
+  write_file_atomic(tmp.file("t.txt"), text);
+  const std::string cmd = std::string(CCC_BINARY) + " sweep --naive -m " + std::string(CCC_SOURCE_DIR) +
+                          "/data/models/ccc-attn2 " + tmp.file("t.txt");
+  std::string out;
+  ASSERT_EQ(test::run_command(cmd, &out), 0) << out;
+  EXPECT_EQ(out.find("ablations:"), std::string::npos) << "progress written to a pipe";
+  if (test::run_command("command -v script >/dev/null") != 0) GTEST_SKIP() << "no script(1) to make a terminal";
+  ASSERT_EQ(test::run_command("script -qec '" + cmd + "' /dev/null", &out), 0) << out;
+  EXPECT_NE(out.find("ablations: 8/8 (100%)"), std::string::npos) << out;
+  ASSERT_EQ(test::run_command("script -qec '" + cmd + " -q' /dev/null", &out), 0) << out;
+  EXPECT_EQ(out.find("ablations:"), std::string::npos) << out;
+}
+
+}  // namespace
+}  // namespace ccc::model
