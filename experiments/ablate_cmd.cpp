@@ -51,18 +51,25 @@ struct Loaded {
   model::LoadedModel m;
   std::string text;
   circuits::Mode mode;
+  std::vector<circuits::Component> comps;  ///< the command's components, parsed once against the model
   std::unique_ptr<circuits::Reference> ref;
 };
 
+double total(const std::vector<double>& bits) {
+  double t = 0;
+  for (double b : bits) t += b;
+  return t;
+}
+
 Loaded load(const AblationRun& run, const std::function<std::vector<circuits::Component>(const model::ModelConfig&)>& comps_of) {
   Loaded l{model::load_model(run.model.empty() ? default_model_path() : run.model, run.tokenizer), read_input(run.file),
-           circuits::parse_mode(run.mode), nullptr};
+           circuits::parse_mode(run.mode), {}, nullptr};
   CCC_CHECK(!l.text.empty(), run.file, ": empty input");
+  l.comps = comps_of(l.m.config);
   if (l.mode != circuits::Mode::kZero) {
-    const auto comps = comps_of(l.m.config);
     const std::string ref_text = run.reference.empty() ? l.text : read_input(run.reference);
     l.ref = std::make_unique<circuits::Reference>(
-        circuits::collect_reference(l.m, ref_text, comps, l.mode, run.streams, run.window, run.seed));
+        circuits::collect_reference(l.m, ref_text, l.comps, l.mode, run.streams, run.window, run.seed));
   }
   return l;
 }
@@ -149,9 +156,8 @@ std::vector<std::vector<double>> sweep_bits(model::LoadedModel& m, std::string_v
 }
 
 void run_ablate(const AblateCmdOptions& o) {
-  std::vector<circuits::Component> comps;
   auto l = load(o.run, [&](const model::ModelConfig& cfg) { return circuits::parse_components(o.components, cfg); });
-  comps = circuits::parse_components(o.components, l.m.config);
+  const auto& comps = l.comps;
   const auto clean = ablated_bits(l.m, l.text, o.run, {}, nullptr);
   const auto abl = ablated_bits(l.m, l.text, o.run, comps, l.ref.get());
   const auto d = delta_stats(clean, abl, static_cast<int64_t>(l.text.size()), o.run.bootstrap, o.run.seed);
@@ -183,17 +189,15 @@ void run_ablate(const AblateCmdOptions& o) {
 }
 
 void run_sweep(const SweepCmdOptions& o) {
-  std::vector<circuits::Component> set;
   auto l = load(o.run, [&](const model::ModelConfig& cfg) { return circuits::sweep_set(o.over, cfg); });
-  set = circuits::sweep_set(o.over, l.m.config);
+  const auto& set = l.comps;
   const auto t0 = std::chrono::steady_clock::now();
   const auto clean = ablated_bits(l.m, l.text, o.run, {}, nullptr);
   const auto bits = sweep_bits(l.m, l.text, o.run, set, l.ref.get(), o.naive);
   const double secs = seconds_since(t0);
   const auto n = static_cast<int64_t>(l.text.size());
   nlohmann::json j;
-  double clean_total = 0;
-  for (double b : clean) clean_total += b;
+  const double clean_total = total(clean);
   j["clean_total_bits"] = clean_total;
   j["n_bytes"] = n;
   j["mode"] = o.run.mode;
@@ -276,14 +280,12 @@ void run_discover(const DiscoverCmdOptions& o) {
     for (int64_t h = cfg.n_heads - 1; h >= 0; --h) order.push_back({circuits::Component::Kind::kHead, layer, h});
   }
   const auto n = static_cast<double>(l.text.size());
-  auto total = [&](const std::vector<circuits::Component>& removed) {
-    double t = 0;
-    for (double b : ablated_bits(l.m, l.text, o.run, removed, l.ref.get())) t += b;
-    return t;
+  auto bits_without = [&](const std::vector<circuits::Component>& removed) {
+    return total(ablated_bits(l.m, l.text, o.run, removed, l.ref.get()));
   };
   const auto t0 = std::chrono::steady_clock::now();
-  const double clean = total({});
-  const double all = total(order);
+  const double clean = bits_without({});
+  const double all = bits_without(order);
   std::vector<circuits::Component> removed;
   double current = clean;
   nlohmann::json steps = nlohmann::json::array();
@@ -292,7 +294,7 @@ void run_discover(const DiscoverCmdOptions& o) {
     progress.update(static_cast<int64_t>(steps.size()));
     auto trial = removed;
     trial.push_back(c);
-    const double bits = total(trial);
+    const double bits = bits_without(trial);
     const double cost = (bits - current) / n;
     const bool remove = cost < o.threshold;
     steps.push_back({{"component", c.name()}, {"delta_bits_per_byte", cost}, {"removed", remove}});
@@ -342,7 +344,7 @@ void run_discover(const DiscoverCmdOptions& o) {
 
 void run_attribute(const AttributeCmdOptions& o) {
   auto l = load(o.run, [&](const model::ModelConfig& cfg) { return circuits::sweep_set(o.over, cfg); });
-  const auto set = circuits::sweep_set(o.over, l.m.config);
+  const auto& set = l.comps;
   const auto opt = codec_of(o.run);
   const int64_t W = compress::resolve_window_policy(l.m.config, opt).first;
   auto t0 = std::chrono::steady_clock::now();
@@ -355,14 +357,8 @@ void run_attribute(const AttributeCmdOptions& o) {
   double exact_s = 0;
   if (o.check) {
     t0 = std::chrono::steady_clock::now();
-    const auto clean = ablated_bits(l.m, l.text, o.run, {}, nullptr);
-    double c = 0;
-    for (double b : clean) c += b;
-    for (const auto& bits : sweep_bits(l.m, l.text, o.run, set, l.ref.get(), false)) {
-      double t = 0;
-      for (double b : bits) t += b;
-      exact.push_back(t - c);
-    }
+    const double c = total(ablated_bits(l.m, l.text, o.run, {}, nullptr));
+    for (const auto& bits : sweep_bits(l.m, l.text, o.run, set, l.ref.get(), false)) exact.push_back(total(bits) - c);
     exact_s = seconds_since(t0);
     j["spearman_rho"] = circuits::spearman(est, exact);
     j["exact_seconds"] = exact_s;
@@ -413,10 +409,7 @@ void bench_sweep(const BenchSweepOptions& o, std::ostream& out) {
   const double t_naive = seconds_since(t0);
   double max_diff = 0;
   for (size_t i = 0; i < set.size(); ++i) {
-    double a = 0, b = 0;
-    for (double x : batched[i]) a += x;
-    for (double x : naive[i]) b += x;
-    max_diff = std::max(max_diff, std::abs(a - b));
+    max_diff = std::max(max_diff, std::abs(total(batched[i]) - total(naive[i])));
   }
   char line[512];
   std::snprintf(line, sizeof line,
