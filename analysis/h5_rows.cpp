@@ -11,6 +11,7 @@
 #include <H5Cpp.h>
 
 #include "model/base/error.h"
+#include "model/base/fileio.h"
 
 namespace ccc::analysis {
 
@@ -76,7 +77,8 @@ H5Rows::H5Rows(const std::string& path, bool force, Compression compression)
   CCC_CHECK(!fs::exists(path, ec) || fs::is_regular_file(path, ec), path, " exists and is not a regular file");
   const fs::path parent = fs::path(path).parent_path();
   CCC_CHECK(parent.empty() || fs::is_directory(parent, ec), path, ": directory ", parent.string(), " does not exist");
-  tmp_ = path + ".tmp-" + std::to_string(::getpid());
+  remove_stale_temps(path);
+  tmp_ = temp_path_for(path);
   try {
     impl_->file = std::make_unique<H5::H5File>(tmp_, H5F_ACC_TRUNC);
   } catch (const H5::Exception& e) {

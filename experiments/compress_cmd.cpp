@@ -20,6 +20,7 @@
 #include "model/training/corpus.h"
 #include "model/base/error.h"
 #include "model/formats/loader.h"
+#include "model/base/fileio.h"
 #include "model/base/util.h"
 
 namespace ccc::experiments {
@@ -27,6 +28,17 @@ namespace ccc::experiments {
 namespace fs = std::filesystem;
 
 namespace {
+
+// An output of compress / decompress may be written: standard output, a character device or FIFO
+// (written into directly, no --force needed), a new name, or an existing regular file with --force that
+// is not the input itself.
+void check_output(const std::string& out, const std::string& in, bool force) {
+  if (out == "-" || is_stream_output(out)) return;
+  std::error_code ec;
+  if (!fs::exists(out, ec)) return;
+  CCC_CHECK(force, out, " exists (use --force to overwrite)");
+  CCC_CHECK(in == "-" || !fs::equivalent(in, out, ec), "output would overwrite the input ", in);
+}
 
 void write_out(const std::string& path, const std::string& bytes, bool force) {
   if (path == "-") {
@@ -166,8 +178,7 @@ void run_compress(const CompressCmdOptions& o) {
   const std::string out = !o.out.empty() ? o.out : (o.in == "-" ? "-" : o.in + ".ccc");
   CCC_CHECK(out != "-" || o.force || !::isatty(1),
             "refusing to write compressed data to a terminal (redirect it, use -o FILE, or -f to force)");
-  CCC_CHECK(out == "-" || o.force || !fs::exists(out), out, " exists (use --force to overwrite)");
-  CCC_CHECK(out == "-" || o.in == "-" || !fs::exists(out) || !fs::equivalent(o.in, out), "output would overwrite the input ", o.in);
+  check_output(out, o.in, o.force);
   auto m = load(o);
   const std::string input = read_input(o.in);
   Progress progress{!o.quiet && input.size() > (64 << 10) && ::isatty(2)};
@@ -243,9 +254,7 @@ void run_decompress(const CompressCmdOptions& o) {
                 h.policy == compress::WindowKind::kRolling ? "" : (" stride " + std::to_string(h.stride)).c_str());
     return;
   }
-  CCC_CHECK(o.test || out == "-" || o.force || !fs::exists(out), out, " exists (use --force to overwrite)");
-  std::error_code eq_ec;
-  CCC_CHECK(out == "-" || o.in == "-" || !fs::exists(out) || !fs::equivalent(o.in, out, eq_ec), "output would overwrite the input ", o.in);
+  if (!o.test) check_output(out, o.in, o.force);
   const std::string packed = read_input(o.in);
   auto m = o.model.empty() ? model_for_container(packed, o) : load(o);
   Progress progress{!o.quiet && packed.size() > (16 << 10) && ::isatty(2)};

@@ -1,16 +1,21 @@
 #include "model/base/util.h"
 
 #include <openssl/evp.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <random>
 
 #include "model/base/error.h"
+#include "model/base/fileio.h"
 
 namespace ccc {
 
@@ -24,27 +29,133 @@ std::string read_file(const std::string& path) {
   return out;
 }
 
+namespace {
+
+// ".NAME~ccc" with NAME shortened so that the whole temporary name fits in 255 bytes.
+std::string temp_prefix(const std::filesystem::path& p) {
+  std::string name = p.filename().string();
+  constexpr size_t kNameMax = 255, kSuffix = 1 + 4 + 10 + 1 + 4;  // "." "~ccc" pid "-" 4 hex digits
+  if (name.size() + kSuffix > kNameMax) name.resize(kNameMax - kSuffix);
+  return "." + name + "~ccc";
+}
+
+}  // namespace
+
+std::string temp_path_for(const std::string& path) {
+  namespace fs = std::filesystem;
+  const fs::path p(path);
+  static const char* kHex = "0123456789abcdef";
+  std::random_device rd;
+  uint32_t r = rd();
+  std::string suffix = std::to_string(::getpid()) + "-";
+  for (int i = 0; i < 4; ++i, r >>= 4) suffix += kHex[r & 15];
+  return (p.parent_path() / (temp_prefix(p) + suffix)).string();
+}
+
+int remove_stale_temps(const std::string& path) {
+  namespace fs = std::filesystem;
+  const fs::path p(path);
+  const std::string prefix = temp_prefix(p);
+  std::error_code ec;
+  int removed = 0;
+  for (fs::directory_iterator it(p.parent_path().empty() ? fs::path(".") : p.parent_path(), ec), end;
+       !ec && it != end; it.increment(ec)) {
+    const std::string n = it->path().filename().string();
+    if (n.size() <= prefix.size() || n.compare(0, prefix.size(), prefix) != 0) continue;
+    const size_t dash = n.find('-', prefix.size());
+    if (dash == std::string::npos || dash == prefix.size()) continue;
+    char* end_ptr = nullptr;
+    const long pid = std::strtol(n.c_str() + prefix.size(), &end_ptr, 10);
+    if (end_ptr != n.c_str() + dash || pid <= 0) continue;
+    if (::kill(static_cast<pid_t>(pid), 0) == 0 || errno != ESRCH) continue;  // its writer may still run
+    std::error_code rm;
+    if (it->is_regular_file(rm) && fs::remove(it->path(), rm)) ++removed;
+  }
+  return removed;
+}
+
+bool is_stream_output(const std::string& path) {
+  struct stat st{};
+  if (::stat(path.c_str(), &st) != 0) return false;
+  if (S_ISREG(st.st_mode)) return false;
+  if (S_ISCHR(st.st_mode) || S_ISFIFO(st.st_mode)) return true;
+  CCC_FAIL(path, S_ISDIR(st.st_mode) ? " is a directory" : " is a special file (block device or socket)",
+           ", not a file ccc can write");
+}
+
+namespace {
+
+bool write_all(int fd, std::string_view bytes) {
+  size_t done = 0;
+  while (done < bytes.size()) {
+    const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    done += static_cast<size_t>(n);
+  }
+  return true;
+}
+
+void fsync_dir_of(const std::string& path) {
+  const std::string dir = std::filesystem::path(path).parent_path().string();
+  const int fd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return;
+  ::fsync(fd);  // best effort: the rename itself is what makes the file appear whole
+  ::close(fd);
+}
+
+}  // namespace
+
+// Regular outputs are built in an anonymous O_TMPFILE inode where the file system offers one (a kill -9
+// during the write leaves nothing behind), linked in under a temporary name and renamed over the final
+// name; elsewhere in a named temporary. Character devices and FIFOs are written directly.
 void write_file_atomic(const std::string& path, std::string_view bytes, bool overwrite) {
   namespace fs = std::filesystem;
+  if (is_stream_output(path)) {
+    const int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+    CCC_CHECK(fd >= 0, "cannot open ", path, " for writing: ", std::strerror(errno));
+    const bool ok = write_all(fd, bytes);
+    const int e = errno;
+    ::close(fd);
+    CCC_CHECK(ok, "error writing ", path, ": ", std::strerror(e));
+    return;
+  }
   std::error_code ec;
   CCC_CHECK(overwrite || !fs::exists(path, ec), path, " exists (refusing to overwrite)");
-  std::random_device rd;
-  std::string tmp = path + ".tmp." + std::to_string(::getpid()) + "." + std::to_string(rd() & 0xffffff);
-  FILE* f = std::fopen(tmp.c_str(), "wb");
-  CCC_CHECK(f != nullptr, "cannot create ", tmp, ": ", std::strerror(errno));
-  bool ok = bytes.empty() || std::fwrite(bytes.data(), 1, bytes.size(), f) == bytes.size();
-  ok = (std::fflush(f) == 0) && ok;
-  ok = (::fsync(::fileno(f)) == 0) && ok;
-  ok = (std::fclose(f) == 0) && ok;
+  const std::string dir = fs::path(path).parent_path().string();
+  remove_stale_temps(path);
+  const std::string tmp = temp_path_for(path);
+  bool named = false;
+  int fd = -1;
+#ifdef O_TMPFILE
+  fd = ::open(dir.empty() ? "." : dir.c_str(), O_TMPFILE | O_WRONLY | O_CLOEXEC, 0666);
+#endif
+  if (fd < 0) {
+    fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+    CCC_CHECK(fd >= 0, "cannot create a temporary file for ", path, " (", tmp, "): ", std::strerror(errno));
+    named = true;
+  }
+  bool ok = write_all(fd, bytes);
+  ok = (::fsync(fd) == 0) && ok;
+  int e = errno;
+  if (ok && !named) {
+    // Give the anonymous inode its temporary name (an existing final name must not be clobbered by linkat).
+    const std::string proc = "/proc/self/fd/" + std::to_string(fd);
+    ok = ::linkat(AT_FDCWD, proc.c_str(), AT_FDCWD, tmp.c_str(), AT_SYMLINK_FOLLOW) == 0;
+    e = errno;
+    named = ok;
+  }
+  ok = (::close(fd) == 0) && ok;
   if (!ok) {
-    std::remove(tmp.c_str());
-    CCC_FAIL("error writing ", path, ": ", std::strerror(errno));
+    if (named) ::unlink(tmp.c_str());
+    CCC_FAIL("error writing ", path, ": ", std::strerror(e ? e : errno));
   }
   if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    int e = errno;
-    std::remove(tmp.c_str());
+    e = errno;
+    ::unlink(tmp.c_str());
     CCC_FAIL("cannot rename ", tmp, " to ", path, ": ", std::strerror(e));
   }
+  fsync_dir_of(path);
 }
 
 Sha256::Sha256() : ctx_(EVP_MD_CTX_new()) {

@@ -1,6 +1,7 @@
 #include "model/formats/loader.h"
 
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include <filesystem>
 #include <limits>
@@ -10,6 +11,7 @@
 
 #include "model/base/error.h"
 #include "model/core/score.h"
+#include "model/base/fileio.h"
 #include "model/base/util.h"
 #include "tests/support/test_support.h"
 
@@ -462,6 +464,58 @@ TEST(CliTest, ProgressOnlyOnATerminal) {
   EXPECT_NE(out.find("ablations: 8/8 (100%)"), std::string::npos) << out;
   ASSERT_EQ(test::run_command("script -qec '" + cmd + " -q' /dev/null", &out), 0) << out;
   EXPECT_EQ(out.find("ablations:"), std::string::npos) << out;
+}
+
+}  // namespace
+}  // namespace ccc::model
+
+namespace ccc::model {
+namespace {
+
+// Outputs: FIFOs and character devices are written into, never replaced; names of 250 bytes work (the
+// temporary fits); temporaries of dead writers are removed, a live writer's are kept.
+TEST(CliTest, SpecialOutputsLongNamesAndStaleTemporaries) {
+  test::TempDir tmp;
+  const std::string ccc = CCC_BINARY, m = " -m " + std::string(CCC_SOURCE_DIR) + "/data/models/ccc-attn1";
+  const std::string a = tmp.file("a.txt");
+  write_file_atomic(a, "special outputs\n");
+  const std::string fifo = tmp.file("pipe");
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0644), 0);
+  std::string out;
+  ASSERT_EQ(test::run_command("(cat " + fifo + " > " + tmp.file("got") + " &) ; " + ccc + " compress -q" + m + " " + a +
+                                  " -o " + fifo + " && " + ccc + " compress -q" + m + " " + a + " -o " +
+                                  tmp.file("ref.ccc") + " && sleep 0.2", &out), 0) << out;
+  struct stat st{};
+  ASSERT_EQ(::stat(fifo.c_str(), &st), 0);
+  EXPECT_TRUE(S_ISFIFO(st.st_mode));  // still a FIFO, and what came through it is the container
+  EXPECT_EQ(read_file(tmp.file("got")), read_file(tmp.file("ref.ccc")));
+  ASSERT_EQ(test::run_command(ccc + " compress -q -f" + m + " " + a + " -o /dev/null", &out), 0) << out;
+  ASSERT_EQ(::stat("/dev/null", &st), 0);
+  EXPECT_TRUE(S_ISCHR(st.st_mode));
+  EXPECT_NE(test::run_command(ccc + " compress -q" + m + " " + a + " -o " + tmp.path() + " 2>&1", &out), 0);
+  EXPECT_NE(out.find("is a directory"), std::string::npos) << out;
+  const std::string longname = tmp.file(std::string(250, 'x'));
+  write_file_atomic(longname, "a legal name of 250 bytes\n");
+  ASSERT_EQ(test::run_command(ccc + " compress -q" + m + " " + longname + " && " + ccc + " decompress -c " + longname +
+                                  ".ccc 2>/dev/null", &out), 0) << out;
+  EXPECT_EQ(out, "a legal name of 250 bytes\n");
+  EXPECT_LE(std::filesystem::path(temp_path_for(longname + ".ccc")).filename().string().size(), 255u);
+  // A writer killed mid-write (pid gone) left a temporary; one of this (live) process must stay.
+  const std::string target = tmp.file("t.bin");
+  std::string dead = temp_path_for(target);
+  const pid_t gone = 4194304 + 7;  // above Linux's pid_max limit: never a live process
+  dead.replace(dead.rfind("~ccc") + 4, dead.rfind('-') - dead.rfind("~ccc") - 4, std::to_string(gone));
+  const std::string live = temp_path_for(target);
+  write_file_atomic(tmp.file("d"), "x");
+  std::filesystem::copy_file(tmp.file("d"), dead);
+  std::filesystem::copy_file(tmp.file("d"), live);
+  write_file_atomic(target, "final");
+  EXPECT_FALSE(std::filesystem::exists(dead));
+  EXPECT_TRUE(std::filesystem::exists(live));
+  EXPECT_EQ(read_file(target), "final");
+  size_t entries = 0;
+  for (const auto& e : std::filesystem::directory_iterator(tmp.path())) entries += e.path().filename().string()[0] == '.';
+  EXPECT_EQ(entries, 1u);  // only the live one: write_file_atomic leaves no temporary of its own
 }
 
 }  // namespace

@@ -1,0 +1,23 @@
+#pragma once
+// Output-file helpers behind write_file_atomic: temporary names that fit the file system's name limit,
+// and the kinds of existing outputs the tools write into directly rather than replace.
+
+#include <string>
+
+namespace ccc {
+
+/// A temporary name in the directory of `path` for building it before the final rename: hidden,
+/// ".NAME~ccc<pid>-<4 hex digits>", at most 255 bytes long even when `path`'s own name is (NAME is
+/// shortened to fit).
+std::string temp_path_for(const std::string& path);
+
+/// Removes temporaries of `path` (temp_path_for's pattern) left by writers that no longer run (killed
+/// mid-write; their pid is gone). Returns how many were removed. Called before every new write.
+int remove_stale_temps(const std::string& path);
+
+/// True when `path` exists and is a character device or a FIFO (e.g. /dev/null, a named pipe): outputs
+/// are written into such files directly, as gzip / xz / zstd do, never replaced by a regular file.
+/// Throws ccc::Error naming `path` when it exists as a directory, a block device or a socket.
+bool is_stream_output(const std::string& path);
+
+}  // namespace ccc
