@@ -108,7 +108,7 @@ std::string serialize_header(const Header& h) {
   w.var(h.window);
   w.var(h.stride);
   w.num<uint8_t>(h.total_log2);
-  for (const auto& s : h.streams) w.var(s.n_bytes - s.n_tokens);
+  for (const auto& s : h.streams) w.var(s.n_bytes + kTokenSlack - s.n_tokens);
   for (uint64_t g : h.group_bytes) w.var(g);
   w.num<uint64_t>(xxh64(w.s));
   return w.s;
@@ -158,8 +158,8 @@ Header parse_container(std::string_view bytes, const std::string& name, size_t* 
     const auto [a, b] = segment_range(h.original_bytes, n_streams, i);
     s.n_bytes = b - a;
     const uint64_t missing = r.var("stream tokens");
-    CCC_CHECK(missing <= s.n_bytes, name, ": corrupt stream table (stream ", i, ")");
-    s.n_tokens = s.n_bytes - missing;
+    CCC_CHECK(missing <= s.n_bytes + kTokenSlack, name, ": corrupt stream table (stream ", i, ")");
+    s.n_tokens = s.n_bytes + kTokenSlack - missing;
   }
   h.group_bytes.resize(n_groups);
   uint64_t sum_payload = 0;

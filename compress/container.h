@@ -13,7 +13,10 @@
 namespace ccc::compress {
 
 constexpr char kMagic[4] = {'C', 'C', 'C', 'Z'};
-constexpr uint16_t kFormatVersion = 2;
+constexpr uint16_t kFormatVersion = 3;
+/// A stream may hold at most n_bytes + kTokenSlack coded tokens: a SentencePiece tokenizer's dummy-prefix
+/// token codes no input byte (' ' alone is two tokens). Version 3 stores n_bytes + kTokenSlack − n_tokens.
+constexpr uint64_t kTokenSlack = 1;
 /// Most streams one group may hold: a group is one model batch (one KV-cache row per stream), so this
 /// bounds the memory a container can make the decoder allocate per worker thread.
 constexpr uint64_t kMaxStreamsPerGroup = 256;
@@ -26,7 +29,7 @@ enum class WindowKind : uint8_t {
 
 struct StreamInfo {
   uint64_t n_bytes = 0;   ///< bytes of the original this stream codes (derived: segment i = [i·n/B, (i+1)·n/B))
-  uint64_t n_tokens = 0;  ///< coded tokens (BOS excluded)
+  uint64_t n_tokens = 0;  ///< coded tokens (BOS excluded), at most n_bytes + kTokenSlack
 };
 
 struct Header {

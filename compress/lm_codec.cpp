@@ -324,7 +324,18 @@ std::string lm_compress(model::LoadedModel& m, std::string_view input, const Cod
     for (size_t i = 1; i < segs[s].size(); ++i)
       CCC_CHECK(segs[s][i] >= 0 && segs[s][i] < cfg.d_vocab_out, "compress: token ", segs[s][i],
                 " cannot be predicted by the model (d_vocab_out ", cfg.d_vocab_out, ")");
-    CCC_CHECK(n_tok <= b - a, "compress: tokenizer produced more tokens than bytes");
+    CCC_CHECK(n_tok <= b - a + kTokenSlack, "compress: the ", m.tokenizer->kind(), " tokenizer produced ", n_tok,
+              " tokens for the ", b - a, " bytes of stream ", s, " (more than one token per byte plus ", kTokenSlack, ")");
+    // Lossless only if the tokens decode to exactly these bytes (a tokenizer with duplicate ids would not):
+    // refuse here, before anything is written, rather than leave a container that cannot be restored.
+    const std::string back = m.tokenizer->decode(std::vector<int64_t>(segs[s].begin() + 1, segs[s].end()));
+    if (back != std::string_view(input).substr(a, b - a)) {
+      size_t k = 0;
+      while (k < back.size() && k < b - a && back[k] == input[a + k]) ++k;
+      CCC_FAIL("compress: the ", m.tokenizer->kind(), " tokenizer does not round-trip stream ", s, " (bytes ", a, "..", b,
+               "): its tokens decode to ", back.size(), " bytes that differ from the input at byte ", a + k,
+               "; nothing written (check the tokenizer files for duplicate or inconsistent entries)");
+    }
     total_tokens += n_tok;
     h.streams.push_back({b - a, n_tok});
   }

@@ -18,6 +18,9 @@ namespace ccc::model {
 
 namespace {
 
+// Token ids may exceed the vocabulary's entry count by this much (gaps left by removed or reserved tokens).
+constexpr int64_t kMaxIdGap = 1024;
+
 // The pattern of OpenAI's encoder.py, unchanged.
 constexpr const char* kGpt2Pattern =
     R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
@@ -49,14 +52,19 @@ class Gpt2Tokenizer final : public Tokenizer {
       byte_to_unicode_[b] = utf8(printable ? b : 256 + n++);
       unicode_to_byte_[byte_to_unicode_[b]] = static_cast<unsigned char>(b);
     }
+    // Ids are bounded by the vocabulary's size (a forged id must not size a table) and distinct (two tokens
+    // with one id could not be told apart when decoding).
     int64_t max_id = -1;
+    const int64_t id_bound = static_cast<int64_t>(vocab_.size()) + kMaxIdGap;
     for (const auto& [tok, id] : vocab_) {
-      CCC_CHECK(id >= 0 && id < (int64_t{1} << 24), source, ": token id ", id, " out of range");
+      CCC_CHECK(id >= 0 && id < id_bound, source, ": token '", tok, "' has id ", id, "; the ids of a vocabulary of ",
+                vocab_.size(), " tokens must lie in [0, ", id_bound, ")");
       max_id = std::max(max_id, id);
     }
     id_to_token_.assign(max_id + 1, std::string());
     id_known_.assign(max_id + 1, false);
     for (const auto& [tok, id] : vocab_) {
+      CCC_CHECK(!id_known_[id], source, ": id ", id, " is given to two tokens ('", id_to_token_[id], "' and '", tok, "')");
       id_to_token_[id] = tok;
       id_known_[id] = true;
     }
@@ -65,6 +73,9 @@ class Gpt2Tokenizer final : public Tokenizer {
                 " (not a byte-level BPE?)");
     for (size_t r = 0; r < merges.size(); ++r) {
       const auto& [a, b] = merges[r];
+      for (const std::string& sym : {a, b, a + b})
+        CCC_CHECK(vocab_.count(sym), source, ": merge ", r + 1, " ('", a, " ", b, "') uses or makes '", sym,
+                  "', which is not in the vocabulary (inconsistent merges)");
       ranks_.emplace(a + ' ' + b, static_cast<int>(r));
       serial_ += a + ' ' + b + '\n';
     }
@@ -247,7 +258,9 @@ std::unique_ptr<Tokenizer> load_gpt2_tokenizer(const std::string& vocab_json, co
   return std::make_unique<Gpt2Tokenizer>(std::move(vocab), std::move(merges), vocab_json);
 }
 
-std::unique_ptr<Tokenizer> load_hf_tokenizer_json(const std::string& path) {
+namespace {
+
+std::unique_ptr<Tokenizer> load_hf_tokenizer_json_fields(const std::string& path) {
   auto j = parse_json_file(path);
   CCC_CHECK(j.is_object() && j.contains("model") && j["model"].is_object(), path, ": missing object 'model'");
   const auto& m = j["model"];
@@ -273,6 +286,16 @@ std::unique_ptr<Tokenizer> load_hf_tokenizer_json(const std::string& path) {
     }
   }
   return std::make_unique<Gpt2Tokenizer>(std::move(vocab), std::move(merges), path);
+}
+
+}  // namespace
+
+std::unique_ptr<Tokenizer> load_hf_tokenizer_json(const std::string& path) {
+  try {
+    return load_hf_tokenizer_json_fields(path);
+  } catch (const nlohmann::json::exception& e) {  // a field of the wrong JSON type
+    CCC_FAIL(path, ": unexpected tokenizer.json contents (", e.what(), ")");
+  }
 }
 
 }  // namespace ccc::model

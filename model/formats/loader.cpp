@@ -379,6 +379,31 @@ LoadedModel load_llama2c(const std::string& path) {
 
 }  // namespace
 
+namespace {
+
+// The llama2.c tokenizer beside a checkpoint: tokenizer.bin, else the only other .bin there that reads as
+// a llama2.c tokenizer with the model's vocabulary size (e.g. tok512.bin beside stories260K.bin).
+std::string find_llama2c_tokenizer(const std::string& checkpoint, int64_t d_vocab) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const fs::path dir = fs::path(checkpoint).parent_path().empty() ? fs::path(".") : fs::path(checkpoint).parent_path();
+  if (fs::is_regular_file(dir / "tokenizer.bin", ec)) return (dir / "tokenizer.bin").string();
+  std::vector<std::string> found;
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    std::error_code e2;
+    if (it->path().extension() != ".bin" || !it->is_regular_file(e2) || fs::equivalent(it->path(), checkpoint, e2)) continue;
+    if (it->file_size(e2) > (64u << 20)) continue;  // tokenizers are small; checkpoints are not read twice
+    try {
+      load_tokenizer(it->path().string(), d_vocab);
+      found.push_back(it->path().string());
+    } catch (const Error&) {
+    }
+  }
+  return found.size() == 1 ? found[0] : std::string();
+}
+
+}  // namespace
+
 LoadedModel load_model(const std::string& path, const std::string& tokenizer_path) {
   std::error_code ec;
   CCC_CHECK(fs::exists(path, ec), "model: ", path, " does not exist");
@@ -423,8 +448,7 @@ LoadedModel load_model(const std::string& path, const std::string& tokenizer_pat
                 ": a GGUF file; GGUF is not supported yet (use a Hugging Face directory or a llama2.c .bin)");
     }
     m = load_llama2c(path);
-    auto sib = fs::path(path).parent_path() / "tokenizer.bin";
-    if (fs::exists(sib, ec)) default_tok = sib.string();
+    default_tok = find_llama2c_tokenizer(path, m.config.d_vocab);
   }
   m.model->eval();
   m.source = path;

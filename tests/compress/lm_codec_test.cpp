@@ -286,3 +286,64 @@ TEST(CompressCliTest, RoundTripRefusesOverwriteAndLeavesNoOutputOnError) {
 
 }  // namespace
 }  // namespace ccc::compress
+
+namespace ccc::compress {
+namespace {
+
+// Every input compresses with the llama2.c tokenizer (byte fallback; the dummy-prefix token codes no
+// byte), including the inputs that once failed: a lone space, leading spaces, 0xff, runs of newlines or NULs.
+TEST(LmCodecTest, Llama2cTokenizerCompressesEveryInput) {
+  auto ckpt = test::shared_path("models/stories260K.bin");
+  CCC_REQUIRE_SHARED(ckpt);
+  auto m = model::load_model(ckpt, test::shared_path("models/tok512.bin"));
+  std::vector<std::pair<std::string, std::string>> cases = {
+      {"space", " "}, {"two spaces x", "  x"}, {"0xff", "\xff"}, {"newlines", "\n\n\n\n"},
+      {"NULs", std::string(5, '\0')}, {"tab", "\t"}, {"mixed", " \xff\xfe \n"}};
+  for (const auto& c : inputs()) cases.push_back(c);
+  for (const auto& [label, data] : cases)
+    for (int64_t streams : {1, 3}) {
+      CodecOptions o;
+      o.streams = streams;
+      EXPECT_EQ(lm_decompress(m, lm_compress(m, data, o), "mem"), data) << label << ", " << streams << " streams";
+    }
+}
+
+// A tokenizer whose tokens do not decode back to the input (here: 'a' decodes as 'b') is refused by
+// compress before anything is written, naming the stream and the first differing byte.
+class NotLosslessTokenizer final : public model::Tokenizer {
+ public:
+  std::vector<int64_t> encode(std::string_view text) const override { return inner_.encode(text); }
+  std::string decode(const std::vector<int64_t>& ids) const override {
+    std::string s = inner_.decode(ids);
+    for (char& c : s) c = c == 'a' ? 'b' : c;
+    return s;
+  }
+  int64_t vocab_size() const override { return inner_.vocab_size(); }
+  int64_t bos_id() const override { return inner_.bos_id(); }
+  int64_t eos_id() const override { return -1; }
+  std::string kind() const override { return "byte"; }
+  bool lossless() const override { return true; }
+  std::string serialize() const override { return "not-lossless"; }
+  std::string token_bytes(int64_t id) const override { return inner_.token_bytes(id); }
+
+ private:
+  model::ByteTokenizer inner_;
+};
+
+TEST(LmCodecTest, TokensThatDoNotDecodeBackAreRefused) {
+  auto m = byte_model();
+  m.tokenizer = std::make_shared<NotLosslessTokenizer>();
+  CodecOptions o;
+  o.streams = 2;
+  EXPECT_NO_THROW(lm_compress(m, "xyz xyz xyz", o));
+  try {
+    lm_compress(m, "xyz xyz abc", o);
+    ADD_FAILURE() << "accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("does not round-trip stream 1"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("at byte 8"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace ccc::compress

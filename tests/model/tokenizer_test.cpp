@@ -171,3 +171,51 @@ TEST(Llama2cTokenizerTest, TruncatedFileIsAClearError) {
 
 }  // namespace
 }  // namespace ccc::model
+
+namespace ccc::model {
+namespace {
+
+// Forged tokenizer files are refused at load, naming the file and the entry: ids beyond the vocabulary's
+// size, one id for two tokens, merges whose symbols are not in the vocabulary, wrongly typed JSON fields.
+TEST(TokenizerHardeningTest, ForgedVocabulariesAndMergesAreNamed) {
+  auto dir = test::shared_path("tokenizers/gpt2");
+  CCC_REQUIRE_SHARED(dir);
+  test::TempDir tmp;
+  const auto vocab = nlohmann::json::parse(read_file(dir + "/encoder.json"));
+  const std::string merges = read_file(dir + "/vocab.bpe");
+  auto expect_refused = [&](const nlohmann::json& v, const std::string& m, const std::string& needle) {
+    write_file_atomic(tmp.file("vocab.json"), v.dump());
+    write_file_atomic(tmp.file("merges.txt"), m);
+    try {
+      load_tokenizer(tmp.path(), 0);
+      ADD_FAILURE() << "accepted: " << needle;
+    } catch (const Error& e) {
+      const std::string w = e.what();
+      EXPECT_NE(w.find(needle), std::string::npos) << w;
+      EXPECT_NE(w.find(tmp.path()), std::string::npos) << w;
+    }
+  };
+  auto v = vocab;
+  v["hello"] = 16777215;
+  expect_refused(v, merges, "has id 16777215");
+  v = vocab;
+  v["Ġthe"] = v["hello"].get<int64_t>();
+  expect_refused(v, merges, "is given to two tokens");
+  expect_refused(vocab, merges + "zzq xxw\n", "merge 50001 ('zzq xxw')");
+  write_file_atomic(tmp.file("vocab.json"), vocab.dump());
+  write_file_atomic(tmp.file("merges.txt"), merges);
+  EXPECT_EQ(load_tokenizer(tmp.path(), 0)->encode("hello world"), (std::vector<int64_t>{31373, 995}));  // the originals load
+  nlohmann::json tj = {{"model", {{"type", "BPE"}, {"vocab", vocab}, {"merges", nlohmann::json::array()}}},
+                       {"pre_tokenizer", {{"type", "ByteLevel"}}},
+                       {"added_tokens", {{{"content", 7}, {"id", 50257}}}}};
+  write_file_atomic(tmp.file("tokenizer.json"), tj.dump());
+  try {
+    load_tokenizer(tmp.file("tokenizer.json"), 0);
+    ADD_FAILURE() << "a numeric added_tokens content was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(tmp.file("tokenizer.json")), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace ccc::model
