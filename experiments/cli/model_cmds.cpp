@@ -1,5 +1,6 @@
 // `ccc info`, `ccc hooks`, `ccc generate`, `ccc bits`, `ccc init`.
 
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
@@ -10,6 +11,7 @@
 #include "compress/lm_codec.h"
 #include "experiments/cli/cli.h"
 #include "experiments/common.h"
+#include "experiments/progress_hooks.h"
 #include "model/base/error.h"
 #include "model/base/util.h"
 #include "model/core/score.h"
@@ -102,20 +104,38 @@ struct BitsArgs {
   bool json = false;
   int64_t window = 0, stride = 0, streams = 0;
   bool strided = false;
+  bool quiet = false;
 };
+
+// A result is never NaN: a non-finite bit count (overflowing activations) is an error naming the token.
+void check_finite(const std::vector<double>& bits, const std::string& file, int64_t stream = -1) {
+  for (size_t i = 0; i < bits.size(); ++i)
+    CCC_CHECK(std::isfinite(bits[i]), file, ": the model gave coded token ", i, stream >= 0 ? " of stream " : "",
+              stream >= 0 ? std::to_string(stream) : "", " a non-finite cost (", bits[i],
+              " bits); no result printed (overflowing activations? try the f32 weights)");
+}
 
 void cmd_bits(const ModelArgs& a, const BitsArgs& o) {
   auto m = a.load();
   const std::string text = experiments::read_input(o.file);
+  model::HookSet progress_hooks;
   if (o.streams > 0) {
     compress::CodecOptions bopt;
     bopt.streams = o.streams;
     bopt.window = o.window;
     bopt.strided = o.strided;
+    int64_t total_tokens = 0;
+    for (uint64_t n : compress::stream_token_counts(m, text, bopt)) total_tokens += static_cast<int64_t>(n);
+    experiments::RunProgress progress("bits", total_tokens, !o.quiet);
+    progress.attach(progress_hooks);
+    bopt.hooks = [&](int64_t) { return &progress_hooks; };
     const auto per_stream = compress::segmented_token_bits(m, text, bopt);
+    progress.finish();
     double total = 0;
-    for (const auto& s : per_stream)
-      for (double b : s) total += b;
+    for (size_t s = 0; s < per_stream.size(); ++s) {
+      check_finite(per_stream[s], o.file, static_cast<int64_t>(s));
+      for (double b : per_stream[s]) total += b;
+    }
     if (o.json) {
       nlohmann::json j;
       j["model"] = m.source;
@@ -126,13 +146,14 @@ void cmd_bits(const ModelArgs& a, const BitsArgs& o) {
       j["bits"] = per_stream;  // per stream, per coded token
       j["total_bits"] = total;
       j["n_bytes"] = text.size();
-      j["bits_per_byte"] = text.empty() ? 0.0 : total / static_cast<double>(text.size());
+      j["bits_per_byte"] = text.empty() ? nlohmann::json() : nlohmann::json(total / static_cast<double>(text.size()));
+      j["tokenizer"] = m.tokenizer->kind();
       experiments::stamp(j, "bits_streams");
       std::cout << j.dump() << "\n";
       return;
     }
-    std::printf("total_bits %.3f\nbits_per_byte %.4f\nstreams %lld\nwindow %s\n", total,
-                text.empty() ? 0.0 : total / text.size(), (long long)o.streams,
+    std::printf("total_bits %.3f\nbits_per_byte %s\nstreams %lld\nwindow %s\n", total,
+                text.empty() ? "- (empty input)" : std::to_string(total / text.size()).c_str(), (long long)o.streams,
                 compress::describe_policy(m.config, bopt).c_str());
     return;
   }
@@ -140,10 +161,15 @@ void cmd_bits(const ModelArgs& a, const BitsArgs& o) {
   auto enc = m.tokenizer->encode(text);
   tokens.insert(tokens.end(), enc.begin(), enc.end());
   const model::WindowPolicy pol = model::resolve_window({o.window, o.stride}, m.config.n_ctx);
-  auto bits = model::score_bits(m.model, tokens, pol);
+  experiments::RunProgress progress("bits", static_cast<int64_t>(tokens.size()), !o.quiet);
+  progress.attach(progress_hooks);
+  auto bits = model::score_bits(m.model, tokens, pol, &progress_hooks);
+  progress.finish();
+  check_finite(bits, o.file);
   double total = 0;
   for (double b : bits) total += b;
   const double bpb = text.empty() ? 0.0 : total / static_cast<double>(text.size());
+  const double bpt = bits.empty() ? 0.0 : total / static_cast<double>(bits.size());
   if (o.json) {
     nlohmann::json j;
     j["model"] = m.source;
@@ -151,11 +177,22 @@ void cmd_bits(const ModelArgs& a, const BitsArgs& o) {
     j["file"] = o.file;
     j["tokens"] = tokens;
     j["bits"] = bits;
+    // each coded token's byte span [start, end) in the input and its bytes, escaped (\xNN for non-ASCII)
+    const auto offsets = m.tokenizer->byte_offsets(enc);
+    nlohmann::json spans = nlohmann::json::array(), texts = nlohmann::json::array();
+    for (size_t i = 0; i < enc.size(); ++i) {
+      const int64_t a0 = offsets[i], a1 = i + 1 < enc.size() ? offsets[i + 1] : static_cast<int64_t>(text.size());
+      spans.push_back({a0, a1});
+      texts.push_back(experiments::escape_bytes(std::string_view(text).substr(a0, a1 - a0)));
+    }
+    j["spans"] = spans;
+    j["token_text"] = texts;
     j["total_bits"] = total;
     j["n_bytes"] = text.size();
     j["n_tokens"] = tokens.size();
-    j["bits_per_byte"] = bpb;
-    j["bits_per_token"] = bits.empty() ? 0.0 : total / bits.size();
+    j["n_coded_tokens"] = bits.size();
+    j["bits_per_byte"] = text.empty() ? nlohmann::json() : nlohmann::json(bpb);
+    j["bits_per_token"] = bits.empty() ? nlohmann::json() : nlohmann::json(bpt);
     j["window"] = {{"size", pol.window}, {"stride", pol.stride}};
     j["tokenizer"] = m.tokenizer->kind();
     experiments::stamp(j, "bits");
@@ -164,11 +201,13 @@ void cmd_bits(const ModelArgs& a, const BitsArgs& o) {
   }
   std::printf("file           %s\n", o.file.c_str());
   std::printf("model          %s\n", m.source.c_str());
-  std::printf("n_bytes        %zu\n", text.size());
-  std::printf("n_tokens       %zu (BOS included)\n", tokens.size());
+  std::printf("n_bytes        %zu%s\n", text.size(), text.empty() ? " (empty input: nothing to score)" : "");
+  std::printf("n_tokens       %zu (BOS included; %zu coded)\n", tokens.size(), bits.size());
   std::printf("total_bits     %.3f\n", total);
-  std::printf("bits_per_byte  %.4f\n", bpb);
-  std::printf("bits_per_token %.4f\n", bits.empty() ? 0.0 : total / bits.size());
+  if (!text.empty()) {
+    std::printf("bits_per_byte  %.4f\n", bpb);
+    std::printf("bits_per_token %.4f\n", bpt);
+  }
   std::printf("window         %lld tokens, stride %lld\n", (long long)pol.window, (long long)pol.stride);
 }
 
@@ -239,8 +278,10 @@ void add_model_commands(CLI::App& app, Globals& g) {
     sub->add_option("--stride", o->stride, "window stride (default window/2)");
     sub->add_option("--streams", o->streams,
                     "score as the compressor does: B segments, each with its own BOS, the compressor's window policy "
-                    "(--window, --strided as for compress; prints total_bits only)");
+                    "(--window, --strided as for compress; prints total_bits and bits_per_byte; --json adds per-stream "
+                    "bits)");
     sub->add_flag("--strided", o->strided, "with --streams: the strided window policy");
+    sub->add_flag("-q,--quiet", o->quiet, "no progress line (it is drawn only on a terminal anyway)");
     sub->callback([&g, a, o] { g.init(); cmd_bits(*a, *o); });
   }
   {

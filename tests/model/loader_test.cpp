@@ -464,6 +464,48 @@ TEST(CliTest, ProgressOnlyOnATerminal) {
   EXPECT_NE(out.find("ablations: 8/8 (100%)"), std::string::npos) << out;
   ASSERT_EQ(test::run_command("script -qec '" + cmd + " -q' /dev/null", &out), 0) << out;
   EXPECT_EQ(out.find("ablations:"), std::string::npos) << out;
+  const std::string bits = std::string(CCC_BINARY) + " bits -m " + std::string(CCC_SOURCE_DIR) + "/data/models/ccc-attn2 " +
+                           tmp.file("t.txt");
+  ASSERT_EQ(test::run_command("script -qec '" + bits + "' /dev/null", &out), 0) << out;
+  EXPECT_NE(out.find("bits: " + std::to_string(text.size() + 1) + "/" + std::to_string(text.size() + 1) + " (100%)"),
+            std::string::npos) << out;
+  ASSERT_EQ(test::run_command("script -qec '" + bits + " --streams 3' /dev/null", &out), 0) << out;
+  EXPECT_NE(out.find("bits: " + std::to_string(text.size()) + "/" + std::to_string(text.size()) + " (100%)"),
+            std::string::npos) << out;
+}
+
+// bits --json lines each coded token up with its bytes; a model whose activations overflow gives an error
+// naming the token, never "nan" as a result.
+TEST(CliTest, BitsJsonSpansAndNoNaNResults) {
+  test::TempDir tmp;
+  const std::string text = "tab\there \xff caf\xc3\xa9\n";
+  write_file_atomic(tmp.file("t.txt"), text);
+  std::string out;
+  const std::string ccc = CCC_BINARY;
+  ASSERT_EQ(test::run_command(ccc + " bits --json -m " + std::string(CCC_SOURCE_DIR) + "/data/models/ccc-attn2 " +
+                                  tmp.file("t.txt") + " 2>/dev/null", &out), 0) << out;
+  const auto j = nlohmann::json::parse(out);
+  ASSERT_EQ(j["spans"].size(), text.size());
+  ASSERT_EQ(j["n_coded_tokens"].get<size_t>(), j["bits"].size());
+  std::string joined;
+  for (size_t i = 0; i < text.size(); ++i) {
+    const auto a = j["spans"][i][0].get<int64_t>(), b = j["spans"][i][1].get<int64_t>();
+    joined += text.substr(a, b - a);
+  }
+  EXPECT_EQ(joined, text);
+  EXPECT_EQ(j["token_text"][3].get<std::string>(), "\\t");
+  EXPECT_EQ(j["token_text"][9].get<std::string>(), "\\xff");
+  EXPECT_EQ(j["tokenizer"].get<std::string>(), "byte");
+  // finite weights, overflowing activations: every parameter scaled to 1e36
+  auto lm = test::tiny_byte_lm(3);
+  {
+    torch::NoGradGuard ng;
+    for (auto& p : lm.model->parameters()) p.mul_(1e36);
+  }
+  save_model(tmp.file("overflow"), lm.config, lm.model);
+  EXPECT_NE(test::run_command(ccc + " bits -m " + tmp.file("overflow") + " " + tmp.file("t.txt") + " 2>&1", &out), 0);
+  EXPECT_NE(out.find("non-finite cost"), std::string::npos) << out;
+  EXPECT_EQ(out.find("bits_per_byte"), std::string::npos) << out;
 }
 
 }  // namespace
