@@ -3,6 +3,8 @@
 #   ./setup.sh        install + build + main job: the default model compresses 4 KB of every corpus's held-out
 #                     text next to gzip / bzip2 / xz and restores it bit-exactly (a few minutes)
 #   ./setup.sh test   install + build + the whole test suite (what .ci/run calls)
+# Both put `ccc` on PATH: the build is installed into ${CCC_PREFIX:-~/.local}/bin (ccc and ccc-core; the
+# models and corpora stay in this checkout, which the installed binary reads).
 set -euo pipefail
 cd "$(dirname "$0")"
 mode="${1:-run}"
@@ -38,6 +40,12 @@ esac
 
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build
+prefix="${CCC_PREFIX:-$HOME/.local}"
+cmake --install build --prefix "$prefix" >/dev/null
+case ":$PATH:" in
+  *":$prefix/bin:"*) ;;
+  *) echo "setup: installed ccc in $prefix/bin, which is not on PATH: export PATH=\"$prefix/bin:\$PATH\"" >&2 ;;
+esac
 
 # corpora: ../shared's linked (or fetched from registries) plus the Debian-package formats, in .cache/corpora
 ./data/fetch_corpora.sh .cache/corpora >/dev/null

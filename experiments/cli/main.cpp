@@ -28,7 +28,8 @@ int main(int argc, char** argv) {
   // (sched_yield) while LibTorch runs elementwise kernels: the two fight over the cores (measured:
   // training 2x slower with OpenMP spinning, ~9% slower with OpenBLAS spinning). libgomp and OpenBLAS read
   // OMP_WAIT_POLICY / OPENBLAS_THREAD_TIMEOUT only at start-up, so when the user has not chosen them,
-  // re-execute once with PASSIVE and the shortest OpenBLAS spin (2^4 cycles).
+  // re-execute once with PASSIVE and the shortest OpenBLAS spin (2^4 cycles). The `ccc` launcher sets them
+  // before executing this binary, so this second start only happens when ccc-core is run directly.
   if (std::getenv("OMP_WAIT_POLICY") == nullptr) {
     ::setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
     if (std::getenv("OPENBLAS_THREAD_TIMEOUT") == nullptr) ::setenv("OPENBLAS_THREAD_TIMEOUT", "4", 1);

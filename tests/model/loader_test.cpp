@@ -562,3 +562,26 @@ TEST(CliTest, SpecialOutputsLongNamesAndStaleTemporaries) {
 
 }  // namespace
 }  // namespace ccc::model
+
+namespace ccc::model {
+namespace {
+
+// `cmake --install` (what setup.sh runs) gives a `ccc` that works from anywhere: the launcher finds
+// ccc-core beside it, and the version it prints is the build's.
+TEST(CliTest, InstalledLauncherRunsTheCore) {
+  test::TempDir tmp;
+  const auto build_dir = std::filesystem::path(CCC_BINARY).parent_path().parent_path();
+  std::string out;
+  ASSERT_EQ(test::run_command("cmake --install " + build_dir.string() + " --prefix " + tmp.path() + " 2>&1", &out), 0) << out;
+  ASSERT_EQ(test::run_command("cd / && " + tmp.file("bin/ccc") + " --version", &out), 0) << out;
+  std::string direct;
+  ASSERT_EQ(test::run_command(std::string(CCC_BINARY) + " --version", &direct), 0);
+  EXPECT_EQ(out, direct);
+  EXPECT_EQ(out.rfind("ccc 0.", 0), 0u) << out;
+  std::filesystem::remove(tmp.file("bin/ccc-core"));
+  EXPECT_EQ(test::run_command(tmp.file("bin/ccc") + " --version 2>&1", &out), 127);
+  EXPECT_NE(out.find("cannot run"), std::string::npos) << out;
+}
+
+}  // namespace
+}  // namespace ccc::model
