@@ -226,11 +226,18 @@ void run_finetune(const FinetuneCmdOptions& o) {
   std::printf("\nwrote %s (tradeoff.json)\n", o.out.c_str());
 }
 
-void run_eval(const std::string& model_path, const std::string& corpora_dir, std::vector<std::string> names, bool json) {
-  auto m = model::load_model(model_path);
-  CCC_CHECK(m.tokenizer->kind() == "byte", model_path, ": eval scores byte-level ccc models on corpus splits");
+void run_eval(const std::string& model_path, const std::string& corpora_dir, std::vector<std::string> names, bool json,
+              const std::string& tokenizer) {
+  auto m = model::load_model(model_path, tokenizer);
+  CCC_CHECK(m.tokenizer->kind() == "byte", model_path, ": eval scores byte-level models on the corpus splits; for a ",
+            m.tokenizer->kind(), " model score a file with ccc bits -m ", model_path, " FILE");
   const std::string dir = corpora_dir_or_default(corpora_dir);
+  std::error_code ec;
+  CCC_CHECK(std::filesystem::is_directory(dir, ec), "--corpora ", dir,
+            ": not a directory (--corpora names the directory of <name>.txt corpora; corpus names are positional, "
+            "e.g. ccc eval sotu-all)");
   if (names.empty()) names = model::present_corpora(dir);
+  CCC_CHECK(!names.empty(), dir, ": no corpora there (<name>.txt files; ./data/fetch_corpora.sh DIR makes them)");
   auto corpora = load_corpora(dir, names);
   auto held = held_out_table(m.model, corpora);
   if (json) {

@@ -9,6 +9,7 @@
 #include "experiments/units_cmd.h"
 #include "experiments/bench_forward.h"
 #include "experiments/cli/cli.h"
+#include "experiments/common.h"
 #include "experiments/compress_cmd.h"
 #include "experiments/train_cmd.h"
 
@@ -20,36 +21,42 @@ void add_bench_commands(CLI::App& app, Globals& g) {
   {
     auto o = std::make_shared<experiments::BenchForwardOptions>();
     auto* sub = bench->add_subcommand("forward", "prefill throughput and hook overhead (GPT-2-small shape)");
-    sub->add_option("--batch", o->batch);
-    sub->add_option("--pos", o->pos);
-    sub->add_option("--layers", o->n_layers);
-    sub->add_option("--reps", o->reps);
+    sub->add_option("--batch", o->batch, "sequences per forward")->check(CLI::Range(1, 1 << 16));
+    sub->add_option("--pos", o->pos, "tokens per sequence")->check(CLI::Range(1, 1 << 20));
+    sub->add_option("--layers", o->n_layers, "transformer blocks of the GPT-2-small-shaped model")->check(CLI::Range(1, 1024));
+    sub->add_option("--reps", o->reps, "timed repetitions (the best is reported)")->check(CLI::Range(1, 1 << 20));
     sub->callback([&g, o] { g.init(); experiments::bench_forward(*o, std::cout); });
   }
   {
     auto o = std::make_shared<experiments::BenchTrainOptions>();
     auto* sub = bench->add_subcommand("train", "training tokens/s and GFLOP/s next to the matmul roofline");
     sub->add_option("-c,--config", o->config, "training config")->required();
-    sub->add_option("--steps", o->steps);
-    sub->add_option("--corpora", o->corpora_dir);
+    sub->add_option("--steps", o->steps, "timed training steps")->check(CLI::Range(1, 1 << 20));
+    sub->add_option("--corpora", o->corpora_dir, "corpus directory (default ../shared or .cache)");
     sub->callback([&g, o] { g.init(); experiments::bench_train(*o); });
   }
   {
     struct QualityArgs {
-      std::vector<std::string> models;
+      std::vector<std::string> models, flagged;
       std::string corpora_dir;
     };
     auto o = std::make_shared<QualityArgs>();
     auto* sub = bench->add_subcommand("quality", "held-out bpb of models next to bzip2 -9 and xz -9e");
-    sub->add_option("models", o->models, "model directories")->required();
-    sub->add_option("--corpora", o->corpora_dir);
-    sub->callback([&g, o] { g.init(); experiments::bench_quality(o->models, o->corpora_dir); });
+    sub->add_option("models", o->models, "model directories");
+    sub->add_option("-m,--model", o->flagged, "a model (repeatable; adds to the positional ones)");
+    sub->add_option("--corpora", o->corpora_dir, "corpus directory (default ../shared or .cache)");
+    sub->callback([&g, o] {
+      g.init();
+      o->models.insert(o->models.end(), o->flagged.begin(), o->flagged.end());
+      if (o->models.empty()) o->models.push_back(experiments::default_model_path());
+      experiments::bench_quality(o->models, o->corpora_dir);
+    });
   }
   {
     auto o = std::make_shared<experiments::BenchCompressOptions>();
     auto* sub = bench->add_subcommand("compress", "ccc models vs gzip, bzip2, xz, zstd, brotli, zpaq");
     sub->add_option("files", o->files, "files (default: held-out part of each corpus)");
-    sub->add_option("--model", o->models, "models (default: the shipped family)");
+    sub->add_option("-m,--model", o->models, "models, repeatable (default: the shipped family)");
     sub->add_option("--out-dir", o->out_dir, "where CSV and plots go");
     sub->add_option("--corpora", o->corpora_dir);
     sub->callback([&g, o] { g.init(); experiments::bench_compress(*o); });

@@ -37,6 +37,7 @@ int main(int argc, char** argv) {
   }
   CLI::App app{"ccc: measuring transformer language models in bits", "ccc"};
   app.set_version_flag("--version", std::string("ccc ") + CCC_VERSION + " (" + ccc::compress::runtime_id() + ")");
+  app.option_defaults()->always_capture_default();  // every option's help shows its default value
   app.require_subcommand(1);
   app.fallthrough();  // global options (--threads) are accepted after the subcommand too
   ccc::cli::Globals g;

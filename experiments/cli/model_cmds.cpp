@@ -224,6 +224,9 @@ void cmd_init(const InitArgs& o) {
   } catch (const nlohmann::json::exception& e) {
     CCC_FAIL(o.config, ": not valid JSON: ", e.what());
   }
+  CCC_CHECK(!(j.is_object() && j.contains("model") && j.contains("train")), o.config,
+            ": a training config ({\"model\", \"train\"}); init wants a model config (its \"model\" object alone), "
+            "or train it with ccc train -c ", o.config, " -o OUT");
   model::ModelConfig c;
   try {
     c = model::ModelConfig::from_json(j);

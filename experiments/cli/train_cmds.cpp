@@ -31,11 +31,11 @@ void add_train_commands(CLI::App& app, Globals& g) {
     sub->add_option("--corpus", o->corpus, "target corpus name")->required();
     sub->add_option("-o,--out", o->out, "output model directory")->required();
     sub->add_option("--params", o->params, "all | attn | mlp | layers:0,1 | comma-separated globs");
-    sub->add_option("--steps", o->steps);
-    sub->add_option("--lr", o->lr);
-    sub->add_option("--batch", o->batch_size);
-    sub->add_option("--seq-len", o->seq_len);
-    sub->add_option("--seed", o->seed);
+    sub->add_option("--steps", o->steps, "optimizer steps")->check(CLI::Range(1, 1 << 30));
+    sub->add_option("--lr", o->lr, "peak learning rate (warmup 10% of the steps, cosine to lr/10)")->check(CLI::PositiveNumber);
+    sub->add_option("--batch", o->batch_size, "sequences per step")->check(CLI::Range(1, 1 << 16));
+    sub->add_option("--seq-len", o->seq_len, "bytes per sequence (0 = the model's n_ctx)")->check(CLI::Range(0, 1 << 24));
+    sub->add_option("--seed", o->seed, "seed of the data order");
     sub->add_option("--reference", o->references, "reference corpora (default: all present)");
     sub->add_option("--corpora", o->corpora_dir, "corpus directory");
     sub->add_flag("--force", o->force, "replace an existing OUT");
@@ -47,7 +47,7 @@ void add_train_commands(CLI::App& app, Globals& g) {
   }
   {
     struct EvalArgs {
-      std::string model, corpora_dir;
+      std::string model, corpora_dir, tokenizer;
       std::vector<std::string> corpora;
       bool json = false;
     };
@@ -55,12 +55,13 @@ void add_train_commands(CLI::App& app, Globals& g) {
     auto* sub = app.add_subcommand("eval", "held-out bits per byte of a ccc model on each corpus");
     sub->add_option("-m,--model", o->model, "ccc model directory (default: data/models/default)");
     sub->add_option("corpora", o->corpora, "corpus names (default: all present)");
-    sub->add_option("--corpora", o->corpora_dir, "corpus directory");
+    sub->add_option("--corpora", o->corpora_dir, "corpus directory (default ../shared or .cache)");
+    sub->add_option("-t,--tokenizer", o->tokenizer, "tokenizer file or directory (eval needs a byte-level model)");
     sub->add_flag("--json", o->json, "print JSON");
     sub->callback([&g, o] {
       g.init();
       experiments::run_eval(o->model.empty() ? experiments::default_model_path() : o->model, o->corpora_dir,
-                            o->corpora, o->json);
+                            o->corpora, o->json, o->tokenizer);
     });
   }
 }

@@ -585,3 +585,37 @@ TEST(CliTest, InstalledLauncherRunsTheCore) {
 
 }  // namespace
 }  // namespace ccc::model
+
+namespace ccc::model {
+namespace {
+
+// Flags mean one thing everywhere and errors say what to do: eval's --corpora is a directory (names are
+// positional), init explains that it wants a model config, -m works on bench compress / quality,
+// stories260K's tok512.bin is found without --tokenizer, every option's help shows its default.
+TEST(CliTest, ConsistentFlagsAndHonestErrors) {
+  const std::string ccc = CCC_BINARY;
+  std::string out;
+  EXPECT_NE(test::run_command(ccc + " eval --corpora /nonexistent-dir", &out), 0);
+  EXPECT_NE(out.find("corpus names are positional"), std::string::npos) << out;
+  EXPECT_NE(test::run_command(ccc + " eval no-such-corpus", &out), 0);
+  EXPECT_NE(out.find("no-such-corpus"), std::string::npos) << out;
+  test::TempDir tmp;
+  EXPECT_NE(test::run_command(ccc + " init -c " + std::string(CCC_SOURCE_DIR) + "/data/configs/ccc-attn2.json -o " +
+                                  tmp.file("m"), &out), 0);
+  EXPECT_NE(out.find("init wants a model config"), std::string::npos) << out;
+  for (const char* sub : {"bench compress", "bench quality"}) {
+    EXPECT_NE(test::run_command(ccc + " " + sub + " -m " + tmp.file("none") + " " + tmp.file("none.txt"), &out), 0);
+    EXPECT_EQ(out.find("extraneous"), std::string::npos) << sub << ": " << out;
+    EXPECT_EQ(out.find("not expected"), std::string::npos) << sub << ": " << out;
+  }
+  ASSERT_EQ(test::run_command(ccc + " finetune --help", &out), 0);
+  EXPECT_NE(out.find("=300"), std::string::npos) << out;  // --steps shows its default
+  EXPECT_NE(out.find("peak learning rate"), std::string::npos) << out;
+  const std::string ckpt = test::shared_path("models/stories260K.bin");
+  if (!std::filesystem::exists(ckpt)) GTEST_SKIP() << "no ../shared";
+  ASSERT_EQ(test::run_command("printf 'Once upon a time' | " + ccc + " bits -m " + ckpt + " - ", &out), 0) << out;
+  EXPECT_NE(out.find("bits_per_byte"), std::string::npos) << out;
+}
+
+}  // namespace
+}  // namespace ccc::model
