@@ -232,8 +232,7 @@ void run_sweep(const SweepCmdOptions& o) {
       ok = plot_png(o.plot, "set title 'delta bits per byte of each head (" + o.run.mode + " ablation)'\nset xlabel 'head'\n"
                             "set ylabel 'layer'\nset palette defined (0 'white', 1 'dark-red')\nset yrange [-0.5:" +
                                 std::to_string(l.m.config.n_layers - 0.5) + "] reverse\nset xrange [-0.5:" +
-                                std::to_string(H - 0.5) + "]\nset xtics 1\nset ytics 1\nplot '" + dat +
-                                "' matrix with image notitle, '' matrix using 1:2:(sprintf('%.3f',$3)) with labels notitle",
+                                std::to_string(H - 0.5) + "]\nset xtics 1\nset ytics 1\nplot " + gp_quote(dat) + " matrix with image notitle, '' matrix using 1:2:(sprintf('%.3f',$3)) with labels notitle",
                     200 + 70 * static_cast<int>(H), 140 + 50 * static_cast<int>(l.m.config.n_layers));
     } else {
       for (size_t i = 0; i < set.size(); ++i)
@@ -243,7 +242,7 @@ void run_sweep(const SweepCmdOptions& o) {
       ok = plot_png(o.plot, "set title 'delta bits per byte (" + o.run.mode + " ablation, 95% CI)'\nset style fill solid 0.6\n"
                             "set boxwidth 0.8\nset ylabel 'delta bits per byte'\nset grid y\n" +
                                 std::string(set.size() <= 40 ? "set xtics rotate by -45\n" : "set xtics auto\n") +
-                                "plot '" + dat + "' using 1:3" + (set.size() <= 40 ? ":xtic(2)" : "") +
+                                "plot " + gp_quote(dat) + " using 1:3" + (set.size() <= 40 ? ":xtic(2)" : "") +
                                 " with boxes notitle, '' using 1:3:4:5 with yerrorbars pt 0 lc rgb 'black' notitle");
     }
     std::error_code ec;

@@ -1,16 +1,20 @@
 #include "experiments/common.h"
 
 #include <sys/resource.h>
+#include <sys/utsname.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <iostream>
 #include <iterator>
+#include <thread>
 
+#include "model/base/error.h"
 #include "model/base/util.h"
 #include "model/training/corpus.h"
 
@@ -40,13 +44,49 @@ std::string corpora_dir_or_default(const std::string& dir) {
   return dir.empty() ? model::default_corpus_dir(CCC_SOURCE_DIR) : dir;
 }
 
+std::string gp_quote(const std::string& s) {
+  std::string out = "'";
+  for (char c : s) out += c == '\'' ? std::string("''") : std::string(1, c);
+  return out + "'";
+}
+
+std::string sh_quote(const std::string& s) {
+  std::string out = "'";
+  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return out + "'";
+}
+
+std::string csv_field(const std::string& s) {
+  if (s.find_first_of(",\"\r\n") == std::string::npos) return s;
+  std::string out = "\"";
+  for (char c : s) out += c == '"' ? std::string("\"\"") : std::string(1, c);
+  return out + "\"";
+}
+
+std::string machine_description() {
+  std::string cpu = "unknown cpu";
+  try {
+    const std::string info = read_file("/proc/cpuinfo");
+    const size_t k = info.find("model name");
+    if (k != std::string::npos) {
+      const size_t colon = info.find(':', k), nl = info.find('\n', k);
+      if (colon != std::string::npos && colon < nl) cpu = info.substr(colon + 2, nl - colon - 2);
+    }
+  } catch (const Error&) {
+  }
+  struct utsname u {};
+  ::uname(&u);
+  return std::string(u.machine) + ", " + cpu + ", " + std::to_string(std::max(1u, std::thread::hardware_concurrency())) +
+         " cores";
+}
+
 bool plot_png(const std::string& png, const std::string& body, int width, int height) {
   namespace fs = std::filesystem;
   const std::string tmp = png + ".tmp.png";
   const std::string script_path = png + ".gp.tmp";
   write_file_atomic(script_path, "set terminal png size " + std::to_string(width) + "," + std::to_string(height) +
-                                     "\nset output '" + tmp + "'\n" + body + "\n");
-  const int rc = std::system(("gnuplot '" + script_path + "' 2>/dev/null").c_str());
+                                     "\nset output " + gp_quote(tmp) + "\n" + body + "\n");
+  const int rc = std::system(("gnuplot " + sh_quote(script_path) + " 2>/dev/null").c_str());
   std::error_code ec;
   fs::remove(script_path, ec);
   if (rc != 0 || !fs::exists(tmp, ec)) {

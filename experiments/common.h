@@ -21,6 +21,18 @@ int run_capture(const std::string& cmd, std::string* out);
 /// `dir`, or the default corpus directory (model::default_corpus_dir of the source tree) when empty.
 std::string corpora_dir_or_default(const std::string& dir);
 
+/// `s` as a single-quoted gnuplot string ('' stands for a quote inside): safe for any file name.
+std::string gp_quote(const std::string& s);
+
+/// `s` as one single-quoted /bin/sh word.
+std::string sh_quote(const std::string& s);
+
+/// `s` as one CSV field: quoted (with doubled quotes) when it holds a comma, quote or line break.
+std::string csv_field(const std::string& s);
+
+/// "x86_64, <cpu model>, N cores" of this machine (for benchmark records).
+std::string machine_description();
+
 /// Renders `png` with gnuplot: `body` (plot commands, after the terminal and output are set) draws into a
 /// temporary name that is renamed on success. Returns false (and leaves nothing) if gnuplot fails.
 bool plot_png(const std::string& png, const std::string& body, int width = 900, int height = 500);

@@ -309,12 +309,15 @@ void bench_compress(const BenchCompressOptions& o) {
   struct Row {
     std::string file, method;
     double params = 0, bpb = 0, mb_s = 0, dmb_s = 0;
+    std::string fingerprint;
   };
   std::vector<Row> rows;
   const std::string tmp = (fs::temp_directory_path() / ("ccc_bench_" + std::to_string(::getpid()))).string();
   const std::vector<std::pair<std::string, std::string>> classic = {
       {"gzip -9", "gzip -9 -c"}, {"bzip2 -9", "bzip2 -9 -c"}, {"xz -9e", "xz -9e -c"},
       {"zstd -19", "zstd -19 -q -c"}, {"brotli -q 11", "brotli -q 11 -c"}, {"zpaq -m5", ""}};
+  ProgressLine progress("bench compress", static_cast<int64_t>(files.size() * (classic.size() + models.size())));
+  int64_t done = 0;
   for (const auto& [name, bytes] : files) {
     write_file_atomic(tmp, bytes);
     for (const auto& [label, cmd] : classic) {
@@ -332,11 +335,12 @@ void bench_compress(const BenchCompressOptions& o) {
         size = out.size();
       }
       const double s = ch::duration<double>(ch::steady_clock::now() - t0).count();
+      progress.update(++done);
       if (rc != 0) {
         std::fprintf(stderr, "bench compress: %s failed or is not installed; skipped\n", label.c_str());
         continue;
       }
-      rows.push_back({name, label, 0, 8.0 * size / bytes.size(), bytes.size() / 1e6 / s, 0});
+      rows.push_back({name, label, 0, 8.0 * size / bytes.size(), bytes.size() / 1e6 / s, 0, ""});
     }
     for (const auto& mp : models) {
       auto m = model::load_model(mp);
@@ -348,74 +352,100 @@ void bench_compress(const BenchCompressOptions& o) {
       auto back = compress::lm_decompress(m, packed, name, copt);
       const double ds = ch::duration<double>(ch::steady_clock::now() - t1).count();
       CCC_CHECK(back == bytes, "bench compress: round trip failed for ", name, " with ", mp);
+      progress.update(++done);
       rows.push_back({name, "ccc " + fs::path(mp).filename().string(), static_cast<double>(m.config.n_params()),
-                      8.0 * packed.size() / bytes.size(), bytes.size() / 1e6 / s, bytes.size() / 1e6 / ds});
+                      8.0 * packed.size() / bytes.size(), bytes.size() / 1e6 / s, bytes.size() / 1e6 / ds, m.fingerprint});
     }
   }
   fs::remove(tmp);
   // roofline: model FLOPs per token (2 x params) against the matmul roofline of this run
   const double roof = matmul_roofline_gflops(4096, 256, 3);
-  std::string csv = "file,method,params,bits_per_byte,compress_MB_s,decompress_MB_s\n";
+  const std::string machine = machine_description();
+  // One row per (file, method); a cell that was not measured (a classic compressor's params, fingerprint,
+  // decompression speed and roofline share) is empty.
+  std::string csv = "file,method,params,fingerprint,bits_per_byte,compress_MB_s,decompress_MB_s,"
+                    "compress_pct_roofline,decompress_pct_roofline,roofline_GFLOP_s,machine\n";
   std::printf("| file | method | params | bits/byte | compress MB/s | decompress MB/s | compress %% of roofline | "
               "decompress %% of roofline |\n");
   std::printf("|---|---|---|---|---|---|---|---|\n");
+  auto num = [](const char* f, double x) {
+    char b[64];
+    std::snprintf(b, sizeof b, f, x);
+    return std::string(b);
+  };
   for (const auto& r : rows) {
-    char line[512];
-    std::snprintf(line, sizeof line, "%s,%s,%.0f,%.4f,%.4f,%.4f\n", r.file.c_str(), r.method.c_str(), r.params, r.bpb,
-                  r.mb_s, r.dmb_s);
-    csv += line;
-    if (r.params <= 0) {
+    // 2 x params FLOPs per token; byte models code one token per byte
+    auto pct = [&](double mb_s) { return 100.0 * 2.0 * r.params * mb_s * 1e6 / (roof * 1e9); };
+    const bool model = r.params > 0;
+    csv += csv_field(r.file) + "," + csv_field(r.method) + "," + (model ? num("%.0f", r.params) : "") + "," +
+           r.fingerprint + "," + num("%.4f", r.bpb) + "," + num("%.4f", r.mb_s) + "," +
+           (model ? num("%.4f", r.dmb_s) : "") + "," + (model ? num("%.2f", pct(r.mb_s)) : "") + "," +
+           (model ? num("%.2f", pct(r.dmb_s)) : "") + "," + num("%.1f", roof) + "," + csv_field(machine) + "\n";
+    if (!model) {
       std::printf("| %s | %s | - | %.4f | %.3f | - | - | - |\n", r.file.c_str(), r.method.c_str(), r.bpb, r.mb_s);
       continue;
     }
-    // 2 x params FLOPs per token; byte models code one token per byte
-    auto pct = [&](double mb_s) { return 100.0 * 2.0 * r.params * mb_s * 1e6 / (roof * 1e9); };
     std::printf("| %s | %s | %.0f | %.4f | %.4f | %.4f | %.1f%% | %.1f%% |\n", r.file.c_str(), r.method.c_str(), r.params,
                 r.bpb, r.mb_s, r.dmb_s, pct(r.mb_s), pct(r.dmb_s));
   }
-  std::printf("\nmatmul roofline this run: %.1f GFLOP/s (byte models: 1 token per byte)\n", roof);
+  std::printf("\nmatmul roofline this run: %.1f GFLOP/s (byte models: 1 token per byte); %s\n", roof, machine.c_str());
   const std::string csv_path = (fs::path(o.out_dir) / "bench_compress.csv").string();
   write_file_atomic(csv_path, csv);
   // plots: Pareto (bpb vs speed) and scaling (mean bpb over the files vs params; classic compressors as
-  // horizontal lines at their mean over the same files)
+  // horizontal lines at their mean over the same files, labelled at staggered places so labels never overlap)
   std::map<std::string, std::pair<double, int>> mean;
   for (const auto& r : rows) {
     mean[r.method].first += r.bpb;
     mean[r.method].second += 1;
   }
-  std::string scaling_dat, classic_lines;
+  std::string pareto_dat, scaling_dat, classic_lines;
+  for (const auto& r : rows) {
+    std::string label = r.method;
+    for (char& c : label) c = (c == '"' || c == ',') ? ' ' : c;
+    pareto_dat += num("%.6f", r.mb_s) + "," + num("%.6f", r.bpb) + ",\"" + label + "\"\n";
+  }
   for (const auto& r : rows)
     if (r.params > 0 && r.file == rows.front().file)
-      scaling_dat += std::to_string(r.params) + "," + std::to_string(mean[r.method].first / mean[r.method].second) + "\n";
+      scaling_dat += num("%.0f", r.params) + "," + num("%.6f", mean[r.method].first / mean[r.method].second) + "\n";
   int k = 0;
   double lo = 1e9, hi = -1e9;
   for (const auto& [method, acc] : mean) {
     lo = std::min(lo, acc.first / acc.second);
     hi = std::max(hi, acc.first / acc.second);
   }
-  classic_lines += "set yrange [" + std::to_string(lo - 0.1) + ":" + std::to_string(hi + 0.1) + "]\n";
+  classic_lines += "set yrange [" + num("%.4f", lo - 0.1) + ":" + num("%.4f", hi + 0.1) + "]\n";
   for (const auto& [method, acc] : mean) {
     if (method.rfind("ccc ", 0) == 0) continue;
     const double y = acc.first / acc.second;
-    classic_lines += "set arrow from graph 0, first " + std::to_string(y) + " to graph 1, first " + std::to_string(y) +
-                     " nohead dt 2 lc " + std::to_string(++k) + "\nset label '" + method + "' at graph 0.02, first " +
-                     std::to_string(y + 0.02) + "\n";
+    classic_lines += "set arrow from graph 0, first " + num("%.4f", y) + " to graph 1, first " + num("%.4f", y) +
+                     " nohead dt 2 lc " + std::to_string(k + 1) + "\nset label " + gp_quote(method) + " at graph " +
+                     num("%.2f", 0.02 + 0.16 * (k % 6)) + ", first " + num("%.4f", y + 0.02) + "\n";
+    ++k;
   }
-  const std::string dat = (fs::path(o.out_dir) / "scaling.csv").string();
-  write_file_atomic(dat, scaling_dat);
-  const std::string gp = (fs::path(o.out_dir) / "plots.gp").string();
-  std::string script =
-      "set datafile separator ','\nset terminal png size 1000,600\nset grid\n"
-      "set output '" + (fs::path(o.out_dir) / "pareto.png").string() + "'\n"
-      "set logscale x\nset xlabel 'compression speed (MB/s, log)'\nset ylabel 'bits per byte'\n"
-      "plot '" + csv_path + "' using 5:4 with points pt 7 notitle, '' using 5:4:2 with labels offset 1,0.5 font ',7' notitle\n"
-      "set output '" + (fs::path(o.out_dir) / "scaling.png").string() + "'\n"
-      "set xlabel 'parameters (log)'\nset ylabel 'mean bits per byte over the files'\n" + classic_lines +
-      "plot '" + dat + "' using 1:2 with linespoints pt 7 lw 2 title 'ccc family'\n";
-  write_file_atomic(gp, script);
-  if (std::system(("gnuplot " + gp + " 2>/dev/null").c_str()) != 0)
-    std::fprintf(stderr, "warning: gnuplot failed; no plots\n");
-  std::printf("wrote %s, pareto.png, scaling.png in %s\n", csv_path.c_str(), o.out_dir.c_str());
+  const std::string what = std::to_string(files.size()) + " file" + (files.size() == 1 ? "" : "s") +
+                           (o.files.empty() ? " (held-out corpora)" : "");
+  const std::string pareto_path = (fs::path(o.out_dir) / "pareto.csv").string();
+  const std::string scaling_path = (fs::path(o.out_dir) / "scaling.csv").string();
+  write_file_atomic(pareto_path, pareto_dat);
+  write_file_atomic(scaling_path, scaling_dat);
+  const bool pareto = plot_png((fs::path(o.out_dir) / "pareto.png").string(),
+                               "set datafile separator ','\nset grid\nset title " +
+                                   gp_quote("bits per byte vs compression speed, " + what) +
+                                   "\nset logscale x\nset xlabel 'compression speed (MB/s, log)'\nset ylabel 'bits per byte'\n"
+                                   "plot " + gp_quote(pareto_path) + " using 1:2 with points pt 7 notitle, '' using 1:2:3 "
+                                   "with labels offset 1,0.5 font ',8' notitle",
+                               1000, 600);
+  const bool scaling = !scaling_dat.empty() &&
+                       plot_png((fs::path(o.out_dir) / "scaling.png").string(),
+                                "set datafile separator ','\nset grid\nset title " +
+                                    gp_quote("mean bits per byte over " + what + " vs model size") +
+                                    "\nset logscale x\nset xlabel 'parameters (log)'\nset ylabel 'mean bits per byte'\n" +
+                                    classic_lines + "plot " + gp_quote(scaling_path) +
+                                    " using 1:2 with linespoints pt 7 lw 2 title 'ccc family'",
+                                1000, 600);
+  std::printf("wrote %s%s%s in %s\n", csv_path.c_str(), pareto ? ", pareto.png" : "", scaling ? ", scaling.png" : "",
+              o.out_dir.c_str());
+  if (!pareto || !scaling) std::fprintf(stderr, "warning: gnuplot failed or had nothing to draw; plots not written\n");
 }
 
 }  // namespace ccc::experiments

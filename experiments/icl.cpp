@@ -176,7 +176,7 @@ void run_icl(const IclCmdOptions& o) {
     const bool ok = plot_png(o.plot, "set datafile separator ','\nset grid\nset xlabel 'token position'\n"
                                      "set ylabel 'mean bits per token'\nset title 'bits vs position, " +
                                          std::to_string(rep.windows) + " held-out windows'\n"
-                                         "plot '" + dat + "' using 1:2 with lines lw 2 notitle");
+                                         "plot " + gp_quote(dat) + " using 1:2 with lines lw 2 notitle");
     std::error_code ec;
     fs::remove(dat, ec);
     if (!ok) std::fprintf(stderr, "warning: gnuplot failed; no %s\n", o.plot.c_str());
@@ -217,7 +217,7 @@ void heatmap(const std::string& png, const circuits::HeadScores& s, const std::v
                                 "set palette defined (0 'white', 1 'dark-red')\nset yrange [-0.5:" +
                                     std::to_string(s.n_layers - 0.5) + "] reverse\nset xrange [-0.5:" +
                                     std::to_string(s.n_heads - 0.5) + "]\nset xtics 1\nset ytics 1\n"
-                                    "plot '" + dat + "' matrix with image notitle, '' matrix using 1:2:(sprintf('%.2f',$3)) with labels notitle",
+                                    "plot " + gp_quote(dat) + " matrix with image notitle, '' matrix using 1:2:(sprintf('%.2f',$3)) with labels notitle",
                       160 + 60 * static_cast<int>(s.n_heads), 120 + 50 * static_cast<int>(s.n_layers));
   std::error_code ec;
   fs::remove(dat, ec);
@@ -236,8 +236,12 @@ std::map<int64_t, std::vector<double>> read_train_log(const std::string& path) {
     std::vector<double> f;
     std::stringstream ls(line);
     std::string cell;
-    while (std::getline(ls, cell, ',')) f.push_back(std::atof(cell.c_str()));
-    if (f.size() >= 4) out[static_cast<int64_t>(f[0])] = {f[1], f[2], f[3]};
+    while (std::getline(ls, cell, ',')) f.push_back(cell.empty() ? std::nan("") : std::atof(cell.c_str()));
+    if (f.size() == 3 && !line.empty() && line.back() == ',') f.push_back(std::nan(""));  // empty last cell
+    if (f.size() >= 4) {
+      if (f[3] < 0) f[3] = std::nan("");  // logs written before 0.1.0's empty cells marked a missing val_bpb -1
+      out[static_cast<int64_t>(f[0])] = {f[1], f[2], f[3]};
+    }
   }
   return out;
 }
@@ -271,10 +275,17 @@ void run_emergence(const HeadsCmdOptions& o) {
     w.spans = 1;
     const auto rep = measure_icl(m, sources, w);
     const auto it = log.find(step);
+    // a missing value (no log row, or no validation pass at that step) is an empty cell
+    auto cell = [&](int i, const char* f) {
+      if (it == log.end() || std::isnan(it->second[i])) return std::string();
+      char b[32];
+      std::snprintf(b, sizeof b, f, it->second[i]);
+      return std::string(b);
+    };
     char line[512];
-    std::snprintf(line, sizeof line, "%lld,%.0f,%.5f,%.5f,%.4f,%.4f,%.4f,%.4f,%.4f,%.4f\n", (long long)step,
-                  it == log.end() ? -1.0 : it->second[0], it == log.end() ? -1.0 : it->second[1],
-                  it == log.end() ? -1.0 : it->second[2], circuits::HeadScores::max_of(s.prev_token),
+    std::snprintf(line, sizeof line, "%lld,%s,%s,%s,%.4f,%.4f,%.4f,%.4f,%.4f,%.4f\n", (long long)step,
+                  cell(0, "%.0f").c_str(), cell(1, "%.5f").c_str(), cell(2, "%.5f").c_str(),
+                  circuits::HeadScores::max_of(s.prev_token),
                   circuits::HeadScores::max_of(s.induction), circuits::HeadScores::max_of(s.duplicate_token),
                   rnd.first_bpb, rnd.second_bpb, rep.icl_score);
     csv += line;
@@ -284,9 +295,9 @@ void run_emergence(const HeadsCmdOptions& o) {
   write_file_atomic(csv_path, csv);
   const std::string png = fs::path(csv_path).replace_extension(".png").string();
   if (!plot_png(png, "set datafile separator ','\nset key autotitle columnhead\nset grid\nset multiplot layout 2,1\n"
-                     "set ylabel 'score'\nset yrange [0:1]\nset key center right\nplot '" + csv_path + "' using 1:6 with linespoints pt 7 lw 2 title 'max induction', "
+                     "set ylabel 'score'\nset yrange [0:1]\nset key center right\nplot " + gp_quote(csv_path) + " using 1:6 with linespoints pt 7 lw 2 title 'max induction', "
                      "'' using 1:5 with linespoints pt 6 title 'max prev-token'\nset yrange [*:*]\nset xlabel 'step'\n"
-                     "set ylabel 'bits per byte'\nplot '" + csv_path + "' using 1:3 with lines title 'train', "
+                     "set ylabel 'bits per byte'\nplot " + gp_quote(csv_path) + " using 1:3 with lines title 'train', "
                      "'' using 1:9 with linespoints pt 7 title 'repeated random, 2nd copy', '' using 1:($4 >= 0 ? $4 : 1/0) "
                      "with linespoints pt 5 title 'validation'\nunset multiplot", 900, 700))
     std::fprintf(stderr, "warning: gnuplot failed; no %s\n", png.c_str());

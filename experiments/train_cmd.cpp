@@ -44,7 +44,7 @@ std::string fmt_duration(double s) {
 bool plot_loss(const std::string& csv, const std::string& png) {
   return plot_png(png, "set datafile separator ','\nset key autotitle columnhead\n"
                        "set xlabel 'training tokens'\nset ylabel 'bits per byte'\nset grid\n"
-                       "plot '" + csv + "' using 2:3 with lines lw 1 title 'train (batch)', '' using 2:($4 >= 0 ? $4 : 1/0) "
+                       "plot " + gp_quote(csv) + " using 2:3 with lines lw 1 title 'train (batch)', '' using 2:4 "
                        "with linespoints pt 7 lw 2 title 'validation'");
 }
 
@@ -103,9 +103,10 @@ void run_train(const TrainCmdOptions& o) {
   auto wall = [&] { return prior_wall + std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); };
   const int64_t start_step = trainer.step();
   trainer.run(until, [&](const model::TrainEvent& ev) {
-    char line[256];
-    std::snprintf(line, sizeof line, "%lld,%lld,%.5f,%.5f,%.6g,%.4f,%.2f\n", (long long)ev.step, (long long)ev.tokens,
-                  ev.train_bpb, ev.val_bpb, ev.lr, ev.grad_norm, wall());
+    char line[256], val_cell[32] = "";  // val_bpb is empty (missing) at steps without a validation pass
+    if (ev.val_bpb >= 0) std::snprintf(val_cell, sizeof val_cell, "%.5f", ev.val_bpb);
+    std::snprintf(line, sizeof line, "%lld,%lld,%.5f,%s,%.6g,%.4f,%.2f\n", (long long)ev.step, (long long)ev.tokens,
+                  ev.train_bpb, val_cell, ev.lr, ev.grad_norm, wall());
     log << line << std::flush;
     if (ev.step % std::max<int64_t>(1, cfg.train.log_every) == 0 || ev.val_bpb >= 0 || ev.step == until) {
       const double sec_per_step = ev.elapsed_s / static_cast<double>(std::max<int64_t>(1, ev.step - start_step));

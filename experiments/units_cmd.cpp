@@ -358,7 +358,7 @@ void run_units(const UnitsCmdOptions& o) {
                   "set style data histograms\nset style histogram clustered gap 1\nset style fill solid 0.8 border -1\n"
                   "set key autotitle columnhead outside\nset xtics rotate by -30 noenhanced\nset ylabel 'units'\n"
                   "set title 'unit classes per hook (null: labels shifted)'\n"
-                  "plot '" + dat + "' using 2:xtic(1), '' using 3, '' using 4, '' using 5, '' using 6",
+                  "plot " + gp_quote(dat) + " using 2:xtic(1), '' using 3, '' using 4, '' using 5, '' using 6",
                   1100, 550))
       std::fprintf(stderr, "warning: gnuplot failed; no class_counts.png\n");
     fs::remove(dat, ec);
@@ -378,7 +378,7 @@ void run_units(const UnitsCmdOptions& o) {
                   "set key autotitle columnhead\nset style fill solid 0.5 border -1\nset boxwidth 0.022\n"
                   "set xlabel 'best feature AUROC of the unit'\nset ylabel 'units'\nset xrange [0.5:1.03]\n"
                   "set title 'selectivity: units vs shifted-label null'\n"
-                  "plot '" + hist + "' using 1:2 with boxes, '' using 1:3 with boxes"))
+                  "plot " + gp_quote(hist) + " using 1:2 with boxes, '' using 1:3 with boxes"))
       std::fprintf(stderr, "warning: gnuplot failed; no auroc_hist.png\n");
     fs::remove(hist, ec);
   }

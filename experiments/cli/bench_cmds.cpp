@@ -43,7 +43,7 @@ void add_bench_commands(CLI::App& app, Globals& g) {
     auto o = std::make_shared<QualityArgs>();
     auto* sub = bench->add_subcommand("quality", "held-out bpb of models next to bzip2 -9 and xz -9e");
     sub->add_option("models", o->models, "model directories");
-    sub->add_option("-m,--model", o->flagged, "a model (repeatable; adds to the positional ones)");
+    sub->add_option("-m,--model", o->flagged, "a model (repeatable; adds to the positional ones)")->allow_extra_args(false);
     sub->add_option("--corpora", o->corpora_dir, "corpus directory (default ../shared or .cache)");
     sub->callback([&g, o] {
       g.init();
@@ -56,7 +56,7 @@ void add_bench_commands(CLI::App& app, Globals& g) {
     auto o = std::make_shared<experiments::BenchCompressOptions>();
     auto* sub = bench->add_subcommand("compress", "ccc models vs gzip, bzip2, xz, zstd, brotli, zpaq");
     sub->add_option("files", o->files, "files (default: held-out part of each corpus)");
-    sub->add_option("-m,--model", o->models, "models, repeatable (default: the shipped family)");
+    sub->add_option("-m,--model", o->models, "a model (repeatable; default: the shipped family)")->allow_extra_args(false);
     sub->add_option("--out-dir", o->out_dir, "where CSV and plots go");
     sub->add_option("--corpora", o->corpora_dir);
     sub->callback([&g, o] { g.init(); experiments::bench_compress(*o); });

@@ -619,3 +619,35 @@ TEST(CliTest, ConsistentFlagsAndHonestErrors) {
 
 }  // namespace
 }  // namespace ccc::model
+
+namespace ccc::model {
+namespace {
+
+// bench compress in a directory whose name has a space and a quote: CSV fields quoted, unmeasured cells
+// empty, the fingerprint and machine recorded, and the plots it names exist.
+TEST(CliTest, BenchCompressQuotesPathsAndLeavesUnmeasuredCellsEmpty) {
+  test::TempDir tmp;
+  const std::string dir = tmp.file("a b'c");
+  std::filesystem::create_directories(dir);
+  std::string text;
+  for (int i = 0; text.size() < 2000; ++i) text += "word " + std::to_string(i % 37) + " ";
+  write_file_atomic(dir + "/x,y.txt", text);
+  std::string out;
+  ASSERT_EQ(test::run_command(std::string(CCC_BINARY) + " bench compress -m " + std::string(CCC_SOURCE_DIR) +
+                                  "/data/models/ccc-attn1 " + "\"" + dir + "/x,y.txt\" --out-dir \"" + dir + "/out\"", &out), 0)
+      << out;
+  const std::string csv = read_file(dir + "/out/bench_compress.csv");
+  EXPECT_NE(csv.find("\n\"x,y.txt\",gzip -9,,,"), std::string::npos) << csv;  // no params or fingerprint for gzip
+  const auto m = load_model(std::string(CCC_SOURCE_DIR) + "/data/models/ccc-attn1");
+  EXPECT_NE(csv.find(",ccc ccc-attn1,"), std::string::npos) << csv;
+  EXPECT_NE(csv.find(m.fingerprint), std::string::npos) << csv;
+  EXPECT_EQ(csv.find(",-1"), std::string::npos) << csv;
+  if (out.find("pareto.png") != std::string::npos) EXPECT_TRUE(std::filesystem::exists(dir + "/out/pareto.png"));
+  if (test::run_command("command -v gnuplot >/dev/null") == 0) {
+    EXPECT_TRUE(std::filesystem::exists(dir + "/out/pareto.png")) << out;
+    EXPECT_TRUE(std::filesystem::exists(dir + "/out/scaling.png")) << out;
+  }
+}
+
+}  // namespace
+}  // namespace ccc::model
