@@ -272,7 +272,11 @@ void require_regular(const std::string& path) {
 void check_weights(const ModelConfig& c, const std::map<std::string, torch::Tensor>& sd, const std::string& cfg_path,
                    const std::string& weights) {
   int64_t held = 0;
-  for (const auto& [name, t] : sd) held += t.numel();
+  for (const auto& [name, t] : sd) {
+    CCC_CHECK(t.is_floating_point(), weights, ": tensor ", name, " has the integer dtype ", t.scalar_type(),
+              "; weights must be floating point (F32, F16, BF16, F64)");
+    held += t.numel();
+  }
   CCC_CHECK(held == c.n_params(), cfg_path, ": the config describes ", c.n_params(), " parameters but ", weights,
             " holds ", held);
   for (const auto& [name, t] : sd)

@@ -89,6 +89,7 @@ SafetensorsFile SafetensorsFile::parse(std::string bytes, const std::string& nam
       CCC_CHECK(d.is_number_unsigned() || (d.is_number_integer() && d.get<int64_t>() >= 0), ctx,
                 ": shape entries must be non-negative integers");
       uint64_t dim = d.get<uint64_t>();
+      CCC_CHECK(dim <= (uint64_t{1} << 48), ctx, ": shape entry ", dim, " is absurdly large");
       CCC_CHECK(dim == 0 || numel <= (uint64_t{1} << 48) / dim, ctx, ": shape is absurdly large");
       numel *= dim;
       e.shape.push_back(static_cast<int64_t>(dim));
@@ -106,13 +107,19 @@ SafetensorsFile SafetensorsFile::parse(std::string bytes, const std::string& nam
     spans.emplace_back(e.begin, key);
     f.entries_.emplace(key, std::move(e));
   }
+  // No two tensors with data may share a byte: sorted by begin, each must start at or after the furthest
+  // end so far (empty tensors hold no bytes and are skipped, so they cannot hide an overlap).
   std::sort(spans.begin(), spans.end());
-  for (size_t i = 1; i < spans.size(); ++i) {
-    const auto& prev = f.entries_.at(spans[i - 1].second);
-    const auto& cur = f.entries_.at(spans[i].second);
-    CCC_CHECK(cur.begin >= prev.end || cur.begin == cur.end || prev.begin == prev.end, name, ": tensors '",
-              spans[i - 1].second, "' and '", spans[i].second, "' overlap (data_offsets [", prev.begin, ", ",
-              prev.end, "] and [", cur.begin, ", ", cur.end, "])");
+  const std::string* furthest = nullptr;
+  for (const auto& [begin, key] : spans) {
+    const auto& cur = f.entries_.at(key);
+    if (cur.begin == cur.end) continue;
+    if (furthest != nullptr) {
+      const auto& prev = f.entries_.at(*furthest);
+      CCC_CHECK(cur.begin >= prev.end, name, ": tensors '", *furthest, "' and '", key, "' overlap (data_offsets [",
+                prev.begin, ", ", prev.end, "] and [", cur.begin, ", ", cur.end, "])");
+    }
+    if (furthest == nullptr || cur.end > f.entries_.at(*furthest).end) furthest = &key;
   }
   return f;
 }

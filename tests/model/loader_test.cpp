@@ -651,3 +651,29 @@ TEST(CliTest, BenchCompressQuotesPathsAndLeavesUnmeasuredCellsEmpty) {
 
 }  // namespace
 }  // namespace ccc::model
+
+namespace ccc::model {
+namespace {
+
+// A weight declared with an integer dtype (here I32 in place of F32, same byte size) is refused with the
+// tensor named, not cast silently.
+TEST(LoaderHardeningTest, IntegerWeightsAreRefused) {
+  test::TempDir tmp;
+  auto lm = test::tiny_byte_lm(2);
+  save_model(tmp.file("m"), lm.config, lm.model);
+  std::string bytes = read_file(tmp.file("m/model.safetensors"));
+  const size_t at = bytes.find("\"F32\"");
+  ASSERT_NE(at, std::string::npos);
+  bytes[at + 1] = 'I';
+  write_file_atomic(tmp.file("m/model.safetensors"), bytes);
+  try {
+    load_model(tmp.file("m"));
+    ADD_FAILURE() << "integer weights accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("integer dtype"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("model.safetensors"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace ccc::model

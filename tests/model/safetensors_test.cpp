@@ -86,6 +86,25 @@ TEST(SafetensorsTest, RejectsOverlappingOffsets) {
   expect_parse_error(raw_file(h, 12), "overlap");
 }
 
+// An empty tensor between two overlapping ones must not hide the overlap (checking only neighbours did);
+// a zero-size tensor with a huge other dimension is refused, not handed to LibTorch.
+TEST(SafetensorsTest, RejectsOverlapsBehindEmptyTensorsAndHugeDimensions) {
+  nlohmann::json h = {{"a", {{"dtype", "F32"}, {"shape", {4}}, {"data_offsets", {0, 16}}}},
+                      {"e", {{"dtype", "F32"}, {"shape", {0}}, {"data_offsets", {4, 4}}}},
+                      {"b", {{"dtype", "F32"}, {"shape", {2}}, {"data_offsets", {8, 16}}}}};
+  expect_parse_error(raw_file(h, 16), "'a' and 'b' overlap");
+  nlohmann::json nested = {{"a", {{"dtype", "F32"}, {"shape", {4}}, {"data_offsets", {0, 16}}}},
+                           {"b", {{"dtype", "F32"}, {"shape", {1}}, {"data_offsets", {4, 8}}}},
+                           {"c", {{"dtype", "F32"}, {"shape", {1}}, {"data_offsets", {12, 16}}}}};
+  expect_parse_error(raw_file(nested, 16), "overlap");
+  nlohmann::json fine = {{"a", {{"dtype", "F32"}, {"shape", {2}}, {"data_offsets", {0, 8}}}},
+                         {"e", {{"dtype", "F32"}, {"shape", {0}}, {"data_offsets", {4, 4}}}},
+                         {"b", {{"dtype", "F32"}, {"shape", {2}}, {"data_offsets", {8, 16}}}}};
+  EXPECT_NO_THROW(SafetensorsFile::parse(raw_file(fine, 16), "mem"));
+  nlohmann::json huge = {{"z", {{"dtype", "F32"}, {"shape", {0, uint64_t{1} << 63}}, {"data_offsets", {0, 0}}}}};
+  expect_parse_error(raw_file(huge, 0), "absurdly large");
+}
+
 TEST(SafetensorsTest, RejectsOutOfRangeOffsets) {
   nlohmann::json h = {{"x", {{"dtype", "F32"}, {"shape", {4}}, {"data_offsets", {8, 24}}}}};
   expect_parse_error(raw_file(h, 16), "tensor 'x'");
