@@ -50,11 +50,15 @@ struct Writer {
   }
 };
 
+struct NeedMore {};  // a frame's header continues past the bytes read so far
+
 struct Reader {
   std::string_view b;
   const std::string& name;
   size_t pos = 0;
+  bool partial = false;  // b may be a prefix of the file: running out means "read more", not "truncated"
   void need(size_t n, const char* field) {
+    if (partial && !(n <= b.size() && pos <= b.size() - n)) throw NeedMore{};
     CCC_CHECK(n <= b.size() && pos <= b.size() - n, name, ": truncated in header field '", field, "' (at byte ", pos,
               ", file has ", b.size(), " bytes)");
   }
@@ -114,8 +118,13 @@ std::string serialize_header(const Header& h) {
   return w.s;
 }
 
-Header parse_container(std::string_view bytes, const std::string& name, size_t* payload_offset) {
+namespace {
+
+// The header of the frame at the start of `bytes`; *payload_offset = its length, *payload = Σ group bytes.
+Header parse_header(std::string_view bytes, const std::string& name, size_t* payload_offset, uint64_t* payload,
+                    bool partial) {
   Reader r{bytes, name};
+  r.partial = partial;
   r.need(4, "magic");
   CCC_CHECK(std::memcmp(bytes.data(), kMagic, 4) == 0, name, ": not a ccc compressed file (bad magic)");
   r.pos = 4;
@@ -128,6 +137,8 @@ Header parse_container(std::string_view bytes, const std::string& name, size_t* 
   h.model_hint = r.str("model hint");
   h.runtime_hash = r.num<uint64_t>("runtime hash");
   h.original_bytes = r.var("original length");
+  CCC_CHECK(h.original_bytes <= kMaxFrameBytes, name, ": corrupt header (a frame of ", h.original_bytes,
+            " bytes; frames hold at most ", kMaxFrameBytes, ")");
   h.checksum = r.num<uint64_t>("checksum");
   const uint64_t n_streams = r.var("stream count");
   const uint64_t n_groups = r.var("group count");
@@ -165,17 +176,42 @@ Header parse_container(std::string_view bytes, const std::string& name, size_t* 
   uint64_t sum_payload = 0;
   for (auto& g : h.group_bytes) {
     g = r.var("group payload length");
-    CCC_CHECK(g <= bytes.size(), name, ": corrupt group table");
+    // a frame's payload is bounded by what its original can justify (so a forged length cannot make a
+    // streaming reader buffer gigabytes): at most 4 bytes per original byte and 64 KiB per group
+    CCC_CHECK(g <= 4 * h.original_bytes + 65536, name, ": corrupt group table (", g, " payload bytes for ",
+              h.original_bytes, " original bytes)");
+    CCC_CHECK(partial || g <= bytes.size(), name, ": corrupt group table");
     sum_payload += g;
   }
   const size_t checked = r.pos;
   const uint64_t stored = r.num<uint64_t>("header checksum");
   CCC_CHECK(stored == xxh64(bytes.substr(0, checked)), name, ": header is corrupt (header checksum mismatch)");
-  const uint64_t rest = bytes.size() - r.pos;
-  CCC_CHECK(sum_payload <= rest, name, ": truncated: payload needs ", sum_payload, " bytes, file has ", rest, " after the header");
-  CCC_CHECK(sum_payload == rest, name, ": ", rest - sum_payload, " unexpected bytes after the payload");
   *payload_offset = r.pos;
+  *payload = sum_payload;
   return h;
 }
+
+}  // namespace
+
+Header parse_container(std::string_view bytes, const std::string& name, size_t* payload_offset) {
+  uint64_t sum_payload = 0;
+  Header h = parse_header(bytes, name, payload_offset, &sum_payload, false);
+  const uint64_t rest = bytes.size() - *payload_offset;
+  CCC_CHECK(sum_payload <= rest, name, ": truncated: payload needs ", sum_payload, " bytes, file has ", rest, " after the header");
+  CCC_CHECK(sum_payload == rest, name, ": ", rest - sum_payload, " unexpected bytes after the payload");
+  return h;
+}
+
+uint64_t frame_size(std::string_view bytes, const std::string& name) {
+  try {
+    size_t header = 0;
+    uint64_t payload = 0;
+    parse_header(bytes, name, &header, &payload, true);
+    return header + payload;
+  } catch (const NeedMore&) {
+    return 0;
+  }
+}
+
 
 }  // namespace ccc::compress

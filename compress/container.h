@@ -60,6 +60,18 @@ std::string serialize_header(const Header& h);
 /// `payload_offset` receives where the first payload starts.
 Header parse_container(std::string_view bytes, const std::string& name, size_t* payload_offset);
 
+/// A .ccc file is one or more frames, each a whole container (header + payload) coding the next part of
+/// the input (streaming compress writes one per kFrameBytes of input). Returns the size of the frame at
+/// the start of `bytes`, or 0 when `bytes` ends inside that frame's header (read more). Throws
+/// ccc::Error naming `name` when the header is corrupt; the header checksum is verified.
+uint64_t frame_size(std::string_view bytes, const std::string& name);
+
+/// Input bytes per frame of streaming compress (memory is bounded by one frame, not by the input).
+constexpr uint64_t kFrameBytes = uint64_t{16} << 20;
+/// The most input bytes one frame may code (a header declaring more is corrupt): bounds what a reader
+/// buffers and allocates per frame whatever a forged header says.
+constexpr uint64_t kMaxFrameBytes = uint64_t{64} << 20;
+
 uint64_t xxh64(std::string_view bytes);
 std::string hex(const std::array<uint8_t, 32>& fp);
 std::array<uint8_t, 32> fingerprint_from_hex(const std::string& hex);

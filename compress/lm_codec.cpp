@@ -1,6 +1,7 @@
 #include "compress/lm_codec.h"
 
 #include <algorithm>
+#include <cstring>
 #include <atomic>
 #include <cstdio>
 #include <filesystem>
@@ -291,6 +292,8 @@ int64_t auto_streams(uint64_t n_bytes) {
 
 std::string lm_compress(model::LoadedModel& m, std::string_view input, const CodecOptions& opt) {
   CCC_CHECK(m.tokenizer->lossless(), "compress: tokenizer ", m.tokenizer->kind(), " is not lossless");
+  CCC_CHECK(input.size() <= kMaxFrameBytes, "compress: ", input.size(), " bytes is more than one frame holds (",
+            kMaxFrameBytes, "); compress larger inputs frame by frame (lm_compress_frames, or the ccc command)");
   const auto& cfg = m.config;
   const uint64_t n = input.size();
   const int64_t B = resolve_streams(n, opt.streams);
@@ -364,8 +367,38 @@ std::string lm_compress(model::LoadedModel& m, std::string_view input, const Cod
   return out;
 }
 
+std::string lm_compress_frames(model::LoadedModel& m, std::string_view input, const CodecOptions& opt,
+                               uint64_t frame_bytes) {
+  CCC_CHECK(frame_bytes >= 1 && frame_bytes <= kMaxFrameBytes, "compress: frame size ", frame_bytes, " out of range");
+  std::string out;
+  uint64_t at = 0;
+  do {
+    const uint64_t n = std::min<uint64_t>(frame_bytes, input.size() - at);
+    out += lm_compress(m, input.substr(at, n), opt);
+    at += n;
+  } while (at < input.size());
+  return out;
+}
+
 std::string lm_decompress(model::LoadedModel& m, std::string_view container, const std::string& name,
                           const CodecOptions& opt) {
+  std::string out;
+  size_t at = 0;
+  do {
+    const std::string_view rest = container.substr(at);
+    if (at > 0 && (rest.size() < 4 || std::memcmp(rest.data(), kMagic, 4) != 0))
+      CCC_FAIL(name, ": ", rest.size(), " unexpected bytes after the payload");
+    const uint64_t n = frame_size(rest, name);
+    // a whole frame is decoded as it stands; a short one goes to the full parser for its precise error
+    const std::string_view frame = n == 0 || n > rest.size() ? rest : rest.substr(0, n);
+    out += lm_decompress_frame(m, frame, name, opt);
+    at += frame.size();
+  } while (at < container.size());
+  return out;
+}
+
+std::string lm_decompress_frame(model::LoadedModel& m, std::string_view container, const std::string& name,
+                                const CodecOptions& opt) {
   size_t offset = 0;
   const Header h = parse_container(container, name, &offset);
   const auto& cfg = m.config;

@@ -62,10 +62,20 @@ std::string runtime_id();
 /// Compresses `input` with `m`; returns the whole container.
 std::string lm_compress(model::LoadedModel& m, std::string_view input, const CodecOptions& opt);
 
-/// Decompresses a container produced by lm_compress with the same model. Throws ccc::Error (naming
-/// `name`) on a wrong model, corruption, truncation or a checksum mismatch; returns nothing partial.
+/// Compresses `input` as consecutive frames of `frame_bytes` (one lm_compress container each, concatenated):
+/// what streaming compress writes. An input of at most one frame gives exactly lm_compress's bytes.
+std::string lm_compress_frames(model::LoadedModel& m, std::string_view input, const CodecOptions& opt,
+                               uint64_t frame_bytes = kFrameBytes);
+
+/// Decompresses a .ccc file (one or more frames) produced with the same model. Throws ccc::Error (naming
+/// `name`) on a wrong model, corruption, truncation, trailing bytes or a checksum mismatch; returns
+/// nothing partial.
 std::string lm_decompress(model::LoadedModel& m, std::string_view container, const std::string& name,
                           const CodecOptions& opt = {});
+
+/// Decompresses exactly one frame (a whole container, nothing after it).
+std::string lm_decompress_frame(model::LoadedModel& m, std::string_view container, const std::string& name,
+                                const CodecOptions& opt = {});
 
 /// Σ −log2 p over all coded tokens under the same segmentation and window policy as lm_compress with
 /// `opt`, computed on the batched full-sequence path (score_bits / score_bits_rolling): what

@@ -1,5 +1,6 @@
 #include "experiments/common.h"
 
+#include <fcntl.h>
 #include <sys/resource.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
@@ -9,6 +10,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <iostream>
 #include <iterator>
@@ -26,8 +28,36 @@ std::string default_model_path() {
 }
 
 std::string read_input(const std::string& path) {
-  if (path == "-") return std::string((std::istreambuf_iterator<char>(std::cin)), std::istreambuf_iterator<char>());
-  return read_file(path);
+  // Commands that score their input whole read at most kMaxWholeInput bytes: /dev/zero or a huge sparse
+  // file is a clear error, not an allocation failure (compress / decompress stream and have no limit).
+  const std::string name = path == "-" ? "standard input" : path;
+  int fd = 0;
+  if (path != "-") {
+    std::error_code ec;
+    CCC_CHECK(!std::filesystem::is_directory(path, ec), path, " is a directory, expected a file");
+    fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    CCC_CHECK(fd >= 0, "cannot open ", path, ": ", std::strerror(errno));
+  }
+  std::string out;
+  char buf[1 << 16];
+  for (;;) {
+    const ssize_t r = ::read(fd, buf, sizeof buf);
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) {
+      const int e = errno;
+      if (fd > 0) ::close(fd);
+      CCC_FAIL("error reading ", name, ": ", std::strerror(e));
+    }
+    if (r == 0) break;
+    if (out.size() + static_cast<size_t>(r) > kMaxWholeInput) {
+      if (fd > 0) ::close(fd);
+      CCC_FAIL(name, ": more than ", kMaxWholeInput >> 20, " MiB; this command reads its input whole (ccc compress "
+               "streams any length; score a part of the file)");
+    }
+    out.append(buf, static_cast<size_t>(r));
+  }
+  if (fd > 0) ::close(fd);
+  return out;
 }
 
 int run_capture(const std::string& cmd, std::string* out) {

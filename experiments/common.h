@@ -11,7 +11,11 @@ namespace ccc::experiments {
 /// The shipped default model: $CCC_MODEL, else data/models/default in the source tree.
 std::string default_model_path();
 
-/// The whole of `path` as bytes; "-" reads standard input. Throws ccc::Error naming the file.
+/// The most bytes read_input accepts (commands that score their input whole).
+constexpr size_t kMaxWholeInput = size_t{256} << 20;
+
+/// The whole of `path` as bytes; "-" reads standard input. Throws ccc::Error naming the file when it
+/// cannot be read or holds more than kMaxWholeInput bytes (e.g. /dev/zero).
 std::string read_input(const std::string& path);
 
 /// Runs `cmd` through /bin/sh and captures its standard output into *out; returns pclose's status

@@ -1,11 +1,14 @@
 #include "experiments/common.h"
 #include "experiments/compress_cmd.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <iostream>
 #include <map>
@@ -40,35 +43,116 @@ void check_output(const std::string& out, const std::string& in, bool force) {
   CCC_CHECK(in == "-" || !fs::equivalent(in, out, ec), "output would overwrite the input ", in);
 }
 
-void write_out(const std::string& path, const std::string& bytes, bool force) {
-  if (path == "-") {
-    std::cout.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-    std::cout.flush();
-    CCC_CHECK(std::cout.good(), "error writing to stdout");
-    return;
-  }
-  write_file_atomic(path, bytes, force);
-}
-
-// A one-line progress bar on stderr (only when stderr is a terminal and the input is long).
+// A one-line progress bar on stderr over input bytes (only when stderr is a terminal); total 0 = unknown
+// (standard input): then the bytes done and the rate alone.
 struct Progress {
-  explicit Progress(bool enabled) : on(enabled) {}
+  explicit Progress(bool enabled) : on(enabled && ::isatty(2)) {}
   bool on;
   std::chrono::steady_clock::time_point t0 = std::chrono::steady_clock::now();
   std::mutex mu;
   double last = -1;
+  bool drawn = false;
   void operator()(uint64_t done, uint64_t total) {
-    if (!on || total == 0) return;
+    if (!on) return;
     std::lock_guard<std::mutex> lock(mu);
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    if (s - last < 0.5 && done < total) return;
+    if (s - last < 0.5 && (total == 0 || done < total)) return;
+    if (s < 1.0 && !drawn && (total == 0 || done < total)) return;  // short runs stay quiet
     last = s;
+    drawn = true;
+    const double rate = done / 1e3 / std::max(1e-9, s);
+    if (total == 0) {
+      std::fprintf(stderr, "\r%.1f MB  %.1f KB/s ", done / 1e6, rate);
+      return;
+    }
     const double frac = static_cast<double>(done) / static_cast<double>(total);
     const int width = 30, filled = static_cast<int>(frac * width);
-    std::fprintf(stderr, "\r[%s%s] %5.1f%%  %.0f tokens/s ", std::string(filled, '#').c_str(),
-                 std::string(width - filled, '.').c_str(), 100 * frac, done / std::max(1e-9, s));
+    std::fprintf(stderr, "\r[%s%s] %5.1f%%  %.1f KB/s  ETA %.0f s ", std::string(filled, '#').c_str(),
+                 std::string(width - filled, '.').c_str(), 100 * frac, rate, rate > 0 ? (total - done) / 1e3 / rate : 0.0);
     if (done >= total) std::fprintf(stderr, "\n");
   }
+  void end() {
+    if (on && drawn) std::fprintf(stderr, "\n");
+  }
+};
+
+// An input read piece by piece: a regular file, a device or FIFO, or standard input ("-").
+class InputStream {
+ public:
+  explicit InputStream(const std::string& path) : name_(path == "-" ? "standard input" : path) {
+    if (path == "-") {
+      fd_ = 0;
+      return;
+    }
+    std::error_code ec;
+    CCC_CHECK(!fs::is_directory(path, ec), path, " is a directory, expected a file");
+    fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    CCC_CHECK(fd_ >= 0, "cannot open ", path, ": ", std::strerror(errno));
+    struct stat st {};
+    if (::fstat(fd_, &st) == 0 && S_ISREG(st.st_mode)) size_ = static_cast<uint64_t>(st.st_size);
+  }
+  ~InputStream() {
+    if (fd_ > 0) ::close(fd_);
+  }
+  InputStream(const InputStream&) = delete;
+  InputStream& operator=(const InputStream&) = delete;
+  /// Appends up to n bytes to *out (fewer only at the end of the input); returns how many.
+  size_t read(size_t n, std::string* out) {
+    const size_t start = out->size();
+    out->resize(start + n);
+    size_t got = 0;
+    while (got < n) {
+      const ssize_t r = ::read(fd_, out->data() + start + got, n - got);
+      if (r < 0 && errno == EINTR) continue;
+      CCC_CHECK(r >= 0, "error reading ", name_, ": ", std::strerror(errno));
+      if (r == 0) break;
+      got += static_cast<size_t>(r);
+    }
+    out->resize(start + got);
+    return got;
+  }
+  uint64_t size() const { return size_; }  ///< 0 when unknown (not a regular file)
+  const std::string& name() const { return name_; }
+
+ private:
+  std::string name_;
+  int fd_ = -1;
+  uint64_t size_ = 0;
+};
+
+// The frames of a .ccc input, one at a time (memory: one frame, whatever the file's length).
+class FrameReader {
+ public:
+  FrameReader(InputStream& in, std::string name) : in_(in), name_(std::move(name)) {}
+  /// The next whole frame, or false at the end of the input. Errors name the file and the frame.
+  bool next(std::string* frame) {
+    if (buf_.empty() && in_.read(4096, &buf_) == 0) {
+      CCC_CHECK(frames_ > 0, name_, ": empty file, not a ccc compressed file");
+      return false;
+    }
+    if (frames_ > 0 && (buf_.size() < 4 || std::memcmp(buf_.data(), compress::kMagic, 4) != 0)) {
+      in_.read(1 << 16, &buf_);
+      CCC_FAIL(name_, ": unexpected bytes after the payload of frame ", frames_, " (", buf_.size(), "+ bytes)");
+    }
+    uint64_t n;
+    while ((n = compress::frame_size(buf_, name_)) == 0) {
+      if (in_.read(std::max<size_t>(4096, buf_.size()), &buf_) == 0) compress::parse_container(buf_, name_, nullptr_off());
+    }
+    if (buf_.size() < n) in_.read(n - buf_.size(), &buf_);
+    if (buf_.size() < n) compress::parse_container(buf_, name_, nullptr_off());  // throws: truncated payload
+    frame->assign(buf_, 0, n);
+    buf_.erase(0, n);
+    ++frames_;
+    return true;
+  }
+  int64_t frames() const { return frames_; }
+
+ private:
+  size_t* nullptr_off() { return &scratch_; }
+  InputStream& in_;
+  std::string name_, buf_;
+  int64_t frames_ = 0;
+  size_t scratch_ = 0;
 };
 
 model::LoadedModel load(const CompressCmdOptions& o) {
@@ -76,14 +160,14 @@ model::LoadedModel load(const CompressCmdOptions& o) {
 }
 
 // The encoder's codec options of a compress / dump command line, reporting to `progress`.
-compress::CodecOptions encoder_options(const CompressCmdOptions& o, Progress& progress) {
+compress::CodecOptions encoder_options(const CompressCmdOptions& o, Progress& progress, uint64_t input_bytes = 0) {
   compress::CodecOptions copt;
   copt.streams = o.streams;
   copt.groups = o.groups;
   copt.threads = o.threads;
   copt.window = o.window;
   copt.strided = o.strided;
-  copt.progress = [&progress](uint64_t d, uint64_t t) { progress(d, t); };
+  copt.progress = [&progress, input_bytes](uint64_t d, uint64_t t) { progress(t ? d * input_bytes / t : 0, input_bytes); };
   return copt;
 }
 
@@ -174,38 +258,67 @@ model::LoadedModel model_for_container(const std::string& packed, const Compress
 
 }  // namespace
 
+// Streaming: the input is read and coded one frame (compress::kFrameBytes) at a time and the output
+// written as it goes (to a temporary renamed at the end), so memory does not grow with the input.
 void run_compress(const CompressCmdOptions& o) {
   const std::string out = !o.out.empty() ? o.out : (o.in == "-" ? "-" : o.in + ".ccc");
   CCC_CHECK(out != "-" || o.force || !::isatty(1),
             "refusing to write compressed data to a terminal (redirect it, use -o FILE, or -f to force)");
   check_output(out, o.in, o.force);
-  auto m = load(o);
-  const std::string input = read_input(o.in);
-  Progress progress{!o.quiet && input.size() > (64 << 10) && ::isatty(2)};
-  compress::CodecOptions copt = encoder_options(o, progress);
   CCC_CHECK(o.dump.empty() || o.dump != out, "--dump and the compressed output are the same file");
+  CCC_CHECK(o.hooks.empty() || !o.dump.empty(), "--hooks needs --dump OUT.h5");
+  CCC_CHECK(o.ablate.empty() || o.dump.empty(), "--ablate and --dump cannot be combined yet");
+  CCC_CHECK(o.frame_bytes >= 4096 && o.frame_bytes <= compress::kMaxFrameBytes, "--frame-bytes ", o.frame_bytes,
+            ": expected 4096 to ", compress::kMaxFrameBytes);
+  auto m = load(o);
+  InputStream in(o.in);
+  Progress progress{!o.quiet};
+  compress::CodecOptions copt = encoder_options(o, progress);
+  std::string whole;  // --dump: the input as one frame (the capture indexes rows by input offset)
   std::unique_ptr<analysis::ActivationCapture> capture;
-  if (!o.dump.empty()) capture = make_capture(m, input, o, copt, o.dump_force);
-  else CCC_CHECK(o.hooks.empty(), "--hooks needs --dump OUT.h5");
-  CCC_CHECK(o.ablate.empty() || !capture, "--ablate and --dump cannot be combined yet");
+  if (!o.dump.empty()) {
+    in.read(compress::kMaxFrameBytes + 1, &whole);
+    CCC_CHECK(whole.size() <= compress::kMaxFrameBytes, o.in, ": compress --dump captures inputs of at most ",
+              compress::kMaxFrameBytes, " bytes (one frame); use ccc dump on a part of it");
+    capture = make_capture(m, whole, o, copt, o.dump_force);
+  }
   auto ablation = make_ablation(m, o);
   if (ablation) ablation->attach(copt);
+  OutputFile writer(out, o.force);
+  uint64_t in_bytes = 0, out_bytes = 0;
+  int64_t frames = 0;
   const auto t0 = std::chrono::steady_clock::now();
-  const std::string packed = compress::lm_compress(m, input, copt);
+  std::string chunk;
+  for (;;) {
+    chunk.clear();
+    if (capture) chunk.swap(whole);
+    else in.read(o.frame_bytes, &chunk);
+    if (chunk.empty() && frames > 0) break;
+    const uint64_t before = in_bytes, n = chunk.size();
+    copt.progress = [&, before, n](uint64_t d, uint64_t t) { progress(before + (t ? d * n / t : 0), in.size()); };
+    const std::string packed = compress::lm_compress(m, chunk, copt);
+    writer.write(packed);
+    in_bytes += n;
+    out_bytes += packed.size();
+    ++frames;
+    if (capture || n < o.frame_bytes) break;
+  }
+  progress.end();
   const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   if (capture) capture->finish();
-  write_out(out, packed, o.force);
+  writer.commit();
   if (capture && !o.quiet)
     std::fprintf(stderr, "%s: %lld rows, %.1f MB of activations and metadata, total_bits %.3f\n", o.dump.c_str(),
                  (long long)capture->rows(), capture->bytes_written() / 1e6, capture->total_bits());
   if (!o.quiet) {
-    if (input.empty())
-      std::fprintf(stderr, "%s: empty input -> %zu bytes (the container header alone), %.2f s\n", o.in.c_str(),
-                   packed.size(), s);
+    const std::string fr = frames > 1 ? ", " + std::to_string(frames) + " frames" : "";
+    if (in_bytes == 0)
+      std::fprintf(stderr, "%s: empty input -> %llu bytes (the container header alone), %.2f s\n", o.in.c_str(),
+                   (unsigned long long)out_bytes, s);
     else
-      std::fprintf(stderr, "%s: %zu -> %zu bytes (%.2f%%), %.4f bits/byte, %.1f KB/s, %.2f s\n", o.in.c_str(),
-                   input.size(), packed.size(), 100.0 * packed.size() / input.size(), 8.0 * packed.size() / input.size(),
-                   input.size() / 1e3 / std::max(1e-9, s), s);
+      std::fprintf(stderr, "%s: %llu -> %llu bytes (%.2f%%), %.4f bits/byte, %.1f KB/s, %.2f s%s\n", o.in.c_str(),
+                   (unsigned long long)in_bytes, (unsigned long long)out_bytes, 100.0 * out_bytes / in_bytes,
+                   8.0 * out_bytes / in_bytes, in_bytes / 1e3 / std::max(1e-9, s), s, fr.c_str());
   }
 }
 
@@ -213,11 +326,12 @@ void run_dump(const CompressCmdOptions& o) {
   CCC_CHECK(!o.dump.empty(), "dump: -o OUT.h5 is required");
   auto m = load(o);
   const std::string input = read_input(o.in);
-  Progress progress{!o.quiet && input.size() > (64 << 10) && ::isatty(2)};
-  compress::CodecOptions copt = encoder_options(o, progress);
+  Progress progress{!o.quiet};
+  compress::CodecOptions copt = encoder_options(o, progress, input.size());
   auto capture = make_capture(m, input, o, copt, o.force);
   const auto t0 = std::chrono::steady_clock::now();
   compress::lm_compress(m, input, copt);  // the encoder's run; its container is not kept
+  progress.end();
   capture->finish();
   const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   if (!o.quiet)
@@ -238,37 +352,57 @@ void run_decompress(const CompressCmdOptions& o) {
       out = o.in.substr(0, o.in.size() - 4);
     }
   }
+  InputStream in(o.in);
+  FrameReader frames(in, o.in);
+  std::string frame;
   if (o.list) {
-    const std::string packed = read_input(o.in);
-    size_t off = 0;
-    const auto h = compress::parse_container(packed, o.in, &off);
-    uint64_t tokens = 0;
-    for (const auto& st : h.streams) tokens += st.n_tokens;
-    std::printf("%s: original %llu bytes, compressed %zu bytes (%.2f%%, %.4f bits/byte)\n  model %s (fingerprint %s)\n"
-                "  tokenizer %s, %llu tokens in %zu streams, %u groups, %s window %u%s\n",
-                o.in.c_str(), (unsigned long long)h.original_bytes, packed.size(),
-                h.original_bytes ? 100.0 * packed.size() / h.original_bytes : 0.0,
-                h.original_bytes ? 8.0 * packed.size() / h.original_bytes : 0.0, h.model_hint.c_str(),
+    uint64_t original = 0, packed = 0, tokens = 0, streams = 0;
+    compress::Header first;
+    while (frames.next(&frame)) {
+      size_t off = 0;
+      const auto h = compress::parse_container(frame, o.in, &off);
+      if (frames.frames() == 1) first = h;
+      original += h.original_bytes;
+      packed += frame.size();
+      streams += h.streams.size();
+      for (const auto& st : h.streams) tokens += st.n_tokens;
+    }
+    const auto& h = first;
+    std::printf("%s: original %llu bytes, compressed %llu bytes (%.2f%%, %.4f bits/byte) in %lld frame%s\n"
+                "  model %s (fingerprint %s)\n"
+                "  tokenizer %s, %llu tokens in %llu streams, %u groups, %s window %u%s\n",
+                o.in.c_str(), (unsigned long long)original, (unsigned long long)packed,
+                original ? 100.0 * packed / original : 0.0, original ? 8.0 * packed / original : 0.0,
+                (long long)frames.frames(), frames.frames() == 1 ? "" : "s", h.model_hint.c_str(),
                 compress::hex(h.fingerprint).c_str(), h.tokenizer_kind.c_str(), (unsigned long long)tokens,
-                h.streams.size(), h.n_groups, h.policy == compress::WindowKind::kRolling ? "rolling" : "strided", h.window,
-                h.policy == compress::WindowKind::kRolling ? "" : (" stride " + std::to_string(h.stride)).c_str());
+                (unsigned long long)streams, h.n_groups, h.policy == compress::WindowKind::kRolling ? "rolling" : "strided",
+                h.window, h.policy == compress::WindowKind::kRolling ? "" : (" stride " + std::to_string(h.stride)).c_str());
     return;
   }
   if (!o.test) check_output(out, o.in, o.force);
-  const std::string packed = read_input(o.in);
-  auto m = o.model.empty() ? model_for_container(packed, o) : load(o);
-  Progress progress{!o.quiet && packed.size() > (16 << 10) && ::isatty(2)};
+  frames.next(&frame);  // the first frame names the model (an empty file is an error here)
+  auto m = o.model.empty() ? model_for_container(frame, o) : load(o);
+  Progress progress{!o.quiet};
   compress::CodecOptions copt;
   copt.threads = o.threads;
-  copt.progress = [&](uint64_t d, uint64_t t) { progress(d, t); };
   auto ablation = make_ablation(m, o);
   if (ablation) ablation->attach(copt);
-  const std::string data = compress::lm_decompress(m, packed, o.in, copt);
-  if (o.test) {
-    if (!o.quiet) std::fprintf(stderr, "%s: OK (%zu bytes restored, checksum verified)\n", o.in.c_str(), data.size());
-    return;
-  }
-  write_out(out, data, o.force);
+  std::unique_ptr<OutputFile> writer;
+  if (!o.test) writer = std::make_unique<OutputFile>(out, o.force);
+  uint64_t restored = 0, consumed = 0;
+  do {
+    const uint64_t before = consumed, n = frame.size();
+    copt.progress = [&, before, n](uint64_t d, uint64_t t) { progress(before + (t ? d * n / t : 0), in.size()); };
+    const std::string data = compress::lm_decompress_frame(m, frame, o.in, copt);
+    if (writer) writer->write(data);
+    restored += data.size();
+    consumed += n;
+  } while (frames.next(&frame));
+  progress.end();
+  if (writer) writer->commit();
+  if (o.test && !o.quiet)
+    std::fprintf(stderr, "%s: OK (%llu bytes restored from %lld frame%s, checksums verified)\n", o.in.c_str(),
+                 (unsigned long long)restored, (long long)frames.frames(), frames.frames() == 1 ? "" : "s");
 }
 
 void run_codec_files(const CompressCmdOptions& o, bool decompress) {

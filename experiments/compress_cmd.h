@@ -22,6 +22,7 @@ struct CompressCmdOptions {
   int64_t threads = 0;
   int64_t window = 0;    ///< 0 = automatic (see compress::CodecOptions)
   bool strided = false;  ///< strided window policy instead of rolling
+  uint64_t frame_bytes = 16u << 20;  ///< input bytes per frame (compress::kFrameBytes; memory is bounded by one)
   bool force = false;
   bool quiet = false;
   // activation capture (ccc dump; ccc compress --dump)

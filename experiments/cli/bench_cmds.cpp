@@ -6,6 +6,7 @@
 #include "experiments/bench_decode.h"
 #include "experiments/ablate_cmd.h"
 #include "experiments/bench_dump.h"
+#include "experiments/bench_memory.h"
 #include "experiments/units_cmd.h"
 #include "experiments/bench_forward.h"
 #include "experiments/cli/cli.h"
@@ -108,6 +109,15 @@ void add_bench_commands(CLI::App& app, Globals& g) {
     sub->add_option("-m,--model", o->model, "model (default: data/models/default)");
     sub->add_option("--dump-mb", o->dump_mb, "dump size in MB (default 50)");
     sub->callback([&g, o] { g.init(); experiments::bench_units(*o, std::cout); });
+  }
+  {
+    auto o = std::make_shared<experiments::BenchMemoryOptions>();
+    auto* sub = bench->add_subcommand("memory", "peak RSS of compress / decompress as the input grows (streaming)");
+    sub->add_option("-m,--model", o->model, "model (default: a 5K-parameter random byte model: the codec's own memory)");
+    sub->add_option("--sizes", o->sizes_mb, "input sizes in MB; the first is the baseline")->delimiter(',');
+    sub->add_option("--frame-bytes", o->frame_bytes, "compress --frame-bytes")->check(CLI::Range(4096, 64 << 20));
+    sub->add_option("--tmp-dir", o->tmp_dir, "where the inputs are written (default: the system temp dir)");
+    sub->callback([&g, o] { g.init(); experiments::bench_memory(*o, std::cout); });
   }
 }
 

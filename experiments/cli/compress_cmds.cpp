@@ -42,6 +42,10 @@ void add_compress_commands(CLI::App& app, Globals& g) {
     sub->add_option("--streams", o->streams, "independent streams B (default: one per KiB, max 256)")->check(CLI::Range(0, 1 << 30));
     sub->add_option("--window", o->window, "context window W (default: n_ctx/2 rolling, n_ctx strided)")->check(CLI::Range(0, 1 << 30));
     sub->add_flag("--strided", o->strided, "strided windows that re-encode context (default for learned positions)");
+    sub->add_option("--frame-bytes", o->frame_bytes,
+                    "input bytes per frame: the input is read, coded and written one frame at a time (memory is bounded "
+                    "by one frame; streams restart at frame boundaries)")
+        ->check(CLI::Range(4096, 64 << 20));
     sub->add_option("--groups", o->groups, "stream groups, each coded on its own thread (default 8: the same bytes on every machine)")->check(CLI::Range(0, 1 << 30));
     sub->add_option("--dump", o->dump, "also capture activations of --hooks into this HDF5 file (see ccc dump)");
     sub->add_option("--hooks", o->hooks, "hook names or globs to capture with --dump (repeatable)");

@@ -3,6 +3,7 @@
 // and the kinds of existing outputs the tools write into directly rather than replace.
 
 #include <string>
+#include <string_view>
 
 namespace ccc {
 
@@ -19,5 +20,24 @@ int remove_stale_temps(const std::string& path);
 /// are written into such files directly, as gzip / xz / zstd do, never replaced by a regular file.
 /// Throws ccc::Error naming `path` when it exists as a directory, a block device or a socket.
 bool is_stream_output(const std::string& path);
+
+/// An output written piece by piece that appears whole or not at all: a regular file is built under a
+/// temporary (O_TMPFILE where available) and renamed over `path` by commit(); destroying an uncommitted
+/// OutputFile removes the temporary (an error mid-way leaves no partial file). "-" is standard output and
+/// character devices / FIFOs are written directly (what reached them stays). Throws ccc::Error naming `path`.
+class OutputFile {
+ public:
+  OutputFile(const std::string& path, bool overwrite);
+  ~OutputFile();
+  OutputFile(const OutputFile&) = delete;
+  OutputFile& operator=(const OutputFile&) = delete;
+  void write(std::string_view bytes);
+  void commit();
+
+ private:
+  std::string path_, tmp_;
+  int fd_ = -1;
+  bool direct_ = false, named_ = false, committed_ = false;
+};
 
 }  // namespace ccc

@@ -108,54 +108,79 @@ void fsync_dir_of(const std::string& path) {
 
 // Regular outputs are built in an anonymous O_TMPFILE inode where the file system offers one (a kill -9
 // during the write leaves nothing behind), linked in under a temporary name and renamed over the final
-// name; elsewhere in a named temporary. Character devices and FIFOs are written directly.
-void write_file_atomic(const std::string& path, std::string_view bytes, bool overwrite) {
+// name at commit(); elsewhere in a named temporary. Character devices and FIFOs are written directly.
+OutputFile::OutputFile(const std::string& path, bool overwrite) : path_(path) {
   namespace fs = std::filesystem;
+  if (path == "-") {
+    fd_ = 1;
+    direct_ = true;
+    return;
+  }
   if (is_stream_output(path)) {
-    const int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
-    CCC_CHECK(fd >= 0, "cannot open ", path, " for writing: ", std::strerror(errno));
-    const bool ok = write_all(fd, bytes);
-    const int e = errno;
-    ::close(fd);
-    CCC_CHECK(ok, "error writing ", path, ": ", std::strerror(e));
+    fd_ = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+    CCC_CHECK(fd_ >= 0, "cannot open ", path, " for writing: ", std::strerror(errno));
+    direct_ = true;
     return;
   }
   std::error_code ec;
   CCC_CHECK(overwrite || !fs::exists(path, ec), path, " exists (refusing to overwrite)");
   const std::string dir = fs::path(path).parent_path().string();
   remove_stale_temps(path);
-  const std::string tmp = temp_path_for(path);
-  bool named = false;
-  int fd = -1;
+  tmp_ = temp_path_for(path);
 #ifdef O_TMPFILE
-  fd = ::open(dir.empty() ? "." : dir.c_str(), O_TMPFILE | O_WRONLY | O_CLOEXEC, 0666);
+  fd_ = ::open(dir.empty() ? "." : dir.c_str(), O_TMPFILE | O_WRONLY | O_CLOEXEC, 0666);
 #endif
-  if (fd < 0) {
-    fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-    CCC_CHECK(fd >= 0, "cannot create a temporary file for ", path, " (", tmp, "): ", std::strerror(errno));
-    named = true;
+  if (fd_ < 0) {
+    fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+    CCC_CHECK(fd_ >= 0, "cannot create a temporary file for ", path, " (", tmp_, "): ", std::strerror(errno));
+    named_ = true;
   }
-  bool ok = write_all(fd, bytes);
-  ok = (::fsync(fd) == 0) && ok;
+}
+
+OutputFile::~OutputFile() {
+  if (committed_) return;
+  if (fd_ >= 0 && fd_ != 1) ::close(fd_);
+  if (named_) ::unlink(tmp_.c_str());
+}
+
+void OutputFile::write(std::string_view bytes) {
+  CCC_CHECK(!committed_ && fd_ >= 0, path_, ": write after commit");
+  CCC_CHECK(write_all(fd_, bytes), "error writing ", path_ == "-" ? "standard output" : path_, ": ", std::strerror(errno));
+}
+
+void OutputFile::commit() {
+  CCC_CHECK(!committed_ && fd_ >= 0, path_, ": committed twice");
+  if (direct_) {
+    const bool ok = fd_ == 1 || ::close(fd_) == 0;
+    committed_ = true;
+    CCC_CHECK(ok, "error writing ", path_, ": ", std::strerror(errno));
+    return;
+  }
+  bool ok = ::fsync(fd_) == 0;
   int e = errno;
-  if (ok && !named) {
+  if (ok && !named_) {
     // Give the anonymous inode its temporary name (an existing final name must not be clobbered by linkat).
-    const std::string proc = "/proc/self/fd/" + std::to_string(fd);
-    ok = ::linkat(AT_FDCWD, proc.c_str(), AT_FDCWD, tmp.c_str(), AT_SYMLINK_FOLLOW) == 0;
+    const std::string proc = "/proc/self/fd/" + std::to_string(fd_);
+    ok = ::linkat(AT_FDCWD, proc.c_str(), AT_FDCWD, tmp_.c_str(), AT_SYMLINK_FOLLOW) == 0;
     e = errno;
-    named = ok;
+    named_ = ok;
   }
-  ok = (::close(fd) == 0) && ok;
-  if (!ok) {
-    if (named) ::unlink(tmp.c_str());
-    CCC_FAIL("error writing ", path, ": ", std::strerror(e ? e : errno));
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+  ok = (::close(fd_) == 0) && ok;
+  fd_ = -1;
+  if (!ok) CCC_FAIL("error writing ", path_, ": ", std::strerror(e ? e : errno));
+  if (std::rename(tmp_.c_str(), path_.c_str()) != 0) {
     e = errno;
-    ::unlink(tmp.c_str());
-    CCC_FAIL("cannot rename ", tmp, " to ", path, ": ", std::strerror(e));
+    CCC_FAIL("cannot rename ", tmp_, " to ", path_, ": ", std::strerror(e));
   }
-  fsync_dir_of(path);
+  committed_ = true;
+  fsync_dir_of(path_);
+}
+
+void write_file_atomic(const std::string& path, std::string_view bytes, bool overwrite) {
+  CCC_CHECK(path != "-", "write_file_atomic: '-' is not a file name");
+  OutputFile out(path, overwrite);
+  out.write(bytes);
+  out.commit();
 }
 
 Sha256::Sha256() : ctx_(EVP_MD_CTX_new()) {

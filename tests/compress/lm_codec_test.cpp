@@ -347,3 +347,40 @@ TEST(LmCodecTest, TokensThatDoNotDecodeBackAreRefused) {
 
 }  // namespace
 }  // namespace ccc::compress
+
+namespace ccc::compress {
+namespace {
+
+// A .ccc file is one or more frames: lm_compress_frames = the frames' containers concatenated (one frame
+// = exactly lm_compress), lm_decompress restores any number of them, and a cut inside a later frame,
+// garbage after the last one, or a forged frame longer than kMaxFrameBytes are clear errors.
+TEST(LmCodecTest, FramesConcatenateAndDecodeWhole) {
+  auto m = byte_model();
+  std::string text;
+  for (int i = 0; text.size() < 10000; ++i) text += "frame test line " + std::to_string(i) + "\n";
+  CodecOptions o;
+  EXPECT_EQ(lm_compress_frames(m, text, o, 1 << 20), lm_compress(m, text, o));
+  const std::string packed = lm_compress_frames(m, text, o, 4096);
+  const std::string f0 = lm_compress(m, std::string_view(text).substr(0, 4096), o);
+  EXPECT_EQ(packed.substr(0, f0.size()), f0);
+  EXPECT_EQ(frame_size(packed, "mem"), f0.size());
+  EXPECT_EQ(lm_decompress(m, packed, "mem"), text);
+  EXPECT_EQ(lm_decompress(m, lm_compress_frames(m, "", o, 4096), "mem"), "");
+  try {
+    lm_decompress(m, packed.substr(0, packed.size() - 3), "cut.ccc");
+    ADD_FAILURE() << "a cut file decoded";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("truncated"), std::string::npos) << e.what();
+  }
+  try {
+    lm_decompress(m, packed + "junk", "junk.ccc");
+    ADD_FAILURE() << "trailing garbage accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("4 unexpected bytes"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(frame_size(f0.substr(0, 10), "mem"), 0u);  // inside the header: read more
+  EXPECT_THROW(lm_compress(m, std::string(kMaxFrameBytes + 1, 'a'), o), Error);
+}
+
+}  // namespace
+}  // namespace ccc::compress
