@@ -83,6 +83,18 @@ void run_train(const TrainCmdOptions& o) {
 
   model::Transformer m(cfg.model);
   m->init_weights(cfg.train.seed);
+  std::string init_fingerprint;
+  if (!o.init.empty()) {  // a staged recipe: this run continues from an earlier run's weights
+    auto init = model::load_model(o.init);
+    CCC_CHECK(init.config.to_json() == cfg.model.to_json(), "--init ", o.init, ": its model config differs from the one in ",
+              o.config, " (a run continues only the same architecture)");
+    if (!o.resume) {  // (a resumed run has its own weights; --init then only names the start for the card)
+      torch::NoGradGuard no_grad;
+      auto src = init.model->named_parameters();
+      for (auto& p : m->named_parameters()) p.value().copy_(src[p.key()]);
+    }
+    init_fingerprint = init.fingerprint;
+  }
   model::Trainer trainer(m, cfg.train, corpora);
   if (o.resume) {
     trainer.load_state(resume_dir.string());
@@ -150,6 +162,7 @@ void run_train(const TrainCmdOptions& o) {
                          {"final_validation_bpb", trainer.validation_bpb()},
                          {"held_out_bpb", held},
                          {"command", o.command}};
+  if (!init_fingerprint.empty()) card["init_from"] = {{"model", o.init}, {"fingerprint", init_fingerprint}};
   write_file_atomic((out / "model_card.json").string(), card.dump(2) + "\n");
   if (!plot_loss(csv, (out / "loss.png").string())) std::fprintf(stderr, "warning: gnuplot failed; no loss.png\n");
   fs::remove_all(resume_dir, ec);

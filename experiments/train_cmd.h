@@ -14,6 +14,7 @@ struct TrainCmdOptions {
   bool resume = false;       ///< continue from out/resume
   bool force = false;        ///< replace an existing finished model in out
   int64_t max_steps = 0;     ///< stop early at this step (0 = config steps); resume later with --resume
+  std::string init;          ///< start from this model's weights (same model config) instead of a random init
   std::string command;       ///< the exact command line, recorded in the model card
 };
 void run_train(const TrainCmdOptions& o);

@@ -18,6 +18,9 @@ void add_train_commands(CLI::App& app, Globals& g) {
     sub->add_flag("--resume", o->resume, "continue the run saved in OUT/resume");
     sub->add_flag("--force", o->force, "start over, replacing OUT");
     sub->add_option("--max-steps", o->max_steps, "stop at this step (resume later)");
+    sub->add_option("--init", o->init,
+                    "start from this model's weights instead of a random init (same model config; a staged recipe's "
+                    "next stage; recorded in the model card)");
     sub->callback([&g, o] {
       g.init();
       o->command = g.command;

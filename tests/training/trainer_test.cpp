@@ -204,6 +204,35 @@ TEST(TrainCliTest, RefusesToOverwriteAndWritesAModelCard) {
   // the model loads and scores
   auto m = load_model(tmp.file("out"));
   EXPECT_EQ(m.config.d_model, 16);
+  // train_log.csv leaves val_bpb empty at steps without a validation pass (never -1)
+  const std::string log = read_file(tmp.file("out/train_log.csv"));
+  EXPECT_NE(log.find("\n1,256,"), std::string::npos) << log;
+  EXPECT_EQ(log.find(",-1"), std::string::npos) << log;
+  EXPECT_NE(log.find(",,"), std::string::npos) << log;
+  // a staged recipe: --init starts from out's weights (with a learning rate of ~0 the next stage ends
+  // where it started), the card names the start, and an architecture mismatch is refused
+  auto o2 = o;
+  o2.steps = 1;
+  o2.warmup_steps = 1;
+  o2.lr = 1e-12;
+  o2.min_lr = 1e-12;
+  o2.save_dtype = "f32";
+  write_file_atomic(tmp.file("stage2.json"), nlohmann::json({{"model", tiny_byte_config().to_json()}, {"train", o2.to_json()}}).dump());
+  ASSERT_EQ(test::run_command(std::string(CCC_BINARY) + " train -c " + tmp.file("stage2.json") + " --corpora " + tmp.path() +
+                                  " -o " + tmp.file("s2") + " --init " + tmp.file("out"), &out), 0) << out;
+  auto s2 = load_model(tmp.file("s2"));
+  auto src = m.model->named_parameters();
+  double worst = 0;
+  for (const auto& p : s2.model->named_parameters())
+    worst = std::max(worst, (p.value() - src[p.key()]).abs().max().item<double>());
+  EXPECT_LT(worst, 1e-6);
+  EXPECT_EQ(nlohmann::json::parse(read_file(tmp.file("s2/model_card.json")))["init_from"]["fingerprint"], m.fingerprint);
+  auto wide = tiny_byte_config();
+  wide.d_mlp *= 2;
+  write_file_atomic(tmp.file("wide.json"), nlohmann::json({{"model", wide.to_json()}, {"train", o2.to_json()}}).dump());
+  EXPECT_NE(test::run_command(std::string(CCC_BINARY) + " train -c " + tmp.file("wide.json") + " --corpora " + tmp.path() +
+                                  " -o " + tmp.file("w") + " --init " + tmp.file("out"), &out), 0);
+  EXPECT_NE(out.find("model config differs"), std::string::npos) << out;
 }
 
 
