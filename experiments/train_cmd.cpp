@@ -193,6 +193,7 @@ void run_finetune(const FinetuneCmdOptions& o) {
   t.min_lr = o.lr / 10;
   t.seed = o.seed;
   t.eval_every = 0;
+  t.save_dtype = "f32";  // the trade-off is measured on the saved weights; f32 keeps them as trained
   t.corpora = {o.corpus};
   auto target = std::vector<model::Corpus>{corpora[std::find(refs.begin(), refs.end(), o.corpus) - refs.begin()]};
   auto trainable = model::select_parameters(base.model, o.params);
@@ -236,7 +237,23 @@ void run_finetune(const FinetuneCmdOptions& o) {
                            {"tradeoff", rows},
                            {"command", o.command}};
   write_file_atomic((out / "tradeoff.json").string(), report.dump(2) + "\n");
-  write_file_atomic((out / "model_card.json").string(), report.dump(2) + "\n");
+  nlohmann::json held_after = nlohmann::json::object();
+  for (const auto& c : corpora) held_after[c.name] = after[c.name];
+  nlohmann::json card = {{"name", out.filename().string()},
+                         {"fingerprint", after_model.fingerprint},
+                         {"n_params", base.config.n_params()},
+                         {"config", base.config.to_json()},
+                         {"dtype", t.save_dtype},
+                         {"finetuned_from", {{"model", o.model}, {"fingerprint", base.fingerprint}}},
+                         {"finetune", {{"target", o.corpus}, {"params", o.params}, {"trainable_tensors", trainable.size()},
+                                       {"train", t.to_json()}, {"tokens_seen", trainer.tokens_seen()}}},
+                         {"data", data_manifest(corpora)},
+                         {"split", "per corpus: train [0, 90%), validation [90%, 95%), held-out [95%, 100%) by bytes"},
+                         {"held_out_bpb", held_after},
+                         {"tradeoff", "tradeoff.json"},
+                         {"wall_time_s", wall},
+                         {"command", o.command}};
+  write_file_atomic((out / "model_card.json").string(), card.dump(2) + "\n");
   std::printf("\nwrote %s (tradeoff.json)\n", o.out.c_str());
 }
 

@@ -233,6 +233,19 @@ TEST(TrainCliTest, RefusesToOverwriteAndWritesAModelCard) {
   EXPECT_NE(test::run_command(std::string(CCC_BINARY) + " train -c " + tmp.file("wide.json") + " --corpora " + tmp.path() +
                                   " -o " + tmp.file("w") + " --init " + tmp.file("out"), &out), 0);
   EXPECT_NE(out.find("model config differs"), std::string::npos) << out;
+  // finetune: saved in the dtype its card states, and its model card is a card (not the trade-off report)
+  ASSERT_EQ(test::run_command(std::string(CCC_BINARY) + " finetune -m " + tmp.file("out") + " --corpus toy --corpora " +
+                                  tmp.path() + " --steps 2 --batch 4 --seq-len 32 -o " + tmp.file("ft"), &out), 0) << out;
+  const auto ft_card = nlohmann::json::parse(read_file(tmp.file("ft/model_card.json")));
+  const auto tradeoff = nlohmann::json::parse(read_file(tmp.file("ft/tradeoff.json")));
+  EXPECT_NE(ft_card, tradeoff);
+  EXPECT_EQ(ft_card["dtype"], "f32");
+  EXPECT_EQ(ft_card["finetuned_from"]["fingerprint"], m.fingerprint);
+  EXPECT_EQ(ft_card["fingerprint"], load_model(tmp.file("ft")).fingerprint);
+  EXPECT_NEAR(ft_card["held_out_bpb"]["toy"].get<double>(), tradeoff["tradeoff"][0]["bpb_after"].get<double>(), 1e-12);
+  const std::string st = read_file(tmp.file("ft/model.safetensors"));
+  EXPECT_NE(st.find("\"F32\""), std::string::npos);
+  EXPECT_EQ(st.find("\"F16\""), std::string::npos);
 }
 
 
