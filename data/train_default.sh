@@ -4,7 +4,7 @@
 #                                     windows with a copied span, 16 x 256 bytes, lr 3e-3 cosine towards 1e-3
 #   stage 1b ccc-byte-l-stage1b.json  steps 1500-2100, resumed from stage 1 with the learning rate held at
 #                                     ~3e-3 (the same run, a longer schedule): the induction phase change
-#   stage 2  ccc-byte-l.json          900 steps of 16 x 512 bytes of natural text (10% synthetic, 30% copied
+#   stage 2  ccc-byte-l-stage2.json       900 steps of 16 x 512 bytes of natural text (10% synthetic, 30% copied
 #                                     spans, 5% CRLF), lr 2e-3 -> 2e-4, from stage 1's step-2100 checkpoint
 # Each step resumes if interrupted. Corpora: $CCC_CORPORA, ../shared/data/corpora or .cache/corpora.
 set -euo pipefail
@@ -20,8 +20,8 @@ if [ ! -d "$run1/checkpoints/step-2100" ]; then
 fi
 out=data/models/ccc-byte-l
 if [ -d "$out/resume" ] && [ ! -f "$out/model_card.json" ]; then
-  "$ccc" train -c data/configs/ccc-byte-l.json -o "$out" --resume --init "$run1/checkpoints/step-2100"
+  "$ccc" train -c data/configs/ccc-byte-l-stage2.json -o "$out" --resume --init "$run1/checkpoints/step-2100"
 else
-  "$ccc" train -c data/configs/ccc-byte-l.json -o "$out" --force --init "$run1/checkpoints/step-2100"
+  "$ccc" train -c data/configs/ccc-byte-l-stage2.json -o "$out" --force --init "$run1/checkpoints/step-2100"
 fi
 ln -sfn ccc-byte-l data/models/default
