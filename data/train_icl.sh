@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The default model's staged recipe (README: "The default model learns in context"), on CPU:
+# The staged in-context-learning recipe of ccc-byte-l-icl (README: "An l-sized model that learns in context"),
+# on CPU (the default model stays ccc-byte-l until a run of this recipe also keeps its English compression):
 #   stage 1  ccc-byte-l-stage1.json   steps 0-1500: 70% synthetic repeated random strings, half of the natural
 #                                     windows with a copied span, 16 x 256 bytes, lr 3e-3 cosine towards 1e-3
 #   stage 1b ccc-byte-l-stage1b.json  steps 1500-2100, resumed from stage 1 with the learning rate held at
@@ -18,10 +19,9 @@ fi
 if [ ! -d "$run1/checkpoints/step-2100" ]; then
   "$ccc" train -c data/configs/ccc-byte-l-stage1b.json -o "$run1" --resume --max-steps 2100
 fi
-out=data/models/ccc-byte-l
+out=data/models/ccc-byte-l-icl
 if [ -d "$out/resume" ] && [ ! -f "$out/model_card.json" ]; then
   "$ccc" train -c data/configs/ccc-byte-l-stage2.json -o "$out" --resume --init "$run1/checkpoints/step-2100"
 else
   "$ccc" train -c data/configs/ccc-byte-l-stage2.json -o "$out" --force --init "$run1/checkpoints/step-2100"
 fi
-ln -sfn ccc-byte-l data/models/default
