@@ -48,10 +48,18 @@ bool plot_loss(const std::string& csv, const std::string& png) {
                        "with linespoints pt 7 lw 2 title 'validation'");
 }
 
-nlohmann::json held_out_table(model::Transformer& m, const std::vector<model::Corpus>& corpora) {
+// Held-out bits per byte of each corpus; `progress` draws a line (held-out bytes done / total, per corpus)
+// on a terminal.
+nlohmann::json held_out_table(model::Transformer& m, const std::vector<model::Corpus>& corpora, bool progress = false) {
+  int64_t total = 0, done = 0;
+  for (const auto& c : corpora) total += static_cast<int64_t>(c.split(Split::kHeldOut).size());
+  ProgressLine line("held-out bytes", total, progress);
   nlohmann::json out = nlohmann::json::object();
-  for (const auto& c : corpora)
-    out[c.name] = model::text_bits_per_byte(m, c.split(Split::kHeldOut), m->config().bos_id);
+  for (const auto& c : corpora) {
+    const std::string held = c.split(Split::kHeldOut);
+    out[c.name] = model::text_bits_per_byte(m, held, m->config().bos_id);
+    line.update(done += static_cast<int64_t>(held.size()));
+  }
   return out;
 }
 
@@ -258,7 +266,7 @@ void run_finetune(const FinetuneCmdOptions& o) {
 }
 
 void run_eval(const std::string& model_path, const std::string& corpora_dir, std::vector<std::string> names, bool json,
-              const std::string& tokenizer) {
+              const std::string& tokenizer, bool quiet) {
   auto m = model::load_model(model_path, tokenizer);
   CCC_CHECK(m.tokenizer->kind() == "byte", model_path, ": eval scores byte-level models on the corpus splits; for a ",
             m.tokenizer->kind(), " model score a file with ccc bits -m ", model_path, " FILE");
@@ -270,7 +278,7 @@ void run_eval(const std::string& model_path, const std::string& corpora_dir, std
   if (names.empty()) names = model::present_corpora(dir);
   CCC_CHECK(!names.empty(), dir, ": no corpora there (<name>.txt files; ./data/fetch_corpora.sh DIR makes them)");
   auto corpora = load_corpora(dir, names);
-  auto held = held_out_table(m.model, corpora);
+  auto held = held_out_table(m.model, corpora, !quiet);
   if (json) {
     nlohmann::json j{{"model", model_path}, {"fingerprint", m.fingerprint}, {"held_out_bpb", held}};
     stamp(j, "eval");
@@ -331,11 +339,17 @@ void bench_quality(const std::vector<std::string>& models, const std::string& co
     table[i].push_back(classic("bzip2 -9 -c", held));
     table[i].push_back(classic("xz -9e -c", held));
   }
+  int64_t held_bytes = 0, done = 0;
+  for (const auto& c : corpora) held_bytes += static_cast<int64_t>(c.split(Split::kHeldOut).size());
+  ProgressLine line("bench quality (held-out bytes x models)", held_bytes * static_cast<int64_t>(models.size()));
   for (const auto& mp : models) {
     auto m = model::load_model(mp);
     header.push_back(fs::path(mp).filename().string() + " (" + std::to_string(m.config.n_params() / 1000) + "k)");
-    for (size_t i = 0; i < corpora.size(); ++i)
-      table[i].push_back(model::text_bits_per_byte(m.model, corpora[i].split(Split::kHeldOut), m.config.bos_id));
+    for (size_t i = 0; i < corpora.size(); ++i) {
+      const std::string held = corpora[i].split(Split::kHeldOut);
+      table[i].push_back(model::text_bits_per_byte(m.model, held, m.config.bos_id));
+      line.update(done += static_cast<int64_t>(held.size()));
+    }
   }
   std::printf("held-out bits per byte (last 5%% of each corpus)\n\n| corpus | bytes |");
   for (const auto& h : header) std::printf(" %s |", h.c_str());

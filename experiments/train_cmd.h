@@ -38,7 +38,7 @@ void run_finetune(const FinetuneCmdOptions& o);
 
 /// Held-out bits per byte of `model` on each corpus, printed as a table (and JSON with --json).
 void run_eval(const std::string& model_path, const std::string& corpora_dir, std::vector<std::string> names, bool json,
-              const std::string& tokenizer = "");
+              const std::string& tokenizer = "", bool quiet = false);
 
 struct BenchTrainOptions {
   std::string config;

@@ -52,7 +52,7 @@ void add_train_commands(CLI::App& app, Globals& g) {
     struct EvalArgs {
       std::string model, corpora_dir, tokenizer;
       std::vector<std::string> corpora;
-      bool json = false;
+      bool json = false, quiet = false;
     };
     auto o = std::make_shared<EvalArgs>();
     auto* sub = app.add_subcommand("eval", "held-out bits per byte of a ccc model on each corpus");
@@ -61,10 +61,11 @@ void add_train_commands(CLI::App& app, Globals& g) {
     sub->add_option("--corpora", o->corpora_dir, "corpus directory (default ../shared or .cache)");
     sub->add_option("-t,--tokenizer", o->tokenizer, "tokenizer file or directory (eval needs a byte-level model)");
     sub->add_flag("--json", o->json, "print JSON");
+    sub->add_flag("-q,--quiet", o->quiet, "no progress line (drawn only on a terminal anyway)");
     sub->callback([&g, o] {
       g.init();
       experiments::run_eval(o->model.empty() ? experiments::default_model_path() : o->model, o->corpora_dir,
-                            o->corpora, o->json, o->tokenizer);
+                            o->corpora, o->json, o->tokenizer, o->quiet);
     });
   }
 }
