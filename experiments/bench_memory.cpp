@@ -93,6 +93,8 @@ void bench_memory(const BenchMemoryOptions& o, std::ostream& out) {
   out << "| input (MB) | compress peak RSS (MiB) | decompress peak RSS (MiB) | compress s | decompress s | x baseline RSS |\n"
          "|---|---|---|---|---|---|\n";
   double base_rss = 0;
+  ProgressLine progress("bench memory (runs)", 2 * static_cast<int64_t>(o.sizes_mb.size()));
+  int64_t runs = 0;
   for (double mb : o.sizes_mb) {
     CCC_CHECK(mb > 0 && mb <= 100000, "bench memory: size ", mb, " MB out of range");
     const std::string in = (tmp / "input.txt").string(), packed = in + ".ccc", back = (tmp / "restored.txt").string();
@@ -102,10 +104,12 @@ void bench_memory(const BenchMemoryOptions& o, std::ostream& out) {
                                              "--frame-bytes", std::to_string(o.frame_bytes)});
     const double c_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     CCC_CHECK(c_rss > 0, "bench memory: compress of ", mb, " MB failed");
+    progress.update(++runs);
     t0 = std::chrono::steady_clock::now();
     const double d_rss = child_peak_rss_mib({"/proc/self/exe", "decompress", "-q", "-f", "-m", model, packed, "-o", back});
     const double d_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     CCC_CHECK(d_rss > 0, "bench memory: decompress of ", mb, " MB failed");
+    progress.update(++runs);
     CCC_CHECK(file_sha256(in) == file_sha256(back), "bench memory: round trip of ", mb, " MB differs");
     if (base_rss == 0) base_rss = std::max(c_rss, d_rss);
     std::snprintf(line, sizeof line, "| %.1f | %.1f | %.1f | %.2f | %.2f | %.2f |\n", mb, c_rss, d_rss, c_s, d_s,

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -27,36 +28,49 @@ std::string default_model_path() {
   return (std::filesystem::path(CCC_SOURCE_DIR) / "data" / "models" / "default").string();
 }
 
+InputStream::InputStream(const std::string& path) : name_(path == "-" ? "standard input" : path) {
+  if (path == "-") {
+    fd_ = 0;
+    return;
+  }
+  std::error_code ec;
+  CCC_CHECK(!std::filesystem::is_directory(path, ec), path, " is a directory, expected a file");
+  fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  CCC_CHECK(fd_ >= 0, "cannot open ", path, ": ", std::strerror(errno));
+  struct stat st {};
+  if (::fstat(fd_, &st) == 0 && S_ISREG(st.st_mode)) size_ = static_cast<uint64_t>(st.st_size);
+}
+
+InputStream::~InputStream() {
+  if (fd_ > 0) ::close(fd_);
+}
+
+size_t InputStream::read(size_t n, std::string* out) {
+  const size_t start = out->size();
+  out->resize(start + n);
+  size_t got = 0;
+  while (got < n) {
+    const ssize_t r = ::read(fd_, out->data() + start + got, n - got);
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) {
+      out->resize(start + got);
+      CCC_FAIL("error reading ", name_, ": ", std::strerror(errno));
+    }
+    if (r == 0) break;
+    got += static_cast<size_t>(r);
+  }
+  out->resize(start + got);
+  return got;
+}
+
 std::string read_input(const std::string& path) {
   // Commands that score their input whole read at most kMaxWholeInput bytes: /dev/zero or a huge sparse
   // file is a clear error, not an allocation failure (compress / decompress stream and have no limit).
-  const std::string name = path == "-" ? "standard input" : path;
-  int fd = 0;
-  if (path != "-") {
-    std::error_code ec;
-    CCC_CHECK(!std::filesystem::is_directory(path, ec), path, " is a directory, expected a file");
-    fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    CCC_CHECK(fd >= 0, "cannot open ", path, ": ", std::strerror(errno));
-  }
+  InputStream in(path);
   std::string out;
-  char buf[1 << 16];
-  for (;;) {
-    const ssize_t r = ::read(fd, buf, sizeof buf);
-    if (r < 0 && errno == EINTR) continue;
-    if (r < 0) {
-      const int e = errno;
-      if (fd > 0) ::close(fd);
-      CCC_FAIL("error reading ", name, ": ", std::strerror(e));
-    }
-    if (r == 0) break;
-    if (out.size() + static_cast<size_t>(r) > kMaxWholeInput) {
-      if (fd > 0) ::close(fd);
-      CCC_FAIL(name, ": more than ", kMaxWholeInput >> 20, " MiB; this command reads its input whole (ccc compress "
-               "streams any length; score a part of the file)");
-    }
-    out.append(buf, static_cast<size_t>(r));
-  }
-  if (fd > 0) ::close(fd);
+  while (in.read(size_t{1} << 20, &out) > 0)
+    CCC_CHECK(out.size() <= kMaxWholeInput, in.name(), ": more than ", kMaxWholeInput >> 20,
+              " MiB; this command reads its input whole (ccc compress streams any length; score a part of the file)");
   return out;
 }
 

@@ -1,6 +1,7 @@
 #pragma once
 // Small helpers shared by the experiment and CLI files.
 
+#include <cstdint>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -10,6 +11,24 @@ namespace ccc::experiments {
 
 /// The shipped default model: $CCC_MODEL, else data/models/default in the source tree.
 std::string default_model_path();
+
+/// An input read piece by piece: a regular file, a device or FIFO, or standard input ("-"). Errors name it.
+class InputStream {
+ public:
+  explicit InputStream(const std::string& path);
+  ~InputStream();
+  InputStream(const InputStream&) = delete;
+  InputStream& operator=(const InputStream&) = delete;
+  /// Appends up to n bytes to *out (fewer only at the end of the input); returns how many.
+  size_t read(size_t n, std::string* out);
+  uint64_t size() const { return size_; }  ///< 0 when unknown (not a regular file)
+  const std::string& name() const { return name_; }
+
+ private:
+  std::string name_;
+  int fd_ = -1;
+  uint64_t size_ = 0;
+};
 
 /// The most bytes read_input accepts (commands that score their input whole).
 constexpr size_t kMaxWholeInput = size_t{256} << 20;

@@ -1,8 +1,6 @@
 #include "experiments/common.h"
 #include "experiments/compress_cmd.h"
 
-#include <fcntl.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -74,50 +72,6 @@ struct Progress {
   void end() {
     if (on && drawn) std::fprintf(stderr, "\n");
   }
-};
-
-// An input read piece by piece: a regular file, a device or FIFO, or standard input ("-").
-class InputStream {
- public:
-  explicit InputStream(const std::string& path) : name_(path == "-" ? "standard input" : path) {
-    if (path == "-") {
-      fd_ = 0;
-      return;
-    }
-    std::error_code ec;
-    CCC_CHECK(!fs::is_directory(path, ec), path, " is a directory, expected a file");
-    fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    CCC_CHECK(fd_ >= 0, "cannot open ", path, ": ", std::strerror(errno));
-    struct stat st {};
-    if (::fstat(fd_, &st) == 0 && S_ISREG(st.st_mode)) size_ = static_cast<uint64_t>(st.st_size);
-  }
-  ~InputStream() {
-    if (fd_ > 0) ::close(fd_);
-  }
-  InputStream(const InputStream&) = delete;
-  InputStream& operator=(const InputStream&) = delete;
-  /// Appends up to n bytes to *out (fewer only at the end of the input); returns how many.
-  size_t read(size_t n, std::string* out) {
-    const size_t start = out->size();
-    out->resize(start + n);
-    size_t got = 0;
-    while (got < n) {
-      const ssize_t r = ::read(fd_, out->data() + start + got, n - got);
-      if (r < 0 && errno == EINTR) continue;
-      CCC_CHECK(r >= 0, "error reading ", name_, ": ", std::strerror(errno));
-      if (r == 0) break;
-      got += static_cast<size_t>(r);
-    }
-    out->resize(start + got);
-    return got;
-  }
-  uint64_t size() const { return size_; }  ///< 0 when unknown (not a regular file)
-  const std::string& name() const { return name_; }
-
- private:
-  std::string name_;
-  int fd_ = -1;
-  uint64_t size_ = 0;
 };
 
 // The frames of a .ccc input, one at a time (memory: one frame, whatever the file's length).
