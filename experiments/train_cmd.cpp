@@ -94,8 +94,11 @@ void run_train(const TrainCmdOptions& o) {
   std::string init_fingerprint;
   if (!o.init.empty()) {  // a staged recipe: this run continues from an earlier run's weights
     auto init = model::load_model(o.init);
-    CCC_CHECK(init.config.to_json() == cfg.model.to_json(), "--init ", o.init, ": its model config differs from the one in ",
-              o.config, " (a run continues only the same architecture)");
+    // Without learned positions the weights do not depend on n_ctx: a stage may lengthen the context.
+    auto same_shape = init.config;
+    if (same_shape.pos != model::PosKind::kLearned) same_shape.n_ctx = cfg.model.n_ctx;
+    CCC_CHECK(same_shape.to_json() == cfg.model.to_json(), "--init ", o.init, ": its model config differs from the one in ",
+              o.config, " (a run continues only the same architecture; n_ctx may change when positions are not learned)");
     if (!o.resume) {  // (a resumed run has its own weights; --init then only names the start for the card)
       torch::NoGradGuard no_grad;
       auto src = init.model->named_parameters();

@@ -233,6 +233,25 @@ TEST(TrainCliTest, RefusesToOverwriteAndWritesAModelCard) {
   EXPECT_NE(test::run_command(std::string(CCC_BINARY) + " train -c " + tmp.file("wide.json") + " --corpora " + tmp.path() +
                                   " -o " + tmp.file("w") + " --init " + tmp.file("out"), &out), 0);
   EXPECT_NE(out.find("model config differs"), std::string::npos) << out;
+  // a later stage may lengthen the context of a model without learned positions, never of one with them
+  auto longer = tiny_byte_config();
+  longer.n_ctx = 64;
+  write_file_atomic(tmp.file("long.json"), nlohmann::json({{"model", longer.to_json()}, {"train", o2.to_json()}}).dump());
+  EXPECT_NE(test::run_command(std::string(CCC_BINARY) + " train -c " + tmp.file("long.json") + " --corpora " + tmp.path() +
+                                  " -o " + tmp.file("l") + " --init " + tmp.file("out"), &out), 0);
+  EXPECT_NE(out.find("model config differs"), std::string::npos) << out;
+  auto rot = tiny_byte_config();
+  rot.pos = PosKind::kRotary;
+  rot.rotary_dim = 4;
+  Transformer rot_model(rot);
+  rot_model->init_weights(11);
+  save_model(tmp.file("rot"), rot, rot_model, SaveDtype::kF32);
+  auto rot_longer = rot;
+  rot_longer.n_ctx = 64;
+  write_file_atomic(tmp.file("rot_long.json"), nlohmann::json({{"model", rot_longer.to_json()}, {"train", o2.to_json()}}).dump());
+  ASSERT_EQ(test::run_command(std::string(CCC_BINARY) + " train -c " + tmp.file("rot_long.json") + " --corpora " + tmp.path() +
+                                  " -o " + tmp.file("rl") + " --init " + tmp.file("rot"), &out), 0) << out;
+  EXPECT_EQ(load_model(tmp.file("rl")).config.n_ctx, 64);
   // finetune: saved in the dtype its card states, and its model card is a card (not the trade-off report)
   ASSERT_EQ(test::run_command(std::string(CCC_BINARY) + " finetune -m " + tmp.file("out") + " --corpus toy --corpora " +
                                   tmp.path() + " --steps 2 --batch 4 --seq-len 32 -o " + tmp.file("ft"), &out), 0) << out;
