@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -86,34 +87,39 @@ void bench_memory(const BenchMemoryOptions& o, std::ostream& out) {
     model::save_model(model, c, t);
   }
   char line[512];
-  std::snprintf(line, sizeof line, "model %s; frames of %llu bytes; compress and decompress run as child processes\n\n",
+  std::snprintf(line, sizeof line,
+                "model %s; frames of %llu bytes; compress, decompress and bits run as child processes\n\n",
                 o.model.empty() ? "a 5K-parameter random byte model (the codec's memory, not the model's)" : model.c_str(),
                 (unsigned long long)o.frame_bytes);
   out << line;
-  out << "| input (MB) | compress peak RSS (MiB) | decompress peak RSS (MiB) | compress s | decompress s | x baseline RSS |\n"
-         "|---|---|---|---|---|---|\n";
+  out << "| input (MB) | compress peak RSS (MiB) | decompress peak RSS (MiB) | bits peak RSS (MiB) | compress s | "
+         "decompress s | bits s | x baseline RSS |\n"
+         "|---|---|---|---|---|---|---|---|\n";
   double base_rss = 0;
-  ProgressLine progress("bench memory (runs)", 2 * static_cast<int64_t>(o.sizes_mb.size()));
+  ProgressLine progress("bench memory (runs)", 3 * static_cast<int64_t>(o.sizes_mb.size()));
   int64_t runs = 0;
+  // peak RSS (MiB) and seconds of one child run; the command must succeed
+  auto measure = [&](const std::vector<std::string>& args, double mb, std::pair<double, double>* rss_s) {
+    const auto t0 = std::chrono::steady_clock::now();
+    rss_s->first = child_peak_rss_mib(args);
+    rss_s->second = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    CCC_CHECK(rss_s->first > 0, "bench memory: ", args[1], " of ", mb, " MB failed");
+    progress.update(++runs);
+  };
   for (double mb : o.sizes_mb) {
     CCC_CHECK(mb > 0 && mb <= 100000, "bench memory: size ", mb, " MB out of range");
     const std::string in = (tmp / "input.txt").string(), packed = in + ".ccc", back = (tmp / "restored.txt").string();
     write_input(in, static_cast<uint64_t>(mb * 1e6));
-    auto t0 = std::chrono::steady_clock::now();
-    const double c_rss = child_peak_rss_mib({"/proc/self/exe", "compress", "-q", "-f", "-m", model, in, "-o", packed,
-                                             "--frame-bytes", std::to_string(o.frame_bytes)});
-    const double c_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    CCC_CHECK(c_rss > 0, "bench memory: compress of ", mb, " MB failed");
-    progress.update(++runs);
-    t0 = std::chrono::steady_clock::now();
-    const double d_rss = child_peak_rss_mib({"/proc/self/exe", "decompress", "-q", "-f", "-m", model, packed, "-o", back});
-    const double d_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    CCC_CHECK(d_rss > 0, "bench memory: decompress of ", mb, " MB failed");
-    progress.update(++runs);
+    std::pair<double, double> c, d, b;
+    measure({"/proc/self/exe", "compress", "-q", "-f", "-m", model, in, "-o", packed, "--frame-bytes",
+             std::to_string(o.frame_bytes)}, mb, &c);
+    measure({"/proc/self/exe", "decompress", "-q", "-f", "-m", model, packed, "-o", back}, mb, &d);
     CCC_CHECK(file_sha256(in) == file_sha256(back), "bench memory: round trip of ", mb, " MB differs");
-    if (base_rss == 0) base_rss = std::max(c_rss, d_rss);
-    std::snprintf(line, sizeof line, "| %.1f | %.1f | %.1f | %.2f | %.2f | %.2f |\n", mb, c_rss, d_rss, c_s, d_s,
-                  std::max(c_rss, d_rss) / base_rss);
+    measure({"/proc/self/exe", "bits", "-q", "-m", model, in}, mb, &b);
+    const double peak = std::max({c.first, d.first, b.first});
+    if (base_rss == 0) base_rss = peak;
+    std::snprintf(line, sizeof line, "| %.1f | %.1f | %.1f | %.1f | %.2f | %.2f | %.2f | %.2f |\n", mb, c.first, d.first,
+                  b.first, c.second, d.second, b.second, peak / base_rss);
     out << line << std::flush;
     fs::remove(in);
     fs::remove(packed);

@@ -77,8 +77,8 @@ class ProgressLine {
 /// field changes meaning or disappears).
 void stamp(nlohmann::json& j, const std::string& name);
 
-/// Runs argv (argv[0] a path) as a child process and waits; returns its peak RSS in MiB, or −1 when it
-/// could not run or exited non-zero.
+/// Runs argv (argv[0] a path) as a child process (standard output discarded) and waits; returns its peak
+/// RSS in MiB, or −1 when it could not run or exited non-zero.
 double child_peak_rss_mib(const std::vector<std::string>& args);
 
 }  // namespace ccc::experiments

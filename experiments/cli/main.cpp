@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <algorithm>
 #include <exception>
+#include <functional>
 #include <iostream>
 #include <string>
 #include <thread>
@@ -13,6 +14,7 @@
 #include "experiments/cli/cli.h"
 #include "compress/lm_codec.h"
 #include "model/base/error.h"
+#include "model/base/util.h"
 #include "model/kernels/runtime.h"
 
 void ccc::cli::Globals::init() const {
@@ -22,6 +24,31 @@ void ccc::cli::Globals::init() const {
                      " (4 x the " + std::to_string(cores) + " cores)");
   ccc::init_runtime(threads);
 }
+
+namespace {
+
+// The launcher answers `ccc [COMMAND...] --help` without starting this binary (LibTorch's load is most of
+// a command's start-up): at build time every help page is written into a C++ source compiled into it.
+void write_help_cache(const CLI::App& app, const std::string& path) {
+  std::string src =
+      "// Generated at build time by `ccc-core --write-help-cache` (experiments/cli/main.cpp): every help page.\n"
+      "#include \"experiments/cli/help_cache.h\"\n"
+      "const ccc::cli::HelpPage ccc::cli::kHelpPages[] = {\n";
+  std::function<void(const CLI::App&, const std::string&, const std::string&)> visit =
+      [&](const CLI::App& a, const std::string& command, const std::string& prev) {
+        const std::string text = a.help(prev);
+        CCC_CHECK(text.find(")ccchelp\"") == std::string::npos, "help page of '", command, "' holds the delimiter");
+        src += "    {\"" + command + "\", R\"ccchelp(" + text + ")ccchelp\"},\n";
+        const std::string here = prev.empty() ? a.get_name() : prev + " " + a.get_name();
+        for (const CLI::App* sub : a.get_subcommands([](const CLI::App*) { return true; }))
+          visit(*sub, command.empty() ? sub->get_name() : command + " " + sub->get_name(), here);
+      };
+  visit(app, "", "");
+  src += "    {nullptr, nullptr}};\n";
+  ccc::write_file_atomic(path, src);
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   // LibTorch's OpenMP workers spin while OpenBLAS's own threads run a GEMM, and OpenBLAS's threads spin
@@ -49,6 +76,10 @@ int main(int argc, char** argv) {
   ccc::cli::add_circuit_commands(app, g);
   ccc::cli::add_analysis_commands(app, g);
   ccc::cli::add_bench_commands(app, g);
+  if (argc == 3 && std::string(argv[1]) == "--write-help-cache") {  // build step: the launcher's help pages
+    write_help_cache(app, argv[2]);
+    return 0;
+  }
   if (argc == 1) {  // a bare `ccc` prints the help
     std::cout << app.help();
     return 0;

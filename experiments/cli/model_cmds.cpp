@@ -115,8 +115,59 @@ void check_finite(const std::vector<double>& bits, const std::string& file, int6
               " bits); no result printed (overflowing activations? try the f32 weights)");
 }
 
+void print_bits_summary(const std::string& file, const model::LoadedModel& m, uint64_t n_bytes, uint64_t n_coded,
+                        double total, const model::WindowPolicy& pol) {
+  const double bpb = n_bytes == 0 ? 0.0 : total / static_cast<double>(n_bytes);
+  const double bpt = n_coded == 0 ? 0.0 : total / static_cast<double>(n_coded);
+  std::printf("file           %s\n", file.c_str());
+  std::printf("model          %s\n", m.source.c_str());
+  std::printf("n_bytes        %llu%s\n", (unsigned long long)n_bytes, n_bytes == 0 ? " (empty input: nothing to score)" : "");
+  std::printf("n_tokens       %llu (BOS included; %llu coded)\n", (unsigned long long)(n_coded + 1), (unsigned long long)n_coded);
+  std::printf("total_bits     %.3f\n", total);
+  if (n_bytes != 0) {
+    std::printf("bits_per_byte  %.4f\n", bpb);
+    std::printf("bits_per_token %.4f\n", bpt);
+  }
+  std::printf("window         %lld tokens, stride %lld\n", (long long)pol.window, (long long)pol.stride);
+}
+
+// The summary of a byte-level model streams: the input is read 1 MiB at a time and scored in runs of
+// windows (model::StreamScorer), so memory does not grow with the input and there is no size limit.
+void bits_streaming(model::LoadedModel& m, const BitsArgs& o) {
+  experiments::InputStream in(o.file);
+  const model::WindowPolicy pol = model::resolve_window({o.window, o.stride}, m.config.n_ctx);
+  experiments::ProgressLine progress("bits", static_cast<int64_t>(in.size()), !o.quiet && in.size() > 0);
+  double total = 0;
+  uint64_t n_coded = 0;
+  model::StreamScorer scorer(m.model, pol, [&](const double* bits, size_t n) {
+    for (size_t i = 0; i < n; ++i) {
+      CCC_CHECK(std::isfinite(bits[i]), o.file, ": the model gave coded token ", n_coded + i, " a non-finite cost (",
+                bits[i], " bits); no result printed (overflowing activations? try the f32 weights)");
+      total += bits[i];
+    }
+    n_coded += n;
+    progress.update(static_cast<int64_t>(n_coded));
+  });
+  const int64_t bos = m.config.bos_id;
+  scorer.push(&bos, 1);
+  std::string block;
+  std::vector<int64_t> ids;
+  uint64_t n_bytes = 0;
+  while (true) {
+    block.clear();
+    if (in.read(size_t{1} << 20, &block) == 0) break;
+    n_bytes += block.size();
+    ids.assign(block.begin(), block.end());
+    for (auto& id : ids) id = static_cast<unsigned char>(id);
+    scorer.push(ids.data(), ids.size());
+  }
+  scorer.finish();
+  print_bits_summary(o.file, m, n_bytes, n_coded, total, pol);
+}
+
 void cmd_bits(const ModelArgs& a, const BitsArgs& o) {
   auto m = a.load();
+  if (o.streams == 0 && !o.json && m.tokenizer->kind() == "byte") return bits_streaming(m, o);
   const std::string text = experiments::read_input(o.file);
   model::HookSet progress_hooks;
   if (o.streams > 0) {
@@ -199,16 +250,7 @@ void cmd_bits(const ModelArgs& a, const BitsArgs& o) {
     std::cout << j.dump() << "\n";
     return;
   }
-  std::printf("file           %s\n", o.file.c_str());
-  std::printf("model          %s\n", m.source.c_str());
-  std::printf("n_bytes        %zu%s\n", text.size(), text.empty() ? " (empty input: nothing to score)" : "");
-  std::printf("n_tokens       %zu (BOS included; %zu coded)\n", tokens.size(), bits.size());
-  std::printf("total_bits     %.3f\n", total);
-  if (!text.empty()) {
-    std::printf("bits_per_byte  %.4f\n", bpb);
-    std::printf("bits_per_token %.4f\n", bpt);
-  }
-  std::printf("window         %lld tokens, stride %lld\n", (long long)pol.window, (long long)pol.stride);
+  print_bits_summary(o.file, m, text.size(), bits.size(), total, pol);
 }
 
 struct InitArgs {

@@ -8,6 +8,7 @@
 // in each window. The compressor replays the same windows incrementally.
 
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "model/core/transformer.h"
@@ -30,6 +31,28 @@ WindowPolicy resolve_window(WindowPolicy policy, int64_t n_ctx);
 std::vector<double> score_bits(Transformer& model, const std::vector<int64_t>& tokens, WindowPolicy policy = {},
                                HookSet* hooks = nullptr, const std::vector<int64_t>* byte_offsets = nullptr,
                                int64_t stream = 0);
+
+/// score_bits for a sequence too long to hold: tokens arrive in pieces (push), bits leave in order (sink),
+/// and memory stays bounded by one run of windows. Same windows, batches and bits as score_bits on the
+/// whole sequence (scored `windows_per_run` windows at a time, a multiple of policy.batch).
+class StreamScorer {
+ public:
+  using Sink = std::function<void(const double* bits, size_t n)>;
+  StreamScorer(Transformer& model, WindowPolicy policy, Sink sink, int64_t windows_per_run = 64);
+  /// Appends tokens (the first push starts with BOS) and scores every run of windows that is complete.
+  void push(const int64_t* tokens, size_t n);
+  /// Scores what remains; call once at the end.
+  void finish();
+
+ private:
+  void run(size_t len, bool first_window_already_scored);
+  Transformer& model_;
+  WindowPolicy policy_;
+  Sink sink_;
+  int64_t windows_per_run_;
+  std::vector<int64_t> buf_;  // tokens from the start of the next window to score
+  bool started_ = false;      // a window has been scored (later runs skip what their first window repeats)
+};
 
 /// Rolling-window scoring, the compressor's policy for rotary models: token i is predicted from the
 /// last `window` - 1 tokens before it (all of them while i < window) through a rolling KV cache, so

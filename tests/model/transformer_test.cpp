@@ -2,6 +2,10 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
+#include <random>
+
 #include "model/kernels/decode_attention.h"
 #include "model/kernels/elementwise.h"
 #include "model/base/error.h"
@@ -103,6 +107,36 @@ TEST(ScoreTest, SlidingWindowScoresEveryTokenOnceWithEnoughContext) {
   // whole sequence within one window gives the plain forward's bits
   auto short_bits = score_bits(m, std::vector<int64_t>(toks.begin(), toks.begin() + 20));
   for (int64_t i = 0; i < 19; ++i) EXPECT_NEAR(short_bits[i], bits[i], 1e-5);
+}
+
+// StreamScorer reproduces score_bits exactly however the tokens arrive, at every sequence length around
+// window and run boundaries (runs of 2 windows of 32 with stride 8, 12 and 31).
+TEST(ScoreTest, StreamScorerMatchesWholeSequenceScoring) {
+  torch::NoGradGuard g;
+  auto m = test::tiny_model("gpt2");
+  torch::manual_seed(16);
+  auto t = torch::randint(0, 50, {400}, torch::kInt64);
+  const std::vector<int64_t> all(t.data_ptr<int64_t>(), t.data_ptr<int64_t>() + 400);
+  std::mt19937 rng(3);
+  for (int64_t stride : {8, 12, 31}) {
+    const WindowPolicy pol{32, stride, 2};
+    for (size_t n : {1, 2, 31, 32, 33, 40, 41, 56, 57, 64, 65, 97, 120, 399, 400}) {
+      const std::vector<int64_t> toks(all.begin(), all.begin() + static_cast<std::ptrdiff_t>(n));
+      const auto want = score_bits(m, toks, pol);
+      std::vector<double> got;
+      StreamScorer scorer(m, pol, [&](const double* b, size_t k) { got.insert(got.end(), b, b + k); }, 2);
+      for (size_t at = 0; at < n;) {
+        const size_t k = std::min(n - at, static_cast<size_t>(rng() % 40));
+        scorer.push(toks.data() + at, k);
+        at += k;
+      }
+      scorer.finish();
+      ASSERT_EQ(got.size(), want.size()) << "n " << n << " stride " << stride;
+      double worst = 0;
+      for (size_t i = 0; i < got.size(); ++i) worst = std::max(worst, std::abs(got[i] - want[i]));
+      EXPECT_LT(worst, 1e-9) << "n " << n << " stride " << stride << ": max |difference| " << worst;
+    }
+  }
 }
 
 // A rotary byte model with d_head 8, so the AVX2 decode kernel runs where the CPU has it.
