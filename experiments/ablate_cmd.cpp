@@ -390,7 +390,7 @@ void run_attribute(const AttributeCmdOptions& o) {
 }
 
 void bench_sweep(const BenchSweepOptions& o, std::ostream& out) {
-  auto m = model::load_model(o.model.empty() ? default_model_path() : o.model);
+  auto m = model::load_model(o.model.empty() ? default_model_path() : o.model, o.tokenizer);
   std::string text;
   if (!o.file.empty()) {
     text = read_file(o.file);

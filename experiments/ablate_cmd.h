@@ -82,6 +82,7 @@ void run_attribute(const AttributeCmdOptions& o);
 
 struct BenchSweepOptions {
   std::string model, file, corpora_dir;
+  std::string tokenizer;  ///< overrides discovery ("" = beside the model)
   int64_t bytes = 20000;
 };
 void bench_sweep(const BenchSweepOptions& o, std::ostream& out);

@@ -109,7 +109,7 @@ void bench_hooks(const BenchHooksOptions& o, std::ostream& out) {
   CCC_CHECK(o.rows >= 1 && o.steps >= 1 && o.reps >= 1 && o.window >= 0,
             "bench hooks: --rows, --steps and --reps must be >= 1 and --window >= 0");
   torch::InferenceMode guard;
-  auto m = model::load_model(o.model.empty() ? default_model_path() : o.model);
+  auto m = model::load_model(o.model.empty() ? default_model_path() : o.model, o.tokenizer);
   const auto& c = m.config;
   CCC_CHECK(c.pos != model::PosKind::kLearned, "bench hooks: needs a rotary / position-free model (rolling cache)");
   const int64_t B = o.rows, W = o.window > 0 ? o.window : std::max<int64_t>(2, c.n_ctx / 2), H = c.n_heads;
@@ -183,7 +183,7 @@ void bench_decode(const BenchDecodeOptions& o, std::ostream& out) {
   CCC_CHECK(o.tokens >= 2 && o.batch >= 1 && o.reps >= 1, "bench decode: --tokens must be >= 2, --batch and --reps >= 1");
   CCC_CHECK(o.runc.empty() || fs::is_regular_file(o.runc), "bench decode: --runc ", o.runc, " is not a file");
   torch::InferenceMode guard;
-  std::string path = o.model, tok;
+  std::string path = o.model, tok = o.tokenizer;
   const std::string tmp = (fs::temp_directory_path() / ("ccc_bench_decode_" + std::to_string(::getpid()))).string();
   if (path.empty()) {
     fs::create_directories(tmp);

@@ -10,6 +10,7 @@ namespace ccc::experiments {
 
 struct BenchHooksOptions {
   std::string model;    ///< "" = the default model
+  std::string tokenizer;  ///< overrides discovery
   int64_t rows = 64;    ///< batch rows (a compressor group's shape)
   int64_t window = 0;   ///< rolling fp16 cache of W positions (0 = n_ctx / 2, the compressor's default)
   int64_t steps = 64;   ///< timed steps per repetition (after the cache is filled)
@@ -21,6 +22,7 @@ struct BenchHooksOptions {
 void bench_hooks(const BenchHooksOptions& opt, std::ostream& out);
 
 struct BenchDecodeOptions {
+  std::string tokenizer;  ///< overrides discovery (with -m)
   std::string model;      ///< "" = a random stories15M-shaped llama2.c checkpoint written by the bench
   int64_t tokens = 1000;  ///< greedy tokens of the B=1 run
   int64_t batch = 32;     ///< rows of the batched run

@@ -34,7 +34,7 @@ void bench_dump(const BenchDumpOptions& o, std::ostream& out) {
   std::error_code ec;
   fs::create_directories(tmp, ec);
   CCC_CHECK(fs::is_directory(tmp, ec), "bench dump: cannot create ", tmp.string());
-  auto m = model::load_model(o.model.empty() ? default_model_path() : o.model);
+  auto m = model::load_model(o.model.empty() ? default_model_path() : o.model, o.tokenizer);
   std::string input;
   if (!o.file.empty()) {
     input = read_file(o.file);
@@ -118,8 +118,10 @@ void bench_dump(const BenchDumpOptions& o, std::ostream& out) {
       write_file_atomic(in, big.substr(0, mb << 20));
       const std::string h5 = (tmp / "rss.h5").string();
       const auto t0 = std::chrono::steady_clock::now();
-      const double rss = child_peak_rss_mib({"/proc/self/exe", "dump", "-m", rss_model, in, "-o", h5, "--hooks",
-                                             "blocks.*.ln1.hook_scale", "--streams", "64", "-f", "-q"});
+      std::vector<std::string> args = {"/proc/self/exe", "dump", "-m", rss_model, in, "-o", h5, "--hooks",
+                                       "blocks.*.ln1.hook_scale", "--streams", "64", "-f", "-q"};
+      if (!o.tokenizer.empty()) args.insert(args.end(), {"-t", o.tokenizer});
+      const double rss = child_peak_rss_mib(args);
       const double s = seconds_since(t0);
       std::snprintf(line, sizeof line, "  %2zu MB input: peak RSS %7.1f MiB, dump %7.1f MB, %.1f s\n", mb, rss,
                     fs::exists(h5, ec) ? fs::file_size(h5) / 1e6 : 0.0, s);

@@ -10,6 +10,7 @@
 namespace ccc::experiments {
 
 struct BenchDumpOptions {
+  std::string tokenizer;      ///< overrides discovery for -m and --rss-model
   std::string model;          ///< "" = default model
   std::string file;           ///< timing input ("" = the held-out corpora, concatenated, first `bytes`)
   int64_t bytes = 32 << 10;   ///< timing input size (the default model writes ~18 KB of activations per byte)

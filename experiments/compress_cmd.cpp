@@ -431,7 +431,7 @@ void bench_compress(const BenchCompressOptions& o) {
       rows.push_back({name, label, 0, 8.0 * size / bytes.size(), bytes.size() / 1e6 / s, 0, ""});
     }
     for (const auto& mp : models) {
-      auto m = model::load_model(mp);
+      auto m = model::load_model(mp, o.tokenizer);
       compress::CodecOptions copt;
       const auto t0 = ch::steady_clock::now();
       auto packed = compress::lm_compress(m, bytes, copt);

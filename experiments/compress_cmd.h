@@ -46,6 +46,7 @@ void run_decompress(const CompressCmdOptions& o);
 void run_codec_files(const CompressCmdOptions& o, bool decompress);
 
 struct BenchCompressOptions {
+  std::string tokenizer;            ///< overrides discovery for every model
   std::vector<std::string> files;   ///< default: held-out parts of the corpora
   std::vector<std::string> models;  ///< default: the shipped family
   std::string out_dir = "bench-out";

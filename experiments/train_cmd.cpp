@@ -322,7 +322,7 @@ void bench_train(const BenchTrainOptions& o) {
   std::printf("| matmul roofline GFLOP/s (same run) | %.1f |\n| fraction of roofline | %.1f%% |\n", roof, 100 * gflops / roof);
 }
 
-void bench_quality(const std::vector<std::string>& models, const std::string& corpora_dir) {
+void bench_quality(const std::vector<std::string>& models, const std::string& corpora_dir, const std::string& tokenizer) {
   const std::string dir = corpora_dir_or_default(corpora_dir);
   auto corpora = load_corpora(dir, model::present_corpora(dir));
   // classic compressors on exactly the held-out bytes
@@ -346,7 +346,7 @@ void bench_quality(const std::vector<std::string>& models, const std::string& co
   for (const auto& c : corpora) held_bytes += static_cast<int64_t>(c.split(Split::kHeldOut).size());
   ProgressLine line("bench quality (held-out bytes x models)", held_bytes * static_cast<int64_t>(models.size()));
   for (const auto& mp : models) {
-    auto m = model::load_model(mp);
+    auto m = model::load_model(mp, tokenizer);
     header.push_back(fs::path(mp).filename().string() + " (" + std::to_string(m.config.n_params() / 1000) + "k)");
     for (size_t i = 0; i < corpora.size(); ++i) {
       const std::string held = corpora[i].split(Split::kHeldOut);

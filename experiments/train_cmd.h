@@ -48,6 +48,6 @@ struct BenchTrainOptions {
 void bench_train(const BenchTrainOptions& o);
 
 /// `ccc bench quality`: held-out bpb of the shipped models next to bzip2 -9 and xz -9e on the same bytes.
-void bench_quality(const std::vector<std::string>& models, const std::string& corpora_dir);
+void bench_quality(const std::vector<std::string>& models, const std::string& corpora_dir, const std::string& tokenizer = "");
 
 }  // namespace ccc::experiments

@@ -184,7 +184,8 @@ void run_units(const UnitsCmdOptions& o) {
     run.mode = "mean";
     run.streams = store.attr_int("streams");
     run.window = store.attr_int("window");
-    auto m = model::load_model(run.model);
+    run.tokenizer = o.tokenizer;
+    auto m = model::load_model(run.model, run.tokenizer);
     CCC_CHECK(m.fingerprint == store.attr("fingerprint"), run.model, ": not the model of ", o.dump, " (fingerprint ",
               m.fingerprint.substr(0, 16), ", the dump's ", store.attr("fingerprint").substr(0, 16), "); pass -m");
     std::vector<circuits::Component> set;
@@ -423,7 +424,7 @@ void bench_units(const BenchUnitsOptions& o, std::ostream& out) {
   const fs::path tmp = fs::temp_directory_path() / ("ccc-bench-units-" + std::to_string(::getpid()));
   std::error_code ec;
   fs::create_directories(tmp, ec);
-  auto m = model::load_model(o.model.empty() ? default_model_path() : o.model);
+  auto m = model::load_model(o.model.empty() ? default_model_path() : o.model, o.tokenizer);
   // held-out text of every corpus, enough rows for a dump of `dump_mb` MB of every MLP hook_post (f16)
   const int64_t row_bytes = m.config.n_layers * m.config.d_mlp * 2;
   const int64_t want_rows = (o.dump_mb << 20) / std::max<int64_t>(1, row_bytes) + 1;

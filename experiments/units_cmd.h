@@ -18,6 +18,7 @@ namespace ccc::experiments {
 std::vector<analysis::Feature> read_labels_csv(const std::string& path, const std::vector<int64_t>& byte_offsets);
 
 struct UnitsCmdOptions {
+  std::string tokenizer;              ///< overrides discovery for --ablate-top's model
   std::string dump, out_dir, source;  ///< source: the dumped text (default: the dump's `source` attribute)
   std::vector<std::string> features;  ///< NAME=REGEX
   std::vector<std::string> labels;    ///< CSV files
@@ -38,6 +39,7 @@ struct HeldoutCmdOptions {
 void run_heldout(const HeldoutCmdOptions& o);
 
 struct BenchUnitsOptions {
+  std::string tokenizer;  ///< overrides discovery
   std::string model;
   int64_t dump_mb = 50;
 };

@@ -1,4 +1,4 @@
-// `ccc bench forward | train | quality | compress | hooks | decode | dump | sweep | units`.
+// `ccc bench forward | train | quality | compress | hooks | decode | dump | sweep | units | memory | startup`.
 
 #include <iostream>
 #include <memory>
@@ -39,18 +39,19 @@ void add_bench_commands(CLI::App& app, Globals& g) {
   {
     struct QualityArgs {
       std::vector<std::string> models, flagged;
-      std::string corpora_dir;
+      std::string corpora_dir, tokenizer;
     };
     auto o = std::make_shared<QualityArgs>();
     auto* sub = bench->add_subcommand("quality", "held-out bpb of models next to bzip2 -9 and xz -9e");
     sub->add_option("models", o->models, "model directories");
     sub->add_option("-m,--model", o->flagged, "a model (repeatable; adds to the positional ones)")->allow_extra_args(false);
     sub->add_option("--corpora", o->corpora_dir, "corpus directory (default ../shared or .cache)");
+    sub->add_option("-t,--tokenizer", o->tokenizer, "tokenizer file or directory (overrides discovery; a byte-level model is needed)");
     sub->callback([&g, o] {
       g.init();
       o->models.insert(o->models.end(), o->flagged.begin(), o->flagged.end());
       if (o->models.empty()) o->models.push_back(experiments::default_model_path());
-      experiments::bench_quality(o->models, o->corpora_dir);
+      experiments::bench_quality(o->models, o->corpora_dir, o->tokenizer);
     });
   }
   {
@@ -58,6 +59,7 @@ void add_bench_commands(CLI::App& app, Globals& g) {
     auto* sub = bench->add_subcommand("compress", "ccc models vs gzip, bzip2, xz, zstd, brotli, zpaq");
     sub->add_option("files", o->files, "files (default: held-out part of each corpus)");
     sub->add_option("-m,--model", o->models, "a model (repeatable; default: the shipped family)")->allow_extra_args(false);
+    sub->add_option("-t,--tokenizer", o->tokenizer, "tokenizer file or directory (overrides discovery)");
     sub->add_option("--out-dir", o->out_dir, "where CSV and plots go");
     sub->add_option("--corpora", o->corpora_dir);
     sub->callback([&g, o] { g.init(); experiments::bench_compress(*o); });
@@ -66,6 +68,7 @@ void add_bench_commands(CLI::App& app, Globals& g) {
     auto o = std::make_shared<experiments::BenchHooksOptions>();
     auto* sub = bench->add_subcommand("hooks", "decode-step hook overhead: none / one site / every site / sweep editor");
     sub->add_option("-m,--model", o->model, "model (default: data/models/default)");
+    sub->add_option("-t,--tokenizer", o->tokenizer, "tokenizer file or directory (overrides discovery)");
     sub->add_option("--rows", o->rows, "batch rows (the compressor's group shape)");
     sub->add_option("--window", o->window, "rolling window W (0 = n_ctx/2)");
     sub->add_option("--steps", o->steps, "timed decode steps per repetition");
@@ -76,6 +79,7 @@ void add_bench_commands(CLI::App& app, Globals& g) {
     auto o = std::make_shared<experiments::BenchDecodeOptions>();
     auto* sub = bench->add_subcommand("decode", "single-token decoding tokens/s (B=1 and batched) next to the roofline");
     sub->add_option("-m,--model", o->model, "model (default: a random stories15M-shaped llama2.c checkpoint)");
+    sub->add_option("-t,--tokenizer", o->tokenizer, "tokenizer file or directory (overrides discovery)");
     sub->add_option("-n,--tokens", o->tokens, "tokens per timed run");
     sub->add_option("--batch", o->batch, "rows of the batched run");
     sub->add_option("--reps", o->reps, "interleaved repetitions (best is reported)");
@@ -86,6 +90,7 @@ void add_bench_commands(CLI::App& app, Globals& g) {
     auto o = std::make_shared<experiments::BenchDumpOptions>();
     auto* sub = bench->add_subcommand("dump", "activation capture cost: compress vs compress + dump, compression, RSS");
     sub->add_option("-m,--model", o->model, "model (default: data/models/default)");
+    sub->add_option("-t,--tokenizer", o->tokenizer, "tokenizer file or directory (overrides discovery)");
     sub->add_option("--file", o->file, "timing input (default: the held-out corpora)");
     sub->add_option("--bytes", o->bytes, "timing input bytes (default 32768)");
     sub->add_option("--compression-bytes", o->compression_bytes, "input bytes of the compression comparison (default 8192)");
@@ -98,6 +103,7 @@ void add_bench_commands(CLI::App& app, Globals& g) {
     auto o = std::make_shared<experiments::BenchSweepOptions>();
     auto* sub = bench->add_subcommand("sweep", "all-heads zero sweep: batched vs one run per head, with the max difference");
     sub->add_option("-m,--model", o->model, "model (default: data/models/default)");
+    sub->add_option("-t,--tokenizer", o->tokenizer, "tokenizer file or directory (overrides discovery)");
     sub->add_option("--file", o->file, "input (default: 4 KB of each held-out corpus)");
     sub->add_option("--bytes", o->bytes, "input bytes (default 20000)");
     sub->add_option("--corpora", o->corpora_dir);
@@ -107,17 +113,25 @@ void add_bench_commands(CLI::App& app, Globals& g) {
     auto o = std::make_shared<experiments::BenchUnitsOptions>();
     auto* sub = bench->add_subcommand("units", "ccc units on a dump of every MLP hook_post: time and peak RSS");
     sub->add_option("-m,--model", o->model, "model (default: data/models/default)");
+    sub->add_option("-t,--tokenizer", o->tokenizer, "tokenizer file or directory (overrides discovery)");
     sub->add_option("--dump-mb", o->dump_mb, "dump size in MB (default 50)");
     sub->callback([&g, o] { g.init(); experiments::bench_units(*o, std::cout); });
   }
   {
     auto o = std::make_shared<experiments::BenchMemoryOptions>();
-    auto* sub = bench->add_subcommand("memory", "peak RSS of compress / decompress as the input grows (streaming)");
+    auto* sub = bench->add_subcommand("memory", "peak RSS of compress / decompress / bits as the input grows (streaming)");
     sub->add_option("-m,--model", o->model, "model (default: a 5K-parameter random byte model: the codec's own memory)");
+    sub->add_option("-t,--tokenizer", o->tokenizer, "tokenizer file or directory (overrides discovery)");
     sub->add_option("--sizes", o->sizes_mb, "input sizes in MB; the first is the baseline")->delimiter(',');
     sub->add_option("--frame-bytes", o->frame_bytes, "compress --frame-bytes")->check(CLI::Range(4096, 64 << 20));
     sub->add_option("--tmp-dir", o->tmp_dir, "where the inputs are written (default: the system temp dir)");
     sub->callback([&g, o] { g.init(); experiments::bench_memory(*o, std::cout); });
+  }
+  {
+    auto o = std::make_shared<experiments::BenchStartupOptions>();
+    auto* sub = bench->add_subcommand("startup", "start-up time of ccc --help / --version / info vs ccc-core started directly");
+    sub->add_option("--runs", o->runs, "runs of each command (median and fastest reported)")->check(CLI::Range(1, 1000));
+    sub->callback([&g, o] { g.init(); experiments::bench_startup(*o, std::cout); });
   }
 }
 

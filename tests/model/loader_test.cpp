@@ -651,6 +651,20 @@ TEST(CliTest, ConsistentFlagsAndHonestErrors) {
     EXPECT_EQ(out.find("extraneous"), std::string::npos) << sub << ": " << out;
     EXPECT_EQ(out.find("not expected"), std::string::npos) << sub << ": " << out;
   }
+  // --tokenizer is taken (and used: the missing file is named) by every command that loads a model
+  const std::string attn1 = std::string(CCC_SOURCE_DIR) + "/data/models/ccc-attn1", bad_tok = tmp.file("no-such-tok.json");
+  write_file_atomic(tmp.file("small.txt"), "a small input\n");
+  for (const std::string& cmd : std::vector<std::string>{"bits " + tmp.file("small.txt"), "info", "heads", "bench hooks --steps 1 --reps 1",
+                                "bench decode -n 4 --reps 1", "bench dump --no-rss", "bench sweep --file " + tmp.file("small.txt"),
+                                "bench units --dump-mb 1", "bench compress " + tmp.file("small.txt"),
+                                "bench memory --sizes 0.01"}) {
+    EXPECT_NE(test::run_command(ccc + " " + cmd + " -m " + attn1 + " --tokenizer " + bad_tok, &out), 0) << cmd;
+    EXPECT_NE(out.find(bad_tok), std::string::npos) << cmd << ": " << out;
+  }
+  for (const char* sub : {"units", "bench quality", "eval", "compress", "decompress"}) {
+    ASSERT_EQ(test::run_command(ccc + " " + sub + " --help", &out), 0);
+    EXPECT_NE(out.find("--tokenizer"), std::string::npos) << sub << ": " << out;
+  }
   ASSERT_EQ(test::run_command(ccc + " finetune --help", &out), 0);
   EXPECT_NE(out.find("=300"), std::string::npos) << out;  // --steps shows its default
   EXPECT_NE(out.find("peak learning rate"), std::string::npos) << out;
