@@ -3,12 +3,14 @@
 #   ./setup.sh        install + build + main job: the default model compresses 4 KB of every corpus's held-out
 #                     text next to gzip / bzip2 / xz and restores it bit-exactly (a few minutes)
 #   ./setup.sh test   install + build + the whole test suite (what .ci/run calls)
+#   ./setup.sh sanitize  install + an AddressSanitizer + UndefinedBehaviorSanitizer build (build-asan) and the
+#                     whole suite under it (~40 min on 2 cores from cold; any sanitizer report fails its test)
 # Both put `ccc` on PATH: the build is installed into ${CCC_PREFIX:-~/.local}/bin (ccc and ccc-core; the
 # models and corpora stay in this checkout, which the installed binary reads).
 set -euo pipefail
 cd "$(dirname "$0")"
 mode="${1:-run}"
-case "$mode" in run|test) ;; *) echo "usage: $0 [run|test]" >&2; exit 2 ;; esac
+case "$mode" in run|test|sanitize) ;; *) echo "usage: $0 [run|test|sanitize]" >&2; exit 2 ;; esac
 
 packages=(cmake ninja-build g++ pkg-config ccache
   libtorch-dev libopenblas0-pthread libeigen3-dev libhdf5-dev libcli11-dev libgtest-dev
@@ -37,6 +39,14 @@ case "$blas" in
   *) echo "setup: libblas.so.3 points to '${blas:-nothing}', not OpenBLAS;" \
           "run: sudo update-alternatives --auto libblas.so.3-x86_64-linux-gnu" >&2; exit 1 ;;
 esac
+
+if [ "$mode" = sanitize ]; then
+  ./data/fetch_corpora.sh .cache/corpora >/dev/null
+  cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Release -DCCC_SANITIZE=ON >/dev/null
+  cmake --build build-asan
+  CCC_CORPORA="$PWD/.cache/corpora" ctest --test-dir build-asan --output-on-failure -j "$(nproc)"
+  exit 0
+fi
 
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build

@@ -24,7 +24,7 @@ std::vector<std::string> hard_strings() {
           " leading and trailing spaces  ",
           "tabs\tand\nnewlines\r\n\n\n",
           "Unicode: Führer, нещо на Български, 🦙 emoji, 中文字符, ½",
-          std::string("invalid utf8: \xff\xfe \xc3\x28 \xe2\x82 end", 31),
+          std::string("invalid utf8: \xff\xfe \xc3\x28 \xe2\x82 end"),
           std::string("\0nul\0bytes\0", 11),
           all_bytes,
           random_bytes};
