@@ -165,18 +165,42 @@ double now_s() {
 }
 }  // namespace
 
-ProgressLine::ProgressLine(std::string what, int64_t total, bool enabled)
-    : what_(std::move(what)), total_(total), on_(enabled && total > 0 && ::isatty(2)), t0_(now_s()) {}
+ProgressLine::ProgressLine(std::string what, int64_t total, bool enabled, Unit unit)
+    : what_(std::move(what)),
+      total_(total),
+      unit_(unit),
+      on_(enabled && (total > 0 || unit == Unit::kBytes) && ::isatty(2)),
+      t0_(now_s()) {}
 
 void ProgressLine::update(int64_t done) {
   if (!on_) return;
+  std::lock_guard<std::mutex> lock(mu_);
   const double t = now_s() - t0_;
-  if (t - last_ < 0.5 && done < total_) return;
+  const bool last = total_ > 0 && done >= total_;
+  if (ended_ || (!last && (t - last_ < 0.5 || (t < 1.0 && !drawn_)))) return;
   last_ = t;
-  const double eta = done > 0 ? t * static_cast<double>(total_ - done) / static_cast<double>(done) : 0;
-  std::fprintf(stderr, "\r%s: %lld/%lld (%.0f%%), %.1f s elapsed, ETA %.0f s   ", what_.c_str(), (long long)done,
-               (long long)total_, 100.0 * static_cast<double>(done) / static_cast<double>(total_), t, eta);
-  if (done >= total_) std::fprintf(stderr, "\n");
+  drawn_ = true;
+  const double frac = total_ > 0 ? static_cast<double>(done) / static_cast<double>(total_) : 0;
+  const double eta = done > 0 && total_ > 0 ? t * static_cast<double>(total_ - done) / static_cast<double>(done) : 0;
+  if (unit_ == Unit::kCount) {
+    std::fprintf(stderr, "\r%s: %lld/%lld (%.0f%%), %.1f s elapsed, ETA %.0f s   ", what_.c_str(), (long long)done,
+                 (long long)total_, 100.0 * frac, t, eta);
+  } else if (total_ > 0) {
+    std::fprintf(stderr, "\r%s: %.1f/%.1f MB (%.0f%%), %.1f KB/s, ETA %.0f s   ", what_.c_str(), done / 1e6,
+                 total_ / 1e6, 100.0 * frac, done / 1e3 / std::max(1e-9, t), eta);
+  } else {
+    std::fprintf(stderr, "\r%s: %.1f MB, %.1f KB/s   ", what_.c_str(), done / 1e6, done / 1e3 / std::max(1e-9, t));
+  }
+  if (last) {
+    std::fprintf(stderr, "\n");
+    ended_ = true;
+  }
+}
+
+void ProgressLine::finish() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (on_ && drawn_ && !ended_) std::fprintf(stderr, "\n");
+  ended_ = true;
 }
 
 void stamp(nlohmann::json& j, const std::string& name) {

@@ -2,6 +2,7 @@
 // Small helpers shared by the experiment and CLI files.
 
 #include <cstdint>
+#include <mutex>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -64,13 +65,23 @@ bool plot_png(const std::string& png, const std::string& body, int width = 900, 
 /// stderr is a terminal (and `enabled`). Ends its line when done reaches total.
 class ProgressLine {
  public:
-  ProgressLine(std::string what, int64_t total, bool enabled = true);
+  enum class Unit { kCount, kBytes };
+  /// Silent unless `enabled` and stderr is a terminal. `total` 0 = unknown: bytes then show the amount done
+  /// and the rate alone; counts stay silent.
+  ProgressLine(std::string what, int64_t total, bool enabled = true, Unit unit = Unit::kCount);
+  /// Thread-safe. Draws at most twice a second; a run shorter than a second draws only its last line.
   void update(int64_t done);
+  /// Ends a drawn line that did not reach its total (unknown totals, errors).
+  void finish();
+
  private:
   std::string what_;
   int64_t total_;
+  Unit unit_;
   bool on_;
   double t0_, last_ = -1;
+  bool drawn_ = false, ended_ = false;
+  std::mutex mu_;
 };
 
 /// Marks a JSON output as ours: `ccc_version` and `schema` ("ccc.<name>/1"; the number changes when a

@@ -41,39 +41,6 @@ void check_output(const std::string& out, const std::string& in, bool force) {
   CCC_CHECK(in == "-" || !fs::equivalent(in, out, ec), "output would overwrite the input ", in);
 }
 
-// A one-line progress bar on stderr over input bytes (only when stderr is a terminal); total 0 = unknown
-// (standard input): then the bytes done and the rate alone.
-struct Progress {
-  explicit Progress(bool enabled) : on(enabled && ::isatty(2)) {}
-  bool on;
-  std::chrono::steady_clock::time_point t0 = std::chrono::steady_clock::now();
-  std::mutex mu;
-  double last = -1;
-  bool drawn = false;
-  void operator()(uint64_t done, uint64_t total) {
-    if (!on) return;
-    std::lock_guard<std::mutex> lock(mu);
-    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    if (s - last < 0.5 && (total == 0 || done < total)) return;
-    if (s < 1.0 && !drawn && (total == 0 || done < total)) return;  // short runs stay quiet
-    last = s;
-    drawn = true;
-    const double rate = done / 1e3 / std::max(1e-9, s);
-    if (total == 0) {
-      std::fprintf(stderr, "\r%.1f MB  %.1f KB/s ", done / 1e6, rate);
-      return;
-    }
-    const double frac = static_cast<double>(done) / static_cast<double>(total);
-    const int width = 30, filled = static_cast<int>(frac * width);
-    std::fprintf(stderr, "\r[%s%s] %5.1f%%  %.1f KB/s  ETA %.0f s ", std::string(filled, '#').c_str(),
-                 std::string(width - filled, '.').c_str(), 100 * frac, rate, rate > 0 ? (total - done) / 1e3 / rate : 0.0);
-    if (done >= total) std::fprintf(stderr, "\n");
-  }
-  void end() {
-    if (on && drawn) std::fprintf(stderr, "\n");
-  }
-};
-
 // The frames of a .ccc input, one at a time (memory: one frame, whatever the file's length).
 class FrameReader {
  public:
@@ -114,14 +81,16 @@ model::LoadedModel load(const CompressCmdOptions& o) {
 }
 
 // The encoder's codec options of a compress / dump command line, reporting to `progress`.
-compress::CodecOptions encoder_options(const CompressCmdOptions& o, Progress& progress, uint64_t input_bytes = 0) {
+compress::CodecOptions encoder_options(const CompressCmdOptions& o, ProgressLine& progress, uint64_t input_bytes = 0) {
   compress::CodecOptions copt;
   copt.streams = o.streams;
   copt.groups = o.groups;
   copt.threads = o.threads;
   copt.window = o.window;
   copt.strided = o.strided;
-  copt.progress = [&progress, input_bytes](uint64_t d, uint64_t t) { progress(t ? d * input_bytes / t : 0, input_bytes); };
+  copt.progress = [&progress, input_bytes](uint64_t d, uint64_t t) {
+    progress.update(static_cast<int64_t>(t ? d * input_bytes / t : 0));
+  };
   return copt;
 }
 
@@ -226,7 +195,7 @@ void run_compress(const CompressCmdOptions& o) {
             ": expected 4096 to ", compress::kMaxFrameBytes);
   auto m = load(o);
   InputStream in(o.in);
-  Progress progress{!o.quiet};
+  ProgressLine progress("compress", static_cast<int64_t>(in.size()), !o.quiet, ProgressLine::Unit::kBytes);
   compress::CodecOptions copt = encoder_options(o, progress);
   std::string whole;  // --dump: the input as one frame (the capture indexes rows by input offset)
   std::unique_ptr<analysis::ActivationCapture> capture;
@@ -249,7 +218,7 @@ void run_compress(const CompressCmdOptions& o) {
     else in.read(o.frame_bytes, &chunk);
     if (chunk.empty() && frames > 0) break;
     const uint64_t before = in_bytes, n = chunk.size();
-    copt.progress = [&, before, n](uint64_t d, uint64_t t) { progress(before + (t ? d * n / t : 0), in.size()); };
+    copt.progress = [&, before, n](uint64_t d, uint64_t t) { progress.update(static_cast<int64_t>(before + (t ? d * n / t : 0))); };
     const std::string packed = compress::lm_compress(m, chunk, copt);
     writer.write(packed);
     in_bytes += n;
@@ -257,7 +226,7 @@ void run_compress(const CompressCmdOptions& o) {
     ++frames;
     if (capture || n < o.frame_bytes) break;
   }
-  progress.end();
+  progress.finish();
   const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   if (capture) capture->finish();
   writer.commit();
@@ -280,12 +249,12 @@ void run_dump(const CompressCmdOptions& o) {
   CCC_CHECK(!o.dump.empty(), "dump: -o OUT.h5 is required");
   auto m = load(o);
   const std::string input = read_input(o.in);
-  Progress progress{!o.quiet};
+  ProgressLine progress("dump", static_cast<int64_t>(input.size()), !o.quiet, ProgressLine::Unit::kBytes);
   compress::CodecOptions copt = encoder_options(o, progress, input.size());
   auto capture = make_capture(m, input, o, copt, o.force);
   const auto t0 = std::chrono::steady_clock::now();
   compress::lm_compress(m, input, copt);  // the encoder's run; its container is not kept
-  progress.end();
+  progress.finish();
   capture->finish();
   const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   if (!o.quiet)
@@ -336,7 +305,7 @@ void run_decompress(const CompressCmdOptions& o) {
   if (!o.test) check_output(out, o.in, o.force);
   frames.next(&frame);  // the first frame names the model (an empty file is an error here)
   auto m = o.model.empty() ? model_for_container(frame, o) : load(o);
-  Progress progress{!o.quiet};
+  ProgressLine progress(o.test ? "test" : "decompress", static_cast<int64_t>(in.size()), !o.quiet, ProgressLine::Unit::kBytes);
   compress::CodecOptions copt;
   copt.threads = o.threads;
   auto ablation = make_ablation(m, o);
@@ -346,13 +315,13 @@ void run_decompress(const CompressCmdOptions& o) {
   uint64_t restored = 0, consumed = 0;
   do {
     const uint64_t before = consumed, n = frame.size();
-    copt.progress = [&, before, n](uint64_t d, uint64_t t) { progress(before + (t ? d * n / t : 0), in.size()); };
+    copt.progress = [&, before, n](uint64_t d, uint64_t t) { progress.update(static_cast<int64_t>(before + (t ? d * n / t : 0))); };
     const std::string data = compress::lm_decompress_frame(m, frame, o.in, copt);
     if (writer) writer->write(data);
     restored += data.size();
     consumed += n;
   } while (frames.next(&frame));
-  progress.end();
+  progress.finish();
   if (writer) writer->commit();
   if (o.test && !o.quiet)
     std::fprintf(stderr, "%s: OK (%llu bytes restored from %lld frame%s, checksums verified)\n", o.in.c_str(),
