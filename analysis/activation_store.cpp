@@ -17,12 +17,24 @@ struct ActivationStore::Impl {
 
 namespace {
 
+// The most elements one row of a hook may hold (the largest real hook rows are ~10^5: d_mlp, n_heads x n_ctx).
+constexpr int64_t kMaxRowElements = int64_t{1} << 24;
+
+// A dataset's dimensions (any rank).
+std::vector<hsize_t> dims_of(const H5::DataSet& ds) {
+  const auto space = ds.getSpace();
+  const int rank = space.getSimpleExtentNdims();
+  std::vector<hsize_t> dims(static_cast<size_t>(std::max(rank, 0)));
+  if (rank > 0) space.getSimpleExtentDims(dims.data());
+  return dims;
+}
+
 template <typename T>
 std::vector<T> read_column(H5::H5File& f, const std::string& path, const std::string& name, const H5::PredType& mem) {
   try {
     auto ds = f.openDataSet(name);
-    hsize_t n = 0;
-    ds.getSpace().getSimpleExtentDims(&n);
+    const auto dims = dims_of(ds);  // one dimension, as long as the dump has rows (checked at open)
+    const hsize_t n = dims.empty() ? 0 : dims[0];
     std::vector<T> out(n);
     if (n > 0) ds.read(out.data(), mem);
     return out;
@@ -60,12 +72,39 @@ ActivationStore::ActivationStore(const std::string& path) : impl_(std::make_uniq
   try {
     CCC_CHECK(impl_->file.nameExists("tokens") && impl_->file.nameExists("bits"), path,
               ": not a ccc activation dump (no tokens / bits datasets)");
-    hsize_t n = 0;
-    impl_->file.openDataSet("tokens").getSpace().getSimpleExtentDims(&n);
-    rows_ = static_cast<int64_t>(n);
+    // Every size is checked here, before anything is read or allocated: the file may be hostile.
+    const auto tok_dims = dims_of(impl_->file.openDataSet("tokens"));
+    CCC_CHECK(tok_dims.size() == 1, path, ": tokens has ", tok_dims.size(), " dimensions, expected 1");
+    CCC_CHECK(tok_dims[0] <= (hsize_t{1} << 40), path, ": tokens declares ", tok_dims[0], " rows");
+    rows_ = static_cast<int64_t>(tok_dims[0]);
+    for (const char* column : {"bits", "stream", "pos", "byte_offset"}) {
+      if (!impl_->file.nameExists(column)) continue;
+      CCC_CHECK(impl_->file.childObjType(column) == H5O_TYPE_DATASET, path, ": ", column, " is not a dataset");
+      const auto d = dims_of(impl_->file.openDataSet(column));
+      CCC_CHECK(d.size() == 1 && static_cast<int64_t>(d[0]) == rows_, path, ": ", column, " does not hold one value per row (",
+                rows_, " rows)");
+    }
     if (impl_->file.nameExists("acts")) {
+      CCC_CHECK(impl_->file.childObjType("acts") == H5O_TYPE_GROUP, path, ": acts is not a group");
       auto g = impl_->file.openGroup("acts");
-      for (hsize_t i = 0; i < g.getNumObjs(); ++i) hooks_.push_back(g.getObjnameByIdx(i));
+      for (hsize_t i = 0; i < g.getNumObjs(); ++i) {
+        const std::string hook = g.getObjnameByIdx(i);
+        CCC_CHECK(g.childObjType(hook) == H5O_TYPE_DATASET, path, ": acts/", hook, " is not a dataset");
+        auto ds = g.openDataSet(hook);
+        const auto d = dims_of(ds);
+        CCC_CHECK(d.size() >= 2 && static_cast<int64_t>(d[0]) == rows_, path, ": acts/", hook,
+                  " is not [rows = ", rows_, ", ...] (", d.size(), " dimensions)");
+        int64_t elems = 1;
+        for (size_t k = 1; k < d.size(); ++k) {
+          CCC_CHECK(d[k] >= 1 && d[k] <= static_cast<hsize_t>(kMaxRowElements) && elems * static_cast<int64_t>(d[k]) <= kMaxRowElements,
+                    path, ": acts/", hook, " rows hold more than ", kMaxRowElements, " elements (or an empty dimension)");
+          elems *= static_cast<int64_t>(d[k]);
+        }
+        const auto type = ds.getDataType();
+        CCC_CHECK(type.getClass() == H5T_FLOAT && (type.getSize() == 2 || type.getSize() == 4), path, ": acts/", hook,
+                  " is not f16 or f32");
+        hooks_.push_back(hook);
+      }
       std::sort(hooks_.begin(), hooks_.end());
     }
   } catch (const H5::Exception& e) {
@@ -77,9 +116,7 @@ ActivationStore::~ActivationStore() = default;
 
 std::vector<int64_t> ActivationStore::row_shape(const std::string& hook) const {
   CCC_CHECK(std::find(hooks_.begin(), hooks_.end(), hook) != hooks_.end(), path_, ": no activations of ", hook);
-  auto space = impl_->file.openDataSet("acts/" + hook).getSpace();
-  std::vector<hsize_t> dims(space.getSimpleExtentNdims());
-  space.getSimpleExtentDims(dims.data());
+  const auto dims = dims_of(impl_->file.openDataSet("acts/" + hook));  // rank >= 2, checked at open
   return std::vector<int64_t>(dims.begin() + 1, dims.end());
 }
 

@@ -210,7 +210,7 @@ void ActivationCapture::attach(compress::CodecOptions& codec) {
       return &gp->hooks;
     };
   }
-  codec.on_coded = [st, group](int64_t g, int64_t stream, int64_t pos, int64_t token, double bits) {
+  codec.on_coded = [group](int64_t g, int64_t stream, int64_t pos, int64_t token, double bits) {
     auto& gp = group(g);
     gp.pending_bits[stream - gp.s0] = bits;
   };

@@ -9,6 +9,8 @@
 #include <filesystem>
 #include <random>
 
+#include <H5Cpp.h>
+
 #include "analysis/activation_store.h"
 #include "model/base/error.h"
 #include "model/base/util.h"
@@ -229,6 +231,61 @@ TEST(Capture, BadRequestsFailCleanlyAndLeaveNothing) {
   codec.strided = true;
   c.hooks = {"blocks.0.attn.hook_pattern"};
   EXPECT_THROW(ActivationCapture(m, text, codec, c), Error);
+}
+
+// A hostile dump is refused at open, naming the file and what is wrong, before anything is read or
+// sized from it: a 2-D tokens column (its length used to be read into one integer), a column shorter than
+// the rows, activations whose first dimension is not the rows, a scalar or oversized hook, a non-float hook.
+TEST(Capture, MalformedDumpsAreRefusedAtOpen) {
+  test::TempDir dir;
+  H5::Exception::dontPrint();
+  struct Case {
+    const char* name;
+    std::vector<hsize_t> tokens, bits, acts;
+    bool int_acts;
+    const char* error;
+  };
+  const std::vector<Case> cases = {
+      {"ok", {6}, {6}, {6, 2, 3}, false, nullptr},
+      {"tokens2d", {6, 4}, {6}, {6, 2}, false, "tokens has 2 dimensions"},
+      {"shortbits", {6}, {5}, {6, 2}, false, "bits does not hold one value per row"},
+      {"rows", {6}, {6}, {7, 2}, false, "is not [rows = 6"},
+      {"scalar", {6}, {6}, {6}, false, "is not [rows = 6"},
+      {"huge", {6}, {6}, {6, 1u << 20, 1u << 20}, false, "rows hold more than"},
+      {"ints", {6}, {6}, {6, 2}, true, "is not f16 or f32"},
+  };
+  for (const auto& c : cases) {
+    const std::string path = dir.file(std::string(c.name) + ".h5");
+    {
+      H5::H5File f(path, H5F_ACC_TRUNC);
+      auto make = [&](H5::Group& where, const std::string& name, const std::vector<hsize_t>& dims, const H5::PredType& t) {
+        H5::DataSpace space(static_cast<int>(dims.size()), dims.data());
+        H5::DSetCreatPropList props;  // chunked: a declared size costs no disk
+        std::vector<hsize_t> chunk(dims.size(), 1);
+        props.setChunk(static_cast<int>(chunk.size()), chunk.data());
+        where.createDataSet(name, t, space, props);
+      };
+      H5::Group root = f.openGroup("/");
+      make(root, "tokens", c.tokens, H5::PredType::NATIVE_INT32);
+      make(root, "bits", c.bits, H5::PredType::NATIVE_FLOAT);
+      H5::Group acts = f.createGroup("acts");
+      make(acts, "blocks.0.hook_resid_pre", c.acts, c.int_acts ? H5::PredType::NATIVE_INT32 : H5::PredType::NATIVE_FLOAT);
+    }
+    if (c.error == nullptr) {
+      ActivationStore st(path);
+      EXPECT_EQ(st.rows(), 6);
+      EXPECT_EQ(st.row_shape("blocks.0.hook_resid_pre"), (std::vector<int64_t>{2, 3}));
+      EXPECT_EQ(st.block("blocks.0.hook_resid_pre", 0, 6).size(), 36);
+      continue;
+    }
+    try {
+      ActivationStore st(path);
+      ADD_FAILURE() << c.name << ": opened";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(path), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find(c.error), std::string::npos) << c.name << ": " << e.what();
+    }
+  }
 }
 
 // h5py (Debian python3-h5py) reads the names, shapes, dtypes, attributes and values the C++ reader sees.

@@ -3,6 +3,9 @@
 //   0 safetensors bytes (parsed in memory, every tensor read)      3 llama2.c tokenizer.bin (vocab 300)
 //   1 Hugging Face tokenizer.json                                   4 config.json of a tiny ccc model directory
 //   2 GPT-2 vocab.json and merges.txt, split at the first NUL byte  5 llama2.c checkpoint .bin (tokenizer beside it)
+//   6 an activation dump (HDF5) that the rest of the input describes: the ranks, dimensions and types of its
+//     tokens / bits / stream / pos columns and acts/ datasets, and its attributes (structure-aware: the bytes
+//     of HDF5 itself are libhdf5's to fuzz, the checks on what a dump declares are ours)
 // Any ccc::Error is an expected rejection; a crash, sanitizer report, hang or other exception is a bug, and
 // so is a loaded tokenizer that claims lossless() but does not restore its input.
 // Build: cmake -S . -B build-fuzz -G Ninja -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_C_COMPILER=clang -DCCC_FUZZ=ON
@@ -18,12 +21,17 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <random>
 #include <string>
 #include <string_view>
 
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
+#include <H5Cpp.h>
+#include <fuzzer/FuzzedDataProvider.h>
+
+#include "analysis/activation_store.h"
 #include "model/base/error.h"
 #include "model/base/util.h"
 #include "model/formats/loader.h"
@@ -37,7 +45,9 @@ using ccc::write_file_atomic;
 
 namespace {
 
-enum Format : uint8_t { kSafetensors, kTokenizerJson, kGpt2Files, kLlama2cTokenizer, kConfigJson, kLlama2cCheckpoint, kFormats };
+enum Format : uint8_t {
+  kSafetensors, kTokenizerJson, kGpt2Files, kLlama2cTokenizer, kConfigJson, kLlama2cCheckpoint, kDump, kFormats
+};
 
 const std::string& scratch() {
   static const std::string dir = [] {
@@ -167,6 +177,77 @@ void exercise(const Tokenizer& tok) {
   for (int64_t id = 0; id < std::min<int64_t>(tok.vocab_size(), 400); ++id) (void)tok.token_bytes(id);
 }
 
+// Writes the dump the fuzz bytes describe (every dataset chunked and unwritten: declared sizes cost no disk).
+void write_dump(const std::string& path, FuzzedDataProvider& p) {
+  H5::H5File f(path, H5F_ACC_TRUNC);
+  H5::Group root = f.openGroup("/");
+  const hsize_t rows = p.ConsumeIntegralInRange<hsize_t>(0, 40);
+  auto dims = [&](bool rows_first, int max_rank) {
+    const int rank = p.ConsumeIntegralInRange<int>(0, max_rank);
+    std::vector<hsize_t> d;
+    for (int k = 0; k < rank; ++k) {
+      if (k == 0 && rows_first && p.ConsumeBool()) d.push_back(rows);
+      else d.push_back(p.ConsumeBool() ? p.ConsumeIntegralInRange<hsize_t>(0, 8) : p.ConsumeIntegral<uint32_t>());
+    }
+    return d;
+  };
+  auto type = [&]() -> H5::DataType {
+    switch (p.ConsumeIntegralInRange<int>(0, 4)) {
+      case 0: return H5::PredType::NATIVE_FLOAT;
+      case 1: return H5::PredType::NATIVE_INT32;
+      case 2: return H5::PredType::NATIVE_INT64;
+      case 3: return H5::PredType::NATIVE_DOUBLE;
+      default: return H5::StrType(H5::PredType::C_S1, 8);
+    }
+  };
+  auto make = [&](H5::Group& where, const std::string& name, std::vector<hsize_t> d) {
+    if (d.empty()) {
+      where.createDataSet(name, type(), H5::DataSpace(H5S_SCALAR));
+      return;
+    }
+    std::vector<hsize_t> chunk(d.size(), 1), maxd(d.size(), H5S_UNLIMITED);
+    H5::DSetCreatPropList props;
+    props.setChunk(static_cast<int>(chunk.size()), chunk.data());
+    where.createDataSet(name, type(), H5::DataSpace(static_cast<int>(d.size()), d.data(), maxd.data()), props);
+  };
+  for (const char* column : {"tokens", "bits", "stream", "pos", "byte_offset"})
+    if (p.ConsumeIntegralInRange<int>(0, 5) > 0) make(root, column, dims(true, 2));
+  if (p.ConsumeBool()) {
+    H5::Group acts = f.createGroup("acts");
+    const int hooks = p.ConsumeIntegralInRange<int>(0, 3);
+    for (int h = 0; h < hooks; ++h) make(acts, "blocks." + std::to_string(h) + ".hook_resid_pre", dims(true, 4));
+  }
+  for (const char* a : {"fingerprint", "streams", "window", "source"}) {
+    if (!p.ConsumeBool()) continue;
+    if (p.ConsumeBool()) {
+      H5::StrType t(H5::PredType::C_S1, H5T_VARIABLE);
+      root.createAttribute(a, t, H5::DataSpace(H5S_SCALAR)).write(t, p.ConsumeRandomLengthString(40));
+    } else {
+      const int64_t v = p.ConsumeIntegral<int64_t>();
+      root.createAttribute(a, H5::PredType::NATIVE_INT64, H5::DataSpace(H5S_SCALAR)).write(H5::PredType::NATIVE_INT64, &v);
+    }
+  }
+}
+
+// Opens a dump the way the analysis commands do and reads everything it offers.
+void exercise_dump(const std::string& path) {
+  ccc::analysis::ActivationStore st(path);
+  const auto rows = static_cast<size_t>(st.rows());
+  if (st.tokens().size() != rows || st.bits().size() != rows) std::abort();
+  (void)st.streams();
+  (void)st.positions();
+  (void)st.byte_offsets();
+  (void)st.attr("fingerprint");
+  (void)st.attr_int("streams");
+  for (const auto& h : st.hooks()) {
+    int64_t elems = 1;
+    for (auto d : st.row_shape(h)) elems *= d;
+    const int64_t n = std::min<int64_t>(st.rows(), 8);
+    const auto b = st.block(h, 0, n);
+    if (b.rows() != n || b.cols() != elems) std::abort();
+  }
+}
+
 void write_seeds(const std::string& dir) {
   fs::create_directories(dir);
   auto seed = [&](Format f, const std::string& body) {
@@ -183,15 +264,23 @@ void write_seeds(const std::string& dir) {
   seed(kLlama2cTokenizer, llama2c_tokenizer_bytes(kLlamaVocab));
   seed(kConfigJson, read_file(model_dir() + "/config.json"));
   seed(kLlama2cCheckpoint, llama2c_checkpoint_bytes());
+  // dumps are described by FuzzedDataProvider choices: any bytes describe one; a few starting points
+  std::mt19937 rng(7);
+  for (int i = 0; i < 4; ++i) {
+    std::string d(64, '\0');
+    for (auto& c : d) c = static_cast<char>(rng());
+    write_file_atomic(dir + "/seed-dump-" + std::to_string(i), std::string(1, static_cast<char>(kDump)) + d);
+  }
 }
 
 }  // namespace
 
 extern "C" int LLVMFuzzerInitialize(int*, char***) {
   torch::set_num_threads(1);
+  H5::Exception::dontPrint();
   if (const char* dir = std::getenv("CCC_FUZZ_SEEDS")) {
     write_seeds(dir);
-    std::fprintf(stderr, "fuzz_formats: %d seeds written to %s\n", static_cast<int>(kFormats), dir);
+    std::fprintf(stderr, "fuzz_formats: seeds written to %s\n", dir);
     std::exit(0);
   }
   return 0;
@@ -230,6 +319,16 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         const int64_t n = std::min<int64_t>(4, m.config.n_ctx);
         auto logits = m.model->forward(torch::full({1, n}, m.tokenizer->bos_id(), torch::kLong));
         if (logits.size(-1) != m.config.d_vocab_out) std::abort();
+        break;
+      }
+      case kDump: {
+        FuzzedDataProvider p(reinterpret_cast<const uint8_t*>(body.data()), body.size());
+        try {
+          write_dump(path("dump.h5"), p);
+        } catch (const H5::Exception&) {
+          break;  // libhdf5 refused to write what the bytes describe (not under test)
+        }
+        exercise_dump(path("dump.h5"));  // reading: only ccc::Error may leave the store
         break;
       }
       case kLlama2cCheckpoint: {
