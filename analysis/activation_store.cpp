@@ -20,6 +20,11 @@ namespace {
 // The most elements one row of a hook may hold (the largest real hook rows are ~10^5: d_mlp, n_heads x n_ctx).
 constexpr int64_t kMaxRowElements = int64_t{1} << 24;
 
+// The most rows a dump may declare: one per coded token of an input read whole (<= 256 MiB) plus BOS rows.
+constexpr int64_t kMaxRows = int64_t{1} << 28;
+// deflate's best ratio is ~1032:1, so no stored dataset can decode to more than this many bytes per stored byte.
+constexpr double kMaxExpansion = 1032;
+
 // A dataset's dimensions (any rank).
 std::vector<hsize_t> dims_of(const H5::DataSet& ds) {
   const auto space = ds.getSpace();
@@ -27,6 +32,16 @@ std::vector<hsize_t> dims_of(const H5::DataSet& ds) {
   std::vector<hsize_t> dims(static_cast<size_t>(std::max(rank, 0)));
   if (rank > 0) space.getSimpleExtentDims(dims.data());
   return dims;
+}
+
+// Refuses a dataset that declares more data than its file stores (chunks never written are "hollow": a
+// tiny file could otherwise make a reader allocate gigabytes of fill values).
+void check_stored(const H5::DataSet& ds, const std::vector<hsize_t>& dims, const std::string& path, const std::string& name) {
+  double logical = static_cast<double>(ds.getDataType().getSize());
+  for (hsize_t d : dims) logical *= static_cast<double>(d);
+  const double stored = static_cast<double>(ds.getStorageSize());
+  CCC_CHECK(logical == 0 || stored * kMaxExpansion >= logical, path, ": ", name, " declares ", logical,
+            " bytes but stores ", stored, " (unwritten or forged)");
 }
 
 template <typename T>
@@ -73,16 +88,21 @@ ActivationStore::ActivationStore(const std::string& path) : impl_(std::make_uniq
     CCC_CHECK(impl_->file.nameExists("tokens") && impl_->file.nameExists("bits"), path,
               ": not a ccc activation dump (no tokens / bits datasets)");
     // Every size is checked here, before anything is read or allocated: the file may be hostile.
-    const auto tok_dims = dims_of(impl_->file.openDataSet("tokens"));
+    const auto tokens = impl_->file.openDataSet("tokens");
+    const auto tok_dims = dims_of(tokens);
     CCC_CHECK(tok_dims.size() == 1, path, ": tokens has ", tok_dims.size(), " dimensions, expected 1");
-    CCC_CHECK(tok_dims[0] <= (hsize_t{1} << 40), path, ": tokens declares ", tok_dims[0], " rows");
+    CCC_CHECK(tok_dims[0] <= static_cast<hsize_t>(kMaxRows), path, ": tokens declares ", tok_dims[0], " rows (at most ",
+              kMaxRows, ")");
+    check_stored(tokens, tok_dims, path, "tokens");
     rows_ = static_cast<int64_t>(tok_dims[0]);
     for (const char* column : {"bits", "stream", "pos", "byte_offset"}) {
       if (!impl_->file.nameExists(column)) continue;
       CCC_CHECK(impl_->file.childObjType(column) == H5O_TYPE_DATASET, path, ": ", column, " is not a dataset");
-      const auto d = dims_of(impl_->file.openDataSet(column));
+      const auto ds = impl_->file.openDataSet(column);
+      const auto d = dims_of(ds);
       CCC_CHECK(d.size() == 1 && static_cast<int64_t>(d[0]) == rows_, path, ": ", column, " does not hold one value per row (",
                 rows_, " rows)");
+      check_stored(ds, d, path, column);
     }
     if (impl_->file.nameExists("acts")) {
       CCC_CHECK(impl_->file.childObjType("acts") == H5O_TYPE_GROUP, path, ": acts is not a group");
@@ -103,6 +123,7 @@ ActivationStore::ActivationStore(const std::string& path) : impl_(std::make_uniq
         const auto type = ds.getDataType();
         CCC_CHECK(type.getClass() == H5T_FLOAT && (type.getSize() == 2 || type.getSize() == 4), path, ": acts/", hook,
                   " is not f16 or f32");
+        check_stored(ds, d, path, "acts/" + hook);
         hooks_.push_back(hook);
       }
       std::sort(hooks_.begin(), hooks_.end());

@@ -235,7 +235,8 @@ TEST(Capture, BadRequestsFailCleanlyAndLeaveNothing) {
 
 // A hostile dump is refused at open, naming the file and what is wrong, before anything is read or
 // sized from it: a 2-D tokens column (its length used to be read into one integer), a column shorter than
-// the rows, activations whose first dimension is not the rows, a scalar or oversized hook, a non-float hook.
+// the rows, activations whose first dimension is not the rows, a scalar or oversized hook, a non-float hook,
+// and a hollow dataset (declared, never written: a tiny file declaring gigabytes).
 TEST(Capture, MalformedDumpsAreRefusedAtOpen) {
   test::TempDir dir;
   H5::Exception::dontPrint();
@@ -244,6 +245,7 @@ TEST(Capture, MalformedDumpsAreRefusedAtOpen) {
     std::vector<hsize_t> tokens, bits, acts;
     bool int_acts;
     const char* error;
+    bool hollow_acts = false;
   };
   const std::vector<Case> cases = {
       {"ok", {6}, {6}, {6, 2, 3}, false, nullptr},
@@ -253,23 +255,30 @@ TEST(Capture, MalformedDumpsAreRefusedAtOpen) {
       {"scalar", {6}, {6}, {6}, false, "is not [rows = 6"},
       {"huge", {6}, {6}, {6, 1u << 20, 1u << 20}, false, "rows hold more than"},
       {"ints", {6}, {6}, {6, 2}, true, "is not f16 or f32"},
+      {"hollow", {6}, {6}, {6, 4}, false, "acts/blocks.0.hook_resid_pre declares 96 bytes but stores 0", true},
   };
   for (const auto& c : cases) {
     const std::string path = dir.file(std::string(c.name) + ".h5");
     {
       H5::H5File f(path, H5F_ACC_TRUNC);
-      auto make = [&](H5::Group& where, const std::string& name, const std::vector<hsize_t>& dims, const H5::PredType& t) {
+      // chunked: a declared size costs no disk until written (small datasets are written, zeros)
+      auto make = [&](H5::Group& where, const std::string& name, const std::vector<hsize_t>& dims, const H5::PredType& t,
+                      bool write) {
         H5::DataSpace space(static_cast<int>(dims.size()), dims.data());
-        H5::DSetCreatPropList props;  // chunked: a declared size costs no disk
+        H5::DSetCreatPropList props;
         std::vector<hsize_t> chunk(dims.size(), 1);
         props.setChunk(static_cast<int>(chunk.size()), chunk.data());
-        where.createDataSet(name, t, space, props);
+        auto ds = where.createDataSet(name, t, space, props);
+        hsize_t n = 1;
+        for (hsize_t d : dims) n *= d;
+        if (write && n <= 4096) ds.write(std::vector<int32_t>(n, 0).data(), t);  // 4-byte types only
       };
       H5::Group root = f.openGroup("/");
-      make(root, "tokens", c.tokens, H5::PredType::NATIVE_INT32);
-      make(root, "bits", c.bits, H5::PredType::NATIVE_FLOAT);
+      make(root, "tokens", c.tokens, H5::PredType::NATIVE_INT32, true);
+      make(root, "bits", c.bits, H5::PredType::NATIVE_FLOAT, true);
       H5::Group acts = f.createGroup("acts");
-      make(acts, "blocks.0.hook_resid_pre", c.acts, c.int_acts ? H5::PredType::NATIVE_INT32 : H5::PredType::NATIVE_FLOAT);
+      make(acts, "blocks.0.hook_resid_pre", c.acts, c.int_acts ? H5::PredType::NATIVE_INT32 : H5::PredType::NATIVE_FLOAT,
+           !c.hollow_acts);
     }
     if (c.error == nullptr) {
       ActivationStore st(path);

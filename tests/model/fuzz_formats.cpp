@@ -201,14 +201,22 @@ void write_dump(const std::string& path, FuzzedDataProvider& p) {
     }
   };
   auto make = [&](H5::Group& where, const std::string& name, std::vector<hsize_t> d) {
+    const H5::DataType t = type();
     if (d.empty()) {
-      where.createDataSet(name, type(), H5::DataSpace(H5S_SCALAR));
+      where.createDataSet(name, t, H5::DataSpace(H5S_SCALAR));
       return;
     }
     std::vector<hsize_t> chunk(d.size(), 1), maxd(d.size(), H5S_UNLIMITED);
     H5::DSetCreatPropList props;
     props.setChunk(static_cast<int>(chunk.size()), chunk.data());
-    where.createDataSet(name, type(), H5::DataSpace(static_cast<int>(d.size()), d.data(), maxd.data()), props);
+    auto ds = where.createDataSet(name, t, H5::DataSpace(static_cast<int>(d.size()), d.data(), maxd.data()), props);
+    double n = 1;
+    for (hsize_t x : d) n *= static_cast<double>(x);
+    if (t.getClass() != H5T_STRING && n <= 4096 && p.ConsumeBool()) {  // written (else hollow)
+      std::vector<uint8_t> bytes(static_cast<size_t>(n) * t.getSize());
+      for (auto& b : bytes) b = p.ConsumeIntegral<uint8_t>();
+      ds.write(bytes.data(), t);
+    }
   };
   for (const char* column : {"tokens", "bits", "stream", "pos", "byte_offset"})
     if (p.ConsumeIntegralInRange<int>(0, 5) > 0) make(root, column, dims(true, 2));
