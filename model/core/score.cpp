@@ -75,33 +75,39 @@ StreamScorer::StreamScorer(Transformer& model, WindowPolicy policy, Sink sink, i
   windows_per_run_ = std::max<int64_t>(1, (windows_per_run + B - 1) / B) * B;  // batches as score_bits forms them
 }
 
-// Scores buf_[0, len) as score_bits would score it alone, hands on the bits not scored before, and drops
-// the tokens no later window starts at or after.
+// Scores buf_[head_, head_ + len) as score_bits would score it alone, hands on the bits not scored before,
+// and moves head_ past the tokens no later window starts at or after.
 void StreamScorer::run(size_t len, bool first_window_already_scored) {
   const int64_t W = policy_.window, S = policy_.stride;
-  const std::vector<int64_t> piece(buf_.begin(), buf_.begin() + static_cast<std::ptrdiff_t>(len));
+  const auto from = buf_.begin() + static_cast<std::ptrdiff_t>(head_);
+  const std::vector<int64_t> piece(from, from + static_cast<std::ptrdiff_t>(len));
   const auto bits = score_bits(model_, piece, policy_);
   // A window after the first predicts tokens from W - S of its positions on: its first W - S - 1 bits
   // were scored by the window before.
   const size_t skip = first_window_already_scored ? static_cast<size_t>(W - S - 1) : 0;
   if (bits.size() > skip) sink_(bits.data() + skip, bits.size() - skip);
   const int64_t windows = len <= static_cast<size_t>(W) ? 1 : (static_cast<int64_t>(len) - W + S - 1) / S + 1;
-  buf_.erase(buf_.begin(), buf_.begin() + std::min<std::ptrdiff_t>(static_cast<std::ptrdiff_t>(buf_.size()), windows * S));
+  head_ = std::min(buf_.size(), head_ + static_cast<size_t>(windows * S));
   started_ = true;
 }
 
 void StreamScorer::push(const int64_t* tokens, size_t n) {
+  if (head_ > buf_.size() / 2) {  // drop what was scored, at most once per doubling (no quadratic moves)
+    buf_.erase(buf_.begin(), buf_.begin() + static_cast<std::ptrdiff_t>(head_));
+    head_ = 0;
+  }
   buf_.insert(buf_.end(), tokens, tokens + n);
   const size_t need = static_cast<size_t>((windows_per_run_ - 1) * policy_.stride + policy_.window);
   // A run is scored once a token past its last window exists (then none of its windows is the sequence's last).
-  while (buf_.size() > need) run(need, started_);
+  while (buf_.size() - head_ > need) run(need, started_);
 }
 
 void StreamScorer::finish() {
-  // The windows already scored reached W - S tokens into buf_: anything beyond is still to predict.
+  // The windows already scored reached W - S tokens into the rest: anything beyond is still to predict.
   const size_t scored_into = started_ ? static_cast<size_t>(policy_.window - policy_.stride) : 1;
-  if (buf_.size() > scored_into) run(buf_.size(), started_);
+  if (buf_.size() - head_ > scored_into) run(buf_.size() - head_, started_);
   buf_.clear();
+  head_ = 0;
 }
 
 std::vector<std::vector<double>> score_bits_rolling(Transformer& model, const std::vector<std::vector<int64_t>>& seqs,

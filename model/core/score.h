@@ -50,7 +50,8 @@ class StreamScorer {
   WindowPolicy policy_;
   Sink sink_;
   int64_t windows_per_run_;
-  std::vector<int64_t> buf_;  // tokens from the start of the next window to score
+  std::vector<int64_t> buf_;  // tokens; buf_[head_] starts the next window to score
+  size_t head_ = 0;
   bool started_ = false;      // a window has been scored (later runs skip what their first window repeats)
 };
 
