@@ -136,7 +136,7 @@ void print_bits_summary(const std::string& file, const model::LoadedModel& m, ui
 void bits_streaming(model::LoadedModel& m, const BitsArgs& o) {
   experiments::InputStream in(o.file);
   const model::WindowPolicy pol = model::resolve_window({o.window, o.stride}, m.config.n_ctx);
-  experiments::ProgressLine progress("bits", static_cast<int64_t>(in.size()), !o.quiet && in.size() > 0);
+  experiments::ProgressLine progress("bits", static_cast<int64_t>(in.size()), !o.quiet);  // silent when size unknown
   double total = 0;
   uint64_t n_coded = 0;
   model::StreamScorer scorer(m.model, pol, [&](const double* bits, size_t n) {
@@ -157,8 +157,8 @@ void bits_streaming(model::LoadedModel& m, const BitsArgs& o) {
     block.clear();
     if (in.read(size_t{1} << 20, &block) == 0) break;
     n_bytes += block.size();
-    ids.assign(block.begin(), block.end());
-    for (auto& id : ids) id = static_cast<unsigned char>(id);
+    ids.resize(block.size());
+    for (size_t i = 0; i < block.size(); ++i) ids[i] = static_cast<unsigned char>(block[i]);
     scorer.push(ids.data(), ids.size());
   }
   scorer.finish();

@@ -177,36 +177,41 @@ TEST(HeadDetectors, ProbeSequencesRepeatPrintableBytes) {
   EXPECT_THROW(probe_sequences(m, 40, 4, 7), Error);  // 81 positions > n_ctx 64
 }
 
+// A shipped model's copying: its best induction score on [BOS, r, r] (|r| = 50, 8 probes) and the bits per
+// byte of the first and second copy of 16 random printable strings of 50 bytes.
+struct Copying {
+  double max_induction, first_bpb, second_bpb;
+};
+Copying shipped_copying(const std::string& name) {
+  auto m = model::load_model(std::string(CCC_SOURCE_DIR) + "/data/models/" + name);
+  const auto r = experiments::repeated_span_bits(m, experiments::random_printable(50, 16, 0));
+  return {HeadScores::max_of(head_scores(m, 50, 8, 0).induction), r.first_bpb, r.second_bpb};
+}
+
 // The shipped model organisms (data/models): the two-layer attention-only model has an induction head and
 // copies a repeated random string; the one-layer control has neither (it cannot compose two heads).
 TEST(ShippedOrganisms, TwoLayerModelHasAnInductionHeadAndTheOneLayerControlDoesNot) {
-  auto two = model::load_model(std::string(CCC_SOURCE_DIR) + "/data/models/ccc-attn2");
-  const auto s2 = head_scores(two, 50, 8, 0);
-  EXPECT_GE(HeadScores::max_of(s2.induction), 0.4);
-  const auto r2 = experiments::repeated_span_bits(two, experiments::random_printable(50, 16, 0));
-  EXPECT_GT(r2.first_bpb, 6.0);
-  EXPECT_LE(r2.second_bpb, 1.0);
-  auto one = model::load_model(std::string(CCC_SOURCE_DIR) + "/data/models/ccc-attn1");
-  const auto s1 = head_scores(one, 50, 8, 0);
-  EXPECT_LT(HeadScores::max_of(s1.induction), 0.1);
-  const auto r1 = experiments::repeated_span_bits(one, experiments::random_printable(50, 16, 0));
+  const auto two = shipped_copying("ccc-attn2");
+  EXPECT_GE(two.max_induction, 0.4);
+  EXPECT_GT(two.first_bpb, 6.0);
+  EXPECT_LE(two.second_bpb, 1.0);
+  const auto one = shipped_copying("ccc-attn1");
+  EXPECT_LT(one.max_induction, 0.1);
   // a single layer cannot copy by position; it only raises the bytes already seen (r uses ~40 of the 95
   // printable bytes: about 1 bit), far from the two-layer model's copy
-  EXPECT_GT(r1.second_bpb, 4.0);
+  EXPECT_GT(one.second_bpb, 4.0);
 }
 
 // The staged recipe's l-sized model (data/train_icl.sh) keeps its induction heads: measured 0.918 and
 // random strings 6.86 -> 1.23 bits/byte; the shipped default (ccc-byte-l) has none and does not copy.
 TEST(ShippedOrganisms, TheLSizedIclModelCopiesAndTheDefaultDoesNot) {
-  auto icl = model::load_model(std::string(CCC_SOURCE_DIR) + "/data/models/ccc-byte-l-icl");
-  const auto s = head_scores(icl, 50, 8, 0);
-  EXPECT_GE(HeadScores::max_of(s.induction), 0.8);
-  const auto r = experiments::repeated_span_bits(icl, experiments::random_printable(50, 16, 0));
-  EXPECT_GT(r.first_bpb, 6.0);
-  EXPECT_LE(r.second_bpb, 2.0);
-  auto l = model::load_model(std::string(CCC_SOURCE_DIR) + "/data/models/ccc-byte-l");
-  EXPECT_LT(HeadScores::max_of(head_scores(l, 50, 8, 0).induction), 0.1);
-  EXPECT_GT(experiments::repeated_span_bits(l, experiments::random_printable(50, 16, 0)).second_bpb, 6.0);
+  const auto icl = shipped_copying("ccc-byte-l-icl");
+  EXPECT_GE(icl.max_induction, 0.8);
+  EXPECT_GT(icl.first_bpb, 6.0);
+  EXPECT_LE(icl.second_bpb, 2.0);
+  const auto l = shipped_copying("ccc-byte-l");
+  EXPECT_LT(l.max_induction, 0.1);
+  EXPECT_GT(l.second_bpb, 6.0);
 }
 
 }  // namespace

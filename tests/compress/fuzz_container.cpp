@@ -8,19 +8,13 @@
 
 #include "compress/lm_codec.h"
 #include "model/base/error.h"
+#include "tests/support/tiny_byte_config.h"
 
 namespace {
 
 ccc::model::LoadedModel& tiny_model() {
   static ccc::model::LoadedModel m = [] {
-    ccc::model::ModelConfig c;
-    c.d_model = 16;
-    c.n_layers = 1;
-    c.n_heads = c.n_kv_heads = 2;
-    c.d_head = 8;
-    c.d_mlp = 32;
-    c.n_ctx = 16;
-    c.tied_embed = true;
+    const auto c = ccc::test::tiny_byte_config();
     ccc::model::LoadedModel lm;
     lm.config = c;
     lm.model = ccc::model::Transformer(c);

@@ -37,6 +37,7 @@
 #include "model/formats/loader.h"
 #include "model/formats/safetensors.h"
 #include "model/formats/tokenizer.h"
+#include "tests/support/tiny_byte_config.h"
 
 namespace fs = std::filesystem;
 using namespace ccc::model;
@@ -130,29 +131,13 @@ std::string llama2c_checkpoint_bytes() {
   return out;
 }
 
-ModelConfig tiny_ccc_config() {
-  ModelConfig c;
-  c.arch = "ccc";
-  c.d_vocab = 257;
-  c.d_vocab_out = 256;
-  c.d_model = 16;
-  c.n_layers = 1;
-  c.n_heads = c.n_kv_heads = 2;
-  c.d_head = 8;
-  c.d_mlp = 32;
-  c.n_ctx = 16;
-  c.tied_embed = true;
-  c.bos_id = 256;
-  return c;
-}
-
 // The tiny model directory whose config.json the fuzzer replaces (its weights stay valid).
 const std::string& model_dir() {
   static const std::string dir = [] {
     const std::string d = path("model");
-    Transformer m(tiny_ccc_config());
+    Transformer m(ccc::test::tiny_byte_config());
     m->init_weights(1);
-    save_model(d, tiny_ccc_config(), m);
+    save_model(d, ccc::test::tiny_byte_config(), m);
     return d;
   }();
   return dir;
