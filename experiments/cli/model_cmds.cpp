@@ -157,9 +157,11 @@ void bits_streaming(model::LoadedModel& m, const BitsArgs& o) {
     block.clear();
     if (in.read(size_t{1} << 20, &block) == 0) break;
     n_bytes += block.size();
-    ids.resize(block.size());
-    for (size_t i = 0; i < block.size(); ++i) ids[i] = static_cast<unsigned char>(block[i]);
-    scorer.push(ids.data(), ids.size());
+    for (size_t at = 0; at < block.size(); at += ids.size()) {  // 64 Ki tokens at a time: the scorer's buffer stays small
+      ids.resize(std::min<size_t>(block.size() - at, size_t{1} << 16));
+      for (size_t i = 0; i < ids.size(); ++i) ids[i] = static_cast<unsigned char>(block[at + i]);
+      scorer.push(ids.data(), ids.size());
+    }
   }
   scorer.finish();
   print_bits_summary(o.file, m, n_bytes, n_coded, total, pol);
