@@ -511,6 +511,16 @@ std::vector<std::vector<double>> segmented_token_bits(model::LoadedModel& m, std
   return out;
 }
 
+model::BranchedBits segmented_branched_bits(model::LoadedModel& m, std::string_view input, const CodecOptions& opt,
+                                            const std::vector<model::Branch>& branches, bool clean) {
+  Header h;
+  resolve_policy(m.config, opt, h);
+  CCC_CHECK(h.policy == WindowKind::kRolling, "segmented_branched_bits: branches need the rolling window policy");
+  std::vector<std::vector<int64_t>> offsets;
+  const auto seqs = segment_tokens(m, input, resolve_streams(input.size(), opt.streams), &offsets);
+  return model::score_bits_rolling_branched(m.model, seqs, h.window, 64, branches, clean, &offsets);
+}
+
 std::vector<std::vector<int64_t>> stream_tokens(const model::LoadedModel& m, std::string_view input, const CodecOptions& opt) {
   return segment_tokens(m, input, resolve_streams(input.size(), opt.streams));
 }

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "compress/container.h"
+#include "model/core/score.h"
 #include "model/formats/loader.h"
 
 namespace ccc::compress {
@@ -87,6 +88,13 @@ double segmented_bits(model::LoadedModel& m, std::string_view input, const Codec
 /// give each copy its own edit (batched ablation sweeps) — and the result holds copies·B vectors.
 std::vector<std::vector<double>> segmented_token_bits(model::LoadedModel& m, std::string_view input,
                                                       const CodecOptions& opt, int64_t copies = 1);
+
+/// The same per-token bits of the clean model (when `clean`) and of every branch (model::Branch: copies of
+/// the streams continuing from the clean residual stream entering a block, blocks before it computed once;
+/// rows c·B + s as above), in one rolling pass (rolling policy only). opt.hooks is not used: each branch
+/// carries its own hooks. See model::score_bits_rolling_branched.
+model::BranchedBits segmented_branched_bits(model::LoadedModel& m, std::string_view input, const CodecOptions& opt,
+                                            const std::vector<model::Branch>& branches, bool clean = true);
 
 /// BOS + the tokens of each stream lm_compress codes (its segmentation of `input`).
 std::vector<std::vector<int64_t>> stream_tokens(const model::LoadedModel& m, std::string_view input, const CodecOptions& opt);

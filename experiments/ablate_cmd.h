@@ -39,11 +39,16 @@ DeltaStats delta_stats(const std::vector<double>& clean, const std::vector<doubl
 std::vector<double> ablated_bits(model::LoadedModel& m, std::string_view text, const AblationRun& run,
                                  const std::vector<circuits::Component>& circuit, const circuits::Reference* ref);
 
-/// Per-token bits with each component of `set` ablated alone: batched (`group` components per call, one
-/// batch row block each) when the policy rolls and !naive, else one run per component.
+/// How a sweep scores its ablations: kShared gives each component its own block of batch rows and runs the
+/// blocks before a component's layer once for all (branches from the clean residual stream); kStacked
+/// stacks the row blocks over whole forwards (every block recomputed per component); kNaive runs one
+/// scoring per component. Models that do not roll (strided policy) always go one at a time.
+enum class SweepPath { kShared, kStacked, kNaive };
+
+/// Per-token bits with each component of `set` ablated alone, passes of at most `max_rows` batch rows.
 std::vector<std::vector<double>> sweep_bits(model::LoadedModel& m, std::string_view text, const AblationRun& run,
                                             const std::vector<circuits::Component>& set, const circuits::Reference* ref,
-                                            bool naive, int64_t max_rows = 256);
+                                            SweepPath path = SweepPath::kShared, int64_t max_rows = 256);
 
 struct AblateCmdOptions {
   AblationRun run;

@@ -195,7 +195,7 @@ void run_units(const UnitsCmdOptions& o) {
     }
     const auto ref = circuits::collect_reference(m, text, set, circuits::Mode::kMean, run.streams, run.window, 0);
     const auto clean = ablated_bits(m, text, run, {}, nullptr);
-    const auto bits_of = sweep_bits(m, text, run, set, &ref, false);
+    const auto bits_of = sweep_bits(m, text, run, set, &ref);
     for (size_t i = 0; i < cand.size(); ++i)
       ablated[cand[i]] = delta_stats(clean, bits_of[i], static_cast<int64_t>(text.size()), run.bootstrap, 0);
   }

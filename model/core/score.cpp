@@ -110,56 +110,146 @@ void StreamScorer::finish() {
   head_ = 0;
 }
 
+namespace {
+
+// The sequences of a rolling scoring as one [B, n] id tensor, padded with token 0 past their ends (their
+// predictions are discarded); n = the longest length.
+torch::Tensor padded_ids(const std::vector<std::vector<int64_t>>& seqs, int64_t n) {
+  auto ids = torch::zeros({static_cast<int64_t>(seqs.size()), n}, torch::kInt64);
+  auto acc = ids.accessor<int64_t, 2>();
+  for (size_t r = 0; r < seqs.size(); ++r)
+    for (size_t i = 0; i < seqs[r].size(); ++i) acc[static_cast<int64_t>(r)][static_cast<int64_t>(i)] = seqs[r][i];
+  return ids;
+}
+
+// The run record of chunk [s, s + len) for `copies` copies of the sequences (row c·B + r = sequence r).
+RunInfo chunk_info(const std::vector<std::vector<int64_t>>& seqs, int64_t copies, int64_t s, int64_t len,
+                   const std::vector<std::vector<int64_t>>* byte_offsets, int64_t first_stream) {
+  const auto B = static_cast<int64_t>(seqs.size());
+  RunInfo info = RunInfo::empty(copies * B, len);
+  for (int64_t row = 0; row < copies * B; ++row) {
+    const int64_t r = row % B;
+    const int64_t size = static_cast<int64_t>(seqs[r].size());
+    info.stream[row] = first_stream + row;
+    info.live[row] = s < size - 1 ? 1 : 0;
+    for (int64_t j = 0; j < len && s + j < size; ++j) {
+      info.position[row * len + j] = s + j;
+      if (byte_offsets != nullptr) info.byte_offset[row * len + j] = (*byte_offsets)[r][s + j];
+    }
+  }
+  return info;
+}
+
+// Writes the bits of chunk [s, s + len) from logits [rows, len, V] into bits[row] (sized len(seq) − 1).
+void store_chunk_bits(const torch::Tensor& logits, const torch::Tensor& ids, int64_t s, int64_t len,
+                      std::vector<std::vector<double>>& bits) {
+  const int64_t rows = logits.size(0), B = ids.size(0);
+  auto tgt = ids.narrow(1, s + 1, len).clamp_max(logits.size(2) - 1);
+  if (rows != B) tgt = tgt.repeat({rows / B, 1});
+  auto tb = token_bits(logits.to(torch::kFloat64), tgt).contiguous();
+  auto a = tb.accessor<double, 2>();
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t j = 0; j < len && s + j < static_cast<int64_t>(bits[r].size()); ++j) bits[r][s + j] = a[r][j];
+}
+
+void check_rolling(const Transformer& model, int64_t window, int64_t chunk,
+                   const std::vector<std::vector<int64_t>>& seqs, const std::vector<std::vector<int64_t>>* byte_offsets) {
+  CCC_CHECK(window >= 2 && window <= model->config().n_ctx, "rolling window ", window, " must be in [2, n_ctx=",
+            model->config().n_ctx, "]");
+  CCC_CHECK(chunk >= 1, "chunk must be >= 1");
+  CCC_CHECK(byte_offsets == nullptr || byte_offsets->size() == seqs.size(), "rolling scoring: byte offsets for ",
+            byte_offsets == nullptr ? 0 : byte_offsets->size(), " sequences, ", seqs.size(), " given");
+}
+
+std::vector<std::vector<double>> empty_bits(const std::vector<std::vector<int64_t>>& seqs, int64_t copies, int64_t* n) {
+  std::vector<std::vector<double>> bits;
+  *n = 0;
+  for (const auto& s : seqs) *n = std::max<int64_t>(*n, static_cast<int64_t>(s.size()));
+  for (int64_t c = 0; c < copies; ++c)
+    for (const auto& s : seqs) bits.emplace_back(s.empty() ? 0 : s.size() - 1, 0.0);
+  return bits;
+}
+
+}  // namespace
+
 std::vector<std::vector<double>> score_bits_rolling(Transformer& model, const std::vector<std::vector<int64_t>>& seqs,
                                                     int64_t window, int64_t chunk, HookSet* hooks,
                                                     const std::vector<std::vector<int64_t>>* byte_offsets,
                                                     int64_t first_stream) {
   torch::InferenceMode guard;
-  CCC_CHECK(window >= 2 && window <= model->config().n_ctx, "rolling window ", window, " must be in [2, n_ctx=",
-            model->config().n_ctx, "]");
-  CCC_CHECK(chunk >= 1, "chunk must be >= 1");
-  std::vector<std::vector<double>> bits(seqs.size());
+  check_rolling(model, window, chunk, seqs, byte_offsets);
   int64_t n = 0;
-  for (const auto& s : seqs) n = std::max<int64_t>(n, static_cast<int64_t>(s.size()));
-  if (n < 2) {
-    for (size_t r = 0; r < seqs.size(); ++r) bits[r].assign(seqs[r].empty() ? 0 : seqs[r].size() - 1, 0.0);
-    return bits;
-  }
+  auto bits = empty_bits(seqs, 1, &n);
+  if (n < 2) return bits;
   const int64_t B = static_cast<int64_t>(seqs.size());
-  // rows padded with token 0 past their end (their predictions are discarded)
-  auto ids = torch::zeros({B, n}, torch::kInt64);
-  auto acc = ids.accessor<int64_t, 2>();
-  for (int64_t r = 0; r < B; ++r) {
-    for (size_t i = 0; i < seqs[r].size(); ++i) acc[r][i] = seqs[r][i];
-    bits[r].assign(seqs[r].empty() ? 0 : seqs[r].size() - 1, 0.0);
-  }
-  CCC_CHECK(byte_offsets == nullptr || byte_offsets->size() == seqs.size(), "score_bits_rolling: byte offsets for ",
-            byte_offsets == nullptr ? 0 : byte_offsets->size(), " sequences, ", seqs.size(), " given");
+  const auto ids = padded_ids(seqs, n);
   auto cache = model->make_cache(B, window, /*rolling=*/true);
   for (int64_t s = 0; s < n - 1; s += chunk) {
     const int64_t len = std::min(chunk, n - 1 - s);
-    auto in = ids.narrow(1, s, len);
     RunInfo info;
-    if (hooks != nullptr) {
-      info = RunInfo::empty(B, len);
-      for (int64_t r = 0; r < B; ++r) {
-        const int64_t size = static_cast<int64_t>(seqs[r].size());
-        info.stream[r] = first_stream + r;
-        info.live[r] = s < size - 1 ? 1 : 0;
-        for (int64_t j = 0; j < len && s + j < size; ++j) {
-          info.position[r * len + j] = s + j;
-          if (byte_offsets != nullptr) info.byte_offset[r * len + j] = (*byte_offsets)[r][s + j];
-        }
-      }
-    }
-    auto logits = model->forward(in, {hooks, &cache, hooks != nullptr ? &info : nullptr});  // [B, len, V]
-    auto tgt = ids.narrow(1, s + 1, len).clamp_max(logits.size(2) - 1);
-    auto tb = token_bits(logits.to(torch::kFloat64), tgt).contiguous();
-    auto a = tb.accessor<double, 2>();
-    for (int64_t r = 0; r < B; ++r)
-      for (int64_t j = 0; j < len && s + j < static_cast<int64_t>(bits[r].size()); ++j) bits[r][s + j] = a[r][j];
+    if (hooks != nullptr) info = chunk_info(seqs, 1, s, len, byte_offsets, first_stream);
+    auto logits = model->forward(ids.narrow(1, s, len), {hooks, &cache, hooks != nullptr ? &info : nullptr});
+    store_chunk_bits(logits, ids, s, len, bits);
   }
   return bits;
+}
+
+BranchedBits score_bits_rolling_branched(Transformer& model, const std::vector<std::vector<int64_t>>& seqs,
+                                         int64_t window, int64_t chunk, const std::vector<Branch>& branches,
+                                         bool clean, const std::vector<std::vector<int64_t>>* byte_offsets,
+                                         int64_t first_stream) {
+  torch::InferenceMode guard;
+  check_rolling(model, window, chunk, seqs, byte_offsets);
+  const int n_layers = static_cast<int>(model->config().n_layers);
+  BranchedBits out;
+  int64_t n = 0;
+  int last = 0;
+  std::vector<char> needed(static_cast<size_t>(n_layers), 0);
+  for (const auto& b : branches) {
+    CCC_CHECK(b.start_layer >= 0 && b.start_layer < n_layers, "branch start_layer ", b.start_layer,
+              " outside [0, ", n_layers, ")");
+    CCC_CHECK(b.copies >= 1, "branch copies must be >= 1");
+    out.branches.push_back(empty_bits(seqs, b.copies, &n));
+    needed[static_cast<size_t>(b.start_layer)] = 1;
+    last = std::max(last, b.start_layer);
+  }
+  if (clean) out.clean = empty_bits(seqs, 1, &n);
+  else empty_bits(seqs, 0, &n);
+  if (n < 2) return out;
+  const int64_t B = static_cast<int64_t>(seqs.size());
+  const auto ids = padded_ids(seqs, n);
+  // the clean pass records the residual stream entering every block a branch starts at
+  std::vector<torch::Tensor> resid(static_cast<size_t>(n_layers));
+  HookSet observe;
+  for (int l = 0; l < n_layers; ++l)
+    if (needed[static_cast<size_t>(l)])
+      observe.observe("blocks." + std::to_string(l) + ".hook_resid_pre",
+                      [&resid, l](const torch::Tensor& x, const HookContext&) { resid[static_cast<size_t>(l)] = x.clone(); });
+  RunOptions clean_run;
+  clean_run.hooks = &observe;
+  if (!clean) clean_run.stop_at_layer = last;
+  auto clean_cache = model->make_cache(B, window, /*rolling=*/true);
+  clean_run.cache = &clean_cache;
+  std::vector<KVCache> caches;
+  for (const auto& b : branches) {
+    caches.push_back(model->make_cache(b.copies * B, window, /*rolling=*/true));
+    for (int l = 0; l < b.start_layer; ++l) caches.back().k[l] = caches.back().v[l] = torch::Tensor();  // never read
+  }
+  for (int64_t s = 0; s < n - 1; s += chunk) {
+    const int64_t len = std::min(chunk, n - 1 - s);
+    auto x = model->forward(ids.narrow(1, s, len), clean_run);
+    if (clean) store_chunk_bits(x, ids, s, len, out.clean);
+    else resid[static_cast<size_t>(last)] = x;  // the pass stopped before block `last`, whose hooks did not run
+    for (size_t bi = 0; bi < branches.size(); ++bi) {
+      const auto& b = branches[bi];
+      const auto& r = resid[static_cast<size_t>(b.start_layer)];
+      const RunInfo info = chunk_info(seqs, b.copies, s, len, byte_offsets, first_stream);
+      auto logits = model->forward_from(b.copies > 1 ? r.repeat({b.copies, 1, 1}) : r, b.start_layer,
+                                        {b.hooks, &caches[bi], &info});
+      store_chunk_bits(logits, ids, s, len, out.branches[bi]);
+    }
+  }
+  return out;
 }
 
 std::vector<int64_t> generate(Transformer& model, const std::vector<int64_t>& prompt, const GenerateOptions& opt) {

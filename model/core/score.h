@@ -67,6 +67,30 @@ std::vector<std::vector<double>> score_bits_rolling(Transformer& model, const st
                                                     const std::vector<std::vector<int64_t>>* byte_offsets = nullptr,
                                                     int64_t first_stream = 0);
 
+/// One branch of a layer-shared rolling scoring: `copies` copies of every sequence continue the clean
+/// residual stream entering block `start_layer` with their own `hooks` (e.g. copy i ablates component i)
+/// and their own cache. Blocks before start_layer are computed once, by the clean pass, for all branches.
+struct Branch {
+  int start_layer = 0;
+  int64_t copies = 1;
+  HookSet* hooks = nullptr;
+};
+struct BranchedBits {
+  std::vector<std::vector<double>> clean;                  ///< [sequence] bits (empty unless asked for)
+  std::vector<std::vector<std::vector<double>>> branches;  ///< [branch][copy·B + sequence] bits
+};
+/// score_bits_rolling of the clean model (when `clean`) and of every branch in one pass over the chunks
+/// (TransformerLens's start_at_layer on the rolling cache). A branch's bits equal score_bits_rolling of
+/// copies·B rows (row c·B + r = sequence r, stream first_stream + c·B + r, as segmented copies) with its
+/// hooks, whenever those hooks edit nothing before start_layer; equal to float rounding, not bit for bit
+/// (a one-token chunk takes the full path here and the decode step there). Without `clean` the clean pass
+/// stops at the last branch's start_layer.
+BranchedBits score_bits_rolling_branched(Transformer& model, const std::vector<std::vector<int64_t>>& seqs,
+                                         int64_t window, int64_t chunk, const std::vector<Branch>& branches,
+                                         bool clean = true,
+                                         const std::vector<std::vector<int64_t>>* byte_offsets = nullptr,
+                                         int64_t first_stream = 0);
+
 /// Options of generate(). temperature 0 = greedy (argmax, lowest id on ties).
 struct GenerateOptions {
   int64_t max_new_tokens = 64;

@@ -367,7 +367,6 @@ torch::Tensor TransformerImpl::forward(const torch::Tensor& tokens, const RunOpt
     CCC_CHECK(cache->batch == b, "forward: cache holds ", cache->batch, " rows, tokens have ", b);
     CCC_CHECK(rolling || off + p <= cache->capacity, "forward: ", off, " cached + ", p,
               " new positions exceed the cache capacity ", cache->capacity);
-    CCC_CHECK(run.stop_at_layer < 0, "forward: stop_at_layer cannot be combined with a KV cache");
   }
   CCC_CHECK(run.stop_at_layer < 0 || run.stop_at_layer <= c.n_layers, "forward: stop_at_layer ", run.stop_at_layer,
             " past the ", c.n_layers, " blocks");
@@ -383,7 +382,7 @@ torch::Tensor TransformerImpl::forward(const torch::Tensor& tokens, const RunOpt
     CCC_CHECK(*lo >= 0 && *hi < c.d_vocab, "forward: token id out of range [0, ", c.d_vocab, "): min ", *lo, " max ", *hi);
   }
   // one new token per row through a cache, no autograd: the decode step (transformer_decode.cpp)
-  if (cache != nullptr && p == 1 && !torch::GradMode::is_enabled() && W_E_.is_cpu() &&
+  if (cache != nullptr && p == 1 && run.stop_at_layer < 0 && !torch::GradMode::is_enabled() && W_E_.is_cpu() &&
       W_E_.scalar_type() == torch::kFloat32) {
     auto logits = forward_decode(tokens, hooks, *cache, run.info);
     cache->len += 1;
@@ -408,16 +407,28 @@ torch::Tensor TransformerImpl::forward_from(const torch::Tensor& resid, int star
             "], got ", resid.sizes());
   CCC_CHECK(start_at_layer >= 0 && start_at_layer <= c.n_layers, "forward_from: start_at_layer ", start_at_layer,
             " outside [0, ", c.n_layers, "]");
-  CCC_CHECK(run.cache == nullptr, "forward_from: no KV cache (full sequences only)");
   const int to = run.stop_at_layer >= 0 ? run.stop_at_layer : static_cast<int>(c.n_layers);
   CCC_CHECK(to >= start_at_layer && to <= c.n_layers, "forward_from: stop_at_layer ", to, " before start_at_layer ",
             start_at_layer);
-  const int64_t p = resid.size(1);
-  CCC_CHECK(p <= c.n_ctx, "forward_from: ", p, " positions exceed n_ctx=", c.n_ctx);
+  const int64_t b = resid.size(0), p = resid.size(1);
+  KVCache* cache = run.cache;
+  const int64_t off = cache != nullptr ? cache->len : 0;
+  const bool rolling = cache != nullptr && cache->rolling;
+  if (cache != nullptr) {
+    CCC_CHECK(cache->batch == b, "forward_from: cache holds ", cache->batch, " rows, the residual has ", b);
+    CCC_CHECK(rolling || off + p <= cache->capacity, "forward_from: ", off, " cached + ", p,
+              " new positions exceed the cache capacity ", cache->capacity);
+  }
+  CCC_CHECK(rolling || off + p <= c.n_ctx, "forward_from: ", off + p, " positions exceed n_ctx=", c.n_ctx);
+  CCC_CHECK(run.info == nullptr || (run.info->batch == b && run.info->pos == p), "forward_from: RunInfo describes [",
+            run.info == nullptr ? 0 : run.info->batch, ", ", run.info == nullptr ? 0 : run.info->pos,
+            "] tokens, the call has [", b, ", ", p, "]");
   HookSet* hooks = (run.hooks != nullptr && !run.hooks->empty()) ? run.hooks : nullptr;
   if (hooks != nullptr) hooks->bind(registry_);
-  const Call call{hooks, nullptr, run.info, 0, c.pos == PosKind::kRotary ? rope(0, p) : Rope{}};
-  return run_blocks(resid, start_at_layer, to, run.stop_at_layer < 0, call);
+  const Call call{hooks, cache, run.info, off, c.pos == PosKind::kRotary ? rope(off, p) : Rope{}};
+  auto out = run_blocks(resid, start_at_layer, to, run.stop_at_layer < 0, call);
+  if (cache != nullptr) cache->len += p;
+  return out;
 }
 
 std::map<std::string, torch::Tensor> TransformerImpl::state_dict() const {

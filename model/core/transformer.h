@@ -48,7 +48,8 @@ struct RunOptions {
   KVCache* cache = nullptr;       ///< when set: tokens continue the cached sequence at position cache->len
   const RunInfo* info = nullptr;  ///< the caller's record of rows, positions, byte offsets (hooks see it)
   /// When >= 0: stop before block `stop_at_layer` and return the residual stream there [batch, pos, d_model]
-  /// (TransformerLens's stop_at_layer; that block's hooks do not run). Not with a cache.
+  /// (TransformerLens's stop_at_layer; that block's hooks do not run). With a cache, only the keys and
+  /// values of the blocks run are written (the full path: no decode step).
   int stop_at_layer = -1;
 };
 
@@ -61,9 +62,10 @@ class TransformerImpl : public torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& tokens, const RunOptions& run = {});
 
   /// Continues from the residual stream entering block `start_at_layer` (resid [batch, pos, d_model], as
-  /// returned by forward with stop_at_layer; positions start at 0; no cache) -> logits, or the residual
-  /// before run.stop_at_layer. Hooks of blocks before start_at_layer and of the embedding do not run.
-  /// forward_from(forward(t, {.stop_at_layer = L}), L) equals forward(t) bit for bit.
+  /// returned by forward with stop_at_layer) -> logits, or the residual before run.stop_at_layer. Hooks of
+  /// blocks before start_at_layer and of the embedding do not run. Positions start at 0, or with a cache at
+  /// cache->len (only blocks from start_at_layer read and write it; the cache grows by pos).
+  /// forward_from(forward(t, {.stop_at_layer = L}), L) equals forward(t) bit for bit (full path).
   torch::Tensor forward_from(const torch::Tensor& resid, int start_at_layer, const RunOptions& run = {});
 
   /// Empty cache for `batch` sequences of up to `capacity` (<= n_ctx, 0 = n_ctx) positions, or with

@@ -92,18 +92,23 @@ TEST(Ablation, BatchedSweepEqualsOneRunPerComponentInEveryMode) {
     const auto run = small_run(mode, 3);
     Reference ref;
     if (mode != "zero") ref = collect_reference(m, text, set, parse_mode(mode), run.streams, run.window, run.seed);
-    const auto batched = experiments::sweep_bits(m, text, run, set, &ref, false, /*max_rows=*/7);  // 2 per call
-    const auto naive = experiments::sweep_bits(m, text, run, set, &ref, true);
-    ASSERT_EQ(batched.size(), set.size());
-    double worst = 0;
-    for (size_t i = 0; i < set.size(); ++i) {
-      double a = 0, b = 0;
-      for (double x : batched[i]) a += x;
-      for (double x : naive[i]) b += x;
-      worst = std::max(worst, std::abs(a - b));
-      EXPECT_LT(max_abs_diff(batched[i], naive[i]), 1e-5) << mode << " " << set[i].name();
+    const auto naive = experiments::sweep_bits(m, text, run, set, &ref, experiments::SweepPath::kNaive);
+    // 2 components per pass (branches of different layers, or one layer's pair) and all in one pass
+    for (const auto& [path, rows] : {std::pair{experiments::SweepPath::kShared, 7}, {experiments::SweepPath::kShared, 256},
+                                     {experiments::SweepPath::kStacked, 7}}) {
+      const auto batched = experiments::sweep_bits(m, text, run, set, &ref, path, rows);
+      ASSERT_EQ(batched.size(), set.size());
+      const char* name = path == experiments::SweepPath::kShared ? "shared" : "stacked";
+      double worst = 0;
+      for (size_t i = 0; i < set.size(); ++i) {
+        double a = 0, b = 0;
+        for (double x : batched[i]) a += x;
+        for (double x : naive[i]) b += x;
+        worst = std::max(worst, std::abs(a - b));
+        EXPECT_LT(max_abs_diff(batched[i], naive[i]), 1e-5) << mode << " " << name << " " << rows << " " << set[i].name();
+      }
+      EXPECT_LT(worst, 1e-4) << mode << " " << name << ": max |Δbits batched − naive| per component = " << worst;
     }
-    EXPECT_LT(worst, 1e-4) << mode << ": max |Δbits batched − naive| per component = " << worst;
   }
 }
 

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <random>
 #include <set>
 
 #include "model/base/error.h"
@@ -387,6 +388,81 @@ TEST(PartialForwardTest, StopAndStartAtLayerComposeBitExactly) {
     EXPECT_EQ(early, 0);
     EXPECT_THROW(m->forward_from(torch::zeros({1, 2, 3}), 0), Error);
   }
+}
+
+// The same composition on a cache, chunk by chunk: blocks before L fill one cache, blocks from L another.
+TEST(PartialForwardTest, StopAndStartAtLayerComposeOnACache) {
+  torch::NoGradGuard g;
+  for (const char* fam : kFamilies) {
+    auto m = test::tiny_model(fam);
+    if (m->config().pos != PosKind::kRotary) continue;
+    auto toks = tokens_for(m, 2, 12);
+    for (bool rolling : {false, true}) {
+      const int64_t cap = rolling ? 5 : 12;
+      auto whole = m->make_cache(2, cap, rolling);
+      for (int L = 0; L < m->config().n_layers; ++L) {
+        whole.reset();
+        auto lower = m->make_cache(2, cap, rolling), upper = m->make_cache(2, cap, rolling);
+        for (int64_t s = 0; s < 12; s += 4) {
+          auto in = toks.narrow(1, s, 4);
+          auto ref = m->forward(in, {nullptr, &whole});
+          RunOptions stop;
+          stop.stop_at_layer = L;
+          stop.cache = &lower;
+          auto resid = m->forward(in, stop);
+          auto out = m->forward_from(resid, L, {nullptr, &upper});
+          EXPECT_LT(test::max_abs_diff(ref, out), 1e-5) << fam << " rolling " << rolling << " L=" << L << " s=" << s;
+          EXPECT_EQ(upper.len, s + 4);
+        }
+      }
+    }
+  }
+}
+
+// Branches from the clean residual stream score as whole runs with the branch's hooks: a branch without
+// hooks as the clean rows, a branch editing block L as the same edit over every block.
+TEST(PartialForwardTest, BranchedRollingScoresEqualWholeRuns) {
+  auto m = test::tiny_model("llama");
+  std::vector<std::vector<int64_t>> seqs;
+  std::mt19937 rng(3);
+  for (int64_t len : {70, 41, 2}) {
+    seqs.emplace_back();
+    for (int64_t i = 0; i < len; ++i) seqs.back().push_back(static_cast<int64_t>(rng() % m->config().d_vocab));
+  }
+  const int64_t W = 16, chunk = 8;
+  const auto clean = score_bits_rolling(m, seqs, W, chunk);
+  HookSet edit;  // doubles blocks.1's MLP output in copy 1 (rows 3..5) only
+  edit.edit("blocks.1.hook_mlp_out", [](const torch::Tensor& x, const HookContext&) {
+    auto y = x.clone();
+    y.narrow(0, 3, 3).mul_(2);
+    return y;
+  });
+  for (bool with_clean : {true, false}) {
+    const auto got = score_bits_rolling_branched(m, seqs, W, chunk, {{0, 1, nullptr}, {1, 2, &edit}}, with_clean);
+    ASSERT_EQ(got.branches.size(), 2u);
+    ASSERT_EQ(got.branches[0].size(), 3u);
+    ASSERT_EQ(got.branches[1].size(), 6u);
+    if (with_clean) {
+      EXPECT_EQ(got.clean, clean);  // the clean pass only observes
+    } else {
+      EXPECT_TRUE(got.clean.empty());
+    }
+    std::vector<std::vector<int64_t>> two = seqs;
+    two.insert(two.end(), seqs.begin(), seqs.end());
+    const auto whole = score_bits_rolling(m, two, W, chunk, &edit);
+    for (size_t r = 0; r < 6; ++r) {
+      ASSERT_EQ(got.branches[1][r].size(), whole[r].size());
+      double worst = 0;
+      for (size_t i = 0; i < whole[r].size(); ++i) worst = std::max(worst, std::abs(got.branches[1][r][i] - whole[r][i]));
+      EXPECT_LT(worst, 1e-5) << "row " << r;
+      if (r < 3) {
+        for (size_t i = 0; i < clean[r].size(); ++i) EXPECT_NEAR(got.branches[0][r][i], clean[r][i], 1e-5);
+      } else if (whole[r].size() > 4) {
+        EXPECT_GT(std::abs(whole[r][4] - clean[r - 3][4]), 1e-4) << "the edit changes the bits";
+      }
+    }
+  }
+  EXPECT_THROW(score_bits_rolling_branched(m, seqs, W, chunk, {{static_cast<int>(m->config().n_layers), 1, nullptr}}), Error);
 }
 
 TEST(ElementwiseTest, HalfConversionMatchesTorch) {
