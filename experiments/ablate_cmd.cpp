@@ -7,11 +7,13 @@
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <iostream>
 #include <random>
 #include <sstream>
 
 #include "circuits/attribution.h"
+#include "circuits/patching.h"
 #include "compress/lm_codec.h"
 #include "experiments/common.h"
 #include "experiments/icl.h"
@@ -417,6 +419,53 @@ void run_attribute(const AttributeCmdOptions& o) {
   if (o.check)
     std::printf("Spearman rho (estimate vs exact) = %.3f; exact sweep %.2f s, i.e. %.1fx the estimate's time\n",
                 j["spearman_rho"].get<double>(), exact_s, exact_s / std::max(1e-9, est_s));
+}
+
+void run_patch(const PatchCmdOptions& o) {
+  std::optional<circuits::Component> receiver;
+  auto l = load(o.run, [&](const model::ModelConfig& cfg) {
+    const auto s = circuits::parse_components(o.sender, cfg);
+    CCC_CHECK(s.size() == 1, "--sender ", o.sender, ": expected one component, got ", s.size());
+    if (o.receiver != "logits") {
+      const auto r = circuits::parse_components(o.receiver, cfg);
+      CCC_CHECK(r.size() == 1, "--receiver ", o.receiver, ": expected one component or logits, got ", r.size());
+      receiver = r[0];
+    }
+    circuits::check_path(s[0], receiver, cfg);
+    return s;
+  });
+  const auto opt = codec_of(o.run);
+  CCC_CHECK(compress::resolve_window_policy(l.m.config, opt).second, l.m.source,
+            ": path patching needs the rolling window policy (a rotary model); this model is scored in strided windows");
+  const auto bits = circuits::path_patch_bits(l.m, l.text, opt, l.comps[0], receiver, l.mode, l.ref.get(), o.run.seed);
+  const auto d = delta_stats(bits.clean, bits.patched, static_cast<int64_t>(l.text.size()), o.run.bootstrap, o.run.seed);
+  nlohmann::json j = stats_json(d);
+  j["patched_total_bits"] = j["ablated_total_bits"];
+  j.erase("ablated_total_bits");
+  j["sender"] = l.comps[0].name();
+  j["receiver"] = receiver ? receiver->name() : "logits";
+  j["n_bytes"] = l.text.size();
+  j["n_tokens"] = bits.clean.size();
+  j["mode"] = o.run.mode;
+  j["model"] = l.m.source;
+  j["fingerprint"] = l.m.fingerprint;
+  j["policy"] = compress::describe_policy(l.m.config, opt);
+  if (o.per_token) {
+    j["clean_bits"] = bits.clean;
+    j["patched_bits"] = bits.patched;
+  }
+  if (o.json || o.per_token) {
+    stamp(j, "patch");
+    std::cout << j.dump(o.per_token ? -1 : 2) << "\n";
+    return;
+  }
+  std::printf("model %s, path %s -> %s (%s ablation of the sender, everything else frozen) on %s (%zu bytes, %s)\n",
+              l.m.source.c_str(), j["sender"].get<std::string>().c_str(), j["receiver"].get<std::string>().c_str(),
+              o.run.mode.c_str(), o.run.file.c_str(), l.text.size(), j["policy"].get<std::string>().c_str());
+  std::printf("clean_total_bits    %14.3f  (%.4f bits/byte)\n", d.clean_total_bits, d.clean_total_bits / l.text.size());
+  std::printf("patched_total_bits  %14.3f  (%.4f bits/byte)\n", d.ablated_total_bits, d.ablated_total_bits / l.text.size());
+  std::printf("delta_bits          %+14.3f  delta_bits_per_byte %+.4f  95%% CI [%+.4f, %+.4f]\n", d.delta_bits,
+              d.delta_bits_per_byte, d.ci_low, d.ci_high);
 }
 
 void bench_sweep(const BenchSweepOptions& o, std::ostream& out) {

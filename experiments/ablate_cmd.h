@@ -85,6 +85,14 @@ struct AttributeCmdOptions {
 /// Attribution patching over a sweep set (see circuits/attribution.h).
 void run_attribute(const AttributeCmdOptions& o);
 
+struct PatchCmdOptions {
+  AblationRun run;
+  std::string sender, receiver = "logits";  ///< one component each; receiver L.H, attnL, mlpL or logits
+  bool per_token = false, json = false;
+};
+/// Path patching (circuits/patching.h): Δbits of the sender's effect through the receiver only.
+void run_patch(const PatchCmdOptions& o);
+
 struct BenchSweepOptions {
   std::string model, file, corpora_dir;
   std::string tokenizer;  ///< overrides discovery ("" = beside the model)

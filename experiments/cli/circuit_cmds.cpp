@@ -1,5 +1,5 @@
 // `ccc heads` (head detectors, emergence over checkpoints), `ccc icl` (in-context learning in bits),
-// `ccc ablate` and `ccc sweep` (ablations priced in bits).
+// `ccc ablate`, `ccc sweep`, `ccc attribute`, `ccc patch`, `ccc discover` (circuits priced in bits).
 
 #include <memory>
 
@@ -87,6 +87,17 @@ void add_circuit_commands(CLI::App& app, Globals& g) {
     sub->add_flag("--check", o->check, "also run the exact batched sweep and print Spearman rho");
     sub->add_flag("--json", o->json, "print one JSON object");
     sub->callback([&g, o] { g.init(); experiments::run_attribute(*o); });
+  }
+  {
+    auto o = std::make_shared<experiments::PatchCmdOptions>();
+    auto* sub = app.add_subcommand("patch", "path patching: delta bits of a sender's effect through one receiver only");
+    run_options(sub, o->run);
+    sub->add_option("--sender", o->sender, "the component ablated: L.H, attnL, mlpL or nL.N")->required();
+    sub->add_option("--receiver", o->receiver,
+                    "the component it reaches: L.H, attnL, mlpL downstream of the sender, or logits (default: the direct path)");
+    sub->add_flag("--per-token", o->per_token, "JSON with clean_bits and patched_bits per coded token");
+    sub->add_flag("--json", o->json, "print one JSON object");
+    sub->callback([&g, o] { g.init(); experiments::run_patch(*o); });
   }
   {
     auto o = std::make_shared<experiments::DiscoverCmdOptions>();

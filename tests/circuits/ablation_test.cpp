@@ -9,6 +9,8 @@
 #include <nlohmann/json.hpp>
 
 #include "circuits/attribution.h"
+#include "circuits/patching.h"
+#include "model/core/bits.h"
 #include "compress/container.h"
 #include "compress/lm_codec.h"
 #include "experiments/compress_cmd.h"
@@ -232,6 +234,32 @@ TEST(Ablation, InductionHeadsOfTheShippedOrganismCarryTheSecondCopy) {
   EXPECT_LE(std::abs(first), 0.3) << "first copy Δ " << first << " bits/byte";
 }
 
+// K-composition in the shipped organism: its previous-token head 0.2 barely reaches the logits directly,
+// but through the induction head 1.2 it carries the copy.
+TEST(PathPatching, ThePreviousTokenHeadWorksThroughTheInductionHead) {
+  auto m = model::load_model(std::string(CCC_SOURCE_DIR) + "/data/models/ccc-attn2");
+  std::mt19937 rng(2);
+  std::string rep;
+  for (int i = 0; i < 20; ++i) {
+    std::string r;
+    for (int k = 0; k < 50; ++k) r += static_cast<char>(32 + rng() % 95);
+    rep += r + r;
+  }
+  compress::CodecOptions opt;
+  opt.streams = 1;
+  auto delta = [&](const std::string& snd, const std::string& rcv) {
+    std::optional<Component> r;
+    if (rcv != "logits") r = parse_components(rcv, m.config)[0];
+    const auto b = path_patch_bits(m, rep, opt, parse_components(snd, m.config)[0], r, Mode::kZero, nullptr, 0);
+    double d = 0;
+    for (size_t i = 0; i < b.clean.size(); ++i) d += b.patched[i] - b.clean[i];
+    return d / static_cast<double>(rep.size());
+  };
+  const double direct = delta("0.2", "logits"), via = delta("0.2", "1.2");
+  EXPECT_LT(std::abs(direct), 0.1) << direct;
+  EXPECT_GT(via, 1.0) << via;
+}
+
 }  // namespace
 }  // namespace ccc::circuits
 
@@ -346,6 +374,83 @@ namespace {
 // Attribution patching is the first-order term of the exact Δbits: moving a component's activation a
 // fraction ε of the way to its replacement changes the bits by ε × the estimate as ε → 0 (one stream that
 // fits the window, so both use the same context).
+// Path patching against hand-built references on one window (no rolling eviction: the scorer is one
+// forward), computed by editing the residual stream instead of freezing components.
+TEST(PathPatching, MatchesHandBuiltDirectAndHeadToHeadPaths) {
+  auto m = test::tiny_byte_lm(11, 64);
+  ASSERT_EQ(m.config.n_layers, 2);
+  const std::string text = sample_text(50, 8);
+  compress::CodecOptions opt;
+  opt.streams = 1;
+  opt.window = 64;
+  std::vector<int64_t> ids = {m.config.bos_id};
+  for (unsigned char c : text) ids.push_back(c);
+  const auto in = torch::tensor(std::vector<int64_t>(ids.begin(), ids.end() - 1)).unsqueeze(0);
+  const auto tgt = torch::tensor(std::vector<int64_t>(ids.begin() + 1, ids.end())).unsqueeze(0);
+  torch::NoGradGuard ng;
+  auto bits_of = [&](model::HookSet* hooks) {
+    auto b = model::token_bits(m.model->forward(in, {hooks}).to(torch::kFloat64), tgt).squeeze(0).contiguous();
+    return std::vector<double>(b.data_ptr<double>(), b.data_ptr<double>() + b.numel());
+  };
+  const int64_t dh = m.config.d_head;
+  // clean z of every layer
+  model::HookSet rec;
+  rec.cache("blocks.*.attn.hook_z");
+  bits_of(&rec);
+  const auto z0 = rec.cached().at("blocks.0.attn.hook_z").clone();
+  const auto W_O0 = m.model->state_dict().at("blocks.0.attn.W_O");
+  // head 0.1's contribution to the residual stream: z[..., 1, :] W_O[:, dh..2dh]^T
+  const auto contrib = torch::matmul(z0.select(2, 1), W_O0.narrow(1, dh, dh).t());
+  const Component h01{Component::Kind::kHead, 0, 1};
+  {  // 0.1 -> logits: the final residual stream minus its contribution
+    const auto got = path_patch_bits(m, text, opt, h01, std::nullopt, Mode::kZero, nullptr, 0);
+    model::HookSet e;
+    e.edit("blocks.1.hook_resid_post", [&](const torch::Tensor& x, const model::HookContext&) { return x - contrib; });
+    const auto want = bits_of(&e);
+    EXPECT_LT(max_abs_diff(got.patched, want), 1e-4);
+    EXPECT_LT(max_abs_diff(got.clean, bits_of(nullptr)), 1e-4);
+    EXPECT_GT(max_abs_diff(got.patched, got.clean), 1e-3);
+  }
+  {  // 0.1 -> 1.0: head 1.0 recomputed on the residual stream minus the contribution, patched into a clean run
+    const auto got = path_patch_bits(m, text, opt, h01, Component{Component::Kind::kHead, 1, 0}, Mode::kZero, nullptr, 0);
+    model::HookSet a;
+    a.edit("blocks.1.hook_resid_pre", [&](const torch::Tensor& x, const model::HookContext&) { return x - contrib; });
+    a.cache("blocks.1.attn.hook_z");
+    bits_of(&a);
+    const auto z1 = a.cached().at("blocks.1.attn.hook_z").clone();
+    model::HookSet b;
+    b.edit("blocks.1.attn.hook_z", [&](const torch::Tensor& x, const model::HookContext&) {
+      auto y = x.clone();
+      y.select(2, 0).copy_(z1.select(2, 0));
+      return y;
+    });
+    const auto want = bits_of(&b);
+    EXPECT_LT(max_abs_diff(got.patched, want), 1e-4);
+    EXPECT_GT(max_abs_diff(got.patched, got.clean), 1e-3);
+  }
+  {  // the last MLP has nothing downstream: its path to the logits is its whole ablation
+    const Component mlp1{Component::Kind::kMlp, 1, -1};
+    const auto got = path_patch_bits(m, text, opt, mlp1, std::nullopt, Mode::kZero, nullptr, 0);
+    experiments::AblationRun run;
+    run.streams = 1;
+    run.window = 64;
+    EXPECT_LT(max_abs_diff(got.patched, experiments::ablated_bits(m, text, run, {mlp1}, nullptr)), 1e-4);
+  }
+  {  // a receiver that is not downstream, a neuron receiver, the sender itself
+    const std::vector<std::pair<std::string, std::string>> bad = {{"1.0", "0.1"}, {"0.1", "0.0"}, {"mlp0", "0.1"},
+                                                                  {"0.1", "n1.3"}, {"1.1", "1.1"}, {"mlp0", "mlp0"}};
+    for (const auto& [snd, rcv] : bad) {
+      try {
+        check_path(parse_components(snd, m.config)[0], parse_components(rcv, m.config)[0], m.config);
+        ADD_FAILURE() << snd << " -> " << rcv << " accepted";
+      } catch (const Error& e) {
+        EXPECT_NE(std::string(e.what()).find("'" + rcv + "'"), std::string::npos) << e.what();
+      }
+    }
+    EXPECT_NO_THROW(check_path(h01, Component{Component::Kind::kMlp, 0, -1}, m.config));  // head -> its layer's MLP
+  }
+}
+
 TEST(Ablation, AttributionIsTheDerivativeOfTheExactDelta) {
   auto m = test::tiny_byte_lm(9, 64);
   const std::string text = sample_text(40, 6);
