@@ -352,6 +352,22 @@ torch::Tensor TransformerImpl::run_blocks(torch::Tensor x, int from, int to, boo
   return call.hook(registry_.global_slot(kUnembedOut), linear(x, unembed_weight(), {}), -1);
 }
 
+int64_t TransformerImpl::check_call(const char* who, int64_t b, int64_t p, const RunOptions& run) const {
+  const KVCache* cache = run.cache;
+  const int64_t off = cache != nullptr ? cache->len : 0;
+  const bool rolling = cache != nullptr && cache->rolling;
+  if (cache != nullptr) {
+    CCC_CHECK(cache->batch == b, who, ": cache holds ", cache->batch, " rows, the call has ", b);
+    CCC_CHECK(rolling || off + p <= cache->capacity, who, ": ", off, " cached + ", p,
+              " new positions exceed the cache capacity ", cache->capacity);
+  }
+  CCC_CHECK(rolling || off + p <= cfg_.n_ctx, who, ": ", off + p, " positions exceed the model context n_ctx=", cfg_.n_ctx);
+  CCC_CHECK(run.info == nullptr || (run.info->batch == b && run.info->pos == p), who, ": RunInfo describes [",
+            run.info == nullptr ? 0 : run.info->batch, ", ", run.info == nullptr ? 0 : run.info->pos,
+            "] tokens, the call has [", b, ", ", p, "]");
+  return off;
+}
+
 torch::Tensor TransformerImpl::forward(const torch::Tensor& tokens, const RunOptions& run) {
   const auto& c = cfg_;
   CCC_CHECK(tokens.dim() == 2, "forward: tokens must be [batch, pos], got ", tokens.sizes());
@@ -361,19 +377,9 @@ torch::Tensor TransformerImpl::forward(const torch::Tensor& tokens, const RunOpt
   HookSet* hooks = (run.hooks != nullptr && !run.hooks->empty()) ? run.hooks : nullptr;
   if (hooks != nullptr) hooks->bind(registry_);
   KVCache* cache = run.cache;
-  const int64_t off = cache != nullptr ? cache->len : 0;
-  const bool rolling = cache != nullptr && cache->rolling;
-  if (cache != nullptr) {
-    CCC_CHECK(cache->batch == b, "forward: cache holds ", cache->batch, " rows, tokens have ", b);
-    CCC_CHECK(rolling || off + p <= cache->capacity, "forward: ", off, " cached + ", p,
-              " new positions exceed the cache capacity ", cache->capacity);
-  }
+  const int64_t off = check_call("forward", b, p, run);
   CCC_CHECK(run.stop_at_layer < 0 || run.stop_at_layer <= c.n_layers, "forward: stop_at_layer ", run.stop_at_layer,
             " past the ", c.n_layers, " blocks");
-  CCC_CHECK(rolling || off + p <= c.n_ctx, "forward: ", off + p, " positions exceed the model context n_ctx=", c.n_ctx);
-  CCC_CHECK(run.info == nullptr || (run.info->batch == b && run.info->pos == p), "forward: RunInfo describes [",
-            run.info == nullptr ? 0 : run.info->batch, ", ", run.info == nullptr ? 0 : run.info->pos,
-            "] tokens, the call has [", b, ", ", p, "]");
   {
     // one pass over the ids (two tensor reductions cost more than a decode step's attention for small models)
     const auto ids = tokens.to(torch::kCPU).contiguous();
@@ -412,17 +418,7 @@ torch::Tensor TransformerImpl::forward_from(const torch::Tensor& resid, int star
             start_at_layer);
   const int64_t b = resid.size(0), p = resid.size(1);
   KVCache* cache = run.cache;
-  const int64_t off = cache != nullptr ? cache->len : 0;
-  const bool rolling = cache != nullptr && cache->rolling;
-  if (cache != nullptr) {
-    CCC_CHECK(cache->batch == b, "forward_from: cache holds ", cache->batch, " rows, the residual has ", b);
-    CCC_CHECK(rolling || off + p <= cache->capacity, "forward_from: ", off, " cached + ", p,
-              " new positions exceed the cache capacity ", cache->capacity);
-  }
-  CCC_CHECK(rolling || off + p <= c.n_ctx, "forward_from: ", off + p, " positions exceed n_ctx=", c.n_ctx);
-  CCC_CHECK(run.info == nullptr || (run.info->batch == b && run.info->pos == p), "forward_from: RunInfo describes [",
-            run.info == nullptr ? 0 : run.info->batch, ", ", run.info == nullptr ? 0 : run.info->pos,
-            "] tokens, the call has [", b, ", ", p, "]");
+  const int64_t off = check_call("forward_from", b, p, run);
   HookSet* hooks = (run.hooks != nullptr && !run.hooks->empty()) ? run.hooks : nullptr;
   if (hooks != nullptr) hooks->bind(registry_);
   const Call call{hooks, cache, run.info, off, c.pos == PosKind::kRotary ? rope(off, p) : Rope{}};

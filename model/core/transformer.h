@@ -111,6 +111,8 @@ class TransformerImpl : public torch::nn::Module {
   torch::Tensor mlp(const Layer& L, const torch::Tensor& x, int layer, const Call& call) const;
   /// Blocks [from, to), then with `finish` the final norm and unembedding (full path).
   torch::Tensor run_blocks(torch::Tensor x, int from, int to, bool finish, const Call& call) const;
+  /// Checks a call of b rows × p positions against run's cache and info; returns the first position.
+  int64_t check_call(const char* who, int64_t b, int64_t p, const RunOptions& run) const;
   /// One new token per row through the cache, no autograd, CPU fp32 (transformer_decode.cpp).
   torch::Tensor forward_decode(const torch::Tensor& tokens, HookSet* hooks, KVCache& cache, const RunInfo* info) const;
   /// The weight packed for the decode GEMM, rebuilt when the weight's version changes.
