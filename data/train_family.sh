@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Reproduces the shipped models (data/models/) from the committed configs, on CPU, in this order:
-# the default (ccc-byte-l), the rest of the scale family, then the attention-only model organisms
-# (ccc-attn2 with its checkpoints; then `ccc heads --checkpoints data/models/ccc-attn2` for its emergence curve).
+# the scale family (ccc-byte-l first), the attention-only model organisms (ccc-attn2 with its checkpoints;
+# then `ccc heads --checkpoints data/models/ccc-attn2` for its emergence curve), then the default
+# (ccc-byte-l512, continued from ccc-byte-l by data/train_default.sh).
 # Each run resumes if interrupted (ccc train --resume). Corpora: $CCC_CORPORA, ../shared/data/corpora
 # or the set-up's .cache/corpora.
 set -euo pipefail
@@ -16,4 +17,5 @@ for name in ccc-byte-l ccc-byte-m ccc-byte-s ccc-byte-xs ccc-attn2 ccc-attn1; do
     "$ccc" train -c "data/configs/$name.json" -o "$out" --force
   fi
 done
-ln -sfn ccc-byte-l data/models/default
+# the default: ccc-byte-l continued at context 512 until it learns in context (data/train_default.sh)
+./data/train_default.sh

@@ -39,7 +39,7 @@ void add_circuit_commands(CLI::App& app, Globals& g) {
     sub->add_option("--random-len", o->icl.random_len, "bytes per repeated random string (default 50)")->check(CLI::Range(1, 1 << 20));
     sub->add_option("--early", o->icl.early, "early ICL position (default 50)")->check(CLI::Range(2, 1 << 20));
     sub->add_option("--late", o->icl.late, "late ICL position (default 500, capped by the context)")->check(CLI::Range(3, 1 << 20));
-    sub->add_option("--windows", o->icl.windows, "ICL windows in all (default 32)")->check(CLI::Range(1, 1 << 16));
+    sub->add_option("--windows", o->icl.windows, "ICL windows in all (default 256)")->check(CLI::Range(1, 1 << 16));
     sub->add_option("--seed", o->icl.seed, "seed of the random strings");
     sub->add_flag("--json", o->json, "print one JSON object (with bits_by_position)");
     sub->add_option("--plot", o->plot, "write bits vs position to this PNG");
