@@ -475,6 +475,35 @@ TEST(CliTest, ProgressOnlyOnATerminal) {
             std::string::npos) << out;
 }
 
+// ccc patch end to end: the JSON of the README, delta = patched − clean, and a path that does not run
+// downstream refused naming the receiver.
+TEST(CliTest, PatchJsonAndRefusedPaths) {
+  test::TempDir tmp;
+  std::string text;
+  for (int i = 0; i < 8; ++i) {
+    std::string r;
+    for (int k = 0; k < 40; ++k) r += static_cast<char>(33 + (i * 37 + k * k * 11) % 90);
+    text += r + r;
+  }
+  write_file_atomic(tmp.file("rep.txt"), text);
+  const std::string cmd = std::string(CCC_BINARY) + " patch -q -m " + std::string(CCC_SOURCE_DIR) + "/data/models/ccc-attn2 " +
+                          tmp.file("rep.txt");
+  std::string out;
+  ASSERT_EQ(test::run_command(cmd + " --sender 0.2 --receiver 1.2 --json 2>/dev/null", &out), 0) << out;
+  const auto j = nlohmann::json::parse(out);
+  EXPECT_EQ(j.at("sender"), "0.2");
+  EXPECT_EQ(j.at("receiver"), "1.2");
+  EXPECT_EQ(j.at("n_bytes").get<int64_t>(), static_cast<int64_t>(text.size()));
+  EXPECT_NEAR(j.at("delta_bits").get<double>(),
+              j.at("patched_total_bits").get<double>() - j.at("clean_total_bits").get<double>(), 1e-6);
+  EXPECT_NEAR(j.at("delta_bits_per_byte").get<double>(), j.at("delta_bits").get<double>() / text.size(), 1e-9);
+  EXPECT_LE(j.at("ci_low").get<double>(), j.at("delta_bits_per_byte").get<double>());
+  EXPECT_GE(j.at("ci_high").get<double>(), j.at("delta_bits_per_byte").get<double>());
+  EXPECT_FALSE(j.contains("ablated_total_bits"));
+  EXPECT_NE(test::run_command(cmd + " --sender 1.2 --receiver 0.1 2>&1", &out), 0);
+  EXPECT_NE(out.find("receiver '0.1' is not downstream of sender '1.2'"), std::string::npos) << out;
+}
+
 // bits --json lines each coded token up with its bytes; a model whose activations overflow gives an error
 // naming the token, never "nan" as a result.
 TEST(CliTest, BitsJsonSpansAndNoNaNResults) {
