@@ -161,10 +161,15 @@ void check_rolling(const Transformer& model, int64_t window, int64_t chunk,
             byte_offsets == nullptr ? 0 : byte_offsets->size(), " sequences, ", seqs.size(), " given");
 }
 
-std::vector<std::vector<double>> empty_bits(const std::vector<std::vector<int64_t>>& seqs, int64_t copies, int64_t* n) {
+int64_t longest(const std::vector<std::vector<int64_t>>& seqs) {
+  int64_t n = 0;
+  for (const auto& s : seqs) n = std::max<int64_t>(n, static_cast<int64_t>(s.size()));
+  return n;
+}
+
+// Zeroed bits for `copies` copies of the sequences (len − 1 each).
+std::vector<std::vector<double>> empty_bits(const std::vector<std::vector<int64_t>>& seqs, int64_t copies) {
   std::vector<std::vector<double>> bits;
-  *n = 0;
-  for (const auto& s : seqs) *n = std::max<int64_t>(*n, static_cast<int64_t>(s.size()));
   for (int64_t c = 0; c < copies; ++c)
     for (const auto& s : seqs) bits.emplace_back(s.empty() ? 0 : s.size() - 1, 0.0);
   return bits;
@@ -178,8 +183,8 @@ std::vector<std::vector<double>> score_bits_rolling(Transformer& model, const st
                                                     int64_t first_stream) {
   torch::InferenceMode guard;
   check_rolling(model, window, chunk, seqs, byte_offsets);
-  int64_t n = 0;
-  auto bits = empty_bits(seqs, 1, &n);
+  const int64_t n = longest(seqs);
+  auto bits = empty_bits(seqs, 1);
   if (n < 2) return bits;
   const int64_t B = static_cast<int64_t>(seqs.size());
   const auto ids = padded_ids(seqs, n);
@@ -202,19 +207,18 @@ BranchedBits score_bits_rolling_branched(Transformer& model, const std::vector<s
   check_rolling(model, window, chunk, seqs, byte_offsets);
   const int n_layers = static_cast<int>(model->config().n_layers);
   BranchedBits out;
-  int64_t n = 0;
+  const int64_t n = longest(seqs);
   int last = 0;
   std::vector<char> needed(static_cast<size_t>(n_layers), 0);
   for (const auto& b : branches) {
     CCC_CHECK(b.start_layer >= 0 && b.start_layer < n_layers, "branch start_layer ", b.start_layer,
               " outside [0, ", n_layers, ")");
     CCC_CHECK(b.copies >= 1, "branch copies must be >= 1");
-    out.branches.push_back(empty_bits(seqs, b.copies, &n));
+    out.branches.push_back(empty_bits(seqs, b.copies));
     needed[static_cast<size_t>(b.start_layer)] = 1;
     last = std::max(last, b.start_layer);
   }
-  if (clean) out.clean = empty_bits(seqs, 1, &n);
-  else empty_bits(seqs, 0, &n);
+  if (clean) out.clean = empty_bits(seqs, 1);
   if (n < 2) return out;
   const int64_t B = static_cast<int64_t>(seqs.size());
   const auto ids = padded_ids(seqs, n);

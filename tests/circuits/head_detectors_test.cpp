@@ -188,13 +188,19 @@ Copying shipped_copying(const std::string& name) {
   return {HeadScores::max_of(head_scores(m, 50, 8, 0).induction), r.first_bpb, r.second_bpb};
 }
 
+// A shipped model that copies: an induction head of at least `min_induction`, an unknown first copy and a
+// second one of at most `max_second` bits/byte.
+void expect_copier(const std::string& name, double min_induction, double max_second) {
+  const auto c = shipped_copying(name);
+  EXPECT_GE(c.max_induction, min_induction) << name;
+  EXPECT_GT(c.first_bpb, 6.0) << name;
+  EXPECT_LE(c.second_bpb, max_second) << name;
+}
+
 // The shipped model organisms (data/models): the two-layer attention-only model has an induction head and
 // copies a repeated random string; the one-layer control has neither (it cannot compose two heads).
 TEST(ShippedOrganisms, TwoLayerModelHasAnInductionHeadAndTheOneLayerControlDoesNot) {
-  const auto two = shipped_copying("ccc-attn2");
-  EXPECT_GE(two.max_induction, 0.4);
-  EXPECT_GT(two.first_bpb, 6.0);
-  EXPECT_LE(two.second_bpb, 1.0);
+  expect_copier("ccc-attn2", 0.4, 1.0);
   const auto one = shipped_copying("ccc-attn1");
   EXPECT_LT(one.max_induction, 0.1);
   // a single layer cannot copy by position; it only raises the bytes already seen (r uses ~40 of the 95
@@ -206,14 +212,8 @@ TEST(ShippedOrganisms, TwoLayerModelHasAnInductionHeadAndTheOneLayerControlDoesN
 // strings 6.94 -> 1.09 bits/byte) and the from-scratch staged recipe's ccc-byte-l-icl (0.918, 6.86 -> 1.23)
 // copy; the scale family's ccc-byte-l, which both started from or matches, has no induction head.
 TEST(ShippedOrganisms, TheLSizedIclModelsCopyAndTheFamilysLDoesNot) {
-  const auto def = shipped_copying("default");
-  EXPECT_GE(def.max_induction, 0.6);
-  EXPECT_GT(def.first_bpb, 6.0);
-  EXPECT_LE(def.second_bpb, 1.5);
-  const auto icl = shipped_copying("ccc-byte-l-icl");
-  EXPECT_GE(icl.max_induction, 0.8);
-  EXPECT_GT(icl.first_bpb, 6.0);
-  EXPECT_LE(icl.second_bpb, 2.0);
+  expect_copier("default", 0.6, 1.5);
+  expect_copier("ccc-byte-l-icl", 0.8, 2.0);
   const auto l = shipped_copying("ccc-byte-l");
   EXPECT_LT(l.max_induction, 0.1);
   EXPECT_GT(l.second_bpb, 6.0);
