@@ -55,13 +55,14 @@ void check_path(const Component& sender, const std::optional<Component>& receive
 
 PathBits path_patch_bits(model::LoadedModel& m, std::string_view text, const compress::CodecOptions& opt,
                          const Component& sender, const std::optional<Component>& receiver, Mode mode,
-                         const Reference* ref, uint64_t seed) {
+                         const Reference* ref, uint64_t seed, const std::function<void(model::HookSet&)>& observe) {
   const auto& cfg = m.config;
   check_path(sender, receiver, cfg);
   // clean: every head's z and every MLP's output, by reference, replaced each chunk
   model::HookSet clean;
   clean.cache("blocks.*.attn.hook_z");
   if (!cfg.attn_only) clean.cache("blocks.*.hook_mlp_out");
+  if (observe) observe(clean);
   const auto& rec = clean.cached();
   auto clean_of = [&rec](const std::string& name) -> const torch::Tensor& {
     auto it = rec.find(name);

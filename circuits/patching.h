@@ -10,6 +10,7 @@
 // delta_bits = patched − clean. With no receiver ("logits") the frozen run's own output is the patched
 // one: the sender's direct effect on the logits.
 
+#include <functional>
 #include <optional>
 #include <string_view>
 #include <vector>
@@ -29,9 +30,11 @@ struct PathBits {
 void check_path(const Component& sender, const std::optional<Component>& receiver, const model::ModelConfig& cfg);
 
 /// Per-token bits of the clean and the path-patched model under the compressor's segmentation (`opt`:
-/// streams, window; rolling policy only). `ref` for mean / resample (see install_ablation).
+/// streams, window; rolling policy only). `ref` for mean / resample (see install_ablation). `observe`, when
+/// set, may add read-only hooks to the clean run (e.g. progress; its rows start at blocks.0.hook_resid_pre).
 PathBits path_patch_bits(model::LoadedModel& m, std::string_view text, const compress::CodecOptions& opt,
                          const Component& sender, const std::optional<Component>& receiver, Mode mode,
-                         const Reference* ref, uint64_t seed);
+                         const Reference* ref, uint64_t seed,
+                         const std::function<void(model::HookSet&)>& observe = {});
 
 }  // namespace ccc::circuits

@@ -17,6 +17,7 @@
 #include "compress/lm_codec.h"
 #include "experiments/common.h"
 #include "experiments/icl.h"
+#include "experiments/progress_hooks.h"
 #include "model/base/error.h"
 #include "model/base/util.h"
 
@@ -437,7 +438,12 @@ void run_patch(const PatchCmdOptions& o) {
   const auto opt = codec_of(o.run);
   CCC_CHECK(compress::resolve_window_policy(l.m.config, opt).second, l.m.source,
             ": path patching needs the rolling window policy (a rotary model); this model is scored in strided windows");
-  const auto bits = circuits::path_patch_bits(l.m, l.text, opt, l.comps[0], receiver, l.mode, l.ref.get(), o.run.seed);
+  int64_t tokens = 0;
+  for (uint64_t c : compress::stream_token_counts(l.m, l.text, opt)) tokens += static_cast<int64_t>(c);
+  RunProgress progress("patch", tokens, o.run.progress);
+  const auto bits = circuits::path_patch_bits(l.m, l.text, opt, l.comps[0], receiver, l.mode, l.ref.get(), o.run.seed,
+                                              [&](model::HookSet& hs) { progress.attach(hs, "blocks.0.hook_resid_pre"); });
+  progress.finish();
   const auto d = delta_stats(bits.clean, bits.patched, static_cast<int64_t>(l.text.size()), o.run.bootstrap, o.run.seed);
   nlohmann::json j = stats_json(d);
   j["patched_total_bits"] = j["ablated_total_bits"];

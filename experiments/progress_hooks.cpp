@@ -8,8 +8,8 @@ namespace ccc::experiments {
 RunProgress::RunProgress(std::string what, int64_t total, bool enabled)
     : line_(std::move(what), total, enabled), total_(total) {}
 
-void RunProgress::attach(model::HookSet& hs) {
-  hs.observe("hook_embed", [this](const torch::Tensor&, const model::HookContext& ctx) {
+void RunProgress::attach(model::HookSet& hs, const std::string& site) {
+  hs.observe(site, [this](const torch::Tensor&, const model::HookContext& ctx) {
     if (ctx.run == nullptr || ctx.run->position.empty()) return;
     const auto& run = *ctx.run;
     std::lock_guard<std::mutex> lock(mu_);

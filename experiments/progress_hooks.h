@@ -17,8 +17,9 @@ class RunProgress {
  public:
   /// `total` = tokens the run will score (all streams); silent unless stderr is a terminal and `enabled`.
   RunProgress(std::string what, int64_t total, bool enabled);
-  /// Adds the observer to `hs` (hook_embed; read-only, never changes a number).
-  void attach(model::HookSet& hs);
+  /// Adds the observer to `hs` at `site` (read-only, never changes a number): hook_embed, or the first
+  /// hook a run sees when it starts from a later site (blocks.0.hook_resid_pre for forward_from(…, 0)).
+  void attach(model::HookSet& hs, const std::string& site = "hook_embed");
   /// Draws the final line (done = total) if anything was shown.
   void finish();
 

@@ -502,6 +502,15 @@ TEST(CliTest, PatchJsonAndRefusedPaths) {
   EXPECT_FALSE(j.contains("ablated_total_bits"));
   EXPECT_NE(test::run_command(cmd + " --sender 1.2 --receiver 0.1 2>&1", &out), 0);
   EXPECT_NE(out.find("receiver '0.1' is not downstream of sender '1.2'"), std::string::npos) << out;
+  // progress on a terminal only, counting the coded tokens (one per byte); -q silences it
+  if (test::run_command("command -v script >/dev/null") != 0) GTEST_SKIP() << "no script(1) to make a terminal";
+  const std::string loud = std::string(CCC_BINARY) + " patch -m " + std::string(CCC_SOURCE_DIR) + "/data/models/ccc-attn2 " +
+                           tmp.file("rep.txt") + " --sender 0.2";
+  ASSERT_EQ(test::run_command("script -qec '" + loud + "' /dev/null", &out), 0) << out;
+  const std::string n = std::to_string(text.size());
+  EXPECT_NE(out.find("patch: " + n + "/" + n + " (100%)"), std::string::npos) << out;
+  ASSERT_EQ(test::run_command("script -qec '" + loud + " -q' /dev/null", &out), 0) << out;
+  EXPECT_EQ(out.find("patch:"), std::string::npos) << out;
 }
 
 // bits --json lines each coded token up with its bytes; a model whose activations overflow gives an error
