@@ -41,21 +41,30 @@ double spearman(const std::vector<double>& a, const std::vector<double>& b) {
   return saa > 0 && sbb > 0 ? sab / std::sqrt(saa * sbb) : 0.0;
 }
 
-std::vector<double> attribute(model::LoadedModel& m, const std::vector<std::vector<int64_t>>& streams, int64_t window,
-                              const std::vector<Component>& set, Mode mode, const Reference* ref) {
+std::vector<double> Attribution::estimate(int order) const {
+  CCC_CHECK(order == 1 || order == 2, "attribution: order ", order, " is not 1 or 2");
+  auto e = linear;
+  if (order == 2)
+    for (size_t i = 0; i < e.size(); ++i) e[i] += curvature[i];
+  return e;
+}
+
+Attribution attribute(model::LoadedModel& m, const std::vector<std::vector<int64_t>>& streams, int64_t window,
+                      const std::vector<Component>& set, Mode mode, const Reference* ref) {
   CCC_CHECK(mode != Mode::kResample, "attribution patching: resample ablations have no single replacement value; use zero or mean");
   CCC_CHECK(mode == Mode::kZero || ref != nullptr, "attribution patching: mean needs a reference");
   CCC_CHECK(window >= 2 && window <= m.config.n_ctx, "attribution: window ", window, " outside [2, n_ctx]");
   std::vector<std::string> hooks;
   for (const auto& c : set)
     if (std::find(hooks.begin(), hooks.end(), c.hook()) == hooks.end()) hooks.push_back(c.hook());
+  torch::AutoGradMode grad_on(true);  // also under a caller's NoGradGuard
   // frozen weights: only activation gradients are computed
   std::vector<std::pair<torch::Tensor, bool>> params;
   for (auto& p : m.model->parameters()) {
     params.emplace_back(p, p.requires_grad());
     p.set_requires_grad(false);
   }
-  std::vector<double> est(set.size(), 0.0);
+  Attribution out{std::vector<double>(set.size(), 0.0), std::vector<double>(set.size(), 0.0)};
   const int64_t S = std::max<int64_t>(1, window / 2);
   try {
     for (const auto& toks : streams) {
@@ -80,9 +89,10 @@ std::vector<double> attribute(model::LoadedModel& m, const std::vector<std::vect
           const auto g = hs.grad(h).to(torch::kFloat64);
           torch::Tensor r = mode == Mode::kZero ? torch::zeros_like(a) : ref->mean.at(h).to(torch::kFloat64).expand_as(a);
           auto prod = g * (r - a);  // [1, p, ...]
-          if (c.kind == Component::Kind::kHead) prod = prod.select(2, c.index);
-          else if (c.kind == Component::Kind::kNeuron) prod = prod.select(2, c.index);
-          est[i] += prod.sum().item<double>();
+          if (c.index >= 0) prod = prod.select(2, c.index);  // a head's [1, p, d_head] or a neuron's [1, p]
+          if (prod.dim() > 2) prod = prod.flatten(2).sum(2);  // g_s·δ_s per position: [1, p]
+          out.linear[i] += prod.sum().item<double>();
+          out.curvature[i] += 0.5 * std::log(2.0) * prod.square().sum().item<double>();
         }
       }
     }
@@ -91,7 +101,7 @@ std::vector<double> attribute(model::LoadedModel& m, const std::vector<std::vect
     throw;
   }
   for (auto& [p, rg] : params) p.set_requires_grad(rg);
-  return est;
+  return out;
 }
 
 }  // namespace ccc::circuits

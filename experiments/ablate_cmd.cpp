@@ -380,11 +380,12 @@ void run_attribute(const AttributeCmdOptions& o) {
   const auto opt = codec_of(o.run);
   const int64_t W = compress::resolve_window_policy(l.m.config, opt).first;
   auto t0 = std::chrono::steady_clock::now();
-  const auto est = circuits::attribute(l.m, compress::stream_tokens(l.m, l.text, opt), W, set, l.mode, l.ref.get());
+  const auto terms = circuits::attribute(l.m, compress::stream_tokens(l.m, l.text, opt), W, set, l.mode, l.ref.get());
+  const auto est = terms.estimate(o.order);
   const double est_s = seconds_since(t0);
   const double n = static_cast<double>(l.text.size());
-  nlohmann::json j = {{"over", o.over}, {"mode", o.run.mode}, {"n_bytes", l.text.size()}, {"window", W},
-                      {"seconds", est_s}, {"model", l.m.source}, {"fingerprint", l.m.fingerprint}};
+  nlohmann::json j = {{"over", o.over}, {"mode", o.run.mode}, {"order", o.order}, {"n_bytes", l.text.size()},
+                      {"window", W},       {"seconds", est_s}, {"model", l.m.source}, {"fingerprint", l.m.fingerprint}};
   std::vector<double> exact;
   double exact_s = 0;
   if (o.check) {
@@ -396,8 +397,11 @@ void run_attribute(const AttributeCmdOptions& o) {
     j["exact_seconds"] = exact_s;
   }
   for (size_t i = 0; i < set.size(); ++i) {
-    nlohmann::json c = {{"component", set[i].name()}, {"estimated_delta_bits", est[i]},
-                        {"estimated_delta_bits_per_byte", est[i] / n}};
+    nlohmann::json c = {{"component", set[i].name()},
+                        {"estimated_delta_bits", est[i]},
+                        {"estimated_delta_bits_per_byte", est[i] / n},
+                        {"linear_bits", terms.linear[i]},
+                        {"curvature_bits", terms.curvature[i]}};
     if (o.check) {
       c["delta_bits"] = exact[i];
       c["delta_bits_per_byte"] = exact[i] / n;
@@ -409,8 +413,8 @@ void run_attribute(const AttributeCmdOptions& o) {
     std::cout << j.dump(2) << "\n";
     return;
   }
-  std::printf("attribution patching (%s, %s) over %s on %s: %zu components in %.2f s%s\n", o.run.mode.c_str(),
-              "windows of W every W/2", o.over.c_str(), o.run.file.c_str(), set.size(), est_s,
+  std::printf("attribution patching (%s, order %d, windows of W every W/2) over %s on %s: %zu components in %.2f s%s\n",
+              o.run.mode.c_str(), o.order, o.over.c_str(), o.run.file.c_str(), set.size(), est_s,
               o.check ? "" : " (--check compares with the exact sweep)");
   std::printf("%-12s %16s%s\n", "component", "est_delta_bpb", o.check ? "   exact_delta_bpb" : "");
   for (size_t i = 0; i < set.size(); ++i) {

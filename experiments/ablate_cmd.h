@@ -79,6 +79,7 @@ void run_discover(const DiscoverCmdOptions& o);
 struct AttributeCmdOptions {
   AblationRun run;
   std::string over = "heads";
+  int order = 2;       ///< 1: first-order estimate; 2: with the curvature term (circuits/attribution.h)
   bool check = false;  ///< also run the exact (batched) sweep and report Spearman rho
   bool json = false;
 };

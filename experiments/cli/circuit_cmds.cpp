@@ -84,6 +84,8 @@ void add_circuit_commands(CLI::App& app, Globals& g) {
     auto* sub = app.add_subcommand("attribute", "attribution patching: every component's delta bits from one forward + backward");
     run_options(sub, o->run);
     sub->add_option("--over", o->over, "heads (default), attn, mlps or neurons:L");
+    sub->add_option("--order", o->order, "1: first order (as published); 2: + the empirical-Fisher curvature term (default)")
+        ->check(CLI::IsMember({1, 2}));
     sub->add_flag("--check", o->check, "also run the exact batched sweep and print Spearman rho");
     sub->add_flag("--json", o->json, "print one JSON object");
     sub->callback([&g, o] { g.init(); experiments::run_attribute(*o); });

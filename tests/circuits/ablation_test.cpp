@@ -466,7 +466,7 @@ TEST(Ablation, AttributionIsTheDerivativeOfTheExactDelta) {
   set.push_back({Component::Kind::kNeuron, 0, 3});
   const auto ref = collect_reference(m, text, set, Mode::kMean, 1, 64, 0);
   for (const Mode mode : {Mode::kZero, Mode::kMean}) {
-    const auto est = attribute(m, streams, 64, set, mode, &ref);
+    const auto est = attribute(m, streams, 64, set, mode, &ref).estimate(1);
     const auto clean = experiments::ablated_bits(m, text, run, {}, nullptr);
     double c0 = 0;
     for (double b : clean) c0 += b;
@@ -493,6 +493,89 @@ TEST(Ablation, AttributionIsTheDerivativeOfTheExactDelta) {
   }
   EXPECT_NEAR(spearman({1, 2, 3, 4}, {10, 20, 30, 40}), 1.0, 1e-12);
   EXPECT_NEAR(spearman({1, 2, 3, 4}, {4, 3, 2, 1}), -1.0, 1e-12);
+}
+
+// Both terms from finite differences, position by position: moving the component's activation at one
+// position s a fraction ε towards its replacement changes the bits by ε·(g_s·δ_s) (central difference on
+// the plain forward); the linear term is their sum and the curvature term (ln 2 / 2) × their squares' sum.
+TEST(Ablation, AttributionTermsAreSumsOfPerPositionDerivatives) {
+  auto m = test::tiny_byte_lm(12, 64);
+  const std::string text = sample_text(30, 7);
+  compress::CodecOptions opt;
+  opt.streams = 1;
+  opt.window = 64;
+  const auto streams = compress::stream_tokens(m, text, opt);
+  ASSERT_EQ(streams.size(), 1u);
+  const auto& ids = streams[0];
+  const auto in = torch::tensor(std::vector<int64_t>(ids.begin(), ids.end() - 1)).unsqueeze(0);
+  const auto tgt = torch::tensor(std::vector<int64_t>(ids.begin() + 1, ids.end())).unsqueeze(0);
+  std::vector<Component> set = {{Component::Kind::kHead, 0, 1}, {Component::Kind::kHead, 1, 0},
+                                {Component::Kind::kMlp, 0, -1}, {Component::Kind::kNeuron, 1, 5},
+                                {Component::Kind::kAttn, 1, -1}};
+  const auto ref = collect_reference(m, text, set, Mode::kMean, 1, 64, 0);
+  torch::NoGradGuard ng;
+  for (const Mode mode : {Mode::kZero, Mode::kMean}) {
+    const auto terms = attribute(m, streams, 64, set, mode, &ref);
+    for (size_t i = 0; i < set.size(); ++i) {
+      const Component c = set[i];
+      const int64_t P = in.size(1);
+      double lin = 0, sq = 0;
+      for (int64_t s = 0; s < P; ++s) {
+        auto bits_moved = [&](double eps) {
+          model::HookSet hs;
+          hs.edit(c.hook(), [&](const torch::Tensor& x, const model::HookContext&) {
+            auto r = mode == Mode::kZero ? torch::zeros_like(x) : ref.mean.at(c.hook()).expand_as(x);
+            auto moved = x + eps * (r - x);
+            auto y = x.clone();
+            auto ys = y.narrow(1, s, 1), ms = moved.narrow(1, s, 1);
+            if (c.index >= 0) ys.select(2, c.index).copy_(ms.select(2, c.index));
+            else ys.copy_(ms);
+            return y;
+          });
+          return model::token_bits(m.model->forward(in, {&hs}).to(torch::kFloat64), tgt).sum().item<double>();
+        };
+        const double eps = 1e-2, d = (bits_moved(eps) - bits_moved(-eps)) / (2 * eps);  // fp32: not smaller
+        lin += d;
+        sq += d * d;
+      }
+      const double curv = 0.5 * std::log(2.0) * sq;
+      EXPECT_NEAR(terms.linear[i], lin, 1e-3 * std::abs(lin) + 1e-3) << c.name() << " " << to_string(mode);
+      EXPECT_NEAR(terms.curvature[i], curv, 1e-3 * curv + 1e-4) << c.name() << " " << to_string(mode);
+      EXPECT_GT(terms.curvature[i], 0.0) << c.name();
+      const auto e1 = terms.estimate(1), e2 = terms.estimate(2);
+      EXPECT_DOUBLE_EQ(e1[i], terms.linear[i]);
+      EXPECT_DOUBLE_EQ(e2[i], terms.linear[i] + terms.curvature[i]);
+    }
+  }
+  EXPECT_THROW(attribute(m, streams, 64, set, Mode::kZero, nullptr).estimate(3), Error);
+}
+
+// On the shipped induction organism over repeated random strings the second-order estimate ranks the
+// heads as the exact zero-ablation sweep does (measured ρ 0.929; the first order alone: 0.071).
+TEST(Ablation, SecondOrderAttributionRanksTheOrganismsHeads) {
+  auto m = model::load_model(std::string(CCC_SOURCE_DIR) + "/data/models/ccc-attn2");
+  std::mt19937 rng(3);
+  std::string text;
+  for (int i = 0; i < 30; ++i) {
+    std::string r;
+    for (int k = 0; k < 50; ++k) r += static_cast<char>(32 + rng() % 95);
+    text += r + r + "\n";
+  }
+  experiments::AblationRun run;  // the compressor's policy
+  compress::CodecOptions opt;
+  const int64_t W = compress::resolve_window_policy(m.config, opt).first;
+  const auto set = sweep_set("heads", m.config);
+  const auto terms = attribute(m, compress::stream_tokens(m, text, opt), W, set, Mode::kZero, nullptr);
+  double clean = 0;
+  for (double b : experiments::ablated_bits(m, text, run, {}, nullptr)) clean += b;
+  std::vector<double> exact;
+  for (const auto& bits : experiments::sweep_bits(m, text, run, set, nullptr)) {
+    double t = 0;
+    for (double b : bits) t += b;
+    exact.push_back(t - clean);
+  }
+  const double rho = spearman(terms.estimate(2), exact);
+  EXPECT_GE(rho, 0.8) << "second-order rho " << rho << ", first-order " << spearman(terms.estimate(1), exact);
 }
 
 }  // namespace
