@@ -321,8 +321,23 @@ void run_discover(const DiscoverCmdOptions& o) {
   std::vector<circuits::Component> removed;
   double current = clean;
   nlohmann::json steps = nlohmann::json::array();
+  if (o.method == "attribution") {
+    const auto opt = codec_of(o.run);
+    const int64_t W = compress::resolve_window_policy(cfg, opt).first;
+    const auto est =
+        circuits::attribute(l.m, compress::stream_tokens(l.m, l.text, opt), W, order, l.mode, l.ref.get()).estimate(2);
+    for (size_t i = 0; i < order.size(); ++i) {
+      const bool remove = est[i] / n < o.threshold;
+      steps.push_back({{"component", order[i].name()}, {"estimated_delta_bits_per_byte", est[i] / n}, {"removed", remove}});
+      if (!o.json)
+        std::fprintf(stderr, "  %-8s removal estimated at %+.5f bits/byte: %s\n", order[i].name().c_str(), est[i] / n,
+                     remove ? "removed" : "kept");
+      if (remove) removed.push_back(order[i]);
+    }
+    current = bits_without(removed);
+  }
   ProgressLine progress("discover", static_cast<int64_t>(order.size()), o.json && o.run.progress);
-  for (const auto& c : order) {
+  for (const auto& c : o.method == "acdc" ? order : std::vector<circuits::Component>{}) {
     progress.update(static_cast<int64_t>(steps.size()));
     auto trial = removed;
     trial.push_back(c);
@@ -336,7 +351,7 @@ void run_discover(const DiscoverCmdOptions& o) {
       current = bits;
     }
   }
-  progress.update(static_cast<int64_t>(order.size()));
+  if (o.method == "acdc") progress.update(static_cast<int64_t>(order.size()));
   std::vector<std::string> circuit, gone;
   for (const auto& c : order)
     (std::find(removed.begin(), removed.end(), c) == removed.end() ? circuit : gone).push_back(c.name());
@@ -346,6 +361,7 @@ void run_discover(const DiscoverCmdOptions& o) {
                       {"size", circuit.size()},
                       {"candidates", order.size()},
                       {"threshold_bits_per_byte", o.threshold},
+                      {"method", o.method},
                       {"mode", o.run.mode},
                       {"n_bytes", l.text.size()},
                       {"clean_total_bits", clean},
@@ -368,8 +384,8 @@ void run_discover(const DiscoverCmdOptions& o) {
   }
   std::string names;
   for (const auto& c : circuit) names += (names.empty() ? "" : ",") + c;
-  std::printf("circuit (%zu of %zu components, tau %.4f bits/byte, %s ablation): %s\n", circuit.size(), order.size(),
-              o.threshold, o.run.mode.c_str(), names.c_str());
+  std::printf("circuit (%zu of %zu components, tau %.4f bits/byte, %s ablation, %s): %s\n", circuit.size(),
+              order.size(), o.threshold, o.run.mode.c_str(), o.method.c_str(), names.c_str());
   std::printf("bits/byte: clean %.4f, circuit only %.4f, everything ablated %.4f; faithfulness %.3f%s%s\n", clean / n,
               current / n, all / n, j["faithfulness"].get<double>(), o.out.empty() ? "" : "; wrote ", o.out.c_str());
 }

@@ -68,12 +68,16 @@ void run_sweep(const SweepCmdOptions& o);
 struct DiscoverCmdOptions {
   AblationRun run;
   double threshold = 0.01;  ///< τ: remove a component whose removal costs < τ bits per byte
+  std::string method = "acdc";  ///< acdc (exact, sequential) or attribution (one estimate, one shot)
   std::string out;          ///< circuit JSON ("" = stdout only)
   bool json = false;
 };
 /// ACDC-style pruning on the bits metric (Conmy et al. 2023), node level: from the full model, remove heads
 /// and MLPs in reverse topological order (last layer first, MLP before its layer's heads) whenever the
-/// removal, on top of the ones kept removed, costs < τ bits per byte of the input.
+/// removal, on top of the ones kept removed, costs < τ bits per byte of the input. Method attribution:
+/// every candidate whose second-order attribution estimate (circuits/attribution.h, at the full model) is
+/// < τ bits per byte is removed at once — one forward + backward instead of one scoring per candidate;
+/// the circuit's faithfulness is still scored exactly.
 void run_discover(const DiscoverCmdOptions& o);
 
 struct AttributeCmdOptions {

@@ -106,6 +106,10 @@ void add_circuit_commands(CLI::App& app, Globals& g) {
     auto* sub = app.add_subcommand("discover", "ACDC-style circuit discovery on bits: prune heads and MLPs that cost < tau");
     run_options(sub, o->run);
     sub->add_option("--threshold", o->threshold, "tau: remove a component whose removal costs less than this many bits per byte (default 0.01)");
+    sub->add_option("--method", o->method,
+                    "acdc: one exact scoring per candidate, removals accumulate (default); attribution: one "
+                    "second-order attribution pass removes every candidate estimated under tau at once")
+        ->check(CLI::IsMember({"acdc", "attribution"}));
     sub->add_option("-o,--out", o->out, "circuit JSON ({\"components\": [...]}, usable as ccc ablate -c FILE)");
     sub->add_flag("--json", o->json, "print one JSON object");
     sub->callback([&g, o] { g.init(); experiments::run_discover(*o); });

@@ -363,6 +363,29 @@ TEST(Ablation, DiscoverFindsThePreviousTokenAndInductionHeads) {
   // the circuit file is a component spec
   auto m = model::load_model(o.run.model);
   EXPECT_EQ(parse_components(o.out, m.config).size(), comps.size());
+
+  // one-shot attribution pruning: every head estimated under tau goes, the rest stays; the circuit is scored
+  o.method = "attribution";
+  o.threshold = 0.5;
+  testing::internal::CaptureStdout();
+  experiments::run_discover(o);
+  testing::internal::GetCapturedStdout();
+  const auto a = nlohmann::json::parse(read_file(o.out));
+  EXPECT_EQ(a["method"], "attribution");
+  const auto kept = a["components"].get<std::vector<std::string>>();
+  for (const char* want : {"0.2", "1.2", "1.3"})
+    EXPECT_NE(std::find(kept.begin(), kept.end(), want), kept.end()) << want << " missing from " << a["components"];
+  EXPECT_LT(kept.size(), 8u);
+  for (const auto& s : a["steps"])
+    EXPECT_EQ(s["removed"].get<bool>(), s["estimated_delta_bits_per_byte"].get<double>() < 0.5) << s;
+  EXPECT_GT(a["faithfulness"].get<double>(), 0.9);
+  EXPECT_NEAR(a["clean_bits_per_byte"].get<double>(), clean, 1e-9);
+  // its circuit is scored exactly: the same as ablating everything outside it
+  std::string spec;
+  for (const auto& r : a["removed"]) spec += (spec.empty() ? "" : ",") + r.get<std::string>();
+  double bits = 0;
+  for (double b : experiments::ablated_bits(m, text, o.run, parse_components(spec, m.config), nullptr)) bits += b;
+  EXPECT_NEAR(a["circuit_bits_per_byte"].get<double>(), bits / static_cast<double>(text.size()), 1e-9);
 }
 
 }  // namespace
