@@ -116,14 +116,16 @@ DeltaStats delta_stats(const std::vector<double>& clean, const std::vector<doubl
 }
 
 std::vector<double> ablated_bits(model::LoadedModel& m, std::string_view text, const AblationRun& run,
-                                 const std::vector<circuits::Component>& circuit, const circuits::Reference* ref) {
+                                 const std::vector<circuits::Component>& circuit, const circuits::Reference* ref,
+                                 RunProgress* progress) {
   auto opt = codec_of(run);
   model::HookSet hooks;
-  if (!circuit.empty()) {
+  if (!circuit.empty())
     circuits::install_ablation(hooks, m.config, {circuit}, 0, circuits::parse_mode(run.mode), ref, run.seed);
-    opt.hooks = [&](int64_t) { return &hooks; };
-  }
+  if (progress != nullptr) progress->attach(hooks);
+  if (!circuit.empty() || progress != nullptr) opt.hooks = [&](int64_t) { return &hooks; };
   const auto per_stream = compress::segmented_token_bits(m, text, opt);
+  if (progress != nullptr) progress->finish();
   return flatten(per_stream, 0, per_stream.size());
 }
 
@@ -191,8 +193,17 @@ std::vector<std::vector<double>> sweep_bits(model::LoadedModel& m, std::string_v
 void run_ablate(const AblateCmdOptions& o) {
   auto l = load(o.run, [&](const model::ModelConfig& cfg) { return circuits::parse_components(o.components, cfg); });
   const auto& comps = l.comps;
-  const auto clean = ablated_bits(l.m, l.text, o.run, {}, nullptr);
-  const auto abl = ablated_bits(l.m, l.text, o.run, comps, l.ref.get());
+  int64_t tokens = 0;
+  for (uint64_t c : compress::stream_token_counts(l.m, l.text, codec_of(o.run))) tokens += static_cast<int64_t>(c);
+  std::vector<double> clean, abl;
+  {
+    RunProgress progress("ablate: clean run", tokens, o.run.progress);
+    clean = ablated_bits(l.m, l.text, o.run, {}, nullptr, &progress);
+  }
+  {
+    RunProgress progress("ablate: ablated run", tokens, o.run.progress);
+    abl = ablated_bits(l.m, l.text, o.run, comps, l.ref.get(), &progress);
+  }
   const auto d = delta_stats(clean, abl, static_cast<int64_t>(l.text.size()), o.run.bootstrap, o.run.seed);
   nlohmann::json j = stats_json(d);
   j["n_bytes"] = l.text.size();

@@ -35,9 +35,12 @@ struct DeltaStats {
 DeltaStats delta_stats(const std::vector<double>& clean, const std::vector<double>& ablated, int64_t n_bytes,
                        int64_t resamples, uint64_t seed);
 
-/// Per-token bits (streams concatenated in order) of `m` on `text` with `circuit` ablated (empty = clean).
+class RunProgress;
+/// Per-token bits (streams concatenated in order) of `m` on `text` with `circuit` ablated (empty = clean);
+/// `progress` (optional) observes the run's tokens.
 std::vector<double> ablated_bits(model::LoadedModel& m, std::string_view text, const AblationRun& run,
-                                 const std::vector<circuits::Component>& circuit, const circuits::Reference* ref);
+                                 const std::vector<circuits::Component>& circuit, const circuits::Reference* ref,
+                                 RunProgress* progress = nullptr);
 
 /// How a sweep scores its ablations: kShared gives each component its own block of batch rows and runs the
 /// blocks before a component's layer once for all (branches from the clean residual stream); kStacked

@@ -473,6 +473,15 @@ TEST(CliTest, ProgressOnlyOnATerminal) {
   ASSERT_EQ(test::run_command("script -qec '" + bits + " --streams 3' /dev/null", &out), 0) << out;
   EXPECT_NE(out.find("bits: " + std::to_string(text.size()) + "/" + std::to_string(text.size()) + " (100%)"),
             std::string::npos) << out;
+  // ablate: one line per scoring (clean, then ablated), in coded tokens
+  const std::string ablate = std::string(CCC_BINARY) + " ablate -c 1.2 -m " + std::string(CCC_SOURCE_DIR) +
+                             "/data/models/ccc-attn2 " + tmp.file("t.txt");
+  ASSERT_EQ(test::run_command("script -qec '" + ablate + "' /dev/null", &out), 0) << out;
+  const std::string n = std::to_string(text.size());
+  EXPECT_NE(out.find("ablate: clean run: " + n + "/" + n + " (100%)"), std::string::npos) << out;
+  EXPECT_NE(out.find("ablate: ablated run: " + n + "/" + n + " (100%)"), std::string::npos) << out;
+  ASSERT_EQ(test::run_command("script -qec '" + ablate + " -q' /dev/null", &out), 0) << out;
+  EXPECT_EQ(out.find("ablate:"), std::string::npos) << out;
 }
 
 // ccc patch end to end: the JSON of the README, delta = patched − clean, and a path that does not run
