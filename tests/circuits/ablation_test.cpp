@@ -31,6 +31,18 @@ std::string sample_text(size_t n, uint32_t seed) {
   return t;
 }
 
+// `count` random printable strings of `len` bytes, each followed by its copy (and a newline if asked).
+std::string repeated_strings(int count, int len, uint32_t seed, bool newline = false) {
+  std::mt19937 rng(seed);
+  std::string t;
+  for (int i = 0; i < count; ++i) {
+    std::string r;
+    for (int k = 0; k < len; ++k) r += static_cast<char>(32 + rng() % 95);
+    t += r + r + (newline ? "\n" : "");
+  }
+  return t;
+}
+
 experiments::AblationRun small_run(const std::string& mode = "zero", uint64_t seed = 0) {
   experiments::AblationRun r;
   r.mode = mode;
@@ -238,13 +250,7 @@ TEST(Ablation, InductionHeadsOfTheShippedOrganismCarryTheSecondCopy) {
 // but through the induction head 1.2 it carries the copy.
 TEST(PathPatching, ThePreviousTokenHeadWorksThroughTheInductionHead) {
   auto m = model::load_model(std::string(CCC_SOURCE_DIR) + "/data/models/ccc-attn2");
-  std::mt19937 rng(2);
-  std::string rep;
-  for (int i = 0; i < 20; ++i) {
-    std::string r;
-    for (int k = 0; k < 50; ++k) r += static_cast<char>(32 + rng() % 95);
-    rep += r + r;
-  }
+  const std::string rep = repeated_strings(20, 50, 2);
   compress::CodecOptions opt;
   opt.streams = 1;
   auto delta = [&](const std::string& snd, const std::string& rcv) {
@@ -271,13 +277,7 @@ namespace {
 // size), the container decodes only with the same edit, and bit-exactly with it.
 TEST(Ablation, CompressWithAnAblationCostsItsDeltaBitsAndNeedsTheSameEdit) {
   test::TempDir dir;
-  std::mt19937 rng(2);
-  std::string text;
-  for (int i = 0; i < 20; ++i) {
-    std::string r;
-    for (int k = 0; k < 40; ++k) r += static_cast<char>(32 + rng() % 95);
-    text += r + r + "\n";
-  }
+  const std::string text = repeated_strings(20, 40, 2, true);
   write_file_atomic(dir.file("in.txt"), text);
   experiments::CompressCmdOptions o;
   o.model = std::string(CCC_SOURCE_DIR) + "/data/models/ccc-attn2";
@@ -333,13 +333,7 @@ namespace {
 // previous-token head, and the circuit alone stays within τ per removal of the clean bits.
 TEST(Ablation, DiscoverFindsThePreviousTokenAndInductionHeads) {
   test::TempDir dir;
-  std::mt19937 rng(4);
-  std::string text;
-  for (int i = 0; i < 16; ++i) {
-    std::string r;
-    for (int k = 0; k < 50; ++k) r += static_cast<char>(32 + rng() % 95);
-    text += r + r + "\n";
-  }
+  const std::string text = repeated_strings(16, 50, 4, true);
   write_file_atomic(dir.file("rep.txt"), text);
   experiments::DiscoverCmdOptions o;
   o.run.model = std::string(CCC_SOURCE_DIR) + "/data/models/ccc-attn2";
@@ -347,15 +341,20 @@ TEST(Ablation, DiscoverFindsThePreviousTokenAndInductionHeads) {
   o.threshold = 0.05;
   o.out = dir.file("circuit.json");
   o.json = true;
-  testing::internal::CaptureStdout();
-  experiments::run_discover(o);
-  testing::internal::GetCapturedStdout();
-  const auto j = nlohmann::json::parse(read_file(o.out));
+  // runs discover; its circuit must keep the previous-token and induction heads and drop something
+  auto discover = [&] {
+    testing::internal::CaptureStdout();
+    experiments::run_discover(o);
+    testing::internal::GetCapturedStdout();
+    const auto j = nlohmann::json::parse(read_file(o.out));
+    const auto comps = j["components"].get<std::vector<std::string>>();
+    for (const char* want : {"0.2", "1.2", "1.3"})
+      EXPECT_NE(std::find(comps.begin(), comps.end(), want), comps.end()) << want << " missing from " << j["components"];
+    EXPECT_LT(comps.size(), 8u);
+    return std::make_pair(j, comps);
+  };
+  const auto [j, comps] = discover();
   EXPECT_EQ(j["schema"], "ccc.discover/1");
-  const auto comps = j["components"].get<std::vector<std::string>>();
-  for (const char* want : {"0.2", "1.2", "1.3"})
-    EXPECT_NE(std::find(comps.begin(), comps.end(), want), comps.end()) << want << " missing from " << j["components"];
-  EXPECT_LT(comps.size(), 8u);
   const double clean = j["clean_bits_per_byte"], circuit = j["circuit_bits_per_byte"], all = j["ablated_all_bits_per_byte"];
   EXPECT_LE(circuit - clean, 0.05 * (8 - comps.size()) + 1e-9);
   EXPECT_GT(all - clean, 2.0);
@@ -367,15 +366,8 @@ TEST(Ablation, DiscoverFindsThePreviousTokenAndInductionHeads) {
   // one-shot attribution pruning: every head estimated under tau goes, the rest stays; the circuit is scored
   o.method = "attribution";
   o.threshold = 0.5;
-  testing::internal::CaptureStdout();
-  experiments::run_discover(o);
-  testing::internal::GetCapturedStdout();
-  const auto a = nlohmann::json::parse(read_file(o.out));
+  const auto a = discover().first;
   EXPECT_EQ(a["method"], "attribution");
-  const auto kept = a["components"].get<std::vector<std::string>>();
-  for (const char* want : {"0.2", "1.2", "1.3"})
-    EXPECT_NE(std::find(kept.begin(), kept.end(), want), kept.end()) << want << " missing from " << a["components"];
-  EXPECT_LT(kept.size(), 8u);
   for (const auto& s : a["steps"])
     EXPECT_EQ(s["removed"].get<bool>(), s["estimated_delta_bits_per_byte"].get<double>() < 0.5) << s;
   EXPECT_GT(a["faithfulness"].get<double>(), 0.9);
@@ -577,13 +569,7 @@ TEST(Ablation, AttributionTermsAreSumsOfPerPositionDerivatives) {
 // heads as the exact zero-ablation sweep does (measured ρ 0.929; the first order alone: 0.071).
 TEST(Ablation, SecondOrderAttributionRanksTheOrganismsHeads) {
   auto m = model::load_model(std::string(CCC_SOURCE_DIR) + "/data/models/ccc-attn2");
-  std::mt19937 rng(3);
-  std::string text;
-  for (int i = 0; i < 30; ++i) {
-    std::string r;
-    for (int k = 0; k < 50; ++k) r += static_cast<char>(32 + rng() % 95);
-    text += r + r + "\n";
-  }
+  const std::string text = repeated_strings(30, 50, 3, true);
   experiments::AblationRun run;  // the compressor's policy
   compress::CodecOptions opt;
   const int64_t W = compress::resolve_window_policy(m.config, opt).first;
