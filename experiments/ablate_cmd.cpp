@@ -367,6 +367,38 @@ void run_discover(const DiscoverCmdOptions& o) {
   for (const auto& c : order)
     (std::find(removed.begin(), removed.end(), c) == removed.end() ? circuit : gone).push_back(c.name());
   std::reverse(circuit.begin(), circuit.end());  // layer order
+  // edges between the circuit's components (and to the logits), each priced alone by path patching
+  nlohmann::json edges = nlohmann::json::array();
+  int64_t edges_kept = 0;
+  if (o.edges) {
+    const auto opt = codec_of(o.run);
+    CCC_CHECK(compress::resolve_window_policy(cfg, opt).second, l.m.source,
+              ": --edges uses path patching, which needs the rolling window policy (a rotary model)");
+    std::vector<circuits::Component> kept;
+    for (auto it = order.rbegin(); it != order.rend(); ++it)
+      if (std::find(removed.begin(), removed.end(), *it) == removed.end()) kept.push_back(*it);
+    std::vector<std::pair<circuits::Component, std::optional<circuits::Component>>> paths;
+    for (const auto& s : kept) {
+      for (const auto& r : kept) {
+        try {
+          circuits::check_path(s, r, cfg);
+        } catch (const Error&) {
+          continue;  // not downstream
+        }
+        paths.emplace_back(s, r);
+      }
+      paths.emplace_back(s, std::nullopt);
+    }
+    ProgressLine eprog("discover: edges", static_cast<int64_t>(paths.size()), o.run.progress);
+    for (const auto& [s, r] : paths) {
+      const auto b = circuits::path_patch_bits(l.m, l.text, opt, s, r, l.mode, l.ref.get(), o.run.seed);
+      const double cost = (total(b.patched) - total(b.clean)) / n;
+      const bool keep = cost >= o.threshold;
+      edges_kept += keep;
+      edges.push_back({{"sender", s.name()}, {"receiver", r ? r->name() : "logits"}, {"delta_bits_per_byte", cost}, {"kept", keep}});
+      eprog.update(static_cast<int64_t>(edges.size()));
+    }
+  }
   nlohmann::json j = {{"components", circuit},
                       {"removed", gone},
                       {"size", circuit.size()},
@@ -384,6 +416,8 @@ void run_discover(const DiscoverCmdOptions& o) {
                       {"faithfulness", all > clean ? (all - current) / (all - clean) : 1.0},
                       {"steps", steps},
                       {"seconds", seconds_since(t0)},
+                      {"edges", o.edges ? edges : nlohmann::json(nullptr)},
+                      {"edges_kept", o.edges ? nlohmann::json(edges_kept) : nlohmann::json(nullptr)},
                       {"model", l.m.source},
                       {"fingerprint", l.m.fingerprint},
                       {"policy", compress::describe_policy(cfg, codec_of(o.run))}};
@@ -399,6 +433,14 @@ void run_discover(const DiscoverCmdOptions& o) {
               order.size(), o.threshold, o.run.mode.c_str(), o.method.c_str(), names.c_str());
   std::printf("bits/byte: clean %.4f, circuit only %.4f, everything ablated %.4f; faithfulness %.3f%s%s\n", clean / n,
               current / n, all / n, j["faithfulness"].get<double>(), o.out.empty() ? "" : "; wrote ", o.out.c_str());
+  if (o.edges) {
+    std::printf("edges (path patching, each alone; kept when it costs >= tau): %lld of %zu kept\n", (long long)edges_kept,
+                edges.size());
+    for (const auto& e : edges)
+      if (e["kept"].get<bool>())
+        std::printf("  %-8s -> %-8s %+.4f bits/byte\n", e["sender"].get<std::string>().c_str(),
+                    e["receiver"].get<std::string>().c_str(), e["delta_bits_per_byte"].get<double>());
+  }
 }
 
 void run_attribute(const AttributeCmdOptions& o) {

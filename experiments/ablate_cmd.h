@@ -72,6 +72,7 @@ struct DiscoverCmdOptions {
   AblationRun run;
   double threshold = 0.01;  ///< τ: remove a component whose removal costs < τ bits per byte
   std::string method = "acdc";  ///< acdc (exact, sequential) or attribution (one estimate, one shot)
+  bool edges = false;           ///< also price every edge between the circuit's components (path patching)
   std::string out;          ///< circuit JSON ("" = stdout only)
   bool json = false;
 };

@@ -110,6 +110,9 @@ void add_circuit_commands(CLI::App& app, Globals& g) {
                     "acdc: one exact scoring per candidate, removals accumulate (default); attribution: one "
                     "second-order attribution pass removes every candidate estimated under tau at once")
         ->check(CLI::IsMember({"acdc", "attribution"}));
+    sub->add_flag("--edges", o->edges,
+                  "also price every edge between the circuit's components and to the logits by path patching "
+                  "(each alone, in the full model); kept when it costs >= tau");
     sub->add_option("-o,--out", o->out, "circuit JSON ({\"components\": [...]}, usable as ccc ablate -c FILE)");
     sub->add_flag("--json", o->json, "print one JSON object");
     sub->callback([&g, o] { g.init(); experiments::run_discover(*o); });

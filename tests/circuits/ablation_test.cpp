@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <algorithm>
+#include <map>
 #include <random>
 
 #include <nlohmann/json.hpp>
@@ -353,8 +354,37 @@ TEST(Ablation, DiscoverFindsThePreviousTokenAndInductionHeads) {
     EXPECT_LT(comps.size(), 8u);
     return std::make_pair(j, comps);
   };
+  o.edges = true;
   const auto [j, comps] = discover();
   EXPECT_EQ(j["schema"], "ccc.discover/1");
+  // edges among the circuit's heads and to the logits, each the path-patching cost of that one path:
+  // K-composition 0.2 -> 1.2 and the induction heads' direct effects are kept, 0.2's direct effect is not
+  std::map<std::string, double> edge;
+  int64_t kept_edges = 0;
+  for (const auto& e : j["edges"]) {
+    const std::string s = e["sender"], r = e["receiver"];
+    EXPECT_NE(std::find(comps.begin(), comps.end(), s), comps.end()) << s;
+    EXPECT_TRUE(r == "logits" || std::find(comps.begin(), comps.end(), r) != comps.end()) << r;
+    EXPECT_EQ(e["kept"].get<bool>(), e["delta_bits_per_byte"].get<double>() >= 0.05) << e;
+    edge[s + ">" + r] = e["delta_bits_per_byte"];
+    kept_edges += e["kept"].get<bool>();
+  }
+  EXPECT_EQ(j["edges_kept"].get<int64_t>(), kept_edges);
+  ASSERT_TRUE(edge.count("0.2>1.2") && edge.count("1.2>logits") && edge.count("0.2>logits")) << j["edges"];
+  EXPECT_GT(edge["0.2>1.2"], 1.0);
+  EXPECT_GT(edge["1.2>logits"], 1.0);
+  EXPECT_LT(edge["0.2>logits"], 0.05);
+  EXPECT_FALSE(edge.count("1.2>0.2"));
+  {
+    auto m2 = model::load_model(o.run.model);
+    compress::CodecOptions opt;
+    const auto b = path_patch_bits(m2, text, opt, parse_components("0.2", m2.config)[0],
+                                   parse_components("1.2", m2.config)[0], Mode::kZero, nullptr, 0);
+    double d = 0;
+    for (size_t i = 0; i < b.clean.size(); ++i) d += b.patched[i] - b.clean[i];
+    EXPECT_NEAR(edge["0.2>1.2"], d / static_cast<double>(text.size()), 1e-9);
+  }
+  o.edges = false;
   const double clean = j["clean_bits_per_byte"], circuit = j["circuit_bits_per_byte"], all = j["ablated_all_bits_per_byte"];
   EXPECT_LE(circuit - clean, 0.05 * (8 - comps.size()) + 1e-9);
   EXPECT_GT(all - clean, 2.0);
