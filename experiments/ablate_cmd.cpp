@@ -309,6 +309,9 @@ void run_sweep(const SweepCmdOptions& o) {
 }
 
 void run_discover(const DiscoverCmdOptions& o) {
+  CCC_CHECK(o.method != "attribution" || o.run.mode != "resample",
+            "discover --method attribution: use --mode zero or mean (a resample ablation has no single replacement "
+            "value to expand around)");
   auto l = load(o.run, [&](const model::ModelConfig& cfg) {
     auto all = circuits::sweep_set("heads", cfg);
     if (!cfg.attn_only)
