@@ -40,9 +40,12 @@ void values_scalar(const float* s, const KV* vh, float* zh, int64_t n, int64_t d
   for (int64_t i = 0; i < dh; ++i) zh[i] *= inv;
 }
 
-// q·k of one slot as 8 partial sums (two FMA chains; dh a multiple of 8, at most 256)
-template <typename KV>
+// q·k of one slot as 8 partial sums (two FMA chains; dh a multiple of 8, at most 256). LANES > 0 fixes
+// dh / 8 at compile time so the loops unroll and stay in registers; LANES = 0 reads it from `lanes`. The
+// operations and their order are the same either way (results are bit-identical).
+template <int LANES, typename KV>
 __attribute__((target("avx2,fma,f16c"))) inline __m256 dot8(const __m256* qv, const KV* kt, int64_t lanes) {
+  if constexpr (LANES > 0) lanes = LANES;
   __m256 a0 = _mm256_mul_ps(qv[0], load8(kt));
   __m256 a1 = _mm256_setzero_ps();
   for (int64_t l = 1; l + 1 < lanes; l += 2) {
@@ -55,18 +58,18 @@ __attribute__((target("avx2,fma,f16c"))) inline __m256 dot8(const __m256* qv, co
 
 // dh must be a multiple of 8 and at most 256. Slots go 8 at a time: their partial sums are reduced
 // together (hadd tree + one cross-lane add) instead of one horizontal sum per slot.
-template <typename KV>
-__attribute__((target("avx2,fma,f16c"))) float scores_avx2(const float* qh, const KV* kh, float* s, int64_t n,
-                                                           int64_t dh, float scale) {
-  const int64_t lanes = dh / 8;
-  __m256 qv[32];
+template <int LANES, typename KV>
+__attribute__((target("avx2,fma,f16c"))) float scores_lanes(const float* qh, const KV* kh, float* s, int64_t n,
+                                                            int64_t dh, float scale) {
+  const int64_t lanes = LANES > 0 ? LANES : dh / 8;
+  __m256 qv[LANES > 0 ? LANES : 32];
   for (int64_t l = 0; l < lanes; ++l) qv[l] = _mm256_loadu_ps(qh + 8 * l);
   const __m256 vscale = _mm256_set1_ps(scale);
   __m256 vmx = _mm256_set1_ps(-INFINITY);
   int64_t t = 0;
   for (; t + 8 <= n; t += 8) {
     __m256 v[8];
-    for (int j = 0; j < 8; ++j) v[j] = dot8(qv, kh + (t + j) * dh, lanes);
+    for (int j = 0; j < 8; ++j) v[j] = dot8<LANES>(qv, kh + (t + j) * dh, lanes);
     const __m256 h01 = _mm256_hadd_ps(v[0], v[1]), h23 = _mm256_hadd_ps(v[2], v[3]);
     const __m256 h45 = _mm256_hadd_ps(v[4], v[5]), h67 = _mm256_hadd_ps(v[6], v[7]);
     const __m256 h0123 = _mm256_hadd_ps(h01, h23), h4567 = _mm256_hadd_ps(h45, h67);
@@ -80,10 +83,24 @@ __attribute__((target("avx2,fma,f16c"))) float scores_avx2(const float* qh, cons
   float mx = m8[0];
   for (int j = 1; j < 8; ++j) mx = std::max(mx, m8[j]);
   for (; t < n; ++t) {
-    s[t] = hsum(dot8(qv, kh + t * dh, lanes)) * scale;
+    s[t] = hsum(dot8<LANES>(qv, kh + t * dh, lanes)) * scale;
     mx = std::max(mx, s[t]);
   }
   return mx;
+}
+
+template <typename KV>
+float scores_avx2(const float* qh, const KV* kh, float* s, int64_t n, int64_t dh, float scale) {
+  // The common head sizes get register-resident loops. Not dh = 16: with two lanes fixed, GCC contracts
+  // a0 + q1·k1 into one FMA (-ffp-contract=fast), which changes the bits of the scores and so of every
+  // compressed file; checked bit for bit against the runtime loop for dh 8..256.
+  switch (dh / 8) {
+    case 4: return scores_lanes<4>(qh, kh, s, n, dh, scale);
+    case 6: return scores_lanes<6>(qh, kh, s, n, dh, scale);
+    case 8: return scores_lanes<8>(qh, kh, s, n, dh, scale);
+    case 16: return scores_lanes<16>(qh, kh, s, n, dh, scale);
+    default: return scores_lanes<0>(qh, kh, s, n, dh, scale);
+  }
 }
 
 __attribute__((target("avx2,fma,f16c"))) float exp_avx2(float* s, int64_t n, float mx) {
@@ -100,11 +117,13 @@ __attribute__((target("avx2,fma,f16c"))) float exp_avx2(float* s, int64_t n, flo
   return sum;
 }
 
-template <typename KV>
-__attribute__((target("avx2,fma,f16c"))) void values_avx2(const float* s, const KV* vh, float* zh, int64_t n,
-                                                          int64_t dh, float inv) {
-  const int64_t lanes = dh / 8;
-  __m256 acc[32];
+// z = inv · Σ_t s[t] v[t], one accumulator per 8 dims, slots in order. With LANES > 0 the accumulators
+// live in registers (a runtime count keeps them on the stack: a store-to-load round trip per FMA).
+template <int LANES, typename KV>
+__attribute__((target("avx2,fma,f16c"))) void values_lanes(const float* s, const KV* vh, float* zh, int64_t n,
+                                                           int64_t dh, float inv) {
+  const int64_t lanes = LANES > 0 ? LANES : dh / 8;
+  __m256 acc[LANES > 0 ? LANES : 32];
   for (int64_t l = 0; l < lanes; ++l) acc[l] = _mm256_setzero_ps();
   for (int64_t t = 0; t < n; ++t) {
     const __m256 p = _mm256_set1_ps(s[t]);
@@ -113,6 +132,18 @@ __attribute__((target("avx2,fma,f16c"))) void values_avx2(const float* s, const 
   }
   const __m256 vinv = _mm256_set1_ps(inv);
   for (int64_t l = 0; l < lanes; ++l) _mm256_storeu_ps(zh + 8 * l, _mm256_mul_ps(acc[l], vinv));
+}
+
+template <typename KV>
+void values_avx2(const float* s, const KV* vh, float* zh, int64_t n, int64_t dh, float inv) {
+  switch (dh / 8) {
+    case 2: return values_lanes<2>(s, vh, zh, n, dh, inv);
+    case 4: return values_lanes<4>(s, vh, zh, n, dh, inv);
+    case 6: return values_lanes<6>(s, vh, zh, n, dh, inv);
+    case 8: return values_lanes<8>(s, vh, zh, n, dh, inv);
+    case 16: return values_lanes<16>(s, vh, zh, n, dh, inv);
+    default: return values_lanes<0>(s, vh, zh, n, dh, inv);
+  }
 }
 
 bool use_avx2(int64_t dh) { return have_avx2() && dh % 8 == 0 && dh <= 256; }

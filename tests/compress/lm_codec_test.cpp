@@ -8,6 +8,8 @@
 #include "compress/container.h"
 #include "model/base/error.h"
 #include "model/base/util.h"
+#include "model/formats/loader.h"
+#include "model/kernels/decode_attention.h"
 #include "tests/support/test_support.h"
 
 namespace ccc::compress {
@@ -380,6 +382,40 @@ TEST(LmCodecTest, FramesConcatenateAndDecodeWhole) {
   }
   EXPECT_EQ(frame_size(f0.substr(0, 10), "mem"), 0u);  // inside the header: read more
   EXPECT_THROW(lm_compress(m, std::string(kMaxFrameBytes + 1, 'a'), o), Error);
+}
+
+}  // namespace
+}  // namespace ccc::compress
+
+namespace ccc::compress {
+namespace {
+
+// Files compressed by an earlier build must decode with this one, so the compressed bytes of the shipped
+// models may not drift: any change to the decode kernels' arithmetic (summation order, FMA contraction,
+// fp16 handling) shows up here. The digests were recorded with the AVX2 attention path (the container
+// records the path; another CPU path writes other bytes and refuses these files), so other paths skip.
+// (Recorded when the attention loops got compile-time lane counts; the same files, compressed by the
+// build before that change, were byte-identical — cmp on 30 KB of moby-dick, xs / attn2 / s / l512.)
+TEST(LmCodecTest, CompressedBytesOfTheShippedModelsDoNotDrift) {
+  std::string text;
+  std::mt19937 rng(11);
+  const char* words[] = {"the ", "model ", "compresses ", "text ", "in ", "bits", ". ", "\n", "A ", "head ", "copies ",
+                         "(and ", "prices) ", "every ", "token, ", "1024 "};
+  while (text.size() < 3000) text += words[rng() % 16];
+  const std::vector<std::pair<std::string, std::string>> want = {
+      {"ccc-byte-xs", "0f39d4eb7e806d2d32bef34547c043fdd1e3e4b546e19dec2e95c4765e9a2e2d"},  // d_head 32
+      {"ccc-attn2", "d96ccf5ee0db94afcf13a0fab4b3096f48be944921ba8d23c0fab1ec0fdbc6ea"},    // 32, attention only
+      {"ccc-byte-m", "44d03548316280075a370ad05e9d3ac57de1be71ac692271dbf9fd44e48f40e1"},   // 48
+      {"ccc-byte-l", "858f113a7e32c3bed4f507b5435c203b3dc0e17b342a312bbdad3e4c433efe6e"}};  // 64
+  for (const auto& [name, digest] : want) {
+    auto m = model::load_model(std::string(CCC_SOURCE_DIR) + "/data/models/" + name);
+    if (model::decode_attention_path(m.config.d_head) != "avx2") GTEST_SKIP() << "digests recorded on the avx2 path";
+    CodecOptions o;
+    o.streams = 3;
+    const auto packed = lm_compress(m, text, o);
+    EXPECT_EQ(sha256_hex(packed), digest) << name << ": the compressed bytes changed (" << packed.size() << " bytes)";
+    EXPECT_EQ(lm_decompress(m, packed, "mem"), text) << name;
+  }
 }
 
 }  // namespace
