@@ -4,6 +4,10 @@
 #include <cmath>
 #include <stdexcept>
 
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
 namespace ccc::compress {
 
 namespace {
@@ -112,22 +116,75 @@ size_t ArithmeticDecoder::decode_symbol(const std::vector<uint64_t>& cdf) {
   return sym;
 }
 
-void cdf_from_probs(const double* probs, size_t n, uint64_t total, uint64_t* cdf) {
-  if (n == 0 || total < n || total > kMaxTotal) throw std::invalid_argument("cdf_from_probs: bad total");
-  double sum = 0;
-  for (size_t i = 0; i < n; ++i) sum += probs[i];
-  const uint64_t spare = total - n;
-  uint64_t* freq = cdf + 1;  // frequencies beyond the floor, prefix-summed in place at the end
+namespace {
+
+// freq[i] = min(spare, floor(max(0, q_i) · spare)) with q_i = probs[i] / sum (1 / n when `uniform`);
+// returns Σ freq. Every operation is one correctly rounded IEEE operation, so the AVX2 version below
+// computes the same integers (floor(x) < 2^52 converts exactly through the 2^52 bias).
+uint64_t scaled_floors_scalar(const double* probs, size_t n, double sum, bool uniform, uint64_t spare, uint64_t* freq,
+                              size_t from = 0) {
   uint64_t used = 0;
-  size_t argmax = 0;
-  for (size_t i = 0; i < n; ++i) {
-    const double q = (sum > 0 && std::isfinite(sum)) ? probs[i] / sum : 1.0 / static_cast<double>(n);
+  for (size_t i = from; i < n; ++i) {
+    const double q = uniform ? 1.0 / static_cast<double>(n) : probs[i] / sum;
     uint64_t f = static_cast<uint64_t>(std::floor(std::max(0.0, q) * static_cast<double>(spare)));
     if (f > spare) f = spare;
     freq[i] = f;
     used += f;
+  }
+  return used;
+}
+
+#if defined(__x86_64__)
+__attribute__((target("avx2"))) uint64_t scaled_floors_avx2(const double* probs, size_t n, double sum, bool uniform,
+                                                            uint64_t spare, uint64_t* freq) {
+  const __m256d vsum = _mm256_set1_pd(sum), vspare = _mm256_set1_pd(static_cast<double>(spare));
+  const __m256d zero = _mm256_setzero_pd(), bias = _mm256_set1_pd(4503599627370496.0);  // 2^52
+  const __m256d vuni = _mm256_set1_pd(1.0 / static_cast<double>(n));
+  __m256i vused = _mm256_setzero_si256();
+  size_t i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const __m256d q = uniform ? vuni : _mm256_div_pd(_mm256_loadu_pd(probs + i), vsum);
+    // max(q, 0) returns 0 for a NaN q, as std::max(0.0, q) does
+    __m256d f = _mm256_floor_pd(_mm256_mul_pd(_mm256_max_pd(q, zero), vspare));
+    f = _mm256_min_pd(f, vspare);
+    const __m256i fi = _mm256_sub_epi64(_mm256_castpd_si256(_mm256_add_pd(f, bias)), _mm256_castpd_si256(bias));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(freq + i), fi);
+    vused = _mm256_add_epi64(vused, fi);
+  }
+  alignas(32) uint64_t u[4];
+  _mm256_store_si256(reinterpret_cast<__m256i*>(u), vused);
+  return u[0] + u[1] + u[2] + u[3] + scaled_floors_scalar(probs, n, sum, uniform, spare, freq, i);
+}
+#endif
+
+bool cpu_has_avx2() {
+#if defined(__x86_64__)
+  static const bool yes = __builtin_cpu_supports("avx2");
+  return yes;
+#else
+  return false;
+#endif
+}
+
+}  // namespace
+
+void cdf_from_probs(const double* probs, size_t n, uint64_t total, uint64_t* cdf) {
+  if (n == 0 || total < n || total > kMaxTotal) throw std::invalid_argument("cdf_from_probs: bad total");
+  double sum = 0;
+  size_t argmax = 0;
+  for (size_t i = 0; i < n; ++i) {  // one pass: the sum's add chain and the argmax compare run side by side
+    sum += probs[i];
     if (probs[i] > probs[argmax]) argmax = i;
   }
+  const uint64_t spare = total - n;
+  uint64_t* freq = cdf + 1;  // frequencies beyond the floor, prefix-summed in place at the end
+  const bool uniform = !(sum > 0 && std::isfinite(sum));
+#if defined(__x86_64__)
+  uint64_t used = cpu_has_avx2() ? scaled_floors_avx2(probs, n, sum, uniform, spare, freq)
+                                 : scaled_floors_scalar(probs, n, sum, uniform, spare, freq);
+#else
+  uint64_t used = scaled_floors_scalar(probs, n, sum, uniform, spare, freq);
+#endif
   // floor() never overshoots in exact arithmetic; guard rounding anyway, then give the rest to argmax
   while (used > spare) {
     for (size_t i = 0; i < n && used > spare; ++i)

@@ -64,6 +64,58 @@ TEST(ArithmeticCoderTest, CdfIsDeterministicAndFloored) {
   EXPECT_THROW(cdf_from_probs(probs, 3), std::invalid_argument);
 }
 
+// The definition, one element at a time (the CDF's exact integers are part of the file format: the
+// vectorised implementation must reproduce them on every input).
+std::vector<uint64_t> cdf_by_definition(const std::vector<double>& probs, uint64_t total) {
+  const size_t n = probs.size();
+  double sum = 0;
+  for (double p : probs) sum += p;
+  const uint64_t spare = total - n;
+  std::vector<uint64_t> freq(n);
+  uint64_t used = 0;
+  size_t argmax = 0;
+  for (size_t i = 0; i < n; ++i) {
+    const double q = (sum > 0 && std::isfinite(sum)) ? probs[i] / sum : 1.0 / static_cast<double>(n);
+    uint64_t f = static_cast<uint64_t>(std::floor(std::max(0.0, q) * static_cast<double>(spare)));
+    if (f > spare) f = spare;
+    freq[i] = f;
+    used += f;
+    if (probs[i] > probs[argmax]) argmax = i;
+  }
+  while (used > spare)
+    for (size_t i = 0; i < n && used > spare; ++i)
+      if (freq[i] > 0) --freq[i], --used;
+  freq[argmax] += spare - used;
+  std::vector<uint64_t> cdf(n + 1, 0);
+  for (size_t i = 0; i < n; ++i) cdf[i + 1] = cdf[i] + freq[i] + 1;
+  return cdf;
+}
+
+TEST(ArithmeticCoderTest, CdfEqualsItsDefinitionExactly) {
+  std::mt19937_64 rng(5);
+  std::uniform_real_distribution<double> u(0, 1);
+  int cases = 0;
+  for (size_t n : {1, 2, 3, 4, 5, 7, 8, 9, 31, 256, 257, 300, 512}) {
+    for (uint64_t total : {uint64_t{1} << 16, uint64_t{1} << 24, uint64_t{1} << 30, kMaxTotal}) {
+      if (total < n) continue;
+      for (int kind = 0; kind < 8; ++kind) {
+        std::vector<double> p(n);
+        for (auto& x : p) x = std::exp(-30 * u(rng));  // softmax numerators: (0, 1]
+        if (kind == 1) for (auto& x : p) x = u(rng) < 0.5 ? 0.0 : x;  // zeros
+        if (kind == 2) p[rng() % n] = 1e300;                          // one dominant
+        if (kind == 3) std::fill(p.begin(), p.end(), 0.0);            // uniform fallback
+        if (kind == 4) p[rng() % n] = INFINITY;                       // infinite sum: uniform
+        if (kind == 5) p[rng() % n] = NAN;                            // NaN sum: uniform
+        if (kind == 6) for (auto& x : p) x = 1e-310 * u(rng);         // subnormal
+        if (kind == 7) for (auto& x : p) x = std::pow(u(rng), 8);     // skewed
+        ASSERT_EQ(cdf_from_probs(p, total), cdf_by_definition(p, total)) << "n " << n << " total " << total << " kind " << kind;
+        ++cases;
+      }
+    }
+  }
+  EXPECT_GT(cases, 300);
+}
+
 TEST(ArithmeticCoderTest, RejectsInvalidIntervals) {
   ArithmeticEncoder enc;
   EXPECT_THROW(enc.encode(5, 5, 10), std::invalid_argument);
