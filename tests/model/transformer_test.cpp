@@ -181,6 +181,45 @@ TEST(DecodeAttentionTest, MatchesSoftmaxAttentionForEveryShape) {
   }
 }
 
+// The decode path's row norms compute their statistics in double, element by element in index order; the
+// AVX2 path takes four rows per lane set and must give the same bits as that definition (the compressed
+// bytes depend on them), for any row count and width.
+TEST(DecodeAttentionTest, RowNormsEqualTheirDefinitionBitForBit) {
+  std::mt19937 rng(3);
+  std::normal_distribution<float> nd(0.3f, 2.0f);
+  for (int64_t rows : {1, 3, 4, 5, 8, 9}) {
+    for (int64_t d : {1, 3, 4, 7, 64, 96, 257}) {
+      std::vector<float> x(rows * d), w(d), b(d);
+      for (auto& v : x) v = nd(rng);
+      for (auto& v : w) v = nd(rng);
+      for (auto& v : b) v = nd(rng);
+      const float eps = 1e-5f;
+      std::vector<float> y(rows * d), mean(rows), scale(rows), y2(rows * d), scale2(rows);
+      layer_norm_rows(x.data(), rows, d, w.data(), b.data(), eps, y.data(), mean.data(), scale.data());
+      rms_norm_rows(x.data(), rows, d, w.data(), eps, y2.data(), scale2.data());
+      for (int64_t r = 0; r < rows; ++r) {
+        const float* xr = x.data() + r * d;
+        double s = 0, q = 0;
+        for (int64_t i = 0; i < d; ++i) s += xr[i], q += static_cast<double>(xr[i]) * xr[i];
+        const double mu = s / static_cast<double>(d);
+        double v = 0;
+        for (int64_t i = 0; i < d; ++i) v += (xr[i] - mu) * (xr[i] - mu);
+        const float want_mean = static_cast<float>(mu), want_scale = static_cast<float>(std::sqrt(v / d + eps));
+        const float want_rms = static_cast<float>(std::sqrt(q / d + eps));
+        ASSERT_EQ(mean[r], want_mean) << "rows " << rows << " d " << d << " row " << r;
+        ASSERT_EQ(scale[r], want_scale) << "rows " << rows << " d " << d << " row " << r;
+        ASSERT_EQ(scale2[r], want_rms) << "rows " << rows << " d " << d << " row " << r;
+        for (int64_t i = 0; i < d; ++i) {
+          const float ln = (xr[i] - want_mean) * (1.0f / want_scale) * w[i] + b[i];
+          const float rms = (xr[i] - 0.0f) * (1.0f / want_rms) * w[i];
+          ASSERT_EQ(y[r * d + i], ln) << "rows " << rows << " d " << d << " row " << r << " i " << i;
+          ASSERT_EQ(y2[r * d + i], rms) << "rows " << rows << " d " << d << " row " << r << " i " << i;
+        }
+      }
+    }
+  }
+}
+
 TEST(DecodeAttentionTest, FastGeluMatchesTorch) {
   auto x = torch::linspace(-12, 12, 100003);
   auto y = torch::empty_like(x);
