@@ -101,10 +101,21 @@ void packed_linear(const float* x, int64_t m, int64_t ldx, const PackedLinear& w
     if (bias != nullptr) std::copy(bias + col, bias + col + cols, b16);
     const float* panel = w.panels.data() + pi * w.k * kPanel;
     const float* next = pi + 1 < panels ? panel + w.k * kPanel : nullptr;  // prefetched by the first row block
+    // Blocks of 6 rows, but never a tail of 1 or 2 after them: a 1-row block has only two FMA chains (each
+    // k step waits for the last) and costs about as much as a 6-row one, and the decode path calls this
+    // with 7 or 8 rows per thread. 7 = 4 + 3 and 8 = 4 + 4 instead. Each row's sums are the same whatever
+    // block it is in (bias, then k ascending), so the choice never changes a bit.
+    const int64_t tail = m >= 6 && m % 6 == 1 ? 7 : m >= 6 && m % 6 == 2 ? 8 : m % 6;
     int64_t r = 0;
-    for (; r + 6 <= m; r += 6, next = nullptr)
+    for (; r + 6 <= m - tail; r += 6, next = nullptr)
       kernel<6>(avx2, x + r * ldx, ldx, panel, w.k, b16, y + r * w.n + col, w.n, cols, next);
+    if (m - r >= 7) {
+      kernel<4>(avx2, x + r * ldx, ldx, panel, w.k, b16, y + r * w.n + col, w.n, cols, next);
+      r += 4;
+      next = nullptr;
+    }
     switch (m - r) {
+      case 6: kernel<6>(avx2, x + r * ldx, ldx, panel, w.k, b16, y + r * w.n + col, w.n, cols, next); break;
       case 5: kernel<5>(avx2, x + r * ldx, ldx, panel, w.k, b16, y + r * w.n + col, w.n, cols, next); break;
       case 4: kernel<4>(avx2, x + r * ldx, ldx, panel, w.k, b16, y + r * w.n + col, w.n, cols, next); break;
       case 3: kernel<3>(avx2, x + r * ldx, ldx, panel, w.k, b16, y + r * w.n + col, w.n, cols, next); break;

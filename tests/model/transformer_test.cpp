@@ -7,6 +7,7 @@
 #include <random>
 
 #include "model/kernels/decode_attention.h"
+#include "model/kernels/decode_gemm.h"
 #include "model/kernels/elementwise.h"
 #include "model/base/error.h"
 #include "model/kernels/fused_ops.h"
@@ -215,6 +216,32 @@ TEST(DecodeAttentionTest, RowNormsEqualTheirDefinitionBitForBit) {
           ASSERT_EQ(y[r * d + i], ln) << "rows " << rows << " d " << d << " row " << r << " i " << i;
           ASSERT_EQ(y2[r * d + i], rms) << "rows " << rows << " d " << d << " row " << r << " i " << i;
         }
+      }
+    }
+  }
+}
+
+// The decode GEMM: y = x Wᵀ + b for any row count, and each row's bits independent of how many rows share
+// the call (the kernel blocks rows by 6, 4, 3 ...; a row's sums run bias-first, k ascending in every block).
+TEST(DecodeAttentionTest, PackedLinearRowsDoNotDependOnTheirBatch) {
+  std::mt19937 rng(4);
+  std::normal_distribution<float> nd;
+  const int64_t n = 37, k = 29;  // a partial last panel
+  std::vector<float> w(n * k), b(n);
+  for (auto& v : w) v = nd(rng);
+  for (auto& v : b) v = nd(rng);
+  const auto packed = pack_linear(w.data(), n, k);
+  for (int64_t m = 1; m <= 20; ++m) {
+    std::vector<float> x(m * k), y(m * n), y1(n);
+    for (auto& v : x) v = nd(rng);
+    packed_linear(x.data(), m, k, packed, b.data(), y.data());
+    for (int64_t r = 0; r < m; ++r) {
+      packed_linear(x.data() + r * k, 1, k, packed, b.data(), y1.data());
+      for (int64_t j = 0; j < n; ++j) {
+        ASSERT_EQ(y[r * n + j], y1[j]) << "m " << m << " row " << r << " col " << j;
+        double want = b[j];
+        for (int64_t i = 0; i < k; ++i) want += static_cast<double>(x[r * k + i]) * w[j * k + i];
+        ASSERT_NEAR(y1[j], want, 1e-4 * (1 + std::abs(want))) << "m " << m << " row " << r << " col " << j;
       }
     }
   }
