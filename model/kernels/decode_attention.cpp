@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <type_traits>
 #include <vector>
 
 #include "model/kernels/simd_math.h"
@@ -89,18 +90,25 @@ __attribute__((target("avx2,fma,f16c"))) float scores_lanes(const float* qh, con
   return mx;
 }
 
+// f(std::integral_constant<int, dh / 8>) for the common head sizes (loops that unroll and keep their
+// accumulators in registers), f(std::integral_constant<int, 0>) (count read at run time) otherwise. Not
+// dh = 16: with two lanes fixed GCC contracts a0 + q1·k1 into one FMA (-ffp-contract=fast), which changes
+// the bits of the scores and so of every compressed file; checked bit for bit against the runtime loop
+// for dh 8..256.
+template <typename F>
+decltype(auto) with_lanes(int64_t dh, F&& f) {
+  switch (dh / 8) {
+    case 4: return f(std::integral_constant<int, 4>{});
+    case 6: return f(std::integral_constant<int, 6>{});
+    case 8: return f(std::integral_constant<int, 8>{});
+    case 16: return f(std::integral_constant<int, 16>{});
+    default: return f(std::integral_constant<int, 0>{});
+  }
+}
+
 template <typename KV>
 float scores_avx2(const float* qh, const KV* kh, float* s, int64_t n, int64_t dh, float scale) {
-  // The common head sizes get register-resident loops. Not dh = 16: with two lanes fixed, GCC contracts
-  // a0 + q1·k1 into one FMA (-ffp-contract=fast), which changes the bits of the scores and so of every
-  // compressed file; checked bit for bit against the runtime loop for dh 8..256.
-  switch (dh / 8) {
-    case 4: return scores_lanes<4>(qh, kh, s, n, dh, scale);
-    case 6: return scores_lanes<6>(qh, kh, s, n, dh, scale);
-    case 8: return scores_lanes<8>(qh, kh, s, n, dh, scale);
-    case 16: return scores_lanes<16>(qh, kh, s, n, dh, scale);
-    default: return scores_lanes<0>(qh, kh, s, n, dh, scale);
-  }
+  return with_lanes(dh, [&](auto lanes) { return scores_lanes<decltype(lanes)::value>(qh, kh, s, n, dh, scale); });
 }
 
 __attribute__((target("avx2,fma,f16c"))) float exp_avx2(float* s, int64_t n, float mx) {
@@ -136,14 +144,7 @@ __attribute__((target("avx2,fma,f16c"))) void values_lanes(const float* s, const
 
 template <typename KV>
 void values_avx2(const float* s, const KV* vh, float* zh, int64_t n, int64_t dh, float inv) {
-  switch (dh / 8) {
-    case 2: return values_lanes<2>(s, vh, zh, n, dh, inv);
-    case 4: return values_lanes<4>(s, vh, zh, n, dh, inv);
-    case 6: return values_lanes<6>(s, vh, zh, n, dh, inv);
-    case 8: return values_lanes<8>(s, vh, zh, n, dh, inv);
-    case 16: return values_lanes<16>(s, vh, zh, n, dh, inv);
-    default: return values_lanes<0>(s, vh, zh, n, dh, inv);
-  }
+  with_lanes(dh, [&](auto lanes) { values_lanes<decltype(lanes)::value>(s, vh, zh, n, dh, inv); });
 }
 
 bool use_avx2(int64_t dh) { return have_avx2() && dh % 8 == 0 && dh <= 256; }

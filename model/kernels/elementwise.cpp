@@ -180,51 +180,46 @@ __attribute__((target("avx2"))) inline __m256d column1(const float* const* x, in
   return _mm256_set_pd(x[3][i], x[2][i], x[1][i], x[0][i]);
 }
 
-__attribute__((target("avx2"))) void layer_norm_stats4_avx2(const float* x, int64_t d, float eps, float* mean, float* scale) {
-  const float* rows[4] = {x, x + d, x + 2 * d, x + 3 * d};
+// Per row j of the four, Σ_i term(x_ji) with i ascending: term = x (kSum), (x − mu_j)² (kCentered) or x²
+// (kSquares), each one IEEE add of one IEEE product or difference, as the scalar loops do.
+enum class Term { kSum, kCentered, kSquares };
+template <Term kTerm>
+__attribute__((target("avx2"))) inline __m256d add_term(__m256d acc, __m256d c, __m256d mu) {
+  if constexpr (kTerm == Term::kSum) return _mm256_add_pd(acc, c);
+  const __m256d t = kTerm == Term::kCentered ? _mm256_sub_pd(c, mu) : c;
+  return _mm256_add_pd(acc, _mm256_mul_pd(t, t));
+}
+
+template <Term kTerm>
+__attribute__((target("avx2"))) __m256d row_sums4(const float* const* rows, int64_t d, __m256d mu) {
   const int64_t d4 = d / 4 * 4;
   __m256d c[4];
   __m256d s = _mm256_setzero_pd();
   for (int64_t i = 0; i < d4; i += 4) {
     columns4(rows, i, c);
-    for (int k = 0; k < 4; ++k) s = _mm256_add_pd(s, c[k]);
+    for (int k = 0; k < 4; ++k) s = add_term<kTerm>(s, c[k], mu);
   }
-  for (int64_t i = d4; i < d; ++i) s = _mm256_add_pd(s, column1(rows, i));
-  const __m256d dd = _mm256_set1_pd(static_cast<double>(d));
-  const __m256d mu = _mm256_div_pd(s, dd);
-  __m256d v = _mm256_setzero_pd();
-  for (int64_t i = 0; i < d4; i += 4) {
-    columns4(rows, i, c);
-    for (int k = 0; k < 4; ++k) {
-      const __m256d t = _mm256_sub_pd(c[k], mu);
-      v = _mm256_add_pd(v, _mm256_mul_pd(t, t));
-    }
-  }
-  for (int64_t i = d4; i < d; ++i) {
-    const __m256d t = _mm256_sub_pd(column1(rows, i), mu);
-    v = _mm256_add_pd(v, _mm256_mul_pd(t, t));
-  }
-  const __m256d sc = _mm256_sqrt_pd(_mm256_add_pd(_mm256_div_pd(v, dd), _mm256_set1_pd(static_cast<double>(eps))));
+  for (int64_t i = d4; i < d; ++i) s = add_term<kTerm>(s, column1(rows, i), mu);
+  return s;
+}
+
+// sqrt(sum / d + eps) per lane, as float
+__attribute__((target("avx2"))) __m128 root_mean4(__m256d sum, int64_t d, float eps) {
+  return _mm256_cvtpd_ps(_mm256_sqrt_pd(
+      _mm256_add_pd(_mm256_div_pd(sum, _mm256_set1_pd(static_cast<double>(d))), _mm256_set1_pd(static_cast<double>(eps)))));
+}
+
+__attribute__((target("avx2"))) void layer_norm_stats4_avx2(const float* x, int64_t d, float eps, float* mean, float* scale) {
+  const float* rows[4] = {x, x + d, x + 2 * d, x + 3 * d};
+  const __m256d zero = _mm256_setzero_pd();
+  const __m256d mu = _mm256_div_pd(row_sums4<Term::kSum>(rows, d, zero), _mm256_set1_pd(static_cast<double>(d)));
   _mm_storeu_ps(mean, _mm256_cvtpd_ps(mu));
-  _mm_storeu_ps(scale, _mm256_cvtpd_ps(sc));
+  _mm_storeu_ps(scale, root_mean4(row_sums4<Term::kCentered>(rows, d, mu), d, eps));
 }
 
 __attribute__((target("avx2"))) void rms_stats4_avx2(const float* x, int64_t d, float eps, float* scale) {
   const float* rows[4] = {x, x + d, x + 2 * d, x + 3 * d};
-  const int64_t d4 = d / 4 * 4;
-  __m256d c[4];
-  __m256d s = _mm256_setzero_pd();
-  for (int64_t i = 0; i < d4; i += 4) {
-    columns4(rows, i, c);
-    for (int k = 0; k < 4; ++k) s = _mm256_add_pd(s, _mm256_mul_pd(c[k], c[k]));
-  }
-  for (int64_t i = d4; i < d; ++i) {
-    const __m256d t = column1(rows, i);
-    s = _mm256_add_pd(s, _mm256_mul_pd(t, t));
-  }
-  const __m256d sc = _mm256_sqrt_pd(_mm256_add_pd(_mm256_div_pd(s, _mm256_set1_pd(static_cast<double>(d))),
-                                                  _mm256_set1_pd(static_cast<double>(eps))));
-  _mm_storeu_ps(scale, _mm256_cvtpd_ps(sc));
+  _mm_storeu_ps(scale, root_mean4(row_sums4<Term::kSquares>(rows, d, _mm256_setzero_pd()), d, eps));
 }
 
 }  // namespace
