@@ -319,6 +319,8 @@ void run_discover(const DiscoverCmdOptions& o) {
     return all;
   });
   const auto& cfg = l.m.config;
+  CCC_CHECK(!o.edges || compress::resolve_window_policy(cfg, codec_of(o.run)).second, l.m.source,
+            ": --edges uses path patching, which needs the rolling window policy (a rotary model)");
   // reverse topological order: last layer first; in a layer the MLP (after attention) before the heads
   std::vector<circuits::Component> order;
   for (int64_t layer = cfg.n_layers - 1; layer >= 0; --layer) {
@@ -375,8 +377,6 @@ void run_discover(const DiscoverCmdOptions& o) {
   int64_t edges_kept = 0;
   if (o.edges) {
     const auto opt = codec_of(o.run);
-    CCC_CHECK(compress::resolve_window_policy(cfg, opt).second, l.m.source,
-              ": --edges uses path patching, which needs the rolling window policy (a rotary model)");
     std::vector<circuits::Component> kept;
     for (auto it = order.rbegin(); it != order.rend(); ++it)
       if (std::find(removed.begin(), removed.end(), *it) == removed.end()) kept.push_back(*it);
