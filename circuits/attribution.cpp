@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
 #include <numeric>
 
 #include "model/base/error.h"
@@ -81,14 +82,17 @@ Attribution attribute(model::LoadedModel& m, const std::vector<std::vector<int64
         auto total = model::total_bits(logits.narrow(1, first, len - 1 - first).to(torch::kFloat64),
                                        tgt.narrow(1, first, len - 1 - first));
         total.backward();
-        for (size_t i = 0; i < set.size(); ++i) {
-          const auto& c = set[i];
-          const std::string h = c.hook();
-          torch::NoGradGuard ng;
+        torch::NoGradGuard ng;
+        std::map<std::string, torch::Tensor> g_delta;  // g · (r − a) of each hook, once per window
+        for (const auto& h : hooks) {
           const auto a = hs.cached().at(h).detach().to(torch::kFloat64);
           const auto g = hs.grad(h).to(torch::kFloat64);
-          torch::Tensor r = mode == Mode::kZero ? torch::zeros_like(a) : ref->mean.at(h).to(torch::kFloat64).expand_as(a);
-          auto prod = g * (r - a);  // [1, p, ...]
+          const torch::Tensor r = mode == Mode::kZero ? torch::zeros_like(a) : ref->mean.at(h).to(torch::kFloat64).expand_as(a);
+          g_delta[h] = g * (r - a);  // [1, p, ...]
+        }
+        for (size_t i = 0; i < set.size(); ++i) {
+          const auto& c = set[i];
+          auto prod = g_delta.at(c.hook());
           if (c.index >= 0) prod = prod.select(2, c.index);  // a head's [1, p, d_head] or a neuron's [1, p]
           if (prod.dim() > 2) prod = prod.flatten(2).sum(2);  // g_s·δ_s per position: [1, p]
           out.linear[i] += prod.sum().item<double>();
