@@ -478,6 +478,34 @@ std::vector<uint64_t> stream_token_counts(const model::LoadedModel& m, std::stri
   return out;
 }
 
+double codec_attention_flops(const model::ModelConfig& cfg, const std::vector<uint64_t>& n_tokens, const CodecOptions& opt) {
+  Header h;
+  resolve_policy(cfg, opt, h);
+  const int64_t W = h.window, keep = h.policy == WindowKind::kStrided ? W - 1 - h.stride : 0;
+  double keys = 0;  // Σ over fed positions of the keys each attends
+  for (uint64_t n : n_tokens) {
+    if (n == 0) continue;
+    // fed tokens: BOS and every coded token but the last (each step feeds one and predicts the next)
+    if (h.policy == WindowKind::kRolling) {
+      const double m = static_cast<double>(n), w = static_cast<double>(W);
+      const double ramp = std::min(m, w);  // positions 0 .. min(n, W) − 1 attend position + 1 keys
+      keys += ramp * (ramp + 1) / 2 + (m - ramp) * w;
+      continue;
+    }
+    int64_t len = 0;  // cache length before the step
+    for (uint64_t i = 0; i < n; ++i) {
+      if (len == W - 1) {  // restart: keep + 1 tokens fed, causal among themselves
+        keys += static_cast<double>(keep + 1) * (keep + 2) / 2;
+        len = keep + 1;
+      } else {
+        keys += static_cast<double>(len + 1);
+        ++len;
+      }
+    }
+  }
+  return 4.0 * keys * static_cast<double>(cfg.n_heads * cfg.d_head) * static_cast<double>(cfg.n_layers);
+}
+
 std::pair<int64_t, bool> resolve_window_policy(const model::ModelConfig& cfg, const CodecOptions& opt) {
   Header h;
   resolve_policy(cfg, opt, h);

@@ -108,6 +108,13 @@ std::pair<int64_t, bool> resolve_window_policy(const model::ModelConfig& cfg, co
 /// The window policy lm_compress would use: "rolling W=128" or "strided W=1024 S=512".
 std::string describe_policy(const model::ModelConfig& cfg, const CodecOptions& opt);
 
+/// Attention FLOPs of a codec run: for every fed position, 2·keys·d_attn for QKᵀ and as many for PV in each
+/// layer, where keys is the number of cached and fed positions it attends under the window policy `opt`
+/// resolves (rolling: min(position + 1, W); strided: the cache restarts with W − 1 − S kept tokens, which
+/// are fed again). `n_tokens`: coded tokens per stream (stream_token_counts). With 2·n_params per fed
+/// token this is the model's whole FLOP count of the run (Kaplan et al. 2020, C_forward).
+double codec_attention_flops(const model::ModelConfig& cfg, const std::vector<uint64_t>& n_tokens, const CodecOptions& opt);
+
 /// Automatic stream count for an input of n_bytes (segment i of B = [i·n/B, (i+1)·n/B)).
 int64_t auto_streams(uint64_t n_bytes);
 

@@ -366,6 +366,7 @@ void bench_compress(const BenchCompressOptions& o) {
   struct Row {
     std::string file, method;
     double params = 0, bpb = 0, mb_s = 0, dmb_s = 0;
+    double attn_flops_per_byte = 0;  // the model's attention FLOPs of the run per input byte
     std::string fingerprint;
   };
   std::vector<Row> rows;
@@ -397,7 +398,7 @@ void bench_compress(const BenchCompressOptions& o) {
         std::fprintf(stderr, "bench compress: %s failed or is not installed; skipped\n", label.c_str());
         continue;
       }
-      rows.push_back({name, label, 0, 8.0 * size / bytes.size(), bytes.size() / 1e6 / s, 0, ""});
+      rows.push_back({name, label, 0, 8.0 * size / bytes.size(), bytes.size() / 1e6 / s, 0, 0, ""});
     }
     for (const auto& mp : models) {
       auto m = model::load_model(mp, o.tokenizer);
@@ -410,8 +411,10 @@ void bench_compress(const BenchCompressOptions& o) {
       const double ds = ch::duration<double>(ch::steady_clock::now() - t1).count();
       CCC_CHECK(back == bytes, "bench compress: round trip failed for ", name, " with ", mp);
       progress.update(++done);
+      const double attn = compress::codec_attention_flops(m.config, compress::stream_token_counts(m, bytes, copt), copt);
       rows.push_back({name, "ccc " + fs::path(mp).filename().string(), static_cast<double>(m.config.n_params()),
-                      8.0 * packed.size() / bytes.size(), bytes.size() / 1e6 / s, bytes.size() / 1e6 / ds, m.fingerprint});
+                      8.0 * packed.size() / bytes.size(), bytes.size() / 1e6 / s, bytes.size() / 1e6 / ds,
+                      attn / static_cast<double>(bytes.size()), m.fingerprint});
     }
   }
   fs::remove(tmp);
@@ -421,10 +424,11 @@ void bench_compress(const BenchCompressOptions& o) {
   // One row per (file, method); a cell that was not measured (a classic compressor's params, fingerprint,
   // decompression speed and roofline share) is empty.
   std::string csv = "file,method,params,fingerprint,bits_per_byte,compress_MB_s,decompress_MB_s,"
-                    "compress_pct_roofline,decompress_pct_roofline,roofline_GFLOP_s,machine\n";
+                    "compress_pct_roofline,decompress_pct_roofline,attention_flops_per_byte,"
+                    "compress_pct_roofline_with_attention,decompress_pct_roofline_with_attention,roofline_GFLOP_s,machine\n";
   std::printf("| file | method | params | bits/byte | compress MB/s | decompress MB/s | compress %% of roofline | "
-              "decompress %% of roofline |\n");
-  std::printf("|---|---|---|---|---|---|---|---|\n");
+              "decompress %% of roofline | with attention FLOPs |\n");
+  std::printf("|---|---|---|---|---|---|---|---|---|\n");
   auto num = [](const char* f, double x) {
     char b[64];
     std::snprintf(b, sizeof b, f, x);
@@ -433,19 +437,27 @@ void bench_compress(const BenchCompressOptions& o) {
   for (const auto& r : rows) {
     // 2 x params FLOPs per token; byte models code one token per byte
     auto pct = [&](double mb_s) { return 100.0 * 2.0 * r.params * mb_s * 1e6 / (roof * 1e9); };
+    // the model's whole FLOP count (Kaplan et al.'s C_forward): the weights' 2 x params per token plus the
+    // attention over the window each fed position really attends (compress::codec_attention_flops)
+    auto pct_all = [&](double mb_s) { return 100.0 * (2.0 * r.params + r.attn_flops_per_byte) * mb_s * 1e6 / (roof * 1e9); };
     const bool model = r.params > 0;
     csv += csv_field(r.file) + "," + csv_field(r.method) + "," + (model ? num("%.0f", r.params) : "") + "," +
            r.fingerprint + "," + num("%.4f", r.bpb) + "," + num("%.4f", r.mb_s) + "," +
            (model ? num("%.4f", r.dmb_s) : "") + "," + (model ? num("%.2f", pct(r.mb_s)) : "") + "," +
-           (model ? num("%.2f", pct(r.dmb_s)) : "") + "," + num("%.1f", roof) + "," + csv_field(machine) + "\n";
+           (model ? num("%.2f", pct(r.dmb_s)) : "") + "," + (model ? num("%.0f", r.attn_flops_per_byte) : "") + "," +
+           (model ? num("%.2f", pct_all(r.mb_s)) : "") + "," + (model ? num("%.2f", pct_all(r.dmb_s)) : "") + "," +
+           num("%.1f", roof) + "," + csv_field(machine) + "\n";
     if (!model) {
-      std::printf("| %s | %s | - | %.4f | %.3f | - | - | - |\n", r.file.c_str(), r.method.c_str(), r.bpb, r.mb_s);
+      std::printf("| %s | %s | - | %.4f | %.3f | - | - | - | - |\n", r.file.c_str(), r.method.c_str(), r.bpb, r.mb_s);
       continue;
     }
-    std::printf("| %s | %s | %.0f | %.4f | %.4f | %.4f | %.1f%% | %.1f%% |\n", r.file.c_str(), r.method.c_str(), r.params,
-                r.bpb, r.mb_s, r.dmb_s, pct(r.mb_s), pct(r.dmb_s));
+    std::printf("| %s | %s | %.0f | %.4f | %.4f | %.4f | %.1f%% | %.1f%% | %.1f%% / %.1f%% |\n", r.file.c_str(),
+                r.method.c_str(), r.params, r.bpb, r.mb_s, r.dmb_s, pct(r.mb_s), pct(r.dmb_s), pct_all(r.mb_s),
+                pct_all(r.dmb_s));
   }
-  std::printf("\nmatmul roofline this run: %.1f GFLOP/s (byte models: 1 token per byte); %s\n", roof, machine.c_str());
+  std::printf("\nmatmul roofline this run: %.1f GFLOP/s (byte models: 1 token per byte); %% of roofline counts 2 x params "
+              "FLOPs per token, 'with attention FLOPs' adds the attention over each position's window (compress / "
+              "decompress); %s\n", roof, machine.c_str());
   const std::string csv_path = (fs::path(o.out_dir) / "bench_compress.csv").string();
   write_file_atomic(csv_path, csv);
   // plots: Pareto (bpb vs speed) and scaling (mean bpb over the files vs params; classic compressors as

@@ -391,6 +391,51 @@ namespace ccc::compress {
 namespace {
 
 // Files compressed by an earlier build must decode with this one, so the compressed bytes of the shipped
+
+// The attention FLOPs bench compress counts equal the keys each fed position really attends in the
+// codec's model calls: counted here from hook_pattern's key positions (live rows, keys at or before the
+// query), for both window policies, streams of unequal length, and a window the streams outgrow.
+TEST(LmCodecTest, AttentionFlopsCountTheKeysEachFedPositionAttends) {
+  auto m = byte_model(5, 16);
+  const std::string data = inputs()[5].second.substr(0, 203);
+  const auto& c = m.config;
+  for (bool strided : {false, true}) {
+    CodecOptions o;
+    o.streams = 4;
+    o.groups = 1;
+    o.strided = strided;
+    o.window = strided ? 12 : 10;
+    model::HookSet hooks;
+    double keys = 0;
+    hooks.observe("blocks.0.attn.hook_pattern", [&](const torch::Tensor& x, const model::HookContext& ctx) {
+      ASSERT_NE(ctx.key_pos, nullptr);
+      ASSERT_NE(ctx.run, nullptr);
+      for (int64_t r = 0; r < x.size(0); ++r) {
+        if (!ctx.run->live[r]) continue;
+        for (int64_t q = 0; q < x.size(2); ++q)
+          for (int64_t k : *ctx.key_pos) keys += (k >= 0 && k <= ctx.pos_offset + q) ? 1 : 0;
+      }
+    });
+    o.hooks = [&](int64_t) { return &hooks; };
+    lm_compress(m, data, o);
+    const auto n = stream_token_counts(m, data, o);
+    ASSERT_EQ(n.size(), 4u);
+    const double want = 4.0 * keys * static_cast<double>(c.n_heads * c.d_head * c.n_layers);
+    EXPECT_GT(keys, 0);
+    EXPECT_DOUBLE_EQ(codec_attention_flops(c, n, o), want) << "strided " << strided;
+  }
+  // by hand: rolling W = 3 over 5 fed positions attends 1 + 2 + 3 + 3 + 3 keys; strided W = 4, S = 2
+  // (one kept token) over 6: 1, 2, 3, then a restart feeding 2 (1 + 2), 3, a restart (1 + 2)
+  CodecOptions roll;
+  roll.window = 3;
+  CodecOptions strided;
+  strided.strided = true;
+  strided.window = 4;
+  const double unit = 4.0 * static_cast<double>(c.n_heads * c.d_head * c.n_layers);
+  EXPECT_DOUBLE_EQ(codec_attention_flops(c, {5}, roll), 12 * unit);
+  EXPECT_DOUBLE_EQ(codec_attention_flops(c, {6}, strided), 15 * unit);
+}
+
 // models may not drift: any change to the decode kernels' arithmetic (summation order, FMA contraction,
 // fp16 handling) shows up here. The digests were recorded with the AVX2 attention path (the container
 // records the path; another CPU path writes other bytes and refuses these files), so other paths skip.
