@@ -2,7 +2,7 @@
 # Reproduces the shipped models (data/models/) from the committed configs, on CPU, in this order:
 # the scale family (ccc-byte-l first), the attention-only model organisms (ccc-attn2 with its checkpoints;
 # then `ccc heads --checkpoints data/models/ccc-attn2` for its emergence curve), then the default
-# (ccc-byte-l512, continued from ccc-byte-l by data/train_default.sh).
+# (ccc-byte-l1024, continued from ccc-byte-l by data/train_default.sh).
 # Each run resumes if interrupted (ccc train --resume). Corpora: $CCC_CORPORA, ../shared/data/corpora
 # or the set-up's .cache/corpora.
 set -euo pipefail
