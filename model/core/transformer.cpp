@@ -270,6 +270,24 @@ torch::Tensor TransformerImpl::attention(const Layer& L, const torch::Tensor& x,
     kt = kt.unsqueeze(2).expand({b, K, H / K, T, dh}).reshape({b, H, T, dh});
     vt = vt.unsqueeze(2).expand({b, K, H / K, T, dh}).reshape({b, H, T, dh});
   }
+  const double scale = 1.0 / std::sqrt(static_cast<double>(dh));
+  const bool hook_scores = hooks != nullptr && hooks->active(slot(kAttnScores));
+  const bool hook_pattern = hooks != nullptr && hooks->active(slot(kPattern));
+  if (cache == nullptr) {  // full causal self-attention: the kernels skip the square's upper triangle
+    auto qh = q.transpose(1, 2).reshape({b * H, p, dh});
+    auto kh = kt.reshape({b * H, T, dh}), vh = vt.reshape({b * H, T, dh});
+    torch::Tensor z;
+    if (!hook_scores && !hook_pattern) {
+      z = causal_attention(qh, kh, vh, scale);
+    } else {  // the same arithmetic in three pieces, the hooks between them
+      auto scores = causal_scores(qh, kh, scale).view({b, H, p, T});
+      if (hook_scores) scores = hooks->run(slot(kAttnScores), scores, layer, off, call.info, &kpos);
+      auto pattern = causal_softmax(scores.reshape({b * H, p, T})).view({b, H, p, T});
+      if (hook_pattern) pattern = hooks->run(slot(kPattern), pattern, layer, off, call.info, &kpos);
+      z = causal_pattern_v(pattern.reshape({b * H, p, T}), vh);
+    }
+    return attention_output(L, call.hook(slot(kZ), z.view({b, H, p, dh}).transpose(1, 2), layer), layer, call);
+  }
   auto mask = torch::zeros({1, p, T});
   {
     auto acc = mask.accessor<float, 3>();
@@ -281,19 +299,26 @@ torch::Tensor TransformerImpl::attention(const Layer& L, const torch::Tensor& x,
       }
   }
   if (q.scalar_type() != torch::kFloat32) mask = mask.to(q.scalar_type());  // double-precision models (tests)
-  const double scale = 1.0 / std::sqrt(static_cast<double>(dh));
   // scores = scale · q kᵀ + mask, the scale and the mask fused into the GEMM (attention_matmul splits
   // the [b·H] GEMMs across threads, single-threaded BLAS each)
   auto scores = attention_matmul(q.transpose(1, 2).reshape({b * H, p, dh}), kt.reshape({b * H, T, dh}).transpose(1, 2),
                                  scale, mask)
                     .view({b, H, p, T});
-  if (hooks != nullptr && hooks->active(slot(kAttnScores)))
-    scores = hooks->run(slot(kAttnScores), scores, layer, off, call.info, &kpos);
+  if (hook_scores) scores = hooks->run(slot(kAttnScores), scores, layer, off, call.info, &kpos);
   auto pattern = torch::softmax(scores, -1);
-  if (hooks != nullptr && hooks->active(slot(kPattern)))
+  if (hook_pattern)
     pattern = hooks->run(slot(kPattern), pattern, layer, off, call.info, &kpos);
   auto z = attention_matmul(pattern.reshape({b * H, p, T}), vt.reshape({b * H, T, dh})).view({b, H, p, dh}).transpose(1, 2);
-  z = call.hook(slot(kZ), z, layer);  // [b, p, H, dh]
+  return attention_output(L, call.hook(slot(kZ), z, layer), layer, call);
+}
+
+// z [b, p, H, dh] -> the attention block's output [b, p, d_model] (through hook_result when it is hooked)
+torch::Tensor TransformerImpl::attention_output(const Layer& L, const torch::Tensor& z, int layer,
+                                                const Call& call) const {
+  const auto& c = cfg_;
+  const int64_t b = z.size(0), p = z.size(1), H = c.n_heads, dh = c.d_head;
+  HookSet* hooks = call.hooks;
+  auto slot = [&](int s) { return HookRegistry::block_slot(layer, s); };
   torch::Tensor out;
   if (hooks != nullptr && hooks->active(slot(kResult))) {
     // per-head contributions [b, p, H, d_model]; only computed when asked (memory trap)

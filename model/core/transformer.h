@@ -108,6 +108,7 @@ class TransformerImpl : public torch::nn::Module {
                      int slot_scale, int slot_norm, int layer) const;
   Rope rope(int64_t off, int64_t p) const;  // positions off .. off+p-1
   torch::Tensor attention(const Layer& L, const torch::Tensor& x, int layer, const Call& call) const;
+  torch::Tensor attention_output(const Layer& L, const torch::Tensor& z, int layer, const Call& call) const;
   torch::Tensor mlp(const Layer& L, const torch::Tensor& x, int layer, const Call& call) const;
   /// Blocks [from, to), then with `finish` the final norm and unembedding (full path).
   torch::Tensor run_blocks(torch::Tensor x, int from, int to, bool finish, const Call& call) const;

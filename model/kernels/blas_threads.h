@@ -1,7 +1,8 @@
 #pragma once
-// OpenBLAS thread control, looked up at run time (libtorch links whichever libblas.so.3 is installed;
-// with another BLAS these are no-ops and blas_info() says so).
+// OpenBLAS thread control and a direct GEMM, looked up at run time (libtorch links whichever
+// libblas.so.3 is installed; with another BLAS the thread calls are no-ops and blas_info() says so).
 
+#include <cstdint>
 #include <string>
 
 namespace ccc::model {
@@ -12,6 +13,11 @@ int blas_threads();
 void set_blas_threads(int n);
 /// Library path, build configuration and kernel of the BLAS in use.
 std::string blas_info();
+
+/// Row-major C[m, n] = alpha · op(A) · op(B) + beta · C (op(A) [m, k], op(B) [k, n]; lda, ldb, ldc are row
+/// strides) through the BLAS's cblas_sgemm, for kernels that work on raw float blocks inside one tensor.
+void sgemm_row_major(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
+                     int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc);
 
 /// Pins OpenBLAS to `n` threads for the lifetime of the object (restores the previous count).
 class ScopedBlasThreads {

@@ -22,6 +22,27 @@ torch::Tensor gelu_tanh(const torch::Tensor& x);
 torch::Tensor attention_matmul(const torch::Tensor& a, const torch::Tensor& b, double alpha = 1.0,
                                const torch::Tensor& add = {});
 
+/// softmax(scale · q kᵀ, causal) v for q, k, v [n, T, dh] -> [n, T, dh]: full-sequence self-attention
+/// with nothing hooked between, forward and backward. Query rows go in blocks of 128 whose GEMMs stop at
+/// the block's last key, so the upper triangle of the T x T square is not computed (T = 1024: 56% of the
+/// square's FLOPs); each of the n items is computed by one thread with single-threaded BLAS, so results
+/// do not depend on the thread count. Keeps the [n, T, T] pattern for the backward, as the unfused path
+/// does. float32 CPU; otherwise the three pieces below in torch ops.
+torch::Tensor causal_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, double scale);
+
+/// (query, key) pairs causal_attention's GEMMs compute for one item of T positions (T² for the square;
+/// 0.5625 T² at T = 1024): Σ over query blocks of rows × keys up to the block's last row.
+int64_t causal_attention_pairs(int64_t T);
+
+/// The same attention in three pieces for hooks on the scores and the pattern; with nothing edited,
+/// causal_pattern_v(causal_softmax(causal_scores(q, k, s)), v) equals causal_attention(q, k, v, s) bit for
+/// bit (same primitives, same GEMM shapes). causal_scores: [n, T, T], −inf above the diagonal.
+/// causal_softmax: each row over its columns up to its last score above −inf. causal_pattern_v: pattern ·
+/// v, a row block's keys ending at its last row unless the pattern has weight on later keys.
+torch::Tensor causal_scores(const torch::Tensor& q, const torch::Tensor& k, double scale);
+torch::Tensor causal_softmax(const torch::Tensor& scores);
+torch::Tensor causal_pattern_v(const torch::Tensor& pattern, const torch::Tensor& v);
+
 /// x [b, p, heads, d_head]; cos, sin [p, rd] (rd even, <= d_head, rotate-half layout: cat(f, f)).
 /// out[..., i] = x_i cos_i - x_{i+rd/2} sin_i, out[..., i+rd/2] = x_{i+rd/2} cos_{i+rd/2} + x_i sin_{i+rd/2}
 /// for i < rd/2; dims past rd pass through. The result is stored head-major ([b, heads, p, d_head] memory).

@@ -306,6 +306,51 @@ TEST(FusedOpsTest, AttentionMatmulMatchesBmmAndIgnoresThreadCount) {
   }
 }
 
+TEST(FusedOpsTest, CausalAttentionMatchesTheFormulaInDoubleWithGradients) {
+  torch::manual_seed(27);
+  // T = 300: two full query blocks of 128 and a ragged one; T = 5: one short block
+  for (int64_t T : {300, 5}) {
+    const int64_t n = 3, dh = 16;
+    const double scale = 0.25;
+    auto q = torch::randn({n, T, dh}).requires_grad_(true), k = torch::randn({n, T, dh}).requires_grad_(true),
+         v = torch::randn({n, T, dh}).requires_grad_(true);
+    auto gz = torch::randn({n, T, dh});
+    auto qd = q.detach().to(torch::kFloat64).requires_grad_(true), kd = k.detach().to(torch::kFloat64).requires_grad_(true),
+         vd = v.detach().to(torch::kFloat64).requires_grad_(true);
+    auto mask = torch::ones({T, T}, torch::kBool).triu(1);
+    auto ref = torch::matmul(torch::softmax(torch::matmul(qd, kd.transpose(1, 2)).mul(scale).masked_fill(mask, -INFINITY), -1), vd);
+    auto gref = torch::autograd::grad({ref}, {qd, kd, vd}, {gz.to(torch::kFloat64)});
+    auto z = causal_attention(q, k, v, scale);
+    auto gf = torch::autograd::grad({z}, {q, k, v}, {gz});
+    EXPECT_LT(test::max_abs_diff(z.to(torch::kFloat64), ref), 2e-6) << T;
+    for (int i = 0; i < 3; ++i) EXPECT_LT(test::max_abs_diff(gf[i].to(torch::kFloat64), gref[i]), 2e-5) << T << " grad " << i;
+    // the hooked pieces: bit-identical forward, the same gradients
+    auto s = causal_scores(q, k, scale);
+    auto zp = causal_pattern_v(causal_softmax(s), v);
+    EXPECT_TRUE(torch::equal(zp, z)) << T << " max diff " << test::max_abs_diff(zp, z);
+    EXPECT_TRUE(torch::isinf(s.masked_select(mask)).all().item<bool>());
+    auto gp = torch::autograd::grad({zp}, {q, k, v}, {gz});
+    for (int i = 0; i < 3; ++i) EXPECT_LT(test::max_abs_diff(gp[i].to(torch::kFloat64), gref[i]), 2e-5) << T << " piece grad " << i;
+    // the double-precision form is the formula
+    EXPECT_LT(test::max_abs_diff(causal_attention(qd, kd, vd, scale), ref), 1e-12);
+    // one thread or two: the same bits
+    const int threads = torch::get_num_threads();
+    torch::set_num_threads(1);
+    auto one = causal_attention(q, k, v, scale);
+    torch::set_num_threads(2);
+    auto two = causal_attention(q, k, v, scale);
+    torch::set_num_threads(threads);
+    EXPECT_TRUE(torch::equal(one, two)) << T;
+  }
+  // an edited pattern with weight on later keys is honoured: pattern · v in full
+  torch::NoGradGuard no_grad;
+  auto pattern = torch::rand({2, 200, 200}), v = torch::randn({2, 200, 8});
+  EXPECT_LT(test::max_abs_diff(causal_pattern_v(pattern, v), torch::matmul(pattern, v)), 1e-4);
+  // edited scores past the diagonal take part in the softmax
+  auto scores = torch::randn({2, 6, 6});
+  EXPECT_LT(test::max_abs_diff(causal_softmax(scores), torch::softmax(scores, -1)), 1e-6);
+}
+
 TEST(RollingCacheTest, MatchesFullForwardWithinTheWindow) {
   torch::NoGradGuard g;
   auto m = rolling_model(2, 3);
