@@ -31,8 +31,8 @@ void TrainOptions::validate(const ModelConfig& cfg) const {
   for (double p : {synthetic_prob, copy_prob, crlf_prob})
     CCC_CHECK(p >= 0 && p <= 1, "train: synthetic_prob, copy_prob and crlf_prob must be in [0, 1]");
   auto range_ok = [](const std::vector<int64_t>& r) { return r.size() == 2 && r[0] >= 1 && r[0] <= r[1]; };
-  CCC_CHECK(range_ok(synthetic_len) && range_ok(synthetic_repeats) && range_ok(copy_len),
-            "train: synthetic_len, synthetic_repeats and copy_len must be [min, max] with 1 <= min <= max");
+  CCC_CHECK(range_ok(synthetic_len) && range_ok(synthetic_repeats) && range_ok(copy_len) && range_ok(copy_count),
+            "train: synthetic_len, synthetic_repeats, copy_len and copy_count must be [min, max] with 1 <= min <= max");
   CCC_CHECK(cfg.d_vocab_out == 256 && cfg.d_vocab == 257 && cfg.bos_id == 256,
             "train: ccc trains byte-level models (d_vocab 257 with BOS 256, d_vocab_out 256)");
 }
@@ -44,7 +44,7 @@ nlohmann::json TrainOptions::to_json() const {
           {"eval_every", eval_every}, {"eval_windows", eval_windows}, {"log_every", log_every},
           {"checkpoint_every", checkpoint_every}, {"save_dtype", save_dtype}, {"corpora", corpora},
           {"synthetic_prob", synthetic_prob}, {"synthetic_len", synthetic_len}, {"synthetic_repeats", synthetic_repeats},
-          {"copy_prob", copy_prob}, {"copy_len", copy_len}, {"crlf_prob", crlf_prob}};
+          {"copy_prob", copy_prob}, {"copy_len", copy_len}, {"copy_count", copy_count}, {"crlf_prob", crlf_prob}};
 }
 
 TrainOptions TrainOptions::from_json(const nlohmann::json& j, const std::string& src) {
@@ -97,6 +97,7 @@ TrainOptions TrainOptions::from_json(const nlohmann::json& j, const std::string&
   o.synthetic_len = ints("synthetic_len");
   o.synthetic_repeats = ints("synthetic_repeats");
   o.copy_len = ints("copy_len");
+  o.copy_count = ints("copy_count");
   return o;
 }
 
@@ -221,8 +222,13 @@ torch::Tensor Trainer::sample_batch(int64_t step, int64_t micro) const {
     }
     if (opt_.copy_prob > 0 && unit(g = mix(g)) < opt_.copy_prob) {
       const int64_t room = T - start;  // window bytes after the optional BOS
-      const int64_t len = std::min(uniform(g = mix(g), opt_.copy_len[0], opt_.copy_len[1]), room / 2);
-      if (len >= 1) {
+      // copy_count [1, 1] draws nothing, so such configs sample the windows they sampled before the option
+      const int64_t copies = opt_.copy_count[0] == opt_.copy_count[1]
+                                 ? opt_.copy_count[0]
+                                 : uniform(g = mix(g), opt_.copy_count[0], opt_.copy_count[1]);
+      for (int64_t c = 0; c < copies; ++c) {  // each copy reads the window as the earlier copies left it
+        const int64_t len = std::min(uniform(g = mix(g), opt_.copy_len[0], opt_.copy_len[1]), room / 2);
+        if (len < 1) break;
         const int64_t src = start + uniform(g = mix(g), 0, room - 2 * len);
         const int64_t dst = uniform(g = mix(g), src + len, T - len);
         for (int64_t i = 0; i < len; ++i) acc[r][dst + i] = acc[r][src + i];

@@ -42,6 +42,7 @@ struct TrainOptions {
   std::vector<int64_t> synthetic_repeats{3, 6};   ///< [min, max] copies of each string, back to back
   double copy_prob = 0;                 ///< (natural windows) a span of the window is copied to a later place in it
   std::vector<int64_t> copy_len{16, 128};         ///< [min, max] length of the copied span (capped at seq_len / 2)
+  std::vector<int64_t> copy_count{1, 1};          ///< [min, max] copied spans in a window that gets copies
   double crlf_prob = 0;                 ///< (natural windows) every LF of the window becomes CR LF
 
   void validate(const ModelConfig& cfg) const;

@@ -326,6 +326,21 @@ TEST_F(TrainerTest, CopyAndCrlfAugmentationsOnlyTouchTheirWindows) {
         found = std::equal(v.begin() + src, v.begin() + src + 8, v.begin() + dst);
     EXPECT_TRUE(found) << "row " << r << ": changed bytes are not a copy of an earlier span";
   }
+  // copy_count: three 8-byte spans per window change at most 24 bytes, and more than one span's worth
+  // somewhere
+  auto many = aug;
+  many.copy_count = {3, 3};
+  Trainer m(fresh(), many, corpora());
+  auto w3 = m.sample_batch(7, 0);
+  size_t most = 0;
+  for (int64_t r = 0; r < w3.size(0); ++r) {
+    const auto u = row_of(x, r), v = row_of(w3, r);
+    size_t changed = 0;
+    for (size_t i = 0; i < u.size(); ++i) changed += u[i] != v[i];
+    EXPECT_LE(changed, 24u) << "row " << r;
+    most = std::max(most, changed);
+  }
+  EXPECT_GT(most, 8u);
   auto crlf = plain;
   crlf.crlf_prob = 1.0;
   Trainer c(fresh(), crlf, corpora());
@@ -366,13 +381,18 @@ TEST_F(TrainerTest, AugmentationOptionsAreValidated) {
   o = tiny_options();
   o.copy_len = {0};
   EXPECT_THROW(o.validate(tiny_byte_config()), Error);
+  o = tiny_options();
+  o.copy_count = {0, 2};
+  EXPECT_THROW(o.validate(tiny_byte_config()), Error);
   // round trip through JSON keeps them
   o = tiny_options();
   o.synthetic_prob = 0.25;
   o.synthetic_repeats = {2, 9};
+  o.copy_count = {2, 5};
   auto back = TrainOptions::from_json(o.to_json(), "test");
   EXPECT_EQ(back.synthetic_prob, 0.25);
   EXPECT_EQ(back.synthetic_repeats, (std::vector<int64_t>{2, 9}));
+  EXPECT_EQ(back.copy_count, (std::vector<int64_t>{2, 5}));
 }
 
 }  // namespace
