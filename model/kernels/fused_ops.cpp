@@ -105,10 +105,10 @@ constexpr int64_t kCausalBlock = 128;
 
 int64_t block_end(int64_t r0, int64_t T) { return std::min(T, r0 + kCausalBlock); }
 
-// s rows [r0, r1) (row stride T), columns [0, r1) = scale · q kᵀ
-void block_scores(const float* q, const float* k, float scale, int64_t T, int64_t dh, int64_t r0, float* s) {
+// the block of query rows [r0, r1): sb (row stride T, first row = row r0), columns [0, r1) = scale · q kᵀ
+void block_scores(const float* q, const float* k, float scale, int64_t T, int64_t dh, int64_t r0, float* sb) {
   const int64_t r1 = block_end(r0, T);
-  sgemm_row_major(false, true, r1 - r0, r1, dh, scale, q + r0 * dh, dh, k, dh, 0.0f, s + r0 * T, T);
+  sgemm_row_major(false, true, r1 - r0, r1, dh, scale, q + r0 * dh, dh, k, dh, 0.0f, sb, T);
 }
 
 // row[0, n) <- softmax (exps from softmax_numerators, a sequential sum, one reciprocal); row[n, end) <- 0
@@ -121,20 +121,22 @@ void softmax_row(float* row, int64_t n, int64_t end) {
   for (int64_t j = n; j < end; ++j) row[j] = 0.0f;
 }
 
-// z rows [r0, r1) = p rows [r0, r1) (row stride T) · v, over keys [0, keys)
-void block_pv(const float* p, const float* v, int64_t T, int64_t dh, int64_t r0, int64_t keys, float* z) {
-  sgemm_row_major(false, false, block_end(r0, T) - r0, dh, keys, 1.0f, p + r0 * T, T, v, dh, 0.0f, z + r0 * dh, dh);
+// z rows [r0, r1) = pattern block pb (row stride T, first row = row r0) · v, over keys [0, keys)
+void block_pv(const float* pb, const float* v, int64_t T, int64_t dh, int64_t r0, int64_t keys, float* z) {
+  sgemm_row_major(false, false, block_end(r0, T) - r0, dh, keys, 1.0f, pb, T, v, dh, 0.0f, z + r0 * dh, dh);
 }
 
-// Forward of one item: p [T, T] gets the causal softmax rows (row i: columns <= i, zeros to its block's
-// end; later columns are not written), z [T, dh] = p v.
+// Forward of one item, z [T, dh] = p v. With `keep`, p [T, T] gets the causal softmax rows (row i:
+// columns <= i, zeros to its block's end; later columns are not written); without, p is one block's
+// [kCausalBlock, T] scratch.
 void causal_forward_item(const float* q, const float* k, const float* v, float scale, int64_t T, int64_t dh, float* p,
-                         float* z) {
+                         bool keep, float* z) {
   for (int64_t r0 = 0; r0 < T; r0 += kCausalBlock) {
     const int64_t r1 = block_end(r0, T);
-    block_scores(q, k, scale, T, dh, r0, p);
-    for (int64_t i = r0; i < r1; ++i) softmax_row(p + i * T, i + 1, r1);
-    block_pv(p, v, T, dh, r0, r1, z);
+    float* pb = keep ? p + r0 * T : p;
+    block_scores(q, k, scale, T, dh, r0, pb);
+    for (int64_t i = r0; i < r1; ++i) softmax_row(pb + (i - r0) * T, i + 1, r1);
+    block_pv(pb, v, T, dh, r0, r1, z);
   }
 }
 
@@ -180,7 +182,7 @@ class CausalAttention : public torch::autograd::Function<CausalAttention> {
     per_item(n, [&](int64_t i) {
       causal_forward_item(qc.data_ptr<float>() + i * T * dh, kc.data_ptr<float>() + i * T * dh,
                           vc.data_ptr<float>() + i * T * dh, static_cast<float>(scale), T, dh,
-                          p.data_ptr<float>() + i * T * T, z.data_ptr<float>() + i * T * dh);
+                          p.data_ptr<float>() + i * T * T, true, z.data_ptr<float>() + i * T * dh);
     });
     ctx->save_for_backward({qc, kc, vc, p});
     ctx->saved_data["scale"] = scale;
@@ -222,7 +224,7 @@ class CausalScores : public torch::autograd::Function<CausalScores> {
       float* si = s.data_ptr<float>() + i * T * T;
       for (int64_t r0 = 0; r0 < T; r0 += kCausalBlock) {
         block_scores(qc.data_ptr<float>() + i * T * dh, kc.data_ptr<float>() + i * T * dh, static_cast<float>(scale), T,
-                     dh, r0, si);
+                     dh, r0, si + r0 * T);
         for (int64_t r = r0; r < block_end(r0, T); ++r) std::fill(si + r * T + r + 1, si + (r + 1) * T, ninf);
       }
     });
@@ -283,7 +285,7 @@ class CausalPatternV : public torch::autograd::Function<CausalPatternV> {
               keys = j + 1;
               break;
             }
-        block_pv(pi, vc.data_ptr<float>() + i * T * dh, T, dh, r0, keys, z.data_ptr<float>() + i * T * dh);
+        block_pv(pi + r0 * T, vc.data_ptr<float>() + i * T * dh, T, dh, r0, keys, z.data_ptr<float>() + i * T * dh);
       }
     });
     ctx->save_for_backward({pc, vc});
@@ -387,7 +389,23 @@ int64_t causal_attention_pairs(int64_t T) {
 torch::Tensor causal_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, double scale) {
   TORCH_CHECK(q.dim() == 3 && k.sizes() == q.sizes() && v.sizes() == q.sizes(), "causal_attention: q, k, v [n, T, dh]");
   if (!fast_ok(q) || !fast_ok(k) || !fast_ok(v)) return causal_pattern_v(causal_softmax(causal_scores(q, k, scale)), v);
-  return CausalAttention::apply(q, k, v, scale);
+  if (torch::GradMode::is_enabled() && (q.requires_grad() || k.requires_grad() || v.requires_grad()))
+    return CausalAttention::apply(q, k, v, scale);
+  // no graph: the pattern lives one block at a time in a per-item scratch that stays in cache (same
+  // arithmetic, so the same bits as with the graph)
+  auto qc = q.contiguous(), kc = k.contiguous(), vc = v.contiguous();
+  const int64_t n = qc.size(0), T = qc.size(1), dh = qc.size(2);
+  auto z = torch::empty({n, T, dh}, qc.options());
+  std::vector<std::vector<float>> scratch(static_cast<size_t>(n));
+  per_item(n, [&](int64_t i) {
+    auto& pb = scratch[static_cast<size_t>(i)];
+    pb.resize(static_cast<size_t>(std::min(T, kCausalBlock) * T));
+    causal_forward_item(qc.data_ptr<float>() + i * T * dh, kc.data_ptr<float>() + i * T * dh,
+                        vc.data_ptr<float>() + i * T * dh, static_cast<float>(scale), T, dh, pb.data(), false,
+                        z.data_ptr<float>() + i * T * dh);
+    pb = {};
+  });
+  return z;
 }
 
 torch::Tensor rotary_embed(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin) {

@@ -328,6 +328,11 @@ TEST(FusedOpsTest, CausalAttentionMatchesTheFormulaInDoubleWithGradients) {
     auto s = causal_scores(q, k, scale);
     auto zp = causal_pattern_v(causal_softmax(s), v);
     EXPECT_TRUE(torch::equal(zp, z)) << T << " max diff " << test::max_abs_diff(zp, z);
+    {  // without a graph the pattern lives in a one-block scratch: the same bits
+      torch::NoGradGuard no_grad;
+      auto zn = causal_attention(q, k, v, scale);
+      EXPECT_TRUE(torch::equal(zn, z)) << T << " max diff " << test::max_abs_diff(zn, z);
+    }
     EXPECT_TRUE(torch::isinf(s.masked_select(mask)).all().item<bool>());
     auto gp = torch::autograd::grad({zp}, {q, k, v}, {gz});
     for (int i = 0; i < 3; ++i) EXPECT_LT(test::max_abs_diff(gp[i].to(torch::kFloat64), gref[i]), 2e-5) << T << " piece grad " << i;
