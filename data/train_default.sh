@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The default model, ccc-byte-l1024 (README: "The default learns in context"): the scale family's
-# ccc-byte-l (context 256, data/train_family.sh) continued at context 512 in three stages, then 1024, on CPU:
+# ccc-byte-l (context 256, data/train_family.sh) continued at context 512 in three stages, then 1024 in two, on CPU:
 #   stage A  ccc-byte-l-from-default.json         1000 steps of 16 x 256 bytes: 50% synthetic repeated
 #            random strings, half of the natural windows with a copied span, lr 3e-3 held; the induction
 #            phase change comes between steps 500 and 600 (checkpoints every 100 steps)
@@ -10,8 +10,11 @@
 #            1e-3 -> 1e-4, another seed
 #   stage D  ccc-byte-l-from-default-stage4.json  context 1024: 1000 steps of 8 x 1024 bytes, 50% of the
 #            natural windows with a copied span of 16-480 bytes, lr 6e-4 -> 6e-5, another seed
+#   stage E  ccc-byte-l-from-default-stage5.json  600 steps of 8 x 1024 bytes, 75% of the natural windows
+#            with 1-4 copied spans of 16-192 bytes (copy onsets), lr 3e-4 -> 3e-5, another seed
 # then links data/models/default to it. Each stage resumes if interrupted. Measured here: stage A ~2.4 h,
-# stage B 1.3 h, stage C 1.4 h, stage D 1 h 18 min (2 cores, other work running). Corpora: $CCC_CORPORA,
+# stage B 1.3 h, stage C 1.4 h, stage D 1 h 18 min, stage E 34 min (2 cores; D and E before and after
+# the causal attention kernel). Corpora: $CCC_CORPORA,
 # ../shared/data/corpora or .cache/corpora.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,6 +23,7 @@ base=data/models/ccc-byte-l
 stage_a=${STAGE_A_DIR:-build/default-stage-a}
 stage_b=${STAGE_B_DIR:-build/default-stage-b}
 stage_c=${STAGE_C_DIR:-build/default-stage-c}
+stage_d=${STAGE_D_DIR:-build/default-stage-d}
 out=data/models/ccc-byte-l1024
 [ -f "$base/model_card.json" ] || { echo "train_default.sh: $base is missing (run data/train_family.sh)" >&2; exit 1; }
 # stage DIR CONFIG INIT: trains DIR from INIT unless it is finished; resumes an interrupted run
@@ -31,8 +35,10 @@ stage() {
 stage "$stage_a" data/configs/ccc-byte-l-from-default.json "$base"
 stage "$stage_b" data/configs/ccc-byte-l-from-default-stage2.json "$stage_a"
 stage "$stage_c" data/configs/ccc-byte-l-from-default-stage3.json "$stage_b"
-stage "$out" data/configs/ccc-byte-l-from-default-stage4.json "$stage_c"
+stage "$stage_d" data/configs/ccc-byte-l-from-default-stage4.json "$stage_c"
+stage "$out" data/configs/ccc-byte-l-from-default-stage5.json "$stage_d"
 cp "$stage_b/train_log.csv" "$out/train_log_stage_b.csv"
 cp "$stage_c/train_log.csv" "$out/train_log_stage_c.csv"
+cp "$stage_d/train_log.csv" "$out/train_log_stage_d.csv"
 "$ccc" heads --checkpoints "$stage_a" -o "$out/emergence_stage_a.csv"
 ln -sfn ccc-byte-l1024 data/models/default
