@@ -162,14 +162,19 @@ void causal_backward_item(const float* q, const float* k, const float* v, const 
   }
 }
 
-// Runs fn(item) for each of n items split across threads, single-threaded BLAS each.
+// Runs fn(item, scratch) for each of n items split across threads, single-threaded BLAS each; each thread
+// owns `scratch_floats` floats of scratch for all its items (the kernels write it before reading it).
 template <typename Fn>
-void per_item(int64_t n, Fn&& fn) {
+void per_item(int64_t n, int64_t scratch_floats, Fn&& fn) {
   ScopedBlasThreads one(1);
   split_threads(n, [&](int64_t s, int64_t e) {
-    for (int64_t i = s; i < e; ++i) fn(i);
+    std::vector<float> scratch(static_cast<size_t>(scratch_floats));
+    for (int64_t i = s; i < e; ++i) fn(i, scratch.data());
   });
 }
+
+// one query block's rows of pattern or its gradient: [min(T, kCausalBlock), T]
+int64_t block_scratch(int64_t T) { return std::min(T, kCausalBlock) * T; }
 
 class CausalAttention : public torch::autograd::Function<CausalAttention> {
  public:
@@ -179,7 +184,7 @@ class CausalAttention : public torch::autograd::Function<CausalAttention> {
     const int64_t n = qc.size(0), T = qc.size(1), dh = qc.size(2);
     auto p = torch::empty({n, T, T}, qc.options());
     auto z = torch::empty({n, T, dh}, qc.options());
-    per_item(n, [&](int64_t i) {
+    per_item(n, 0, [&](int64_t i, float*) {
       causal_forward_item(qc.data_ptr<float>() + i * T * dh, kc.data_ptr<float>() + i * T * dh,
                           vc.data_ptr<float>() + i * T * dh, static_cast<float>(scale), T, dh,
                           p.data_ptr<float>() + i * T * T, true, z.data_ptr<float>() + i * T * dh);
@@ -196,15 +201,11 @@ class CausalAttention : public torch::autograd::Function<CausalAttention> {
     auto gz = grads[0].contiguous();
     const int64_t n = q.size(0), T = q.size(1), dh = q.size(2);
     auto gq = torch::empty_like(q), gk = torch::zeros_like(k), gv = torch::zeros_like(v);
-    std::vector<std::vector<float>> scratch(static_cast<size_t>(n));
-    per_item(n, [&](int64_t i) {
-      auto& ds = scratch[static_cast<size_t>(i)];
-      ds.resize(static_cast<size_t>(std::min(T, kCausalBlock) * T));
+    per_item(n, block_scratch(T), [&](int64_t i, float* ds) {
       causal_backward_item(q.data_ptr<float>() + i * T * dh, k.data_ptr<float>() + i * T * dh,
                            v.data_ptr<float>() + i * T * dh, p.data_ptr<float>() + i * T * T,
                            gz.data_ptr<float>() + i * T * dh, scale, T, dh, gq.data_ptr<float>() + i * T * dh,
-                           gk.data_ptr<float>() + i * T * dh, gv.data_ptr<float>() + i * T * dh, ds.data());
-      ds = {};
+                           gk.data_ptr<float>() + i * T * dh, gv.data_ptr<float>() + i * T * dh, ds);
     });
     return {gq, gk, gv, torch::Tensor()};
   }
@@ -220,7 +221,7 @@ class CausalScores : public torch::autograd::Function<CausalScores> {
     const int64_t n = qc.size(0), T = qc.size(1), dh = qc.size(2);
     auto s = torch::empty({n, T, T}, qc.options());
     const float ninf = -std::numeric_limits<float>::infinity();
-    per_item(n, [&](int64_t i) {
+    per_item(n, 0, [&](int64_t i, float*) {
       float* si = s.data_ptr<float>() + i * T * T;
       for (int64_t r0 = 0; r0 < T; r0 += kCausalBlock) {
         block_scores(qc.data_ptr<float>() + i * T * dh, kc.data_ptr<float>() + i * T * dh, static_cast<float>(scale), T,
@@ -248,7 +249,7 @@ class CausalSoftmax : public torch::autograd::Function<CausalSoftmax> {
     auto p = scores.clone(at::MemoryFormat::Contiguous);
     const int64_t n = p.size(0), T = p.size(1);
     const float ninf = -std::numeric_limits<float>::infinity();
-    per_item(n, [&](int64_t i) {
+    per_item(n, 0, [&](int64_t i, float*) {
       for (int64_t r = 0; r < T; ++r) {
         float* row = p.data_ptr<float>() + (i * T + r) * T;
         int64_t end = T;
@@ -274,7 +275,7 @@ class CausalPatternV : public torch::autograd::Function<CausalPatternV> {
     auto pc = pattern.contiguous(), vc = v.contiguous();
     const int64_t n = pc.size(0), T = pc.size(1), dh = vc.size(2);
     auto z = torch::empty({n, T, dh}, vc.options());
-    per_item(n, [&](int64_t i) {
+    per_item(n, 0, [&](int64_t i, float*) {
       const float* pi = pc.data_ptr<float>() + i * T * T;
       for (int64_t r0 = 0; r0 < T; r0 += kCausalBlock) {
         // the block's keys end at its last row unless an editor put weight on later keys
@@ -391,19 +392,15 @@ torch::Tensor causal_attention(const torch::Tensor& q, const torch::Tensor& k, c
   if (!fast_ok(q) || !fast_ok(k) || !fast_ok(v)) return causal_pattern_v(causal_softmax(causal_scores(q, k, scale)), v);
   if (torch::GradMode::is_enabled() && (q.requires_grad() || k.requires_grad() || v.requires_grad()))
     return CausalAttention::apply(q, k, v, scale);
-  // no graph: the pattern lives one block at a time in a per-item scratch that stays in cache (same
+  // no graph: the pattern lives one block at a time in the thread's scratch, which stays in cache (same
   // arithmetic, so the same bits as with the graph)
   auto qc = q.contiguous(), kc = k.contiguous(), vc = v.contiguous();
   const int64_t n = qc.size(0), T = qc.size(1), dh = qc.size(2);
   auto z = torch::empty({n, T, dh}, qc.options());
-  std::vector<std::vector<float>> scratch(static_cast<size_t>(n));
-  per_item(n, [&](int64_t i) {
-    auto& pb = scratch[static_cast<size_t>(i)];
-    pb.resize(static_cast<size_t>(std::min(T, kCausalBlock) * T));
+  per_item(n, block_scratch(T), [&](int64_t i, float* pb) {
     causal_forward_item(qc.data_ptr<float>() + i * T * dh, kc.data_ptr<float>() + i * T * dh,
-                        vc.data_ptr<float>() + i * T * dh, static_cast<float>(scale), T, dh, pb.data(), false,
+                        vc.data_ptr<float>() + i * T * dh, static_cast<float>(scale), T, dh, pb, false,
                         z.data_ptr<float>() + i * T * dh);
-    pb = {};
   });
   return z;
 }
