@@ -368,6 +368,7 @@ void bench_compress(const BenchCompressOptions& o) {
     double params = 0, bpb = 0, mb_s = 0, dmb_s = 0;
     double attn_flops_per_byte = 0;  // the model's attention FLOPs of the run per input byte
     std::string fingerprint;
+    double roof = 0;  // matmul roofline GFLOP/s read right before and after this model's run (the better)
   };
   std::vector<Row> rows;
   const std::string tmp = (fs::temp_directory_path() / ("ccc_bench_" + std::to_string(::getpid()))).string();
@@ -403,6 +404,9 @@ void bench_compress(const BenchCompressOptions& o) {
     for (const auto& mp : models) {
       auto m = model::load_model(mp, o.tokenizer);
       compress::CodecOptions copt;
+      // this machine's matmul speed moves by up to 2x within minutes (a shared host): the roofline is read
+      // beside each run, before and after it, and the better reading is that row's baseline
+      const double roof_before = matmul_roofline_gflops(4096, 256, 3);
       const auto t0 = ch::steady_clock::now();
       auto packed = compress::lm_compress(m, bytes, copt);
       const double s = ch::duration<double>(ch::steady_clock::now() - t0).count();
@@ -410,16 +414,22 @@ void bench_compress(const BenchCompressOptions& o) {
       auto back = compress::lm_decompress(m, packed, name, copt);
       const double ds = ch::duration<double>(ch::steady_clock::now() - t1).count();
       CCC_CHECK(back == bytes, "bench compress: round trip failed for ", name, " with ", mp);
+      const double roof = std::max(roof_before, matmul_roofline_gflops(4096, 256, 3));
       progress.update(++done);
       const double attn = compress::codec_attention_flops(m.config, compress::stream_token_counts(m, bytes, copt), copt);
       rows.push_back({name, "ccc " + fs::path(mp).filename().string(), static_cast<double>(m.config.n_params()),
                       8.0 * packed.size() / bytes.size(), bytes.size() / 1e6 / s, bytes.size() / 1e6 / ds,
-                      attn / static_cast<double>(bytes.size()), m.fingerprint});
+                      attn / static_cast<double>(bytes.size()), m.fingerprint, roof});
     }
   }
   fs::remove(tmp);
-  // roofline: model FLOPs per token (2 x params) against the matmul roofline of this run
-  const double roof = matmul_roofline_gflops(4096, 256, 3);
+  // roofline: model FLOPs per token (2 x params) against the matmul roofline read beside each model's run
+  double roof_lo = 0, roof_hi = 0;
+  for (const auto& r : rows)
+    if (r.roof > 0) {
+      roof_lo = roof_lo == 0 ? r.roof : std::min(roof_lo, r.roof);
+      roof_hi = std::max(roof_hi, r.roof);
+    }
   const std::string machine = machine_description();
   // One row per (file, method); a cell that was not measured (a classic compressor's params, fingerprint,
   // decompression speed and roofline share) is empty.
@@ -427,8 +437,8 @@ void bench_compress(const BenchCompressOptions& o) {
                     "compress_pct_roofline,decompress_pct_roofline,attention_flops_per_byte,"
                     "compress_pct_roofline_with_attention,decompress_pct_roofline_with_attention,roofline_GFLOP_s,machine\n";
   std::printf("| file | method | params | bits/byte | compress MB/s | decompress MB/s | compress %% of roofline | "
-              "decompress %% of roofline | with attention FLOPs |\n");
-  std::printf("|---|---|---|---|---|---|---|---|---|\n");
+              "decompress %% of roofline | with attention FLOPs | roofline GFLOP/s |\n");
+  std::printf("|---|---|---|---|---|---|---|---|---|---|\n");
   auto num = [](const char* f, double x) {
     char b[64];
     std::snprintf(b, sizeof b, f, x);
@@ -436,6 +446,7 @@ void bench_compress(const BenchCompressOptions& o) {
   };
   for (const auto& r : rows) {
     // 2 x params FLOPs per token; byte models code one token per byte
+    const double roof = r.roof;
     auto pct = [&](double mb_s) { return 100.0 * 2.0 * r.params * mb_s * 1e6 / (roof * 1e9); };
     // the model's whole FLOP count (Kaplan et al.'s C_forward): the weights' 2 x params per token plus the
     // attention over the window each fed position really attends (compress::codec_attention_flops)
@@ -446,18 +457,19 @@ void bench_compress(const BenchCompressOptions& o) {
            (model ? num("%.4f", r.dmb_s) : "") + "," + (model ? num("%.2f", pct(r.mb_s)) : "") + "," +
            (model ? num("%.2f", pct(r.dmb_s)) : "") + "," + (model ? num("%.0f", r.attn_flops_per_byte) : "") + "," +
            (model ? num("%.2f", pct_all(r.mb_s)) : "") + "," + (model ? num("%.2f", pct_all(r.dmb_s)) : "") + "," +
-           num("%.1f", roof) + "," + csv_field(machine) + "\n";
+           (model ? num("%.1f", roof) : "") + "," + csv_field(machine) + "\n";
     if (!model) {
-      std::printf("| %s | %s | - | %.4f | %.3f | - | - | - | - |\n", r.file.c_str(), r.method.c_str(), r.bpb, r.mb_s);
+      std::printf("| %s | %s | - | %.4f | %.3f | - | - | - | - | - |\n", r.file.c_str(), r.method.c_str(), r.bpb, r.mb_s);
       continue;
     }
-    std::printf("| %s | %s | %.0f | %.4f | %.4f | %.4f | %.1f%% | %.1f%% | %.1f%% / %.1f%% |\n", r.file.c_str(),
+    std::printf("| %s | %s | %.0f | %.4f | %.4f | %.4f | %.1f%% | %.1f%% | %.1f%% / %.1f%% | %.1f |\n", r.file.c_str(),
                 r.method.c_str(), r.params, r.bpb, r.mb_s, r.dmb_s, pct(r.mb_s), pct(r.dmb_s), pct_all(r.mb_s),
-                pct_all(r.dmb_s));
+                pct_all(r.dmb_s), roof);
   }
-  std::printf("\nmatmul roofline this run: %.1f GFLOP/s (byte models: 1 token per byte); %% of roofline counts 2 x params "
-              "FLOPs per token, 'with attention FLOPs' adds the attention over each position's window (compress / "
-              "decompress); %s\n", roof, machine.c_str());
+  std::printf("\nmatmul roofline read beside each model's run (the better of before and after): %.1f-%.1f GFLOP/s "
+              "(byte models: 1 token per byte); %% of roofline counts 2 x params FLOPs per token, 'with attention "
+              "FLOPs' adds the attention over each position's window (compress / decompress); %s\n",
+              roof_lo, roof_hi, machine.c_str());
   const std::string csv_path = (fs::path(o.out_dir) / "bench_compress.csv").string();
   write_file_atomic(csv_path, csv);
   // plots: Pareto (bpb vs speed) and scaling (mean bpb over the files vs params; classic compressors as

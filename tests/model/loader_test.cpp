@@ -8,6 +8,7 @@
 
 #include <nlohmann/json.hpp>
 #include <sstream>
+#include <utility>
 
 #include "model/base/error.h"
 #include "model/core/score.h"
@@ -747,6 +748,33 @@ TEST(CliTest, BenchCompressQuotesPathsAndLeavesUnmeasuredCellsEmpty) {
   EXPECT_NE(csv.find(",ccc ccc-attn1,"), std::string::npos) << csv;
   EXPECT_NE(csv.find(m.fingerprint), std::string::npos) << csv;
   EXPECT_EQ(csv.find(",-1"), std::string::npos) << csv;
+  // the roofline (column roofline_GFLOP_s) is read beside each model's run: empty for gzip, positive for
+  // the model, and the model's roofline share is its FLOPs at its speed over that reading
+  auto fields = [&](const std::string& prefix) {
+    std::vector<std::string> f;
+    const std::string text = "\n" + csv;
+    const size_t at = text.find("\n" + prefix);
+    if (at == std::string::npos) return f;
+    std::string cur;
+    bool quoted = false;
+    for (size_t i = at + 1; i < text.size() && (quoted || text[i] != '\n'); ++i) {
+      if (text[i] == '"') quoted = !quoted;
+      else if (text[i] == ',' && !quoted) f.push_back(std::exchange(cur, ""));
+      else cur += text[i];
+    }
+    f.push_back(cur);
+    return f;
+  };
+  const auto header = fields("file,");
+  const auto gz = fields("\"x,y.txt\",gzip -9,"), cm = fields("\"x,y.txt\",ccc ccc-attn1,");
+  ASSERT_EQ(header.size(), 14u) << csv;
+  ASSERT_EQ(gz.size(), header.size()) << csv;
+  ASSERT_EQ(cm.size(), header.size()) << csv;
+  EXPECT_EQ(header[12], "roofline_GFLOP_s");
+  EXPECT_EQ(gz[12], "");
+  const double roof = std::stod(cm[12]), params = std::stod(cm[2]), mb_s = std::stod(cm[5]);
+  EXPECT_GT(roof, 0.0);
+  EXPECT_NEAR(std::stod(cm[7]), 100.0 * 2.0 * params * mb_s * 1e6 / (roof * 1e9), 0.02 + 0.01 * std::stod(cm[7])) << csv;
   if (out.find("pareto.png") != std::string::npos) {
     EXPECT_TRUE(std::filesystem::exists(dir + "/out/pareto.png"));
   }
