@@ -466,10 +466,13 @@ void bench_compress(const BenchCompressOptions& o) {
                 r.method.c_str(), r.params, r.bpb, r.mb_s, r.dmb_s, pct(r.mb_s), pct(r.dmb_s), pct_all(r.mb_s),
                 pct_all(r.dmb_s), roof);
   }
-  std::printf("\nmatmul roofline read beside each model's run (the better of before and after): %.1f-%.1f GFLOP/s "
-              "(byte models: 1 token per byte); %% of roofline counts 2 x params FLOPs per token, 'with attention "
-              "FLOPs' adds the attention over each position's window (compress / decompress); %s\n",
-              roof_lo, roof_hi, machine.c_str());
+  if (roof_hi > 0)
+    std::printf("\nmatmul roofline read beside each model's run (the better of before and after): %.1f-%.1f GFLOP/s "
+                "(byte models: 1 token per byte); %% of roofline counts 2 x params FLOPs per token, 'with attention "
+                "FLOPs' adds the attention over each position's window (compress / decompress); %s\n",
+                roof_lo, roof_hi, machine.c_str());
+  else
+    std::printf("\nno model ran, so no roofline was read; %s\n", machine.c_str());
   const std::string csv_path = (fs::path(o.out_dir) / "bench_compress.csv").string();
   write_file_atomic(csv_path, csv);
   // plots: Pareto (bpb vs speed) and scaling (mean bpb over the files vs params; classic compressors as
