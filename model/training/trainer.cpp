@@ -2,6 +2,7 @@
 
 #include "model/core/bits.h"
 
+#include <array>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
@@ -33,6 +34,8 @@ void TrainOptions::validate(const ModelConfig& cfg) const {
   auto range_ok = [](const std::vector<int64_t>& r) { return r.size() == 2 && r[0] >= 1 && r[0] <= r[1]; };
   CCC_CHECK(range_ok(synthetic_len) && range_ok(synthetic_repeats) && range_ok(copy_len) && range_ok(copy_count),
             "train: synthetic_len, synthetic_repeats, copy_len and copy_count must be [min, max] with 1 <= min <= max");
+  CCC_CHECK(range_ok(synthetic_alphabet) && synthetic_alphabet[0] >= 2 && synthetic_alphabet[1] <= 95,
+            "train: synthetic_alphabet must be [min, max] with 2 <= min <= max <= 95 (printable bytes)");
   CCC_CHECK(cfg.d_vocab_out == 256 && cfg.d_vocab == 257 && cfg.bos_id == 256,
             "train: ccc trains byte-level models (d_vocab 257 with BOS 256, d_vocab_out 256)");
 }
@@ -44,6 +47,7 @@ nlohmann::json TrainOptions::to_json() const {
           {"eval_every", eval_every}, {"eval_windows", eval_windows}, {"log_every", log_every},
           {"checkpoint_every", checkpoint_every}, {"save_dtype", save_dtype}, {"corpora", corpora},
           {"synthetic_prob", synthetic_prob}, {"synthetic_len", synthetic_len}, {"synthetic_repeats", synthetic_repeats},
+          {"synthetic_alphabet", synthetic_alphabet},
           {"copy_prob", copy_prob}, {"copy_len", copy_len}, {"copy_count", copy_count}, {"crlf_prob", crlf_prob}};
 }
 
@@ -96,6 +100,7 @@ TrainOptions TrainOptions::from_json(const nlohmann::json& j, const std::string&
   };
   o.synthetic_len = ints("synthetic_len");
   o.synthetic_repeats = ints("synthetic_repeats");
+  o.synthetic_alphabet = ints("synthetic_alphabet");
   o.copy_len = ints("copy_len");
   o.copy_count = ints("copy_count");
   return o;
@@ -201,11 +206,22 @@ torch::Tensor Trainer::sample_batch(int64_t step, int64_t micro) const {
     // Augmentations draw from their own continuation of h, so windows without them are unchanged.
     uint64_t g = mix(h ^ 0x5bd1e995ULL);
     if (opt_.synthetic_prob > 0 && unit(g = mix(g)) < opt_.synthetic_prob) {
+      const bool full_alphabet = opt_.synthetic_alphabet[0] == 95;  // validate: then max is 95 too
       while (k < T) {  // random printable strings, each repeated back to back
         const int64_t len = uniform(g = mix(g), opt_.synthetic_len[0], opt_.synthetic_len[1]);
         const int64_t reps = uniform(g = mix(g), opt_.synthetic_repeats[0], opt_.synthetic_repeats[1]);
         const int64_t first = k;
-        for (int64_t i = 0; i < len && k < T; ++i) acc[r][k++] = uniform(g = mix(g), 32, 126);
+        if (full_alphabet) {
+          for (int64_t i = 0; i < len && k < T; ++i) acc[r][k++] = uniform(g = mix(g), 32, 126);
+        } else {  // A distinct printable bytes (partial Fisher-Yates), then the string over them
+          const int64_t A = uniform(g = mix(g), opt_.synthetic_alphabet[0], opt_.synthetic_alphabet[1]);
+          std::array<int64_t, 95> printable;
+          for (int64_t i = 0; i < 95; ++i) printable[static_cast<size_t>(i)] = 32 + i;
+          for (int64_t i = 0; i < A; ++i)
+            std::swap(printable[static_cast<size_t>(i)], printable[static_cast<size_t>(uniform(g = mix(g), i, 94))]);
+          for (int64_t i = 0; i < len && k < T; ++i)
+            acc[r][k++] = printable[static_cast<size_t>(uniform(g = mix(g), 0, A - 1))];
+        }
         for (int64_t rep = 1; rep < reps; ++rep)
           for (int64_t i = 0; i < len && k < T; ++i, ++k) acc[r][k] = acc[r][first + i];
       }

@@ -40,6 +40,10 @@ struct TrainOptions {
   double synthetic_prob = 0;            ///< window = random printable strings (32..126), each repeated
   std::vector<int64_t> synthetic_len{20, 40};     ///< [min, max] length of each random string
   std::vector<int64_t> synthetic_repeats{3, 6};   ///< [min, max] copies of each string, back to back
+  /// [min, max] distinct bytes per random string (each string draws its size, then that many distinct
+  /// printable bytes): small alphabets make one-byte matches ambiguous, so copying them needs longer
+  /// prefixes. [95, 95], every printable byte, draws nothing extra (the windows sampled before the option).
+  std::vector<int64_t> synthetic_alphabet{95, 95};
   double copy_prob = 0;                 ///< (natural windows) a span of the window is copied to a later place in it
   std::vector<int64_t> copy_len{16, 128};         ///< [min, max] length of the copied span (capped at seq_len / 2)
   std::vector<int64_t> copy_count{1, 1};          ///< [min, max] copied spans in a window that gets copies

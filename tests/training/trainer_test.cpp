@@ -4,6 +4,7 @@
 
 #include <filesystem>
 #include <random>
+#include <set>
 
 #include "model/base/error.h"
 #include "model/formats/loader.h"
@@ -304,6 +305,41 @@ TEST_F(TrainerTest, SyntheticWindowsAreRepeatedPrintableStrings) {
   EXPECT_FALSE(torch::equal(batch, t.sample_batch(4, 0)));
 }
 
+TEST_F(TrainerTest, SmallAlphabetStringsUseThatManyDistinctBytesAndRepeat) {
+  auto o = tiny_options();
+  o.synthetic_prob = 1.0;
+  o.synthetic_len = {12, 12};
+  o.synthetic_repeats = {2, 2};
+  o.synthetic_alphabet = {3, 3};
+  o.bos_prob = 0.0;
+  Trainer t(fresh(), o, corpora());
+  auto batch = t.sample_batch(5, 0);
+  std::set<std::set<int64_t>> alphabets;
+  for (int64_t r = 0; r < batch.size(0); ++r) {
+    const auto row = row_of(batch, r);
+    for (size_t k = 0; k + 24 <= row.size(); k += 24) {  // blocks x x, |x| = 12
+      std::set<int64_t> used;
+      for (size_t i = 0; i < 12; ++i) {
+        EXPECT_TRUE(row[k + i] >= 32 && row[k + i] <= 126) << row[k + i];
+        EXPECT_EQ(row[k + 12 + i], row[k + i]) << "row " << r << " block at " << k;
+        used.insert(row[k + i]);
+      }
+      EXPECT_LE(used.size(), 3u) << "row " << r << " block at " << k;
+      EXPECT_GE(used.size(), 2u) << "row " << r << " block at " << k;  // 12 draws from 3: all equal is 1/3^11
+      alphabets.insert(used);
+    }
+  }
+  EXPECT_GT(alphabets.size(), 4u) << "each string draws its own alphabet";
+  // another size: the same step's first string is over a different number of bytes
+  o.synthetic_alphabet = {8, 8};
+  Trainer t8(fresh(), o, corpora());
+  std::set<int64_t> used8;
+  const auto row8 = row_of(t8.sample_batch(5, 0), 0);
+  for (size_t i = 0; i < 12; ++i) used8.insert(row8[i]);
+  EXPECT_GT(used8.size(), 3u);
+  EXPECT_LE(used8.size(), 8u);
+}
+
 TEST_F(TrainerTest, CopyAndCrlfAugmentationsOnlyTouchTheirWindows) {
   auto plain = tiny_options();
   plain.bos_prob = 0.0;
@@ -384,15 +420,22 @@ TEST_F(TrainerTest, AugmentationOptionsAreValidated) {
   o = tiny_options();
   o.copy_count = {0, 2};
   EXPECT_THROW(o.validate(tiny_byte_config()), Error);
+  for (const std::vector<int64_t>& bad : {std::vector<int64_t>{1, 4}, {2, 96}, {9, 8}, {95}}) {
+    o = tiny_options();
+    o.synthetic_alphabet = bad;
+    EXPECT_THROW(o.validate(tiny_byte_config()), Error);
+  }
   // round trip through JSON keeps them
   o = tiny_options();
   o.synthetic_prob = 0.25;
   o.synthetic_repeats = {2, 9};
   o.copy_count = {2, 5};
+  o.synthetic_alphabet = {4, 16};
   auto back = TrainOptions::from_json(o.to_json(), "test");
   EXPECT_EQ(back.synthetic_prob, 0.25);
   EXPECT_EQ(back.synthetic_repeats, (std::vector<int64_t>{2, 9}));
   EXPECT_EQ(back.copy_count, (std::vector<int64_t>{2, 5}));
+  EXPECT_EQ(back.synthetic_alphabet, (std::vector<int64_t>{4, 16}));
 }
 
 }  // namespace
