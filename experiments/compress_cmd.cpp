@@ -361,6 +361,10 @@ void bench_compress(const BenchCompressOptions& o) {
       auto p = fs::path(CCC_SOURCE_DIR) / "data" / "models" / n;
       if (fs::exists(p / "config.json")) models.push_back(p.string());
     }
+  CCC_CHECK(!o.windows.empty(), "bench compress: no window given");
+  std::vector<std::pair<std::string, int64_t>> runs;  // (model, window), each window of each model
+  for (const auto& mp : models)
+    for (int64_t w : o.windows) runs.emplace_back(mp, w);
   std::error_code ec;
   fs::create_directories(o.out_dir, ec);
   struct Row {
@@ -369,13 +373,15 @@ void bench_compress(const BenchCompressOptions& o) {
     double attn_flops_per_byte = 0;  // the model's attention FLOPs of the run per input byte
     std::string fingerprint;
     double roof = 0;  // matmul roofline GFLOP/s read right before and after this model's run (the better)
+    int64_t window = 0;  // the window the compressor used
+    bool first_window = false;  // the run at o.windows.front(): the scaling plot's one point per model
   };
   std::vector<Row> rows;
   const std::string tmp = (fs::temp_directory_path() / ("ccc_bench_" + std::to_string(::getpid()))).string();
   const std::vector<std::pair<std::string, std::string>> classic = {
       {"gzip -9", "gzip -9 -c"}, {"bzip2 -9", "bzip2 -9 -c"}, {"xz -9e", "xz -9e -c"},
       {"zstd -19", "zstd -19 -q -c"}, {"brotli -q 11", "brotli -q 11 -c"}, {"zpaq -m5", ""}};
-  ProgressLine progress("bench compress", static_cast<int64_t>(files.size() * (classic.size() + models.size())));
+  ProgressLine progress("bench compress", static_cast<int64_t>(files.size() * (classic.size() + runs.size())));
   int64_t done = 0;
   for (const auto& [name, bytes] : files) {
     write_file_atomic(tmp, bytes);
@@ -401,9 +407,10 @@ void bench_compress(const BenchCompressOptions& o) {
       }
       rows.push_back({name, label, 0, 8.0 * size / bytes.size(), bytes.size() / 1e6 / s, 0, 0, ""});
     }
-    for (const auto& mp : models) {
+    for (const auto& [mp, window] : runs) {
       auto m = model::load_model(mp, o.tokenizer);
       compress::CodecOptions copt;
+      copt.window = window;
       // this machine's matmul speed moves by up to 2x within minutes (a shared host): the roofline is read
       // beside each run, before and after it, and the better reading is that row's baseline
       const double roof_before = matmul_roofline_gflops(4096, 256, 3);
@@ -417,9 +424,12 @@ void bench_compress(const BenchCompressOptions& o) {
       const double roof = std::max(roof_before, matmul_roofline_gflops(4096, 256, 3));
       progress.update(++done);
       const double attn = compress::codec_attention_flops(m.config, compress::stream_token_counts(m, bytes, copt), copt);
-      rows.push_back({name, "ccc " + fs::path(mp).filename().string(), static_cast<double>(m.config.n_params()),
-                      8.0 * packed.size() / bytes.size(), bytes.size() / 1e6 / s, bytes.size() / 1e6 / ds,
-                      attn / static_cast<double>(bytes.size()), m.fingerprint, roof});
+      const std::string label = "ccc " + fs::path(mp).filename().string() +
+                                (window > 0 ? " (window " + std::to_string(window) + ")" : "");
+      rows.push_back({name, label, static_cast<double>(m.config.n_params()), 8.0 * packed.size() / bytes.size(),
+                      bytes.size() / 1e6 / s, bytes.size() / 1e6 / ds, attn / static_cast<double>(bytes.size()),
+                      m.fingerprint, roof, compress::resolve_window_policy(m.config, copt).first,
+                      window == o.windows.front()});
     }
   }
   fs::remove(tmp);
@@ -435,7 +445,7 @@ void bench_compress(const BenchCompressOptions& o) {
   // decompression speed and roofline share) is empty.
   std::string csv = "file,method,params,fingerprint,bits_per_byte,compress_MB_s,decompress_MB_s,"
                     "compress_pct_roofline,decompress_pct_roofline,attention_flops_per_byte,"
-                    "compress_pct_roofline_with_attention,decompress_pct_roofline_with_attention,roofline_GFLOP_s,machine\n";
+                    "compress_pct_roofline_with_attention,decompress_pct_roofline_with_attention,roofline_GFLOP_s,window,machine\n";
   std::printf("| file | method | params | bits/byte | compress MB/s | decompress MB/s | compress %% of roofline | "
               "decompress %% of roofline | with attention FLOPs | roofline GFLOP/s |\n");
   std::printf("|---|---|---|---|---|---|---|---|---|---|\n");
@@ -457,7 +467,8 @@ void bench_compress(const BenchCompressOptions& o) {
            (model ? num("%.4f", r.dmb_s) : "") + "," + (model ? num("%.2f", pct(r.mb_s)) : "") + "," +
            (model ? num("%.2f", pct(r.dmb_s)) : "") + "," + (model ? num("%.0f", r.attn_flops_per_byte) : "") + "," +
            (model ? num("%.2f", pct_all(r.mb_s)) : "") + "," + (model ? num("%.2f", pct_all(r.dmb_s)) : "") + "," +
-           (model ? num("%.1f", roof) : "") + "," + csv_field(machine) + "\n";
+           (model ? num("%.1f", roof) : "") + "," + (model ? std::to_string(r.window) : "") + "," +
+           csv_field(machine) + "\n";
     if (!model) {
       std::printf("| %s | %s | - | %.4f | %.3f | - | - | - | - | - |\n", r.file.c_str(), r.method.c_str(), r.bpb, r.mb_s);
       continue;
@@ -489,7 +500,7 @@ void bench_compress(const BenchCompressOptions& o) {
     pareto_dat += num("%.6f", r.mb_s) + "," + num("%.6f", r.bpb) + ",\"" + label + "\"\n";
   }
   for (const auto& r : rows)
-    if (r.params > 0 && r.file == rows.front().file)
+    if (r.params > 0 && r.first_window && r.file == rows.front().file)
       scaling_dat += num("%.0f", r.params) + "," + num("%.6f", mean[r.method].first / mean[r.method].second) + "\n";
   int k = 0;
   double lo = 1e9, hi = -1e9;

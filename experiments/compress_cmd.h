@@ -51,6 +51,8 @@ struct BenchCompressOptions {
   std::vector<std::string> models;  ///< default: the shipped family
   std::string out_dir = "bench-out";
   std::string corpora_dir;
+  /// rolling windows to run each model at (0 = the compressor's automatic window): the bits / speed trade-off
+  std::vector<int64_t> windows{0};
 };
 void bench_compress(const BenchCompressOptions& o);
 

@@ -62,6 +62,10 @@ void add_bench_commands(CLI::App& app, Globals& g) {
     sub->add_option("-t,--tokenizer", o->tokenizer, "tokenizer file or directory (overrides discovery)");
     sub->add_option("--out-dir", o->out_dir, "where CSV and plots go");
     sub->add_option("--corpora", o->corpora_dir);
+    sub->add_option("--window", o->windows,
+                    "rolling window W for every model (repeatable: one row per window; 0 = automatic, the default)")
+        ->allow_extra_args(false)
+        ->check(CLI::NonNegativeNumber);
     sub->callback([&g, o] { g.init(); experiments::bench_compress(*o); });
   }
   {

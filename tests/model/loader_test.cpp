@@ -740,7 +740,8 @@ TEST(CliTest, BenchCompressQuotesPathsAndLeavesUnmeasuredCellsEmpty) {
   write_file_atomic(dir + "/x,y.txt", text);
   std::string out;
   ASSERT_EQ(test::run_command(std::string(CCC_BINARY) + " bench compress -m " + std::string(CCC_SOURCE_DIR) +
-                                  "/data/models/ccc-attn1 " + "\"" + dir + "/x,y.txt\" --out-dir \"" + dir + "/out\"", &out), 0)
+                                  "/data/models/ccc-attn1 " + "\"" + dir + "/x,y.txt\" --out-dir \"" + dir +
+                                  "/out\" --window 0 --window 16", &out), 0)
       << out;
   const std::string csv = read_file(dir + "/out/bench_compress.csv");
   EXPECT_NE(csv.find("\n\"x,y.txt\",gzip -9,,,"), std::string::npos) << csv;  // no params or fingerprint for gzip
@@ -767,11 +768,19 @@ TEST(CliTest, BenchCompressQuotesPathsAndLeavesUnmeasuredCellsEmpty) {
   };
   const auto header = fields("file,");
   const auto gz = fields("\"x,y.txt\",gzip -9,"), cm = fields("\"x,y.txt\",ccc ccc-attn1,");
-  ASSERT_EQ(header.size(), 14u) << csv;
+  ASSERT_EQ(header.size(), 15u) << csv;
   ASSERT_EQ(gz.size(), header.size()) << csv;
   ASSERT_EQ(cm.size(), header.size()) << csv;
   EXPECT_EQ(header[12], "roofline_GFLOP_s");
   EXPECT_EQ(gz[12], "");
+  // one row per --window: the automatic one (n_ctx / 2 for a rotary model) and 16, each with its own bits
+  EXPECT_EQ(header[13], "window");
+  EXPECT_EQ(gz[13], "");
+  EXPECT_EQ(cm[13], std::to_string(m.config.n_ctx / 2)) << csv;
+  const auto w16 = fields("\"x,y.txt\",ccc ccc-attn1 (window 16),");
+  ASSERT_EQ(w16.size(), header.size()) << csv;
+  EXPECT_EQ(w16[13], "16");
+  EXPECT_NE(w16[4], cm[4]) << "a 16-byte window should cost other bits than " << cm[13] << " on 2 KB";
   const double roof = std::stod(cm[12]), params = std::stod(cm[2]), mb_s = std::stod(cm[5]);
   EXPECT_GT(roof, 0.0);
   // the CSV rounds MB/s to 4 decimals and the share to 2: allow exactly that rounding
