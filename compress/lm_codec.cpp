@@ -478,7 +478,9 @@ std::vector<uint64_t> stream_token_counts(const model::LoadedModel& m, std::stri
   return out;
 }
 
-double codec_attention_flops(const model::ModelConfig& cfg, const std::vector<uint64_t>& n_tokens, const CodecOptions& opt) {
+namespace {
+// Σ over fed positions of the keys each attends (one layer)
+double codec_attention_keys(const model::ModelConfig& cfg, const std::vector<uint64_t>& n_tokens, const CodecOptions& opt) {
   Header h;
   resolve_policy(cfg, opt, h);
   const int64_t W = h.window, keep = h.policy == WindowKind::kStrided ? W - 1 - h.stride : 0;
@@ -503,7 +505,19 @@ double codec_attention_flops(const model::ModelConfig& cfg, const std::vector<ui
       }
     }
   }
-  return 4.0 * keys * static_cast<double>(cfg.n_heads * cfg.d_head) * static_cast<double>(cfg.n_layers);
+  return keys;
+}
+}  // namespace
+
+double codec_attention_flops(const model::ModelConfig& cfg, const std::vector<uint64_t>& n_tokens, const CodecOptions& opt) {
+  return 4.0 * codec_attention_keys(cfg, n_tokens, opt) * static_cast<double>(cfg.n_heads * cfg.d_head) *
+         static_cast<double>(cfg.n_layers);
+}
+
+double codec_kv_cache_bytes(const model::ModelConfig& cfg, const std::vector<uint64_t>& n_tokens, const CodecOptions& opt) {
+  constexpr double kHalfBytes = 2;  // the codec's caches are fp16 (Group's make_cache)
+  return codec_attention_keys(cfg, n_tokens, opt) * 2.0 * static_cast<double>(cfg.n_kv_heads * cfg.d_head) *
+         kHalfBytes * static_cast<double>(cfg.n_layers);
 }
 
 std::pair<int64_t, bool> resolve_window_policy(const model::ModelConfig& cfg, const CodecOptions& opt) {

@@ -115,6 +115,11 @@ std::string describe_policy(const model::ModelConfig& cfg, const CodecOptions& o
 /// token this is the model's whole FLOP count of the run (Kaplan et al. 2020, C_forward).
 double codec_attention_flops(const model::ModelConfig& cfg, const std::vector<uint64_t>& n_tokens, const CodecOptions& opt);
 
+/// Bytes of cached keys and values the attention of a codec run reads: for every fed position and layer,
+/// keys (as for codec_attention_flops) x 2 (K and V) x n_kv_heads x d_head x 2 bytes (the codec's caches
+/// hold fp16). Each row's cache is its own, so across a group's rows this traffic does not share.
+double codec_kv_cache_bytes(const model::ModelConfig& cfg, const std::vector<uint64_t>& n_tokens, const CodecOptions& opt);
+
 /// Automatic stream count for an input of n_bytes (segment i of B = [i·n/B, (i+1)·n/B)).
 int64_t auto_streams(uint64_t n_bytes);
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <stdexcept>
 
 #include <torch/torch.h>
 
@@ -31,6 +32,20 @@ double matmul_roofline_gflops(int64_t rows, int64_t d_model, int reps) {
       double dt = now_s() - t0;
       best = std::max(best, 2.0 * s[0] * s[1] * s[2] / dt / 1e9);
     }
+  }
+  return best;
+}
+
+double memory_read_gbps(int reps) {
+  torch::InferenceMode guard;
+  auto a = torch::ones({int64_t{128} << 20});  // 512 MiB
+  double best = 0;
+  for (int r = 0; r < reps + 1; ++r) {  // the first pass faults the pages in and is not counted
+    const double t0 = now_s();
+    const double s = a.sum().item<double>();
+    const double dt = now_s() - t0;
+    if (s != static_cast<double>(a.numel())) throw std::runtime_error("memory_read_gbps: wrong sum");
+    if (r > 0) best = std::max(best, static_cast<double>(a.numel()) * 4.0 / dt / 1e9);
   }
   return best;
 }

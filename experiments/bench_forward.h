@@ -20,6 +20,10 @@ struct BenchForwardOptions {
 /// Matmul roofline: best GFLOP/s of fp32 GEMMs of the model's own shapes and a square 2048^3.
 double matmul_roofline_gflops(int64_t rows, int64_t d_model, int reps);
 
+/// Memory roofline: best GB/s of summing a 512 MiB fp32 tensor on every LibTorch thread (reads only; far
+/// beyond any cache, so it is what streaming data from DRAM can reach on this machine).
+double memory_read_gbps(int reps);
+
 void bench_forward(const BenchForwardOptions& opt, std::ostream& out);
 
 }  // namespace ccc::experiments

@@ -375,6 +375,8 @@ void bench_compress(const BenchCompressOptions& o) {
     double roof = 0;  // matmul roofline GFLOP/s read right before and after this model's run (the better)
     int64_t window = 0;  // the window the compressor used
     bool first_window = false;  // the run at o.windows.front(): the scaling plot's one point per model
+    double kv_bytes_per_byte = 0;  // fp16 keys and values the attention reads per input byte
+    double mem = 0;                // memory read GB/s measured right before this model's run
   };
   std::vector<Row> rows;
   const std::string tmp = (fs::temp_directory_path() / ("ccc_bench_" + std::to_string(::getpid()))).string();
@@ -414,6 +416,7 @@ void bench_compress(const BenchCompressOptions& o) {
       // this machine's matmul speed moves by up to 2x within minutes (a shared host): the roofline is read
       // beside each run, before and after it, and the better reading is that row's baseline
       const double roof_before = matmul_roofline_gflops(4096, 256, 3);
+      const double mem = memory_read_gbps(3);
       const auto t0 = ch::steady_clock::now();
       auto packed = compress::lm_compress(m, bytes, copt);
       const double s = ch::duration<double>(ch::steady_clock::now() - t0).count();
@@ -423,13 +426,15 @@ void bench_compress(const BenchCompressOptions& o) {
       CCC_CHECK(back == bytes, "bench compress: round trip failed for ", name, " with ", mp);
       const double roof = std::max(roof_before, matmul_roofline_gflops(4096, 256, 3));
       progress.update(++done);
-      const double attn = compress::codec_attention_flops(m.config, compress::stream_token_counts(m, bytes, copt), copt);
+      const auto counts = compress::stream_token_counts(m, bytes, copt);
+      const double attn = compress::codec_attention_flops(m.config, counts, copt);
+      const double kv = compress::codec_kv_cache_bytes(m.config, counts, copt);
       const std::string label = "ccc " + fs::path(mp).filename().string() +
                                 (window > 0 ? " (window " + std::to_string(window) + ")" : "");
       rows.push_back({name, label, static_cast<double>(m.config.n_params()), 8.0 * packed.size() / bytes.size(),
                       bytes.size() / 1e6 / s, bytes.size() / 1e6 / ds, attn / static_cast<double>(bytes.size()),
                       m.fingerprint, roof, compress::resolve_window_policy(m.config, copt).first,
-                      window == o.windows.front()});
+                      window == o.windows.front(), kv / static_cast<double>(bytes.size()), mem});
     }
   }
   fs::remove(tmp);
@@ -445,10 +450,11 @@ void bench_compress(const BenchCompressOptions& o) {
   // decompression speed and roofline share) is empty.
   std::string csv = "file,method,params,fingerprint,bits_per_byte,compress_MB_s,decompress_MB_s,"
                     "compress_pct_roofline,decompress_pct_roofline,attention_flops_per_byte,"
-                    "compress_pct_roofline_with_attention,decompress_pct_roofline_with_attention,roofline_GFLOP_s,window,machine\n";
+                    "compress_pct_roofline_with_attention,decompress_pct_roofline_with_attention,roofline_GFLOP_s,window,"
+                    "kv_cache_bytes_per_byte,compress_kv_cache_GB_s,decompress_kv_cache_GB_s,memory_read_GB_s,machine\n";
   std::printf("| file | method | params | bits/byte | compress MB/s | decompress MB/s | compress %% of roofline | "
-              "decompress %% of roofline | with attention FLOPs | roofline GFLOP/s |\n");
-  std::printf("|---|---|---|---|---|---|---|---|---|---|\n");
+              "decompress %% of roofline | with attention FLOPs | roofline GFLOP/s | K/V cache GB/s | memory GB/s |\n");
+  std::printf("|---|---|---|---|---|---|---|---|---|---|---|---|\n");
   auto num = [](const char* f, double x) {
     char b[64];
     std::snprintf(b, sizeof b, f, x);
@@ -461,6 +467,8 @@ void bench_compress(const BenchCompressOptions& o) {
     // the model's whole FLOP count (Kaplan et al.'s C_forward): the weights' 2 x params per token plus the
     // attention over the window each fed position really attends (compress::codec_attention_flops)
     auto pct_all = [&](double mb_s) { return 100.0 * (2.0 * r.params + r.attn_flops_per_byte) * mb_s * 1e6 / (roof * 1e9); };
+    // the attention's fp16 key / value reads at that speed (each row's cache is its own: DRAM traffic)
+    auto kv_gb_s = [&](double mb_s) { return r.kv_bytes_per_byte * mb_s * 1e6 / 1e9; };
     const bool model = r.params > 0;
     csv += csv_field(r.file) + "," + csv_field(r.method) + "," + (model ? num("%.0f", r.params) : "") + "," +
            r.fingerprint + "," + num("%.4f", r.bpb) + "," + num("%.4f", r.mb_s) + "," +
@@ -468,19 +476,24 @@ void bench_compress(const BenchCompressOptions& o) {
            (model ? num("%.2f", pct(r.dmb_s)) : "") + "," + (model ? num("%.0f", r.attn_flops_per_byte) : "") + "," +
            (model ? num("%.2f", pct_all(r.mb_s)) : "") + "," + (model ? num("%.2f", pct_all(r.dmb_s)) : "") + "," +
            (model ? num("%.1f", roof) : "") + "," + (model ? std::to_string(r.window) : "") + "," +
+           (model ? num("%.0f", r.kv_bytes_per_byte) : "") + "," + (model ? num("%.3f", kv_gb_s(r.mb_s)) : "") + "," +
+           (model ? num("%.3f", kv_gb_s(r.dmb_s)) : "") + "," + (model ? num("%.1f", r.mem) : "") + "," +
            csv_field(machine) + "\n";
     if (!model) {
-      std::printf("| %s | %s | - | %.4f | %.3f | - | - | - | - | - |\n", r.file.c_str(), r.method.c_str(), r.bpb, r.mb_s);
+      std::printf("| %s | %s | - | %.4f | %.3f | - | - | - | - | - | - | - |\n", r.file.c_str(), r.method.c_str(), r.bpb,
+                  r.mb_s);
       continue;
     }
-    std::printf("| %s | %s | %.0f | %.4f | %.4f | %.4f | %.1f%% | %.1f%% | %.1f%% / %.1f%% | %.1f |\n", r.file.c_str(),
-                r.method.c_str(), r.params, r.bpb, r.mb_s, r.dmb_s, pct(r.mb_s), pct(r.dmb_s), pct_all(r.mb_s),
-                pct_all(r.dmb_s), roof);
+    std::printf("| %s | %s | %.0f | %.4f | %.4f | %.4f | %.1f%% | %.1f%% | %.1f%% / %.1f%% | %.1f | %.1f / %.1f | %.1f |\n",
+                r.file.c_str(), r.method.c_str(), r.params, r.bpb, r.mb_s, r.dmb_s, pct(r.mb_s), pct(r.dmb_s),
+                pct_all(r.mb_s), pct_all(r.dmb_s), roof, kv_gb_s(r.mb_s), kv_gb_s(r.dmb_s), r.mem);
   }
   if (roof_hi > 0)
     std::printf("\nmatmul roofline read beside each model's run (the better of before and after): %.1f-%.1f GFLOP/s "
                 "(byte models: 1 token per byte); %% of roofline counts 2 x params FLOPs per token, 'with attention "
-                "FLOPs' adds the attention over each position's window (compress / decompress); %s\n",
+                "FLOPs' adds the attention over each position's window (compress / decompress); K/V cache GB/s is what the "
+                "attention reads of its fp16 caches at that speed, next to the memory read bandwidth measured before the "
+                "run; %s\n",
                 roof_lo, roof_hi, machine.c_str());
   else
     std::printf("\nno model ran, so no roofline was read; %s\n", machine.c_str());

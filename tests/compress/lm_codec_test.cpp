@@ -423,7 +423,19 @@ TEST(LmCodecTest, AttentionFlopsCountTheKeysEachFedPositionAttends) {
     const double want = 4.0 * keys * static_cast<double>(c.n_heads * c.d_head * c.n_layers);
     EXPECT_GT(keys, 0);
     EXPECT_DOUBLE_EQ(codec_attention_flops(c, n, o), want) << "strided " << strided;
+    // the fp16 keys and values those keys are: K and V, n_kv_heads x d_head halves each, in every layer
+    EXPECT_DOUBLE_EQ(codec_kv_cache_bytes(c, n, o), keys * 2.0 * static_cast<double>(c.n_kv_heads * c.d_head) * 2.0 *
+                                                        static_cast<double>(c.n_layers))
+        << "strided " << strided;
   }
+  // grouped-query attention reads n_kv_heads' caches, not n_heads'
+  auto gqa = c;
+  gqa.n_heads = 4;
+  gqa.n_kv_heads = 2;
+  CodecOptions w3;
+  w3.window = 3;
+  EXPECT_DOUBLE_EQ(codec_kv_cache_bytes(gqa, {5}, w3), 12.0 * 2 * 2 * static_cast<double>(gqa.d_head) * 2 *
+                                                           static_cast<double>(gqa.n_layers));
   // by hand: rolling W = 3 over 5 fed positions attends 1 + 2 + 3 + 3 + 3 keys; strided W = 4, S = 2
   // (one kept token) over 6: 1, 2, 3, then a restart feeding 2 (1 + 2), 3, a restart (1 + 2)
   CodecOptions roll;

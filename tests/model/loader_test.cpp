@@ -768,7 +768,7 @@ TEST(CliTest, BenchCompressQuotesPathsAndLeavesUnmeasuredCellsEmpty) {
   };
   const auto header = fields("file,");
   const auto gz = fields("\"x,y.txt\",gzip -9,"), cm = fields("\"x,y.txt\",ccc ccc-attn1,");
-  ASSERT_EQ(header.size(), 15u) << csv;
+  ASSERT_EQ(header.size(), 19u) << csv;
   ASSERT_EQ(gz.size(), header.size()) << csv;
   ASSERT_EQ(cm.size(), header.size()) << csv;
   EXPECT_EQ(header[12], "roofline_GFLOP_s");
@@ -781,6 +781,16 @@ TEST(CliTest, BenchCompressQuotesPathsAndLeavesUnmeasuredCellsEmpty) {
   ASSERT_EQ(w16.size(), header.size()) << csv;
   EXPECT_EQ(w16[13], "16");
   EXPECT_NE(w16[4], cm[4]) << "a 16-byte window should cost other bits than " << cm[13] << " on 2 KB";
+  // K/V cache traffic: fp16 K and V per key (n_kv_heads x d_head each), so per byte it is the attention
+  // FLOPs per byte x n_kv_heads / n_heads; at the run's speed; next to a positive memory bandwidth
+  EXPECT_EQ(header[14], "kv_cache_bytes_per_byte");
+  EXPECT_EQ(header[17], "memory_read_GB_s");
+  EXPECT_EQ(gz[14], "");
+  EXPECT_NEAR(std::stod(cm[14]), std::stod(cm[9]) * static_cast<double>(m.config.n_kv_heads) / m.config.n_heads, 1.0)
+      << csv;
+  EXPECT_LT(std::stod(w16[14]), std::stod(cm[14])) << "a shorter window reads less of its cache";
+  EXPECT_NEAR(std::stod(cm[15]), std::stod(cm[14]) * std::stod(cm[5]) / 1e3, 0.0006 + std::stod(cm[15]) * 1e-3) << csv;
+  EXPECT_GT(std::stod(cm[17]), 0.0);
   const double roof = std::stod(cm[12]), params = std::stod(cm[2]), mb_s = std::stod(cm[5]);
   EXPECT_GT(roof, 0.0);
   // the CSV rounds MB/s to 4 decimals and the share to 2: allow exactly that rounding
