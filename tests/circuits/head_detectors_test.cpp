@@ -208,8 +208,8 @@ TEST(ShippedOrganisms, TwoLayerModelHasAnInductionHeadAndTheOneLayerControlDoesN
   EXPECT_GT(one.second_bpb, 4.0);
 }
 
-// The l-sized models: the default (ccc-byte-l1024, data/train_default.sh; measured: induction 0.693, random
-// strings 6.81 -> 1.36 bits/byte) and the from-scratch staged recipe's ccc-byte-l-icl (0.918, 6.86 -> 1.23)
+// The l-sized models: the default (ccc-byte-l1024, data/train_default.sh, stage F; measured: induction 0.707,
+// random strings 6.82 -> 1.17 bits/byte) and the from-scratch staged recipe's ccc-byte-l-icl (0.918, 6.86 -> 1.23)
 // copy; the scale family's ccc-byte-l, which both started from or matches, has no induction head.
 TEST(ShippedOrganisms, TheLSizedIclModelsCopyAndTheFamilysLDoesNot) {
   expect_copier("default", 0.6, 1.5);
