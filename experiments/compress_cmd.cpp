@@ -362,9 +362,22 @@ void bench_compress(const BenchCompressOptions& o) {
       if (fs::exists(p / "config.json")) models.push_back(p.string());
     }
   CCC_CHECK(!o.windows.empty(), "bench compress: no window given");
+  // every model loaded once, and every (model, window) checked before anything runs or is written
+  std::map<std::string, model::LoadedModel> loaded;
   std::vector<std::pair<std::string, int64_t>> runs;  // (model, window), each window of each model
-  for (const auto& mp : models)
-    for (int64_t w : o.windows) runs.emplace_back(mp, w);
+  for (const auto& mp : models) {
+    auto& m = loaded.emplace(mp, model::load_model(mp, o.tokenizer)).first->second;
+    for (int64_t w : o.windows) {
+      compress::CodecOptions copt;
+      copt.window = w;
+      try {
+        compress::resolve_window_policy(m.config, copt);
+      } catch (const Error& e) {
+        CCC_FAIL("bench compress: --window ", w, " for ", mp, ": ", e.what());
+      }
+      runs.emplace_back(mp, w);
+    }
+  }
   std::error_code ec;
   fs::create_directories(o.out_dir, ec);
   struct Row {
@@ -410,7 +423,7 @@ void bench_compress(const BenchCompressOptions& o) {
       rows.push_back({name, label, 0, 8.0 * size / bytes.size(), bytes.size() / 1e6 / s, 0, 0, ""});
     }
     for (const auto& [mp, window] : runs) {
-      auto m = model::load_model(mp, o.tokenizer);
+      auto& m = loaded.at(mp);
       compress::CodecOptions copt;
       copt.window = window;
       // this machine's matmul speed moves by up to 2x within minutes (a shared host): the roofline is read

@@ -729,6 +729,20 @@ TEST(CliTest, ConsistentFlagsAndHonestErrors) {
 namespace ccc::model {
 namespace {
 
+// A window the model cannot take is refused before anything runs: non-zero exit naming the model and the
+// window, and no output directory.
+TEST(CliTest, BenchCompressRefusesAnImpossibleWindowBeforeRunning) {
+  test::TempDir tmp;
+  write_file_atomic(tmp.file("x.txt"), std::string(500, 'a'));
+  std::string out;
+  EXPECT_NE(test::run_command(std::string(CCC_BINARY) + " bench compress -m " + std::string(CCC_SOURCE_DIR) +
+                                  "/data/models/ccc-attn1 " + tmp.file("x.txt") + " --window 0 --window 5000 --out-dir " +
+                                  tmp.file("out") + " 2>&1", &out), 0);
+  EXPECT_NE(out.find("--window 5000"), std::string::npos) << out;
+  EXPECT_NE(out.find("ccc-attn1"), std::string::npos) << out;
+  EXPECT_FALSE(std::filesystem::exists(tmp.file("out"))) << out;
+}
+
 // bench compress in a directory whose name has a space and a quote: CSV fields quoted, unmeasured cells
 // empty, the fingerprint and machine recorded, and the plots it names exist.
 TEST(CliTest, BenchCompressQuotesPathsAndLeavesUnmeasuredCellsEmpty) {
