@@ -290,6 +290,18 @@ int64_t auto_streams(uint64_t n_bytes) {
   return std::clamp<int64_t>(static_cast<int64_t>(n_bytes / kBytesPerStream), 1, kMaxAutoStreams);
 }
 
+int64_t codec_cache_row_bytes(const model::ModelConfig& cfg, int64_t window) {
+  return cfg.n_layers * 2 * cfg.n_kv_heads * cfg.d_head * window * 2;
+}
+
+int64_t auto_groups(const model::ModelConfig& cfg, int64_t window, int64_t streams) {
+  int64_t G = std::min(kDefaultGroups, streams);
+  const int64_t fit = kGroupCacheBytes / std::max<int64_t>(1, codec_cache_row_bytes(cfg, window));
+  if (fit >= kMinCacheRows) G = std::max(G, (streams + fit - 1) / fit);
+  const int64_t cap = static_cast<int64_t>(kMaxStreamsPerGroup);
+  return std::min(std::max(G, (streams + cap - 1) / cap), streams);
+}
+
 std::string lm_compress(model::LoadedModel& m, std::string_view input, const CodecOptions& opt) {
   CCC_CHECK(m.tokenizer->lossless(), "compress: tokenizer ", m.tokenizer->kind(), " is not lossless");
   CCC_CHECK(input.size() <= kMaxFrameBytes, "compress: ", input.size(), " bytes is more than one frame holds (",
@@ -297,13 +309,12 @@ std::string lm_compress(model::LoadedModel& m, std::string_view input, const Cod
   const auto& cfg = m.config;
   const uint64_t n = input.size();
   const int64_t B = resolve_streams(n, opt.streams);
-  int64_t G = opt.groups > 0 ? opt.groups : kDefaultGroups;  // machine-independent
-  G = std::min(G, B);
+  Header h;
+  resolve_policy(cfg, opt, h);
+  const int64_t G = opt.groups > 0 ? std::min(opt.groups, B) : auto_groups(cfg, h.window, B);  // machine-independent
   const auto per_group = [&] { return (B + G - 1) / G; };
-  if (opt.groups <= 0) G = std::max<int64_t>(G, (B + static_cast<int64_t>(kMaxStreamsPerGroup) - 1) / static_cast<int64_t>(kMaxStreamsPerGroup));
   CCC_CHECK(per_group() <= static_cast<int64_t>(kMaxStreamsPerGroup), "compress: ", B, " streams in ", G, " groups is more than ",
             kMaxStreamsPerGroup, " streams per group; use more --groups");
-  Header h;
   h.fingerprint = fingerprint_from_hex(m.fingerprint);
   h.tokenizer_kind = m.tokenizer->kind();
   {  // the model's name, not a path of this machine (a symlink such as data/models/default resolved)
@@ -315,7 +326,6 @@ std::string lm_compress(model::LoadedModel& m, std::string_view input, const Cod
   h.original_bytes = n;
   h.checksum = xxh64(input);
   h.n_groups = static_cast<uint32_t>(G);
-  resolve_policy(cfg, opt, h);
   h.total_log2 = opt.total_log2;
   CCC_CHECK(h.total_log2 >= 24 && h.total_log2 <= 31, "compress: cdf total must be 2^24 .. 2^31");
 

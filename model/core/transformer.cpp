@@ -192,9 +192,30 @@ torch::Tensor TransformerImpl::norm(const torch::Tensor& x, const torch::Tensor&
 std::pair<torch::Tensor, torch::Tensor> TransformerImpl::rope(int64_t off, int64_t p) const {
   if (off + p <= cfg_.n_ctx) return {rope_cos_.narrow(0, off, p), rope_sin_.narrow(0, off, p)};
   // rolling cache past n_ctx: the same double-precision formula as the tables
-  auto freqs = torch::outer(torch::arange(off, off + p, torch::kFloat64), rope_inv_);
-  auto emb = torch::cat({freqs, freqs}, -1);
-  return {emb.cos().to(torch::kFloat32), emb.sin().to(torch::kFloat32)};
+  auto table = [&](int64_t from, int64_t count) -> Rope {
+    auto freqs = torch::outer(torch::arange(from, from + count, torch::kFloat64), rope_inv_);
+    auto emb = torch::cat({freqs, freqs}, -1);
+    return {emb.cos().to(torch::kFloat32), emb.sin().to(torch::kFloat32)};
+  };
+  // A decode step (p = 1) would run those seven ops, double cos and sin included, for one row per step:
+  // instead each thread keeps a table of kChunk positions. Every op is elementwise and, with rotary_dim a
+  // multiple of 16, both a one-row call and a chunk run ATen's vectorized loop on whole vectors only
+  // (no scalar tail), so the rows are the same bits (pinned by the compressed-bytes test).
+  constexpr int64_t kChunk = 512;
+  if (p != 1 || cfg_.rotary_dim % 16 != 0) return table(off, p);
+  struct Chunk {
+    torch::Tensor inv;  // whose table (the model's own inverse frequencies)
+    int64_t begin = -1;
+    Rope rows;
+  };
+  thread_local Chunk chunk;
+  const int64_t begin = off / kChunk * kChunk;
+  if (chunk.begin != begin || !chunk.inv.defined() || !chunk.inv.is_same(rope_inv_)) {
+    chunk.rows = table(begin, kChunk);
+    chunk.inv = rope_inv_;
+    chunk.begin = begin;
+  }
+  return {chunk.rows.first.narrow(0, off - begin, 1), chunk.rows.second.narrow(0, off - begin, 1)};
 }
 
 std::shared_ptr<const PackedLinear> TransformerImpl::packed(const torch::Tensor& w) const {

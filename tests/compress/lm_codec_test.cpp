@@ -448,6 +448,42 @@ TEST(LmCodecTest, AttentionFlopsCountTheKeysEachFedPositionAttends) {
   EXPECT_DOUBLE_EQ(codec_attention_flops(c, {6}, strided), 15 * unit);
 }
 
+TEST(LmCodecTest, AutomaticGroupsKeepEachGroupsCachesWithinTheBudget) {
+  auto cfg = [](int64_t layers, int64_t kv_heads, int64_t d_head) {
+    model::ModelConfig c;
+    c.n_layers = layers;
+    c.n_heads = c.n_kv_heads = kv_heads;
+    c.d_head = d_head;
+    return c;
+  };
+  const auto s = cfg(3, 4, 32), xs = cfg(2, 2, 32), l = cfg(5, 4, 64);
+  EXPECT_EQ(codec_cache_row_bytes(s, 128), 3 * 2 * 4 * 32 * 128 * 2);
+  // ccc-byte-s at its window of 128: 16 rows (3 MiB) per group, so 256 streams take 16 groups
+  EXPECT_EQ(auto_groups(s, 128, 256), 16);
+  EXPECT_LE((256 / 16) * codec_cache_row_bytes(s, 128), kGroupCacheBytes);
+  EXPECT_EQ(auto_groups(s, 128, 200), 13);  // ceil(200 / 16)
+  EXPECT_EQ(auto_groups(s, 128, 100), 8);   // never fewer than kDefaultGroups
+  // xs: 48 rows fit, so the default 8 groups already do; few streams: one group each
+  EXPECT_EQ(auto_groups(xs, 128, 256), 8);
+  EXPECT_EQ(auto_groups(s, 128, 3), 3);
+  EXPECT_EQ(auto_groups(s, 128, 1), 1);
+  // the default's 2.6 MB rows: fewer than kMinCacheRows fit, so the grouping stays (no 1-row GEMMs)
+  EXPECT_LT(kGroupCacheBytes / codec_cache_row_bytes(l, 512), kMinCacheRows);
+  EXPECT_EQ(auto_groups(l, 512, 196), 8);
+  // never more than kMaxStreamsPerGroup streams in a group
+  EXPECT_EQ(auto_groups(xs, 2, 4096), 4096 / static_cast<int64_t>(kMaxStreamsPerGroup));
+  // lm_compress records the automatic grouping, and the result decodes
+  auto m = byte_model(2, 16);
+  const std::string data = inputs()[5].second;
+  CodecOptions o;
+  o.streams = 40;
+  const auto packed = lm_compress(m, data, o);
+  size_t at = 0;
+  const Header h = parse_container(packed, "mem", &at);
+  EXPECT_EQ(h.n_groups, static_cast<uint32_t>(auto_groups(m.config, h.window, 40)));
+  EXPECT_EQ(lm_decompress(m, packed, "mem"), data);
+}
+
 // models may not drift: any change to the decode kernels' arithmetic (summation order, FMA contraction,
 // fp16 handling) shows up here. The digests (of the payloads, not the header, whose runtime hash names the
 // machine's OpenBLAS kernel) were recorded with the AVX2 attention path (another CPU path writes other
