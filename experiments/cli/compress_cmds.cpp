@@ -46,7 +46,7 @@ void add_compress_commands(CLI::App& app, Globals& g) {
                     "input bytes per frame: the input is read, coded and written one frame at a time (memory is bounded "
                     "by one frame; streams restart at frame boundaries)")
         ->check(CLI::Range(4096, 64 << 20));
-    sub->add_option("--groups", o->groups, "stream groups, each coded on its own thread (default 8: the same bytes on every machine)")->check(CLI::Range(0, 1 << 30));
+    sub->add_option("--groups", o->groups, "stream groups, each coded on its own thread (default automatic: 8, or more so that each group's K/V caches stay within 3 MiB; the same bytes on every machine)")->check(CLI::Range(0, 1 << 30));
     sub->add_option("--dump", o->dump, "also capture activations of --hooks into this HDF5 file (see ccc dump)");
     sub->add_option("--hooks", o->hooks, "hook names or globs to capture with --dump (repeatable)");
     sub->add_option("--dtype", o->dump_dtype, "activation dtype of the dump: f16 (default) or f32");
