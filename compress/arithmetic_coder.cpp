@@ -166,16 +166,8 @@ bool cpu_has_avx2() {
 #endif
 }
 
-}  // namespace
-
-void cdf_from_probs(const double* probs, size_t n, uint64_t total, uint64_t* cdf) {
-  if (n == 0 || total < n || total > kMaxTotal) throw std::invalid_argument("cdf_from_probs: bad total");
-  double sum = 0;
-  size_t argmax = 0;
-  for (size_t i = 0; i < n; ++i) {  // one pass: the sum's add chain and the argmax compare run side by side
-    sum += probs[i];
-    if (probs[i] > probs[argmax]) argmax = i;
-  }
+// The CDF of one row from its sum (probs[0] + probs[1] + ... in index order) and argmax (first maximum).
+void cdf_from_sum(const double* probs, size_t n, uint64_t total, double sum, size_t argmax, uint64_t* cdf) {
   const uint64_t spare = total - n;
   uint64_t* freq = cdf + 1;  // frequencies beyond the floor, prefix-summed in place at the end
   const bool uniform = !(sum > 0 && std::isfinite(sum));
@@ -196,6 +188,45 @@ void cdf_from_probs(const double* probs, size_t n, uint64_t total, uint64_t* cdf
   freq[argmax] += spare - used;
   cdf[0] = 0;
   for (size_t i = 0; i < n; ++i) cdf[i + 1] = cdf[i] + freq[i] + 1;
+}
+
+}  // namespace
+
+void cdf_from_probs(const double* probs, size_t n, uint64_t total, uint64_t* cdf) {
+  if (n == 0 || total < n || total > kMaxTotal) throw std::invalid_argument("cdf_from_probs: bad total");
+  double sum = 0;
+  size_t argmax = 0;
+  for (size_t i = 0; i < n; ++i) {  // one pass: the sum's add chain and the argmax compare run side by side
+    sum += probs[i];
+    if (probs[i] > probs[argmax]) argmax = i;
+  }
+  cdf_from_sum(probs, n, total, sum, argmax, cdf);
+}
+
+void cdf_from_probs_rows(const double* probs, size_t rows, size_t n, uint64_t total, uint64_t* cdfs) {
+  if (n == 0 || total < n || total > kMaxTotal) throw std::invalid_argument("cdf_from_probs: bad total");
+  size_t r = 0;
+  for (; r + 4 <= rows; r += 4) {
+    const double* p0 = probs + r * n;
+    const double *p1 = p0 + n, *p2 = p1 + n, *p3 = p2 + n;
+    double s0 = 0, s1 = 0, s2 = 0, s3 = 0;  // each row's own chain, in index order
+    size_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+    for (size_t i = 0; i < n; ++i) {
+      s0 += p0[i];
+      s1 += p1[i];
+      s2 += p2[i];
+      s3 += p3[i];
+      if (p0[i] > p0[a0]) a0 = i;
+      if (p1[i] > p1[a1]) a1 = i;
+      if (p2[i] > p2[a2]) a2 = i;
+      if (p3[i] > p3[a3]) a3 = i;
+    }
+    cdf_from_sum(p0, n, total, s0, a0, cdfs + r * (n + 1));
+    cdf_from_sum(p1, n, total, s1, a1, cdfs + (r + 1) * (n + 1));
+    cdf_from_sum(p2, n, total, s2, a2, cdfs + (r + 2) * (n + 1));
+    cdf_from_sum(p3, n, total, s3, a3, cdfs + (r + 3) * (n + 1));
+  }
+  for (; r < rows; ++r) cdf_from_probs(probs + r * n, n, total, cdfs + r * (n + 1));
 }
 
 std::vector<uint64_t> cdf_from_probs(const std::vector<double>& probs, uint64_t total) {

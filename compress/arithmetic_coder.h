@@ -68,5 +68,8 @@ class ArithmeticDecoder {
 std::vector<uint64_t> cdf_from_probs(const std::vector<double>& probs, uint64_t total);
 /// The same into cdf[0 .. n] without allocating.
 void cdf_from_probs(const double* probs, size_t n, uint64_t total, uint64_t* cdf);
+/// cdf_from_probs of each of `rows` rows (probs rows x n, cdfs rows x (n + 1)): the same integers, with
+/// four rows' sums (a latency-bound add chain each) run side by side.
+void cdf_from_probs_rows(const double* probs, size_t rows, size_t n, uint64_t total, uint64_t* cdfs);
 
 }  // namespace ccc::compress

@@ -140,7 +140,7 @@ class GroupModel {
     const int64_t V = logits.size(1);
     const float* p = logits.data_ptr<float>();
     num_.resize(V);
-    probs_.resize(V);
+    probs_.resize(rows_ * V);
     cdfs.resize(rows_ * (V + 1));
     if (keep_dist_) {
       kept_.resize(rows_ * V);
@@ -149,15 +149,16 @@ class GroupModel {
     for (int64_t r = 0; r < rows_; ++r) {
       // exp(logit − max) with the decode kernels' exp (fixed operations on every machine of a path)
       model::softmax_numerators(p + r * V, V, num_.data());
-      for (int64_t i = 0; i < V; ++i) probs_[i] = num_[i];
+      double* q = probs_.data() + r * V;
+      for (int64_t i = 0; i < V; ++i) q[i] = num_[i];
       if (keep_dist_) {
         double sum = 0;
         for (int64_t i = 0; i < V; ++i) sum += num_[i];
         log2_sum_[r] = std::log2(sum);
         std::copy(num_.begin(), num_.end(), kept_.begin() + r * V);
       }
-      cdf_from_probs(probs_.data(), V, total_, cdfs.data() + r * (V + 1));
     }
+    cdf_from_probs_rows(probs_.data(), rows_, V, total_, cdfs.data());  // each row as cdf_from_probs
   }
 
  private:

@@ -116,6 +116,39 @@ TEST(ArithmeticCoderTest, CdfEqualsItsDefinitionExactly) {
   EXPECT_GT(cases, 300);
 }
 
+TEST(ArithmeticCoderTest, RowsOfCdfsEqualOneRowAtATime) {
+  std::mt19937_64 rng(9);
+  std::uniform_real_distribution<double> u(0, 1);
+  for (size_t n : {1, 3, 8, 256, 257}) {
+    for (size_t rows : {1, 2, 3, 4, 5, 7, 8, 9, 13}) {
+      std::vector<double> p(rows * n);
+      for (size_t r = 0; r < rows; ++r) {
+        double* row = p.data() + r * n;
+        for (size_t i = 0; i < n; ++i) row[i] = std::exp(-30 * u(rng));
+        switch (r % 5) {  // a different kind per row, so one block of four mixes them
+          case 1: row[rng() % n] = 1e300; break;
+          case 2: std::fill(row, row + n, 0.0); break;
+          case 3: row[rng() % n] = NAN; break;
+          case 4: for (size_t i = 0; i < n; ++i) row[i] = 1e-310 * u(rng); break;
+          default: break;
+        }
+      }
+      const uint64_t total = uint64_t{1} << 30;
+      std::vector<uint64_t> got(rows * (n + 1), 7);
+      cdf_from_probs_rows(p.data(), rows, n, total, got.data());
+      for (size_t r = 0; r < rows; ++r) {
+        const std::vector<double> row(p.begin() + r * n, p.begin() + (r + 1) * n);
+        const auto want = cdf_from_probs(row, total);
+        ASSERT_EQ(std::vector<uint64_t>(got.begin() + r * (n + 1), got.begin() + (r + 1) * (n + 1)), want)
+            << "n " << n << " rows " << rows << " row " << r;
+      }
+    }
+  }
+  std::vector<double> p(4, 1.0);
+  std::vector<uint64_t> c(10);
+  EXPECT_THROW(cdf_from_probs_rows(p.data(), 2, 2, 1, c.data()), std::invalid_argument);
+}
+
 TEST(ArithmeticCoderTest, RejectsInvalidIntervals) {
   ArithmeticEncoder enc;
   EXPECT_THROW(enc.encode(5, 5, 10), std::invalid_argument);
