@@ -139,26 +139,30 @@ class GroupModel {
                       .contiguous();  // [rows, V] fp32
     const int64_t V = logits.size(1);
     const float* p = logits.data_ptr<float>();
+    constexpr int64_t kRowBlock = 4;  // rows whose CDFs are built side by side (cdf_from_probs_rows)
     num_.resize(V);
-    probs_.resize(rows_ * V);
+    probs_.resize(kRowBlock * V);
     cdfs.resize(rows_ * (V + 1));
     if (keep_dist_) {
       kept_.resize(rows_ * V);
       log2_sum_.resize(rows_);
     }
-    for (int64_t r = 0; r < rows_; ++r) {
-      // exp(logit − max) with the decode kernels' exp (fixed operations on every machine of a path)
-      model::softmax_numerators(p + r * V, V, num_.data());
-      double* q = probs_.data() + r * V;
-      for (int64_t i = 0; i < V; ++i) q[i] = num_[i];
-      if (keep_dist_) {
-        double sum = 0;
-        for (int64_t i = 0; i < V; ++i) sum += num_[i];
-        log2_sum_[r] = std::log2(sum);
-        std::copy(num_.begin(), num_.end(), kept_.begin() + r * V);
+    for (int64_t r0 = 0; r0 < rows_; r0 += kRowBlock) {
+      const int64_t nb = std::min(kRowBlock, rows_ - r0);
+      for (int64_t r = r0; r < r0 + nb; ++r) {
+        // exp(logit − max) with the decode kernels' exp (fixed operations on every machine of a path)
+        model::softmax_numerators(p + r * V, V, num_.data());
+        double* q = probs_.data() + (r - r0) * V;
+        for (int64_t i = 0; i < V; ++i) q[i] = num_[i];
+        if (keep_dist_) {
+          double sum = 0;
+          for (int64_t i = 0; i < V; ++i) sum += num_[i];
+          log2_sum_[r] = std::log2(sum);
+          std::copy(num_.begin(), num_.end(), kept_.begin() + r * V);
+        }
       }
+      cdf_from_probs_rows(probs_.data(), nb, V, total_, cdfs.data() + r0 * (V + 1));  // each row as cdf_from_probs
     }
-    cdf_from_probs_rows(probs_.data(), rows_, V, total_, cdfs.data());  // each row as cdf_from_probs
   }
 
  private:
