@@ -57,6 +57,13 @@ std::vector<std::vector<int64_t>> segment_tokens(const model::LoadedModel& m, st
   return seqs;
 }
 
+// Bytes one cached key position holds over all layers: K and V, n_kv_heads x d_head fp16 values each (the
+// codec's caches are fp16: GroupModel's make_cache).
+int64_t kv_bytes_per_key(const model::ModelConfig& cfg) {
+  constexpr int64_t kHalfBytes = 2;
+  return cfg.n_layers * 2 * cfg.n_kv_heads * cfg.d_head * kHalfBytes;
+}
+
 // Byte length of every token id's text (RunInfo byte offsets on the coding path, encoder and decoder alike).
 std::vector<int64_t> token_lengths(const model::Tokenizer& tok, int64_t vocab) {
   std::vector<int64_t> len(vocab, 0);
@@ -296,7 +303,7 @@ int64_t auto_streams(uint64_t n_bytes) {
 }
 
 int64_t codec_cache_row_bytes(const model::ModelConfig& cfg, int64_t window) {
-  return cfg.n_layers * 2 * cfg.n_kv_heads * cfg.d_head * window * 2;
+  return window * kv_bytes_per_key(cfg);
 }
 
 int64_t auto_groups(const model::ModelConfig& cfg, int64_t window, int64_t streams) {
@@ -530,9 +537,7 @@ double codec_attention_flops(const model::ModelConfig& cfg, const std::vector<ui
 }
 
 double codec_kv_cache_bytes(const model::ModelConfig& cfg, const std::vector<uint64_t>& n_tokens, const CodecOptions& opt) {
-  constexpr double kHalfBytes = 2;  // the codec's caches are fp16 (Group's make_cache)
-  return codec_attention_keys(cfg, n_tokens, opt) * 2.0 * static_cast<double>(cfg.n_kv_heads * cfg.d_head) *
-         kHalfBytes * static_cast<double>(cfg.n_layers);
+  return codec_attention_keys(cfg, n_tokens, opt) * static_cast<double>(kv_bytes_per_key(cfg));
 }
 
 std::pair<int64_t, bool> resolve_window_policy(const model::ModelConfig& cfg, const CodecOptions& opt) {
