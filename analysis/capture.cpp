@@ -113,15 +113,15 @@ struct ActivationCapture::State {
   }
 };
 
-ActivationCapture::ActivationCapture(model::LoadedModel& m, std::string_view input, const compress::CodecOptions& codec,
+ActivationCapture::ActivationCapture(model::LoadedModel& m, std::string_view input, const model::StreamOptions& run,
                                      CaptureOptions opt)
     : s_(std::make_unique<State>(m, std::move(opt))) {
   auto& st = *s_;
   st.input = input;
   CCC_CHECK(st.opt.dtype == Dtype::kF16 || st.opt.dtype == Dtype::kF32, "dump: --dtype must be f16 or f32");
   st.hook_names = resolve_hooks(m, st.opt.hooks);
-  std::tie(st.window, st.rolling) = compress::resolve_window_policy(m.config, codec);
-  st.counts = compress::stream_token_counts(m, input, codec);
+  std::tie(st.window, st.rolling) = model::resolve_window_policy(m.config, run);
+  st.counts = model::stream_token_counts(m, input, run);
   for (size_t s = 0; s < st.counts.size(); ++s) {
     st.row0.push_back(st.N);
     st.N += st.stream_rows(static_cast<int64_t>(s));
@@ -163,14 +163,14 @@ ActivationCapture::ActivationCapture(model::LoadedModel& m, std::string_view inp
 
 ActivationCapture::~ActivationCapture() = default;
 
-void ActivationCapture::attach(compress::CodecOptions& codec) {
+void ActivationCapture::attach(model::StreamOptions& run, model::FeedObservers& observers) {
   State* st = s_.get();
   auto group = [st](int64_t g) -> State::Group& {
     CCC_CHECK(g >= 0 && g < static_cast<int64_t>(st->groups.size()), "dump: group ", g, " beyond the stream count");
     return *st->groups[g];
   };
   if (!st->hook_names.empty()) {
-    codec.hooks = [st, group](int64_t g) -> model::HookSet* {
+    run.hooks = [st, group](int64_t g) -> model::HookSet* {
       State::Group* gp = &group(g);
       for (size_t h = 0; h < st->hook_names.size(); ++h) {
         const size_t f = kNumMeta + h;
@@ -210,11 +210,11 @@ void ActivationCapture::attach(compress::CodecOptions& codec) {
       return &gp->hooks;
     };
   }
-  codec.on_coded = [group](int64_t g, int64_t stream, int64_t pos, int64_t token, double bits) {
+  observers.on_coded = [group](int64_t g, int64_t stream, int64_t pos, int64_t token, double bits) {
     auto& gp = group(g);
     gp.pending_bits[stream - gp.s0] = bits;
   };
-  codec.on_fed = [st, group](int64_t g, int64_t s0, int64_t pos, const std::vector<int64_t>& tokens,
+  observers.on_fed = [st, group](int64_t g, int64_t s0, int64_t pos, const std::vector<int64_t>& tokens,
                              const std::vector<uint8_t>& live, const std::vector<int64_t>& offsets) {
     auto& gp = group(g);
     const int64_t rows = static_cast<int64_t>(tokens.size());

@@ -19,8 +19,8 @@
 #include <vector>
 
 #include "analysis/h5_rows.h"
-#include "compress/lm_codec.h"
 #include "model/formats/loader.h"
+#include "model/scoring/streams.h"
 
 namespace ccc::analysis {
 
@@ -40,14 +40,15 @@ std::vector<std::string> resolve_hooks(const model::LoadedModel& m, const std::v
 
 class ActivationCapture {
  public:
-  /// Prepares the file for a run of `m` over `input` with the codec options `codec` (segmentation and
-  /// window policy as lm_compress will use them). Throws before creating anything on a bad hook pattern.
-  ActivationCapture(model::LoadedModel& m, std::string_view input, const compress::CodecOptions& codec,
+  /// Prepares the file for a run of `m` over `input` with the segmentation and window policy of `run`
+  /// (as lm_compress will use them). Throws before creating anything on a bad hook pattern.
+  ActivationCapture(model::LoadedModel& m, std::string_view input, const model::StreamOptions& run,
                     CaptureOptions opt);
   ~ActivationCapture();
-  /// Installs hooks and callbacks on `codec` (which must then drive exactly one lm_compress of the input;
-  /// they refer to this object, so `codec` must not be used after it is destroyed).
-  void attach(compress::CodecOptions& codec);
+  /// Installs hooks on `run` and callbacks on `observers` (the same compress::CodecOptions in a codec run,
+  /// which must then drive exactly one lm_compress of the input; they refer to this object, so they must
+  /// not be used after it is destroyed).
+  void attach(model::StreamOptions& run, model::FeedObservers& observers);
   /// Writes the remaining rows and the attributes, then publishes the file.
   void finish();
   int64_t rows() const;

@@ -6,7 +6,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "compress/lm_codec.h"
+#include "model/scoring/streams.h"
 #include "model/base/error.h"
 #include "model/base/util.h"
 
@@ -95,12 +95,11 @@ std::string Component::name() const {
 }
 
 std::string Component::hook() const {
-  const std::string b = "blocks." + std::to_string(layer) + ".";
   switch (kind) {
-    case Kind::kHead: return b + "attn.hook_z";
-    case Kind::kAttn: return b + "hook_attn_out";
-    case Kind::kMlp: return b + "hook_mlp_out";
-    case Kind::kNeuron: return b + "mlp.hook_post";
+    case Kind::kHead: return model::hook_name(layer, model::kZ);
+    case Kind::kAttn: return model::hook_name(layer, model::kAttnOut);
+    case Kind::kMlp: return model::hook_name(layer, model::kMlpOut);
+    case Kind::kNeuron: return model::hook_name(layer, model::kMlpPost);
   }
   return "?";
 }
@@ -217,11 +216,11 @@ Reference collect_reference(model::LoadedModel& m, std::string_view text, const 
       }
     });
   }
-  compress::CodecOptions opt;
+  model::StreamOptions opt;
   opt.streams = streams;
   opt.window = window;
   opt.hooks = [&](int64_t) { return &hs; };
-  compress::segmented_token_bits(m, text, opt);
+  model::segmented_token_bits(m, text, opt);
   for (const auto& h : hooks) {
     CCC_CHECK(seen[h] > 0, "reference text: no positions seen at ", h);
     ref.mean[h] = (sum[h] / static_cast<double>(seen[h])).view(ref.mean[h].sizes()).to(torch::kFloat32);

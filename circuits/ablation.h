@@ -10,7 +10,7 @@
 //
 // Edits are installed as HookSet entries: zero / mean as one `patch` per hook (one where() per site, on
 // every path); resample as one editor per hook. A sweep gives every batch row its own component: row r of
-// a call scoring `copies` × B streams (compress::segmented_token_bits) ablates component rows[r / B].
+// a call scoring `copies` × B streams (model::segmented_token_bits) ablates component rows[r / B].
 
 #include <cstdint>
 #include <map>

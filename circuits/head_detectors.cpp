@@ -88,7 +88,7 @@ HeadScores head_scores(model::LoadedModel& m, int64_t L, int64_t batch, uint64_t
   s.seq_len = L;
   s.batch = batch;
   for (int64_t l = 0; l < s.n_layers; ++l) {
-    const auto& pattern = hooks.cached().at("blocks." + std::to_string(l) + ".attn.hook_pattern");
+    const auto& pattern = hooks.cached().at(model::hook_name(l, model::kPattern));
     auto per = pattern_scores(pattern, L);
     s.prev_token.insert(s.prev_token.end(), per[0].begin(), per[0].end());
     s.induction.insert(s.induction.end(), per[1].begin(), per[1].end());

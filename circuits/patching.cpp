@@ -10,8 +10,8 @@ namespace {
 
 using Kind = Component::Kind;
 
-std::string z_hook(int64_t l) { return "blocks." + std::to_string(l) + ".attn.hook_z"; }
-std::string mlp_hook(int64_t l) { return "blocks." + std::to_string(l) + ".hook_mlp_out"; }
+std::string z_hook(int64_t l) { return model::hook_name(l, model::kZ); }
+std::string mlp_hook(int64_t l) { return model::hook_name(l, model::kMlpOut); }
 
 bool is_head_or_attn(const Component& c) { return c.kind == Kind::kHead || c.kind == Kind::kAttn; }
 
@@ -53,7 +53,7 @@ void check_path(const Component& sender, const std::optional<Component>& receive
             "' (a later layer, or the MLP of the sender's layer reading a head)");
 }
 
-PathBits path_patch_bits(model::LoadedModel& m, std::string_view text, const compress::CodecOptions& opt,
+PathBits path_patch_bits(model::LoadedModel& m, std::string_view text, const model::StreamOptions& opt,
                          const Component& sender, const std::optional<Component>& receiver, Mode mode,
                          const Reference* ref, uint64_t seed, const std::function<void(model::HookSet&)>& observe) {
   const auto& cfg = m.config;
@@ -100,7 +100,7 @@ PathBits path_patch_bits(model::LoadedModel& m, std::string_view text, const com
   }
   std::vector<model::Branch> branches = {{0, 1, &clean}, {0, 1, &frozen}};
   if (receiver) branches.push_back({0, 1, &patched});
-  const auto bits = compress::segmented_branched_bits(m, text, opt, branches, /*clean=*/false);
+  const auto bits = model::segmented_branched_bits(m, text, opt, branches, /*clean=*/false);
   PathBits out;
   for (const auto& s : bits.branches.front()) out.clean.insert(out.clean.end(), s.begin(), s.end());
   for (const auto& s : bits.branches.back()) out.patched.insert(out.patched.end(), s.begin(), s.end());

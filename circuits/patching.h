@@ -16,7 +16,7 @@
 #include <vector>
 
 #include "circuits/ablation.h"
-#include "compress/lm_codec.h"
+#include "model/scoring/streams.h"
 
 namespace ccc::circuits {
 
@@ -32,7 +32,7 @@ void check_path(const Component& sender, const std::optional<Component>& receive
 /// Per-token bits of the clean and the path-patched model under the compressor's segmentation (`opt`:
 /// streams, window; rolling policy only). `ref` for mean / resample (see install_ablation). `observe`, when
 /// set, may add read-only hooks to the clean run (e.g. progress; its rows start at blocks.0.hook_resid_pre).
-PathBits path_patch_bits(model::LoadedModel& m, std::string_view text, const compress::CodecOptions& opt,
+PathBits path_patch_bits(model::LoadedModel& m, std::string_view text, const model::StreamOptions& opt,
                          const Component& sender, const std::optional<Component>& receiver, Mode mode,
                          const Reference* ref, uint64_t seed,
                          const std::function<void(model::HookSet&)>& observe = {});

@@ -90,12 +90,6 @@ struct Reader {
 
 }  // namespace
 
-std::pair<uint64_t, uint64_t> segment_range(uint64_t n, uint64_t B, uint64_t i) {
-  __extension__ typedef unsigned __int128 u128;
-  const auto at = [&](uint64_t k) { return static_cast<uint64_t>(static_cast<u128>(n) * k / B); };
-  return {at(i), at(i + 1)};
-}
-
 std::string serialize_header(const Header& h) {
   Writer w;
   w.s.append(kMagic, 4);

@@ -10,6 +10,8 @@
 #include <utility>
 #include <vector>
 
+#include "model/base/segments.h"
+
 namespace ccc::compress {
 
 constexpr char kMagic[4] = {'C', 'C', 'C', 'Z'};
@@ -49,8 +51,8 @@ struct Header {
   std::vector<uint64_t> group_bytes;  ///< payload length of each group
 };
 
-/// Byte range of segment i of B over n bytes: [i·n/B, (i+1)·n/B).
-std::pair<uint64_t, uint64_t> segment_range(uint64_t n, uint64_t B, uint64_t i);
+/// Byte range of segment i of B over n bytes: [i·n/B, (i+1)·n/B) (model/base/segments.h).
+using ccc::segment_range;
 
 /// Serialises the header (including its own trailing XXH64).
 std::string serialize_header(const Header& h);

@@ -20,10 +20,15 @@
 #include "model/kernels/parallel.h"
 #include "model/base/error.h"
 #include "model/core/score.h"
+#include "model/scoring/cost_model.h"
 
 namespace ccc::compress {
 
 namespace {
+
+using model::codec_cache_row_bytes;
+using model::resolve_streams;
+using model::segment_tokens;
 
 // Pins single-threaded kernels for the lifetime of the object, restoring the previous settings after.
 class SingleThreadedKernels {
@@ -36,33 +41,6 @@ class SingleThreadedKernels {
   model::ScopedBlasThreads blas_;
   model::ScopedDecodeThreads decode_{1};
 };
-
-// BOS + encode(segment i) for each of the B segments [i·n/B, (i+1)·n/B); with `offsets`, each token's
-// byte offset in the input (−1 for BOS).
-std::vector<std::vector<int64_t>> segment_tokens(const model::LoadedModel& m, std::string_view input, int64_t B,
-                                                 std::vector<std::vector<int64_t>>* offsets = nullptr) {
-  std::vector<std::vector<int64_t>> seqs;
-  for (int64_t s = 0; s < B; ++s) {
-    const auto [a, b] = segment_range(input.size(), B, s);
-    std::vector<int64_t> toks{m.config.bos_id};
-    auto enc = m.tokenizer->encode(input.substr(a, b - a));
-    toks.insert(toks.end(), enc.begin(), enc.end());
-    if (offsets != nullptr) {
-      std::vector<int64_t> off{-1};
-      for (int64_t o : m.tokenizer->byte_offsets(enc)) off.push_back(static_cast<int64_t>(a) + o);
-      offsets->push_back(std::move(off));
-    }
-    seqs.push_back(std::move(toks));
-  }
-  return seqs;
-}
-
-// Bytes one cached key position holds over all layers: K and V, n_kv_heads x d_head fp16 values each (the
-// codec's caches are fp16: GroupModel's make_cache).
-int64_t kv_bytes_per_key(const model::ModelConfig& cfg) {
-  constexpr int64_t kHalfBytes = 2;
-  return cfg.n_layers * 2 * cfg.n_kv_heads * cfg.d_head * kHalfBytes;
-}
 
 // Byte length of every token id's text (RunInfo byte offsets on the coding path, encoder and decoder alike).
 std::vector<int64_t> token_lengths(const model::Tokenizer& tok, int64_t vocab) {
@@ -265,22 +243,12 @@ void code_group(model::LoadedModel& m, const Header& h, int64_t g, int64_t s0, c
   }
 }
 
-// The window policy of a codec run: rolling over W = n_ctx / 2 for models with relative positions,
-// strided windows (W = n_ctx, S = W / 2) for learned absolute positions; options override.
+// The window policy of a codec run (model::stream_policy) in the header's fields.
 void resolve_policy(const model::ModelConfig& cfg, const CodecOptions& opt, Header& h) {
-  const bool can_roll = cfg.pos != model::PosKind::kLearned;
-  CCC_CHECK(!opt.rolling || can_roll, "compress: --rolling needs a model with relative (rotary) positions");
-  h.policy = (opt.strided || !can_roll) ? WindowKind::kStrided : WindowKind::kRolling;
-  const int64_t W = opt.window > 0 ? opt.window
-                                   : (h.policy == WindowKind::kRolling ? std::max<int64_t>(2, cfg.n_ctx / 2) : cfg.n_ctx);
-  CCC_CHECK(W >= 2 && W <= cfg.n_ctx, "compress: window ", W, " must be in [2, n_ctx=", cfg.n_ctx, "]");
-  h.window = static_cast<uint32_t>(W);
-  h.stride = h.policy == WindowKind::kStrided ? static_cast<uint32_t>(std::max<int64_t>(1, W / 2)) : 0;
-}
-
-int64_t resolve_streams(uint64_t n, int64_t streams) {
-  const int64_t B = streams > 0 ? streams : auto_streams(n);
-  return std::max<int64_t>(1, std::min<int64_t>(B, std::max<uint64_t>(1, n)));
+  const auto p = model::stream_policy(cfg, opt);
+  h.policy = p.rolling ? WindowKind::kRolling : WindowKind::kStrided;
+  h.window = static_cast<uint32_t>(p.window);
+  h.stride = static_cast<uint32_t>(p.stride);
 }
 
 std::string hex64(uint64_t v) {
@@ -296,14 +264,6 @@ std::string runtime_id() {
          std::to_string(TORCH_VERSION_MINOR) + "." + std::to_string(TORCH_VERSION_PATCH) + "; " + model::blas_info() +
          "; attention " + model::decode_attention_path(8) + "/" + model::decode_attention_path(1) + "; gemm " +
          model::packed_linear_path();
-}
-
-int64_t auto_streams(uint64_t n_bytes) {
-  return std::clamp<int64_t>(static_cast<int64_t>(n_bytes / kBytesPerStream), 1, kMaxAutoStreams);
-}
-
-int64_t codec_cache_row_bytes(const model::ModelConfig& cfg, int64_t window) {
-  return window * kv_bytes_per_key(cfg);
 }
 
 int64_t auto_groups(const model::ModelConfig& cfg, int64_t window, int64_t streams) {
@@ -483,115 +443,6 @@ std::string lm_decompress_frame(model::LoadedModel& m, std::string_view containe
                        "; this machine: " + hex64(xxh64(here)) + " = '" + here + "').");
   }
   return out;
-}
-
-std::string describe_policy(const model::ModelConfig& cfg, const CodecOptions& opt) {
-  Header h;
-  resolve_policy(cfg, opt, h);
-  return h.policy == WindowKind::kRolling
-             ? "rolling W=" + std::to_string(h.window)
-             : "strided W=" + std::to_string(h.window) + " S=" + std::to_string(h.stride);
-}
-
-std::vector<uint64_t> stream_token_counts(const model::LoadedModel& m, std::string_view input, const CodecOptions& opt) {
-  const int64_t B = resolve_streams(input.size(), opt.streams);
-  std::vector<uint64_t> out;
-  for (const auto& seq : segment_tokens(m, input, B)) out.push_back(seq.size() - 1);
-  return out;
-}
-
-namespace {
-// Σ over fed positions of the keys each attends (one layer)
-double codec_attention_keys(const model::ModelConfig& cfg, const std::vector<uint64_t>& n_tokens, const CodecOptions& opt) {
-  Header h;
-  resolve_policy(cfg, opt, h);
-  const int64_t W = h.window, keep = h.policy == WindowKind::kStrided ? W - 1 - h.stride : 0;
-  double keys = 0;  // Σ over fed positions of the keys each attends
-  for (uint64_t n : n_tokens) {
-    if (n == 0) continue;
-    // fed tokens: BOS and every coded token but the last (each step feeds one and predicts the next)
-    if (h.policy == WindowKind::kRolling) {
-      const double m = static_cast<double>(n), w = static_cast<double>(W);
-      const double ramp = std::min(m, w);  // positions 0 .. min(n, W) − 1 attend position + 1 keys
-      keys += ramp * (ramp + 1) / 2 + (m - ramp) * w;
-      continue;
-    }
-    int64_t len = 0;  // cache length before the step
-    for (uint64_t i = 0; i < n; ++i) {
-      if (len == W - 1) {  // restart: keep + 1 tokens fed, causal among themselves
-        keys += static_cast<double>(keep + 1) * (keep + 2) / 2;
-        len = keep + 1;
-      } else {
-        keys += static_cast<double>(len + 1);
-        ++len;
-      }
-    }
-  }
-  return keys;
-}
-}  // namespace
-
-double codec_attention_flops(const model::ModelConfig& cfg, const std::vector<uint64_t>& n_tokens, const CodecOptions& opt) {
-  return 4.0 * codec_attention_keys(cfg, n_tokens, opt) * static_cast<double>(cfg.n_heads * cfg.d_head) *
-         static_cast<double>(cfg.n_layers);
-}
-
-double codec_kv_cache_bytes(const model::ModelConfig& cfg, const std::vector<uint64_t>& n_tokens, const CodecOptions& opt) {
-  return codec_attention_keys(cfg, n_tokens, opt) * static_cast<double>(kv_bytes_per_key(cfg));
-}
-
-std::pair<int64_t, bool> resolve_window_policy(const model::ModelConfig& cfg, const CodecOptions& opt) {
-  Header h;
-  resolve_policy(cfg, opt, h);
-  return {static_cast<int64_t>(h.window), h.policy == WindowKind::kRolling};
-}
-
-std::vector<std::vector<double>> segmented_token_bits(model::LoadedModel& m, std::string_view input, const CodecOptions& opt,
-                                                      int64_t copies) {
-  CCC_CHECK(copies >= 1, "segmented_token_bits: copies must be >= 1");
-  const uint64_t n = input.size();
-  const int64_t B = resolve_streams(n, opt.streams);
-  Header h;
-  resolve_policy(m.config, opt, h);
-  model::HookSet* hooks = opt.hooks ? opt.hooks(0) : nullptr;
-  std::vector<std::vector<int64_t>> offsets;
-  auto seqs = segment_tokens(m, input, B, hooks != nullptr ? &offsets : nullptr);
-  if (copies > 1) {
-    CCC_CHECK(h.policy == WindowKind::kRolling, "segmented_token_bits: copies need the rolling window policy");
-    const auto one = seqs;
-    const auto one_off = offsets;
-    for (int64_t c = 1; c < copies; ++c) {
-      seqs.insert(seqs.end(), one.begin(), one.end());
-      if (hooks != nullptr) offsets.insert(offsets.end(), one_off.begin(), one_off.end());
-    }
-  }
-  if (h.policy == WindowKind::kRolling)
-    return model::score_bits_rolling(m.model, seqs, h.window, 64, hooks, hooks != nullptr ? &offsets : nullptr);
-  std::vector<std::vector<double>> out;
-  for (int64_t s = 0; s < B; ++s)
-    out.push_back(model::score_bits(m.model, seqs[s], {h.window, h.stride}, hooks, hooks != nullptr ? &offsets[s] : nullptr, s));
-  return out;
-}
-
-model::BranchedBits segmented_branched_bits(model::LoadedModel& m, std::string_view input, const CodecOptions& opt,
-                                            const std::vector<model::Branch>& branches, bool clean) {
-  Header h;
-  resolve_policy(m.config, opt, h);
-  CCC_CHECK(h.policy == WindowKind::kRolling, "segmented_branched_bits: branches need the rolling window policy");
-  std::vector<std::vector<int64_t>> offsets;
-  const auto seqs = segment_tokens(m, input, resolve_streams(input.size(), opt.streams), &offsets);
-  return model::score_bits_rolling_branched(m.model, seqs, h.window, 64, branches, clean, &offsets);
-}
-
-std::vector<std::vector<int64_t>> stream_tokens(const model::LoadedModel& m, std::string_view input, const CodecOptions& opt) {
-  return segment_tokens(m, input, resolve_streams(input.size(), opt.streams));
-}
-
-double segmented_bits(model::LoadedModel& m, std::string_view input, const CodecOptions& opt) {
-  double total = 0;
-  for (const auto& bits : segmented_token_bits(m, input, opt))
-    for (double b : bits) total += b;
-  return total;
 }
 
 }  // namespace ccc::compress

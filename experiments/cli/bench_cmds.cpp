@@ -3,16 +3,19 @@
 #include <iostream>
 #include <memory>
 
-#include "experiments/bench_decode.h"
-#include "experiments/ablate_cmd.h"
-#include "experiments/bench_dump.h"
-#include "experiments/bench_memory.h"
-#include "experiments/units_cmd.h"
-#include "experiments/bench_forward.h"
+#include "experiments/bench/bench_compress.h"
+#include "experiments/bench/bench_decode.h"
+#include "experiments/bench/bench_dump.h"
+#include "experiments/bench/bench_forward.h"
+#include "experiments/bench/bench_hooks.h"
+#include "experiments/bench/bench_memory.h"
+#include "experiments/bench/bench_quality.h"
+#include "experiments/bench/bench_startup.h"
+#include "experiments/bench/bench_sweep.h"
+#include "experiments/bench/bench_train.h"
+#include "experiments/bench/bench_units.h"
 #include "experiments/cli/cli.h"
-#include "experiments/common.h"
-#include "experiments/compress_cmd.h"
-#include "experiments/train_cmd.h"
+#include "experiments/support/common.h"
 
 namespace ccc::cli {
 
@@ -44,9 +47,8 @@ void add_bench_commands(CLI::App& app, Globals& g) {
     auto o = std::make_shared<QualityArgs>();
     auto* sub = bench->add_subcommand("quality", "held-out bpb of models next to bzip2 -9 and xz -9e");
     sub->add_option("models", o->models, "model directories");
-    sub->add_option("-m,--model", o->flagged, "a model (repeatable; adds to the positional ones)")->allow_extra_args(false);
+    add_model_options(sub, o->flagged, &o->tokenizer, "a model (repeatable; adds to the positional ones)");
     sub->add_option("--corpora", o->corpora_dir, "corpus directory (default ../shared or .cache)");
-    sub->add_option("-t,--tokenizer", o->tokenizer, "tokenizer file or directory (overrides discovery; a byte-level model is needed)");
     sub->callback([&g, o] {
       g.init();
       o->models.insert(o->models.end(), o->flagged.begin(), o->flagged.end());
@@ -58,8 +60,7 @@ void add_bench_commands(CLI::App& app, Globals& g) {
     auto o = std::make_shared<experiments::BenchCompressOptions>();
     auto* sub = bench->add_subcommand("compress", "ccc models vs gzip, bzip2, xz, zstd, brotli, zpaq");
     sub->add_option("files", o->files, "files (default: held-out part of each corpus)");
-    sub->add_option("-m,--model", o->models, "a model (repeatable; default: the shipped family)")->allow_extra_args(false);
-    sub->add_option("-t,--tokenizer", o->tokenizer, "tokenizer file or directory (overrides discovery)");
+    add_model_options(sub, o->models, &o->tokenizer, "a model (repeatable; default: the shipped family)");
     sub->add_option("--out-dir", o->out_dir, "where CSV and plots go");
     sub->add_option("--corpora", o->corpora_dir);
     sub->add_option("--window", o->windows,
@@ -71,8 +72,7 @@ void add_bench_commands(CLI::App& app, Globals& g) {
   {
     auto o = std::make_shared<experiments::BenchHooksOptions>();
     auto* sub = bench->add_subcommand("hooks", "decode-step hook overhead: none / one site / every site / sweep editor");
-    sub->add_option("-m,--model", o->model, "model (default: data/models/default)");
-    sub->add_option("-t,--tokenizer", o->tokenizer, "tokenizer file or directory (overrides discovery)");
+    add_model_options(sub, o->model, &o->tokenizer, "model (default: data/models/default)");
     sub->add_option("--rows", o->rows, "batch rows (the compressor's group shape)");
     sub->add_option("--window", o->window, "rolling window W (0 = n_ctx/2)");
     sub->add_option("--steps", o->steps, "timed decode steps per repetition");
@@ -82,8 +82,7 @@ void add_bench_commands(CLI::App& app, Globals& g) {
   {
     auto o = std::make_shared<experiments::BenchDecodeOptions>();
     auto* sub = bench->add_subcommand("decode", "single-token decoding tokens/s (B=1 and batched) next to the roofline");
-    sub->add_option("-m,--model", o->model, "model (default: a random stories15M-shaped llama2.c checkpoint)");
-    sub->add_option("-t,--tokenizer", o->tokenizer, "tokenizer file or directory (overrides discovery)");
+    add_model_options(sub, o->model, &o->tokenizer, "model (default: a random stories15M-shaped llama2.c checkpoint)");
     sub->add_option("-n,--tokens", o->tokens, "tokens per timed run");
     sub->add_option("--batch", o->batch, "rows of the batched run");
     sub->add_option("--reps", o->reps, "interleaved repetitions (best is reported)");
@@ -93,8 +92,7 @@ void add_bench_commands(CLI::App& app, Globals& g) {
   {
     auto o = std::make_shared<experiments::BenchDumpOptions>();
     auto* sub = bench->add_subcommand("dump", "activation capture cost: compress vs compress + dump, compression, RSS");
-    sub->add_option("-m,--model", o->model, "model (default: data/models/default)");
-    sub->add_option("-t,--tokenizer", o->tokenizer, "tokenizer file or directory (overrides discovery)");
+    add_model_options(sub, o->model, &o->tokenizer, "model (default: data/models/default)");
     sub->add_option("--file", o->file, "timing input (default: the held-out corpora)");
     sub->add_option("--bytes", o->bytes, "timing input bytes (default 32768)");
     sub->add_option("--compression-bytes", o->compression_bytes, "input bytes of the compression comparison (default 8192)");
@@ -106,8 +104,7 @@ void add_bench_commands(CLI::App& app, Globals& g) {
   {
     auto o = std::make_shared<experiments::BenchSweepOptions>();
     auto* sub = bench->add_subcommand("sweep", "all-heads zero sweep: batched vs one run per head, with the max difference");
-    sub->add_option("-m,--model", o->model, "model (default: data/models/default)");
-    sub->add_option("-t,--tokenizer", o->tokenizer, "tokenizer file or directory (overrides discovery)");
+    add_model_options(sub, o->model, &o->tokenizer, "model (default: data/models/default)");
     sub->add_option("--file", o->file, "input (default: 4 KB of each held-out corpus)");
     sub->add_option("--bytes", o->bytes, "input bytes (default 20000)");
     sub->add_option("--corpora", o->corpora_dir);
@@ -116,16 +113,14 @@ void add_bench_commands(CLI::App& app, Globals& g) {
   {
     auto o = std::make_shared<experiments::BenchUnitsOptions>();
     auto* sub = bench->add_subcommand("units", "ccc units on a dump of every MLP hook_post: time and peak RSS");
-    sub->add_option("-m,--model", o->model, "model (default: data/models/default)");
-    sub->add_option("-t,--tokenizer", o->tokenizer, "tokenizer file or directory (overrides discovery)");
+    add_model_options(sub, o->model, &o->tokenizer, "model (default: data/models/default)");
     sub->add_option("--dump-mb", o->dump_mb, "dump size in MB (default 50)");
     sub->callback([&g, o] { g.init(); experiments::bench_units(*o, std::cout); });
   }
   {
     auto o = std::make_shared<experiments::BenchMemoryOptions>();
     auto* sub = bench->add_subcommand("memory", "peak RSS of compress / decompress / bits as the input grows (streaming)");
-    sub->add_option("-m,--model", o->model, "model (default: a 5K-parameter random byte model: the codec's own memory)");
-    sub->add_option("-t,--tokenizer", o->tokenizer, "tokenizer file or directory (overrides discovery)");
+    add_model_options(sub, o->model, &o->tokenizer, "model (default: a 5K-parameter random byte model: the codec's own memory)");
     sub->add_option("--sizes", o->sizes_mb, "input sizes in MB; the first is the baseline")->delimiter(',');
     sub->add_option("--frame-bytes", o->frame_bytes, "compress --frame-bytes")->check(CLI::Range(4096, 64 << 20));
     sub->add_option("--tmp-dir", o->tmp_dir, "where the inputs are written (default: the system temp dir)");

@@ -4,8 +4,8 @@
 #include <memory>
 
 #include "experiments/cli/cli.h"
-#include "experiments/ablate_cmd.h"
-#include "experiments/icl.h"
+#include "experiments/commands/ablate_cmd.h"
+#include "experiments/commands/icl_cmd.h"
 
 namespace ccc::cli {
 
@@ -13,8 +13,7 @@ void add_circuit_commands(CLI::App& app, Globals& g) {
   {
     auto o = std::make_shared<experiments::HeadsCmdOptions>();
     auto* sub = app.add_subcommand("heads", "per-head previous-token, induction and duplicate-token scores on [BOS, r, r]");
-    sub->add_option("-m,--model", o->model, "model (default: data/models/default or $CCC_MODEL)");
-    sub->add_option("-t,--tokenizer", o->tokenizer, "tokenizer file or directory (overrides discovery)");
+    add_model_options(sub, o->model, &o->tokenizer);
     sub->add_option("--seq-len", o->seq_len, "length L of the random sequence r (default 50)")->check(CLI::Range(2, 1 << 20));
     sub->add_option("--batch", o->batch, "sequences averaged (default 8)")->check(CLI::Range(1, 1 << 16));
     sub->add_option("--seed", o->seed, "seed of the random sequences (default 0)");
@@ -31,8 +30,7 @@ void add_circuit_commands(CLI::App& app, Globals& g) {
     auto o = std::make_shared<experiments::IclCmdOptions>();
     auto* sub = app.add_subcommand("icl", "in-context learning in bits: repeated spans, ICL score, bits vs position");
     sub->add_option("file", o->file, "text to draw spans and windows from (default: the held-out corpora)");
-    sub->add_option("-m,--model", o->model, "model (default: data/models/default or $CCC_MODEL)");
-    sub->add_option("-t,--tokenizer", o->tokenizer, "tokenizer file or directory (overrides discovery)");
+    add_model_options(sub, o->model, &o->tokenizer);
     sub->add_option("--corpora", o->corpora_dir, "corpus directory (default as for train)");
     sub->add_option("--span-len", o->icl.span_len, "bytes per repeated text span (default 200)")->check(CLI::Range(1, 1 << 20));
     sub->add_option("--spans", o->icl.spans, "spans per source (default 8)")->check(CLI::Range(1, 1 << 16));
@@ -47,8 +45,7 @@ void add_circuit_commands(CLI::App& app, Globals& g) {
   }
   auto run_options = [](CLI::App* sub, experiments::AblationRun& r) {
     sub->add_option("file", r.file, "input text ('-' = standard input)")->required();
-    sub->add_option("-m,--model", r.model, "model (default: data/models/default or $CCC_MODEL)");
-    sub->add_option("-t,--tokenizer", r.tokenizer, "tokenizer file or directory (overrides discovery)");
+    add_model_options(sub, r.model, &r.tokenizer);
     sub->add_option("--mode", r.mode, "zero (default), mean or resample");
     sub->add_option("--reference", r.reference, "reference text of mean / resample ablations (default: the input)");
     sub->add_option("--streams", r.streams, "streams as in ccc compress (0 = automatic)");

@@ -3,6 +3,7 @@
 // callback. Only experiments/cli links CLI11; main.cpp turns errors into exit codes.
 
 #include <string>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 
@@ -15,6 +16,18 @@ struct Globals {
   /// Applies the process runtime settings (threads, allocator); each command calls it first.
   void init() const;
 };
+
+/// The help of -m when a command's model defaults to the shipped one.
+extern const char* const kModelHelp;
+
+/// The one declaration of the model options: -m/--model (help `model_help`) and, when `tokenizer` is
+/// given, --tokenizer (and -t, unless `short_t` is false: in compress / decompress -t is gzip's "test").
+/// Returns -m's option (e.g. to make it required).
+CLI::Option* add_model_options(CLI::App* sub, std::string& model, std::string* tokenizer,
+                               const std::string& model_help = kModelHelp, bool short_t = true);
+/// The same for commands that take several models: -m is repeatable and adds to `models`.
+CLI::Option* add_model_options(CLI::App* sub, std::vector<std::string>& models, std::string* tokenizer,
+                               const std::string& model_help);
 
 void add_model_commands(CLI::App& app, Globals& g);     ///< info, hooks, generate, bits, init
 void add_train_commands(CLI::App& app, Globals& g);     ///< train, finetune, eval

@@ -3,14 +3,13 @@
 #include <memory>
 
 #include "experiments/cli/cli.h"
-#include "experiments/compress_cmd.h"
+#include "experiments/commands/compress_cmd.h"
 
 namespace ccc::cli {
 
 namespace {
 void add_codec_args(CLI::App* sub, experiments::CompressCmdOptions& o, bool many = false) {
-  sub->add_option("-m,--model", o.model, "model (default: data/models/default or $CCC_MODEL)");
-  sub->add_option("--tokenizer", o.tokenizer, "tokenizer override");
+  add_model_options(sub, o.model, &o.tokenizer, kModelHelp, /*short_t=*/false);
   if (many) sub->add_option("files", o.inputs, "input files ('-' = standard input)")->required();
   else sub->add_option("in", o.in, "input file ('-' = stdin)")->required();
   sub->add_option("-o,--out", o.out, "output file ('-' = stdout)");
@@ -58,8 +57,7 @@ void add_compress_commands(CLI::App& app, Globals& g) {
   {
     auto o = std::make_shared<experiments::CompressCmdOptions>();
     auto* sub = app.add_subcommand("dump", "capture activations to HDF5 during the compressor's encoding run");
-    sub->add_option("-m,--model", o->model, "model (default: data/models/default or $CCC_MODEL)");
-    sub->add_option("-t,--tokenizer", o->tokenizer, "tokenizer override");
+    add_model_options(sub, o->model, &o->tokenizer);
     sub->add_option("in", o->in, "input file ('-' = stdin)")->required();
     sub->add_option("-o,--out", o->dump, "output .h5 file")->required();
     sub->add_option("--hooks", o->hooks, "hook names or globs (repeatable; none = tokens and bits only)");

@@ -25,6 +25,29 @@ void ccc::cli::Globals::init() const {
   ccc::init_runtime(threads);
 }
 
+const char* const ccc::cli::kModelHelp =
+    "model: a ccc or Hugging Face directory or a llama2.c .bin (default: data/models/default or $CCC_MODEL)";
+
+namespace {
+
+const char* const kTokenizerHelp = "tokenizer file or directory (overrides discovery)";
+
+}  // namespace
+
+CLI::Option* ccc::cli::add_model_options(CLI::App* sub, std::string& model, std::string* tokenizer,
+                                         const std::string& model_help, bool short_t) {
+  auto* opt = sub->add_option("-m,--model", model, model_help);
+  if (tokenizer != nullptr) sub->add_option(short_t ? "-t,--tokenizer" : "--tokenizer", *tokenizer, kTokenizerHelp);
+  return opt;
+}
+
+CLI::Option* ccc::cli::add_model_options(CLI::App* sub, std::vector<std::string>& models, std::string* tokenizer,
+                                         const std::string& model_help) {
+  auto* opt = sub->add_option("-m,--model", models, model_help)->allow_extra_args(false);
+  if (tokenizer != nullptr) sub->add_option("-t,--tokenizer", *tokenizer, kTokenizerHelp);
+  return opt;
+}
+
 namespace {
 
 // The launcher answers `ccc [COMMAND...] --help` without starting this binary (LibTorch's load is most of

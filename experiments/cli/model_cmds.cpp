@@ -1,324 +1,43 @@
 // `ccc info`, `ccc hooks`, `ccc generate`, `ccc bits`, `ccc init`.
 
-#include <cmath>
-#include <cstdio>
-#include <filesystem>
-#include <iostream>
 #include <memory>
 
-#include <nlohmann/json.hpp>
-
-#include "compress/lm_codec.h"
 #include "experiments/cli/cli.h"
-#include "experiments/common.h"
-#include "experiments/progress_hooks.h"
-#include "model/base/error.h"
-#include "model/base/util.h"
-#include "model/core/score.h"
-#include "model/formats/loader.h"
+#include "experiments/commands/model_cmd.h"
 
 namespace ccc::cli {
 
-namespace {
-
-struct ModelArgs {
-  std::string model, tokenizer;
-  model::LoadedModel load() const {
-    return model::load_model(model.empty() ? experiments::default_model_path() : model, tokenizer);
-  }
-};
-
-void add_model_args(CLI::App* sub, ModelArgs& a) {
-  sub->add_option("-m,--model", a.model,
-                  "model directory (ccc or Hugging Face) or llama2.c .bin (default: data/models/default or $CCC_MODEL)");
-  sub->add_option("-t,--tokenizer", a.tokenizer, "tokenizer file or directory (overrides discovery)");
-}
-
-void cmd_info(const ModelArgs& a, bool json) {
-  auto m = a.load();
-  const auto& c = m.config;
-  nlohmann::json j = c.to_json();
-  j.erase("model_type");
-  j["source"] = m.source;
-  j["format"] = m.format;
-  j["n_params"] = c.n_params();
-  j["tokenizer"] = m.tokenizer->kind();
-  j["tokenizer_vocab"] = m.tokenizer->vocab_size();
-  j["fingerprint"] = m.fingerprint;
-  if (json) {
-    experiments::stamp(j, "info");
-    std::cout << j.dump(2) << "\n";
-    return;
-  }
-  std::printf("model        %s (%s)\n", m.source.c_str(), m.format.c_str());
-  std::printf("architecture %s: %lld layers, d_model %lld, %lld heads (%lld kv) x d_head %lld, d_mlp %lld%s\n",
-              c.arch.c_str(), (long long)c.n_layers, (long long)c.d_model, (long long)c.n_heads, (long long)c.n_kv_heads,
-              (long long)c.d_head, (long long)c.d_mlp, c.attn_only ? " (attention only)" : "");
-  std::printf("components   norm %s, act %s%s, positions %s", model::to_string(c.norm).c_str(), model::to_string(c.act).c_str(),
-              c.gated_mlp ? " (gated)" : "", model::to_string(c.pos).c_str());
-  if (c.pos == model::PosKind::kRotary) std::printf(" (rotary_dim %lld, theta %g)", (long long)c.rotary_dim, c.rope_theta);
-  std::printf("%s%s\n", c.parallel_attn ? ", parallel attn+mlp" : "", c.tied_embed ? ", tied unembedding" : "");
-  std::printf("parameters   %lld\n", (long long)c.n_params());
-  std::printf("context      %lld\n", (long long)c.n_ctx);
-  std::printf("vocab        %lld in, %lld out; tokenizer %s (%lld tokens), bos %lld\n", (long long)c.d_vocab,
-              (long long)c.d_vocab_out, m.tokenizer->kind().c_str(), (long long)m.tokenizer->vocab_size(), (long long)c.bos_id);
-  std::printf("fingerprint  %s\n", m.fingerprint.c_str());
-}
-
-void cmd_hooks(const ModelArgs& a) {
-  auto m = a.load();
-  for (const auto& [name, shape] : m.model->hook_shapes()) {
-    std::string s = "[";
-    for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + shape[i];
-    s += "]";
-    const bool opt_in = name.find("hook_result") != std::string::npos;
-    std::printf("%-36s %s%s\n", name.c_str(), s.c_str(), opt_in ? "  (opt-in: exact name only)" : "");
-  }
-}
-
-struct GenerateArgs {
-  std::string prompt;
-  int64_t n = 64;
-  double temperature = 0;
-  uint64_t seed = 0;
-};
-
-void cmd_generate(const ModelArgs& a, const GenerateArgs& g) {
-  auto m = a.load();
-  std::vector<int64_t> ids{m.config.bos_id};
-  auto enc = m.tokenizer->encode(g.prompt);
-  ids.insert(ids.end(), enc.begin(), enc.end());
-  model::GenerateOptions opt;
-  opt.max_new_tokens = g.n;
-  opt.temperature = g.temperature;
-  opt.seed = g.seed;
-  opt.stop_id = m.config.bos_id == m.config.eos_id ? m.config.eos_id : m.config.bos_id;
-  auto out = model::generate(m.model, ids, opt);
-  std::vector<int64_t> all(enc);
-  all.insert(all.end(), out.begin(), out.end());
-  std::cout << m.tokenizer->decode(all) << std::endl;
-}
-
-struct BitsArgs {
-  std::string file;
-  bool json = false;
-  int64_t window = 0, stride = 0, streams = 0;
-  bool strided = false;
-  bool quiet = false;
-};
-
-// A result is never NaN: a non-finite bit count (overflowing activations) is an error naming the token.
-void check_finite(const std::vector<double>& bits, const std::string& file, int64_t stream = -1) {
-  for (size_t i = 0; i < bits.size(); ++i)
-    CCC_CHECK(std::isfinite(bits[i]), file, ": the model gave coded token ", i, stream >= 0 ? " of stream " : "",
-              stream >= 0 ? std::to_string(stream) : "", " a non-finite cost (", bits[i],
-              " bits); no result printed (overflowing activations? try the f32 weights)");
-}
-
-void print_bits_summary(const std::string& file, const model::LoadedModel& m, uint64_t n_bytes, uint64_t n_coded,
-                        double total, const model::WindowPolicy& pol) {
-  const double bpb = n_bytes == 0 ? 0.0 : total / static_cast<double>(n_bytes);
-  const double bpt = n_coded == 0 ? 0.0 : total / static_cast<double>(n_coded);
-  std::printf("file           %s\n", file.c_str());
-  std::printf("model          %s\n", m.source.c_str());
-  std::printf("n_bytes        %llu%s\n", (unsigned long long)n_bytes, n_bytes == 0 ? " (empty input: nothing to score)" : "");
-  std::printf("n_tokens       %llu (BOS included; %llu coded)\n", (unsigned long long)(n_coded + 1), (unsigned long long)n_coded);
-  std::printf("total_bits     %.3f\n", total);
-  if (n_bytes != 0) {
-    std::printf("bits_per_byte  %.4f\n", bpb);
-    std::printf("bits_per_token %.4f\n", bpt);
-  }
-  std::printf("window         %lld tokens, stride %lld\n", (long long)pol.window, (long long)pol.stride);
-}
-
-// The summary of a byte-level model streams: the input is read 1 MiB at a time and scored in runs of
-// windows (model::StreamScorer), so memory does not grow with the input and there is no size limit.
-void bits_streaming(model::LoadedModel& m, const BitsArgs& o) {
-  experiments::InputStream in(o.file);
-  const model::WindowPolicy pol = model::resolve_window({o.window, o.stride}, m.config.n_ctx);
-  experiments::ProgressLine progress("bits", static_cast<int64_t>(in.size()), !o.quiet);  // silent when size unknown
-  double total = 0;
-  uint64_t n_coded = 0;
-  model::StreamScorer scorer(m.model, pol, [&](const double* bits, size_t n) {
-    for (size_t i = 0; i < n; ++i) {
-      CCC_CHECK(std::isfinite(bits[i]), o.file, ": the model gave coded token ", n_coded + i, " a non-finite cost (",
-                bits[i], " bits); no result printed (overflowing activations? try the f32 weights)");
-      total += bits[i];
-    }
-    n_coded += n;
-    progress.update(static_cast<int64_t>(n_coded));
-  });
-  const int64_t bos = m.config.bos_id;
-  scorer.push(&bos, 1);
-  std::string block;
-  std::vector<int64_t> ids;
-  uint64_t n_bytes = 0;
-  while (true) {
-    block.clear();
-    if (in.read(size_t{1} << 20, &block) == 0) break;
-    n_bytes += block.size();
-    for (size_t at = 0; at < block.size(); at += ids.size()) {  // 64 Ki tokens at a time: the scorer's buffer stays small
-      ids.resize(std::min<size_t>(block.size() - at, size_t{1} << 16));
-      for (size_t i = 0; i < ids.size(); ++i) ids[i] = static_cast<unsigned char>(block[at + i]);
-      scorer.push(ids.data(), ids.size());
-    }
-  }
-  scorer.finish();
-  print_bits_summary(o.file, m, n_bytes, n_coded, total, pol);
-}
-
-void cmd_bits(const ModelArgs& a, const BitsArgs& o) {
-  auto m = a.load();
-  if (o.streams == 0 && !o.json && m.tokenizer->kind() == "byte") return bits_streaming(m, o);
-  const std::string text = experiments::read_input(o.file);
-  model::HookSet progress_hooks;
-  if (o.streams > 0) {
-    compress::CodecOptions bopt;
-    bopt.streams = o.streams;
-    bopt.window = o.window;
-    bopt.strided = o.strided;
-    int64_t total_tokens = 0;
-    for (uint64_t n : compress::stream_token_counts(m, text, bopt)) total_tokens += static_cast<int64_t>(n);
-    experiments::RunProgress progress("bits", total_tokens, !o.quiet);
-    progress.attach(progress_hooks);
-    bopt.hooks = [&](int64_t) { return &progress_hooks; };
-    const auto per_stream = compress::segmented_token_bits(m, text, bopt);
-    progress.finish();
-    double total = 0;
-    for (size_t s = 0; s < per_stream.size(); ++s) {
-      check_finite(per_stream[s], o.file, static_cast<int64_t>(s));
-      for (double b : per_stream[s]) total += b;
-    }
-    if (o.json) {
-      nlohmann::json j;
-      j["model"] = m.source;
-      j["fingerprint"] = m.fingerprint;
-      j["file"] = o.file;
-      j["streams"] = o.streams;
-      j["policy"] = compress::describe_policy(m.config, bopt);
-      j["bits"] = per_stream;  // per stream, per coded token
-      j["total_bits"] = total;
-      j["n_bytes"] = text.size();
-      j["bits_per_byte"] = text.empty() ? nlohmann::json() : nlohmann::json(total / static_cast<double>(text.size()));
-      j["tokenizer"] = m.tokenizer->kind();
-      experiments::stamp(j, "bits_streams");
-      std::cout << j.dump() << "\n";
-      return;
-    }
-    std::printf("total_bits %.3f\nbits_per_byte %s\nstreams %lld\nwindow %s\n", total,
-                text.empty() ? "- (empty input)" : std::to_string(total / text.size()).c_str(), (long long)o.streams,
-                compress::describe_policy(m.config, bopt).c_str());
-    return;
-  }
-  std::vector<int64_t> tokens{m.config.bos_id};
-  auto enc = m.tokenizer->encode(text);
-  tokens.insert(tokens.end(), enc.begin(), enc.end());
-  const model::WindowPolicy pol = model::resolve_window({o.window, o.stride}, m.config.n_ctx);
-  experiments::RunProgress progress("bits", static_cast<int64_t>(tokens.size()), !o.quiet);
-  progress.attach(progress_hooks);
-  auto bits = model::score_bits(m.model, tokens, pol, &progress_hooks);
-  progress.finish();
-  check_finite(bits, o.file);
-  double total = 0;
-  for (double b : bits) total += b;
-  const double bpb = text.empty() ? 0.0 : total / static_cast<double>(text.size());
-  const double bpt = bits.empty() ? 0.0 : total / static_cast<double>(bits.size());
-  if (o.json) {
-    nlohmann::json j;
-    j["model"] = m.source;
-    j["fingerprint"] = m.fingerprint;
-    j["file"] = o.file;
-    j["tokens"] = tokens;
-    j["bits"] = bits;
-    // each coded token's byte span [start, end) in the input and its bytes, escaped (\xNN for non-ASCII)
-    const auto offsets = m.tokenizer->byte_offsets(enc);
-    nlohmann::json spans = nlohmann::json::array(), texts = nlohmann::json::array();
-    for (size_t i = 0; i < enc.size(); ++i) {
-      const int64_t a0 = offsets[i], a1 = i + 1 < enc.size() ? offsets[i + 1] : static_cast<int64_t>(text.size());
-      spans.push_back({a0, a1});
-      texts.push_back(experiments::escape_bytes(std::string_view(text).substr(a0, a1 - a0)));
-    }
-    j["spans"] = spans;
-    j["token_text"] = texts;
-    j["total_bits"] = total;
-    j["n_bytes"] = text.size();
-    j["n_tokens"] = tokens.size();
-    j["n_coded_tokens"] = bits.size();
-    j["bits_per_byte"] = text.empty() ? nlohmann::json() : nlohmann::json(bpb);
-    j["bits_per_token"] = bits.empty() ? nlohmann::json() : nlohmann::json(bpt);
-    j["window"] = {{"size", pol.window}, {"stride", pol.stride}};
-    j["tokenizer"] = m.tokenizer->kind();
-    experiments::stamp(j, "bits");
-    std::cout << j.dump() << "\n";
-    return;
-  }
-  print_bits_summary(o.file, m, text.size(), bits.size(), total, pol);
-}
-
-struct InitArgs {
-  std::string config, out;
-  uint64_t seed = 0;
-  bool force = false;
-};
-
-void cmd_init(const InitArgs& o) {
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(read_file(o.config));
-  } catch (const nlohmann::json::exception& e) {
-    CCC_FAIL(o.config, ": not valid JSON: ", e.what());
-  }
-  CCC_CHECK(!(j.is_object() && j.contains("model") && j.contains("train")), o.config,
-            ": a training config ({\"model\", \"train\"}); init wants a model config (its \"model\" object alone), "
-            "or train it with ccc train -c ", o.config, " -o OUT");
-  model::ModelConfig c;
-  try {
-    c = model::ModelConfig::from_json(j);
-  } catch (const Error& e) {
-    CCC_FAIL(o.config, ": ", e.what());
-  }
-  std::error_code ec;
-  CCC_CHECK(o.force || !std::filesystem::exists(o.out, ec), o.out, " exists (use --force to replace)");
-  model::Transformer m(c);
-  m->init_weights(o.seed);
-  model::save_model(o.out, c, m);
-  std::printf("wrote %s (%lld parameters, random init, seed %llu)\n", o.out.c_str(), (long long)c.n_params(),
-              (unsigned long long)o.seed);
-}
-
-}  // namespace
-
 void add_model_commands(CLI::App& app, Globals& g) {
   {
-    auto a = std::make_shared<ModelArgs>();
+    auto a = std::make_shared<experiments::ModelArgs>();
     auto json = std::make_shared<bool>(false);
     auto* sub = app.add_subcommand("info", "architecture, parameters, context, vocab, fingerprint");
-    add_model_args(sub, *a);
+    add_model_options(sub, a->model, &a->tokenizer);
     sub->add_flag("--json", *json, "print one JSON object");
-    sub->callback([&g, a, json] { g.init(); cmd_info(*a, *json); });
+    sub->callback([&g, a, json] { g.init(); experiments::run_info(*a, *json); });
   }
   {
-    auto a = std::make_shared<ModelArgs>();
+    auto a = std::make_shared<experiments::ModelArgs>();
     auto* sub = app.add_subcommand("hooks", "list every hook point with its shape");
-    add_model_args(sub, *a);
-    sub->callback([&g, a] { g.init(); cmd_hooks(*a); });
+    add_model_options(sub, a->model, &a->tokenizer);
+    sub->callback([&g, a] { g.init(); experiments::run_hooks(*a); });
   }
   {
-    auto a = std::make_shared<ModelArgs>();
-    auto o = std::make_shared<GenerateArgs>();
+    auto a = std::make_shared<experiments::ModelArgs>();
+    auto o = std::make_shared<experiments::GenerateArgs>();
     auto* sub = app.add_subcommand("generate", "continue a prompt (greedy at temperature 0)");
-    add_model_args(sub, *a);
+    add_model_options(sub, a->model, &a->tokenizer);
     sub->add_option("-p,--prompt", o->prompt, "prompt text (default: BOS only)");
     sub->add_option("-n", o->n, "new tokens")->check(CLI::NonNegativeNumber);
     sub->add_option("--temperature", o->temperature, "0 = greedy")->check(CLI::NonNegativeNumber);
     sub->add_option("--seed", o->seed, "sampling seed");
-    sub->callback([&g, a, o] { g.init(); cmd_generate(*a, *o); });
+    sub->callback([&g, a, o] { g.init(); experiments::run_generate(*a, *o); });
   }
   {
-    auto a = std::make_shared<ModelArgs>();
-    auto o = std::make_shared<BitsArgs>();
+    auto a = std::make_shared<experiments::ModelArgs>();
+    auto o = std::make_shared<experiments::BitsArgs>();
     auto* sub = app.add_subcommand("bits", "score FILE: bits per token and per byte");
-    add_model_args(sub, *a);
+    add_model_options(sub, a->model, &a->tokenizer);
     sub->add_option("file", o->file, "input file ('-' = stdin)")->required();
     sub->add_flag("--json", o->json, "print one JSON object with per-token bits");
     sub->add_option("--window", o->window, "window length (default n_ctx)");
@@ -329,16 +48,16 @@ void add_model_commands(CLI::App& app, Globals& g) {
                     "bits)");
     sub->add_flag("--strided", o->strided, "with --streams: the strided window policy");
     sub->add_flag("-q,--quiet", o->quiet, "no progress line (it is drawn only on a terminal anyway)");
-    sub->callback([&g, a, o] { g.init(); cmd_bits(*a, *o); });
+    sub->callback([&g, a, o] { g.init(); experiments::run_bits(*a, *o); });
   }
   {
-    auto o = std::make_shared<InitArgs>();
+    auto o = std::make_shared<experiments::InitArgs>();
     auto* sub = app.add_subcommand("init", "write a randomly initialised ccc model from a config");
     sub->add_option("-c,--config", o->config, "ccc config.json")->required();
     sub->add_option("-o,--out", o->out, "output model directory")->required();
     sub->add_option("--seed", o->seed, "init seed");
     sub->add_flag("--force", o->force, "replace an existing output");
-    sub->callback([&g, o] { g.init(); cmd_init(*o); });
+    sub->callback([&g, o] { g.init(); experiments::run_init(*o); });
   }
 }
 

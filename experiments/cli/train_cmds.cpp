@@ -3,8 +3,8 @@
 #include <memory>
 
 #include "experiments/cli/cli.h"
-#include "experiments/common.h"
-#include "experiments/train_cmd.h"
+#include "experiments/support/common.h"
+#include "experiments/commands/train_cmd.h"
 
 namespace ccc::cli {
 
@@ -30,7 +30,7 @@ void add_train_commands(CLI::App& app, Globals& g) {
   {
     auto o = std::make_shared<experiments::FinetuneCmdOptions>();
     auto* sub = app.add_subcommand("finetune", "continue training on one corpus; report the trade-off in bits");
-    sub->add_option("-m,--model", o->model, "ccc model directory")->required();
+    add_model_options(sub, o->model, nullptr, "ccc model directory")->required();
     sub->add_option("--corpus", o->corpus, "target corpus name")->required();
     sub->add_option("-o,--out", o->out, "output model directory")->required();
     sub->add_option("--params", o->params, "all | attn | mlp | layers:0,1 | comma-separated globs");
@@ -56,10 +56,9 @@ void add_train_commands(CLI::App& app, Globals& g) {
     };
     auto o = std::make_shared<EvalArgs>();
     auto* sub = app.add_subcommand("eval", "held-out bits per byte of a ccc model on each corpus");
-    sub->add_option("-m,--model", o->model, "ccc model directory (default: data/models/default)");
+    add_model_options(sub, o->model, &o->tokenizer, "ccc model directory (default: data/models/default)");
     sub->add_option("corpora", o->corpora, "corpus names (default: all present)");
     sub->add_option("--corpora", o->corpora_dir, "corpus directory (default ../shared or .cache)");
-    sub->add_option("-t,--tokenizer", o->tokenizer, "tokenizer file or directory (eval needs a byte-level model)");
     sub->add_flag("--json", o->json, "print JSON");
     sub->add_flag("-q,--quiet", o->quiet, "no progress line (drawn only on a terminal anyway)");
     sub->callback([&g, o] {

@@ -113,6 +113,23 @@ nlohmann::json ModelConfig::to_json() const {
                         {"eos_id", eos_id}};
 }
 
+ModelConfig tiny_byte_config(int64_t n_layers, int64_t n_ctx, bool learned, bool attn_only) {
+  ModelConfig c;  // defaults: arch ccc, 257 input ids (bytes + BOS 256), 256 outputs
+  c.d_model = 16;
+  c.n_layers = n_layers;
+  c.n_heads = c.n_kv_heads = 2;
+  c.d_head = 8;
+  c.attn_only = attn_only;
+  c.d_mlp = attn_only ? 0 : 32;
+  c.n_ctx = n_ctx;
+  c.tied_embed = true;
+  if (!learned) {
+    c.pos = PosKind::kRotary;
+    c.rotary_dim = c.d_head;
+  }
+  return c;
+}
+
 ModelConfig ModelConfig::from_json(const nlohmann::json& j) {
   CCC_CHECK(j.is_object(), "config: expected a JSON object");
   auto get = [&](const char* key) -> const nlohmann::json& {

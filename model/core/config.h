@@ -55,4 +55,9 @@ std::string to_string(NormKind k);
 std::string to_string(ActKind k);
 std::string to_string(PosKind k);
 
+/// The tiny byte-level config of the tests, the fuzzers and `ccc bench memory` (one definition for all):
+/// d_model 16, 2 heads of 8, tied embedding, `n_layers` layers with an MLP of 32 (none when attn_only),
+/// context n_ctx, rotary positions over the whole head (the rolling window policy) unless `learned`.
+ModelConfig tiny_byte_config(int64_t n_layers = 1, int64_t n_ctx = 16, bool learned = true, bool attn_only = false);
+
 }  // namespace ccc::model

@@ -14,6 +14,10 @@ const char* const kBlockSiteNames[kNumBlockSites] = {
 const char* const kGlobalSiteNames[kNumGlobalSites] = {"hook_embed", "hook_pos_embed", "ln_final.hook_scale",
                                                        "ln_final.hook_normalized", "unembed.hook_out"};
 
+std::string hook_name(int64_t layer, const std::string& site) { return "blocks." + std::to_string(layer) + "." + site; }
+
+std::string hook_name(int64_t layer, BlockSite site) { return hook_name(layer, std::string(kBlockSiteNames[site])); }
+
 bool glob_match(const std::string& pattern, const std::string& name) {
   // Iterative wildcard match with single backtrack point (linear in practice).
   size_t p = 0, n = 0, star = std::string::npos, mark = 0;

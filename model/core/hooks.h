@@ -49,6 +49,12 @@ enum GlobalSite : int { kEmbed, kPosEmbed, kLnFinalScale, kLnFinalNormalized, kU
 extern const char* const kBlockSiteNames[kNumBlockSites];
 extern const char* const kGlobalSiteNames[kNumGlobalSites];
 
+/// The name of a site in block `layer` (TransformerLens' get_act_name): "blocks.{layer}.{site}", e.g.
+/// hook_name(3, kZ) == hook_name(3, "attn.hook_z") == "blocks.3.attn.hook_z". Every hook name of a block is
+/// built here.
+std::string hook_name(int64_t layer, BlockSite site);
+std::string hook_name(int64_t layer, const std::string& site);
+
 /// What the run around one forward call knows about its batch rows (optional; borrowed for the call).
 /// Scorers and the compressor fill it; a hook reads it through HookContext::run. Positions are those of
 /// the call's tokens, row-major: index r * pos + i for row r, position i.

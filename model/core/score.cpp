@@ -227,7 +227,7 @@ BranchedBits score_bits_rolling_branched(Transformer& model, const std::vector<s
   HookSet observe;
   for (int l = 0; l < n_layers; ++l)
     if (needed[static_cast<size_t>(l)])
-      observe.observe("blocks." + std::to_string(l) + ".hook_resid_pre",
+      observe.observe(hook_name(l, kResidPre),
                       [&resid, l](const torch::Tensor& x, const HookContext&) { resid[static_cast<size_t>(l)] = x.clone(); });
   RunOptions clean_run;
   clean_run.hooks = &observe;

@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
-#include "model/kernels/fused_ops.h"
+#include "model/core/fused_ops.h"
 #include "model/kernels/decode_gemm.h"
 #include "model/base/error.h"
 
@@ -96,7 +96,7 @@ TransformerImpl::TransformerImpl(const ModelConfig& cfg) : cfg_(cfg) {
       if (s == kResidMid) has = !c.parallel_attn && !c.attn_only;
       if (s == kLn2Scale || s == kLn2Normalized || s == kMlpPre || s == kMlpPost || s == kMlpOut) has = !c.attn_only;
       if (s == kMlpPreLinear) has = c.gated_mlp;
-      if (has) registry_.names[HookRegistry::block_slot(l, s)] = "blocks." + std::to_string(l) + "." + kBlockSiteNames[s];
+      if (has) registry_.names[HookRegistry::block_slot(l, s)] = hook_name(l, static_cast<BlockSite>(s));
     }
     registry_.opt_in[HookRegistry::block_slot(l, kResult)] = true;
   }

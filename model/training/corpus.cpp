@@ -24,6 +24,12 @@ std::string Corpus::split(Split s) const {
   return bytes.substr(a, b - a);
 }
 
+std::vector<Corpus> load_corpora(const std::string& dir, const std::vector<std::string>& names) {
+  std::vector<Corpus> out;
+  for (const auto& n : names) out.push_back(load_corpus(dir, n));
+  return out;
+}
+
 Corpus load_corpus(const std::string& dir, const std::string& name) {
   Corpus c;
   c.name = name;

@@ -25,6 +25,8 @@ struct Corpus {
 
 /// Loads `dir`/`name`.txt; throws ccc::Error naming the file when it is missing or empty.
 Corpus load_corpus(const std::string& dir, const std::string& name);
+/// load_corpus for each of `names`, in that order.
+std::vector<Corpus> load_corpora(const std::string& dir, const std::vector<std::string>& names);
 
 /// The default corpus directory: $CCC_CORPORA, else the set-up's cache .cache/corpora when
 /// data/fetch_corpora.sh has assembled it (manifest.json present: ../shared's corpora linked plus the

@@ -12,6 +12,7 @@
 #include <H5Cpp.h>
 
 #include "analysis/activation_store.h"
+#include "compress/lm_codec.h"
 #include "model/base/error.h"
 #include "model/base/util.h"
 #include "model/core/bits.h"
@@ -44,7 +45,7 @@ std::string dump(model::LoadedModel& m, const std::string& text, const std::stri
   c.source = "sample";
   c.command = "test";
   ActivationCapture cap(m, text, codec, c);
-  cap.attach(codec);
+  cap.attach(codec, codec);
   auto packed = compress::lm_compress(m, text, codec);
   cap.finish();
   return packed;
@@ -69,7 +70,7 @@ TEST(Capture, RowsMetadataBitsAndActivationsMatchAFullForwardOfEachStream) {
     c.dtype = Dtype::kF32;
     compress::CodecOptions run = codec;  // the capture's callbacks live as long as it does
     ActivationCapture cap(m, text, run, c);
-    cap.attach(run);
+    cap.attach(run, run);
     auto inner = run.hooks;
     run.hooks = [&, inner](int64_t g) {
       auto* hs = inner(g);
@@ -139,7 +140,7 @@ TEST(Capture, RowsMetadataBitsAndActivationsMatchAFullForwardOfEachStream) {
   EXPECT_LT(max_diff, 5e-3) << "per-token bits (fp16 KV cache vs fp32 full path): max |dump − full path| = " << max_diff;
   EXPECT_NEAR(dumped_total, full_total, 1e-4 * full_total);
   // Σ bits equals ccc bits --streams (segmented_bits) under the same options
-  EXPECT_NEAR(dumped_total, compress::segmented_bits(m, text, codec), 1e-4 * dumped_total);
+  EXPECT_NEAR(dumped_total, model::segmented_bits(m, text, codec), 1e-4 * dumped_total);
   EXPECT_EQ(st.attr("fingerprint"), m.fingerprint);
   EXPECT_EQ(st.attr("policy"), "rolling");
   EXPECT_EQ(st.attr_int("window"), 128);
@@ -168,7 +169,7 @@ TEST(Capture, CompressedBytesAreIdenticalWithAndWithoutADump) {
     double total = 0;
     for (float b : st.bits())
       if (!std::isnan(b)) total += b;
-    EXPECT_NEAR(total, compress::segmented_bits(m, text, codec), 1e-4 * total) << "strided " << strided;
+    EXPECT_NEAR(total, model::segmented_bits(m, text, codec), 1e-4 * total) << "strided " << strided;
   }
 }
 

@@ -2,21 +2,18 @@
 
 #include <gtest/gtest.h>
 
-#include <cmath>
 #include <algorithm>
+#include <cmath>
 #include <map>
 #include <random>
 
-#include <nlohmann/json.hpp>
-
 #include "circuits/attribution.h"
+#include "circuits/discovery.h"
 #include "circuits/patching.h"
-#include "model/core/bits.h"
-#include "compress/container.h"
-#include "compress/lm_codec.h"
-#include "experiments/compress_cmd.h"
-#include "experiments/ablate_cmd.h"
+#include "circuits/sweep.h"
 #include "model/base/error.h"
+#include "model/core/bits.h"
+#include "model/scoring/streams.h"
 #include "model/base/util.h"
 #include "tests/support/test_support.h"
 
@@ -33,20 +30,11 @@ std::string sample_text(size_t n, uint32_t seed) {
 }
 
 // `count` random printable strings of `len` bytes, each followed by its copy (and a newline if asked).
-std::string repeated_strings(int count, int len, uint32_t seed, bool newline = false) {
-  std::mt19937 rng(seed);
-  std::string t;
-  for (int i = 0; i < count; ++i) {
-    std::string r;
-    for (int k = 0; k < len; ++k) r += static_cast<char>(32 + rng() % 95);
-    t += r + r + (newline ? "\n" : "");
-  }
-  return t;
-}
+using test::repeated_strings;
 
-experiments::AblationRun small_run(const std::string& mode = "zero", uint64_t seed = 0) {
-  experiments::AblationRun r;
-  r.mode = mode;
+ScoringRun small_run(const std::string& mode = "zero", uint64_t seed = 0) {
+  ScoringRun r;
+  r.mode = parse_mode(mode);
   r.streams = 3;
   r.window = 24;
   r.seed = seed;
@@ -66,7 +54,7 @@ TEST(Ablation, ZeroAblationEqualsTheModelWithTheComponentCutOut) {
   auto m = test::tiny_byte_lm(4, 64);
   const std::string text = sample_text(400, 1);
   const auto run = small_run();
-  const auto clean = experiments::ablated_bits(m, text, run, {}, nullptr);
+  const auto clean = ablated_bits(m, text, run, {}, nullptr);
   const int64_t dh = m.config.d_head;
   struct Case {
     std::string spec;
@@ -83,14 +71,14 @@ TEST(Ablation, ZeroAblationEqualsTheModelWithTheComponentCutOut) {
        }}};
   for (const auto& c : cases) {
     const auto comps = parse_components(c.spec, m.config);
-    const auto ablated = experiments::ablated_bits(m, text, run, comps, nullptr);
+    const auto ablated = ablated_bits(m, text, run, comps, nullptr);
     auto cut = test::tiny_byte_lm(4, 64);
     {
       torch::NoGradGuard g;
       auto sd = cut.model->state_dict();
       c.cut(sd);
     }
-    const auto surgery = experiments::ablated_bits(cut, text, run, {}, nullptr);
+    const auto surgery = ablated_bits(cut, text, run, {}, nullptr);
     const double d = max_abs_diff(ablated, surgery);
     EXPECT_LT(d, 1e-4) << c.spec << ": max |bits ablated − bits of the cut model| = " << d;
     EXPECT_GT(max_abs_diff(ablated, clean), 1e-3) << c.spec << " changed nothing";
@@ -107,13 +95,13 @@ TEST(Ablation, BatchedSweepEqualsOneRunPerComponentInEveryMode) {
     const auto run = small_run(mode, 3);
     Reference ref;
     if (mode != "zero") ref = collect_reference(m, text, set, parse_mode(mode), run.streams, run.window, run.seed);
-    const auto naive = experiments::sweep_bits(m, text, run, set, &ref, experiments::SweepPath::kNaive);
+    const auto naive = sweep_bits(m, text, run, set, &ref, SweepPath::kNaive);
     // 2 components per pass (branches of different layers, or one layer's pair) and all in one pass
-    for (const auto& [path, rows] : {std::pair{experiments::SweepPath::kShared, 7}, {experiments::SweepPath::kShared, 256},
-                                     {experiments::SweepPath::kStacked, 7}}) {
-      const auto batched = experiments::sweep_bits(m, text, run, set, &ref, path, rows);
+    for (const auto& [path, rows] : {std::pair{SweepPath::kShared, 7}, {SweepPath::kShared, 256},
+                                     {SweepPath::kStacked, 7}}) {
+      const auto batched = sweep_bits(m, text, run, set, &ref, path, rows);
       ASSERT_EQ(batched.size(), set.size());
-      const char* name = path == experiments::SweepPath::kShared ? "shared" : "stacked";
+      const char* name = path == SweepPath::kShared ? "shared" : "stacked";
       double worst = 0;
       for (size_t i = 0; i < set.size(); ++i) {
         double a = 0, b = 0;
@@ -131,17 +119,17 @@ TEST(Ablation, RowsWithoutAnEditAreBitIdenticalToTheCleanRun) {
   auto m = test::tiny_byte_lm(6, 64);
   const std::string text = sample_text(200, 3);
   const auto run = small_run();
-  compress::CodecOptions opt;
+  model::StreamOptions opt;
   opt.streams = run.streams;
   opt.window = run.window;
-  const auto clean1 = compress::segmented_token_bits(m, text, opt);
-  const auto clean = compress::segmented_token_bits(m, text, opt, 3);  // the same batch shape, no hooks
+  const auto clean1 = model::segmented_token_bits(m, text, opt);
+  const auto clean = model::segmented_token_bits(m, text, opt, 3);  // the same batch shape, no hooks
   model::HookSet hooks;
   // copy 0 ablates head 0.1, copy 1 nothing, copy 2 mlp0
   install_ablation(hooks, m.config, {{{Component::Kind::kHead, 0, 1}}, {}, {{Component::Kind::kMlp, 0, -1}}}, 3,
                    Mode::kZero, nullptr, 0);
   opt.hooks = [&](int64_t) { return &hooks; };
-  const auto rows = compress::segmented_token_bits(m, text, opt, 3);
+  const auto rows = model::segmented_token_bits(m, text, opt, 3);
   ASSERT_EQ(rows.size(), 9u);
   for (int s = 0; s < 3; ++s) {
     EXPECT_EQ(rows[3 + s], clean[3 + s]) << "stream " << s << ": max diff " << max_abs_diff(rows[3 + s], clean[3 + s]);
@@ -159,7 +147,7 @@ TEST(Ablation, ResampleAndMeanAreReproducibleBySeed) {
   auto bits = [&](const std::string& mode, uint64_t seed) {
     const auto run = small_run(mode, seed);
     const auto ref = collect_reference(m, text, comps, parse_mode(mode), run.streams, run.window, seed);
-    return experiments::ablated_bits(m, text, run, comps, &ref);
+    return ablated_bits(m, text, run, comps, &ref);
   };
   EXPECT_EQ(bits("resample", 1), bits("resample", 1));
   EXPECT_GT(max_abs_diff(bits("resample", 1), bits("resample", 2)), 1e-3);
@@ -200,13 +188,13 @@ TEST(Ablation, DeltaStatsAndTheirBootstrapInterval) {
     clean[i] = 2 + n(rng);
     abl[i] = clean[i] + 0.5;
   }
-  auto d = experiments::delta_stats(clean, abl, 2000, 500, 0);
+  auto d = delta_stats(clean, abl, 2000, 500, 0);
   EXPECT_NEAR(d.delta_bits, 500.0, 1e-6);
   EXPECT_NEAR(d.delta_bits_per_byte, 0.25, 1e-9);
   EXPECT_NEAR(d.ci_low, 0.25, 1e-9);  // a constant Δ per token has no spread
   EXPECT_NEAR(d.ci_high, 0.25, 1e-9);
   for (size_t i = 0; i < abl.size(); ++i) abl[i] = clean[i] + 0.5 + n(rng);
-  d = experiments::delta_stats(clean, abl, 1000, 2000, 0);
+  d = delta_stats(clean, abl, 1000, 2000, 0);
   EXPECT_LT(d.ci_low, d.delta_bits_per_byte);
   EXPECT_GT(d.ci_high, d.delta_bits_per_byte);
   EXPECT_NEAR(d.ci_high - d.ci_low, 2 * 1.96 / std::sqrt(1000.0), 0.06);  // ≈ the normal interval
@@ -225,14 +213,14 @@ TEST(Ablation, InductionHeadsOfTheShippedOrganismCarryTheSecondCopy) {
     rep += r + r + "\n";
   }
   for (int i = 0; i < 3000; ++i) norep += static_cast<char>(i % 101 == 100 ? '\n' : 32 + rng() % 95);
-  experiments::AblationRun run;
-  run.mode = "resample";
+  ScoringRun run;
+  run.mode = Mode::kResample;
   run.streams = 1;  // token i of the flattened bits is byte i
   run.seed = 1;
   const auto comps = parse_components("1.2,1.3", m.config);
   const auto ref = collect_reference(m, norep, comps, Mode::kResample, 1, 0, run.seed);
-  const auto clean = experiments::ablated_bits(m, rep, run, {}, nullptr);
-  const auto abl = experiments::ablated_bits(m, rep, run, comps, &ref);
+  const auto clean = ablated_bits(m, rep, run, {}, nullptr);
+  const auto abl = ablated_bits(m, rep, run, comps, &ref);
   ASSERT_EQ(clean.size(), rep.size());
   double first = 0, second = 0;
   int nf = 0, ns = 0;
@@ -252,7 +240,7 @@ TEST(Ablation, InductionHeadsOfTheShippedOrganismCarryTheSecondCopy) {
 TEST(PathPatching, ThePreviousTokenHeadWorksThroughTheInductionHead) {
   auto m = model::load_model(std::string(CCC_SOURCE_DIR) + "/data/models/ccc-attn2");
   const std::string rep = repeated_strings(20, 50, 2);
-  compress::CodecOptions opt;
+  model::StreamOptions opt;
   opt.streams = 1;
   auto delta = [&](const std::string& snd, const std::string& rcv) {
     std::optional<Component> r;
@@ -274,140 +262,79 @@ TEST(PathPatching, ThePreviousTokenHeadWorksThroughTheInductionHead) {
 namespace ccc::circuits {
 namespace {
 
-// ccc compress --ablate: the payload grows by the ablation's Δbits (the literal change in compressed
-// size), the container decodes only with the same edit, and bit-exactly with it.
-TEST(Ablation, CompressWithAnAblationCostsItsDeltaBitsAndNeedsTheSameEdit) {
-  test::TempDir dir;
-  const std::string text = repeated_strings(20, 40, 2, true);
-  write_file_atomic(dir.file("in.txt"), text);
-  experiments::CompressCmdOptions o;
-  o.model = std::string(CCC_SOURCE_DIR) + "/data/models/ccc-attn2";
-  o.in = dir.file("in.txt");
-  o.quiet = true;
-  o.out = dir.file("clean.ccc");
-  experiments::run_compress(o);
-  o.ablate = "1.2,0.1";
-  o.out = dir.file("abl.ccc");
-  experiments::run_compress(o);
-  auto payload_bits = [&](const std::string& path) {
-    const std::string c = read_file(path);
-    size_t off = 0;
-    const auto h = compress::parse_container(c, path, &off);
-    uint64_t bytes = 0;
-    for (uint64_t g : h.group_bytes) bytes += g;
-    return 8.0 * static_cast<double>(bytes);
-  };
-  auto m = model::load_model(o.model);
-  experiments::AblationRun run;  // the compressor's defaults
-  const auto clean = experiments::ablated_bits(m, text, run, {}, nullptr);
-  const auto abl = experiments::ablated_bits(m, text, run, parse_components(o.ablate, m.config), nullptr);
-  const auto d = experiments::delta_stats(clean, abl, static_cast<int64_t>(text.size()), 10, 0);
-  const double measured = payload_bits(dir.file("abl.ccc")) - payload_bits(dir.file("clean.ccc"));
-  ASSERT_GT(d.delta_bits, 500);
-  // each group's arithmetic code ends with a few bytes of flush
-  EXPECT_NEAR(measured, d.delta_bits, 0.005 * d.delta_bits + 64) << "payload Δ " << measured << " vs delta_bits " << d.delta_bits;
-  // decoding: the plain model and another edit are refused; the same edit restores the input
-  experiments::CompressCmdOptions dec;
-  dec.model = o.model;
-  dec.in = dir.file("abl.ccc");
-  dec.out = dir.file("back.txt");
-  dec.quiet = true;
-  EXPECT_THROW(experiments::run_decompress(dec), Error);
-  dec.ablate = "1.2";
-  EXPECT_THROW(experiments::run_decompress(dec), Error);
-  dec.ablate = "1.2,0.1";
-  experiments::run_decompress(dec);
-  EXPECT_EQ(read_file(dir.file("back.txt")), text);
-  // mean / resample need an explicit reference (the decoder has no input to take it from)
-  o.ablate_mode = "mean";
-  o.out = dir.file("mean.ccc");
-  EXPECT_THROW(experiments::run_compress(o), Error);
-}
-
 }  // namespace
 }  // namespace ccc::circuits
 
 namespace ccc::circuits {
 namespace {
 
-// ccc discover on repeated random strings keeps the organism's induction heads and its strongest
+// Discovery on repeated random strings keeps the organism's induction heads and its strongest
 // previous-token head, and the circuit alone stays within τ per removal of the clean bits.
 TEST(Ablation, DiscoverFindsThePreviousTokenAndInductionHeads) {
-  test::TempDir dir;
   const std::string text = repeated_strings(16, 50, 4, true);
-  write_file_atomic(dir.file("rep.txt"), text);
-  experiments::DiscoverCmdOptions o;
-  o.run.model = std::string(CCC_SOURCE_DIR) + "/data/models/ccc-attn2";
-  o.run.file = dir.file("rep.txt");
-  o.threshold = 0.05;
-  o.out = dir.file("circuit.json");
-  o.json = true;
-  // runs discover; its circuit must keep the previous-token and induction heads and drop something
-  auto discover = [&] {
-    testing::internal::CaptureStdout();
-    experiments::run_discover(o);
-    testing::internal::GetCapturedStdout();
-    const auto j = nlohmann::json::parse(read_file(o.out));
-    const auto comps = j["components"].get<std::vector<std::string>>();
-    for (const char* want : {"0.2", "1.2", "1.3"})
-      EXPECT_NE(std::find(comps.begin(), comps.end(), want), comps.end()) << want << " missing from " << j["components"];
-    EXPECT_LT(comps.size(), 8u);
-    return std::make_pair(j, comps);
-  };
-  o.edges = true;
-  const auto [j, comps] = discover();
-  EXPECT_EQ(j["schema"], "ccc.discover/1");
+  auto m = model::load_model(std::string(CCC_SOURCE_DIR) + "/data/models/ccc-attn2");
+  const double n = static_cast<double>(text.size());
+  const ScoringRun run;  // zero ablation, the compressor's policy
+  DiscoverOptions opt;
+  opt.threshold = 0.05;
+  opt.edges = true;
+  int64_t steps_seen = 0;
+  DiscoverCallbacks cb;
+  cb.on_step = [&](const DiscoveryStep&) { ++steps_seen; };
+  const auto d = discover(m, text, run, nullptr, opt, cb);
+  std::vector<std::string> comps;
+  for (const auto& c : d.circuit) comps.push_back(c.name());
+  for (const char* want : {"0.2", "1.2", "1.3"})
+    EXPECT_NE(std::find(comps.begin(), comps.end(), want), comps.end()) << want << " missing";
+  EXPECT_LT(comps.size(), 8u);
+  EXPECT_EQ(d.candidates.size(), 8u);
+  EXPECT_EQ(d.circuit.size() + d.removed.size(), d.candidates.size());
+  EXPECT_EQ(steps_seen, 8);
   // edges among the circuit's heads and to the logits, each the path-patching cost of that one path:
   // K-composition 0.2 -> 1.2 and the induction heads' direct effects are kept, 0.2's direct effect is not
   std::map<std::string, double> edge;
-  int64_t kept_edges = 0;
-  for (const auto& e : j["edges"]) {
-    const std::string s = e["sender"], r = e["receiver"];
+  for (const auto& e : d.edges) {
+    const std::string s = e.sender.name(), r = e.receiver ? e.receiver->name() : "logits";
     EXPECT_NE(std::find(comps.begin(), comps.end(), s), comps.end()) << s;
     EXPECT_TRUE(r == "logits" || std::find(comps.begin(), comps.end(), r) != comps.end()) << r;
-    EXPECT_EQ(e["kept"].get<bool>(), e["delta_bits_per_byte"].get<double>() >= 0.05) << e;
-    edge[s + ">" + r] = e["delta_bits_per_byte"];
-    kept_edges += e["kept"].get<bool>();
+    EXPECT_EQ(e.kept, e.delta_bits_per_byte >= 0.05) << s << ">" << r;
+    edge[s + ">" + r] = e.delta_bits_per_byte;
   }
-  EXPECT_EQ(j["edges_kept"].get<int64_t>(), kept_edges);
-  ASSERT_TRUE(edge.count("0.2>1.2") && edge.count("1.2>logits") && edge.count("0.2>logits")) << j["edges"];
+  ASSERT_TRUE(edge.count("0.2>1.2") && edge.count("1.2>logits") && edge.count("0.2>logits"));
   EXPECT_GT(edge["0.2>1.2"], 1.0);
   EXPECT_GT(edge["1.2>logits"], 1.0);
   EXPECT_LT(edge["0.2>logits"], 0.05);
   EXPECT_FALSE(edge.count("1.2>0.2"));
   {
-    auto m2 = model::load_model(o.run.model);
-    compress::CodecOptions opt;
-    const auto b = path_patch_bits(m2, text, opt, parse_components("0.2", m2.config)[0],
-                                   parse_components("1.2", m2.config)[0], Mode::kZero, nullptr, 0);
-    double d = 0;
-    for (size_t i = 0; i < b.clean.size(); ++i) d += b.patched[i] - b.clean[i];
-    EXPECT_NEAR(edge["0.2>1.2"], d / static_cast<double>(text.size()), 1e-9);
+    const auto b = path_patch_bits(m, text, run.stream_options(), parse_components("0.2", m.config)[0],
+                                   parse_components("1.2", m.config)[0], Mode::kZero, nullptr, 0);
+    EXPECT_NEAR(edge["0.2>1.2"], (total_bits(b.patched) - total_bits(b.clean)) / n, 1e-9);
   }
-  o.edges = false;
-  const double clean = j["clean_bits_per_byte"], circuit = j["circuit_bits_per_byte"], all = j["ablated_all_bits_per_byte"];
+  const double clean = d.clean_total_bits / n, circuit = d.circuit_total_bits / n, all = d.ablated_all_total_bits / n;
   EXPECT_LE(circuit - clean, 0.05 * (8 - comps.size()) + 1e-9);
   EXPECT_GT(all - clean, 2.0);
-  EXPECT_GT(j["faithfulness"].get<double>(), 0.9);
-  // the circuit file is a component spec
-  auto m = model::load_model(o.run.model);
-  EXPECT_EQ(parse_components(o.out, m.config).size(), comps.size());
+  EXPECT_GT(d.faithfulness(), 0.9);
+  EXPECT_NEAR(d.faithfulness(), (all - circuit) / (all - clean), 1e-12);
 
   // one-shot attribution pruning: every head estimated under tau goes, the rest stays; the circuit is scored
-  o.method = "attribution";
-  o.threshold = 0.5;
-  const auto a = discover().first;
-  EXPECT_EQ(a["method"], "attribution");
-  for (const auto& s : a["steps"])
-    EXPECT_EQ(s["removed"].get<bool>(), s["estimated_delta_bits_per_byte"].get<double>() < 0.5) << s;
-  EXPECT_GT(a["faithfulness"].get<double>(), 0.9);
-  EXPECT_NEAR(a["clean_bits_per_byte"].get<double>(), clean, 1e-9);
+  opt.method = DiscoverMethod::kAttribution;
+  opt.threshold = 0.5;
+  opt.edges = false;
+  const auto a = discover(m, text, run, nullptr, opt);
+  ASSERT_EQ(a.steps.size(), 8u);
+  for (const auto& s : a.steps) {
+    EXPECT_TRUE(s.estimated);
+    EXPECT_EQ(s.removed, s.delta_bits_per_byte < 0.5) << s.component.name();
+  }
+  EXPECT_TRUE(a.edges.empty());
+  EXPECT_GT(a.faithfulness(), 0.9);
+  EXPECT_NEAR(a.clean_total_bits / n, clean, 1e-9);
   // its circuit is scored exactly: the same as ablating everything outside it
-  std::string spec;
-  for (const auto& r : a["removed"]) spec += (spec.empty() ? "" : ",") + r.get<std::string>();
-  double bits = 0;
-  for (double b : experiments::ablated_bits(m, text, o.run, parse_components(spec, m.config), nullptr)) bits += b;
-  EXPECT_NEAR(a["circuit_bits_per_byte"].get<double>(), bits / static_cast<double>(text.size()), 1e-9);
+  EXPECT_NEAR(a.circuit_total_bits, total_bits(ablated_bits(m, text, run, a.removed, nullptr)), 1e-6);
+  // attribution cannot expand around a resample ablation
+  ScoringRun resample;
+  resample.mode = Mode::kResample;
+  test::expect_error([&] { discover(m, text, resample, nullptr, opt); }, {"--method attribution", "zero or mean"});
 }
 
 }  // namespace
@@ -425,7 +352,7 @@ TEST(PathPatching, MatchesHandBuiltDirectAndHeadToHeadPaths) {
   auto m = test::tiny_byte_lm(11, 64);
   ASSERT_EQ(m.config.n_layers, 2);
   const std::string text = sample_text(50, 8);
-  compress::CodecOptions opt;
+  model::StreamOptions opt;
   opt.streams = 1;
   opt.window = 64;
   std::vector<int64_t> ids = {m.config.bos_id};
@@ -476,10 +403,10 @@ TEST(PathPatching, MatchesHandBuiltDirectAndHeadToHeadPaths) {
   {  // the last MLP has nothing downstream: its path to the logits is its whole ablation
     const Component mlp1{Component::Kind::kMlp, 1, -1};
     const auto got = path_patch_bits(m, text, opt, mlp1, std::nullopt, Mode::kZero, nullptr, 0);
-    experiments::AblationRun run;
+    ScoringRun run;
     run.streams = 1;
     run.window = 64;
-    EXPECT_LT(max_abs_diff(got.patched, experiments::ablated_bits(m, text, run, {mlp1}, nullptr)), 1e-4);
+    EXPECT_LT(max_abs_diff(got.patched, ablated_bits(m, text, run, {mlp1}, nullptr)), 1e-4);
   }
   {  // a receiver that is not downstream, a neuron receiver, the sender itself
     const std::vector<std::pair<std::string, std::string>> bad = {{"1.0", "0.1"}, {"0.1", "0.0"}, {"mlp0", "0.1"},
@@ -499,20 +426,20 @@ TEST(PathPatching, MatchesHandBuiltDirectAndHeadToHeadPaths) {
 TEST(Ablation, AttributionIsTheDerivativeOfTheExactDelta) {
   auto m = test::tiny_byte_lm(9, 64);
   const std::string text = sample_text(40, 6);
-  experiments::AblationRun run;
+  ScoringRun run;
   run.streams = 1;
   run.window = 64;
-  compress::CodecOptions opt;
+  model::StreamOptions opt;
   opt.streams = 1;
   opt.window = 64;
-  const auto streams = compress::stream_tokens(m, text, opt);
+  const auto streams = model::stream_tokens(m, text, opt);
   std::vector<Component> set = sweep_set("heads", m.config);
   set.push_back({Component::Kind::kMlp, 1, -1});
   set.push_back({Component::Kind::kNeuron, 0, 3});
   const auto ref = collect_reference(m, text, set, Mode::kMean, 1, 64, 0);
   for (const Mode mode : {Mode::kZero, Mode::kMean}) {
     const auto est = attribute(m, streams, 64, set, mode, &ref).estimate(1);
-    const auto clean = experiments::ablated_bits(m, text, run, {}, nullptr);
+    const auto clean = ablated_bits(m, text, run, {}, nullptr);
     double c0 = 0;
     for (double b : clean) c0 += b;
     for (size_t i = 0; i < set.size(); ++i) {
@@ -529,7 +456,7 @@ TEST(Ablation, AttributionIsTheDerivativeOfTheExactDelta) {
       });
       opt.hooks = [&](int64_t) { return &hs; };
       double c1 = 0;
-      for (const auto& s : compress::segmented_token_bits(m, text, opt))
+      for (const auto& s : model::segmented_token_bits(m, text, opt))
         for (double b : s) c1 += b;
       opt.hooks = nullptr;
       const double fd = (c1 - c0) / eps;
@@ -546,10 +473,10 @@ TEST(Ablation, AttributionIsTheDerivativeOfTheExactDelta) {
 TEST(Ablation, AttributionTermsAreSumsOfPerPositionDerivatives) {
   auto m = test::tiny_byte_lm(12, 64);
   const std::string text = sample_text(30, 7);
-  compress::CodecOptions opt;
+  model::StreamOptions opt;
   opt.streams = 1;
   opt.window = 64;
-  const auto streams = compress::stream_tokens(m, text, opt);
+  const auto streams = model::stream_tokens(m, text, opt);
   ASSERT_EQ(streams.size(), 1u);
   const auto& ids = streams[0];
   const auto in = torch::tensor(std::vector<int64_t>(ids.begin(), ids.end() - 1)).unsqueeze(0);
@@ -600,15 +527,15 @@ TEST(Ablation, AttributionTermsAreSumsOfPerPositionDerivatives) {
 TEST(Ablation, SecondOrderAttributionRanksTheOrganismsHeads) {
   auto m = model::load_model(std::string(CCC_SOURCE_DIR) + "/data/models/ccc-attn2");
   const std::string text = repeated_strings(30, 50, 3, true);
-  experiments::AblationRun run;  // the compressor's policy
-  compress::CodecOptions opt;
-  const int64_t W = compress::resolve_window_policy(m.config, opt).first;
+  ScoringRun run;  // the compressor's policy
+  model::StreamOptions opt;
+  const int64_t W = model::resolve_window_policy(m.config, opt).first;
   const auto set = sweep_set("heads", m.config);
-  const auto terms = attribute(m, compress::stream_tokens(m, text, opt), W, set, Mode::kZero, nullptr);
+  const auto terms = attribute(m, model::stream_tokens(m, text, opt), W, set, Mode::kZero, nullptr);
   double clean = 0;
-  for (double b : experiments::ablated_bits(m, text, run, {}, nullptr)) clean += b;
+  for (double b : ablated_bits(m, text, run, {}, nullptr)) clean += b;
   std::vector<double> exact;
-  for (const auto& bits : experiments::sweep_bits(m, text, run, set, nullptr)) {
+  for (const auto& bits : sweep_bits(m, text, run, set, nullptr)) {
     double t = 0;
     for (double b : bits) t += b;
     exact.push_back(t - clean);

@@ -6,7 +6,7 @@
 #include <numeric>
 #include <random>
 
-#include "experiments/icl.h"
+#include "circuits/icl.h"
 #include "model/base/error.h"
 #include "model/formats/tokenizer.h"
 #include "tests/support/test_support.h"
@@ -102,17 +102,17 @@ TEST(Icl, ACopierPaysAlmostNothingForTheSecondCopy) {
     for (int i = 0; i < 60; ++i) s[i] = static_cast<char>(bytes[i]);
     spans.push_back(s);
   }
-  const auto r = experiments::repeated_span_bits(m, spans);
+  const auto r = circuits::repeated_span_bits(m, spans);
   EXPECT_EQ(r.spans, 4);
   EXPECT_EQ(r.bytes, 240);
   EXPECT_GT(r.first_bpb, 6.0);
   // the first byte of each second copy costs about log2(60) (attention spread over the first copy), the rest ~0
   EXPECT_LT(r.second_bpb, 10.0 / 60);
   // random printable repeats (bytes may recur): still far below the first copy
-  const auto rnd = experiments::repeated_span_bits(m, experiments::random_printable(50, 8, 1));
+  const auto rnd = circuits::repeated_span_bits(m, circuits::random_printable(50, 8, 1));
   EXPECT_LT(rnd.second_bpb, 0.25 * rnd.first_bpb);
   // the ICL score of a copier on text with repeats is negative; the curve has one entry per position
-  experiments::IclOptions o;
+  circuits::IclOptions o;
   o.early = 10;
   o.late = 100;
   o.windows = 4;
@@ -120,7 +120,7 @@ TEST(Icl, ACopierPaysAlmostNothingForTheSecondCopy) {
   o.spans = 2;
   std::string text;
   for (int k = 0; k < 30; ++k) text += "the cat sat on the mat. ";
-  const auto rep = experiments::measure_icl(m, {{"repeats", text}}, o);
+  const auto rep = circuits::measure_icl(m, {{"repeats", text}}, o);
   EXPECT_EQ(rep.late, 100);
   EXPECT_EQ(rep.curve.size(), 104u);
   EXPECT_LT(rep.icl_score, -1.0);
@@ -184,7 +184,7 @@ struct Copying {
 };
 Copying shipped_copying(const std::string& name) {
   auto m = model::load_model(std::string(CCC_SOURCE_DIR) + "/data/models/" + name);
-  const auto r = experiments::repeated_span_bits(m, experiments::random_printable(50, 16, 0));
+  const auto r = circuits::repeated_span_bits(m, circuits::random_printable(50, 16, 0));
   return {HeadScores::max_of(head_scores(m, 50, 8, 0).induction), r.first_bpb, r.second_bpb};
 }
 

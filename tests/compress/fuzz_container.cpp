@@ -8,13 +8,13 @@
 
 #include "compress/lm_codec.h"
 #include "model/base/error.h"
-#include "tests/support/tiny_byte_config.h"
+#include "model/core/config.h"
 
 namespace {
 
 ccc::model::LoadedModel& tiny_model() {
   static ccc::model::LoadedModel m = [] {
-    const auto c = ccc::test::tiny_byte_config();
+    const auto c = ccc::model::tiny_byte_config();
     ccc::model::LoadedModel lm;
     lm.config = c;
     lm.model = ccc::model::Transformer(c);

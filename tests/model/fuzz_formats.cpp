@@ -37,7 +37,7 @@
 #include "model/formats/loader.h"
 #include "model/formats/safetensors.h"
 #include "model/formats/tokenizer.h"
-#include "tests/support/tiny_byte_config.h"
+#include "model/core/config.h"
 
 namespace fs = std::filesystem;
 using namespace ccc::model;
@@ -135,9 +135,9 @@ std::string llama2c_checkpoint_bytes() {
 const std::string& model_dir() {
   static const std::string dir = [] {
     const std::string d = path("model");
-    Transformer m(ccc::test::tiny_byte_config());
+    Transformer m(ccc::model::tiny_byte_config());
     m->init_weights(1);
-    save_model(d, ccc::test::tiny_byte_config(), m);
+    save_model(d, ccc::model::tiny_byte_config(), m);
     return d;
   }();
   return dir;

@@ -64,7 +64,7 @@ TEST(DecodeHooksTest, ObserversEverywhereAreBitIdenticalOnEveryCache) {
         HookSet hooks;
         int64_t seen = 0;
         hooks.observe("*", [&](const torch::Tensor& t, const HookContext&) { seen += t.numel() > 0; });
-        for (int l = 0; l < 2; ++l) hooks.observe("blocks." + std::to_string(l) + ".attn.hook_result",
+        for (int l = 0; l < 2; ++l) hooks.observe(model::hook_name(l, model::kResult),
                                                   [&](const torch::Tensor&, const HookContext&) { ++seen; });
         hooks.cache("blocks.1.*");
         auto got = decode(m, toks, ck, &hooks, cap);

@@ -10,7 +10,7 @@
 #include "model/kernels/decode_gemm.h"
 #include "model/kernels/elementwise.h"
 #include "model/base/error.h"
-#include "model/kernels/fused_ops.h"
+#include "model/core/fused_ops.h"
 #include "model/core/score.h"
 #include "tests/support/test_support.h"
 

@@ -4,6 +4,8 @@
 #include <filesystem>
 #include <random>
 
+#include "model/base/error.h"
+
 namespace ccc::test {
 
 model::ModelConfig tiny_config(const std::string& family) {
@@ -55,16 +57,7 @@ model::ModelConfig tiny_config(const std::string& family) {
 
 // Rotary (rolling window policy) unless `learned`; d_head 8 runs the AVX2 decode kernel.
 model::LoadedModel tiny_byte_lm(uint64_t seed, int64_t n_ctx, bool learned) {
-  auto cfg = tiny_config("byte_attn_only");
-  cfg.attn_only = false;
-  cfg.d_mlp = 32;
-  cfg.n_ctx = n_ctx;
-  cfg.n_heads = cfg.n_kv_heads = 2;
-  cfg.d_head = 8;
-  if (!learned) {
-    cfg.pos = model::PosKind::kRotary;
-    cfg.rotary_dim = 8;
-  }
+  const auto cfg = model::tiny_byte_config(2, n_ctx, learned);
   model::LoadedModel m;
   m.config = cfg;
   m.model = model::Transformer(cfg);
@@ -144,6 +137,52 @@ int run_command(const std::string& cmd, std::string* output) {
 
 double max_abs_diff(const torch::Tensor& a, const torch::Tensor& b) {
   return (a.to(torch::kFloat64) - b.to(torch::kFloat64)).abs().max().item<double>();
+}
+
+std::string expect_error(const std::function<void()>& fn, const std::vector<std::string>& needles) {
+  try {
+    fn();
+  } catch (const Error& e) {
+    const std::string what = e.what();
+    for (const auto& n : needles) EXPECT_NE(what.find(n), std::string::npos) << "'" << n << "' missing from: " << what;
+    return what;
+  }
+  ADD_FAILURE() << "no error; expected one mentioning '" << (needles.empty() ? std::string() : needles.front()) << "'";
+  return "";
+}
+
+std::string repeated_strings(int count, int len, uint32_t seed, bool newline) {
+  std::mt19937 rng(seed);
+  std::string t;
+  for (int i = 0; i < count; ++i) {
+    std::string r;
+    for (int k = 0; k < len; ++k) r += static_cast<char>(32 + rng() % 95);
+    t += r + r + (newline ? "\n" : "");
+  }
+  return t;
+}
+
+std::string synthetic_text(uint64_t seed, size_t n) {
+  const char* subj[] = {"the cat", "a dog", "my friend", "the old man", "every child"};
+  const char* verb[] = {"sees", "likes", "finds", "takes", "wants"};
+  const char* obj[] = {"the ball.", "a red hat.", "some bread.", "the green door.", "my book."};
+  std::mt19937_64 rng(seed);
+  std::string s;
+  while (s.size() < n) {
+    s += subj[rng() % 5];
+    s += ' ';
+    s += verb[rng() % 5];
+    s += ' ';
+    s += obj[rng() % 5];
+    s += (rng() % 4 == 0) ? '\n' : ' ';
+  }
+  return s;
+}
+
+std::string unicode_text() {
+  std::string text;
+  while (text.size() < 1200) text += "The quick brown fox jumps over the lazy dog. \u00dcn\u00efc\u00f6d\u00e9 \U0001f999 \u0442\u0435\u043a\u0441\u0442. ";
+  return text;
 }
 
 }  // namespace ccc::test

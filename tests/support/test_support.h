@@ -1,7 +1,9 @@
 #pragma once
 // Helpers shared by the test suites: tiny models built in code, temporary directories, ../shared access.
 
+#include <functional>
 #include <string>
+#include <vector>
 
 #include <gtest/gtest.h>
 #include <torch/torch.h>
@@ -27,6 +29,16 @@ model::Transformer random_model(const model::ModelConfig& c, uint64_t seed, doub
 /// an MLP; rotary positions (the compressor's rolling policy) unless `learned`.
 model::LoadedModel tiny_byte_lm(uint64_t seed = 1, int64_t n_ctx = 16, bool learned = false);
 
+/// `count` strings of `len` random printable bytes (seeded), each written twice in a row (then a newline
+/// when `newline`): the probe text of induction and copying.
+std::string repeated_strings(int count, int len, uint32_t seed, bool newline = false);
+
+/// A small learnable corpus of `n` bytes: sentences from a tiny grammar (seeded).
+std::string synthetic_text(uint64_t seed, size_t n);
+
+/// ~1200 bytes of multi-byte UTF-8 text ("The quick brown fox ... Ünïcödé 🦙 текст. ") repeated.
+std::string unicode_text();
+
 /// A fresh directory under the system temp dir, removed with its contents on destruction.
 class TempDir {
  public:
@@ -45,6 +57,10 @@ std::string shared_path(const std::string& rel);
 bool python_torch_available();
 /// Runs a shell command, returns its exit status and captures stdout+stderr into `output`.
 int run_command(const std::string& cmd, std::string* output = nullptr);
+/// Runs `fn` and expects a ccc::Error whose message contains every one of `needles` (a failure names the
+/// missing needle and prints the message). Returns the message ("" when nothing was thrown).
+std::string expect_error(const std::function<void()>& fn, const std::vector<std::string>& needles);
+
 /// max |a - b| over all elements.
 double max_abs_diff(const torch::Tensor& a, const torch::Tensor& b);
 

@@ -10,56 +10,23 @@
 #include "model/formats/loader.h"
 #include "model/base/util.h"
 #include "tests/support/test_support.h"
+#include "tests/support/training_support.h"
 
 namespace ccc::model {
 namespace {
 
-// A small learnable corpus: sentences from a tiny grammar.
-std::string synthetic_text(uint64_t seed, size_t n) {
-  const char* subj[] = {"the cat", "a dog", "my friend", "the old man", "every child"};
-  const char* verb[] = {"sees", "likes", "finds", "takes", "wants"};
-  const char* obj[] = {"the ball.", "a red hat.", "some bread.", "the green door.", "my book."};
-  std::mt19937_64 rng(seed);
-  std::string s;
-  while (s.size() < n) {
-    s += subj[rng() % 5];
-    s += ' ';
-    s += verb[rng() % 5];
-    s += ' ';
-    s += obj[rng() % 5];
-    s += (rng() % 4 == 0) ? '\n' : ' ';
-  }
-  return s;
-}
+using test::synthetic_text;
+using test::tiny_options;
+using test::tiny_train_model_config;
 
-ModelConfig tiny_byte_config() {
-  auto c = test::tiny_config("byte_attn_only");
-  c.attn_only = false;
-  c.d_mlp = 32;
-  c.n_ctx = 32;
-  return c;
-}
 
-TrainOptions tiny_options() {
-  TrainOptions o;
-  o.batch_size = 8;
-  o.seq_len = 32;
-  o.steps = 40;
-  o.warmup_steps = 5;
-  o.lr = 1e-2;
-  o.min_lr = 1e-3;
-  o.eval_every = 0;
-  o.eval_windows = 8;
-  o.corpora = {"toy"};
-  return o;
-}
 
 class TrainerTest : public ::testing::Test {
  protected:
   void SetUp() override { write_file_atomic(dir_.file("toy.txt"), synthetic_text(1, 20000)); }
   std::vector<Corpus> corpora() { return {load_corpus(dir_.path(), "toy")}; }
   Transformer fresh(uint64_t seed = 1) {
-    Transformer m(tiny_byte_config());
+    Transformer m(tiny_train_model_config());
     m->init_weights(seed);
     return m;
   }
@@ -121,7 +88,7 @@ TEST_F(TrainerTest, CheckpointFromAnotherConfigIsRejected) {
   Trainer t(fresh(), tiny_options(), corpora());
   t.run(2);
   t.save_state(dir_.file("state"));
-  auto other_cfg = tiny_byte_config();
+  auto other_cfg = tiny_train_model_config();
   other_cfg.d_mlp = 64;
   Transformer other(other_cfg);
   Trainer u(other, tiny_options(), corpora());
@@ -145,7 +112,7 @@ TEST_F(TrainerTest, BadCorporaAreClearErrors) {
 }
 
 TEST_F(TrainerTest, ConfigFileErrors) {
-  nlohmann::json j = {{"model", tiny_byte_config().to_json()}, {"train", tiny_options().to_json()}};
+  nlohmann::json j = {{"model", tiny_train_model_config().to_json()}, {"train", tiny_options().to_json()}};
   j["model"]["d_head"] = 5;  // fine by itself
   j["model"]["n_kv_heads"] = 3;  // impossible: 4 heads in groups of 3
   write_file_atomic(dir_.file("bad.json"), j.dump());
@@ -155,11 +122,11 @@ TEST_F(TrainerTest, ConfigFileErrors) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("bad.json"), std::string::npos) << e.what();
   }
-  nlohmann::json k = {{"model", tiny_byte_config().to_json()}, {"train", tiny_options().to_json()}};
+  nlohmann::json k = {{"model", tiny_train_model_config().to_json()}, {"train", tiny_options().to_json()}};
   k["train"]["learning_rate"] = 1.0;  // typo of "lr"
   write_file_atomic(dir_.file("typo.json"), k.dump());
   EXPECT_THROW(TrainConfigFile::load(dir_.file("typo.json")), Error);
-  k = {{"model", tiny_byte_config().to_json()}, {"train", tiny_options().to_json()}};
+  k = {{"model", tiny_train_model_config().to_json()}, {"train", tiny_options().to_json()}};
   k["train"]["seq_len"] = 64;  // beyond n_ctx 32
   write_file_atomic(dir_.file("long.json"), k.dump());
   EXPECT_THROW(TrainConfigFile::load(dir_.file("long.json")), Error);
@@ -176,96 +143,6 @@ TEST(LrScheduleTest, WarmupThenCosineToFloor) {
   EXPECT_DOUBLE_EQ(lr_at(o, 10), 1.0);
   EXPECT_NEAR(lr_at(o, 55), 0.55, 1e-12);
   EXPECT_NEAR(lr_at(o, 100), 0.1, 1e-12);
-}
-
-TEST(TrainCliTest, RefusesToOverwriteAndWritesAModelCard) {
-  test::TempDir tmp;
-  write_file_atomic(tmp.file("toy.txt"), synthetic_text(2, 20000));
-  auto o = tiny_options();
-  o.steps = 6;
-  o.eval_every = 3;
-  nlohmann::json j = {{"model", tiny_byte_config().to_json()}, {"train", o.to_json()}};
-  write_file_atomic(tmp.file("cfg.json"), j.dump());
-  const std::string base = std::string(CCC_BINARY) + " train -c " + tmp.file("cfg.json") + " --corpora " + tmp.path() +
-                           " -o " + tmp.file("out");
-  std::string out;
-  ASSERT_EQ(test::run_command(base, &out), 0) << out;
-  auto card = nlohmann::json::parse(read_file(tmp.file("out/model_card.json")));
-  EXPECT_EQ(card["steps"].get<int64_t>(), 6);
-  EXPECT_EQ(card["tokens_seen"].get<int64_t>(), 6 * 8 * 32);
-  EXPECT_EQ(card["data"][0]["sha256"], sha256_hex(read_file(tmp.file("toy.txt"))));
-  EXPECT_GT(card["held_out_bpb"]["toy"].get<double>(), 0.5);
-  EXPECT_NE(card["command"].get<std::string>().find(" train "), std::string::npos);
-  EXPECT_TRUE(std::filesystem::exists(tmp.file("out/train_log.csv")));
-  const auto weights = read_file(tmp.file("out/model.safetensors"));
-  // a second run into the same directory refuses and changes nothing
-  EXPECT_NE(test::run_command(base, &out), 0);
-  EXPECT_NE(out.find("exists"), std::string::npos) << out;
-  EXPECT_EQ(read_file(tmp.file("out/model.safetensors")), weights);
-  // the model loads and scores
-  auto m = load_model(tmp.file("out"));
-  EXPECT_EQ(m.config.d_model, 16);
-  // train_log.csv leaves val_bpb empty at steps without a validation pass (never -1)
-  const std::string log = read_file(tmp.file("out/train_log.csv"));
-  EXPECT_NE(log.find("\n1,256,"), std::string::npos) << log;
-  EXPECT_EQ(log.find(",-1"), std::string::npos) << log;
-  EXPECT_NE(log.find(",,"), std::string::npos) << log;
-  // a staged recipe: --init starts from out's weights (with a learning rate of ~0 the next stage ends
-  // where it started), the card names the start, and an architecture mismatch is refused
-  auto o2 = o;
-  o2.steps = 1;
-  o2.warmup_steps = 1;
-  o2.lr = 1e-12;
-  o2.min_lr = 1e-12;
-  o2.save_dtype = "f32";
-  write_file_atomic(tmp.file("stage2.json"), nlohmann::json({{"model", tiny_byte_config().to_json()}, {"train", o2.to_json()}}).dump());
-  ASSERT_EQ(test::run_command(std::string(CCC_BINARY) + " train -c " + tmp.file("stage2.json") + " --corpora " + tmp.path() +
-                                  " -o " + tmp.file("s2") + " --init " + tmp.file("out"), &out), 0) << out;
-  auto s2 = load_model(tmp.file("s2"));
-  auto src = m.model->named_parameters();
-  double worst = 0;
-  for (const auto& p : s2.model->named_parameters())
-    worst = std::max(worst, (p.value() - src[p.key()]).abs().max().item<double>());
-  EXPECT_LT(worst, 1e-6);
-  EXPECT_EQ(nlohmann::json::parse(read_file(tmp.file("s2/model_card.json")))["init_from"]["fingerprint"], m.fingerprint);
-  auto wide = tiny_byte_config();
-  wide.d_mlp *= 2;
-  write_file_atomic(tmp.file("wide.json"), nlohmann::json({{"model", wide.to_json()}, {"train", o2.to_json()}}).dump());
-  EXPECT_NE(test::run_command(std::string(CCC_BINARY) + " train -c " + tmp.file("wide.json") + " --corpora " + tmp.path() +
-                                  " -o " + tmp.file("w") + " --init " + tmp.file("out"), &out), 0);
-  EXPECT_NE(out.find("model config differs"), std::string::npos) << out;
-  // a later stage may lengthen the context of a model without learned positions, never of one with them
-  auto longer = tiny_byte_config();
-  longer.n_ctx = 64;
-  write_file_atomic(tmp.file("long.json"), nlohmann::json({{"model", longer.to_json()}, {"train", o2.to_json()}}).dump());
-  EXPECT_NE(test::run_command(std::string(CCC_BINARY) + " train -c " + tmp.file("long.json") + " --corpora " + tmp.path() +
-                                  " -o " + tmp.file("l") + " --init " + tmp.file("out"), &out), 0);
-  EXPECT_NE(out.find("model config differs"), std::string::npos) << out;
-  auto rot = tiny_byte_config();
-  rot.pos = PosKind::kRotary;
-  rot.rotary_dim = 4;
-  Transformer rot_model(rot);
-  rot_model->init_weights(11);
-  save_model(tmp.file("rot"), rot, rot_model, SaveDtype::kF32);
-  auto rot_longer = rot;
-  rot_longer.n_ctx = 64;
-  write_file_atomic(tmp.file("rot_long.json"), nlohmann::json({{"model", rot_longer.to_json()}, {"train", o2.to_json()}}).dump());
-  ASSERT_EQ(test::run_command(std::string(CCC_BINARY) + " train -c " + tmp.file("rot_long.json") + " --corpora " + tmp.path() +
-                                  " -o " + tmp.file("rl") + " --init " + tmp.file("rot"), &out), 0) << out;
-  EXPECT_EQ(load_model(tmp.file("rl")).config.n_ctx, 64);
-  // finetune: saved in the dtype its card states, and its model card is a card (not the trade-off report)
-  ASSERT_EQ(test::run_command(std::string(CCC_BINARY) + " finetune -m " + tmp.file("out") + " --corpus toy --corpora " +
-                                  tmp.path() + " --steps 2 --batch 4 --seq-len 32 -o " + tmp.file("ft"), &out), 0) << out;
-  const auto ft_card = nlohmann::json::parse(read_file(tmp.file("ft/model_card.json")));
-  const auto tradeoff = nlohmann::json::parse(read_file(tmp.file("ft/tradeoff.json")));
-  EXPECT_NE(ft_card, tradeoff);
-  EXPECT_EQ(ft_card["dtype"], "f32");
-  EXPECT_EQ(ft_card["finetuned_from"]["fingerprint"], m.fingerprint);
-  EXPECT_EQ(ft_card["fingerprint"], load_model(tmp.file("ft")).fingerprint);
-  EXPECT_NEAR(ft_card["held_out_bpb"]["toy"].get<double>(), tradeoff["tradeoff"][0]["bpb_after"].get<double>(), 1e-12);
-  const std::string st = read_file(tmp.file("ft/model.safetensors"));
-  EXPECT_NE(st.find("\"F32\""), std::string::npos);
-  EXPECT_EQ(st.find("\"F16\""), std::string::npos);
 }
 
 
@@ -410,20 +287,20 @@ TEST_F(TrainerTest, AugmentationNeverTouchesEvaluation) {
 TEST_F(TrainerTest, AugmentationOptionsAreValidated) {
   auto o = tiny_options();
   o.copy_prob = 1.5;
-  EXPECT_THROW(o.validate(tiny_byte_config()), Error);
+  EXPECT_THROW(o.validate(tiny_train_model_config()), Error);
   o = tiny_options();
   o.synthetic_len = {5, 2};
-  EXPECT_THROW(o.validate(tiny_byte_config()), Error);
+  EXPECT_THROW(o.validate(tiny_train_model_config()), Error);
   o = tiny_options();
   o.copy_len = {0};
-  EXPECT_THROW(o.validate(tiny_byte_config()), Error);
+  EXPECT_THROW(o.validate(tiny_train_model_config()), Error);
   o = tiny_options();
   o.copy_count = {0, 2};
-  EXPECT_THROW(o.validate(tiny_byte_config()), Error);
+  EXPECT_THROW(o.validate(tiny_train_model_config()), Error);
   for (const std::vector<int64_t>& bad : {std::vector<int64_t>{1, 4}, {2, 96}, {9, 8}, {95}}) {
     o = tiny_options();
     o.synthetic_alphabet = bad;
-    EXPECT_THROW(o.validate(tiny_byte_config()), Error);
+    EXPECT_THROW(o.validate(tiny_train_model_config()), Error);
   }
   // round trip through JSON keeps them
   o = tiny_options();

@@ -1,0 +1,61 @@
+#pragma once
+// Circuits priced in bits: per-token bits of the model with a circuit ablated, every component of a set
+// ablated alone (a sweep, batched), and Δbits with a block-bootstrap CI. Every figure is bits under the
+// compressor's segmentation and window policy (model/scoring/streams.h), so a Δbits here is what the
+// ablated model's compressed file grows by.
+
+#include <cstdint>
+#include <functional>
+#include <string_view>
+#include <vector>
+
+#include "circuits/ablation.h"
+#include "model/formats/loader.h"
+#include "model/scoring/streams.h"
+
+namespace ccc::circuits {
+
+/// How an ablated run is scored: the ablation mode, the segmentation and window policy (0 = the
+/// compressor's automatic choice) and the seed of resample draws.
+struct ScoringRun {
+  Mode mode = Mode::kZero;
+  int64_t streams = 0, window = 0;
+  uint64_t seed = 0;
+  model::StreamOptions stream_options() const;  ///< streams and window; no hooks
+};
+
+/// Called as work completes: `done` of `total` units.
+using ProgressFn = std::function<void(int64_t done, int64_t total)>;
+
+/// Δbits of one component set against the clean run, from per-token bits.
+struct DeltaStats {
+  double clean_total_bits = 0, ablated_total_bits = 0, delta_bits = 0, delta_bits_per_byte = 0;
+  double ci_low = 0, ci_high = 0;  ///< 95% block-bootstrap CI of delta_bits_per_byte
+};
+/// Block bootstrap over ~100 contiguous token blocks of the input (streams in order), seeded.
+DeltaStats delta_stats(const std::vector<double>& clean, const std::vector<double>& ablated, int64_t n_bytes,
+                       int64_t resamples, uint64_t seed);
+
+/// Σ of per-token bits.
+double total_bits(const std::vector<double>& bits);
+
+/// Per-token bits (streams concatenated in order) of `m` on `text` with `circuit` ablated (empty = clean).
+/// `observe`, when set, may add read-only hooks to the run (progress).
+std::vector<double> ablated_bits(model::LoadedModel& m, std::string_view text, const ScoringRun& run,
+                                 const std::vector<Component>& circuit, const Reference* ref,
+                                 const std::function<void(model::HookSet&)>& observe = {});
+
+/// How a sweep scores its ablations: kShared gives each component its own block of batch rows and runs the
+/// blocks before a component's layer once for all (branches from the clean residual stream); kStacked
+/// stacks the row blocks over whole forwards (every block recomputed per component); kNaive runs one
+/// scoring per component. Models that do not roll (strided policy) always go one at a time.
+enum class SweepPath { kShared, kStacked, kNaive };
+
+/// Per-token bits with each component of `set` ablated alone, passes of at most `max_rows` batch rows;
+/// `progress` counts components.
+std::vector<std::vector<double>> sweep_bits(model::LoadedModel& m, std::string_view text, const ScoringRun& run,
+                                            const std::vector<Component>& set, const Reference* ref,
+                                            SweepPath path = SweepPath::kShared, int64_t max_rows = 256,
+                                            const ProgressFn& progress = {});
+
+}  // namespace ccc::circuits

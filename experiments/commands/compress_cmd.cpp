@@ -1,0 +1,344 @@
+#include "experiments/support/common.h"
+#include "experiments/commands/compress_cmd.h"
+
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <iostream>
+#include <map>
+#include <memory>
+#include <mutex>
+
+#include "analysis/capture.h"
+#include "circuits/ablation.h"
+#include "compress/container.h"
+#include "compress/lm_codec.h"
+#include "model/training/corpus.h"
+#include "model/base/error.h"
+#include "model/formats/loader.h"
+#include "model/base/fileio.h"
+#include "model/base/util.h"
+
+namespace ccc::experiments {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+// An output of compress / decompress may be written: standard output, a character device or FIFO
+// (written into directly, no --force needed), a new name, or an existing regular file with --force that
+// is not the input itself.
+void check_output(const std::string& out, const std::string& in, bool force) {
+  if (out == "-" || is_stream_output(out)) return;
+  std::error_code ec;
+  if (!fs::exists(out, ec)) return;
+  CCC_CHECK(force, out, " exists (use --force to overwrite)");
+  CCC_CHECK(in == "-" || !fs::equivalent(in, out, ec), "output would overwrite the input ", in);
+}
+
+// The frames of a .ccc input, one at a time (memory: one frame, whatever the file's length).
+class FrameReader {
+ public:
+  FrameReader(InputStream& in, std::string name) : in_(in), name_(std::move(name)) {}
+  /// The next whole frame, or false at the end of the input. Errors name the file and the frame.
+  bool next(std::string* frame) {
+    if (buf_.empty() && in_.read(4096, &buf_) == 0) {
+      CCC_CHECK(frames_ > 0, name_, ": empty file, not a ccc compressed file");
+      return false;
+    }
+    if (frames_ > 0 && (buf_.size() < 4 || std::memcmp(buf_.data(), compress::kMagic, 4) != 0)) {
+      in_.read(1 << 16, &buf_);
+      CCC_FAIL(name_, ": unexpected bytes after the payload of frame ", frames_, " (", buf_.size(), "+ bytes)");
+    }
+    uint64_t n;
+    while ((n = compress::frame_size(buf_, name_)) == 0) {
+      if (in_.read(std::max<size_t>(4096, buf_.size()), &buf_) == 0) compress::parse_container(buf_, name_, nullptr_off());
+    }
+    if (buf_.size() < n) in_.read(n - buf_.size(), &buf_);
+    if (buf_.size() < n) compress::parse_container(buf_, name_, nullptr_off());  // throws: truncated payload
+    frame->assign(buf_, 0, n);
+    buf_.erase(0, n);
+    ++frames_;
+    return true;
+  }
+  int64_t frames() const { return frames_; }
+
+ private:
+  size_t* nullptr_off() { return &scratch_; }
+  InputStream& in_;
+  std::string name_, buf_;
+  int64_t frames_ = 0;
+  size_t scratch_ = 0;
+};
+
+model::LoadedModel load(const CompressCmdOptions& o) {
+  return model::load_model(o.model.empty() ? default_model_path() : o.model, o.tokenizer);
+}
+
+// The encoder's codec options of a compress / dump command line, reporting to `progress`.
+compress::CodecOptions encoder_options(const CompressCmdOptions& o, ProgressLine& progress, uint64_t input_bytes = 0) {
+  compress::CodecOptions copt;
+  copt.streams = o.streams;
+  copt.groups = o.groups;
+  copt.threads = o.threads;
+  copt.window = o.window;
+  copt.strided = o.strided;
+  copt.progress = [&progress, input_bytes](uint64_t d, uint64_t t) {
+    progress.update(static_cast<int64_t>(t ? d * input_bytes / t : 0));
+  };
+  return copt;
+}
+
+std::unique_ptr<analysis::ActivationCapture> make_capture(model::LoadedModel& m, const std::string& input,
+                                                          const CompressCmdOptions& o, compress::CodecOptions& copt,
+                                                          bool force) {
+  analysis::CaptureOptions c;
+  c.out = o.dump;
+  c.hooks = o.hooks;
+  CCC_CHECK(o.dump_dtype == "f16" || o.dump_dtype == "f32", "--dtype must be f16 or f32, got '", o.dump_dtype, "'");
+  c.dtype = o.dump_dtype == "f16" ? analysis::Dtype::kF16 : analysis::Dtype::kF32;
+  c.compression = analysis::parse_compression(o.dump_compression);
+  c.force = force;
+  c.source = o.in;
+  c.command = o.command;
+  auto cap = std::make_unique<analysis::ActivationCapture>(m, input, copt, c);
+  cap->attach(copt, copt);
+  return cap;
+}
+
+// An ablated model for the codec: one hook set per stream group, and a fingerprint that covers the edit
+// (model fingerprint, components, mode, reference sha256, seed), so a container made with an edit
+// decodes only with the same edit.
+struct CodecAblation {
+  std::vector<circuits::Component> comps;
+  circuits::Mode mode = circuits::Mode::kZero;
+  circuits::Reference ref;
+  uint64_t seed = 0;
+  std::mutex mu;
+  std::map<int64_t, std::unique_ptr<model::HookSet>> sets;
+  const model::ModelConfig* cfg = nullptr;
+
+  CodecAblation(model::LoadedModel& m, const CompressCmdOptions& o) : seed(o.seed), cfg(&m.config) {
+    comps = circuits::parse_components(o.ablate, m.config);
+    mode = circuits::parse_mode(o.ablate_mode);
+    std::string id = "ablate";
+    for (const auto& c : comps) id += " " + c.name();
+    id += " mode " + circuits::to_string(mode);
+    if (mode != circuits::Mode::kZero) {
+      CCC_CHECK(!o.reference.empty(), "--mode ", o.ablate_mode,
+                " needs --reference FILE (the decoder must rebuild the same replacement values)");
+      const std::string text = read_file(o.reference);
+      ref = circuits::collect_reference(m, text, comps, mode, 0, 0, seed);
+      id += " reference " + sha256_hex(text) + " seed " + std::to_string(seed);
+    }
+    m.fingerprint = sha256_hex(m.fingerprint + "\n" + id);
+    m.source += " --ablate " + o.ablate + " --mode " + o.ablate_mode;
+  }
+  void attach(compress::CodecOptions& copt) {
+    copt.hooks = [this](int64_t g) {
+      std::lock_guard<std::mutex> lock(mu);
+      auto& hs = sets[g];
+      if (!hs) {
+        hs = std::make_unique<model::HookSet>();
+        circuits::install_ablation(*hs, *cfg, {comps}, 0, mode, &ref, seed);
+      }
+      return hs.get();
+    };
+  }
+};
+
+std::unique_ptr<CodecAblation> make_ablation(model::LoadedModel& m, const CompressCmdOptions& o) {
+  if (o.ablate.empty()) return nullptr;
+  return std::make_unique<CodecAblation>(m, o);
+}
+
+// Decompress without -m: the default model, else the shipped model the header's hint names, when its
+// fingerprint is the one the container needs; otherwise the error names the fingerprint.
+model::LoadedModel model_for_container(const std::string& packed, const CompressCmdOptions& o) {
+  auto m = load(o);
+  size_t off = 0;
+  compress::Header h;
+  try {
+    h = compress::parse_container(packed, o.in, &off);
+  } catch (const Error&) {
+    return m;  // lm_decompress reports what is wrong
+  }
+  if (!o.ablate.empty() || compress::hex(h.fingerprint) == m.fingerprint) return m;
+  std::error_code ec;
+  const fs::path hinted = fs::path(CCC_SOURCE_DIR) / "data" / "models" / fs::path(h.model_hint).filename();
+  if (!h.model_hint.empty() && h.model_hint.find('/') == std::string::npos && fs::is_directory(hinted, ec)) {
+    auto alt = model::load_model(hinted.string());
+    if (alt.fingerprint == compress::hex(h.fingerprint)) return alt;
+  }
+  CCC_FAIL(o.in, ": needs the model with fingerprint ", compress::hex(h.fingerprint).substr(0, 16), "... (hint '",
+           h.model_hint, "'); the default model has ", m.fingerprint.substr(0, 16), "...; pass -m");
+}
+
+}  // namespace
+
+// Streaming: the input is read and coded one frame (compress::kFrameBytes) at a time and the output
+// written as it goes (to a temporary renamed at the end), so memory does not grow with the input.
+void run_compress(const CompressCmdOptions& o) {
+  const std::string out = !o.out.empty() ? o.out : (o.in == "-" ? "-" : o.in + ".ccc");
+  CCC_CHECK(out != "-" || o.force || !::isatty(1),
+            "refusing to write compressed data to a terminal (redirect it, use -o FILE, or -f to force)");
+  check_output(out, o.in, o.force);
+  CCC_CHECK(o.dump.empty() || o.dump != out, "--dump and the compressed output are the same file");
+  CCC_CHECK(o.hooks.empty() || !o.dump.empty(), "--hooks needs --dump OUT.h5");
+  CCC_CHECK(o.ablate.empty() || o.dump.empty(), "--ablate and --dump cannot be combined yet");
+  CCC_CHECK(o.frame_bytes >= 4096 && o.frame_bytes <= compress::kMaxFrameBytes, "--frame-bytes ", o.frame_bytes,
+            ": expected 4096 to ", compress::kMaxFrameBytes);
+  auto m = load(o);
+  InputStream in(o.in);
+  ProgressLine progress("compress", static_cast<int64_t>(in.size()), !o.quiet, ProgressLine::Unit::kBytes);
+  compress::CodecOptions copt = encoder_options(o, progress);
+  std::string whole;  // --dump: the input as one frame (the capture indexes rows by input offset)
+  std::unique_ptr<analysis::ActivationCapture> capture;
+  if (!o.dump.empty()) {
+    in.read(compress::kMaxFrameBytes + 1, &whole);
+    CCC_CHECK(whole.size() <= compress::kMaxFrameBytes, o.in, ": compress --dump captures inputs of at most ",
+              compress::kMaxFrameBytes, " bytes (one frame); use ccc dump on a part of it");
+    capture = make_capture(m, whole, o, copt, o.dump_force);
+  }
+  auto ablation = make_ablation(m, o);
+  if (ablation) ablation->attach(copt);
+  OutputFile writer(out, o.force);
+  uint64_t in_bytes = 0, out_bytes = 0;
+  int64_t frames = 0;
+  const auto t0 = std::chrono::steady_clock::now();
+  std::string chunk;
+  for (;;) {
+    chunk.clear();
+    if (capture) chunk.swap(whole);
+    else in.read(o.frame_bytes, &chunk);
+    if (chunk.empty() && frames > 0) break;
+    const uint64_t before = in_bytes, n = chunk.size();
+    copt.progress = [&, before, n](uint64_t d, uint64_t t) { progress.update(static_cast<int64_t>(before + (t ? d * n / t : 0))); };
+    const std::string packed = compress::lm_compress(m, chunk, copt);
+    writer.write(packed);
+    in_bytes += n;
+    out_bytes += packed.size();
+    ++frames;
+    if (capture || n < o.frame_bytes) break;
+  }
+  progress.finish();
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (capture) capture->finish();
+  writer.commit();
+  if (capture && !o.quiet)
+    std::fprintf(stderr, "%s: %lld rows, %.1f MB of activations and metadata, total_bits %.3f\n", o.dump.c_str(),
+                 (long long)capture->rows(), capture->bytes_written() / 1e6, capture->total_bits());
+  if (!o.quiet) {
+    const std::string fr = frames > 1 ? ", " + std::to_string(frames) + " frames" : "";
+    if (in_bytes == 0)
+      std::fprintf(stderr, "%s: empty input -> %llu bytes (the container header alone), %.2f s\n", o.in.c_str(),
+                   (unsigned long long)out_bytes, s);
+    else
+      std::fprintf(stderr, "%s: %llu -> %llu bytes (%.2f%%), %.4f bits/byte, %.1f KB/s, %.2f s%s\n", o.in.c_str(),
+                   (unsigned long long)in_bytes, (unsigned long long)out_bytes, 100.0 * out_bytes / in_bytes,
+                   8.0 * out_bytes / in_bytes, in_bytes / 1e3 / std::max(1e-9, s), s, fr.c_str());
+  }
+}
+
+void run_dump(const CompressCmdOptions& o) {
+  CCC_CHECK(!o.dump.empty(), "dump: -o OUT.h5 is required");
+  auto m = load(o);
+  const std::string input = read_input(o.in);
+  ProgressLine progress("dump", static_cast<int64_t>(input.size()), !o.quiet, ProgressLine::Unit::kBytes);
+  compress::CodecOptions copt = encoder_options(o, progress, input.size());
+  auto capture = make_capture(m, input, o, copt, o.force);
+  const auto t0 = std::chrono::steady_clock::now();
+  compress::lm_compress(m, input, copt);  // the encoder's run; its container is not kept
+  progress.finish();
+  capture->finish();
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (!o.quiet)
+    std::fprintf(stderr, "%s: %lld rows, %.1f MB written in %.2f s (%.1f MB/s), total_bits %.3f, %.4f bits/byte\n",
+                 o.dump.c_str(), (long long)capture->rows(), capture->bytes_written() / 1e6, s,
+                 capture->bytes_written() / 1e6 / std::max(1e-9, s), capture->total_bits(),
+                 input.empty() ? 0.0 : capture->total_bits() / static_cast<double>(input.size()));
+}
+
+void run_decompress(const CompressCmdOptions& o) {
+  std::string out = o.out;
+  if (out.empty() && !o.test && !o.list) {
+    if (o.in == "-") {
+      out = "-";  // as compress: standard input goes to standard output
+    } else {
+      CCC_CHECK(o.in.size() > 4 && o.in.compare(o.in.size() - 4, 4, ".ccc") == 0, o.in,
+                ": name does not end in .ccc; pass -o OUT or -c");
+      out = o.in.substr(0, o.in.size() - 4);
+    }
+  }
+  InputStream in(o.in);
+  FrameReader frames(in, o.in);
+  std::string frame;
+  if (o.list) {
+    uint64_t original = 0, packed = 0, tokens = 0, streams = 0;
+    compress::Header first;
+    while (frames.next(&frame)) {
+      size_t off = 0;
+      const auto h = compress::parse_container(frame, o.in, &off);
+      if (frames.frames() == 1) first = h;
+      original += h.original_bytes;
+      packed += frame.size();
+      streams += h.streams.size();
+      for (const auto& st : h.streams) tokens += st.n_tokens;
+    }
+    const auto& h = first;
+    std::printf("%s: original %llu bytes, compressed %llu bytes (%.2f%%, %.4f bits/byte) in %lld frame%s\n"
+                "  model %s (fingerprint %s)\n"
+                "  tokenizer %s, %llu tokens in %llu streams, %u groups, %s window %u%s\n",
+                o.in.c_str(), (unsigned long long)original, (unsigned long long)packed,
+                original ? 100.0 * packed / original : 0.0, original ? 8.0 * packed / original : 0.0,
+                (long long)frames.frames(), frames.frames() == 1 ? "" : "s", h.model_hint.c_str(),
+                compress::hex(h.fingerprint).c_str(), h.tokenizer_kind.c_str(), (unsigned long long)tokens,
+                (unsigned long long)streams, h.n_groups, h.policy == compress::WindowKind::kRolling ? "rolling" : "strided",
+                h.window, h.policy == compress::WindowKind::kRolling ? "" : (" stride " + std::to_string(h.stride)).c_str());
+    return;
+  }
+  if (!o.test) check_output(out, o.in, o.force);
+  frames.next(&frame);  // the first frame names the model (an empty file is an error here)
+  auto m = o.model.empty() ? model_for_container(frame, o) : load(o);
+  ProgressLine progress(o.test ? "test" : "decompress", static_cast<int64_t>(in.size()), !o.quiet, ProgressLine::Unit::kBytes);
+  compress::CodecOptions copt;
+  copt.threads = o.threads;
+  auto ablation = make_ablation(m, o);
+  if (ablation) ablation->attach(copt);
+  std::unique_ptr<OutputFile> writer;
+  if (!o.test) writer = std::make_unique<OutputFile>(out, o.force);
+  uint64_t restored = 0, consumed = 0;
+  do {
+    const uint64_t before = consumed, n = frame.size();
+    copt.progress = [&, before, n](uint64_t d, uint64_t t) { progress.update(static_cast<int64_t>(before + (t ? d * n / t : 0))); };
+    const std::string data = compress::lm_decompress_frame(m, frame, o.in, copt);
+    if (writer) writer->write(data);
+    restored += data.size();
+    consumed += n;
+  } while (frames.next(&frame));
+  progress.finish();
+  if (writer) writer->commit();
+  if (o.test && !o.quiet)
+    std::fprintf(stderr, "%s: OK (%llu bytes restored from %lld frame%s, checksums verified)\n", o.in.c_str(),
+                 (unsigned long long)restored, (long long)frames.frames(), frames.frames() == 1 ? "" : "s");
+}
+
+void run_codec_files(const CompressCmdOptions& o, bool decompress) {
+  CCC_CHECK(!o.inputs.empty(), "no input file given ('-' reads standard input)");
+  CCC_CHECK(o.out.empty() || o.inputs.size() == 1, "-o names one output; with ", o.inputs.size(),
+            " inputs each gets its own (IN.ccc, or IN without .ccc), or use -c");
+  CCC_CHECK(!(o.to_stdout && !o.out.empty() && o.out != "-"), "-c and -o FILE contradict each other");
+  for (const auto& in : o.inputs) {
+    CompressCmdOptions one = o;
+    one.in = in;
+    if (o.to_stdout) one.out = "-";
+    if (decompress || o.test || o.list) run_decompress(one);
+    else run_compress(one);
+  }
+}
+
+}  // namespace ccc::experiments

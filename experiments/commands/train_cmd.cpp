@@ -1,0 +1,292 @@
+#include "experiments/support/common.h"
+#include "experiments/commands/train_cmd.h"
+
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+
+#include <nlohmann/json.hpp>
+
+#include "model/training/corpus.h"
+#include "model/base/error.h"
+#include "model/formats/loader.h"
+#include "model/core/fused_ops.h"
+#include "model/training/trainer.h"
+#include "model/base/util.h"
+
+namespace ccc::experiments {
+
+namespace fs = std::filesystem;
+using model::Split;
+
+namespace {
+
+std::string fmt_duration(double s) {
+  char buf[32];
+  const int64_t t = static_cast<int64_t>(s);
+  if (t >= 3600) std::snprintf(buf, sizeof buf, "%lldh%02lldm", (long long)(t / 3600), (long long)(t % 3600 / 60));
+  else std::snprintf(buf, sizeof buf, "%lldm%02llds", (long long)(t / 60), (long long)(t % 60));
+  return buf;
+}
+
+// Renders the CSV log to PNG with gnuplot. Returns false if gnuplot fails.
+bool plot_loss(const std::string& csv, const std::string& png) {
+  return plot_png(png, "set datafile separator ','\nset key autotitle columnhead\n"
+                       "set xlabel 'training tokens'\nset ylabel 'bits per byte'\nset grid\n"
+                       "plot " + gp_quote(csv) + " using 2:3 with lines lw 1 title 'train (batch)', '' using 2:4 "
+                       "with linespoints pt 7 lw 2 title 'validation'");
+}
+
+// Held-out bits per byte of each corpus; `progress` draws a line (held-out bytes done / total, per corpus)
+// on a terminal.
+nlohmann::json held_out_table(model::Transformer& m, const std::vector<model::Corpus>& corpora, bool progress = false) {
+  int64_t total = 0, done = 0;
+  for (const auto& c : corpora) total += static_cast<int64_t>(c.split(Split::kHeldOut).size());
+  ProgressLine line("held-out bytes", total, progress);
+  nlohmann::json out = nlohmann::json::object();
+  for (const auto& c : corpora) {
+    const std::string held = c.split(Split::kHeldOut);
+    out[c.name] = model::text_bits_per_byte(m, held, m->config().bos_id);
+    line.update(done += static_cast<int64_t>(held.size()));
+  }
+  return out;
+}
+
+nlohmann::json data_manifest(const std::vector<model::Corpus>& corpora) {
+  nlohmann::json d = nlohmann::json::array();
+  for (const auto& c : corpora) {
+    auto [a, b] = c.range(Split::kTrain);
+    d.push_back({{"name", c.name}, {"sha256", c.sha256}, {"bytes", c.bytes.size()}, {"train_bytes", b - a}});
+  }
+  return d;
+}
+
+}  // namespace
+
+void run_train(const TrainCmdOptions& o) {
+  const auto cfg = model::TrainConfigFile::load(o.config);
+  const std::string dir = corpora_dir_or_default(o.corpora_dir);
+  auto corpora = model::load_corpora(dir, cfg.train.corpora);
+  std::error_code ec;
+  const fs::path out(o.out);
+  const fs::path resume_dir = out / "resume";
+  CCC_CHECK(!o.resume || fs::exists(resume_dir / "state.json", ec), "--resume: ", resume_dir.string(),
+            " holds no training state");
+  CCC_CHECK(o.resume || o.force || !fs::exists(out, ec), o.out,
+            " exists (use --resume to continue its run or --force to start over)");
+  if (o.force && !o.resume && fs::exists(out, ec)) fs::remove_all(out);
+  fs::create_directories(out, ec);
+  CCC_CHECK(fs::is_directory(out, ec), "cannot create ", o.out);
+
+  model::Transformer m(cfg.model);
+  m->init_weights(cfg.train.seed);
+  std::string init_fingerprint;
+  if (!o.init.empty()) {  // a staged recipe: this run continues from an earlier run's weights
+    auto init = model::load_model(o.init);
+    // Without learned positions the weights do not depend on n_ctx: a stage may lengthen the context.
+    auto same_shape = init.config;
+    if (same_shape.pos != model::PosKind::kLearned) same_shape.n_ctx = cfg.model.n_ctx;
+    CCC_CHECK(same_shape.to_json() == cfg.model.to_json(), "--init ", o.init, ": its model config differs from the one in ",
+              o.config, " (a run continues only the same architecture; n_ctx may change when positions are not learned)");
+    if (!o.resume) {  // (a resumed run has its own weights; --init then only names the start for the card)
+      torch::NoGradGuard no_grad;
+      auto src = init.model->named_parameters();
+      for (auto& p : m->named_parameters()) p.value().copy_(src[p.key()]);
+    }
+    init_fingerprint = init.fingerprint;
+  }
+  model::Trainer trainer(m, cfg.train, corpora);
+  if (o.resume) {
+    trainer.load_state(resume_dir.string());
+    std::fprintf(stderr, "resumed %s at step %lld\n", o.out.c_str(), (long long)trainer.step());
+  }
+  const int64_t until = o.max_steps > 0 ? std::min(o.max_steps, cfg.train.steps) : cfg.train.steps;
+  std::fprintf(stderr, "training %s: %.2fM params, %lld steps x %lld tokens, corpora %s\n", o.out.c_str(),
+               cfg.model.n_params() / 1e6, (long long)cfg.train.steps,
+               (long long)(cfg.train.batch_size * cfg.train.seq_len * cfg.train.grad_accum), dir.c_str());
+  const std::string csv = (out / "train_log.csv").string();
+  const bool new_csv = !fs::exists(csv, ec) || !o.resume;
+  std::ofstream log(csv, new_csv ? std::ios::trunc : std::ios::app);
+  CCC_CHECK(log.good(), "cannot write ", csv);
+  if (new_csv) log << "step,tokens,train_bpb,val_bpb,lr,grad_norm,elapsed_s\n";
+  double prior_wall = 0;
+  if (o.resume && fs::exists(out / "resume" / "wall.txt", ec)) prior_wall = std::stod(read_file((out / "resume" / "wall.txt").string()));
+  const auto t0 = std::chrono::steady_clock::now();
+  auto wall = [&] { return prior_wall + std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); };
+  const int64_t start_step = trainer.step();
+  trainer.run(until, [&](const model::TrainEvent& ev) {
+    char line[256], val_cell[32] = "";  // val_bpb is empty (missing) at steps without a validation pass
+    if (ev.val_bpb >= 0) std::snprintf(val_cell, sizeof val_cell, "%.5f", ev.val_bpb);
+    std::snprintf(line, sizeof line, "%lld,%lld,%.5f,%s,%.6g,%.4f,%.2f\n", (long long)ev.step, (long long)ev.tokens,
+                  ev.train_bpb, val_cell, ev.lr, ev.grad_norm, wall());
+    log << line << std::flush;
+    if (ev.step % std::max<int64_t>(1, cfg.train.log_every) == 0 || ev.val_bpb >= 0 || ev.step == until) {
+      const double sec_per_step = ev.elapsed_s / static_cast<double>(std::max<int64_t>(1, ev.step - start_step));
+      char val[32] = "";
+      if (ev.val_bpb >= 0) std::snprintf(val, sizeof val, "  val %.3f bpb", ev.val_bpb);
+      std::fprintf(stderr, "step %6lld/%lld  train %.3f bpb%s  lr %.2e  %.0f tok/s  ETA %s\n", (long long)ev.step,
+                   (long long)cfg.train.steps, ev.train_bpb, val, ev.lr, ev.tokens_per_s,
+                   fmt_duration(sec_per_step * static_cast<double>(until - ev.step)).c_str());
+    }
+    if (ev.val_bpb >= 0) {
+      trainer.save_state(resume_dir.string());
+      write_file_atomic((resume_dir / "wall.txt").string(), std::to_string(wall()));
+    }
+    if (cfg.train.checkpoint_every > 0 && ev.step % cfg.train.checkpoint_every == 0)
+      model::save_model((out / "checkpoints" / ("step-" + std::to_string(ev.step))).string(), cfg.model, trainer.model(),
+                        model::SaveDtype::kF16);
+  });
+  trainer.save_state(resume_dir.string());
+  write_file_atomic((resume_dir / "wall.txt").string(), std::to_string(wall()));
+  if (trainer.step() < cfg.train.steps) {
+    std::fprintf(stderr, "stopped at step %lld of %lld; continue with --resume\n", (long long)trainer.step(),
+                 (long long)cfg.train.steps);
+    return;
+  }
+  // final model, evaluated as users will load it (after rounding to the saved dtype)
+  const auto dtype = cfg.train.save_dtype == "f16" ? model::SaveDtype::kF16 : model::SaveDtype::kF32;
+  model::save_model(o.out, cfg.model, trainer.model(), dtype);
+  auto saved = model::load_model(o.out);
+  std::fprintf(stderr, "evaluating held-out bits per byte...\n");
+  auto held = held_out_table(saved.model, corpora);
+  nlohmann::json card = {{"name", fs::path(o.out).filename().string()},
+                         {"fingerprint", saved.fingerprint},
+                         {"n_params", cfg.model.n_params()},
+                         {"config", cfg.model.to_json()},
+                         {"train", cfg.train.to_json()},
+                         {"data", data_manifest(corpora)},
+                         {"split", "per corpus: train [0, 90%), validation [90%, 95%), held-out [95%, 100%) by bytes"},
+                         {"tokens_seen", trainer.tokens_seen()},
+                         {"steps", trainer.step()},
+                         {"wall_time_s", wall()},
+                         {"final_validation_bpb", trainer.validation_bpb()},
+                         {"held_out_bpb", held},
+                         {"command", o.command}};
+  if (!init_fingerprint.empty()) card["init_from"] = {{"model", o.init}, {"fingerprint", init_fingerprint}};
+  write_file_atomic((out / "model_card.json").string(), card.dump(2) + "\n");
+  if (!plot_loss(csv, (out / "loss.png").string())) std::fprintf(stderr, "warning: gnuplot failed; no loss.png\n");
+  fs::remove_all(resume_dir, ec);
+  std::printf("wrote %s (%.2fM params, %lld tokens, %s)\n", o.out.c_str(), cfg.model.n_params() / 1e6,
+              (long long)trainer.tokens_seen(), fmt_duration(wall()).c_str());
+  for (auto it = held.begin(); it != held.end(); ++it)
+    std::printf("  held-out %-16s %.4f bits/byte\n", it.key().c_str(), it.value().get<double>());
+}
+
+void run_finetune(const FinetuneCmdOptions& o) {
+  auto base = model::load_model(o.model);
+  CCC_CHECK(base.tokenizer->kind() == "byte", o.model, ": finetune trains ccc byte-level models");
+  const std::string dir = corpora_dir_or_default(o.corpora_dir);
+  std::vector<std::string> refs = o.references;
+  if (refs.empty()) refs = model::present_corpora(dir);
+  if (std::find(refs.begin(), refs.end(), o.corpus) == refs.end()) refs.insert(refs.begin(), o.corpus);
+  auto corpora = model::load_corpora(dir, refs);
+  std::error_code ec;
+  CCC_CHECK(o.force || !fs::exists(o.out, ec), o.out, " exists (use --force to replace it)");
+  CCC_CHECK(fs::weakly_canonical(o.out, ec) != fs::weakly_canonical(o.model, ec), "finetune: --out must differ from --model");
+
+  model::TrainOptions t;
+  t.batch_size = o.batch_size;
+  t.seq_len = o.seq_len > 0 ? o.seq_len : base.config.n_ctx;
+  t.steps = o.steps;
+  t.warmup_steps = std::min<int64_t>(o.steps, std::max<int64_t>(1, o.steps / 10));
+  t.lr = o.lr;
+  t.min_lr = o.lr / 10;
+  t.seed = o.seed;
+  t.eval_every = 0;
+  t.save_dtype = "f32";  // the trade-off is measured on the saved weights; f32 keeps them as trained
+  t.corpora = {o.corpus};
+  auto target = std::vector<model::Corpus>{corpora[std::find(refs.begin(), refs.end(), o.corpus) - refs.begin()]};
+  auto trainable = model::select_parameters(base.model, o.params);
+
+  std::fprintf(stderr, "held-out bits per byte before fine-tuning...\n");
+  auto before = held_out_table(base.model, corpora);
+  model::Trainer trainer(base.model, t, target, trainable);
+  const auto t0 = std::chrono::steady_clock::now();
+  trainer.run(0, [&](const model::TrainEvent& ev) {
+    if (ev.step % 20 == 0 || ev.step == t.steps)
+      std::fprintf(stderr, "finetune step %lld/%lld  train %.3f bpb  %.0f tok/s\n", (long long)ev.step,
+                   (long long)t.steps, ev.train_bpb, ev.tokens_per_s);
+  });
+  const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const fs::path out(o.out);
+  if (o.force && fs::exists(out, ec)) fs::remove_all(out);
+  model::save_model(o.out, base.config, trainer.model(), model::SaveDtype::kF32);
+  auto after_model = model::load_model(o.out);
+  std::fprintf(stderr, "held-out bits per byte after fine-tuning...\n");
+  auto after = held_out_table(after_model.model, corpora);
+  nlohmann::json rows = nlohmann::json::array();
+  std::printf("\nfine-tune trade-off: %s on %s, params '%s' (%zu tensors), %lld steps\n\n", o.model.c_str(),
+              o.corpus.c_str(), o.params.c_str(), trainable.size(), (long long)t.steps);
+  std::printf("| corpus | role | bpb before | bpb after | delta_bits_per_byte |\n|---|---|---|---|---|\n");
+  for (const auto& c : corpora) {
+    const double b = before[c.name], a = after[c.name];
+    const char* role = c.name == o.corpus ? "target" : "reference";
+    std::printf("| %s | %s | %.4f | %.4f | %+.4f |\n", c.name.c_str(), role, b, a, a - b);
+    rows.push_back({{"corpus", c.name}, {"role", role}, {"bpb_before", b}, {"bpb_after", a}, {"delta_bits_per_byte", a - b},
+                    {"held_out_bytes", c.range(Split::kHeldOut).second - c.range(Split::kHeldOut).first}});
+  }
+  nlohmann::json report = {{"base_model", o.model},
+                           {"base_fingerprint", base.fingerprint},
+                           {"fingerprint", after_model.fingerprint},
+                           {"target", o.corpus},
+                           {"params", o.params},
+                           {"trainable_tensors", trainable},
+                           {"train", t.to_json()},
+                           {"data", data_manifest(corpora)},
+                           {"wall_time_s", wall},
+                           {"tradeoff", rows},
+                           {"command", o.command}};
+  write_file_atomic((out / "tradeoff.json").string(), report.dump(2) + "\n");
+  nlohmann::json held_after = nlohmann::json::object();
+  for (const auto& c : corpora) held_after[c.name] = after[c.name];
+  nlohmann::json card = {{"name", out.filename().string()},
+                         {"fingerprint", after_model.fingerprint},
+                         {"n_params", base.config.n_params()},
+                         {"config", base.config.to_json()},
+                         {"dtype", t.save_dtype},
+                         {"finetuned_from", {{"model", o.model}, {"fingerprint", base.fingerprint}}},
+                         {"finetune", {{"target", o.corpus}, {"params", o.params}, {"trainable_tensors", trainable.size()},
+                                       {"train", t.to_json()}, {"tokens_seen", trainer.tokens_seen()}}},
+                         {"data", data_manifest(corpora)},
+                         {"split", "per corpus: train [0, 90%), validation [90%, 95%), held-out [95%, 100%) by bytes"},
+                         {"held_out_bpb", held_after},
+                         {"tradeoff", "tradeoff.json"},
+                         {"wall_time_s", wall},
+                         {"command", o.command}};
+  write_file_atomic((out / "model_card.json").string(), card.dump(2) + "\n");
+  std::printf("\nwrote %s (tradeoff.json)\n", o.out.c_str());
+}
+
+void run_eval(const std::string& model_path, const std::string& corpora_dir, std::vector<std::string> names, bool json,
+              const std::string& tokenizer, bool quiet) {
+  auto m = model::load_model(model_path, tokenizer);
+  CCC_CHECK(m.tokenizer->kind() == "byte", model_path, ": eval scores byte-level models on the corpus splits; for a ",
+            m.tokenizer->kind(), " model score a file with ccc bits -m ", model_path, " FILE");
+  const std::string dir = corpora_dir_or_default(corpora_dir);
+  std::error_code ec;
+  CCC_CHECK(std::filesystem::is_directory(dir, ec), "--corpora ", dir,
+            ": not a directory (--corpora names the directory of <name>.txt corpora; corpus names are positional, "
+            "e.g. ccc eval sotu-all)");
+  if (names.empty()) names = model::present_corpora(dir);
+  CCC_CHECK(!names.empty(), dir, ": no corpora there (<name>.txt files; ./data/fetch_corpora.sh DIR makes them)");
+  auto corpora = model::load_corpora(dir, names);
+  auto held = held_out_table(m.model, corpora, !quiet);
+  if (json) {
+    nlohmann::json j{{"model", model_path}, {"fingerprint", m.fingerprint}, {"held_out_bpb", held}};
+    stamp(j, "eval");
+    std::cout << j.dump(2) << "\n";
+    return;
+  }
+  std::printf("| corpus | held-out bytes | bits_per_byte |\n|---|---|---|\n");
+  for (const auto& c : corpora) {
+    auto [a, b] = c.range(Split::kHeldOut);
+    std::printf("| %s | %zu | %.4f |\n", c.name.c_str(), b - a, held[c.name].get<double>());
+  }
+}
+
+}  // namespace ccc::experiments

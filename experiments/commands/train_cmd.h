@@ -1,0 +1,43 @@
+#pragma once
+// `ccc train`, `ccc finetune`, `ccc eval` and `ccc bench train`: byte-level training runs and their reports.
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace ccc::experiments {
+
+struct TrainCmdOptions {
+  std::string config;        ///< training config JSON (data/configs/*.json)
+  std::string corpora_dir;   ///< directory with <name>.txt files ("" = default)
+  std::string out;           ///< output model directory
+  bool resume = false;       ///< continue from out/resume
+  bool force = false;        ///< replace an existing finished model in out
+  int64_t max_steps = 0;     ///< stop early at this step (0 = config steps); resume later with --resume
+  std::string init;          ///< start from this model's weights (same model config) instead of a random init
+  std::string command;       ///< the exact command line, recorded in the model card
+};
+void run_train(const TrainCmdOptions& o);
+
+struct FinetuneCmdOptions {
+  std::string model;         ///< model directory to start from
+  std::string corpus;        ///< target corpus name
+  std::string corpora_dir;
+  std::vector<std::string> references;  ///< reference corpora ("" = all known corpora present)
+  std::string params = "all";           ///< all | attn | mlp | layers:0,1 | glob list
+  int64_t steps = 300;
+  double lr = 1e-3;
+  int64_t batch_size = 16;
+  int64_t seq_len = 0;  ///< 0 = model n_ctx
+  uint64_t seed = 1;
+  std::string out;
+  bool force = false;
+  std::string command;
+};
+void run_finetune(const FinetuneCmdOptions& o);
+
+/// Held-out bits per byte of `model` on each corpus, printed as a table (and JSON with --json).
+void run_eval(const std::string& model_path, const std::string& corpora_dir, std::vector<std::string> names, bool json,
+              const std::string& tokenizer = "", bool quiet = false);
+
+}  // namespace ccc::experiments

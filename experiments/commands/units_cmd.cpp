@@ -1,0 +1,481 @@
+#include "experiments/commands/units_cmd.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "analysis/activation_store.h"
+#include "circuits/sweep.h"
+#include "experiments/commands/ablate_cmd.h"
+#include "experiments/support/common.h"
+#include "model/base/error.h"
+#include "model/base/util.h"
+#include "model/formats/loader.h"
+#include "model/training/corpus.h"
+
+namespace fs = std::filesystem;
+
+namespace ccc::experiments {
+
+namespace {
+
+std::string trim(std::string s) {
+  while (!s.empty() && (s.back() == '\r' || s.back() == ' ')) s.pop_back();
+  while (!s.empty() && s.front() == ' ') s.erase(s.begin());
+  return s;
+}
+
+// "≈ printable" rendering of input bytes for report contexts; the row's token bytes between ⟦ ⟧
+std::string render(std::string_view s) {
+  std::string out;
+  for (unsigned char c : s) {
+    if (c == '\n') out += "\\n";
+    else if (c == '\r') out += "\\r";
+    else if (c == '\t') out += "\\t";
+    else if (c < 32 || c == 127) {
+      char b[8];
+      std::snprintf(b, sizeof b, "\\x%02x", c);
+      out += b;
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  return out;
+}
+
+std::string fmt(double x, int prec = 4) {
+  if (std::isnan(x)) return "nan";
+  char b[64];
+  std::snprintf(b, sizeof b, "%.*f", prec, x);
+  return b;
+}
+
+}  // namespace
+
+std::vector<analysis::Feature> read_labels_csv(const std::string& path, const std::vector<int64_t>& byte_offsets) {
+  std::ifstream in(path);
+  CCC_CHECK(in.good(), path, ": cannot open labels file");
+  std::string line;
+  CCC_CHECK(static_cast<bool>(std::getline(in, line)), path, ": empty labels file (header feature,start,end expected)");
+  const std::string header = trim(line);
+  bool by_rows = false;
+  if (header == "feature,row_start,row_end") by_rows = true;
+  else CCC_CHECK(header == "feature,start,end", path, ":1: header must be 'feature,start,end' (byte offsets) or ",
+                 "'feature,row_start,row_end' (dump rows), not '", header, "'");
+  const int64_t rows = static_cast<int64_t>(byte_offsets.size());
+  std::map<std::string, size_t> index;
+  std::vector<analysis::Feature> out;
+  int64_t lineno = 1;
+  while (std::getline(in, line)) {
+    ++lineno;
+    line = trim(line);
+    if (line.empty()) continue;
+    const size_t c1 = line.find(','), c2 = line.find(',', c1 == std::string::npos ? c1 : c1 + 1);
+    CCC_CHECK(c1 != std::string::npos && c2 != std::string::npos && line.find(',', c2 + 1) == std::string::npos,
+              path, ":", lineno, ": expected 3 comma-separated fields, got '", line, "'");
+    const std::string name = trim(line.substr(0, c1));
+    CCC_CHECK(!name.empty(), path, ":", lineno, ": empty feature name");
+    int64_t a = 0, b = 0;
+    try {
+      size_t used = 0;
+      a = std::stoll(line.substr(c1 + 1, c2 - c1 - 1), &used);
+      b = std::stoll(line.substr(c2 + 1), &used);
+    } catch (const std::exception&) {
+      CCC_FAIL(path, ":", lineno, ": start and end must be integers, got '", line, "'");
+    }
+    CCC_CHECK(0 <= a && a <= b, path, ":", lineno, ": need 0 <= start <= end, got ", a, " and ", b);
+    if (by_rows) CCC_CHECK(b <= rows, path, ":", lineno, ": row range ends at ", b, " but the dump has ", rows, " rows");
+    auto it = index.find(name);
+    if (it == index.end()) {
+      it = index.emplace(name, out.size()).first;
+      out.push_back({name, std::vector<uint8_t>(rows, 0)});
+    }
+    auto& on = out[it->second].on;
+    if (by_rows) {
+      for (int64_t r = a; r < b; ++r) on[r] = 1;
+    } else {
+      for (int64_t r = 0; r < rows; ++r)
+        if (byte_offsets[r] >= a && byte_offsets[r] < b) on[r] = 1;
+    }
+  }
+  return out;
+}
+
+namespace {
+
+using Ablated = std::map<const analysis::UnitResult*, circuits::DeltaStats>;
+const std::vector<std::string> kClasses = {"dead", "monosemantic", "polysemantic", "unexplained"};
+
+std::string feature_name(const analysis::UnitsReport& rep, int f) { return f >= 0 ? rep.features[f] : std::string(""); }
+double auroc_of(const analysis::UnitResult& u, int f) { return f >= 0 ? static_cast<double>(u.auroc[f]) : NAN; }
+
+// The dumped text, checked against the dump's sha256; *source receives its path.
+std::string checked_source_text(const UnitsCmdOptions& o, const analysis::ActivationStore& store, std::string* source) {
+  *source = o.source.empty() ? store.attr("source") : o.source;
+  CCC_CHECK(!source->empty() && *source != "-", o.dump, ": the dump does not name a source file; pass --source FILE");
+  std::string text;
+  try {
+    text = read_file(*source);
+  } catch (const std::exception& e) {
+    CCC_FAIL(o.dump, ": its source text ", *source, " cannot be read (", e.what(), "); pass --source FILE");
+  }
+  const std::string want = store.attr("source_sha256");
+  CCC_CHECK(want.empty() || sha256_hex(text) == want, *source, ": not the text this dump was made from (sha256 ",
+            sha256_hex(text), ", the dump says ", want, ")");
+  return text;
+}
+
+// The automatic features of the text, then --feature regexes and --labels files; names must be unique.
+std::vector<analysis::Feature> unit_features(const UnitsCmdOptions& o, const analysis::ActivationStore& store,
+                                             const std::string& text) {
+  const auto offsets = store.byte_offsets();
+  const auto streams = store.streams();
+  std::map<int32_t, int64_t> first;
+  for (size_t r = 0; r < offsets.size(); ++r)
+    if (offsets[r] >= 0) {
+      auto it = first.find(streams[r]);
+      if (it == first.end() || offsets[r] < it->second) first[streams[r]] = offsets[r];
+    }
+  std::vector<int64_t> stream_start(offsets.size(), 0);
+  for (size_t r = 0; r < offsets.size(); ++r) stream_start[r] = first.count(streams[r]) ? first[streams[r]] : 0;
+  int64_t window = store.attr_int("window");
+  if (window <= 0) window = static_cast<int64_t>(text.size());
+  auto features = analysis::auto_features(text, offsets, stream_start, window);
+  for (const auto& spec : o.features) {
+    const size_t eq = spec.find('=');
+    CCC_CHECK(eq != std::string::npos && eq > 0, "--feature ", spec, ": expected NAME=REGEX");
+    features.push_back(analysis::regex_feature(spec.substr(0, eq), spec.substr(eq + 1), text, offsets));
+  }
+  for (const auto& csv : o.labels)
+    for (auto& f : read_labels_csv(csv, offsets)) features.push_back(std::move(f));
+  std::map<std::string, int> seen;
+  for (const auto& f : features) CCC_CHECK(++seen[f.name] == 1, "feature ", f.name, " is defined twice");
+  return features;
+}
+
+// --ablate-top K: mean-ablate the K most selective neurons / heads on the dumped text, under the dump's policy.
+Ablated ablate_top_units(const UnitsCmdOptions& o, const analysis::ActivationStore& store, const std::string& text,
+                         const analysis::UnitsReport& rep) {
+  std::vector<const analysis::UnitResult*> cand;
+  for (const auto& u : rep.units) {
+    const bool neuron = u.hook.size() > 14 && u.hook.substr(u.hook.size() - 14) == ".mlp.hook_post";
+    const bool head = u.hook.size() > 12 && u.hook.substr(u.hook.size() - 12) == ".attn.hook_z";
+    if ((neuron || head) && u.layer >= 0 && u.cls != "dead" && u.top_feature >= 0) cand.push_back(&u);
+  }
+  std::sort(cand.begin(), cand.end(), [](auto* a, auto* b) { return a->auroc[a->top_feature] > b->auroc[b->top_feature]; });
+  if (static_cast<int64_t>(cand.size()) > o.ablate_top) cand.resize(static_cast<size_t>(o.ablate_top));
+  CCC_CHECK(!cand.empty(), "--ablate-top: no neuron (mlp.hook_post) or head (attn.hook_z) units in the analysis");
+  const std::string model_path = o.model.empty() ? default_model_path() : o.model;
+  circuits::ScoringRun run;
+  run.mode = circuits::Mode::kMean;
+  run.streams = store.attr_int("streams");
+  run.window = store.attr_int("window");
+  auto m = model::load_model(model_path, o.tokenizer);
+  CCC_CHECK(m.fingerprint == store.attr("fingerprint"), model_path, ": not the model of ", o.dump, " (fingerprint ",
+            m.fingerprint.substr(0, 16), ", the dump's ", store.attr("fingerprint").substr(0, 16), "); pass -m");
+  std::vector<circuits::Component> set;
+  for (auto* u : cand) {
+    const bool head = u->hook.find("attn.hook_z") != std::string::npos;
+    set.push_back({head ? circuits::Component::Kind::kHead : circuits::Component::Kind::kNeuron, u->layer, u->unit});
+  }
+  const auto ref = circuits::collect_reference(m, text, set, circuits::Mode::kMean, run.streams, run.window, 0);
+  const auto clean = circuits::ablated_bits(m, text, run, {}, nullptr);
+  const auto bits_of = circuits::sweep_bits(m, text, run, set, &ref);
+  Ablated ablated;
+  const int64_t bootstrap = AblationRun{}.bootstrap;
+  for (size_t i = 0; i < cand.size(); ++i)
+    ablated[cand[i]] = circuits::delta_stats(clean, bits_of[i], static_cast<int64_t>(text.size()), bootstrap, 0);
+  return ablated;
+}
+
+void write_units_csv(const std::string& out_dir, const analysis::UnitsReport& rep, const Ablated& ablated) {
+  const size_t F = rep.features.size();
+  auto fname = [&](int f) { return feature_name(rep, f); };
+  auto au = auroc_of;
+  std::ostringstream csv;
+  csv << "hook,layer,unit,mean,std,frac_active,kurtosis,max,top_feature,top_auroc,top_smd,top_coverage,"
+         "second_feature,second_auroc,class,null_class,null_top_auroc,delta_bits,delta_bits_per_byte";
+  for (const auto& f : rep.features) csv << ",auroc:" << f;
+  csv << "\n";
+  for (const auto& u : rep.units) {
+    const double cov = u.top_feature >= 0 ? u.coverage[rep.concept_of[u.top_feature]] : NAN;
+    csv << u.hook << "," << u.layer << "," << u.unit << "," << fmt(u.mean, 6) << "," << fmt(u.std, 6) << ","
+        << fmt(u.frac_active, 6) << "," << fmt(u.kurtosis, 4) << "," << fmt(u.max, 6) << "," << fname(u.top_feature)
+        << "," << fmt(au(u, u.top_feature)) << "," << fmt(u.top_feature >= 0 ? u.smd[u.top_feature] : NAN) << ","
+        << fmt(cov) << "," << fname(u.second_feature) << "," << fmt(au(u, u.second_feature)) << "," << u.cls << ","
+        << u.null_cls << "," << fmt(u.null_top_auroc);
+    auto it = ablated.find(&u);
+    if (it != ablated.end()) csv << "," << fmt(it->second.delta_bits, 3) << "," << fmt(it->second.delta_bits_per_byte, 6);
+    else csv << ",,";
+    for (size_t f = 0; f < F; ++f) csv << "," << fmt(u.auroc[f]);
+    csv << "\n";
+  }
+  write_file_atomic((fs::path(out_dir) / "units.csv").string(), csv.str());
+}
+
+// Unit counts per hook and class, and under the null.
+struct ClassCounts {
+  std::vector<std::string> hooks;  ///< in the report's order
+  std::map<std::string, std::map<std::string, int64_t>> counts, null_counts;
+};
+
+ClassCounts class_counts(const analysis::UnitsReport& rep) {
+  ClassCounts c;
+  for (const auto& u : rep.units) {
+    if (std::find(c.hooks.begin(), c.hooks.end(), u.hook) == c.hooks.end()) c.hooks.push_back(u.hook);
+    c.counts[u.hook][u.cls]++;
+    c.null_counts[u.hook][u.null_cls]++;
+  }
+  return c;
+}
+
+nlohmann::json units_summary(const UnitsCmdOptions& o, const analysis::ActivationStore& store, const std::string& source,
+                             const analysis::UnitsReport& rep, ClassCounts cc, const Ablated& ablated) {
+  auto fname = [&](int f) { return feature_name(rep, f); };
+  auto au = auroc_of;
+  auto& counts = cc.counts;
+  auto& null_counts = cc.null_counts;
+  const auto& classes = kClasses;
+  nlohmann::json summary;
+  summary["dump"] = o.dump;
+  summary["source"] = source;
+  summary["fingerprint"] = store.attr("fingerprint");
+  summary["rows_analysed"] = rep.rows;
+  summary["null_shift_rows"] = rep.null_shift;
+  summary["features"] = rep.features;
+  for (size_t c = 0; c < rep.concepts.size(); ++c)
+    summary["concepts"].push_back({{"name", rep.concepts[c]}, {"base_rate", rep.base_rate[c]}});
+  summary["thresholds"] = {{"active_threshold", o.units.active_threshold}, {"mono_auroc", o.units.mono_auroc},
+                           {"mono_coverage", o.units.mono_coverage}, {"poly_auroc", o.units.poly_auroc},
+                           {"poly_share", o.units.poly_share}, {"min_smd", o.units.min_smd}, {"related_phi", o.units.related_phi},
+                           {"top_k", o.units.top_k}};
+  nlohmann::json total = nlohmann::json::object(), total_null = nlohmann::json::object();
+  for (const auto& c : classes) total[c] = total_null[c] = 0;
+  for (const auto& h : cc.hooks) {
+    nlohmann::json jh = {{"hook", h}};
+    for (const auto& c : classes) {
+      jh["counts"][c] = counts[h][c];
+      jh["null_counts"][c] = null_counts[h][c];
+      total[c] = total[c].get<int64_t>() + counts[h][c];
+      total_null[c] = total_null[c].get<int64_t>() + null_counts[h][c];
+    }
+    summary["hooks"].push_back(jh);
+  }
+  for (const auto& [u, d] : ablated)
+    summary["ablated"].push_back({{"hook", u->hook}, {"unit", u->unit}, {"class", u->cls},
+                                  {"top_feature", fname(u->top_feature)}, {"top_auroc", au(*u, u->top_feature)},
+                                  {"delta_bits", d.delta_bits}, {"delta_bits_per_byte", d.delta_bits_per_byte},
+                                  {"ci_low", d.ci_low}, {"ci_high", d.ci_high}});
+  summary["counts"] = total;
+  summary["null_counts"] = total_null;
+  return summary;
+}
+
+void write_units_report(const std::string& out_dir, const UnitsCmdOptions& o, const analysis::ActivationStore& store,
+                        const std::string& source, const std::string& text, const analysis::UnitsReport& rep,
+                        ClassCounts cc, const Ablated& ablated) {
+  auto fname = [&](int f) { return feature_name(rep, f); };
+  auto au = auroc_of;
+  auto& counts = cc.counts;
+  auto& null_counts = cc.null_counts;
+  const auto& classes = kClasses;
+  const auto& hooks = cc.hooks;
+  const auto offsets = store.byte_offsets();
+  const auto streams = store.streams();
+  const auto bits = store.bits();
+  std::vector<const analysis::UnitResult*> mono, poly;
+  for (const auto& u : rep.units) {
+    if (u.cls == "monosemantic") mono.push_back(&u);
+    if (u.cls == "polysemantic") poly.push_back(&u);
+  }
+  std::sort(mono.begin(), mono.end(), [&](auto* a, auto* b) { return au(*a, a->top_feature) > au(*b, b->top_feature); });
+  std::sort(poly.begin(), poly.end(), [&](auto* a, auto* b) {
+    return std::min(au(*a, a->top_feature), au(*a, a->second_feature)) >
+           std::min(au(*b, b->top_feature), au(*b, b->second_feature));
+  });
+  const auto tokens = store.tokens();
+  auto contexts = [&](const analysis::UnitResult& u, std::ostringstream& md) {
+    md << "```\n";
+    for (size_t k = 0; k < std::min<size_t>(10, u.top_rows.size()); ++k) {
+      const int64_t r = u.top_rows[k];
+      const int64_t off = offsets[r];
+      // the token's bytes run to the next row's offset of the same stream (one byte for byte models)
+      int64_t end = off + 1;
+      if (r + 1 < static_cast<int64_t>(offsets.size()) && streams[r + 1] == streams[r] && offsets[r + 1] > off)
+        end = offsets[r + 1];
+      const int64_t lo = std::max<int64_t>(0, off - 30), hi = std::min<int64_t>(text.size(), end + 30);
+      char head[96];
+      std::snprintf(head, sizeof head, "%8.3f  %6.2f bits  ", u.top_values[k], bits[r]);
+      md << head << render(std::string_view(text).substr(lo, off - lo)) << "⟦"
+         << render(std::string_view(text).substr(off, end - off)) << "⟧" << render(std::string_view(text).substr(end, hi - end))
+         << "\n";
+    }
+    md << "```\n\n";
+  };
+  std::ostringstream md;
+  md << "# Units of " << o.dump << "\n\n"
+     << "Source `" << source << "` (" << text.size() << " bytes), " << rep.rows << " rows analysed, model fingerprint `"
+     << store.attr("fingerprint").substr(0, 16) << "`. Null: labels circularly shifted by " << rep.null_shift
+     << " rows.\n\n## Counts per hook (null in parentheses)\n\n| hook |";
+  for (const auto& c : classes) md << " " << c << " |";
+  md << "\n|---|";
+  for (size_t c = 0; c < classes.size(); ++c) md << "---:|";
+  md << "\n";
+  for (const auto& h : hooks) {
+    md << "| " << h << " |";
+    for (const auto& c : classes) md << " " << counts[h][c] << " (" << null_counts[h][c] << ") |";
+    md << "\n";
+  }
+  md << "\n## Concepts (related features grouped) and base rates\n\n";
+  for (size_t c = 0; c < rep.concepts.size(); ++c) md << "- " << rep.concepts[c] << ": " << fmt(rep.base_rate[c], 4) << "\n";
+  auto section = [&](const char* title, const std::vector<const analysis::UnitResult*>& list) {
+    md << "\n## " << title << "\n\n";
+    if (list.empty()) md << "(none)\n";
+    for (size_t i = 0; i < std::min<size_t>(10, list.size()); ++i) {
+      const auto& u = *list[i];
+      md << "### " << u.hook << " unit " << u.unit << "\n\n" << u.cls << ": " << fname(u.top_feature) << " AUROC "
+         << fmt(au(u, u.top_feature), 3) << " (SMD " << fmt(u.smd[u.top_feature], 2) << ", top-" << u.top_rows.size()
+         << " coverage " << fmt(u.coverage[rep.concept_of[u.top_feature]], 2) << ")";
+      if (u.second_feature >= 0) md << "; next concept: " << fname(u.second_feature) << " AUROC " << fmt(au(u, u.second_feature), 3);
+      md << "; mean " << fmt(u.mean, 3) << ", frac_active " << fmt(u.frac_active, 3) << ", kurtosis " << fmt(u.kurtosis, 1)
+         << "\n\nTop activations (value, bits of the row's token, context with the token in ⟦ ⟧):\n\n";
+      contexts(u, md);
+    }
+  };
+  section("Most monosemantic units (by AUROC of their feature)", mono);
+  section("Most polysemantic units (by AUROC of their second concept)", poly);
+  if (!ablated.empty()) {
+    md << "\n## Mean-ablating the most selective units (bits of the dumped text, the dump's policy)\n\n"
+       << "| unit | class | feature (AUROC) | delta_bits | delta_bits_per_byte (95% CI) |\n|---|---|---|---:|---:|\n";
+    std::vector<std::pair<const analysis::UnitResult*, circuits::DeltaStats>> rows(ablated.begin(), ablated.end());
+    std::sort(rows.begin(), rows.end(), [](auto& a, auto& b) { return a.second.delta_bits > b.second.delta_bits; });
+    for (const auto& [u, d] : rows)
+      md << "| " << u->hook << " " << u->unit << " | " << u->cls << " | " << fname(u->top_feature) << " ("
+         << fmt(au(*u, u->top_feature), 3) << ") | " << fmt(d.delta_bits, 1) << " | " << fmt(d.delta_bits_per_byte, 5)
+         << " [" << fmt(d.ci_low, 5) << ", " << fmt(d.ci_high, 5) << "] |\n";
+  }
+  write_file_atomic((fs::path(out_dir) / "report.md").string(), md.str());
+}
+
+// class counts per hook and the AUROC histogram with the null (PNG; a warning when gnuplot fails)
+void write_units_plots(const std::string& out_dir, const analysis::UnitsReport& rep, ClassCounts cc) {
+  auto au = auroc_of;
+  auto& counts = cc.counts;
+  auto& null_counts = cc.null_counts;
+  const auto& classes = kClasses;
+  const auto& hooks = cc.hooks;
+  std::error_code ec;
+  const std::string dat = (fs::path(out_dir) / "class_counts.dat.tmp").string();
+  std::ostringstream d;
+  d << "hook dead monosemantic polysemantic unexplained null_monosemantic\n";
+  for (const auto& h : hooks) {
+    std::string label = h;
+    for (auto& ch : label)
+      if (ch == ' ') ch = '_';
+    d << label;
+    for (const auto& c : classes) d << " " << counts[h][c];
+    d << " " << null_counts[h]["monosemantic"] << "\n";
+  }
+  write_file_atomic(dat, d.str());
+  if (!plot_png((fs::path(out_dir) / "class_counts.png").string(),
+                "set style data histograms\nset style histogram clustered gap 1\nset style fill solid 0.8 border -1\n"
+                "set key autotitle columnhead outside\nset xtics rotate by -30 noenhanced\nset ylabel 'units'\n"
+                "set title 'unit classes per hook (null: labels shifted)'\n"
+                "plot " + gp_quote(dat) + " using 2:xtic(1), '' using 3, '' using 4, '' using 5, '' using 6",
+                1100, 550))
+    std::fprintf(stderr, "warning: gnuplot failed; no class_counts.png\n");
+  fs::remove(dat, ec);
+  const std::string hist = (fs::path(out_dir) / "auroc_hist.dat.tmp").string();
+  std::vector<int64_t> real(21, 0), null(21, 0);
+  for (const auto& u : rep.units) {
+    if (u.cls == "dead" || u.top_feature < 0) continue;
+    auto bin = [](double a) { return std::clamp<int>(static_cast<int>(std::floor((a - 0.5) / 0.025)), 0, 20); };
+    real[bin(au(u, u.top_feature))]++;
+    if (!std::isnan(u.null_top_auroc)) null[bin(u.null_top_auroc)]++;
+  }
+  std::ostringstream h;
+  h << "auroc units null\n";
+  for (int b = 0; b < 21; ++b) h << fmt(0.5 + 0.025 * b + 0.0125, 4) << " " << real[b] << " " << null[b] << "\n";
+  write_file_atomic(hist, h.str());
+  if (!plot_png((fs::path(out_dir) / "auroc_hist.png").string(),
+                "set key autotitle columnhead\nset style fill solid 0.5 border -1\nset boxwidth 0.022\n"
+                "set xlabel 'best feature AUROC of the unit'\nset ylabel 'units'\nset xrange [0.5:1.03]\n"
+                "set title 'selectivity: units vs shifted-label null'\n"
+                "plot " + gp_quote(hist) + " using 1:2 with boxes, '' using 1:3 with boxes"))
+    std::fprintf(stderr, "warning: gnuplot failed; no auroc_hist.png\n");
+  fs::remove(hist, ec);
+}
+
+}  // namespace
+
+void run_units(const UnitsCmdOptions& o) {
+  analysis::ActivationStore store(o.dump);
+  const std::string out_dir = o.out_dir.empty() ? fs::path(o.dump).replace_extension("").string() + "-units" : o.out_dir;
+  std::error_code ec;
+  CCC_CHECK(o.force || !fs::exists(fs::path(out_dir) / "units.csv", ec), out_dir,
+            "/units.csv exists (use --force to replace the analysis)");
+  std::string source;
+  const std::string text = checked_source_text(o, store, &source);
+  const auto features = unit_features(o, store, text);
+  std::unique_ptr<ProgressLine> progress;
+  auto uopt = o.units;
+  uopt.progress = [&](int64_t done, int64_t total) {
+    if (!progress) progress = std::make_unique<ProgressLine>("units", total, !o.quiet);
+    progress->update(done);
+  };
+  const auto rep = analysis::analyze_units(store, features, uopt);
+  const Ablated ablated = o.ablate_top > 0 ? ablate_top_units(o, store, text, rep) : Ablated{};
+  fs::create_directories(out_dir, ec);
+  CCC_CHECK(fs::is_directory(out_dir, ec), out_dir, ": cannot create the output directory");
+  const auto cc = class_counts(rep);
+  write_units_csv(out_dir, rep, ablated);
+  write_units_report(out_dir, o, store, source, text, rep, cc, ablated);
+  write_units_plots(out_dir, rep, cc);
+  auto summary = units_summary(o, store, source, rep, cc, ablated);
+  stamp(summary, "units");
+  write_file_atomic((fs::path(out_dir) / "summary.json").string(), summary.dump(2) + "\n");
+  if (o.quiet) return;
+  const auto& hooks = cc.hooks;
+  auto counts = cc.counts, null_counts = cc.null_counts;
+  std::printf("%lld units of %zu hooks over %lld rows, %zu features in %zu concepts\n", (long long)rep.units.size(),
+              hooks.size(), (long long)rep.rows, rep.features.size(), rep.concepts.size());
+  std::printf("%-32s %8s %8s %8s %8s   (null: mono poly)\n", "hook", "dead", "mono", "poly", "unexpl");
+  for (const auto& h : hooks)
+    std::printf("%-32s %8lld %8lld %8lld %8lld   (%lld %lld)\n", h.c_str(), (long long)counts[h]["dead"],
+                (long long)counts[h]["monosemantic"], (long long)counts[h]["polysemantic"],
+                (long long)counts[h]["unexplained"], (long long)null_counts[h]["monosemantic"],
+                (long long)null_counts[h]["polysemantic"]);
+  std::printf("wrote %s/{units.csv,summary.json,report.md,class_counts.png,auroc_hist.png}\n", out_dir.c_str());
+}
+
+void run_heldout(const HeldoutCmdOptions& o) {
+  const std::string dir = corpora_dir_or_default(o.corpora_dir);
+  std::vector<std::string> names = o.corpora.empty() ? model::present_corpora(dir) : o.corpora;
+  CCC_CHECK(!names.empty(), "no corpus found in ", dir, " (run ./setup.sh, or pass --corpora DIR)");
+  CCC_CHECK(o.bytes > 0, "--bytes must be positive");
+  std::error_code ec;
+  CCC_CHECK(o.force || !fs::exists(o.out, ec), o.out, " exists (use --force to replace it)");
+  std::string text, labels = "feature,start,end\n";
+  for (const auto& name : names) {
+    const std::string held = model::load_corpus(dir, name).split(model::Split::kHeldOut);
+    const std::string part = held.substr(0, std::min<size_t>(held.size(), static_cast<size_t>(o.bytes)));
+    const int64_t a = static_cast<int64_t>(text.size());
+    text += part;
+    const int64_t b = static_cast<int64_t>(text.size());
+    labels += "domain:" + model::corpus_domain(name) + "," + std::to_string(a) + "," + std::to_string(b) + "\n";
+    labels += "corpus:" + name + "," + std::to_string(a) + "," + std::to_string(b) + "\n";
+  }
+  write_file_atomic(o.out, text);
+  write_file_atomic(o.out + ".labels.csv", labels);
+  std::printf("wrote %s (%zu bytes of %zu held-out corpora) and %s.labels.csv (domain:* and corpus:* ranges)\n",
+              o.out.c_str(), text.size(), names.size(), o.out.c_str());
+}
+
+}  // namespace ccc::experiments

@@ -1,0 +1,56 @@
+#pragma once
+// The experiment library's common currency. An experiment is a function
+//   Result run_<name>(model::LoadedModel& m, std::string_view text, const <Name>Options& o)
+// that measures named effects (each with a CI), the same statistics under a null, and decides a verdict by
+// a rule fixed before the data is seen; commands and reports render the Result (JSON, CSV, PNG, Markdown)
+// and never recompute it. Same inputs and seed -> identical result (timings aside).
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace ccc::experiments {
+
+/// One effect size with its 95% CI.
+struct Measurement {
+  std::string name;
+  double value = 0, ci_low = 0, ci_high = 0;
+  std::string unit;       ///< "bits", "bits_per_byte", "share", ...
+  std::string ci_method;  ///< how the CI was drawn, e.g. "percentile bootstrap over 64 spans, 2000 resamples"
+  nlohmann::json to_json() const;
+};
+
+enum class Verdict { kSupported, kNotSupported, kInconclusive };
+std::string to_string(Verdict v);  ///< "supported" | "not_supported" | "inconclusive"
+
+/// Percentile-bootstrap 95% CI of the mean of `samples` (resampled with replacement, seeded): value = the
+/// sample mean. Throws ccc::Error on an empty sample or resamples < 1.
+Measurement bootstrap_mean(const std::string& name, const std::vector<double>& samples, const std::string& unit,
+                           int64_t resamples, uint64_t seed);
+
+/// The library's verdict rule, stated in `rule_text`: with `direction` +1 (the hypothesis predicts effect >
+/// null) or −1 (effect < null): supported when the effect's CI lies entirely beyond the null's CI in that
+/// direction and the gap between the two values is at least `min_gap`; not_supported when the effect's
+/// CI lies entirely on the other side or the CIs overlap with both CIs narrower than `min_gap` (a
+/// difference that small is ruled out); inconclusive otherwise.
+Verdict decide(const Measurement& effect, const Measurement& null, int direction, double min_gap);
+std::string rule_text(int direction, double min_gap, const std::string& effect, const std::string& null);
+
+/// What every experiment returns.
+struct Result {
+  std::string experiment;   ///< its name, as `ccc experiment NAME`
+  std::string hypothesis;   ///< one sentence, fixed before the data is seen
+  std::string model, model_fingerprint, input, input_sha256;
+  uint64_t seed = 0;
+  std::vector<Measurement> measurements;  ///< effect sizes
+  std::vector<Measurement> null;          ///< the same statistics under the null
+  Verdict verdict = Verdict::kInconclusive;
+  std::string verdict_rule;               ///< the rule that decided it, in words
+  /// The result.json body (schema ccc.experiment/1 once stamped): every field above, measurements and
+  /// null as lists of {name, value, ci_low, ci_high, unit, ci_method}.
+  nlohmann::json to_json() const;
+};
+
+}  // namespace ccc::experiments

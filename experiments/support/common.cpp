@@ -1,0 +1,224 @@
+#include "experiments/support/common.h"
+
+#include <fcntl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/utsname.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <iostream>
+#include <iterator>
+#include <thread>
+
+#include "model/base/error.h"
+#include "model/base/util.h"
+#include "model/training/corpus.h"
+
+namespace ccc::experiments {
+
+std::string default_model_path() {
+  if (const char* env = std::getenv("CCC_MODEL"); env != nullptr && *env) return env;
+  return (std::filesystem::path(CCC_SOURCE_DIR) / "data" / "models" / "default").string();
+}
+
+InputStream::InputStream(const std::string& path) : name_(path == "-" ? "standard input" : path) {
+  if (path == "-") {
+    fd_ = 0;
+    return;
+  }
+  std::error_code ec;
+  CCC_CHECK(!std::filesystem::is_directory(path, ec), path, " is a directory, expected a file");
+  fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  CCC_CHECK(fd_ >= 0, "cannot open ", path, ": ", std::strerror(errno));
+  struct stat st {};
+  if (::fstat(fd_, &st) == 0 && S_ISREG(st.st_mode)) size_ = static_cast<uint64_t>(st.st_size);
+}
+
+InputStream::~InputStream() {
+  if (fd_ > 0) ::close(fd_);
+}
+
+size_t InputStream::read(size_t n, std::string* out) {
+  const size_t start = out->size();
+  out->resize(start + n);
+  size_t got = 0;
+  while (got < n) {
+    const ssize_t r = ::read(fd_, out->data() + start + got, n - got);
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) {
+      out->resize(start + got);
+      CCC_FAIL("error reading ", name_, ": ", std::strerror(errno));
+    }
+    if (r == 0) break;
+    got += static_cast<size_t>(r);
+  }
+  out->resize(start + got);
+  return got;
+}
+
+std::string read_input(const std::string& path) {
+  // Commands that score their input whole read at most kMaxWholeInput bytes: /dev/zero or a huge sparse
+  // file is a clear error, not an allocation failure (compress / decompress stream and have no limit).
+  InputStream in(path);
+  std::string out;
+  while (in.read(size_t{1} << 20, &out) > 0)
+    CCC_CHECK(out.size() <= kMaxWholeInput, in.name(), ": more than ", kMaxWholeInput >> 20,
+              " MiB; this command reads its input whole (ccc compress streams any length; score a part of the file)");
+  return out;
+}
+
+int run_capture(const std::string& cmd, std::string* out) {
+  FILE* p = ::popen(cmd.c_str(), "r");
+  if (p == nullptr) return -1;
+  char buf[65536];
+  size_t n;
+  out->clear();
+  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out->append(buf, n);
+  return ::pclose(p);
+}
+
+std::string corpora_dir_or_default(const std::string& dir) {
+  return dir.empty() ? model::default_corpus_dir(CCC_SOURCE_DIR) : dir;
+}
+
+std::string gp_quote(const std::string& s) {
+  std::string out = "'";
+  for (char c : s) out += c == '\'' ? std::string("''") : std::string(1, c);
+  return out + "'";
+}
+
+std::string sh_quote(const std::string& s) {
+  std::string out = "'";
+  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return out + "'";
+}
+
+std::string csv_field(const std::string& s) {
+  if (s.find_first_of(",\"\r\n") == std::string::npos) return s;
+  std::string out = "\"";
+  for (char c : s) out += c == '"' ? std::string("\"\"") : std::string(1, c);
+  return out + "\"";
+}
+
+std::string machine_description() {
+  std::string cpu = "unknown cpu";
+  try {
+    const std::string info = read_file("/proc/cpuinfo");
+    const size_t k = info.find("model name");
+    if (k != std::string::npos) {
+      const size_t colon = info.find(':', k), nl = info.find('\n', k);
+      if (colon != std::string::npos && colon < nl) cpu = info.substr(colon + 2, nl - colon - 2);
+    }
+  } catch (const Error&) {
+  }
+  struct utsname u {};
+  ::uname(&u);
+  return std::string(u.machine) + ", " + cpu + ", " + std::to_string(std::max(1u, std::thread::hardware_concurrency())) +
+         " cores";
+}
+
+bool plot_png(const std::string& png, const std::string& body, int width, int height) {
+  namespace fs = std::filesystem;
+  const std::string tmp = png + ".tmp.png";
+  const std::string script_path = png + ".gp.tmp";
+  write_file_atomic(script_path, "set terminal png size " + std::to_string(width) + "," + std::to_string(height) +
+                                     "\nset output " + gp_quote(tmp) + "\n" + body + "\n");
+  const int rc = std::system(("gnuplot " + sh_quote(script_path) + " 2>/dev/null").c_str());
+  std::error_code ec;
+  fs::remove(script_path, ec);
+  if (rc != 0 || !fs::exists(tmp, ec)) {
+    fs::remove(tmp, ec);
+    return false;
+  }
+  fs::rename(tmp, png, ec);
+  return !ec;
+}
+
+// Runs argv as a child process; returns its peak RSS in MiB (−1 on failure).
+double child_peak_rss_mib(const std::vector<std::string>& args) {
+  std::vector<char*> argv;
+  for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    const int null = ::open("/dev/null", O_WRONLY);  // its results are not ours to print
+    if (null >= 0) ::dup2(null, 1);
+    ::execv(argv[0], argv.data());
+    ::_exit(127);
+  }
+  int status = 0;
+  struct rusage ru {};
+  if (pid < 0 || ::wait4(pid, &status, 0, &ru) < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) return -1;
+  return static_cast<double>(ru.ru_maxrss) / 1024.0;
+}
+
+namespace {
+double now_s() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+}  // namespace
+
+ProgressLine::ProgressLine(std::string what, int64_t total, bool enabled, Unit unit)
+    : what_(std::move(what)),
+      total_(total),
+      unit_(unit),
+      on_(enabled && (total > 0 || unit == Unit::kBytes) && ::isatty(2)),
+      t0_(now_s()) {}
+
+void ProgressLine::update(int64_t done) {
+  if (!on_) return;
+  std::lock_guard<std::mutex> lock(mu_);
+  const double t = now_s() - t0_;
+  const bool last = total_ > 0 && done >= total_;
+  if (ended_ || (!last && (t - last_ < 0.5 || (t < 1.0 && !drawn_)))) return;
+  last_ = t;
+  drawn_ = true;
+  const double frac = total_ > 0 ? static_cast<double>(done) / static_cast<double>(total_) : 0;
+  const double eta = done > 0 && total_ > 0 ? t * static_cast<double>(total_ - done) / static_cast<double>(done) : 0;
+  if (unit_ == Unit::kCount) {
+    std::fprintf(stderr, "\r%s: %lld/%lld (%.0f%%), %.1f s elapsed, ETA %.0f s   ", what_.c_str(), (long long)done,
+                 (long long)total_, 100.0 * frac, t, eta);
+  } else if (total_ > 0) {
+    std::fprintf(stderr, "\r%s: %.1f/%.1f MB (%.0f%%), %.1f KB/s, ETA %.0f s   ", what_.c_str(), done / 1e6,
+                 total_ / 1e6, 100.0 * frac, done / 1e3 / std::max(1e-9, t), eta);
+  } else {
+    std::fprintf(stderr, "\r%s: %.1f MB, %.1f KB/s   ", what_.c_str(), done / 1e6, done / 1e3 / std::max(1e-9, t));
+  }
+  if (last) {
+    std::fprintf(stderr, "\n");
+    ended_ = true;
+  }
+}
+
+void ProgressLine::finish() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (on_ && drawn_ && !ended_) std::fprintf(stderr, "\n");
+  ended_ = true;
+}
+
+void stamp(nlohmann::json& j, const std::string& name) {
+  j["ccc_version"] = CCC_VERSION;
+  j["schema"] = "ccc." + name + "/1";
+}
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+std::vector<std::pair<std::string, std::string>> held_out_sources(const std::string& corpora_dir) {
+  const std::string dir = corpora_dir_or_default(corpora_dir);
+  std::vector<std::pair<std::string, std::string>> out;
+  for (const auto& name : model::present_corpora(dir))
+    out.emplace_back(name, model::load_corpus(dir, name).split(model::Split::kHeldOut));
+  CCC_CHECK(!out.empty(), "no corpus found in ", dir, " (run ./setup.sh to fetch the corpora, or pass --corpora DIR)");
+  return out;
+}
+
+}  // namespace ccc::experiments

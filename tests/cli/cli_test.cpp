@@ -1,0 +1,673 @@
+// The command line as a user runs it: the `ccc` binary in child processes, its outputs, exit codes and files.
+
+#include <cmath>
+#include <filesystem>
+#include <limits>
+#include <random>
+#include <set>
+#include <sstream>
+#include <sys/stat.h>
+#include <utility>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "compress/container.h"
+#include "compress/lm_codec.h"
+#include "model/base/error.h"
+#include "model/base/fileio.h"
+#include "model/base/util.h"
+#include "model/core/score.h"
+#include "model/formats/loader.h"
+#include "model/kernels/decode_attention.h"
+#include "model/training/trainer.h"
+#include "tests/support/test_support.h"
+#include "tests/support/training_support.h"
+
+namespace ccc::model {
+namespace {
+
+TEST(CliTest, BitsJsonHasTheDocumentedFields) {
+  auto bin = test::shared_path("models/stories260K.bin");
+  CCC_REQUIRE_SHARED(bin);
+  std::string out;
+  const std::string cmd = std::string(CCC_BINARY) + " bits --json -m " + bin + " -t " +
+                          test::shared_path("models/tok512.bin") + " " +
+                          test::shared_path("models/stories260K-score-example.txt");
+  ASSERT_EQ(test::run_command(cmd + " 2>/dev/null", &out), 0) << out;
+  auto j = nlohmann::json::parse(out);
+  auto tokens = j.at("tokens").get<std::vector<int64_t>>();
+  auto bits = j.at("bits").get<std::vector<double>>();
+  EXPECT_EQ(tokens.front(), 1);
+  EXPECT_EQ(bits.size(), tokens.size() - 1);
+  double sum = 0;
+  for (double b : bits) sum += b;
+  EXPECT_NEAR(j.at("total_bits").get<double>(), sum, 1e-9);
+  EXPECT_EQ(j.at("n_bytes").get<int64_t>(), 126);
+  EXPECT_NEAR(j.at("bits_per_byte").get<double>(), sum / 126, 1e-12);
+  EXPECT_NEAR(sum, 20.573389, 1e-3);
+  EXPECT_EQ(j.at("schema").get<std::string>(), "ccc.bits/1");
+  EXPECT_EQ(j.at("ccc_version").get<std::string>().rfind("0.", 0), 0u);
+  EXPECT_EQ(j.at("tokenizer").get<std::string>(), "llama2c-bpe");
+}
+
+TEST(CliTest, BadModelGivesErrorAndNonZeroExit) {
+  test::TempDir tmp;
+  write_file_atomic(tmp.file("x.txt"), "hi");
+  std::string out;
+  int rc = test::run_command(std::string(CCC_BINARY) + " bits -m " + tmp.file("missing") + " " + tmp.file("x.txt"), &out);
+  EXPECT_NE(rc, 0);
+  EXPECT_NE(out.find("error:"), std::string::npos) << out;
+  EXPECT_NE(out.find("missing"), std::string::npos) << out;
+}
+
+TEST(CliTest, NonsenseNumbersFailedWritesAndSelfOverwritesAreErrors) {
+  test::TempDir tmp;
+  const std::string ccc = CCC_BINARY, model = std::string(CCC_SOURCE_DIR) + "/data/models/ccc-attn1";
+  std::string out;
+  EXPECT_NE(test::run_command(ccc + " --threads 100000 info -m " + model + " 2>&1", &out), 0);
+  EXPECT_NE(out.find("--threads 100000"), std::string::npos) << out;
+  EXPECT_EQ(test::run_command(ccc + " info -m " + model + " --threads 1 > /dev/null 2>&1"), 0);  // after the subcommand too
+  EXPECT_NE(test::run_command("(" + ccc + " info -m " + model + " > /dev/full)", &out), 0);
+  EXPECT_NE(out.find("cannot write to standard output"), std::string::npos) << out;
+  EXPECT_NE(test::run_command(ccc + " compress --streams -3 " + model + "/config.json -o " + tmp.file("x") + " 2>/dev/null"), 0);
+  write_file_atomic(tmp.file("a.txt"), "hello hello hello\n");
+  ASSERT_EQ(test::run_command(ccc + " compress -q -m " + model + " " + tmp.file("a.txt")), 0);
+  const std::string packed = read_file(tmp.file("a.txt.ccc"));
+  EXPECT_NE(test::run_command(ccc + " decompress -m " + model + " " + tmp.file("a.txt.ccc") + " -o " + tmp.file("a.txt.ccc") +
+                                  " --force 2>&1", &out), 0);
+  EXPECT_NE(out.find("would overwrite the input"), std::string::npos) << out;
+  EXPECT_EQ(read_file(tmp.file("a.txt.ccc")), packed);
+  // --version names the build; a bare ccc prints the help; bits --streams --json is JSON with per-stream bits
+  ASSERT_EQ(test::run_command(ccc + " --version", &out), 0);
+  EXPECT_EQ(out.rfind("ccc 0.", 0), 0u) << out;
+  EXPECT_NE(out.find("libtorch"), std::string::npos) << out;
+  ASSERT_EQ(test::run_command(ccc, &out), 0);
+  EXPECT_NE(out.find("Usage: ccc"), std::string::npos) << out;
+  ASSERT_EQ(test::run_command(ccc + " bits -m " + model + " --streams 2 --json " + tmp.file("a.txt") + " 2>/dev/null", &out), 0);
+  const auto j = nlohmann::json::parse(out);
+  ASSERT_EQ(j["bits"].size(), 2u);
+  double sum = 0;
+  size_t tokens = 0;
+  for (const auto& s : j["bits"])
+    for (const auto& b : s) sum += b.get<double>(), ++tokens;
+  EXPECT_EQ(tokens, 18u);  // byte model: one coded token per byte
+  EXPECT_NEAR(sum, j["total_bits"].get<double>(), 1e-6);
+}
+
+// gzip / xz / zstd habits: several inputs, -c, -d, -t, -l, '-' both ways, the model found from the hint.
+TEST(CliTest, CompressorConventions) {
+  test::TempDir tmp;
+  const std::string ccc = CCC_BINARY, m = " -m " + std::string(CCC_SOURCE_DIR) + "/data/models/ccc-attn1";
+  const std::string a = tmp.file("a.txt"), b = tmp.file("b.txt");
+  write_file_atomic(a, "first file\n");
+  write_file_atomic(b, "second file, longer\n");
+  std::string out;
+  ASSERT_EQ(test::run_command(ccc + " compress -q" + m + " " + a + " " + b, &out), 0) << out;
+  ASSERT_TRUE(std::filesystem::exists(a + ".ccc") && std::filesystem::exists(b + ".ccc"));
+  EXPECT_TRUE(std::filesystem::exists(a));  // inputs are kept
+  EXPECT_NE(test::run_command(ccc + " compress -q" + m + " " + a + " " + b + " -o " + tmp.file("x")), 0);  // -o: one input
+  ASSERT_EQ(test::run_command(ccc + " decompress -t " + a + ".ccc " + b + ".ccc", &out), 0) << out;  // model from the hint
+  EXPECT_NE(out.find("a.txt.ccc: OK"), std::string::npos) << out;
+  ASSERT_EQ(test::run_command(ccc + " compress -l " + b + ".ccc", &out), 0) << out;
+  EXPECT_NE(out.find("original 20 bytes"), std::string::npos) << out;
+  EXPECT_NE(out.find("model ccc-attn1 "), std::string::npos) << out;  // a name, not a path
+  ASSERT_EQ(test::run_command(ccc + " compress -d -c -q " + a + ".ccc 2>/dev/null", &out), 0);
+  EXPECT_EQ(out, "first file\n");
+  ASSERT_EQ(test::run_command("cat " + b + " | " + ccc + " compress -q" + m + " - | " + ccc + " decompress -q - 2>/dev/null", &out), 0);
+  EXPECT_EQ(out, "second file, longer\n");
+  // the default group count is a constant (8), not the machine's core count
+  std::string big;
+  for (int i = 0; big.size() < 10240; ++i) big += "line " + std::to_string(i) + "\n";
+  write_file_atomic(tmp.file("big.txt"), big);
+  ASSERT_EQ(test::run_command(ccc + " compress -q" + m + " " + tmp.file("big.txt") + " && " + ccc + " compress -l " +
+                                  tmp.file("big.txt.ccc"), &out), 0) << out;
+  EXPECT_NE(out.find("in 10 streams, 8 groups"), std::string::npos) << out;
+  write_file_atomic(tmp.file("e.txt"), "");
+  ASSERT_EQ(test::run_command(ccc + " compress" + m + " " + tmp.file("e.txt"), &out), 0);
+  EXPECT_NE(out.find("empty input"), std::string::npos) << out;
+  // a container whose model is neither the default nor a shipped one names the fingerprint it needs
+  write_file_atomic(tmp.file("c.ccc"), read_file(a + ".ccc"));
+  EXPECT_NE(test::run_command(ccc + " decompress -c -m " + std::string(CCC_SOURCE_DIR) + "/data/models/ccc-attn2 " +
+                                  tmp.file("c.ccc"), &out), 0);
+  EXPECT_NE(out.find("fingerprint"), std::string::npos) << out;
+}
+
+// Long commands draw a progress line on a terminal and stay quiet otherwise (and with -q).
+TEST(CliTest, ProgressOnlyOnATerminal) {
+  test::TempDir tmp;
+  std::string text;
+  for (int i = 0; i < 40; ++i) text += "the cat sat on the mat " + std::to_string(i) + "\n";
+  write_file_atomic(tmp.file("t.txt"), text);
+  const std::string cmd = std::string(CCC_BINARY) + " sweep --naive -m " + std::string(CCC_SOURCE_DIR) +
+                          "/data/models/ccc-attn2 " + tmp.file("t.txt");
+  std::string out;
+  ASSERT_EQ(test::run_command(cmd, &out), 0) << out;
+  EXPECT_EQ(out.find("ablations:"), std::string::npos) << "progress written to a pipe";
+  if (test::run_command("command -v script >/dev/null") != 0) GTEST_SKIP() << "no script(1) to make a terminal";
+  ASSERT_EQ(test::run_command("script -qec '" + cmd + "' /dev/null", &out), 0) << out;
+  EXPECT_NE(out.find("ablations: 8/8 (100%)"), std::string::npos) << out;
+  ASSERT_EQ(test::run_command("script -qec '" + cmd + " -q' /dev/null", &out), 0) << out;
+  EXPECT_EQ(out.find("ablations:"), std::string::npos) << out;
+  const std::string bits = std::string(CCC_BINARY) + " bits -m " + std::string(CCC_SOURCE_DIR) + "/data/models/ccc-attn2 " +
+                           tmp.file("t.txt");
+  ASSERT_EQ(test::run_command("script -qec '" + bits + "' /dev/null", &out), 0) << out;
+  // (a byte-level model's input streams: progress counts its bytes, i.e. the coded tokens)
+  EXPECT_NE(out.find("bits: " + std::to_string(text.size()) + "/" + std::to_string(text.size()) + " (100%)"),
+            std::string::npos) << out;
+  ASSERT_EQ(test::run_command("script -qec '" + bits + " --streams 3' /dev/null", &out), 0) << out;
+  EXPECT_NE(out.find("bits: " + std::to_string(text.size()) + "/" + std::to_string(text.size()) + " (100%)"),
+            std::string::npos) << out;
+  // ablate: one line per scoring (clean, then ablated), in coded tokens
+  const std::string ablate = std::string(CCC_BINARY) + " ablate -c 1.2 -m " + std::string(CCC_SOURCE_DIR) +
+                             "/data/models/ccc-attn2 " + tmp.file("t.txt");
+  ASSERT_EQ(test::run_command("script -qec '" + ablate + "' /dev/null", &out), 0) << out;
+  const std::string n = std::to_string(text.size());
+  EXPECT_NE(out.find("ablate: clean run: " + n + "/" + n + " (100%)"), std::string::npos) << out;
+  EXPECT_NE(out.find("ablate: ablated run: " + n + "/" + n + " (100%)"), std::string::npos) << out;
+  ASSERT_EQ(test::run_command("script -qec '" + ablate + " -q' /dev/null", &out), 0) << out;
+  EXPECT_EQ(out.find("ablate:"), std::string::npos) << out;
+}
+
+// ccc patch end to end: the JSON of the README, delta = patched − clean, and a path that does not run
+// downstream refused naming the receiver.
+TEST(CliTest, PatchJsonAndRefusedPaths) {
+  test::TempDir tmp;
+  std::string text;
+  for (int i = 0; i < 8; ++i) {
+    std::string r;
+    for (int k = 0; k < 40; ++k) r += static_cast<char>(33 + (i * 37 + k * k * 11) % 90);
+    text += r + r;
+  }
+  write_file_atomic(tmp.file("rep.txt"), text);
+  const std::string cmd = std::string(CCC_BINARY) + " patch -q -m " + std::string(CCC_SOURCE_DIR) + "/data/models/ccc-attn2 " +
+                          tmp.file("rep.txt");
+  std::string out;
+  ASSERT_EQ(test::run_command(cmd + " --sender 0.2 --receiver 1.2 --json 2>/dev/null", &out), 0) << out;
+  const auto j = nlohmann::json::parse(out);
+  EXPECT_EQ(j.at("sender"), "0.2");
+  EXPECT_EQ(j.at("receiver"), "1.2");
+  EXPECT_EQ(j.at("n_bytes").get<int64_t>(), static_cast<int64_t>(text.size()));
+  EXPECT_NEAR(j.at("delta_bits").get<double>(),
+              j.at("patched_total_bits").get<double>() - j.at("clean_total_bits").get<double>(), 1e-6);
+  EXPECT_NEAR(j.at("delta_bits_per_byte").get<double>(), j.at("delta_bits").get<double>() / text.size(), 1e-9);
+  EXPECT_LE(j.at("ci_low").get<double>(), j.at("delta_bits_per_byte").get<double>());
+  EXPECT_GE(j.at("ci_high").get<double>(), j.at("delta_bits_per_byte").get<double>());
+  EXPECT_FALSE(j.contains("ablated_total_bits"));
+  EXPECT_NE(test::run_command(cmd + " --sender 1.2 --receiver 0.1 2>&1", &out), 0);
+  EXPECT_NE(out.find("receiver '0.1' is not downstream of sender '1.2'"), std::string::npos) << out;
+  // progress on a terminal only, counting the coded tokens (one per byte); -q silences it
+  if (test::run_command("command -v script >/dev/null") != 0) GTEST_SKIP() << "no script(1) to make a terminal";
+  const std::string loud = std::string(CCC_BINARY) + " patch -m " + std::string(CCC_SOURCE_DIR) + "/data/models/ccc-attn2 " +
+                           tmp.file("rep.txt") + " --sender 0.2";
+  ASSERT_EQ(test::run_command("script -qec '" + loud + "' /dev/null", &out), 0) << out;
+  const std::string n = std::to_string(text.size());
+  EXPECT_NE(out.find("patch: " + n + "/" + n + " (100%)"), std::string::npos) << out;
+  ASSERT_EQ(test::run_command("script -qec '" + loud + " -q' /dev/null", &out), 0) << out;
+  EXPECT_EQ(out.find("patch:"), std::string::npos) << out;
+}
+
+// bits --json lines each coded token up with its bytes; a model whose activations overflow gives an error
+// naming the token, never "nan" as a result.
+TEST(CliTest, BitsJsonSpansAndNoNaNResults) {
+  test::TempDir tmp;
+  const std::string text = "tab\there \xff caf\xc3\xa9\n";
+  write_file_atomic(tmp.file("t.txt"), text);
+  std::string out;
+  const std::string ccc = CCC_BINARY;
+  ASSERT_EQ(test::run_command(ccc + " bits --json -m " + std::string(CCC_SOURCE_DIR) + "/data/models/ccc-attn2 " +
+                                  tmp.file("t.txt") + " 2>/dev/null", &out), 0) << out;
+  const auto j = nlohmann::json::parse(out);
+  ASSERT_EQ(j["spans"].size(), text.size());
+  ASSERT_EQ(j["n_coded_tokens"].get<size_t>(), j["bits"].size());
+  std::string joined;
+  for (size_t i = 0; i < text.size(); ++i) {
+    const auto a = j["spans"][i][0].get<int64_t>(), b = j["spans"][i][1].get<int64_t>();
+    joined += text.substr(a, b - a);
+  }
+  EXPECT_EQ(joined, text);
+  EXPECT_EQ(j["token_text"][3].get<std::string>(), "\\t");
+  EXPECT_EQ(j["token_text"][9].get<std::string>(), "\\xff");
+  EXPECT_EQ(j["tokenizer"].get<std::string>(), "byte");
+  // finite weights, overflowing activations: every parameter scaled to 1e36
+  auto lm = test::tiny_byte_lm(3);
+  {
+    torch::NoGradGuard ng;
+    for (auto& p : lm.model->parameters()) p.mul_(1e36);
+  }
+  save_model(tmp.file("overflow"), lm.config, lm.model);
+  EXPECT_NE(test::run_command(ccc + " bits -m " + tmp.file("overflow") + " " + tmp.file("t.txt") + " 2>&1", &out), 0);
+  EXPECT_NE(out.find("non-finite cost"), std::string::npos) << out;
+  EXPECT_EQ(out.find("bits_per_byte"), std::string::npos) << out;
+}
+
+// Outputs: FIFOs and character devices are written into, never replaced; names of 250 bytes work (the
+// temporary fits); temporaries of dead writers are removed, a live writer's are kept.
+TEST(CliTest, SpecialOutputsLongNamesAndStaleTemporaries) {
+  test::TempDir tmp;
+  const std::string ccc = CCC_BINARY, m = " -m " + std::string(CCC_SOURCE_DIR) + "/data/models/ccc-attn1";
+  const std::string a = tmp.file("a.txt");
+  write_file_atomic(a, "special outputs\n");
+  const std::string fifo = tmp.file("pipe");
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0644), 0);
+  std::string out;
+  ASSERT_EQ(test::run_command("(cat " + fifo + " > " + tmp.file("got") + " &) ; " + ccc + " compress -q" + m + " " + a +
+                                  " -o " + fifo + " && " + ccc + " compress -q" + m + " " + a + " -o " +
+                                  tmp.file("ref.ccc") + " && sleep 0.2", &out), 0) << out;
+  struct stat st{};
+  ASSERT_EQ(::stat(fifo.c_str(), &st), 0);
+  EXPECT_TRUE(S_ISFIFO(st.st_mode));  // still a FIFO, and what came through it is the container
+  EXPECT_EQ(read_file(tmp.file("got")), read_file(tmp.file("ref.ccc")));
+  ASSERT_EQ(test::run_command(ccc + " compress -q -f" + m + " " + a + " -o /dev/null", &out), 0) << out;
+  ASSERT_EQ(::stat("/dev/null", &st), 0);
+  EXPECT_TRUE(S_ISCHR(st.st_mode));
+  EXPECT_NE(test::run_command(ccc + " compress -q" + m + " " + a + " -o " + tmp.path() + " 2>&1", &out), 0);
+  EXPECT_NE(out.find("is a directory"), std::string::npos) << out;
+  const std::string longname = tmp.file(std::string(250, 'x'));
+  write_file_atomic(longname, "a legal name of 250 bytes\n");
+  ASSERT_EQ(test::run_command(ccc + " compress -q" + m + " " + longname + " && " + ccc + " decompress -c " + longname +
+                                  ".ccc 2>/dev/null", &out), 0) << out;
+  EXPECT_EQ(out, "a legal name of 250 bytes\n");
+  EXPECT_LE(std::filesystem::path(temp_path_for(longname + ".ccc")).filename().string().size(), 255u);
+  // A writer killed mid-write (pid gone) left a temporary; one of this (live) process must stay.
+  const std::string target = tmp.file("t.bin");
+  std::string dead = temp_path_for(target);
+  const pid_t gone = 4194304 + 7;  // above Linux's pid_max limit: never a live process
+  dead.replace(dead.rfind("~ccc") + 4, dead.rfind('-') - dead.rfind("~ccc") - 4, std::to_string(gone));
+  const std::string live = temp_path_for(target);
+  write_file_atomic(tmp.file("d"), "x");
+  std::filesystem::copy_file(tmp.file("d"), dead);
+  std::filesystem::copy_file(tmp.file("d"), live);
+  write_file_atomic(target, "final");
+  EXPECT_FALSE(std::filesystem::exists(dead));
+  EXPECT_TRUE(std::filesystem::exists(live));
+  EXPECT_EQ(read_file(target), "final");
+  size_t entries = 0;
+  for (const auto& e : std::filesystem::directory_iterator(tmp.path())) entries += e.path().filename().string()[0] == '.';
+  EXPECT_EQ(entries, 1u);  // only the live one: write_file_atomic leaves no temporary of its own
+}
+
+// `cmake --install` (what setup.sh runs) gives a `ccc` that works from anywhere: the launcher finds
+// ccc-core beside it, and the version it prints is the build's.
+TEST(CliTest, InstalledLauncherRunsTheCore) {
+  test::TempDir tmp;
+  const auto build_dir = std::filesystem::path(CCC_BINARY).parent_path().parent_path();
+  std::string out;
+  ASSERT_EQ(test::run_command("cmake --install " + build_dir.string() + " --prefix " + tmp.path() + " 2>&1", &out), 0) << out;
+  ASSERT_EQ(test::run_command("cd / && " + tmp.file("bin/ccc") + " --version", &out), 0) << out;
+  std::string direct;
+  ASSERT_EQ(test::run_command(std::string(CCC_BINARY) + " --version", &direct), 0);
+  EXPECT_EQ(out, direct);
+  EXPECT_EQ(out.rfind("ccc 0.", 0), 0u) << out;
+  std::filesystem::remove(tmp.file("bin/ccc-core"));
+  EXPECT_EQ(test::run_command(tmp.file("bin/ccc") + " --version 2>&1", &out), 127);
+  EXPECT_NE(out.find("cannot run"), std::string::npos) << out;
+  // help pages come from the launcher alone (no ccc-core, no LibTorch), and a command still needs the core
+  ASSERT_EQ(test::run_command(tmp.file("bin/ccc") + " compress --help", &out), 0) << out;
+  EXPECT_EQ(out.rfind("lossless compression", 0), 0u) << out;
+  EXPECT_EQ(test::run_command(tmp.file("bin/ccc") + " compress -k --help 2>&1", &out), 127);
+}
+
+// Every help page the launcher prints from its build-time pages is byte for byte what ccc-core prints
+// live: the command tree is walked from the top page's "Subcommands:" lists.
+TEST(CliTest, LauncherHelpPagesAreTheCoresOwn) {
+  test::TempDir tmp;
+  const std::string core = (std::filesystem::path(CCC_BINARY).parent_path() / "ccc-core").string();
+  std::vector<std::string> commands = {""};
+  for (size_t i = 0; i < commands.size(); ++i) {
+    std::string page;
+    ASSERT_EQ(test::run_command(std::string(CCC_BINARY) + " " + commands[i] + " --help", &page), 0) << commands[i];
+    std::istringstream lines(page);
+    std::string line;
+    bool in_list = false;
+    while (std::getline(lines, line)) {
+      if (line == "Subcommands:") { in_list = true; continue; }
+      if (in_list && line.size() > 2 && line[0] == ' ' && line[2] != ' ') {
+        const std::string name = line.substr(2, line.find(' ', 2) - 2);
+        commands.push_back(commands[i].empty() ? name : commands[i] + " " + name);
+      } else if (in_list && line.empty()) {
+        in_list = false;
+      }
+    }
+  }
+  ASSERT_GE(commands.size(), 25u);
+  // the live pages, two at a time (each start of ccc-core loads LibTorch)
+  std::string script = "cd " + tmp.path() + " && export OMP_WAIT_POLICY=PASSIVE\n";
+  for (size_t i = 0; i < commands.size(); ++i)
+    script += core + " " + commands[i] + " --help > live" + std::to_string(i) + (i % 2 ? "\nwait\n" : " &\n");
+  script += "wait";
+  ASSERT_EQ(test::run_command(script), 0);
+  for (size_t i = 0; i < commands.size(); ++i) {
+    std::string cached;
+    ASSERT_EQ(test::run_command(std::string(CCC_BINARY) + " " + commands[i] + " --help", &cached), 0);
+    EXPECT_EQ(cached, read_file(tmp.file("live" + std::to_string(i)))) << "ccc " << commands[i] << " --help";
+  }
+  std::string bare;
+  ASSERT_EQ(test::run_command(std::string(CCC_BINARY), &bare), 0);
+  EXPECT_EQ(bare, read_file(tmp.file("live0")));
+}
+
+// Flags mean one thing everywhere and errors say what to do: eval's --corpora is a directory (names are
+// positional), init explains that it wants a model config, -m works on bench compress / quality,
+// stories260K's tok512.bin is found without --tokenizer, every option's help shows its default.
+TEST(CliTest, ConsistentFlagsAndHonestErrors) {
+  const std::string ccc = CCC_BINARY;
+  std::string out;
+  EXPECT_NE(test::run_command(ccc + " eval --corpora /nonexistent-dir", &out), 0);
+  EXPECT_NE(out.find("corpus names are positional"), std::string::npos) << out;
+  EXPECT_NE(test::run_command(ccc + " eval no-such-corpus", &out), 0);
+  EXPECT_NE(out.find("no-such-corpus"), std::string::npos) << out;
+  test::TempDir tmp;
+  EXPECT_NE(test::run_command(ccc + " init -c " + std::string(CCC_SOURCE_DIR) + "/data/configs/ccc-attn2.json -o " +
+                                  tmp.file("m"), &out), 0);
+  EXPECT_NE(out.find("init wants a model config"), std::string::npos) << out;
+  for (const char* sub : {"bench compress", "bench quality"}) {
+    EXPECT_NE(test::run_command(ccc + " " + sub + " -m " + tmp.file("none") + " " + tmp.file("none.txt"), &out), 0);
+    EXPECT_EQ(out.find("extraneous"), std::string::npos) << sub << ": " << out;
+    EXPECT_EQ(out.find("not expected"), std::string::npos) << sub << ": " << out;
+  }
+  // --tokenizer is taken (and used: the missing file is named) by every command that loads a model
+  const std::string attn1 = std::string(CCC_SOURCE_DIR) + "/data/models/ccc-attn1", bad_tok = tmp.file("no-such-tok.json");
+  write_file_atomic(tmp.file("small.txt"), "a small input\n");
+  for (const std::string& cmd : std::vector<std::string>{"bits " + tmp.file("small.txt"), "info", "heads", "bench hooks --steps 1 --reps 1",
+                                "bench decode -n 4 --reps 1", "bench dump --no-rss", "bench sweep --file " + tmp.file("small.txt"),
+                                "bench units --dump-mb 1", "bench compress " + tmp.file("small.txt"),
+                                "bench memory --sizes 0.01"}) {
+    EXPECT_NE(test::run_command(ccc + " " + cmd + " -m " + attn1 + " --tokenizer " + bad_tok, &out), 0) << cmd;
+    EXPECT_NE(out.find(bad_tok), std::string::npos) << cmd << ": " << out;
+  }
+  for (const char* sub : {"units", "bench quality", "eval", "compress", "decompress"}) {
+    ASSERT_EQ(test::run_command(ccc + " " + sub + " --help", &out), 0);
+    EXPECT_NE(out.find("--tokenizer"), std::string::npos) << sub << ": " << out;
+  }
+  ASSERT_EQ(test::run_command(ccc + " finetune --help", &out), 0);
+  EXPECT_NE(out.find("=300"), std::string::npos) << out;  // --steps shows its default
+  EXPECT_NE(out.find("peak learning rate"), std::string::npos) << out;
+  const std::string ckpt = test::shared_path("models/stories260K.bin");
+  if (!std::filesystem::exists(ckpt)) GTEST_SKIP() << "no ../shared";
+  ASSERT_EQ(test::run_command("printf 'Once upon a time' | " + ccc + " bits -m " + ckpt + " - ", &out), 0) << out;
+  EXPECT_NE(out.find("bits_per_byte"), std::string::npos) << out;
+}
+
+// A window the model cannot take is refused before anything runs: non-zero exit naming the model and the
+// window, and no output directory.
+TEST(CliTest, BenchCompressRefusesAnImpossibleWindowBeforeRunning) {
+  test::TempDir tmp;
+  write_file_atomic(tmp.file("x.txt"), std::string(500, 'a'));
+  std::string out;
+  EXPECT_NE(test::run_command(std::string(CCC_BINARY) + " bench compress -m " + std::string(CCC_SOURCE_DIR) +
+                                  "/data/models/ccc-attn1 " + tmp.file("x.txt") + " --window 0 --window 5000 --out-dir " +
+                                  tmp.file("out") + " 2>&1", &out), 0);
+  EXPECT_NE(out.find("--window 5000"), std::string::npos) << out;
+  EXPECT_NE(out.find("ccc-attn1"), std::string::npos) << out;
+  EXPECT_FALSE(std::filesystem::exists(tmp.file("out"))) << out;
+}
+
+// bench compress in a directory whose name has a space and a quote: CSV fields quoted, unmeasured cells
+// empty, the fingerprint and machine recorded, and the plots it names exist.
+TEST(CliTest, BenchCompressQuotesPathsAndLeavesUnmeasuredCellsEmpty) {
+  test::TempDir tmp;
+  const std::string dir = tmp.file("a b'c");
+  std::filesystem::create_directories(dir);
+  std::string text;
+  for (int i = 0; text.size() < 2000; ++i) text += "word " + std::to_string(i % 37) + " ";
+  write_file_atomic(dir + "/x,y.txt", text);
+  std::string out;
+  ASSERT_EQ(test::run_command(std::string(CCC_BINARY) + " bench compress -m " + std::string(CCC_SOURCE_DIR) +
+                                  "/data/models/ccc-attn1 " + "\"" + dir + "/x,y.txt\" --out-dir \"" + dir +
+                                  "/out\" --window 0 --window 16", &out), 0)
+      << out;
+  const std::string csv = read_file(dir + "/out/bench_compress.csv");
+  EXPECT_NE(csv.find("\n\"x,y.txt\",gzip -9,,,"), std::string::npos) << csv;  // no params or fingerprint for gzip
+  const auto m = load_model(std::string(CCC_SOURCE_DIR) + "/data/models/ccc-attn1");
+  EXPECT_NE(csv.find(",ccc ccc-attn1,"), std::string::npos) << csv;
+  EXPECT_NE(csv.find(m.fingerprint), std::string::npos) << csv;
+  EXPECT_EQ(csv.find(",-1"), std::string::npos) << csv;
+  // the roofline (column roofline_GFLOP_s) is read beside each model's run: empty for gzip, positive for
+  // the model, and the model's roofline share is its FLOPs at its speed over that reading
+  auto fields = [&](const std::string& prefix) {
+    std::vector<std::string> f;
+    const std::string text = "\n" + csv;
+    const size_t at = text.find("\n" + prefix);
+    if (at == std::string::npos) return f;
+    std::string cur;
+    bool quoted = false;
+    for (size_t i = at + 1; i < text.size() && (quoted || text[i] != '\n'); ++i) {
+      if (text[i] == '"') quoted = !quoted;
+      else if (text[i] == ',' && !quoted) f.push_back(std::exchange(cur, ""));
+      else cur += text[i];
+    }
+    f.push_back(cur);
+    return f;
+  };
+  const auto header = fields("file,");
+  const auto gz = fields("\"x,y.txt\",gzip -9,"), cm = fields("\"x,y.txt\",ccc ccc-attn1,");
+  ASSERT_EQ(header.size(), 19u) << csv;
+  ASSERT_EQ(gz.size(), header.size()) << csv;
+  ASSERT_EQ(cm.size(), header.size()) << csv;
+  EXPECT_EQ(header[12], "roofline_GFLOP_s");
+  EXPECT_EQ(gz[12], "");
+  // one row per --window: the automatic one (n_ctx / 2 for a rotary model) and 16, each with its own bits
+  EXPECT_EQ(header[13], "window");
+  EXPECT_EQ(gz[13], "");
+  EXPECT_EQ(cm[13], std::to_string(m.config.n_ctx / 2)) << csv;
+  const auto w16 = fields("\"x,y.txt\",ccc ccc-attn1 (window 16),");
+  ASSERT_EQ(w16.size(), header.size()) << csv;
+  EXPECT_EQ(w16[13], "16");
+  EXPECT_NE(w16[4], cm[4]) << "a 16-byte window should cost other bits than " << cm[13] << " on 2 KB";
+  // K/V cache traffic: fp16 K and V per key (n_kv_heads x d_head each), so per byte it is the attention
+  // FLOPs per byte x n_kv_heads / n_heads; at the run's speed; next to a positive memory bandwidth
+  EXPECT_EQ(header[14], "kv_cache_bytes_per_byte");
+  EXPECT_EQ(header[17], "memory_read_GB_s");
+  EXPECT_EQ(gz[14], "");
+  EXPECT_NEAR(std::stod(cm[14]), std::stod(cm[9]) * static_cast<double>(m.config.n_kv_heads) / m.config.n_heads, 1.0)
+      << csv;
+  EXPECT_LT(std::stod(w16[14]), std::stod(cm[14])) << "a shorter window reads less of its cache";
+  // GB/s is printed to 3 decimals and MB/s to 4: allow both roundings (the second is what a slow run,
+  // e.g. under a parallel ctest, makes large: it was 0.0019 GB/s at 0.024 MB/s)
+  EXPECT_NEAR(std::stod(cm[15]), std::stod(cm[14]) * std::stod(cm[5]) / 1e3,
+              0.0006 + std::stod(cm[14]) * 0.00005 / 1e3 + std::stod(cm[15]) * 1e-4)
+      << csv;
+  EXPECT_GT(std::stod(cm[17]), 0.0);
+  const double roof = std::stod(cm[12]), params = std::stod(cm[2]), mb_s = std::stod(cm[5]);
+  EXPECT_GT(roof, 0.0);
+  // the CSV rounds MB/s to 4 decimals and the share to 2: allow exactly that rounding
+  const double share = std::stod(cm[7]), tol = 0.006 + share * (0.00006 / mb_s + 1e-3);
+  EXPECT_NEAR(share, 100.0 * 2.0 * params * mb_s * 1e6 / (roof * 1e9), tol) << csv;
+  if (out.find("pareto.png") != std::string::npos) {
+    EXPECT_TRUE(std::filesystem::exists(dir + "/out/pareto.png"));
+  }
+  if (test::run_command("command -v gnuplot >/dev/null") == 0) {
+    EXPECT_TRUE(std::filesystem::exists(dir + "/out/pareto.png")) << out;
+    EXPECT_TRUE(std::filesystem::exists(dir + "/out/scaling.png")) << out;
+  }
+}
+
+// compress / decompress stream: peak RSS does not grow with the input (frames of 64 KiB, 0.3 vs 2.4 MB,
+// measured by ccc bench memory on child processes, round trip checked there); whole-input commands refuse
+// an unbounded input with a clear error instead of exhausting memory.
+TEST(CliTest, StreamingKeepsMemoryFlatAndWholeInputsAreBounded) {
+  const std::string ccc = CCC_BINARY;
+  std::string out;
+  ASSERT_EQ(test::run_command(ccc + " bench memory --sizes 0.3,2.4 --frame-bytes 65536", &out), 0) << out;
+  std::vector<double> ratios;
+  std::istringstream lines(out);
+  std::string line;
+  while (std::getline(lines, line)) {
+    if (line.rfind("| ", 0) != 0 || line.find("input") != std::string::npos) continue;
+    ratios.push_back(std::stod(line.substr(line.rfind("| ", line.size() - 3) + 2)));
+  }
+  ASSERT_EQ(ratios.size(), 2u) << out;
+  EXPECT_LT(ratios[1], 1.10) << out;  // 8x the input, within 10% of the memory (compress, decompress, bits)
+  // per-token JSON holds the input whole: bounded, with a clear error
+  EXPECT_NE(test::run_command("timeout 60 " + ccc + " bits --json -m " + std::string(CCC_SOURCE_DIR) + "/data/models/ccc-attn1 /dev/zero", &out), 0);
+  EXPECT_NE(out.find("/dev/zero: more than 256 MiB"), std::string::npos) << out;
+}
+
+TEST(TrainCliTest, RefusesToOverwriteAndWritesAModelCard) {
+  test::TempDir tmp;
+  write_file_atomic(tmp.file("toy.txt"), test::synthetic_text(2, 20000));
+  auto o = test::tiny_options();
+  o.steps = 6;
+  o.eval_every = 3;
+  nlohmann::json j = {{"model", test::tiny_train_model_config().to_json()}, {"train", o.to_json()}};
+  write_file_atomic(tmp.file("cfg.json"), j.dump());
+  const std::string base = std::string(CCC_BINARY) + " train -c " + tmp.file("cfg.json") + " --corpora " + tmp.path() +
+                           " -o " + tmp.file("out");
+  std::string out;
+  ASSERT_EQ(test::run_command(base, &out), 0) << out;
+  auto card = nlohmann::json::parse(read_file(tmp.file("out/model_card.json")));
+  EXPECT_EQ(card["steps"].get<int64_t>(), 6);
+  EXPECT_EQ(card["tokens_seen"].get<int64_t>(), 6 * 8 * 32);
+  EXPECT_EQ(card["data"][0]["sha256"], sha256_hex(read_file(tmp.file("toy.txt"))));
+  EXPECT_GT(card["held_out_bpb"]["toy"].get<double>(), 0.5);
+  EXPECT_NE(card["command"].get<std::string>().find(" train "), std::string::npos);
+  EXPECT_TRUE(std::filesystem::exists(tmp.file("out/train_log.csv")));
+  const auto weights = read_file(tmp.file("out/model.safetensors"));
+  // a second run into the same directory refuses and changes nothing
+  EXPECT_NE(test::run_command(base, &out), 0);
+  EXPECT_NE(out.find("exists"), std::string::npos) << out;
+  EXPECT_EQ(read_file(tmp.file("out/model.safetensors")), weights);
+  // the model loads and scores
+  auto m = load_model(tmp.file("out"));
+  EXPECT_EQ(m.config.d_model, 16);
+  // train_log.csv leaves val_bpb empty at steps without a validation pass (never -1)
+  const std::string log = read_file(tmp.file("out/train_log.csv"));
+  EXPECT_NE(log.find("\n1,256,"), std::string::npos) << log;
+  EXPECT_EQ(log.find(",-1"), std::string::npos) << log;
+  EXPECT_NE(log.find(",,"), std::string::npos) << log;
+  // a staged recipe: --init starts from out's weights (with a learning rate of ~0 the next stage ends
+  // where it started), the card names the start, and an architecture mismatch is refused
+  auto o2 = o;
+  o2.steps = 1;
+  o2.warmup_steps = 1;
+  o2.lr = 1e-12;
+  o2.min_lr = 1e-12;
+  o2.save_dtype = "f32";
+  write_file_atomic(tmp.file("stage2.json"), nlohmann::json({{"model", test::tiny_train_model_config().to_json()}, {"train", o2.to_json()}}).dump());
+  ASSERT_EQ(test::run_command(std::string(CCC_BINARY) + " train -c " + tmp.file("stage2.json") + " --corpora " + tmp.path() +
+                                  " -o " + tmp.file("s2") + " --init " + tmp.file("out"), &out), 0) << out;
+  auto s2 = load_model(tmp.file("s2"));
+  auto src = m.model->named_parameters();
+  double worst = 0;
+  for (const auto& p : s2.model->named_parameters())
+    worst = std::max(worst, (p.value() - src[p.key()]).abs().max().item<double>());
+  EXPECT_LT(worst, 1e-6);
+  EXPECT_EQ(nlohmann::json::parse(read_file(tmp.file("s2/model_card.json")))["init_from"]["fingerprint"], m.fingerprint);
+  auto wide = test::tiny_train_model_config();
+  wide.d_mlp *= 2;
+  write_file_atomic(tmp.file("wide.json"), nlohmann::json({{"model", wide.to_json()}, {"train", o2.to_json()}}).dump());
+  EXPECT_NE(test::run_command(std::string(CCC_BINARY) + " train -c " + tmp.file("wide.json") + " --corpora " + tmp.path() +
+                                  " -o " + tmp.file("w") + " --init " + tmp.file("out"), &out), 0);
+  EXPECT_NE(out.find("model config differs"), std::string::npos) << out;
+  // a later stage may lengthen the context of a model without learned positions, never of one with them
+  auto longer = test::tiny_train_model_config();
+  longer.n_ctx = 64;
+  write_file_atomic(tmp.file("long.json"), nlohmann::json({{"model", longer.to_json()}, {"train", o2.to_json()}}).dump());
+  EXPECT_NE(test::run_command(std::string(CCC_BINARY) + " train -c " + tmp.file("long.json") + " --corpora " + tmp.path() +
+                                  " -o " + tmp.file("l") + " --init " + tmp.file("out"), &out), 0);
+  EXPECT_NE(out.find("model config differs"), std::string::npos) << out;
+  auto rot = test::tiny_train_model_config();
+  rot.pos = PosKind::kRotary;
+  rot.rotary_dim = 4;
+  Transformer rot_model(rot);
+  rot_model->init_weights(11);
+  save_model(tmp.file("rot"), rot, rot_model, SaveDtype::kF32);
+  auto rot_longer = rot;
+  rot_longer.n_ctx = 64;
+  write_file_atomic(tmp.file("rot_long.json"), nlohmann::json({{"model", rot_longer.to_json()}, {"train", o2.to_json()}}).dump());
+  ASSERT_EQ(test::run_command(std::string(CCC_BINARY) + " train -c " + tmp.file("rot_long.json") + " --corpora " + tmp.path() +
+                                  " -o " + tmp.file("rl") + " --init " + tmp.file("rot"), &out), 0) << out;
+  EXPECT_EQ(load_model(tmp.file("rl")).config.n_ctx, 64);
+  // finetune: saved in the dtype its card states, and its model card is a card (not the trade-off report)
+  ASSERT_EQ(test::run_command(std::string(CCC_BINARY) + " finetune -m " + tmp.file("out") + " --corpus toy --corpora " +
+                                  tmp.path() + " --steps 2 --batch 4 --seq-len 32 -o " + tmp.file("ft"), &out), 0) << out;
+  const auto ft_card = nlohmann::json::parse(read_file(tmp.file("ft/model_card.json")));
+  const auto tradeoff = nlohmann::json::parse(read_file(tmp.file("ft/tradeoff.json")));
+  EXPECT_NE(ft_card, tradeoff);
+  EXPECT_EQ(ft_card["dtype"], "f32");
+  EXPECT_EQ(ft_card["finetuned_from"]["fingerprint"], m.fingerprint);
+  EXPECT_EQ(ft_card["fingerprint"], load_model(tmp.file("ft")).fingerprint);
+  EXPECT_NEAR(ft_card["held_out_bpb"]["toy"].get<double>(), tradeoff["tradeoff"][0]["bpb_after"].get<double>(), 1e-12);
+  const std::string st = read_file(tmp.file("ft/model.safetensors"));
+  EXPECT_NE(st.find("\"F32\""), std::string::npos);
+  EXPECT_EQ(st.find("\"F16\""), std::string::npos);
+}
+
+}  // namespace
+}  // namespace ccc::model
+
+namespace ccc::compress {
+namespace {
+
+TEST(CompressCliTest, RoundTripRefusesOverwriteAndLeavesNoOutputOnError) {
+  test::TempDir tmp;
+  auto m = test::tiny_byte_lm();
+  model::save_model(tmp.file("model"), m.config, m.model);
+  const std::string data = test::unicode_text();
+  write_file_atomic(tmp.file("in.txt"), data);
+  const std::string ccc = std::string(CCC_BINARY) + " ";
+  const std::string model = " -m " + tmp.file("model") + " ";
+  std::string out;
+  ASSERT_EQ(test::run_command(ccc + "compress -q" + model + tmp.file("in.txt"), &out), 0) << out;
+  const auto packed = read_file(tmp.file("in.txt.ccc"));
+  // output exists: refused, file untouched
+  EXPECT_NE(test::run_command(ccc + "compress -q" + model + tmp.file("in.txt"), &out), 0);
+  EXPECT_NE(out.find("exists"), std::string::npos) << out;
+  EXPECT_EQ(read_file(tmp.file("in.txt.ccc")), packed);
+  ASSERT_EQ(test::run_command(ccc + "decompress" + model + tmp.file("in.txt.ccc") + " -o " + tmp.file("back.txt"), &out), 0)
+      << out;
+  EXPECT_EQ(read_file(tmp.file("back.txt")), data);
+  // stdin to stdout
+  ASSERT_EQ(test::run_command(ccc + "compress -q" + model + "- < " + tmp.file("in.txt") + " | " + ccc + "decompress" +
+                                  model + "- -o - > " + tmp.file("pipe.txt"),
+                              &out),
+            0)
+      << out;
+  EXPECT_EQ(read_file(tmp.file("pipe.txt")), data);
+  // corrupt input: error, non-zero exit, no output file
+  auto bad = packed;
+  bad[bad.size() - 3] ^= 0x40;
+  write_file_atomic(tmp.file("bad.ccc"), bad);
+  EXPECT_NE(test::run_command(ccc + "decompress" + model + tmp.file("bad.ccc"), &out), 0);
+  EXPECT_NE(out.find("error:"), std::string::npos) << out;
+  EXPECT_FALSE(std::filesystem::exists(tmp.file("bad")));
+}
+
+}  // namespace
+}  // namespace ccc::compress
+
+namespace ccc {
+namespace {
+
+// docs/example.cpp, built against ccc.h alone, scores a file as the compressor codes it and prices a head:
+// its figures are those of `ccc bits --streams` and `ccc ablate` on the same file.
+TEST(Example, TheLibraryExampleMatchesTheCommands) {
+  test::TempDir tmp;
+  std::string text = test::synthetic_text(5, 3000);
+  text.resize(3000);  // two streams of 1500 bytes
+  write_file_atomic(tmp.file("in.txt"), text);
+  const std::string model = std::string(CCC_SOURCE_DIR) + "/data/models/ccc-attn2";
+  std::string out;
+  ASSERT_EQ(test::run_command(std::string(CCC_EXAMPLE) + " " + model + " " + tmp.file("in.txt") + " 2>&1", &out), 0) << out;
+  auto field = [&](const std::string& name) {
+    const size_t at = out.find(name + " ");
+    EXPECT_NE(at, std::string::npos) << name << " missing from: " << out;
+    return at == std::string::npos ? NAN : std::stod(out.substr(at + name.size() + 1));
+  };
+  const double total = field("total_bits"), delta = field("delta_bits"), seen = field("bytes_seen");
+  std::string bits_json, ablate_json;
+  ASSERT_EQ(test::run_command(std::string(CCC_BINARY) + " bits --json --streams 2 -m " + model + " " + tmp.file("in.txt") +
+                                  " 2>/dev/null", &bits_json), 0) << bits_json;
+  ASSERT_EQ(test::run_command(std::string(CCC_BINARY) + " ablate --json -q -c 1.0 -m " + model + " " + tmp.file("in.txt") +
+                                  " 2>/dev/null", &ablate_json), 0) << ablate_json;
+  const auto b = nlohmann::json::parse(bits_json), a = nlohmann::json::parse(ablate_json);
+  EXPECT_NEAR(total, b["total_bits"].get<double>(), 1e-3);
+  EXPECT_NEAR(delta, a["delta_bits"].get<double>(), 1e-3);
+  EXPECT_GT(std::abs(delta), 0.0);
+  // the observer on block 0 saw the position of every input byte but each stream's last (predicted, never fed)
+  EXPECT_EQ(seen, 2998);
+}
+
+}  // namespace
+}  // namespace ccc
