@@ -76,7 +76,7 @@ declare -A src=([markdown-nodejs]='/usr/share/doc/nodejs/api/*.md.gz' [html-node
 for name in "${!pkg[@]}"; do
   [ -f "$out/$name.txt" ] && continue
   dpkg-query -W -f='${Status}' "${pkg[$name]}" 2>/dev/null | grep -q "install ok installed" ||
-    { echo "fetch_corpora: package ${pkg[$name]} is not installed (./setup.sh installs it); no $name" >&2; continue; }
+    { echo "fetch_corpora: package ${pkg[$name]} is not installed (./setup.sh installs it unless that would remove or downgrade a package); no $name" >&2; continue; }
   # shellcheck disable=SC2086
   take "$name" ${src[$name]}
   if [ "$(stat -c %s "$out/$name.txt")" -lt 1000 ]; then rm -f "$out/$name.txt"; echo "fetch_corpora: $name is empty" >&2; fi
