@@ -1,6 +1,7 @@
 #include "model/core/config.h"
 
 #include "model/base/error.h"
+#include "model/core/json_fields.h"
 
 namespace ccc::model {
 
@@ -132,56 +133,33 @@ ModelConfig tiny_byte_config(int64_t n_layers, int64_t n_ctx, bool learned, bool
 
 ModelConfig ModelConfig::from_json(const nlohmann::json& j) {
   CCC_CHECK(j.is_object(), "config: expected a JSON object");
-  auto get = [&](const char* key) -> const nlohmann::json& {
-    CCC_CHECK(j.contains(key), "config: missing field '", key, "'");
-    return j.at(key);
-  };
-  auto get_int = [&](const char* key) {
-    const auto& v = get(key);
-    CCC_CHECK(v.is_number_integer(), "config: field '", key, "' must be an integer");
-    return v.get<int64_t>();
-  };
-  auto get_bool = [&](const char* key) {
-    const auto& v = get(key);
-    CCC_CHECK(v.is_boolean(), "config: field '", key, "' must be true or false");
-    return v.get<bool>();
-  };
-  auto get_num = [&](const char* key) {
-    const auto& v = get(key);
-    CCC_CHECK(v.is_number(), "config: field '", key, "' must be a number");
-    return v.get<double>();
-  };
-  auto get_str = [&](const char* key) {
-    const auto& v = get(key);
-    CCC_CHECK(v.is_string(), "config: field '", key, "' must be a string");
-    return v.get<std::string>();
-  };
+  const JsonFields f{j, "config"};
   ModelConfig c;
-  c.arch = get_str("arch");
-  c.d_vocab = get_int("d_vocab");
-  c.d_vocab_out = get_int("d_vocab_out");
-  c.d_model = get_int("d_model");
-  c.n_layers = get_int("n_layers");
-  c.n_heads = get_int("n_heads");
-  c.n_kv_heads = get_int("n_kv_heads");
-  c.d_head = get_int("d_head");
-  c.d_mlp = get_int("d_mlp");
-  c.n_ctx = get_int("n_ctx");
-  c.norm = parse_norm(get_str("norm"));
-  c.norm_eps = get_num("norm_eps");
-  c.act = parse_act(get_str("act"));
-  c.pos = parse_pos(get_str("pos"));
-  c.rotary_dim = get_int("rotary_dim");
-  c.rope_theta = get_num("rope_theta");
-  c.parallel_attn = get_bool("parallel_attn");
-  c.gated_mlp = get_bool("gated_mlp");
-  c.attn_only = get_bool("attn_only");
-  c.tied_embed = get_bool("tied_embed");
-  c.attn_bias = get_bool("attn_bias");
-  c.mlp_bias = get_bool("mlp_bias");
-  c.norm_bias = get_bool("norm_bias");
-  c.bos_id = get_int("bos_id");
-  c.eos_id = get_int("eos_id");
+  c.arch = f.string("arch");
+  c.d_vocab = f.integer("d_vocab");
+  c.d_vocab_out = f.integer("d_vocab_out");
+  c.d_model = f.integer("d_model");
+  c.n_layers = f.integer("n_layers");
+  c.n_heads = f.integer("n_heads");
+  c.n_kv_heads = f.integer("n_kv_heads");
+  c.d_head = f.integer("d_head");
+  c.d_mlp = f.integer("d_mlp");
+  c.n_ctx = f.integer("n_ctx");
+  c.norm = parse_norm(f.string("norm"));
+  c.norm_eps = f.number("norm_eps");
+  c.act = parse_act(f.string("act"));
+  c.pos = parse_pos(f.string("pos"));
+  c.rotary_dim = f.integer("rotary_dim");
+  c.rope_theta = f.number("rope_theta");
+  c.parallel_attn = f.boolean("parallel_attn");
+  c.gated_mlp = f.boolean("gated_mlp");
+  c.attn_only = f.boolean("attn_only");
+  c.tied_embed = f.boolean("tied_embed");
+  c.attn_bias = f.boolean("attn_bias");
+  c.mlp_bias = f.boolean("mlp_bias");
+  c.norm_bias = f.boolean("norm_bias");
+  c.bos_id = f.integer("bos_id");
+  c.eos_id = f.integer("eos_id");
   c.validate();
   return c;
 }

@@ -1,5 +1,7 @@
 #include "model/formats/loader.h"
 
+#include "model/core/json_fields.h"
+
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -21,33 +23,7 @@ nlohmann::json read_json(const std::string& path) {
   }
 }
 
-// Typed field access with errors naming the file and field.
-struct Fields {
-  const nlohmann::json& j;
-  const std::string& src;
-  bool has(const char* k) const { return j.contains(k) && !j[k].is_null(); }
-  int64_t integer(const char* k) const {
-    CCC_CHECK(has(k), src, ": missing field '", k, "'");
-    CCC_CHECK(j[k].is_number_integer(), src, ": field '", k, "' must be an integer, got ", j[k].dump());
-    return j[k].get<int64_t>();
-  }
-  int64_t integer(const char* k, int64_t dflt) const { return has(k) ? integer(k) : dflt; }
-  double number(const char* k, double dflt) const {
-    if (!has(k)) return dflt;
-    CCC_CHECK(j[k].is_number(), src, ": field '", k, "' must be a number, got ", j[k].dump());
-    return j[k].get<double>();
-  }
-  bool boolean(const char* k, bool dflt) const {
-    if (!has(k)) return dflt;
-    CCC_CHECK(j[k].is_boolean(), src, ": field '", k, "' must be true or false, got ", j[k].dump());
-    return j[k].get<bool>();
-  }
-  std::string string(const char* k, const std::string& dflt) const {
-    if (!has(k)) return dflt;
-    CCC_CHECK(j[k].is_string(), src, ": field '", k, "' must be a string, got ", j[k].dump());
-    return j[k].get<std::string>();
-  }
-};
+using Fields = JsonFields;
 
 ActKind hf_act(const std::string& s, const std::string& src) {
   if (s == "gelu_new" || s == "gelu_pytorch_tanh" || s == "gelu_fast") return ActKind::kGeluTanh;

@@ -10,6 +10,7 @@
 
 #include "model/base/error.h"
 #include "model/core/hooks.h"
+#include "model/core/json_fields.h"
 #include "model/formats/loader.h"
 #include "model/formats/safetensors.h"
 #include "model/core/score.h"
@@ -83,26 +84,16 @@ TrainOptions TrainOptions::from_json(const nlohmann::json& j, const std::string&
   o.log_every = merged["log_every"];
   o.checkpoint_every = merged["checkpoint_every"];
   o.save_dtype = merged["save_dtype"];
-  for (const auto& c : merged["corpora"]) {
-    CCC_CHECK(c.is_string(), src, ": train.corpora must be a list of names");
-    o.corpora.push_back(c.get<std::string>());
-  }
+  const JsonFields f{merged, src + ": train"};
+  o.corpora = f.strings("corpora");
   o.synthetic_prob = merged["synthetic_prob"];
   o.copy_prob = merged["copy_prob"];
   o.crlf_prob = merged["crlf_prob"];
-  auto ints = [&](const char* key) {
-    std::vector<int64_t> v;
-    for (const auto& x : merged[key]) {
-      CCC_CHECK(x.is_number_integer(), src, ": train.", key, " must be a list of integers");
-      v.push_back(x.get<int64_t>());
-    }
-    return v;
-  };
-  o.synthetic_len = ints("synthetic_len");
-  o.synthetic_repeats = ints("synthetic_repeats");
-  o.synthetic_alphabet = ints("synthetic_alphabet");
-  o.copy_len = ints("copy_len");
-  o.copy_count = ints("copy_count");
+  o.synthetic_len = f.integers("synthetic_len");
+  o.synthetic_repeats = f.integers("synthetic_repeats");
+  o.synthetic_alphabet = f.integers("synthetic_alphabet");
+  o.copy_len = f.integers("copy_len");
+  o.copy_count = f.integers("copy_count");
   return o;
 }
 

@@ -251,9 +251,11 @@ TEST(CliTest, SpecialOutputsLongNamesAndStaleTemporaries) {
   const std::string fifo = tmp.file("pipe");
   ASSERT_EQ(::mkfifo(fifo.c_str(), 0644), 0);
   std::string out;
-  ASSERT_EQ(test::run_command("(cat " + fifo + " > " + tmp.file("got") + " &) ; " + ccc + " compress -q" + m + " " + a +
-                                  " -o " + fifo + " && " + ccc + " compress -q" + m + " " + a + " -o " +
-                                  tmp.file("ref.ccc") + " && sleep 0.2", &out), 0) << out;
+  // the reader is waited for: its copy is complete when the command returns (it ends when the writer
+  // closes the FIFO; the timeout only guards a writer that never opens it)
+  ASSERT_EQ(test::run_command("timeout 60 cat " + fifo + " > " + tmp.file("got") + " & " + ccc + " compress -q" + m +
+                                  " " + a + " -o " + fifo + " && " + ccc + " compress -q" + m + " " + a + " -o " +
+                                  tmp.file("ref.ccc") + " && wait", &out), 0) << out;
   struct stat st{};
   ASSERT_EQ(::stat(fifo.c_str(), &st), 0);
   EXPECT_TRUE(S_ISFIFO(st.st_mode));  // still a FIFO, and what came through it is the container

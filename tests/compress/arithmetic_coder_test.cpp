@@ -11,10 +11,27 @@
 namespace ccc::compress {
 namespace {
 
+// The shortest streams: nothing coded (at most one byte of flush, and a decoder on it is in a valid state:
+// every target lies inside its total, nothing read past the slack), and one symbol of each size of
+// interval, which must decode back from the few bytes the flush leaves.
 TEST(ArithmeticCoderTest, RoundTripEmptyInput) {
-  ArithmeticEncoder enc;
-  auto bytes = enc.finish();
-  EXPECT_LE(bytes.size(), 1u);
+  ArithmeticEncoder empty;
+  const auto none = empty.finish();
+  EXPECT_LE(none.size(), 1u);
+  EXPECT_EQ(empty.symbols(), 0u);
+  ArithmeticDecoder d0(none);
+  for (uint64_t total : {uint64_t{2}, uint64_t{1} << 16, kMaxTotal}) EXPECT_LT(d0.target(total), total);
+  EXPECT_FALSE(d0.overrun());
+  const std::vector<uint64_t> cdf = {0, 1, 1000, (uint64_t{1} << 30) - 1, uint64_t{1} << 30};
+  for (size_t sym = 0; sym + 1 < cdf.size(); ++sym) {
+    ArithmeticEncoder enc;
+    enc.encode(cdf[sym], cdf[sym + 1], cdf.back());
+    const auto bytes = enc.finish();
+    EXPECT_LE(bytes.size(), 6u) << "symbol " << sym;  // ≤ 30 bits of information + the flush
+    ArithmeticDecoder dec(bytes);
+    EXPECT_EQ(dec.decode_symbol(cdf), sym);
+    EXPECT_FALSE(dec.overrun());
+  }
 }
 
 TEST(ArithmeticCoderTest, RoundTripRandomSymbolsNearEntropy) {
