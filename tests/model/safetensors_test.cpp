@@ -26,14 +26,7 @@ std::string raw_file(const nlohmann::json& header, size_t data_bytes, int64_t le
 }
 
 void expect_parse_error(const std::string& bytes, const std::string& needle) {
-  try {
-    SafetensorsFile::parse(bytes, "bad.safetensors");
-    FAIL() << "parsed a malformed file; expected an error containing '" << needle << "'";
-  } catch (const Error& e) {
-    const std::string msg = e.what();
-    EXPECT_NE(msg.find("bad.safetensors"), std::string::npos) << msg;
-    EXPECT_NE(msg.find(needle), std::string::npos) << msg;
-  }
+  test::expect_error([&] { SafetensorsFile::parse(bytes, "bad.safetensors"); }, {"bad.safetensors", needle});
 }
 
 TEST(SafetensorsTest, RoundTripF32WithMetadata) {

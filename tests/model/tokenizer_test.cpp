@@ -161,12 +161,7 @@ TEST(Llama2cTokenizerTest, TruncatedFileIsAClearError) {
   test::TempDir tmp;
   auto bytes = read_file(tokp);
   write_file_atomic(tmp.file("tok.bin"), bytes.substr(0, bytes.size() / 2));
-  try {
-    load_tokenizer(tmp.file("tok.bin"), 512);
-    FAIL() << "accepted a truncated tokenizer";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("truncated"), std::string::npos) << e.what();
-  }
+  test::expect_error([&] { load_tokenizer(tmp.file("tok.bin"), 512); }, {"truncated"});
 }
 
 }  // namespace
@@ -186,14 +181,7 @@ TEST(TokenizerHardeningTest, ForgedVocabulariesAndMergesAreNamed) {
   auto expect_refused = [&](const nlohmann::json& v, const std::string& m, const std::string& needle) {
     write_file_atomic(tmp.file("vocab.json"), v.dump());
     write_file_atomic(tmp.file("merges.txt"), m);
-    try {
-      load_tokenizer(tmp.path(), 0);
-      ADD_FAILURE() << "accepted: " << needle;
-    } catch (const Error& e) {
-      const std::string w = e.what();
-      EXPECT_NE(w.find(needle), std::string::npos) << w;
-      EXPECT_NE(w.find(tmp.path()), std::string::npos) << w;
-    }
+    test::expect_error([&] { load_tokenizer(tmp.path(), 0); }, {needle, tmp.path()});
   };
   auto v = vocab;
   v["hello"] = 16777215;
@@ -209,12 +197,7 @@ TEST(TokenizerHardeningTest, ForgedVocabulariesAndMergesAreNamed) {
                        {"pre_tokenizer", {{"type", "ByteLevel"}}},
                        {"added_tokens", {{{"content", 7}, {"id", 50257}}}}};
   write_file_atomic(tmp.file("tokenizer.json"), tj.dump());
-  try {
-    load_tokenizer(tmp.file("tokenizer.json"), 0);
-    ADD_FAILURE() << "a numeric added_tokens content was accepted";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find(tmp.file("tokenizer.json")), std::string::npos) << e.what();
-  }
+  test::expect_error([&] { load_tokenizer(tmp.file("tokenizer.json"), 0); }, {tmp.file("tokenizer.json")});
 }
 
 }  // namespace
