@@ -68,13 +68,11 @@ nlohmann::json data_manifest(const std::vector<model::Corpus>& corpora) {
 
 }  // namespace
 
-void run_train(const TrainCmdOptions& o) {
-  const auto cfg = model::TrainConfigFile::load(o.config);
-  const std::string dir = corpora_dir_or_default(o.corpora_dir);
-  auto corpora = model::load_corpora(dir, cfg.train.corpora);
+namespace {
+
+// The output directory of a run: refused when it exists (unless --resume / --force), created otherwise.
+void prepare_run_dir(const TrainCmdOptions& o, const fs::path& out, const fs::path& resume_dir) {
   std::error_code ec;
-  const fs::path out(o.out);
-  const fs::path resume_dir = out / "resume";
   CCC_CHECK(!o.resume || fs::exists(resume_dir / "state.json", ec), "--resume: ", resume_dir.string(),
             " holds no training state");
   CCC_CHECK(o.resume || o.force || !fs::exists(out, ec), o.out,
@@ -82,24 +80,110 @@ void run_train(const TrainCmdOptions& o) {
   if (o.force && !o.resume && fs::exists(out, ec)) fs::remove_all(out);
   fs::create_directories(out, ec);
   CCC_CHECK(fs::is_directory(out, ec), "cannot create ", o.out);
+}
 
+// --init: a staged recipe continues from an earlier run's weights (copied unless the run resumes, which has
+// its own). Returns the start's fingerprint ("" without --init).
+std::string init_from(const TrainCmdOptions& o, const model::TrainConfigFile& cfg, model::Transformer& m) {
+  if (o.init.empty()) return "";
+  auto init = model::load_model(o.init);
+  // Without learned positions the weights do not depend on n_ctx: a stage may lengthen the context.
+  auto same_shape = init.config;
+  if (same_shape.pos != model::PosKind::kLearned) same_shape.n_ctx = cfg.model.n_ctx;
+  CCC_CHECK(same_shape.to_json() == cfg.model.to_json(), "--init ", o.init, ": its model config differs from the one in ",
+            o.config, " (a run continues only the same architecture; n_ctx may change when positions are not learned)");
+  if (!o.resume) {
+    torch::NoGradGuard no_grad;
+    auto src = init.model->named_parameters();
+    for (auto& p : m->named_parameters()) p.value().copy_(src[p.key()]);
+  }
+  return init.fingerprint;
+}
+
+// train_log.csv (appended to on --resume) and the progress lines on stderr; wall time survives resumes.
+class TrainLog {
+ public:
+  TrainLog(const TrainCmdOptions& o, const model::TrainConfigFile& cfg, const fs::path& out, int64_t start_step,
+           int64_t until)
+      : cfg_(cfg), csv_((out / "train_log.csv").string()), wall_file_(out / "resume" / "wall.txt"),
+        start_step_(start_step), until_(until) {
+    std::error_code ec;
+    const bool new_csv = !fs::exists(csv_, ec) || !o.resume;
+    log_.open(csv_, new_csv ? std::ios::trunc : std::ios::app);
+    CCC_CHECK(log_.good(), "cannot write ", csv_);
+    if (new_csv) log_ << "step,tokens,train_bpb,val_bpb,lr,grad_norm,elapsed_s\n";
+    if (o.resume && fs::exists(wall_file_, ec)) prior_wall_ = std::stod(read_file(wall_file_.string()));
+  }
+  double wall() const {
+    return prior_wall_ + std::chrono::duration<double>(std::chrono::steady_clock::now() - t0_).count();
+  }
+  void save_wall() const { write_file_atomic(wall_file_.string(), std::to_string(wall())); }
+  const std::string& csv() const { return csv_; }
+  void event(const model::TrainEvent& ev) {
+    char line[256], val_cell[32] = "";  // val_bpb is empty (missing) at steps without a validation pass
+    if (ev.val_bpb >= 0) std::snprintf(val_cell, sizeof val_cell, "%.5f", ev.val_bpb);
+    std::snprintf(line, sizeof line, "%lld,%lld,%.5f,%s,%.6g,%.4f,%.2f\n", (long long)ev.step, (long long)ev.tokens,
+                  ev.train_bpb, val_cell, ev.lr, ev.grad_norm, wall());
+    log_ << line << std::flush;
+    if (ev.step % std::max<int64_t>(1, cfg_.train.log_every) != 0 && ev.val_bpb < 0 && ev.step != until_) return;
+    const double sec_per_step = ev.elapsed_s / static_cast<double>(std::max<int64_t>(1, ev.step - start_step_));
+    char val[32] = "";
+    if (ev.val_bpb >= 0) std::snprintf(val, sizeof val, "  val %.3f bpb", ev.val_bpb);
+    std::fprintf(stderr, "step %6lld/%lld  train %.3f bpb%s  lr %.2e  %.0f tok/s  ETA %s\n", (long long)ev.step,
+                 (long long)cfg_.train.steps, ev.train_bpb, val, ev.lr, ev.tokens_per_s,
+                 fmt_duration(sec_per_step * static_cast<double>(until_ - ev.step)).c_str());
+  }
+
+ private:
+  const model::TrainConfigFile& cfg_;
+  std::string csv_;
+  fs::path wall_file_;
+  int64_t start_step_, until_;
+  std::ofstream log_;
+  double prior_wall_ = 0;
+  std::chrono::steady_clock::time_point t0_ = std::chrono::steady_clock::now();
+};
+
+// The finished run: the model in its saved dtype, evaluated as users will load it, its card and loss plot.
+nlohmann::json finish_run(const TrainCmdOptions& o, const model::TrainConfigFile& cfg, model::Trainer& trainer,
+                          const std::vector<model::Corpus>& corpora, const TrainLog& log, const std::string& init_fp) {
+  const fs::path out(o.out);
+  const auto dtype = cfg.train.save_dtype == "f16" ? model::SaveDtype::kF16 : model::SaveDtype::kF32;
+  model::save_model(o.out, cfg.model, trainer.model(), dtype);
+  auto saved = model::load_model(o.out);
+  std::fprintf(stderr, "evaluating held-out bits per byte...\n");
+  auto held = held_out_table(saved.model, corpora);
+  nlohmann::json card = {{"name", out.filename().string()},
+                         {"fingerprint", saved.fingerprint},
+                         {"n_params", cfg.model.n_params()},
+                         {"config", cfg.model.to_json()},
+                         {"train", cfg.train.to_json()},
+                         {"data", data_manifest(corpora)},
+                         {"split", "per corpus: train [0, 90%), validation [90%, 95%), held-out [95%, 100%) by bytes"},
+                         {"tokens_seen", trainer.tokens_seen()},
+                         {"steps", trainer.step()},
+                         {"wall_time_s", log.wall()},
+                         {"final_validation_bpb", trainer.validation_bpb()},
+                         {"held_out_bpb", held},
+                         {"command", o.command}};
+  if (!init_fp.empty()) card["init_from"] = {{"model", o.init}, {"fingerprint", init_fp}};
+  write_file_atomic((out / "model_card.json").string(), card.dump(2) + "\n");
+  if (!plot_loss(log.csv(), (out / "loss.png").string())) std::fprintf(stderr, "warning: gnuplot failed; no loss.png\n");
+  return held;
+}
+
+}  // namespace
+
+void run_train(const TrainCmdOptions& o) {
+  const auto cfg = model::TrainConfigFile::load(o.config);
+  const std::string dir = corpora_dir_or_default(o.corpora_dir);
+  auto corpora = model::load_corpora(dir, cfg.train.corpora);
+  const fs::path out(o.out);
+  const fs::path resume_dir = out / "resume";
+  prepare_run_dir(o, out, resume_dir);
   model::Transformer m(cfg.model);
   m->init_weights(cfg.train.seed);
-  std::string init_fingerprint;
-  if (!o.init.empty()) {  // a staged recipe: this run continues from an earlier run's weights
-    auto init = model::load_model(o.init);
-    // Without learned positions the weights do not depend on n_ctx: a stage may lengthen the context.
-    auto same_shape = init.config;
-    if (same_shape.pos != model::PosKind::kLearned) same_shape.n_ctx = cfg.model.n_ctx;
-    CCC_CHECK(same_shape.to_json() == cfg.model.to_json(), "--init ", o.init, ": its model config differs from the one in ",
-              o.config, " (a run continues only the same architecture; n_ctx may change when positions are not learned)");
-    if (!o.resume) {  // (a resumed run has its own weights; --init then only names the start for the card)
-      torch::NoGradGuard no_grad;
-      auto src = init.model->named_parameters();
-      for (auto& p : m->named_parameters()) p.value().copy_(src[p.key()]);
-    }
-    init_fingerprint = init.fingerprint;
-  }
+  const std::string init_fp = init_from(o, cfg, m);
   model::Trainer trainer(m, cfg.train, corpora);
   if (o.resume) {
     trainer.load_state(resume_dir.string());
@@ -109,70 +193,29 @@ void run_train(const TrainCmdOptions& o) {
   std::fprintf(stderr, "training %s: %.2fM params, %lld steps x %lld tokens, corpora %s\n", o.out.c_str(),
                cfg.model.n_params() / 1e6, (long long)cfg.train.steps,
                (long long)(cfg.train.batch_size * cfg.train.seq_len * cfg.train.grad_accum), dir.c_str());
-  const std::string csv = (out / "train_log.csv").string();
-  const bool new_csv = !fs::exists(csv, ec) || !o.resume;
-  std::ofstream log(csv, new_csv ? std::ios::trunc : std::ios::app);
-  CCC_CHECK(log.good(), "cannot write ", csv);
-  if (new_csv) log << "step,tokens,train_bpb,val_bpb,lr,grad_norm,elapsed_s\n";
-  double prior_wall = 0;
-  if (o.resume && fs::exists(out / "resume" / "wall.txt", ec)) prior_wall = std::stod(read_file((out / "resume" / "wall.txt").string()));
-  const auto t0 = std::chrono::steady_clock::now();
-  auto wall = [&] { return prior_wall + std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); };
-  const int64_t start_step = trainer.step();
+  TrainLog log(o, cfg, out, trainer.step(), until);
   trainer.run(until, [&](const model::TrainEvent& ev) {
-    char line[256], val_cell[32] = "";  // val_bpb is empty (missing) at steps without a validation pass
-    if (ev.val_bpb >= 0) std::snprintf(val_cell, sizeof val_cell, "%.5f", ev.val_bpb);
-    std::snprintf(line, sizeof line, "%lld,%lld,%.5f,%s,%.6g,%.4f,%.2f\n", (long long)ev.step, (long long)ev.tokens,
-                  ev.train_bpb, val_cell, ev.lr, ev.grad_norm, wall());
-    log << line << std::flush;
-    if (ev.step % std::max<int64_t>(1, cfg.train.log_every) == 0 || ev.val_bpb >= 0 || ev.step == until) {
-      const double sec_per_step = ev.elapsed_s / static_cast<double>(std::max<int64_t>(1, ev.step - start_step));
-      char val[32] = "";
-      if (ev.val_bpb >= 0) std::snprintf(val, sizeof val, "  val %.3f bpb", ev.val_bpb);
-      std::fprintf(stderr, "step %6lld/%lld  train %.3f bpb%s  lr %.2e  %.0f tok/s  ETA %s\n", (long long)ev.step,
-                   (long long)cfg.train.steps, ev.train_bpb, val, ev.lr, ev.tokens_per_s,
-                   fmt_duration(sec_per_step * static_cast<double>(until - ev.step)).c_str());
-    }
+    log.event(ev);
     if (ev.val_bpb >= 0) {
       trainer.save_state(resume_dir.string());
-      write_file_atomic((resume_dir / "wall.txt").string(), std::to_string(wall()));
+      log.save_wall();
     }
     if (cfg.train.checkpoint_every > 0 && ev.step % cfg.train.checkpoint_every == 0)
       model::save_model((out / "checkpoints" / ("step-" + std::to_string(ev.step))).string(), cfg.model, trainer.model(),
                         model::SaveDtype::kF16);
   });
   trainer.save_state(resume_dir.string());
-  write_file_atomic((resume_dir / "wall.txt").string(), std::to_string(wall()));
+  log.save_wall();
   if (trainer.step() < cfg.train.steps) {
     std::fprintf(stderr, "stopped at step %lld of %lld; continue with --resume\n", (long long)trainer.step(),
                  (long long)cfg.train.steps);
     return;
   }
-  // final model, evaluated as users will load it (after rounding to the saved dtype)
-  const auto dtype = cfg.train.save_dtype == "f16" ? model::SaveDtype::kF16 : model::SaveDtype::kF32;
-  model::save_model(o.out, cfg.model, trainer.model(), dtype);
-  auto saved = model::load_model(o.out);
-  std::fprintf(stderr, "evaluating held-out bits per byte...\n");
-  auto held = held_out_table(saved.model, corpora);
-  nlohmann::json card = {{"name", fs::path(o.out).filename().string()},
-                         {"fingerprint", saved.fingerprint},
-                         {"n_params", cfg.model.n_params()},
-                         {"config", cfg.model.to_json()},
-                         {"train", cfg.train.to_json()},
-                         {"data", data_manifest(corpora)},
-                         {"split", "per corpus: train [0, 90%), validation [90%, 95%), held-out [95%, 100%) by bytes"},
-                         {"tokens_seen", trainer.tokens_seen()},
-                         {"steps", trainer.step()},
-                         {"wall_time_s", wall()},
-                         {"final_validation_bpb", trainer.validation_bpb()},
-                         {"held_out_bpb", held},
-                         {"command", o.command}};
-  if (!init_fingerprint.empty()) card["init_from"] = {{"model", o.init}, {"fingerprint", init_fingerprint}};
-  write_file_atomic((out / "model_card.json").string(), card.dump(2) + "\n");
-  if (!plot_loss(csv, (out / "loss.png").string())) std::fprintf(stderr, "warning: gnuplot failed; no loss.png\n");
+  const auto held = finish_run(o, cfg, trainer, corpora, log, init_fp);
+  std::error_code ec;
   fs::remove_all(resume_dir, ec);
   std::printf("wrote %s (%.2fM params, %lld tokens, %s)\n", o.out.c_str(), cfg.model.n_params() / 1e6,
-              (long long)trainer.tokens_seen(), fmt_duration(wall()).c_str());
+              (long long)trainer.tokens_seen(), fmt_duration(log.wall()).c_str());
   for (auto it = held.begin(); it != held.end(); ++it)
     std::printf("  held-out %-16s %.4f bits/byte\n", it.key().c_str(), it.value().get<double>());
 }
