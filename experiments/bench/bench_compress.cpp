@@ -28,9 +28,31 @@ namespace ccc::experiments {
 
 namespace fs = std::filesystem;
 
-void bench_compress(const BenchCompressOptions& o) {
-  namespace ch = std::chrono;
-  std::vector<std::pair<std::string, std::string>> files;  // name, bytes
+namespace {
+
+using Files = std::vector<std::pair<std::string, std::string>>;  // name, bytes
+
+struct Row {
+  std::string file, method;
+  double params = 0, bpb = 0, mb_s = 0, dmb_s = 0;
+  double attn_flops_per_byte = 0;  // the model's attention FLOPs of the run per input byte
+  std::string fingerprint;
+  double roof = 0;  // matmul roofline GFLOP/s read right before and after this model's run (the better)
+  int64_t window = 0;  // the window the compressor used
+  bool first_window = false;  // the run at o.windows.front(): the scaling plot's one point per model
+  double kv_bytes_per_byte = 0;  // fp16 keys and values the attention reads per input byte
+  double mem = 0;                // memory read GB/s measured right before this model's run
+};
+
+std::string num(const char* f, double x) {
+  char b[64];
+  std::snprintf(b, sizeof b, f, x);
+  return std::string(b);
+}
+
+// the held-out part of every corpus present, or the given files
+Files bench_inputs(const BenchCompressOptions& o) {
+  Files files;
   if (o.files.empty()) {
     const std::string dir = o.corpora_dir.empty() ? model::default_corpus_dir(CCC_SOURCE_DIR) : o.corpora_dir;
     for (const auto& n : model::present_corpora(dir)) {
@@ -41,102 +63,68 @@ void bench_compress(const BenchCompressOptions& o) {
     for (const auto& f : o.files) files.emplace_back(fs::path(f).filename().string(), read_file(f));
   }
   CCC_CHECK(!files.empty(), "bench compress: no input files");
-  std::vector<std::string> models = o.models;
-  if (models.empty())
-    for (const char* n : {"ccc-byte-xs", "ccc-byte-s", "ccc-byte-m", "ccc-byte-l"}) {
-      auto p = fs::path(CCC_SOURCE_DIR) / "data" / "models" / n;
-      if (fs::exists(p / "config.json")) models.push_back(p.string());
-    }
-  CCC_CHECK(!o.windows.empty(), "bench compress: no window given");
-  // every model loaded once, and every (model, window) checked before anything runs or is written
-  std::map<std::string, model::LoadedModel> loaded;
-  std::vector<std::pair<std::string, int64_t>> runs;  // (model, window), each window of each model
-  for (const auto& mp : models) {
-    auto& m = loaded.emplace(mp, model::load_model(mp, o.tokenizer)).first->second;
-    for (int64_t w : o.windows) {
-      compress::CodecOptions copt;
-      copt.window = w;
-      try {
-        model::resolve_window_policy(m.config, copt);
-      } catch (const Error& e) {
-        CCC_FAIL("bench compress: --window ", w, " for ", mp, ": ", e.what());
-      }
-      runs.emplace_back(mp, w);
-    }
+  return files;
+}
+
+const std::vector<std::pair<std::string, std::string>> kClassic = {
+    {"gzip -9", "gzip -9 -c"}, {"bzip2 -9", "bzip2 -9 -c"}, {"xz -9e", "xz -9e -c"},
+    {"zstd -19", "zstd -19 -q -c"}, {"brotli -q 11", "brotli -q 11 -c"}, {"zpaq -m5", ""}};
+
+// One classic compressor on the file at `tmp` (holding `bytes`); false when it failed or is not installed.
+bool measure_classic(const std::string& name, const std::string& bytes, const std::string& tmp, const std::string& label,
+                     const std::string& cmd, std::vector<Row>* rows) {
+  namespace ch = std::chrono;
+  std::string out;
+  const auto t0 = ch::steady_clock::now();
+  int rc;
+  size_t size = 0;
+  if (label == "zpaq -m5") {
+    fs::remove(tmp + ".zpaq");
+    rc = run_capture("zpaq a " + tmp + ".zpaq " + tmp + " -m5 >/dev/null 2>&1", &out);
+    size = rc == 0 ? fs::file_size(tmp + ".zpaq") : 0;
+    fs::remove(tmp + ".zpaq");
+  } else {
+    rc = run_capture(cmd + " < " + tmp + " 2>/dev/null", &out);
+    size = out.size();
   }
-  std::error_code ec;
-  fs::create_directories(o.out_dir, ec);
-  struct Row {
-    std::string file, method;
-    double params = 0, bpb = 0, mb_s = 0, dmb_s = 0;
-    double attn_flops_per_byte = 0;  // the model's attention FLOPs of the run per input byte
-    std::string fingerprint;
-    double roof = 0;  // matmul roofline GFLOP/s read right before and after this model's run (the better)
-    int64_t window = 0;  // the window the compressor used
-    bool first_window = false;  // the run at o.windows.front(): the scaling plot's one point per model
-    double kv_bytes_per_byte = 0;  // fp16 keys and values the attention reads per input byte
-    double mem = 0;                // memory read GB/s measured right before this model's run
-  };
-  std::vector<Row> rows;
-  const std::string tmp = (fs::temp_directory_path() / ("ccc_bench_" + std::to_string(::getpid()))).string();
-  const std::vector<std::pair<std::string, std::string>> classic = {
-      {"gzip -9", "gzip -9 -c"}, {"bzip2 -9", "bzip2 -9 -c"}, {"xz -9e", "xz -9e -c"},
-      {"zstd -19", "zstd -19 -q -c"}, {"brotli -q 11", "brotli -q 11 -c"}, {"zpaq -m5", ""}};
-  ProgressLine progress("bench compress", static_cast<int64_t>(files.size() * (classic.size() + runs.size())));
-  int64_t done = 0;
-  for (const auto& [name, bytes] : files) {
-    write_file_atomic(tmp, bytes);
-    for (const auto& [label, cmd] : classic) {
-      std::string out;
-      const auto t0 = ch::steady_clock::now();
-      int rc;
-      size_t size = 0;
-      if (label == "zpaq -m5") {
-        fs::remove(tmp + ".zpaq");
-        rc = run_capture("zpaq a " + tmp + ".zpaq " + tmp + " -m5 >/dev/null 2>&1", &out);
-        size = rc == 0 ? fs::file_size(tmp + ".zpaq") : 0;
-        fs::remove(tmp + ".zpaq");
-      } else {
-        rc = run_capture(cmd + " < " + tmp + " 2>/dev/null", &out);
-        size = out.size();
-      }
-      const double s = ch::duration<double>(ch::steady_clock::now() - t0).count();
-      progress.update(++done);
-      if (rc != 0) {
-        std::fprintf(stderr, "bench compress: %s failed or is not installed; skipped\n", label.c_str());
-        continue;
-      }
-      rows.push_back({name, label, 0, 8.0 * size / bytes.size(), bytes.size() / 1e6 / s, 0, 0, ""});
-    }
-    for (const auto& [mp, window] : runs) {
-      auto& m = loaded.at(mp);
-      compress::CodecOptions copt;
-      copt.window = window;
-      // this machine's matmul speed moves by up to 2x within minutes (a shared host): the roofline is read
-      // beside each run, before and after it, and the better reading is that row's baseline
-      const double roof_before = matmul_roofline_gflops(4096, 256, 3);
-      const double mem = memory_read_gbps(3);
-      const auto t0 = ch::steady_clock::now();
-      auto packed = compress::lm_compress(m, bytes, copt);
-      const double s = ch::duration<double>(ch::steady_clock::now() - t0).count();
-      const auto t1 = ch::steady_clock::now();
-      auto back = compress::lm_decompress(m, packed, name, copt);
-      const double ds = ch::duration<double>(ch::steady_clock::now() - t1).count();
-      CCC_CHECK(back == bytes, "bench compress: round trip failed for ", name, " with ", mp);
-      const double roof = std::max(roof_before, matmul_roofline_gflops(4096, 256, 3));
-      progress.update(++done);
-      const auto counts = model::stream_token_counts(m, bytes, copt);
-      const double attn = model::codec_attention_flops(m.config, counts, copt);
-      const double kv = model::codec_kv_cache_bytes(m.config, counts, copt);
-      const std::string label = "ccc " + fs::path(mp).filename().string() +
-                                (window > 0 ? " (window " + std::to_string(window) + ")" : "");
-      rows.push_back({name, label, static_cast<double>(m.config.n_params()), 8.0 * packed.size() / bytes.size(),
-                      bytes.size() / 1e6 / s, bytes.size() / 1e6 / ds, attn / static_cast<double>(bytes.size()),
-                      m.fingerprint, roof, model::resolve_window_policy(m.config, copt).first,
-                      window == o.windows.front(), kv / static_cast<double>(bytes.size()), mem});
-    }
-  }
-  fs::remove(tmp);
+  const double s = ch::duration<double>(ch::steady_clock::now() - t0).count();
+  if (rc != 0) return false;
+  rows->push_back({name, label, 0, 8.0 * size / bytes.size(), bytes.size() / 1e6 / s, 0, 0, ""});
+  return true;
+}
+
+// One model at one window: compress, decompress (checked), the rooflines read beside the run, the cost model.
+Row measure_model(const std::string& name, const std::string& bytes, const std::string& mp, model::LoadedModel& m,
+                  int64_t window, bool first_window) {
+  namespace ch = std::chrono;
+  compress::CodecOptions copt;
+  copt.window = window;
+  // this machine's matmul speed moves by up to 2x within minutes (a shared host): the roofline is read
+  // beside each run, before and after it, and the better reading is that row's baseline
+  const double roof_before = matmul_roofline_gflops(4096, 256, 3);
+  const double mem = memory_read_gbps(3);
+  const auto t0 = ch::steady_clock::now();
+  auto packed = compress::lm_compress(m, bytes, copt);
+  const double s = ch::duration<double>(ch::steady_clock::now() - t0).count();
+  const auto t1 = ch::steady_clock::now();
+  auto back = compress::lm_decompress(m, packed, name, copt);
+  const double ds = ch::duration<double>(ch::steady_clock::now() - t1).count();
+  CCC_CHECK(back == bytes, "bench compress: round trip failed for ", name, " with ", mp);
+  const double roof = std::max(roof_before, matmul_roofline_gflops(4096, 256, 3));
+  const auto counts = model::stream_token_counts(m, bytes, copt);
+  const double attn = model::codec_attention_flops(m.config, counts, copt);
+  const double kv = model::codec_kv_cache_bytes(m.config, counts, copt);
+  const std::string label = "ccc " + fs::path(mp).filename().string() +
+                            (window > 0 ? " (window " + std::to_string(window) + ")" : "");
+  return {name, label, static_cast<double>(m.config.n_params()), 8.0 * packed.size() / bytes.size(),
+          bytes.size() / 1e6 / s, bytes.size() / 1e6 / ds, attn / static_cast<double>(bytes.size()),
+          m.fingerprint, roof, model::resolve_window_policy(m.config, copt).first,
+          first_window, kv / static_cast<double>(bytes.size()), mem};
+}
+
+// The table on stdout and bench_compress.csv: one row per (file, method); a cell that was not measured (a
+// classic compressor's params, fingerprint, decompression speed and roofline share) is empty.
+std::string print_table_and_csv(const std::vector<Row>& rows, const std::string& out_dir) {
   // roofline: model FLOPs per token (2 x params) against the matmul roofline read beside each model's run
   double roof_lo = 0, roof_hi = 0;
   for (const auto& r : rows)
@@ -145,8 +133,6 @@ void bench_compress(const BenchCompressOptions& o) {
       roof_hi = std::max(roof_hi, r.roof);
     }
   const std::string machine = machine_description();
-  // One row per (file, method); a cell that was not measured (a classic compressor's params, fingerprint,
-  // decompression speed and roofline share) is empty.
   std::string csv = "file,method,params,fingerprint,bits_per_byte,compress_MB_s,decompress_MB_s,"
                     "compress_pct_roofline,decompress_pct_roofline,attention_flops_per_byte,"
                     "compress_pct_roofline_with_attention,decompress_pct_roofline_with_attention,roofline_GFLOP_s,window,"
@@ -154,11 +140,6 @@ void bench_compress(const BenchCompressOptions& o) {
   std::printf("| file | method | params | bits/byte | compress MB/s | decompress MB/s | compress %% of roofline | "
               "decompress %% of roofline | with attention FLOPs | roofline GFLOP/s | K/V cache GB/s | memory GB/s |\n");
   std::printf("|---|---|---|---|---|---|---|---|---|---|---|---|\n");
-  auto num = [](const char* f, double x) {
-    char b[64];
-    std::snprintf(b, sizeof b, f, x);
-    return std::string(b);
-  };
   for (const auto& r : rows) {
     // 2 x params FLOPs per token; byte models code one token per byte
     const double roof = r.roof;
@@ -196,10 +177,16 @@ void bench_compress(const BenchCompressOptions& o) {
                 roof_lo, roof_hi, machine.c_str());
   else
     std::printf("\nno model ran, so no roofline was read; %s\n", machine.c_str());
-  const std::string csv_path = (fs::path(o.out_dir) / "bench_compress.csv").string();
+  const std::string csv_path = (fs::path(out_dir) / "bench_compress.csv").string();
   write_file_atomic(csv_path, csv);
-  // plots: Pareto (bpb vs speed) and scaling (mean bpb over the files vs params; classic compressors as
-  // horizontal lines at their mean over the same files, labelled at staggered places so labels never overlap)
+  return csv_path;
+}
+
+// Pareto (bpb vs speed) and scaling (mean bpb over the files vs params; classic compressors as horizontal
+// lines at their mean over the same files, labelled at staggered places so labels never overlap).
+// True when both PNGs were written.
+bool write_plots(const std::vector<Row>& rows, const Files& files, const BenchCompressOptions& o, bool* pareto_ok,
+                 bool* scaling_ok) {
   std::map<std::string, std::pair<double, int>> mean;
   for (const auto& r : rows) {
     mean[r.method].first += r.bpb;
@@ -250,6 +237,60 @@ void bench_compress(const BenchCompressOptions& o) {
                                     classic_lines + "plot " + gp_quote(scaling_path) +
                                     " using 1:2 with linespoints pt 7 lw 2 title 'ccc family'",
                                 1000, 600);
+  *pareto_ok = pareto;
+  *scaling_ok = scaling;
+  return pareto && scaling;
+}
+
+}  // namespace
+
+void bench_compress(const BenchCompressOptions& o) {
+  const Files files = bench_inputs(o);
+  std::vector<std::string> models = o.models;
+  if (models.empty())
+    for (const char* n : {"ccc-byte-xs", "ccc-byte-s", "ccc-byte-m", "ccc-byte-l"}) {
+      auto p = fs::path(CCC_SOURCE_DIR) / "data" / "models" / n;
+      if (fs::exists(p / "config.json")) models.push_back(p.string());
+    }
+  CCC_CHECK(!o.windows.empty(), "bench compress: no window given");
+  // every model loaded once, and every (model, window) checked before anything runs or is written
+  std::map<std::string, model::LoadedModel> loaded;
+  std::vector<std::pair<std::string, int64_t>> runs;  // (model, window), each window of each model
+  for (const auto& mp : models) {
+    auto& m = loaded.emplace(mp, model::load_model(mp, o.tokenizer)).first->second;
+    for (int64_t w : o.windows) {
+      compress::CodecOptions copt;
+      copt.window = w;
+      try {
+        model::resolve_window_policy(m.config, copt);
+      } catch (const Error& e) {
+        CCC_FAIL("bench compress: --window ", w, " for ", mp, ": ", e.what());
+      }
+      runs.emplace_back(mp, w);
+    }
+  }
+  std::error_code ec;
+  fs::create_directories(o.out_dir, ec);
+  std::vector<Row> rows;
+  const std::string tmp = (fs::temp_directory_path() / ("ccc_bench_" + std::to_string(::getpid()))).string();
+  ProgressLine progress("bench compress", static_cast<int64_t>(files.size() * (kClassic.size() + runs.size())));
+  int64_t done = 0;
+  for (const auto& [name, bytes] : files) {
+    write_file_atomic(tmp, bytes);
+    for (const auto& [label, cmd] : kClassic) {
+      const bool ok = measure_classic(name, bytes, tmp, label, cmd, &rows);
+      progress.update(++done);
+      if (!ok) std::fprintf(stderr, "bench compress: %s failed or is not installed; skipped\n", label.c_str());
+    }
+    for (const auto& [mp, window] : runs) {
+      rows.push_back(measure_model(name, bytes, mp, loaded.at(mp), window, window == o.windows.front()));
+      progress.update(++done);
+    }
+  }
+  fs::remove(tmp);
+  const std::string csv_path = print_table_and_csv(rows, o.out_dir);
+  bool pareto = false, scaling = false;
+  write_plots(rows, files, o, &pareto, &scaling);
   std::printf("wrote %s%s%s in %s\n", csv_path.c_str(), pareto ? ", pareto.png" : "", scaling ? ", scaling.png" : "",
               o.out_dir.c_str());
   if (!pareto || !scaling) std::fprintf(stderr, "warning: gnuplot failed or had nothing to draw; plots not written\n");
