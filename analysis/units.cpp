@@ -99,150 +99,184 @@ struct Context {
 };
 
 // Everything about one unit from its column over the analysed rows.
-void analyze_column(const std::vector<float>& v, const Context& cx, const std::vector<int64_t>& rows, UnitResult& u) {
-  const int64_t n = static_cast<int64_t>(v.size());
-  const size_t F = cx.positives.size();
-  const size_t C = cx.base_rate.size();
-  const UnitOptions& o = *cx.o;
-  // moments
-  double s1 = 0, mx = -std::numeric_limits<double>::infinity();
-  int64_t active = 0;
-  for (float x : v) {
-    s1 += x;
-    mx = std::max(mx, static_cast<double>(x));
-    active += x > o.active_threshold;
+// One unit's column of activations, sorted once: its moments, ranks (ties averaged) and the statistics
+// every feature asks of it.
+class Column {
+ public:
+  Column(const std::vector<float>& v, const Context& cx) : v_(v), cx_(cx), n_(static_cast<int64_t>(v.size())) {
+    for (float x : v_) {
+      s1_ += x;
+      tot_ += static_cast<double>(x) * x;  // sum of squares
+    }
+    order_ = sort_order(v_);
+    rank_.resize(n_);
+    for (int64_t i = 0; i < n_;) {  // ranks with ties averaged (1-based)
+      int64_t j = i;
+      while (j + 1 < n_ && v_[order_[j + 1]] == v_[order_[i]]) ++j;
+      const double r = 0.5 * static_cast<double>(i + j) + 1.0;
+      for (int64_t k = i; k <= j; ++k) rank_[order_[k]] = r;
+      i = j + 1;
+    }
+    K_ = std::min(cx.o->top_k, n_);
   }
-  const double mean = n > 0 ? s1 / n : 0;
-  double tot = 0;  // sum of squares
-  for (float x : v) tot += static_cast<double>(x) * x;
-  double m2 = 0, m4 = 0;
-  for (float x : v) {
-    const double d = x - mean, d2 = d * d;
-    m2 += d2;
-    m4 += d2 * d2;
+
+  // mean, std, active fraction, excess kurtosis, max and the top-K rows of the unit
+  void moments(const std::vector<int64_t>& rows, UnitResult& u) const {
+    double mx = -std::numeric_limits<double>::infinity();
+    int64_t active = 0;
+    for (float x : v_) {
+      mx = std::max(mx, static_cast<double>(x));
+      active += x > cx_.o->active_threshold;
+    }
+    const double mean = n_ > 0 ? s1_ / n_ : 0;
+    double m2 = 0, m4 = 0;
+    for (float x : v_) {
+      const double d = x - mean, d2 = d * d;
+      m2 += d2;
+      m4 += d2 * d2;
+    }
+    m2 /= std::max<int64_t>(1, n_);
+    m4 /= std::max<int64_t>(1, n_);
+    u.mean = mean;
+    u.std = std::sqrt(m2);
+    u.frac_active = n_ > 0 ? static_cast<double>(active) / n_ : 0;
+    u.kurtosis = m2 > 0 ? m4 / (m2 * m2) - 3 : 0;
+    u.max = n_ > 0 ? mx : 0;
+    u.top_rows.resize(K_);
+    u.top_values.resize(K_);
+    for (int64_t k = 0; k < K_; ++k) {
+      const int64_t i = order_[n_ - 1 - k];
+      u.top_rows[k] = rows[i];
+      u.top_values[k] = v_[i];
+    }
   }
-  m2 /= std::max<int64_t>(1, n);
-  m4 /= std::max<int64_t>(1, n);
-  u.mean = mean;
-  u.std = std::sqrt(m2);
-  u.frac_active = n > 0 ? static_cast<double>(active) / n : 0;
-  u.kurtosis = m2 > 0 ? m4 / (m2 * m2) - 3 : 0;
-  u.max = n > 0 ? mx : 0;
-  // ranks with ties averaged (1-based)
-  std::vector<int64_t> order = sort_order(v);
-  std::vector<double> rank(n);
-  for (int64_t i = 0; i < n;) {
-    int64_t j = i;
-    while (j + 1 < n && v[order[j + 1]] == v[order[i]]) ++j;
-    const double r = 0.5 * static_cast<double>(i + j) + 1.0;
-    for (int64_t k = i; k <= j; ++k) rank[order[k]] = r;
-    i = j + 1;
-  }
-  const int64_t K = std::min(o.top_k, n);
-  u.top_rows.resize(K);
-  u.top_values.resize(K);
-  for (int64_t k = 0; k < K; ++k) {
-    const int64_t i = order[n - 1 - k];
-    u.top_rows[k] = rows[i];
-    u.top_values[k] = v[i];
-  }
-  auto auroc_of = [&](const std::vector<int64_t>& pos, int64_t shift, float* smd) {
-    const int64_t np = static_cast<int64_t>(pos.size()), nn = n - np;
+
+  // AUROC of the rows `pos` (read `shift` rows later: the null) against the rest, from the rank sum, and
+  // the standardised mean difference of the two groups
+  float auroc(const std::vector<int64_t>& pos, int64_t shift, float* smd) const {
+    const int64_t np = static_cast<int64_t>(pos.size()), nn = n_ - np;
     if (np == 0 || nn == 0) {
       if (smd) *smd = kNaN;
       return kNaN;
     }
     double rs = 0, sx = 0, sxx = 0;
     for (int64_t i : pos) {
-      const int64_t j = shift ? (i + shift) % n : i;
-      rs += rank[j];
-      sx += v[j];
-      sxx += static_cast<double>(v[j]) * v[j];
+      const int64_t j = shift ? (i + shift) % n_ : i;
+      rs += rank_[j];
+      sx += v_[j];
+      sxx += static_cast<double>(v_[j]) * v_[j];
     }
     if (smd) {
-      const double mp = sx / np, mn = (s1 - sx) / nn;
+      const double mp = sx / np, mn = (s1_ - sx) / nn;
       const double vp = std::max(0.0, sxx / np - mp * mp);
-      const double vn = std::max(0.0, (tot - sxx) / nn - mn * mn);
+      const double vn = std::max(0.0, (tot_ - sxx) / nn - mn * mn);
       const double pooled = std::sqrt(0.5 * (vp + vn));
       *smd = pooled > 0 ? static_cast<float>((mp - mn) / pooled) : 0.f;
     }
     const double U = rs - 0.5 * static_cast<double>(np) * static_cast<double>(np + 1);
     return static_cast<float>(U / (static_cast<double>(np) * static_cast<double>(nn)));
-  };
-  // coverage of the top-k rows per concept (the null shifts the labels, i.e. reads row i's labels at i − shift)
-  auto coverage_of = [&](int64_t shift) {
+  }
+
+  // the unit's class from its AUROCs, SMDs and top-K coverage, and its top and second (another concept)
+  // features; `shift` reads the labels shifted (the null)
+  std::pair<std::string, std::vector<float>> classify(const std::vector<float>& au, const std::vector<float>& smd,
+                                                      int64_t shift, double max, int* top, int* second) const {
+    const auto cov = coverage(shift);
+    std::string cls = classify_by(au, smd, cov, max, top, second);
+    if (cls == "split") cls = union_covered(cov, shift) ? "polysemantic" : "unexplained";
+    return {cls, cov};
+  }
+
+ private:
+  // row i's label mask, read `shift` rows earlier under the null
+  uint64_t mask_of_top(int64_t k, int64_t shift) const {
+    int64_t i = order_[n_ - 1 - k];
+    if (shift) i = ((i - shift) % n_ + n_) % n_;
+    return cx_.concept_mask[i];
+  }
+
+  // coverage of the top-k rows per concept
+  std::vector<float> coverage(int64_t shift) const {
+    const size_t C = cx_.base_rate.size();
     std::vector<float> cov(C, 0.f);
-    for (int64_t k = 0; k < K; ++k) {
-      int64_t i = order[n - 1 - k];
-      if (shift) i = ((i - shift) % n + n) % n;
-      const uint64_t m = cx.concept_mask[i];
+    for (int64_t k = 0; k < K_; ++k) {
+      const uint64_t m = mask_of_top(k, shift);
       for (size_t c = 0; c < C; ++c) cov[c] += (m >> c) & 1;
     }
-    for (auto& x : cov) x = K > 0 ? x / static_cast<float>(K) : 0.f;
+    for (auto& x : cov) x = K_ > 0 ? x / static_cast<float>(K_) : 0.f;
     return cov;
-  };
-  auto classify = [&](const std::vector<float>& au, const std::vector<float>& smd, const std::vector<float>& cov,
-                      int* top, int* second) {
+  }
+
+  std::string classify_by(const std::vector<float>& au, const std::vector<float>& smd, const std::vector<float>& cov,
+                          double max, int* top, int* second) const {
+    const UnitOptions& o = *cx_.o;
+    const size_t F = cx_.positives.size(), C = cx_.base_rate.size();
     *top = *second = -1;
     for (size_t f = 0; f < F; ++f)
       if (!std::isnan(au[f]) && (*top < 0 || au[f] > au[*top])) *top = static_cast<int>(f);
     for (size_t f = 0; f < F; ++f)
-      if (!std::isnan(au[f]) && *top >= 0 && cx.concept_of[f] != cx.concept_of[*top] &&
+      if (!std::isnan(au[f]) && *top >= 0 && cx_.concept_of[f] != cx_.concept_of[*top] &&
           (*second < 0 || au[f] > au[*second]))
         *second = static_cast<int>(f);
-    if (!(u.max > o.active_threshold)) return std::string("dead");
+    if (!(max > o.active_threshold)) return "dead";
     std::vector<int> mono_concepts, poly_concepts;
     for (size_t f = 0; f < F; ++f) {
       if (std::isnan(au[f])) continue;
-      const int c = cx.concept_of[f];
+      const int c = cx_.concept_of[f];
       if (!(smd[f] >= o.min_smd)) continue;  // AUROC alone also rewards order among the near-zero values
       if (au[f] >= o.mono_auroc && std::find(mono_concepts.begin(), mono_concepts.end(), c) == mono_concepts.end())
         mono_concepts.push_back(c);
       if (au[f] >= o.poly_auroc && std::find(poly_concepts.begin(), poly_concepts.end(), c) == poly_concepts.end())
         poly_concepts.push_back(c);
     }
-    if (mono_concepts.size() == 1 && cov[mono_concepts[0]] >= o.mono_coverage) return std::string("monosemantic");
-    if (poly_concepts.size() >= 2) return std::string("polysemantic");
+    if (mono_concepts.size() == 1 && cov[mono_concepts[0]] >= o.mono_coverage) return "monosemantic";
+    if (poly_concepts.size() >= 2) return "polysemantic";
     // top activations split across concepts
     bool single = false;
-    std::vector<size_t> enriched;
+    size_t enriched = 0;
     for (size_t c = 0; c < C; ++c) {
       if (cov[c] >= o.mono_coverage) single = true;
-      if (cov[c] >= o.poly_share && cov[c] >= 2 * cx.base_rate[c]) enriched.push_back(c);
+      if (cov[c] >= o.poly_share && cov[c] >= 2 * cx_.base_rate[c]) ++enriched;
     }
-    if (!single && enriched.size() >= 2) return std::string("split");  // decided on union coverage below
-    return std::string("unexplained");
-  };
-  // union coverage needs the shift, so compute it here for both label sets
-  auto finish = [&](const std::vector<float>& au, const std::vector<float>& smd, int64_t shift, int* top, int* second) {
-    const auto cov = coverage_of(shift);
-    std::string cls = classify(au, smd, cov, top, second);
-    if (cls == "split") {
-      uint64_t want = 0;
-      for (size_t c = 0; c < C; ++c)
-        if (cov[c] >= o.poly_share && cov[c] >= 2 * cx.base_rate[c]) want |= uint64_t{1} << c;
-      int64_t covered = 0;
-      for (int64_t k = 0; k < K; ++k) {
-        int64_t i = order[n - 1 - k];
-        if (shift) i = ((i - shift) % n + n) % n;
-        covered += (cx.concept_mask[i] & want) != 0;
-      }
-      cls = K > 0 && static_cast<double>(covered) / K >= o.mono_coverage ? "polysemantic" : "unexplained";
-    }
-    return std::make_pair(cls, cov);
-  };
+    if (!single && enriched >= 2) return "split";  // decided on union coverage
+    return "unexplained";
+  }
+
+  // a split unit is polysemantic when the enriched concepts together cover the top-k rows
+  bool union_covered(const std::vector<float>& cov, int64_t shift) const {
+    const UnitOptions& o = *cx_.o;
+    uint64_t want = 0;
+    for (size_t c = 0; c < cov.size(); ++c)
+      if (cov[c] >= o.poly_share && cov[c] >= 2 * cx_.base_rate[c]) want |= uint64_t{1} << c;
+    int64_t covered = 0;
+    for (int64_t k = 0; k < K_; ++k) covered += (mask_of_top(k, shift) & want) != 0;
+    return K_ > 0 && static_cast<double>(covered) / K_ >= o.mono_coverage;
+  }
+
+  const std::vector<float>& v_;
+  const Context& cx_;
+  int64_t n_ = 0, K_ = 0;
+  double s1_ = 0, tot_ = 0;
+  std::vector<int64_t> order_;
+  std::vector<double> rank_;
+};
+
+void analyze_column(const std::vector<float>& v, const Context& cx, const std::vector<int64_t>& rows, UnitResult& u) {
+  const Column col(v, cx);
+  col.moments(rows, u);
+  const size_t F = cx.positives.size();
   u.auroc.assign(F, kNaN);
   u.smd.assign(F, kNaN);
   std::vector<float> null_au(F, kNaN), null_smd(F, kNaN);
   for (size_t f = 0; f < F; ++f) {
-    u.auroc[f] = auroc_of(cx.positives[f], 0, &u.smd[f]);
-    null_au[f] = auroc_of(cx.positives[f], cx.shift, &null_smd[f]);
+    u.auroc[f] = col.auroc(cx.positives[f], 0, &u.smd[f]);
+    null_au[f] = col.auroc(cx.positives[f], cx.shift, &null_smd[f]);
   }
-  auto [cls, cov] = finish(u.auroc, u.smd, 0, &u.top_feature, &u.second_feature);
+  auto [cls, cov] = col.classify(u.auroc, u.smd, 0, u.max, &u.top_feature, &u.second_feature);
   u.cls = cls;
   u.coverage = cov;
   int nt = -1, ns = -1;
-  u.null_cls = finish(null_au, null_smd, cx.shift, &nt, &ns).first;
+  u.null_cls = col.classify(null_au, null_smd, cx.shift, u.max, &nt, &ns).first;
   u.null_top_auroc = nt >= 0 ? null_au[nt] : kNaN;
 }
 

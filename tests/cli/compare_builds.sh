@@ -98,4 +98,13 @@ for k in a.attrs:
         print("attribute", k, "differs"); sys.exit(1)
 PY
 then echo "same      dump"; else echo "DIFFERENT dump"; status=1; fi
+# unit analysis of the same dump (the old build's), with --ablate-top
+for b in old new; do
+  bin="$old"; [ "$b" = new ] && bin="$new"
+  "$bin" units -q -f "$work/old/d.h5" -m "$M/ccc-byte-xs" --source "$text" --ablate-top 3 -o "$work/$b/units" > /dev/null 2>&1
+  strip "$work/$b/units/summary.json" > "$work/$b/units_summary.cmp"
+done
+if cmp -s "$work/old/units/units.csv" "$work/new/units/units.csv" && cmp -s "$work/old/units/report.md" "$work/new/units/report.md" &&
+   cmp -s "$work/old/units_summary.cmp" "$work/new/units_summary.cmp"; then echo "same      units"
+else echo "DIFFERENT units"; status=1; fi
 exit $status
