@@ -107,7 +107,15 @@ Feature regex_feature(const std::string& name, const std::string& pattern, std::
   PCRE2_SIZE start = 0;
   while (start <= input.size()) {
     const int rc = pcre2_match(re, reinterpret_cast<PCRE2_SPTR>(input.data()), input.size(), start, 0, md, nullptr);
-    if (rc < 0) break;
+    if (rc == PCRE2_ERROR_NOMATCH) break;
+    if (rc < 0) {  // a match error (match / depth / heap limit, bad UTF): an error, never "no match"
+      PCRE2_UCHAR msg[256];
+      pcre2_get_error_message(rc, msg, sizeof msg);
+      pcre2_match_data_free(md);
+      pcre2_code_free(re);
+      CCC_FAIL("--feature ", name, "=", pattern, ": matching failed at byte ", start, " of the text: ",
+               reinterpret_cast<const char*>(msg));
+    }
     const PCRE2_SIZE* ov = pcre2_get_ovector_pointer(md);
     for (PCRE2_SIZE i = ov[0]; i < ov[1]; ++i) byte_on[i] = 1;
     start = ov[1] > ov[0] ? ov[1] : ov[0] + 1;  // empty matches advance by one byte

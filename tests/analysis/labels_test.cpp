@@ -5,6 +5,7 @@
 #include <map>
 
 #include "model/base/error.h"
+#include "tests/support/test_support.h"
 
 namespace ccc::analysis {
 namespace {
@@ -67,6 +68,18 @@ TEST(Labels, RegexFeaturesLabelTheBytesOfEveryMatch) {
   EXPECT_EQ(s, "....1111..........1111..");
   EXPECT_EQ(f.on[0], 0);
   EXPECT_THROW(regex_feature("bad", "foo(", t, offs), Error);
+}
+
+// A match error (here the match limit, set low by the pattern itself) is an error naming the feature and
+// PCRE2's message, never a silent "no match" that ends the scan (the feature's base rate would read 0).
+TEST(Labels, RegexMatchErrorsAreErrorsNotMisses) {
+  const std::string t(4000, 'a');
+  std::vector<int64_t> offs;
+  for (size_t i = 0; i < t.size(); ++i) offs.push_back(static_cast<int64_t>(i));
+  const auto f = regex_feature("bt", "(a|a)*b|a", std::string_view(t).substr(0, 12), {0, 1, 2});
+  EXPECT_EQ(f.on, (std::vector<uint8_t>{1, 1, 1}));  // a short text matches: every byte is an "a"
+  test::expect_error([&] { regex_feature("bt", "(*LIMIT_MATCH=1000)(a|a)*b|a", t, offs); },
+                     {"--feature bt=", "matching failed", "match limit"});
 }
 
 }  // namespace
