@@ -8,6 +8,8 @@
 namespace ccc::model {
 
 StreamPolicy stream_policy(const ModelConfig& cfg, const StreamOptions& opt) {
+  CCC_CHECK(opt.streams >= 0, "--streams ", opt.streams, ": must be 0 (automatic) or more");
+  CCC_CHECK(opt.window >= 0, "--window ", opt.window, ": must be 0 (automatic) or more");
   const bool can_roll = cfg.pos != PosKind::kLearned;
   CCC_CHECK(!opt.rolling || can_roll, "compress: --rolling needs a model with relative (rotary) positions");
   StreamPolicy p;
@@ -35,6 +37,7 @@ int64_t auto_streams(uint64_t n_bytes) {
 }
 
 int64_t resolve_streams(uint64_t n_bytes, int64_t streams) {
+  CCC_CHECK(streams >= 0, "--streams ", streams, ": must be 0 (automatic) or more");
   const int64_t B = streams > 0 ? streams : auto_streams(n_bytes);
   return std::max<int64_t>(1, std::min<int64_t>(B, std::max<uint64_t>(1, n_bytes)));
 }
