@@ -70,6 +70,7 @@ struct H5Rows::Impl {
 
 H5Rows::H5Rows(const std::string& path, bool force, Compression compression)
     : impl_(std::make_unique<Impl>()), path_(path), compression_(compression) {
+  force_ = force;
   H5::Exception::dontPrint();
   std::error_code ec;
   CCC_CHECK(!path.empty(), "dump: no output path");
@@ -186,10 +187,8 @@ void H5Rows::commit() {
   } catch (const H5::Exception& e) {
     CCC_FAIL(path_, ": closing ", tmp_, " failed (", e.getDetailMsg(), ")");
   }
-  std::error_code ec;
-  fs::rename(tmp_, path_, ec);
-  CCC_CHECK(!ec, path_, ": cannot rename ", tmp_, " (", ec.message(), ")");
-  committed_ = true;
+  committed_ = true;  // publish_file removes the temporary when it fails
+  publish_file(tmp_, path_, force_);
 }
 
 }  // namespace ccc::analysis

@@ -44,6 +44,7 @@ class H5Rows {
   std::string path_, tmp_;
   Compression compression_;
   bool committed_ = false;
+  bool force_ = false;  ///< replace an existing file at commit (else a no-replace rename)
 };
 
 }  // namespace ccc::analysis

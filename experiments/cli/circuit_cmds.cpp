@@ -19,6 +19,7 @@ void add_circuit_commands(CLI::App& app, Globals& g) {
     sub->add_option("--seed", o->seed, "seed of the random sequences (default 0)");
     sub->add_flag("--json", o->json, "print one JSON object");
     sub->add_option("--plot", o->plot_dir, "write heatmaps heads_prev_token.png, heads_induction.png, heads_duplicate_token.png to DIR");
+    sub->add_flag("-f,--force", o->force, "replace existing heatmaps");
     sub->add_option("--checkpoints", o->checkpoints,
                     "emergence mode: score every RUN/checkpoints/step-N of a training run directory RUN, "
                     "with its loss log, into a CSV and PNG");
@@ -41,6 +42,7 @@ void add_circuit_commands(CLI::App& app, Globals& g) {
     sub->add_option("--seed", o->icl.seed, "seed of the random strings");
     sub->add_flag("--json", o->json, "print one JSON object (with bits_by_position)");
     sub->add_option("--plot", o->plot, "write bits vs position to this PNG");
+    sub->add_flag("-f,--force", o->force, "replace an existing --plot file");
     sub->callback([&g, o] { g.init(); experiments::run_icl(*o); });
   }
   auto run_options = [](CLI::App* sub, experiments::AblationRun& r) {
@@ -72,6 +74,7 @@ void add_circuit_commands(CLI::App& app, Globals& g) {
     sub->add_option("--over", o->over, "heads (default), attn, mlps or neurons:L");
     sub->add_option("--csv", o->csv, "also write the table as CSV");
     sub->add_option("--plot", o->plot, "PNG: heatmap (layers x heads) for heads, bars with CIs otherwise");
+    sub->add_flag("-f,--force", o->force, "replace existing --csv / --plot files");
     sub->add_flag("--naive", o->naive, "one run per component instead of one batch row block each");
     sub->add_flag("--json", o->json, "print one JSON object");
     sub->callback([&g, o] { g.init(); experiments::run_sweep(*o); });
@@ -111,6 +114,7 @@ void add_circuit_commands(CLI::App& app, Globals& g) {
                   "also price every edge between the circuit's components and to the logits by path patching "
                   "(each alone, in the full model); kept when it costs >= tau");
     sub->add_option("-o,--out", o->out, "circuit JSON ({\"components\": [...]}, usable as ccc ablate -c FILE)");
+    sub->add_flag("-f,--force", o->force, "replace an existing -o file");
     sub->add_flag("--json", o->json, "print one JSON object");
     sub->callback([&g, o] { g.init(); experiments::run_discover(*o); });
   }

@@ -101,32 +101,31 @@ void print_delta(const char* ablated_name, const DeltaStats& d, size_t n_bytes) 
 // The sweep's PNG: a layer x head heatmap for heads, else bars with their CIs.
 void write_sweep_plot(const SweepCmdOptions& o, const Loaded& l, const nlohmann::json& j) {
   const auto& set = l.comps;
-  const std::string dat = o.plot + ".dat.tmp";
+  Plot plot;
   std::ostringstream d;
   bool ok = false;
   if (o.over == "heads") {
     const auto H = l.m.config.n_heads;
     for (size_t i = 0; i < set.size(); ++i)
       d << j["components"][i]["delta_bits_per_byte"].get<double>() << ((static_cast<int64_t>(i) % H == H - 1) ? "\n" : " ");
-    write_file_atomic(dat, d.str());
-    ok = plot_png(o.plot, "set title 'delta bits per byte of each head (" + o.run.mode + " ablation)'\nset xlabel 'head'\n"
+    const std::string dat = plot.data("heads.dat", d.str());
+    ok = plot.render(o.plot, "set title 'delta bits per byte of each head (" + o.run.mode + " ablation)'\nset xlabel 'head'\n"
                           "set ylabel 'layer'\nset palette defined (0 'white', 1 'dark-red')\nset yrange [-0.5:" +
                               std::to_string(l.m.config.n_layers - 0.5) + "] reverse\nset xrange [-0.5:" +
-                              std::to_string(H - 0.5) + "]\nset xtics 1\nset ytics 1\nplot " + gp_quote(dat) + " matrix with image notitle, '' matrix using 1:2:(sprintf('%.3f',$3)) with labels notitle",
-                  200 + 70 * static_cast<int>(H), 140 + 50 * static_cast<int>(l.m.config.n_layers));
+                              std::to_string(H - 0.5) + "]\nset xtics 1\nset ytics 1\nplot " + dat + " matrix with image notitle, '' matrix using 1:2:(sprintf('%.3f',$3)) with labels notitle",
+                  200 + 70 * static_cast<int>(H), 140 + 50 * static_cast<int>(l.m.config.n_layers), o.force);
   } else {
     for (size_t i = 0; i < set.size(); ++i)
       d << i << " " << set[i].name() << " " << j["components"][i]["delta_bits_per_byte"].get<double>() << " "
         << j["components"][i]["ci_low"].get<double>() << " " << j["components"][i]["ci_high"].get<double>() << "\n";
-    write_file_atomic(dat, d.str());
-    ok = plot_png(o.plot, "set title 'delta bits per byte (" + o.run.mode + " ablation, 95% CI)'\nset style fill solid 0.6\n"
+    const std::string dat = plot.data("components.dat", d.str());
+    ok = plot.render(o.plot, "set title 'delta bits per byte (" + o.run.mode + " ablation, 95% CI)'\nset style fill solid 0.6\n"
                           "set boxwidth 0.8\nset ylabel 'delta bits per byte'\nset grid y\n" +
                               std::string(set.size() <= 40 ? "set xtics rotate by -45\n" : "set xtics auto\n") +
-                              "plot " + gp_quote(dat) + " using 1:3" + (set.size() <= 40 ? ":xtic(2)" : "") +
-                              " with boxes notitle, '' using 1:3:4:5 with yerrorbars pt 0 lc rgb 'black' notitle");
+                              "plot " + dat + " using 1:3" + (set.size() <= 40 ? ":xtic(2)" : "") +
+                              " with boxes notitle, '' using 1:3:4:5 with yerrorbars pt 0 lc rgb 'black' notitle",
+                  900, 500, o.force);
   }
-  std::error_code ec;
-  fs::remove(dat, ec);
   if (!ok) std::fprintf(stderr, "warning: gnuplot failed; no %s\n", o.plot.c_str());
 }
 
@@ -192,7 +191,7 @@ void run_sweep(const SweepCmdOptions& o) {
                   (long long)set[i].index, d.delta_bits, d.delta_bits_per_byte, d.ci_low, d.ci_high);
     csv << line;
   }
-  if (!o.csv.empty()) write_file_atomic(o.csv, csv.str());
+  if (!o.csv.empty()) write_file_atomic(o.csv, csv.str(), o.force);
   if (!o.plot.empty()) write_sweep_plot(o, l, j);
   stamp(j, "sweep");
   if (o.json) {
@@ -287,7 +286,7 @@ void run_discover(const DiscoverCmdOptions& o) {
   nlohmann::json j = discovery_json(d, o, l);
   j["seconds"] = seconds_since(t0);
   stamp(j, "discover");
-  if (!o.out.empty()) write_file_atomic(o.out, j.dump(2) + "\n");
+  if (!o.out.empty()) write_file_atomic(o.out, j.dump(2) + "\n", o.force);
   if (o.json) {
     std::cout << j.dump(2) << "\n";
     return;

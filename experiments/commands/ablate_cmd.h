@@ -42,6 +42,7 @@ struct SweepCmdOptions {
   std::string over = "heads";
   std::string csv, plot;
   bool naive = false, json = false;
+  bool force = false;  ///< replace existing --csv / --plot files
 };
 void run_sweep(const SweepCmdOptions& o);
 
@@ -52,6 +53,7 @@ struct DiscoverCmdOptions {
   bool edges = false;           ///< also price every edge between the circuit's components (path patching)
   std::string out;          ///< circuit JSON ("" = stdout only)
   bool json = false;
+  bool force = false;       ///< replace an existing -o file
 };
 /// ACDC-style pruning on the bits metric (circuits::discover) and its report.
 void run_discover(const DiscoverCmdOptions& o);

@@ -40,6 +40,14 @@ void check_output(const std::string& out, const std::string& in, bool force) {
   CCC_CHECK(in == "-" || !fs::equivalent(in, out, ec), "output would overwrite the input ", in);
 }
 
+// A dump's output may never be the input it captures (not even with --force / --dump-force).
+void check_not_input(const std::string& out, const std::string& in, const char* what) {
+  std::error_code ec;
+  CCC_CHECK(in == "-" || out != in, what, " ", out, " is the input");
+  CCC_CHECK(in == "-" || !fs::exists(out, ec) || !fs::equivalent(in, out, ec), what, " ", out,
+            " would overwrite the input ", in);
+}
+
 // The frames of a .ccc input, one at a time (memory: one frame, whatever the file's length).
 class FrameReader {
  public:
@@ -188,6 +196,7 @@ void run_compress(const CompressCmdOptions& o) {
             "refusing to write compressed data to a terminal (redirect it, use -o FILE, or -f to force)");
   check_output(out, o.in, o.force);
   CCC_CHECK(o.dump.empty() || o.dump != out, "--dump and the compressed output are the same file");
+  if (!o.dump.empty()) check_not_input(o.dump, o.in, "--dump");
   CCC_CHECK(o.hooks.empty() || !o.dump.empty(), "--hooks needs --dump OUT.h5");
   CCC_CHECK(o.ablate.empty() || o.dump.empty(), "--ablate and --dump cannot be combined yet");
   CCC_CHECK(o.frame_bytes >= 4096 && o.frame_bytes <= compress::kMaxFrameBytes, "--frame-bytes ", o.frame_bytes,
@@ -246,6 +255,7 @@ void run_compress(const CompressCmdOptions& o) {
 
 void run_dump(const CompressCmdOptions& o) {
   CCC_CHECK(!o.dump.empty(), "dump: -o OUT.h5 is required");
+  check_not_input(o.dump, o.in, "dump: -o");
   auto m = load(o);
   const std::string input = read_input(o.in);
   ProgressLine progress("dump", static_cast<int64_t>(input.size()), !o.quiet, ProgressLine::Unit::kBytes);

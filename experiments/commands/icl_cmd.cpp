@@ -32,16 +32,15 @@ void run_icl(const IclCmdOptions& o) {
   else sources = held_out_sources(o.corpora_dir);
   const auto rep = circuits::measure_icl(m, sources, o.icl);
   if (!o.plot.empty()) {
-    const std::string dat = o.plot + ".csv.tmp";
     std::string csv;
     for (size_t i = 0; i < rep.curve.size(); ++i) csv += std::to_string(i + 1) + "," + std::to_string(rep.curve[i]) + "\n";
-    write_file_atomic(dat, csv);
-    const bool ok = plot_png(o.plot, "set datafile separator ','\nset grid\nset xlabel 'token position'\n"
-                                     "set ylabel 'mean bits per token'\nset title 'bits vs position, " +
-                                         std::to_string(rep.windows) + " held-out windows'\n"
-                                         "plot " + gp_quote(dat) + " using 1:2 with lines lw 2 notitle");
-    std::error_code ec;
-    fs::remove(dat, ec);
+    Plot plot;
+    const std::string dat = plot.data("curve.csv", csv);
+    const bool ok = plot.render(o.plot, "set datafile separator ','\nset grid\nset xlabel 'token position'\n"
+                                        "set ylabel 'mean bits per token'\nset title 'bits vs position, " +
+                                            std::to_string(rep.windows) + " held-out windows'\n"
+                                            "plot " + dat + " using 1:2 with lines lw 2 notitle",
+                                900, 500, o.force);
     if (!ok) std::fprintf(stderr, "warning: gnuplot failed; no %s\n", o.plot.c_str());
   }
   if (o.json) {
@@ -68,22 +67,21 @@ void run_icl(const IclCmdOptions& o) {
 
 namespace {
 
-void heatmap(const std::string& png, const circuits::HeadScores& s, const std::vector<double>& v, const std::string& title) {
-  const std::string dat = png + ".dat.tmp";
+void heatmap(const std::string& png, const circuits::HeadScores& s, const std::vector<double>& v, const std::string& title,
+             bool overwrite) {
   std::string text;
   for (int64_t l = 0; l < s.n_layers; ++l) {
     for (int64_t h = 0; h < s.n_heads; ++h) text += (h ? " " : "") + std::to_string(s.score(v, l, h));
     text += "\n";
   }
-  write_file_atomic(dat, text);
-  const bool ok = plot_png(png, "set title '" + title + "'\nset xlabel 'head'\nset ylabel 'layer'\nset cbrange [0:1]\n"
+  Plot plot;
+  const std::string dat = plot.data("heads.dat", text);
+  const bool ok = plot.render(png, "set title '" + title + "'\nset xlabel 'head'\nset ylabel 'layer'\nset cbrange [0:1]\n"
                                 "set palette defined (0 'white', 1 'dark-red')\nset yrange [-0.5:" +
                                     std::to_string(s.n_layers - 0.5) + "] reverse\nset xrange [-0.5:" +
                                     std::to_string(s.n_heads - 0.5) + "]\nset xtics 1\nset ytics 1\n"
-                                    "plot " + gp_quote(dat) + " matrix with image notitle, '' matrix using 1:2:(sprintf('%.2f',$3)) with labels notitle",
-                      160 + 60 * static_cast<int>(s.n_heads), 120 + 50 * static_cast<int>(s.n_layers));
-  std::error_code ec;
-  fs::remove(dat, ec);
+                                    "plot " + dat + " matrix with image notitle, '' matrix using 1:2:(sprintf('%.2f',$3)) with labels notitle",
+                      160 + 60 * static_cast<int>(s.n_heads), 120 + 50 * static_cast<int>(s.n_layers), overwrite);
   if (!ok) std::fprintf(stderr, "warning: gnuplot failed; no %s\n", png.c_str());
 }
 
@@ -177,9 +175,9 @@ void run_heads(const HeadsCmdOptions& o) {
     std::error_code ec;
     fs::create_directories(o.plot_dir, ec);
     CCC_CHECK(fs::is_directory(o.plot_dir, ec), "cannot create ", o.plot_dir);
-    heatmap((fs::path(o.plot_dir) / "heads_prev_token.png").string(), s, s.prev_token, "previous-token score");
-    heatmap((fs::path(o.plot_dir) / "heads_induction.png").string(), s, s.induction, "induction score");
-    heatmap((fs::path(o.plot_dir) / "heads_duplicate_token.png").string(), s, s.duplicate_token, "duplicate-token score");
+    heatmap((fs::path(o.plot_dir) / "heads_prev_token.png").string(), s, s.prev_token, "previous-token score", o.force);
+    heatmap((fs::path(o.plot_dir) / "heads_induction.png").string(), s, s.induction, "induction score", o.force);
+    heatmap((fs::path(o.plot_dir) / "heads_duplicate_token.png").string(), s, s.duplicate_token, "duplicate-token score", o.force);
   }
   if (o.json) {
     auto j = s.to_json();

@@ -21,6 +21,7 @@ struct IclCmdOptions {
   circuits::IclOptions icl;
   bool json = false;
   std::string plot;  ///< PNG of bits vs position ("" = none)
+  bool force = false;  ///< replace an existing --plot file
 };
 void run_icl(const IclCmdOptions& o);
 
@@ -30,6 +31,7 @@ struct HeadsCmdOptions {
   uint64_t seed = 0;
   bool json = false;
   std::string plot_dir;     ///< heatmaps heads_<score>.png ("" = none)
+  bool force = false;       ///< replace existing heatmaps
   std::string checkpoints;  ///< training run directory with checkpoints/step-N: emergence mode
   std::string out;          ///< emergence CSV (PNG beside it); default RUN/emergence.csv
   std::string corpora_dir;

@@ -371,8 +371,7 @@ void write_units_plots(const std::string& out_dir, const analysis::UnitsReport& 
   auto& null_counts = cc.null_counts;
   const auto& classes = kClasses;
   const auto& hooks = cc.hooks;
-  std::error_code ec;
-  const std::string dat = (fs::path(out_dir) / "class_counts.dat.tmp").string();
+  Plot plot;
   std::ostringstream d;
   d << "hook dead monosemantic polysemantic unexplained null_monosemantic\n";
   for (const auto& h : hooks) {
@@ -383,16 +382,14 @@ void write_units_plots(const std::string& out_dir, const analysis::UnitsReport& 
     for (const auto& c : classes) d << " " << counts[h][c];
     d << " " << null_counts[h]["monosemantic"] << "\n";
   }
-  write_file_atomic(dat, d.str());
-  if (!plot_png((fs::path(out_dir) / "class_counts.png").string(),
+  const std::string dat = plot.data("class_counts.dat", d.str());
+  if (!plot.render((fs::path(out_dir) / "class_counts.png").string(),
                 "set style data histograms\nset style histogram clustered gap 1\nset style fill solid 0.8 border -1\n"
                 "set key autotitle columnhead outside\nset xtics rotate by -30 noenhanced\nset ylabel 'units'\n"
                 "set title 'unit classes per hook (null: labels shifted)'\n"
-                "plot " + gp_quote(dat) + " using 2:xtic(1), '' using 3, '' using 4, '' using 5, '' using 6",
+                "plot " + dat + " using 2:xtic(1), '' using 3, '' using 4, '' using 5, '' using 6",
                 1100, 550))
     std::fprintf(stderr, "warning: gnuplot failed; no class_counts.png\n");
-  fs::remove(dat, ec);
-  const std::string hist = (fs::path(out_dir) / "auroc_hist.dat.tmp").string();
   std::vector<int64_t> real(21, 0), null(21, 0);
   for (const auto& u : rep.units) {
     if (u.cls == "dead" || u.top_feature < 0) continue;
@@ -403,14 +400,13 @@ void write_units_plots(const std::string& out_dir, const analysis::UnitsReport& 
   std::ostringstream h;
   h << "auroc units null\n";
   for (int b = 0; b < 21; ++b) h << fmt(0.5 + 0.025 * b + 0.0125, 4) << " " << real[b] << " " << null[b] << "\n";
-  write_file_atomic(hist, h.str());
-  if (!plot_png((fs::path(out_dir) / "auroc_hist.png").string(),
+  const std::string hist = plot.data("auroc_hist.dat", h.str());
+  if (!plot.render((fs::path(out_dir) / "auroc_hist.png").string(),
                 "set key autotitle columnhead\nset style fill solid 0.5 border -1\nset boxwidth 0.022\n"
                 "set xlabel 'best feature AUROC of the unit'\nset ylabel 'units'\nset xrange [0.5:1.03]\n"
                 "set title 'selectivity: units vs shifted-label null'\n"
-                "plot " + gp_quote(hist) + " using 1:2 with boxes, '' using 1:3 with boxes"))
+                "plot " + hist + " using 1:2 with boxes, '' using 1:3 with boxes"))
     std::fprintf(stderr, "warning: gnuplot failed; no auroc_hist.png\n");
-  fs::remove(hist, ec);
 }
 
 }  // namespace

@@ -124,21 +124,41 @@ std::string machine_description() {
          " cores";
 }
 
-bool plot_png(const std::string& png, const std::string& body, int width, int height) {
-  namespace fs = std::filesystem;
-  const std::string tmp = png + ".tmp.png";
-  const std::string script_path = png + ".gp.tmp";
-  write_file_atomic(script_path, "set terminal png size " + std::to_string(width) + "," + std::to_string(height) +
-                                     "\nset output " + gp_quote(tmp) + "\n" + body + "\n");
-  const int rc = std::system(("gnuplot " + sh_quote(script_path) + " 2>/dev/null").c_str());
+Plot::Plot() {
+  const char* base = std::getenv("TMPDIR");
+  std::string tmpl = std::string(base != nullptr && *base ? base : "/tmp") + "/ccc-plot-XXXXXX";
+  CCC_CHECK(::mkdtemp(tmpl.data()) != nullptr, "cannot create a temporary directory for a plot (", tmpl, "): ",
+            std::strerror(errno));
+  dir_ = tmpl;
+}
+
+Plot::~Plot() {
   std::error_code ec;
-  fs::remove(script_path, ec);
-  if (rc != 0 || !fs::exists(tmp, ec)) {
-    fs::remove(tmp, ec);
-    return false;
-  }
-  fs::rename(tmp, png, ec);
-  return !ec;
+  std::filesystem::remove_all(dir_, ec);
+}
+
+std::string Plot::data(const std::string& name, const std::string& bytes) {
+  CCC_CHECK(name.find('/') == std::string::npos && !name.empty() && name[0] != '.', "plot data name '", name, "'");
+  const std::string path = dir_ + "/" + name;
+  write_file_atomic(path, bytes, /*overwrite=*/false);
+  return gp_quote(path);
+}
+
+bool Plot::render(const std::string& png, const std::string& body, int width, int height, bool overwrite) {
+  // the private directory's own files: one script and one PNG per render, replaced by the next render
+  const std::string out = dir_ + "/out.png", script = dir_ + "/plot.gp";
+  std::error_code ec;
+  std::filesystem::remove(out, ec);
+  write_file_atomic(script, "set terminal png size " + std::to_string(width) + "," + std::to_string(height) +
+                                "\nset output " + gp_quote(out) + "\n" + body + "\n");
+  const int rc = std::system(("gnuplot " + sh_quote(script) + " 2>/dev/null").c_str());
+  if (rc != 0 || !std::filesystem::is_regular_file(out, ec)) return false;
+  write_file_atomic(png, read_file(out), overwrite);
+  return true;
+}
+
+bool plot_png(const std::string& png, const std::string& body, int width, int height, bool overwrite) {
+  return Plot().render(png, body, width, height, overwrite);
 }
 
 // Runs argv as a child process; returns its peak RSS in MiB (−1 on failure).

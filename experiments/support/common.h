@@ -66,9 +66,31 @@ std::string csv_field(const std::string& s);
 /// "x86_64, <cpu model>, N cores" of this machine (for benchmark records).
 std::string machine_description();
 
-/// Renders `png` with gnuplot: `body` (plot commands, after the terminal and output are set) draws into a
-/// temporary name that is renamed on success. Returns false (and leaves nothing) if gnuplot fails.
-bool plot_png(const std::string& png, const std::string& body, int width = 900, int height = 500);
+/// A gnuplot rendering done in a private temporary directory (mkdtemp under $TMPDIR, removed with its
+/// contents on destruction): the data files and the PNG gnuplot writes have unpredictable names nobody
+/// else can plant a link at, and the finished PNG reaches its target through write_file_atomic (a FIFO or
+/// character device is written into, never replaced; links at the target are replaced, never followed;
+/// an existing file is kept unless `overwrite`).
+class Plot {
+ public:
+  Plot();
+  ~Plot();
+  Plot(const Plot&) = delete;
+  Plot& operator=(const Plot&) = delete;
+  /// Writes `bytes` as the data file `name` in the private directory; returns its path gnuplot-quoted.
+  std::string data(const std::string& name, const std::string& bytes);
+  /// Renders `body` (plot commands, after the terminal and output are set) into `png`. Returns false (and
+  /// writes nothing) when gnuplot fails; throws ccc::Error naming `png` when it cannot be written.
+  bool render(const std::string& png, const std::string& body, int width = 900, int height = 500,
+              bool overwrite = true);
+
+ private:
+  std::string dir_;
+};
+
+/// Plot{}.render(png, body, ...) for bodies that read only files that are outputs themselves.
+bool plot_png(const std::string& png, const std::string& body, int width = 900, int height = 500,
+              bool overwrite = true);
 
 /// A one-line "what: done/total, rate, ETA" on stderr, redrawn at most twice a second; silent unless
 /// stderr is a terminal (and `enabled`). Ends its line when done reaches total.

@@ -16,13 +16,21 @@ std::string temp_path_for(const std::string& path);
 /// mid-write; their pid is gone). Returns how many were removed. Called before every new write.
 int remove_stale_temps(const std::string& path);
 
+/// Renames the finished temporary `tmp` to `path`: over an existing `path` only when `overwrite`, else by a
+/// no-replace rename (renameat2 RENAME_NOREPLACE, or link + unlink where the file system lacks it), so a
+/// file another writer created meanwhile is kept and this is an error naming `path`. On failure the
+/// temporary is removed. Throws ccc::Error.
+void publish_file(const std::string& tmp, const std::string& path, bool overwrite);
+
 /// True when `path` exists and is a character device or a FIFO (e.g. /dev/null, a named pipe): outputs
 /// are written into such files directly, as gzip / xz / zstd do, never replaced by a regular file.
 /// Throws ccc::Error naming `path` when it exists as a directory, a block device or a socket.
 bool is_stream_output(const std::string& path);
 
 /// An output written piece by piece that appears whole or not at all: a regular file is built under a
-/// temporary (O_TMPFILE where available) and renamed over `path` by commit(); destroying an uncommitted
+/// temporary (O_TMPFILE where available) and renamed over `path` by commit() — without `overwrite` by a
+/// no-replace rename, so of two writers racing to one new name the second fails ("exists") instead of
+/// silently replacing the first one's output; destroying an uncommitted
 /// OutputFile removes the temporary (an error mid-way leaves no partial file). "-" is standard output and
 /// character devices / FIFOs are written directly (what reached them stays). Throws ccc::Error naming `path`.
 class OutputFile {
@@ -37,7 +45,7 @@ class OutputFile {
  private:
   std::string path_, tmp_;
   int fd_ = -1;
-  bool direct_ = false, named_ = false, committed_ = false;
+  bool overwrite_ = false, direct_ = false, named_ = false, committed_ = false;
 };
 
 }  // namespace ccc

@@ -106,10 +106,31 @@ void fsync_dir_of(const std::string& path) {
 
 }  // namespace
 
+void publish_file(const std::string& tmp, const std::string& path, bool overwrite) {
+  int rc = 0, e = 0;
+  if (overwrite) {
+    rc = std::rename(tmp.c_str(), path.c_str());
+    e = errno;
+  } else {
+    // the existence check when the output was opened and this rename are not atomic: the rename must not replace
+    rc = ::renameat2(AT_FDCWD, tmp.c_str(), AT_FDCWD, path.c_str(), RENAME_NOREPLACE);
+    e = errno;
+    if (rc != 0 && (e == EINVAL || e == ENOSYS)) {  // no renameat2 flags here: link fails on an existing name
+      rc = ::link(tmp.c_str(), path.c_str());
+      e = errno;
+      if (rc == 0) ::unlink(tmp.c_str());
+    }
+  }
+  if (rc == 0) return;
+  ::unlink(tmp.c_str());
+  if (e == EEXIST) CCC_FAIL(path, " exists (refusing to overwrite; another writer created it meanwhile)");
+  CCC_FAIL("cannot rename ", tmp, " to ", path, ": ", std::strerror(e));
+}
+
 // Regular outputs are built in an anonymous O_TMPFILE inode where the file system offers one (a kill -9
 // during the write leaves nothing behind), linked in under a temporary name and renamed over the final
 // name at commit(); elsewhere in a named temporary. Character devices and FIFOs are written directly.
-OutputFile::OutputFile(const std::string& path, bool overwrite) : path_(path) {
+OutputFile::OutputFile(const std::string& path, bool overwrite) : path_(path), overwrite_(overwrite) {
   namespace fs = std::filesystem;
   if (path == "-") {
     fd_ = 1;
@@ -168,10 +189,8 @@ void OutputFile::commit() {
   ok = (::close(fd_) == 0) && ok;
   fd_ = -1;
   if (!ok) CCC_FAIL("error writing ", path_, ": ", std::strerror(e ? e : errno));
-  if (std::rename(tmp_.c_str(), path_.c_str()) != 0) {
-    e = errno;
-    CCC_FAIL("cannot rename ", tmp_, " to ", path_, ": ", std::strerror(e));
-  }
+  named_ = false;  // publish_file removes the temporary on failure
+  publish_file(tmp_, path_, overwrite_);
   committed_ = true;
   fsync_dir_of(path_);
 }

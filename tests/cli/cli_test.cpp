@@ -673,3 +673,58 @@ TEST(Example, TheLibraryExampleMatchesTheCommands) {
 
 }  // namespace
 }  // namespace ccc
+
+namespace ccc {
+namespace {
+
+// Plots and side outputs (issue 28, items 1-2): a planted link at the old predictable temporary is never
+// followed, a FIFO target is written into and stays a FIFO, existing outputs are refused without --force,
+// and a dump never overwrites its own input.
+TEST(CliTest, PlotsAndSideOutputsAreWrittenSafely) {
+  test::TempDir tmp;
+  const std::string ccc = std::string(CCC_BINARY) + " ", m = " -m " + std::string(CCC_SOURCE_DIR) + "/data/models/ccc-byte-xs ";
+  const std::string in = tmp.file("in.txt");
+  write_file_atomic(in, test::synthetic_text(4, 600));
+  write_file_atomic(tmp.file("victim.txt"), "victim");
+  std::filesystem::create_symlink(tmp.file("victim.txt"), tmp.file("heads.png.tmp.png"));
+  std::filesystem::create_symlink(tmp.file("victim.txt"), tmp.file("heads.png.dat.tmp"));
+  std::string out;
+  const std::string sweep = ccc + "sweep -q" + m + in + " --plot " + tmp.file("heads.png") + " --csv " + tmp.file("h.csv");
+  ASSERT_EQ(test::run_command(sweep + " 2>&1", &out), 0) << out;
+  EXPECT_EQ(read_file(tmp.file("victim.txt")), "victim");
+  EXPECT_EQ(read_file(tmp.file("heads.png")).substr(1, 3), "PNG");
+  // existing --plot / --csv: refused without -f, both kept; replaced with -f
+  const std::string png = read_file(tmp.file("heads.png"));
+  write_file_atomic(tmp.file("h.csv"), "mine");
+  EXPECT_NE(test::run_command(sweep + " 2>&1", &out), 0);
+  EXPECT_NE(out.find("exists"), std::string::npos) << out;
+  EXPECT_EQ(read_file(tmp.file("h.csv")), "mine");
+  ASSERT_EQ(test::run_command(sweep + " -f 2>&1", &out), 0) << out;
+  EXPECT_NE(read_file(tmp.file("h.csv")), "mine");
+  // a FIFO target receives the PNG and stays a FIFO
+  const std::string fifo = tmp.file("plot.fifo");
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0644), 0);
+  ASSERT_EQ(test::run_command("timeout 60 cat " + fifo + " > " + tmp.file("got.png") + " & " + ccc + "sweep -q" + m + in +
+                                  " --plot " + fifo + " && wait", &out), 0) << out;
+  struct stat st{};
+  ASSERT_EQ(::stat(fifo.c_str(), &st), 0);
+  EXPECT_TRUE(S_ISFIFO(st.st_mode));
+  EXPECT_EQ(read_file(tmp.file("got.png")).substr(1, 3), "PNG");
+  // discover -o: an existing file is refused without -f
+  write_file_atomic(tmp.file("circuit.json"), "mine");
+  EXPECT_NE(test::run_command(ccc + "discover -q --method attribution" + m + in + " -o " + tmp.file("circuit.json") + " 2>&1",
+                              &out), 0);
+  EXPECT_NE(out.find("exists"), std::string::npos) << out;
+  EXPECT_EQ(read_file(tmp.file("circuit.json")), "mine");
+  // a dump never replaces its input, with or without --force
+  const std::string text = read_file(in);
+  EXPECT_NE(test::run_command(ccc + "dump -f" + m + in + " -o " + in + " 2>&1", &out), 0);
+  EXPECT_NE(out.find("input"), std::string::npos) << out;
+  EXPECT_NE(test::run_command(ccc + "compress -q" + m + in + " -o " + tmp.file("c.ccc") + " --dump " + in +
+                                  " --dump-force 2>&1", &out), 0);
+  EXPECT_NE(out.find("input"), std::string::npos) << out;
+  EXPECT_EQ(read_file(in), text);
+}
+
+}  // namespace
+}  // namespace ccc
