@@ -15,6 +15,7 @@
 #include "circuits/sweep.h"
 #include "experiments/commands/ablate_cmd.h"
 #include "experiments/support/common.h"
+#include "experiments/support/progress_hooks.h"
 #include "model/base/error.h"
 #include "model/base/util.h"
 #include "model/formats/loader.h"
@@ -156,7 +157,11 @@ std::vector<analysis::Feature> unit_features(const UnitsCmdOptions& o, const ana
   for (const auto& csv : o.labels)
     for (auto& f : read_labels_csv(csv, offsets)) features.push_back(std::move(f));
   std::map<std::string, int> seen;
-  for (const auto& f : features) CCC_CHECK(++seen[f.name] == 1, "feature ", f.name, " is defined twice");
+  for (const auto& f : features) {
+    CCC_CHECK(valid_utf8(f.name), "feature name '", escape_bytes(f.name),
+              "' is not valid UTF-8 (the report and summary.json hold it as text)");
+    CCC_CHECK(++seen[f.name] == 1, "feature ", f.name, " is defined twice");
+  }
   return features;
 }
 
@@ -197,16 +202,16 @@ Ablated ablate_top_units(const UnitsCmdOptions& o, const analysis::ActivationSto
 
 void write_units_csv(const std::string& out_dir, const analysis::UnitsReport& rep, const Ablated& ablated) {
   const size_t F = rep.features.size();
-  auto fname = [&](int f) { return feature_name(rep, f); };
+  auto fname = [&](int f) { return csv_field(feature_name(rep, f)); };  // RFC 4180: names may hold , " or newlines
   auto au = auroc_of;
   std::ostringstream csv;
   csv << "hook,layer,unit,mean,std,frac_active,kurtosis,max,top_feature,top_auroc,top_smd,top_coverage,"
          "second_feature,second_auroc,class,null_class,null_top_auroc,delta_bits,delta_bits_per_byte";
-  for (const auto& f : rep.features) csv << ",auroc:" << f;
+  for (const auto& f : rep.features) csv << "," << csv_field("auroc:" + f);
   csv << "\n";
   for (const auto& u : rep.units) {
     const double cov = u.top_feature >= 0 ? u.coverage[rep.concept_of[u.top_feature]] : NAN;
-    csv << u.hook << "," << u.layer << "," << u.unit << "," << fmt(u.mean, 6) << "," << fmt(u.std, 6) << ","
+    csv << csv_field(u.hook) << "," << u.layer << "," << u.unit << "," << fmt(u.mean, 6) << "," << fmt(u.std, 6) << ","
         << fmt(u.frac_active, 6) << "," << fmt(u.kurtosis, 4) << "," << fmt(u.max, 6) << "," << fname(u.top_feature)
         << "," << fmt(au(u, u.top_feature)) << "," << fmt(u.top_feature >= 0 ? u.smd[u.top_feature] : NAN) << ","
         << fmt(cov) << "," << fname(u.second_feature) << "," << fmt(au(u, u.second_feature)) << "," << u.cls << ","

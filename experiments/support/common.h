@@ -60,6 +60,9 @@ std::string gp_quote(const std::string& s);
 /// `s` as one single-quoted /bin/sh word.
 std::string sh_quote(const std::string& s);
 
+/// True when `s` is well-formed UTF-8 (no overlong forms, surrogates or code points past U+10FFFF).
+bool valid_utf8(std::string_view s);
+
 /// `s` as one CSV field: quoted (with doubled quotes) when it holds a comma, quote or line break.
 std::string csv_field(const std::string& s);
 

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <random>
@@ -22,6 +23,8 @@
 #include "experiments/commands/ablate_cmd.h"
 #include "experiments/commands/compress_cmd.h"
 #include "experiments/commands/units_cmd.h"
+#include "experiments/support/common.h"
+#include "experiments/support/progress_hooks.h"
 #include "model/base/error.h"
 #include "model/base/util.h"
 #include "model/core/bits.h"
@@ -240,3 +243,45 @@ TEST(Units, AblateTopReportsTheMeanAblationOfEachUnit) {
 
 }  // namespace
 }  // namespace ccc::analysis
+
+namespace ccc::experiments {
+namespace {
+
+TEST(Support, ValidUtf8FollowsTheDefinition) {
+  for (const char* ok : {"", "abc", "\xc3\x9cn\xc3\xaf", "\xf0\x9f\xa6\x99", "\xf4\x8f\xbf\xbf", "\xe2\x82\xac"})
+    EXPECT_TRUE(valid_utf8(ok)) << ok;
+  for (const char* bad : {"\xff\xfe", "\xc0\xaf", "\xe0\x80\xaf", "\xed\xa0\x80", "\xf4\x90\x80\x80", "\xe2\x82", "a\x80",
+                          "\xf8\x88\x80\x80\x80"})
+    EXPECT_FALSE(valid_utf8(bad)) << escape_bytes(bad);
+}
+
+// units.csv quotes every name per RFC 4180 (issue 28, item 10): Python's csv module reads every row with
+// the header's number of fields; a feature name that is not UTF-8 is refused before anything is written
+// (item 9).
+TEST(Units, CsvQuotesNamesAndNonUtf8NamesAreRefusedUpFront) {
+  test::Planted p;
+  test::plant(p, 2000);
+  UnitsCmdOptions o;
+  o.dump = p.dump_path;
+  o.out_dir = p.dir.file("units");
+  o.quiet = true;
+  o.features = {"a,b=the", "q\"uote=[0-9]"};
+  run_units(o);
+  const std::string csv = o.out_dir + "/units.csv";
+  std::string out;
+  ASSERT_EQ(test::run_command("/usr/bin/python3 -c 'import csv,sys\n"
+                              "rows=list(csv.reader(open(sys.argv[1], newline=\"\")))\n"
+                              "assert len(rows) > 2, len(rows)\n"
+                              "bad=[i for i,r in enumerate(rows) if len(r)!=len(rows[0])]\n"
+                              "assert not bad, bad[:5]\n"
+                              "assert \"auroc:a,b\" in rows[0] and \"auroc:q\\\"uote\" in rows[0], rows[0]\n"
+                              "print(len(rows))' " + csv + " 2>&1", &out), 0) << out;
+  UnitsCmdOptions bad = o;
+  bad.out_dir = p.dir.file("units-bad");
+  bad.features = {"\xff\xfe=a"};
+  test::expect_error([&] { run_units(bad); }, {"not valid UTF-8", "\\xff\\xfe"});
+  EXPECT_FALSE(std::filesystem::exists(bad.out_dir));
+}
+
+}  // namespace
+}  // namespace ccc::experiments
