@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <algorithm>
@@ -85,6 +86,9 @@ int main(int argc, char** argv) {
     if (std::getenv("OPENBLAS_THREAD_TIMEOUT") == nullptr) ::setenv("OPENBLAS_THREAD_TIMEOUT", "4", 1);
     ::execv("/proc/self/exe", argv);  // returns only on failure: then carry on as we are
   }
+  // A write past `ulimit -f` must fail with EFBIG into the one-line error path (each writer removes its
+  // temporary), not kill the process by SIGXFSZ and leave temporaries behind.
+  ::signal(SIGXFSZ, SIG_IGN);
   CLI::App app{"ccc: measuring transformer language models in bits", "ccc"};
   app.set_version_flag("--version", std::string("ccc ") + CCC_VERSION + " (" + ccc::compress::runtime_id() + ")");
   app.option_defaults()->always_capture_default();  // every option's help shows its default value

@@ -728,3 +728,28 @@ TEST(CliTest, PlotsAndSideOutputsAreWrittenSafely) {
 
 }  // namespace
 }  // namespace ccc
+
+namespace ccc {
+namespace {
+
+// SIGXFSZ is ignored (issue 28, item 7): a write past `ulimit -f` fails with EFBIG into the one-line error
+// path, and nothing is left behind — no output, no temporary.
+TEST(CliTest, WritesPastTheFileSizeLimitAreErrorsNotSignals) {
+  test::TempDir tmp;
+  std::string bytes;
+  std::mt19937_64 rng(5);
+  for (int i = 0; i < 65536; ++i) bytes.push_back(static_cast<char>(rng() & 0xff));
+  write_file_atomic(tmp.file("r.bin"), bytes);
+  const std::string m = " -m " + std::string(CCC_SOURCE_DIR) + "/data/models/ccc-byte-xs ";
+  std::string out;
+  const int rc = test::run_command("ulimit -f 8; " + std::string(CCC_BINARY) + " compress -q" + m + tmp.file("r.bin") +
+                                       " -o " + tmp.file("r.ccc") + " 2>&1", &out);
+  EXPECT_EQ(rc, 1) << out;  // exit status 1, not death by signal 25 (the shell would say 153)
+  EXPECT_NE(out.find("r.ccc: File too large"), std::string::npos) << out;
+  size_t n = 0;
+  for (const auto& e : std::filesystem::directory_iterator(tmp.path())) n += e.path().filename() != "r.bin";
+  EXPECT_EQ(n, 0u);
+}
+
+}  // namespace
+}  // namespace ccc
