@@ -73,9 +73,9 @@ int64_t token_count(const Loaded& l, const AblationRun& run) {
 }
 
 // Per-token bits of `circuit` ablated (empty = clean) with a "tokens done / total" line on a terminal.
-std::vector<double> bits_with_progress(Loaded& l, const AblationRun& run, const char* what,
+std::vector<double> bits_with_progress(Loaded& l, const AblationRun& run, const char* what, int64_t tokens,
                                        const std::vector<circuits::Component>& circuit, const circuits::Reference* ref) {
-  RunProgress progress(what, token_count(l, run), run.progress);
+  RunProgress progress(what, tokens, run.progress);
   auto bits = circuits::ablated_bits(l.m, l.text, run.scoring(), circuit, ref,
                                      [&](model::HookSet& hs) { progress.attach(hs); });
   progress.finish();
@@ -133,8 +133,9 @@ void write_sweep_plot(const SweepCmdOptions& o, const Loaded& l, const nlohmann:
 
 void run_ablate(const AblateCmdOptions& o) {
   auto l = load(o.run, [&](const model::ModelConfig& cfg) { return circuits::parse_components(o.components, cfg); });
-  const auto clean = bits_with_progress(l, o.run, "ablate: clean run", {}, nullptr);
-  const auto abl = bits_with_progress(l, o.run, "ablate: ablated run", l.comps, l.ref.get());
+  const int64_t tokens = token_count(l, o.run);  // the input tokenised once for both progress lines
+  const auto clean = bits_with_progress(l, o.run, "ablate: clean run", tokens, {}, nullptr);
+  const auto abl = bits_with_progress(l, o.run, "ablate: ablated run", tokens, l.comps, l.ref.get());
   const auto d = delta_stats(clean, abl, static_cast<int64_t>(l.text.size()), o.run.bootstrap, o.run.seed);
   nlohmann::json j = stats_json(d);
   j["n_bytes"] = l.text.size();
