@@ -75,6 +75,17 @@ const std::vector<float>& half_table() {
   return table;
 }
 
+// True for IEEE binary16 stored little-endian (h5py's float16, what ccc writes), whose bits the table reads
+// directly. Big-endian or other half layouts go through HDF5's own conversion.
+bool is_little_endian_half(const H5::DataSet& ds) {
+  if (ds.getTypeClass() != H5T_FLOAT) return false;
+  const H5::FloatType t = ds.getFloatType();
+  if (t.getSize() != 2 || t.getOrder() != H5T_ORDER_LE || t.getEbias() != 15) return false;
+  size_t spos = 0, epos = 0, esize = 0, mpos = 0, msize = 0;
+  t.getFields(spos, epos, esize, mpos, msize);
+  return spos == 15 && epos == 10 && esize == 5 && mpos == 0 && msize == 10 && H5Tget_norm(t.getId()) == H5T_NORM_IMPLIED;
+}
+
 }  // namespace
 
 ActivationStore::ActivationStore(const std::string& path) : impl_(std::make_unique<Impl>()), path_(path) {
@@ -157,11 +168,10 @@ RowMatrix ActivationStore::block(const std::string& hook, int64_t first, int64_t
     for (size_t i = 0; i < shape.size(); ++i) count[i + 1] = static_cast<hsize_t>(shape[i]);
     fspace.selectHyperslab(H5S_SELECT_SET, count.data(), start.data());
     H5::DataSpace mspace(static_cast<int>(count.size()), count.data());
-    const H5::DataType ftype = ds.getDataType();
-    if (ftype.getClass() == H5T_FLOAT && ftype.getSize() == 2) {
-      // read the half bits as they are stored, convert here
+    if (is_little_endian_half(ds)) {
+      // read the half bits as they are stored, convert here (any other layout: HDF5's conversion below)
       std::vector<uint16_t> raw(static_cast<size_t>(n * elems));
-      ds.read(raw.data(), ftype, mspace, fspace);
+      ds.read(raw.data(), ds.getDataType(), mspace, fspace);
       const auto& t = half_table();
       float* dst = out.data();
       for (size_t i = 0; i < raw.size(); ++i) dst[i] = t[raw[i]];

@@ -1,9 +1,12 @@
 #include "analysis/h5_rows.h"
 
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <limits>
 #include <filesystem>
 #include <map>
@@ -87,12 +90,43 @@ H5Rows::H5Rows(const std::string& path, bool force, Compression compression)
   }
 }
 
+namespace {
+
+// Points the file's descriptor at /dev/null. A file being discarded (an error, an interrupted run) still
+// holds dirty chunks; HDF5 flushes them at close, and after a failed write (EFBIG, ENOSPC) that flush fails
+// again and HDF5 1.10 faults in H5F__close. Flushing into /dev/null lets it close cleanly.
+void discard_writes(H5::H5File& file) {
+  try {
+    void* handle = nullptr;
+    file.getVFDHandle(&handle);
+    const int fd = handle ? *static_cast<int*>(handle) : -1;
+    const int null_fd = ::open("/dev/null", O_WRONLY | O_CLOEXEC);
+    if (fd >= 0 && null_fd >= 0) ::dup2(null_fd, fd);
+    if (null_fd >= 0) ::close(null_fd);
+  } catch (const H5::Exception&) {
+  }
+}
+
+}  // namespace
+
+void H5Rows::fail_write(const std::string& what, const H5::Exception& e) const {
+  // the system's reason (EFBIG past ulimit -f, ENOSPC) when the write reached the file, else HDF5's
+  const int err = errno;
+  if (err == EFBIG || err == ENOSPC || err == EIO || err == EDQUOT) CCC_FAIL("cannot write ", path_, ": ", std::strerror(err));
+  CCC_FAIL(path_, ": ", what, " failed (", e.getDetailMsg(), ")");
+}
+
 H5Rows::~H5Rows() {
   if (committed_) return;
-  try {
-    impl_->sets.clear();
-    if (impl_->file) impl_->file->close();
-  } catch (...) {
+  H5::Exception::dontPrint();
+  if (impl_->file) {
+    discard_writes(*impl_->file);
+    try {
+      impl_->sets.clear();
+      impl_->file->close();
+    } catch (const H5::Exception&) {
+      (void)impl_->file.release();  // a second close of a file whose close failed faults: leave it to the OS
+    }
   }
   std::error_code ec;
   fs::remove(tmp_, ec);
@@ -144,6 +178,7 @@ void H5Rows::write(const std::string& name, int64_t first, int64_t n, const void
   auto it = impl_->sets.find(name);
   CCC_CHECK(it != impl_->sets.end(), "dump: no dataset ", name);
   auto& s = it->second;
+  H5::Exception::dontPrint();  // HDF5's error stack (and its auto-print switch) is per thread: writers run on workers
   CCC_CHECK(first >= 0 && static_cast<hsize_t>(first + n) <= s.shape[0], "dump: rows ", first, "+", n, " outside ",
             name, " (", s.shape[0], " rows)");
   try {
@@ -153,9 +188,10 @@ void H5Rows::write(const std::string& name, int64_t first, int64_t n, const void
     H5::DataSpace fspace = s.ds.getSpace();
     fspace.selectHyperslab(H5S_SELECT_SET, count.data(), start.data());
     H5::DataSpace mspace(static_cast<int>(count.size()), count.data());
+    errno = 0;
     s.ds.write(data, s.mem, mspace, fspace);
   } catch (const H5::Exception& e) {
-    CCC_FAIL(path_, ": writing ", name, " failed (", e.getDetailMsg(), ")");
+    fail_write("writing " + name, e);
   }
 }
 
@@ -180,11 +216,18 @@ void H5Rows::attr(const std::string& name, int64_t value) {
 }
 
 void H5Rows::commit() {
+  H5::Exception::dontPrint();
   try {
+    errno = 0;
     impl_->file->flush(H5F_SCOPE_GLOBAL);
+  } catch (const H5::Exception& e) {
+    fail_write("flushing", e);
+  }
+  try {
     impl_->sets.clear();
     impl_->file->close();
   } catch (const H5::Exception& e) {
+    (void)impl_->file.release();  // never close twice (see discard_writes)
     CCC_FAIL(path_, ": closing ", tmp_, " failed (", e.getDetailMsg(), ")");
   }
   committed_ = true;  // publish_file removes the temporary when it fails

@@ -9,6 +9,10 @@
 #include <string>
 #include <vector>
 
+namespace H5 {
+class Exception;
+}
+
 namespace ccc::analysis {
 
 enum class Dtype { kI32, kI64, kF16, kF32 };
@@ -39,6 +43,8 @@ class H5Rows {
   const std::string& temp_path() const { return tmp_; }
 
  private:
+  [[noreturn]] void fail_write(const std::string& what, const H5::Exception& e) const;
+
   struct Impl;
   std::unique_ptr<Impl> impl_;
   std::string path_, tmp_;

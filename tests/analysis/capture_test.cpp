@@ -292,6 +292,42 @@ TEST(Capture, MalformedDumpsAreRefusedAtOpen) {
   }
 }
 
+// Activations are values, whatever byte order or float layout the file stores them in: f16 and f32, little-
+// and big-endian (h5py writes '>f2' when asked), read back to the same floats.
+TEST(Capture, ActivationsOfAnyByteOrderReadAsTheirValues) {
+  test::TempDir dir;
+  H5::Exception::dontPrint();
+  std::vector<float> values(6 * 5);
+  for (size_t i = 0; i < values.size(); ++i) values[i] = (static_cast<float>(i) - 11.0f) * 0.375f;  // exact in f16
+  auto half = [](H5T_order_t order) {
+    H5::FloatType t(H5::PredType::IEEE_F32LE);
+    t.setFields(15, 10, 5, 0, 10);
+    t.setSize(2);
+    t.setEbias(15);
+    t.setOrder(order);
+    return t;
+  };
+  const std::vector<std::pair<std::string, H5::DataType>> types = {
+      {"f16le", half(H5T_ORDER_LE)}, {"f16be", half(H5T_ORDER_BE)},
+      {"f32le", H5::PredType::IEEE_F32LE}, {"f32be", H5::PredType::IEEE_F32BE}};
+  for (const auto& [name, type] : types) {
+    const std::string path = dir.file(name + ".h5");
+    {
+      H5::H5File f(path, H5F_ACC_TRUNC);
+      const hsize_t rows = 6, dims[2] = {6, 5};
+      std::vector<int32_t> zeros(rows, 0);
+      f.createDataSet("tokens", H5::PredType::STD_I32LE, H5::DataSpace(1, &rows)).write(zeros.data(), H5::PredType::NATIVE_INT32);
+      f.createDataSet("bits", H5::PredType::IEEE_F32LE, H5::DataSpace(1, &rows)).write(zeros.data(), H5::PredType::NATIVE_INT32);
+      f.createGroup("acts").createDataSet("h", type, H5::DataSpace(2, dims)).write(values.data(), H5::PredType::NATIVE_FLOAT);
+    }
+    ActivationStore st(path);
+    const RowMatrix got = st.block("h", 0, 6);
+    float max_diff = 0;
+    for (size_t i = 0; i < values.size(); ++i) max_diff = std::max(max_diff, std::abs(got.data()[i] - values[i]));
+    EXPECT_EQ(max_diff, 0.0f) << name << ": max |difference| " << max_diff;
+  }
+}
+
 // h5py (Debian python3-h5py) reads the names, shapes, dtypes, attributes and values the C++ reader sees.
 TEST(Capture, H5pyReadsTheDump) {
   if (test::run_command("/usr/bin/python3 -c 'import h5py, numpy' 2>/dev/null") != 0)

@@ -746,6 +746,17 @@ TEST(CliTest, WritesPastTheFileSizeLimitAreErrorsNotSignals) {
                                        " -o " + tmp.file("r.ccc") + " 2>&1", &out);
   EXPECT_EQ(rc, 1) << out;  // exit status 1, not death by signal 25 (the shell would say 153)
   EXPECT_NE(out.find("r.ccc: File too large"), std::string::npos) << out;
+  // A dump whose write fails (HDF5 chunks flushed past the limit) is one line too: no HDF5 diagnostic
+  // stack, no segfault while the half-written file is closed, no temporary left.
+  for (const std::string args : {" dump -q " + tmp.file("r.bin") + " -o " + tmp.file("d.h5"),
+                                 " compress -q " + tmp.file("r.bin") + " -o " + tmp.file("c.ccc") +
+                                     " --dump " + tmp.file("d.h5")}) {
+    const int rc2 = test::run_command("ulimit -f 100; " + std::string(CCC_BINARY) + args + m + "--hooks '*' 2>&1", &out);
+    EXPECT_EQ(rc2, 1) << args << "\n" << out;
+    EXPECT_NE(out.find("cannot write " + tmp.file("d.h5") + ": File too large"), std::string::npos) << out;
+    EXPECT_EQ(out.find("HDF5-DIAG"), std::string::npos) << out;
+    EXPECT_EQ(out.find("H5Dclose"), std::string::npos) << out;
+  }
   size_t n = 0;
   for (const auto& e : std::filesystem::directory_iterator(tmp.path())) n += e.path().filename() != "r.bin";
   EXPECT_EQ(n, 0u);
