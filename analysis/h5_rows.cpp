@@ -23,8 +23,8 @@ namespace fs = std::filesystem;
 Compression parse_compression(const std::string& s) {
   if (s == "none") return Compression::kNone;
   if (s == "gzip") return Compression::kGzip;
-  if (s == "fast" || s == "lzf") return Compression::kFast;
-  CCC_FAIL("--compression must be none, gzip or fast (lzf), got '", s, "'");
+  if (s == "fast") return Compression::kFast;
+  CCC_FAIL("--compression must be none, gzip or fast (deflate 1; HDF5 has no built-in LZF), got '", s, "'");
 }
 
 std::string to_string(Compression c) {

@@ -19,7 +19,7 @@ enum class Dtype { kI32, kI64, kF16, kF32 };
 /// none; gzip = shuffle + deflate level 4; fast = shuffle + deflate level 1 (HDF5 has no built-in LZF:
 /// this is the quick setting readable everywhere without plugins).
 enum class Compression { kNone, kGzip, kFast };
-Compression parse_compression(const std::string& s);  ///< "none" | "gzip" | "fast" (also "lzf")
+Compression parse_compression(const std::string& s);  ///< "none" | "gzip" | "fast"; anything else is an error
 std::string to_string(Compression c);
 
 class H5Rows {

@@ -307,7 +307,7 @@ double auroc(const std::vector<float>& values, const std::vector<uint8_t>& on) {
 }
 
 UnitsReport analyze_units(const ActivationStore& store, const std::vector<Feature>& features, const UnitOptions& o) {
-  CCC_CHECK(features.size() <= 64, store.path(), ": at most 64 features (given ", features.size(), ")");
+  CCC_CHECK(features.size() <= kMaxFeatures, store.path(), ": at most ", kMaxFeatures, " features (given ", features.size(), ")");
   for (const auto& f : features)
     CCC_CHECK(static_cast<int64_t>(f.on.size()) == store.rows(), "feature ", f.name, " has ", f.on.size(),
               " labels for ", store.rows(), " dump rows");

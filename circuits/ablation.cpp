@@ -110,7 +110,7 @@ std::vector<Component> parse_components(const std::string& spec, const model::Mo
   if (std::filesystem::is_regular_file(spec, ec)) {
     nlohmann::json j;
     try {
-      j = nlohmann::json::parse(read_file(spec));
+      j = nlohmann::json::parse(read_file(spec, kJsonCap));
     } catch (const nlohmann::json::exception& e) {
       CCC_FAIL(spec, ": not JSON (", e.what(), ")");
     }

@@ -72,6 +72,25 @@ void write_help_cache(const CLI::App& app, const std::string& path) {
   ccc::write_file_atomic(path, src);
 }
 
+// Every integer option is parsed strictly: decimal digits with an optional '-' (none for unsigned), within
+// 64 bits. CLI11 alone reads "0x10" and "010" (octal), saturates 2^64 and wraps -1 into an unsigned seed.
+void strict_integers(CLI::App& app) {
+  for (CLI::Option* opt : app.get_options()) {
+    const std::string type = opt->get_type_name();
+    const bool is_unsigned = type.rfind("UINT", 0) == 0, is_signed = type.rfind("INT", 0) == 0;
+    if (!is_unsigned && !is_signed) continue;
+    opt->check(CLI::Validator(
+        [is_unsigned](std::string& s) -> std::string {
+          int64_t i = 0;
+          uint64_t u = 0;
+          if (is_unsigned ? ccc::parse_uint64(s, &u) : ccc::parse_int64(s, &i)) return "";
+          return "'" + s + "' is not a decimal integer" + (is_unsigned ? " >= 0" : "") + " of at most 64 bits";
+        },
+        ""));
+  }
+  for (CLI::App* sub : app.get_subcommands([](CLI::App*) { return true; })) strict_integers(*sub);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -103,6 +122,7 @@ int main(int argc, char** argv) {
   ccc::cli::add_circuit_commands(app, g);
   ccc::cli::add_analysis_commands(app, g);
   ccc::cli::add_bench_commands(app, g);
+  strict_integers(app);
   if (argc == 3 && std::string(argv[1]) == "--write-help-cache") {  // build step: the launcher's help pages
     write_help_cache(app, argv[2]);
     return 0;

@@ -244,7 +244,7 @@ void run_bits(const ModelArgs& a, const BitsArgs& o) {
 void run_init(const InitArgs& o) {
   nlohmann::json j;
   try {
-    j = nlohmann::json::parse(read_file(o.config));
+    j = nlohmann::json::parse(read_file(o.config, kJsonCap));
   } catch (const nlohmann::json::exception& e) {
     CCC_FAIL(o.config, ": not valid JSON: ", e.what());
   }

@@ -61,8 +61,8 @@ std::string fmt(double x, int prec = 4) {
 }  // namespace
 
 std::vector<analysis::Feature> read_labels_csv(const std::string& path, const std::vector<int64_t>& byte_offsets) {
-  std::ifstream in(path);
-  CCC_CHECK(in.good(), path, ": cannot open labels file");
+  const std::string bytes = read_file(path, kTextCap);
+  std::istringstream in(bytes);
   std::string line;
   CCC_CHECK(static_cast<bool>(std::getline(in, line)), path, ": empty labels file (header feature,start,end expected)");
   const std::string header = trim(line);
@@ -84,17 +84,15 @@ std::vector<analysis::Feature> read_labels_csv(const std::string& path, const st
     const std::string name = trim(line.substr(0, c1));
     CCC_CHECK(!name.empty(), path, ":", lineno, ": empty feature name");
     int64_t a = 0, b = 0;
-    try {
-      size_t used = 0;
-      a = std::stoll(line.substr(c1 + 1, c2 - c1 - 1), &used);
-      b = std::stoll(line.substr(c2 + 1), &used);
-    } catch (const std::exception&) {
-      CCC_FAIL(path, ":", lineno, ": start and end must be integers, got '", line, "'");
-    }
+    CCC_CHECK(parse_int64(trim(line.substr(c1 + 1, c2 - c1 - 1)), &a) && parse_int64(trim(line.substr(c2 + 1)), &b), path,
+              ":", lineno, ": start and end must be decimal integers, got '", line, "'");
     CCC_CHECK(0 <= a && a <= b, path, ":", lineno, ": need 0 <= start <= end, got ", a, " and ", b);
     if (by_rows) CCC_CHECK(b <= rows, path, ":", lineno, ": row range ends at ", b, " but the dump has ", rows, " rows");
     auto it = index.find(name);
     if (it == index.end()) {
+      // the label arrays are one byte per row: refuse the 65th name before allocating its array
+      CCC_CHECK(out.size() < analysis::kMaxFeatures, path, ":", lineno, ": more than ", analysis::kMaxFeatures,
+                " distinct feature names (the unit analysis takes at most ", analysis::kMaxFeatures, " features)");
       it = index.emplace(name, out.size()).first;
       out.push_back({name, std::vector<uint8_t>(rows, 0)});
     }
@@ -123,7 +121,7 @@ std::string checked_source_text(const UnitsCmdOptions& o, const analysis::Activa
   CCC_CHECK(!source->empty() && *source != "-", o.dump, ": the dump does not name a source file; pass --source FILE");
   std::string text;
   try {
-    text = read_file(*source);
+    text = read_file(*source, kTextCap);
   } catch (const std::exception& e) {
     CCC_FAIL(o.dump, ": its source text ", *source, " cannot be read (", e.what(), "); pass --source FILE");
   }

@@ -6,7 +6,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -19,14 +21,86 @@
 
 namespace ccc {
 
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  CCC_CHECK(in.good(), "cannot open ", path, ": ", std::strerror(errno));
+ReadCap weights_cap() {
+  uint64_t available = uint64_t{1} << 40;
+  std::ifstream meminfo("/proc/meminfo");
+  std::string key;
+  uint64_t kib = 0;
+  while (meminfo >> key >> kib) {
+    if (key == "MemAvailable:") {
+      available = kib << 10;
+      break;
+    }
+    meminfo.ignore(256, '\n');
+  }
+  return {available, "weights file (the memory available now)"};
+}
+
+namespace {
+
+std::string mib(uint64_t bytes) {
+  char b[32];
+  std::snprintf(b, sizeof b, "%.1f MiB", static_cast<double>(bytes) / (1 << 20));
+  return b;
+}
+
+}  // namespace
+
+std::string read_file(const std::string& path, ReadCap cap) {
   std::error_code ec;
   CCC_CHECK(!std::filesystem::is_directory(path, ec), path, " is a directory, expected a file");
-  std::string out((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  CCC_CHECK(!in.bad(), "error reading ", path);
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  CCC_CHECK(fd >= 0, "cannot open ", path, ": ", std::strerror(errno));
+  struct Closer {
+    int fd;
+    ~Closer() { ::close(fd); }
+  } closer{fd};
+  struct stat st {};
+  std::string out;
+  if (::fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) {
+    const auto size = static_cast<uint64_t>(st.st_size);
+    CCC_CHECK(size <= cap.bytes, path, ": ", mib(size), ", more than the ", mib(cap.bytes), " a ", cap.kind,
+              " may hold");
+    out.reserve(static_cast<size_t>(size));
+  }
+  constexpr size_t kChunk = size_t{1} << 20;
+  for (;;) {
+    const size_t at = out.size();
+    out.resize(at + kChunk);
+    const ssize_t r = ::read(fd, out.data() + at, kChunk);
+    if (r < 0 && errno == EINTR) {
+      out.resize(at);
+      continue;
+    }
+    out.resize(at + static_cast<size_t>(std::max<ssize_t>(r, 0)));
+    CCC_CHECK(r >= 0, "error reading ", path, ": ", std::strerror(errno));
+    if (r == 0) break;
+    CCC_CHECK(out.size() <= cap.bytes, path, ": more than the ", mib(cap.bytes), " a ", cap.kind,
+              " may hold (a device or a growing file?)");
+  }
   return out;
+}
+
+bool parse_uint64(std::string_view s, uint64_t* out) {
+  if (s.empty() || s.size() > 20) return false;
+  uint64_t v = 0;
+  for (char c : s) {
+    if (c < '0' || c > '9') return false;
+    const uint64_t d = static_cast<uint64_t>(c - '0');
+    if (v > (UINT64_MAX - d) / 10) return false;
+    v = v * 10 + d;
+  }
+  *out = v;
+  return true;
+}
+
+bool parse_int64(std::string_view s, int64_t* out) {
+  const bool neg = !s.empty() && s[0] == '-';
+  uint64_t mag = 0;
+  if (!parse_uint64(neg ? s.substr(1) : s, &mag)) return false;
+  if (mag > (neg ? uint64_t{1} << 63 : uint64_t{INT64_MAX})) return false;
+  *out = neg ? static_cast<int64_t>(0 - mag) : static_cast<int64_t>(mag);
+  return true;
 }
 
 namespace {

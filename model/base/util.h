@@ -7,8 +7,29 @@
 
 namespace ccc {
 
-/// Reads a whole file as bytes; throws ccc::Error naming the file when it cannot be read.
-std::string read_file(const std::string& path);
+/// The cap of the bounded reader for one kind of input: the most bytes a whole-file read accepts.
+struct ReadCap {
+  uint64_t bytes;
+  const char* kind;  ///< named in the error, e.g. "JSON file"
+};
+/// Configs, component lists, tokenizer JSON, training state (the largest real one, a 128k-entry
+/// tokenizer.json, is ~9 MB).
+inline constexpr ReadCap kJsonCap{uint64_t{64} << 20, "JSON file"};
+/// Text read whole: sources and references, corpora, label CSVs, vocab / merges files.
+inline constexpr ReadCap kTextCap{uint64_t{256} << 20, "text input"};
+/// Weights read whole (llama2.c .bin, safetensors): the memory available now (MemAvailable).
+ReadCap weights_cap();
+
+/// Reads a whole file as bytes, at most `cap.bytes`: a regular file's size is checked before anything is
+/// allocated, a device or FIFO (/dev/zero) as it is read. Throws ccc::Error naming the file when it cannot
+/// be read or is over the cap.
+std::string read_file(const std::string& path, ReadCap cap = kTextCap);
+
+/// Strict decimal integer: an optional '-', digits, nothing else (no '+', spaces, hex, exponent or
+/// fraction), within int64's range. False otherwise.
+bool parse_int64(std::string_view s, int64_t* out);
+/// The same for unsigned values (no '-').
+bool parse_uint64(std::string_view s, uint64_t* out);
 
 /// Writes bytes to `path` atomically: a temporary name in the same directory, fsync, then rename.
 /// Never leaves a partial file at `path`; an existing `path` is replaced only if `overwrite`.

@@ -225,7 +225,7 @@ std::unordered_map<std::string, int64_t> parse_vocab(const nlohmann::json& j, co
 
 nlohmann::json parse_json_file(const std::string& path) {
   try {
-    return nlohmann::json::parse(read_file(path));
+    return nlohmann::json::parse(read_file(path, kJsonCap));
   } catch (const nlohmann::json::exception& e) {
     CCC_FAIL(path, ": not valid JSON: ", e.what());
   }

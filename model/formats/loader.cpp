@@ -17,7 +17,7 @@ namespace {
 
 nlohmann::json read_json(const std::string& path) {
   try {
-    return nlohmann::json::parse(read_file(path));
+    return nlohmann::json::parse(read_file(path, kJsonCap));
   } catch (const nlohmann::json::exception& e) {
     CCC_FAIL(path, ": not valid JSON: ", e.what());
   }
@@ -261,7 +261,7 @@ void check_weights(const ModelConfig& c, const std::map<std::string, torch::Tens
 }
 
 LoadedModel load_llama2c(const std::string& path) {
-  std::string bytes = read_file(path);
+  std::string bytes = read_file(path, weights_cap());
   CCC_CHECK(bytes.size() >= 28, path, ": too short for a llama2.c header (", bytes.size(), " bytes)");
   int32_t h[7];
   std::memcpy(h, bytes.data(), sizeof h);

@@ -39,7 +39,7 @@ torch::Dtype torch_dtype(const std::string& dtype, const std::string& ctx) {
 
 }  // namespace
 
-SafetensorsFile SafetensorsFile::open(const std::string& path) { return parse(read_file(path), path); }
+SafetensorsFile SafetensorsFile::open(const std::string& path) { return parse(read_file(path, weights_cap()), path); }
 
 SafetensorsFile SafetensorsFile::parse(std::string bytes, const std::string& name) {
   SafetensorsFile f;
@@ -189,7 +189,7 @@ std::map<std::string, torch::Tensor> load_safetensors_float(const std::string& p
   if (path.size() > suffix.size() && path.compare(path.size() - suffix.size(), suffix.size(), suffix) == 0) {
     nlohmann::json idx;
     try {
-      idx = nlohmann::json::parse(read_file(path));
+      idx = nlohmann::json::parse(read_file(path, kJsonCap));
     } catch (const nlohmann::json::exception& e) {
       CCC_FAIL(path, ": not valid JSON: ", e.what());
     }

@@ -100,7 +100,7 @@ TrainOptions TrainOptions::from_json(const nlohmann::json& j, const std::string&
 TrainConfigFile TrainConfigFile::load(const std::string& path) {
   nlohmann::json j;
   try {
-    j = nlohmann::json::parse(read_file(path));
+    j = nlohmann::json::parse(read_file(path, kJsonCap));
   } catch (const nlohmann::json::exception& e) {
     CCC_FAIL(path, ": not valid JSON: ", e.what());
   }
@@ -333,7 +333,7 @@ void Trainer::load_state(const std::string& dir) {
   const std::string cfg_path = (fs::path(dir) / "config.json").string();
   nlohmann::json saved_cfg;
   try {
-    saved_cfg = nlohmann::json::parse(read_file(cfg_path));
+    saved_cfg = nlohmann::json::parse(read_file(cfg_path, kJsonCap));
   } catch (const nlohmann::json::exception& e) {
     CCC_FAIL(cfg_path, ": not valid JSON: ", e.what());
   }
@@ -342,7 +342,7 @@ void Trainer::load_state(const std::string& dir) {
     CCC_CHECK(saved_cfg.contains(it.key()) && saved_cfg[it.key()] == it.value(), "resume: checkpoint ", dir,
               " is from another config: '", it.key(), "' is ", saved_cfg.value(it.key(), nlohmann::json()).dump(),
               " there and ", it.value().dump(), " here");
-  auto st = nlohmann::json::parse(read_file((fs::path(dir) / "state.json").string()));
+  auto st = nlohmann::json::parse(read_file((fs::path(dir) / "state.json").string(), kJsonCap));
   CCC_CHECK(st["trainable"].get<std::vector<std::string>>() == param_names_, "resume: checkpoint ", dir,
             " trained a different parameter subset");
   auto sd = load_safetensors_float((fs::path(dir) / "model.safetensors").string());

@@ -71,6 +71,15 @@ TEST(CliTest, NonsenseNumbersFailedWritesAndSelfOverwritesAreErrors) {
   EXPECT_NE(test::run_command("(" + ccc + " info -m " + model + " > /dev/full)", &out), 0);
   EXPECT_NE(out.find("cannot write to standard output"), std::string::npos) << out;
   EXPECT_NE(test::run_command(ccc + " compress --streams -3 " + model + "/config.json -o " + tmp.file("x") + " 2>/dev/null"), 0);
+  // integers are decimal and in range everywhere: no wrap of -1 into an unsigned seed, no saturation, no hex
+  for (const std::string bad : {"--seed -1", "--seed 18446744073709551616", "--seed 0x10", "--seed 1e3", "--window 1.5"}) {
+    EXPECT_EQ(test::run_command(ccc + " ablate -m " + model + " -c 0.0 " + model + "/config.json " + bad + " 2>&1", &out),
+              105) << bad << "\n" << out;  // CLI11 validation error
+    EXPECT_NE(out.find("is not a decimal integer"), std::string::npos) << bad << "\n" << out;
+  }
+  EXPECT_NE(test::run_command(ccc + " dump -m " + model + " " + model + "/config.json -o " + tmp.file("d.h5") +
+                                  " --compression lzf 2>&1", &out), 0);
+  EXPECT_NE(out.find("HDF5 has no built-in LZF"), std::string::npos) << out;
   write_file_atomic(tmp.file("a.txt"), "hello hello hello\n");
   ASSERT_EQ(test::run_command(ccc + " compress -q -m " + model + " " + tmp.file("a.txt")), 0);
   const std::string packed = read_file(tmp.file("a.txt.ccc"));

@@ -283,5 +283,27 @@ TEST(Units, CsvQuotesNamesAndNonUtf8NamesAreRefusedUpFront) {
   EXPECT_FALSE(std::filesystem::exists(bad.out_dir));
 }
 
+// A labels CSV is parsed strictly (decimal integers only) and bounded: its 65th distinct feature name is
+// refused before its label array is allocated; /dev/zero is refused at the text cap.
+TEST(Units, LabelsCsvIsStrictAndBounded) {
+  test::TempDir tmp;
+  const std::vector<int64_t> offsets = {0, 1, 2, 3, 4, 5, 6, 7};
+  write_file_atomic(tmp.file("ok.csv"), "feature,start,end\nx,2,4\n x , 6 , 8 \n");
+  const auto ok = read_labels_csv(tmp.file("ok.csv"), offsets);
+  ASSERT_EQ(ok.size(), 1u);
+  EXPECT_EQ(ok[0].on, (std::vector<uint8_t>{0, 0, 1, 1, 0, 0, 1, 1}));
+  for (const std::string bad : {"1.5", "0x10", "1e3", "5abc", "+3", "99999999999999999999"}) {
+    write_file_atomic(tmp.file("bad.csv"), "feature,start,end\nx,0," + bad + "\n");
+    test::expect_error([&] { read_labels_csv(tmp.file("bad.csv"), offsets); },
+                       {tmp.file("bad.csv") + ":2", "decimal integers", bad});
+  }
+  std::string many = "feature,start,end\n";
+  for (int i = 0; i < 65; ++i) many += "f" + std::to_string(i) + ",0,1\n";
+  write_file_atomic(tmp.file("many.csv"), many);
+  test::expect_error([&] { read_labels_csv(tmp.file("many.csv"), offsets); },
+                     {tmp.file("many.csv") + ":66", "more than 64 distinct feature names"});
+  test::expect_error([&] { read_labels_csv("/dev/zero", offsets); }, {"/dev/zero", "more than the 256.0 MiB"});
+}
+
 }  // namespace
 }  // namespace ccc::experiments

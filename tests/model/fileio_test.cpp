@@ -4,7 +4,12 @@
 
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
+#include <cstdint>
+#include <cstdio>
 #include <filesystem>
+#include <vector>
 
 #include "model/base/error.h"
 #include "model/base/util.h"
@@ -45,6 +50,44 @@ TEST(OutputFileTest, ANewNameTakenMeanwhileIsKeptWithoutOverwrite) {
   EXPECT_EQ(read_file(tmp.file("victim")), "victim");
   EXPECT_FALSE(std::filesystem::is_symlink(tmp.file("link")));
   EXPECT_EQ(read_file(tmp.file("link")), "new");
+}
+
+// The bounded reader: a regular file over its cap is refused from its size before anything is read (a 3 GB
+// sparse file costs nothing), a device with no end (/dev/zero) once it passes the cap, a FIFO the same.
+TEST(ReadFileTest, EveryWholeFileReadHasACapCheckedBeforeAllocation) {
+  test::TempDir tmp;
+  write_file_atomic(tmp.file("small.txt"), "hello");
+  EXPECT_EQ(read_file(tmp.file("small.txt"), {5, "test file"}), "hello");
+  test::expect_error([&] { read_file(tmp.file("small.txt"), {4, "test file"}); },
+                     {tmp.file("small.txt"), "more than the", "a test file may hold"});
+  {  // sparse: 3 GiB declared, no block written
+    std::FILE* f = std::fopen(tmp.file("sparse.bin").c_str(), "wb");
+    ASSERT_NE(f, nullptr);
+    ASSERT_EQ(::ftruncate(::fileno(f), int64_t{3} << 30), 0);
+    std::fclose(f);
+  }
+  test::expect_error([&] { read_file(tmp.file("sparse.bin")); }, {tmp.file("sparse.bin"), "3072.0 MiB", "text input"});
+  test::expect_error([&] { read_file(tmp.file("sparse.bin"), kJsonCap); }, {"JSON file"});
+  test::expect_error([&] { read_file("/dev/zero", {uint64_t{4} << 20, "test file"}); },
+                     {"/dev/zero", "more than the 4.0 MiB a test file may hold"});
+  test::expect_error([&] { read_file(tmp.path()); }, {"is a directory"});
+}
+
+// One strict integer grammar for options and files: decimal, optional '-', 64 bits, nothing else.
+TEST(ParseIntTest, OnlyPlainDecimalIntegersInRange) {
+  int64_t v = 0;
+  uint64_t u = 0;
+  for (const auto& [s, want] : std::vector<std::pair<std::string, int64_t>>{
+           {"0", 0}, {"-7", -7}, {"010", 10}, {"9223372036854775807", INT64_MAX}, {"-9223372036854775808", INT64_MIN}}) {
+    EXPECT_TRUE(parse_int64(s, &v)) << s;
+    EXPECT_EQ(v, want) << s;
+  }
+  for (const std::string s : {"", "-", "+1", " 1", "1 ", "1.5", "0x10", "1e3", "5abc", "9223372036854775808",
+                              "-9223372036854775809", "99999999999999999999"})
+    EXPECT_FALSE(parse_int64(s, &v)) << s;
+  EXPECT_TRUE(parse_uint64("18446744073709551615", &u));
+  EXPECT_EQ(u, UINT64_MAX);
+  for (const std::string s : {"-1", "18446744073709551616", "0x1", "-0"}) EXPECT_FALSE(parse_uint64(s, &u)) << s;
 }
 
 }  // namespace
