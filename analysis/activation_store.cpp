@@ -58,6 +58,25 @@ std::vector<T> read_column(H5::H5File& f, const std::string& path, const std::st
   }
 }
 
+// A dump is one self-contained file: every name must be a hard link (an external link can name another
+// file, a FIFO or a device, which HDF5 opens on traversal) — checked before the object is opened.
+void check_hard_link(hid_t loc, const std::string& name, const std::string& path) {
+  H5L_info_t info{};
+  CCC_CHECK(H5Lget_info(loc, name.c_str(), &info, H5P_DEFAULT) >= 0, path, ": cannot inspect ", name);
+  CCC_CHECK(info.type == H5L_TYPE_HARD, path, ": ", name, " is ",
+            info.type == H5L_TYPE_EXTERNAL ? "an external link" : "a soft or user-defined link",
+            " (refused: a dump is one self-contained file)");
+}
+
+// ... and its data lives in it: no external raw storage, no virtual dataset mapping other files.
+void check_storage_inside(const H5::DataSet& ds, const std::string& path, const std::string& name) {
+  const H5::DSetCreatPropList dcpl = ds.getCreatePlist();
+  CCC_CHECK(dcpl.getExternalCount() == 0, path, ": ", name,
+            " keeps its data in external files (refused: a dump is one self-contained file)");
+  CCC_CHECK(dcpl.getLayout() != H5D_VIRTUAL, path, ": ", name,
+            " is a virtual dataset (refused: a dump is one self-contained file)");
+}
+
 // IEEE half -> float for every bit pattern (HDF5's own soft conversion of f16 is ~10x slower).
 const std::vector<float>& half_table() {
   static const std::vector<float> table = [] {
@@ -98,6 +117,9 @@ ActivationStore::ActivationStore(const std::string& path) : impl_(std::make_uniq
   try {
     CCC_CHECK(impl_->file.nameExists("tokens") && impl_->file.nameExists("bits"), path,
               ": not a ccc activation dump (no tokens / bits datasets)");
+    const hid_t root = impl_->file.getId();
+    for (const char* name : {"tokens", "bits", "stream", "pos", "byte_offset", "acts"})
+      if (impl_->file.nameExists(name)) check_hard_link(root, name, path);
     // Every size is checked here, before anything is read or allocated: the file may be hostile.
     const auto tokens = impl_->file.openDataSet("tokens");
     const auto tok_dims = dims_of(tokens);
@@ -105,6 +127,7 @@ ActivationStore::ActivationStore(const std::string& path) : impl_(std::make_uniq
     CCC_CHECK(tok_dims[0] <= static_cast<hsize_t>(kMaxRows), path, ": tokens declares ", tok_dims[0], " rows (at most ",
               kMaxRows, ")");
     check_stored(tokens, tok_dims, path, "tokens");
+    check_storage_inside(tokens, path, "tokens");
     rows_ = static_cast<int64_t>(tok_dims[0]);
     for (const char* column : {"bits", "stream", "pos", "byte_offset"}) {
       if (!impl_->file.nameExists(column)) continue;
@@ -114,12 +137,14 @@ ActivationStore::ActivationStore(const std::string& path) : impl_(std::make_uniq
       CCC_CHECK(d.size() == 1 && static_cast<int64_t>(d[0]) == rows_, path, ": ", column, " does not hold one value per row (",
                 rows_, " rows)");
       check_stored(ds, d, path, column);
+      check_storage_inside(ds, path, column);
     }
     if (impl_->file.nameExists("acts")) {
       CCC_CHECK(impl_->file.childObjType("acts") == H5O_TYPE_GROUP, path, ": acts is not a group");
       auto g = impl_->file.openGroup("acts");
       for (hsize_t i = 0; i < g.getNumObjs(); ++i) {
         const std::string hook = g.getObjnameByIdx(i);
+        check_hard_link(g.getId(), hook, path);
         CCC_CHECK(g.childObjType(hook) == H5O_TYPE_DATASET, path, ": acts/", hook, " is not a dataset");
         auto ds = g.openDataSet(hook);
         const auto d = dims_of(ds);
@@ -135,6 +160,7 @@ ActivationStore::ActivationStore(const std::string& path) : impl_(std::make_uniq
         CCC_CHECK(type.getClass() == H5T_FLOAT && (type.getSize() == 2 || type.getSize() == 4), path, ": acts/", hook,
                   " is not f16 or f32");
         check_stored(ds, d, path, "acts/" + hook);
+        check_storage_inside(ds, path, "acts/" + hook);
         hooks_.push_back(hook);
       }
       std::sort(hooks_.begin(), hooks_.end());

@@ -30,15 +30,21 @@ std::vector<Feature> auto_features(std::string_view input, const std::vector<int
   const int64_t n = static_cast<int64_t>(input.size());
   const auto* s = reinterpret_cast<const unsigned char*>(input.data());
   // per byte: quote parity on the line, parenthesis depth, end of the previous occurrence of the 8-gram
-  std::vector<uint8_t> quotes(n), parens(n);
+  std::vector<uint8_t> quotes(n), parens(n), after_end(n);
   std::vector<int64_t> prev8(n, -1);
   {
     int q = 0;
     int64_t depth = 0;
+    unsigned char last_solid = 0;  // the last non-whitespace byte before i (0: none yet)
     size_t bits = 16;
     while ((size_t{1} << bits) < static_cast<size_t>(2 * n) && bits < 24) ++bits;
     std::vector<int64_t> table(size_t{1} << bits, -1);  // 8-gram hash -> latest end offset (verified by memcmp)
     for (int64_t i = 0; i < n; ++i) {
+      // after_sentence_end: a non-white byte after a whitespace run that follows '.', '!' or '?' (one pass,
+      // O(1) per byte, however long the runs)
+      after_end[i] = !white(s[i]) && i > 0 && white(s[i - 1]) &&
+                     (last_solid == '.' || last_solid == '!' || last_solid == '?');
+      if (!white(s[i])) last_solid = s[i];
       quotes[i] = static_cast<uint8_t>(q & 1);
       parens[i] = depth > 0;
       if (s[i] == '"') ++q;
@@ -72,15 +78,7 @@ std::vector<Feature> auto_features(std::string_view input, const std::vector<int
     out[f++].on[r] = o == 0 || p == '\n';
     out[f++].on[r] = quotes[o];
     out[f++].on[r] = parens[o];
-    {
-      bool after = false;
-      if (!white(c)) {
-        int64_t k = o - 1;
-        while (k >= 0 && white(s[k])) --k;
-        after = k < o - 1 && k >= 0 && (s[k] == '.' || s[k] == '!' || s[k] == '?');
-      }
-      out[f++].on[r] = after;
-    }
+    out[f++].on[r] = after_end[o];
     out[f++].on[r] = digit(c) || ((c == '.' || c == ',') && o > 0 && o + 1 < n && digit(p) && digit(s[o + 1]));
     {
       const int64_t e = prev8[o];

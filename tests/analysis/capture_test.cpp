@@ -292,6 +292,45 @@ TEST(Capture, MalformedDumpsAreRefusedAtOpen) {
   }
 }
 
+// A dump is one self-contained file: an external link (which HDF5 would follow to any file, FIFO or device
+// at open), a soft link, external raw storage and virtual datasets are refused by name before traversal.
+TEST(Capture, LinksAndStorageOutsideTheFileAreRefused) {
+  test::TempDir dir;
+  H5::Exception::dontPrint();
+  const hsize_t rows = 4, dims[2] = {4, 3};
+  std::vector<float> zeros(12, 0.0f);
+  auto base = [&](const std::string& path) {
+    H5::H5File f(path, H5F_ACC_TRUNC);
+    f.createDataSet("tokens", H5::PredType::STD_I32LE, H5::DataSpace(1, &rows)).write(zeros.data(), H5::PredType::NATIVE_FLOAT);
+    f.createDataSet("bits", H5::PredType::IEEE_F32LE, H5::DataSpace(1, &rows)).write(zeros.data(), H5::PredType::NATIVE_FLOAT);
+    f.createGroup("acts");
+    return f;
+  };
+  {
+    H5::H5File other = base(dir.file("other.h5"));
+    other.createDataSet("acts/h", H5::PredType::IEEE_F32LE, H5::DataSpace(2, dims)).write(zeros.data(), H5::PredType::NATIVE_FLOAT);
+  }
+  {
+    H5::H5File f = base(dir.file("elink.h5"));
+    ASSERT_GE(H5Lcreate_external(dir.file("other.h5").c_str(), "/acts/h", f.getId(), "acts/h", H5P_DEFAULT, H5P_DEFAULT), 0);
+  }
+  test::expect_error([&] { ActivationStore st(dir.file("elink.h5")); }, {dir.file("elink.h5"), "h is an external link"});
+  {
+    H5::H5File f = base(dir.file("soft.h5"));
+    f.createDataSet("acts/h", H5::PredType::IEEE_F32LE, H5::DataSpace(2, dims)).write(zeros.data(), H5::PredType::NATIVE_FLOAT);
+    f.unlink("bits");
+    f.link(H5L_TYPE_SOFT, "/tokens", "bits");
+  }
+  test::expect_error([&] { ActivationStore st(dir.file("soft.h5")); }, {"bits is a soft or user-defined link"});
+  {
+    H5::H5File f = base(dir.file("extern.h5"));
+    H5::DSetCreatPropList dcpl;
+    dcpl.setExternal(dir.file("raw.bin").c_str(), 0, 12 * 4);
+    f.createDataSet("acts/h", H5::PredType::IEEE_F32LE, H5::DataSpace(2, dims), dcpl).write(zeros.data(), H5::PredType::NATIVE_FLOAT);
+  }
+  test::expect_error([&] { ActivationStore st(dir.file("extern.h5")); }, {"acts/h keeps its data in external files"});
+}
+
 // Activations are values, whatever byte order or float layout the file stores them in: f16 and f32, little-
 // and big-endian (h5py writes '>f2' when asked), read back to the same floats.
 TEST(Capture, ActivationsOfAnyByteOrderReadAsTheirValues) {

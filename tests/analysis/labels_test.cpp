@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <map>
+#include <random>
 
 #include "model/base/error.h"
 #include "tests/support/test_support.h"
@@ -45,6 +46,30 @@ TEST(Labels, DefinitionsOnAHandCheckedText) {
   EXPECT_EQ(L.at("in_number"), "..........111.........");
   EXPECT_EQ(L.at("punct"), "...1..1.1..1.11.......");
   EXPECT_EQ(L.at("non_ascii"), "......................");
+}
+
+// after_sentence_end is computed in one pass; it equals the definition (walk back over the whitespace run)
+// on random text full of long whitespace runs, where the walk-back was O(run) per row.
+TEST(Labels, AfterSentenceEndMatchesTheWalkBackDefinition) {
+  std::mt19937 rng(3);
+  const std::string alphabet = "ab.!?  \n\t\r";
+  std::string t;
+  for (int i = 0; i < 4000; ++i) {
+    if (rng() % 50 == 0) t.append(rng() % 300, ' ');
+    t += alphabet[rng() % alphabet.size()];
+  }
+  auto white = [](char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; };
+  std::string want;
+  for (size_t o = 0; o < t.size(); ++o) {
+    bool after = false;
+    if (!white(t[o])) {
+      int64_t k = static_cast<int64_t>(o) - 1;
+      while (k >= 0 && white(t[k])) --k;
+      after = k < static_cast<int64_t>(o) - 1 && k >= 0 && (t[k] == '.' || t[k] == '!' || t[k] == '?');
+    }
+    want += after ? '1' : '.';
+  }
+  EXPECT_EQ(labels_of(t).at("after_sentence_end"), want);
 }
 
 TEST(Labels, RepeatedNeedsTheEarlierCopyInsideWindowAndStream) {
