@@ -210,6 +210,14 @@ RowMatrix ActivationStore::block(const std::string& hook, int64_t first, int64_t
   return out;
 }
 
+void ActivationStore::check_text_size(uint64_t text_bytes) const {
+  const int64_t declared = attr_int("n_bytes");
+  CCC_CHECK(declared < 0 || static_cast<uint64_t>(declared) == text_bytes, path_, ": made from a text of ", declared,
+            " bytes, not ", text_bytes);
+  CCC_CHECK(static_cast<uint64_t>(rows_) <= 2 * text_bytes + 1, path_, ": declares ", rows_,
+            " rows, more than a text of ", text_bytes, " bytes can give (2 x bytes + 1)");
+}
+
 std::vector<int32_t> ActivationStore::tokens() const { return read_column<int32_t>(impl_->file, path_, "tokens", H5::PredType::NATIVE_INT32); }
 std::vector<int32_t> ActivationStore::streams() const { return read_column<int32_t>(impl_->file, path_, "stream", H5::PredType::NATIVE_INT32); }
 std::vector<int64_t> ActivationStore::positions() const { return read_column<int64_t>(impl_->file, path_, "pos", H5::PredType::NATIVE_INT64); }

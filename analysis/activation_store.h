@@ -37,6 +37,10 @@ class ActivationStore {
   std::string attr(const std::string& name) const;
   int64_t attr_int(const std::string& name) const;
   const std::string& path() const { return path_; }
+  /// Checks that the dump can be of a text of `text_bytes` bytes: every non-BOS row is a coded token of at
+  /// least one byte and every BOS row starts a segment, so rows <= 2 * text_bytes + 1 (and the `n_bytes`
+  /// attribute, when present, equals text_bytes). A forged row count is refused before any column is read.
+  void check_text_size(uint64_t text_bytes) const;
 
  private:
   struct Impl;

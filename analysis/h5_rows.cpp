@@ -83,6 +83,7 @@ H5Rows::H5Rows(const std::string& path, bool force, Compression compression)
   CCC_CHECK(parent.empty() || fs::is_directory(parent, ec), path, ": directory ", parent.string(), " does not exist");
   remove_stale_temps(path);
   tmp_ = temp_path_for(path);
+  temp_slot_ = register_temp(tmp_);  // removed if SIGINT / SIGTERM / SIGHUP ends the run
   try {
     impl_->file = std::make_unique<H5::H5File>(tmp_, H5F_ACC_TRUNC);
   } catch (const H5::Exception& e) {
@@ -130,6 +131,7 @@ H5Rows::~H5Rows() {
   }
   std::error_code ec;
   fs::remove(tmp_, ec);
+  unregister_temp(temp_slot_);
 }
 
 void H5Rows::create(const std::string& name, Dtype type, const std::vector<int64_t>& row_shape, int64_t rows) {
@@ -232,6 +234,7 @@ void H5Rows::commit() {
   }
   committed_ = true;  // publish_file removes the temporary when it fails
   publish_file(tmp_, path_, force_);
+  unregister_temp(temp_slot_);
 }
 
 }  // namespace ccc::analysis

@@ -50,6 +50,7 @@ class H5Rows {
   std::string path_, tmp_;
   Compression compression_;
   bool committed_ = false;
+  int temp_slot_ = -1;  ///< register_temp's slot of tmp_
   bool force_ = false;  ///< replace an existing file at commit (else a no-replace rename)
 };
 

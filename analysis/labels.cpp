@@ -16,12 +16,18 @@ bool white(unsigned char c) { return c == ' ' || c == '\t' || c == '\n' || c == 
 bool punct(unsigned char c) { return c >= 33 && c <= 126 && !letter(c) && !digit(c); }
 }  // namespace
 
+namespace {
+const char* const kAutoFeatures[] = {"space", "newline", "digit", "upper", "lower", "punct", "non_ascii", "word_start",
+                                     "line_start", "in_quotes", "in_parens", "after_sentence_end", "in_number", "repeated"};
+}  // namespace
+
+size_t auto_feature_count() { return sizeof(kAutoFeatures) / sizeof(kAutoFeatures[0]); }
+
 std::vector<Feature> auto_features(std::string_view input, const std::vector<int64_t>& byte_offsets,
                                    const std::vector<int64_t>& stream_start, int64_t window) {
   CCC_CHECK(stream_start.size() == byte_offsets.size(), "labels: one stream start per row is needed");
-  const char* names[] = {"space", "newline", "digit", "upper", "lower", "punct", "non_ascii", "word_start", "line_start",
-                         "in_quotes", "in_parens", "after_sentence_end", "in_number", "repeated"};
-  const size_t F = sizeof(names) / sizeof(names[0]);
+  const auto& names = kAutoFeatures;
+  const size_t F = auto_feature_count();
   std::vector<Feature> out(F);
   for (size_t f = 0; f < F; ++f) {
     out[f].name = names[f];

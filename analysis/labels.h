@@ -24,6 +24,9 @@ struct Feature {
   std::vector<uint8_t> on;  ///< one per row
 };
 
+/// How many automatic features there are.
+size_t auto_feature_count();
+
 /// The automatic features, in the order listed above. `stream_start[r]`: offset of the first byte of
 /// row r's stream (used by `repeated`).
 std::vector<Feature> auto_features(std::string_view input, const std::vector<int64_t>& byte_offsets,

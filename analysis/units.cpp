@@ -306,6 +306,13 @@ double auroc(const std::vector<float>& values, const std::vector<uint8_t>& on) {
   return u / (pos * neg);
 }
 
+uint64_t units_memory_bytes(int64_t rows, size_t n_features, const UnitOptions& o) {
+  const double threads = o.threads > 0 ? o.threads : std::max(1u, std::thread::hardware_concurrency());
+  const double per_row = 8 + 4 + 4 + 8 + 8 + 8 + 9.0 * static_cast<double>(n_features) + 40.0 * threads;
+  return static_cast<uint64_t>(static_cast<double>(std::max<int64_t>(rows, 0)) * per_row) +
+         static_cast<uint64_t>(std::max<int64_t>(o.memory_bytes, 0));
+}
+
 UnitsReport analyze_units(const ActivationStore& store, const std::vector<Feature>& features, const UnitOptions& o) {
   CCC_CHECK(features.size() <= kMaxFeatures, store.path(), ": at most ", kMaxFeatures, " features (given ", features.size(), ")");
   for (const auto& f : features)

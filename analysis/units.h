@@ -77,6 +77,11 @@ struct UnitsReport {
 /// Analyses the selected hooks of `store` against `features` (one label per dump row).
 UnitsReport analyze_units(const ActivationStore& store, const std::vector<Feature>& features, const UnitOptions& o);
 
+/// Estimated peak memory of analyze_units (and the labels before it), in bytes: per dump row the metadata
+/// columns, one byte per feature label and the features' positive-row lists (8 bytes per feature, the worst
+/// case), each worker's sort buffers; plus the column budget o.memory_bytes. Checked before anything is read.
+uint64_t units_memory_bytes(int64_t rows, size_t n_features, const UnitOptions& o);
+
 /// Exact AUROC of `values` for rows with `on` set vs without (Mann-Whitney U, ties averaged); NaN when a
 /// class is empty. The reference implementation the fast path is tested against.
 double auroc(const std::vector<float>& values, const std::vector<uint8_t>& on);

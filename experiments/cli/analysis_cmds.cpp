@@ -31,6 +31,7 @@ void add_analysis_commands(CLI::App& app, Globals& g) {
     add_model_options(sub, o->model, &o->tokenizer,
                       "model of --ablate-top (default: data/models/default; must match the dump's fingerprint)");
     sub->add_flag("-f,--force", o->force, "replace an existing analysis in the output directory");
+    sub->add_option("--max-memory", o->max_memory, "bytes the analysis may use (default: the memory available; its estimate is checked first)");
     sub->add_flag("-q,--quiet", o->quiet, "print nothing on success");
     sub->callback([&g, o] { g.init(); experiments::run_units(*o); });
   }

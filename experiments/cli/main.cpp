@@ -12,6 +12,8 @@
 #include <string>
 #include <thread>
 
+#include <c10/util/Exception.h>
+
 #include "experiments/cli/cli.h"
 #include "compress/lm_codec.h"
 #include "model/base/error.h"
@@ -135,6 +137,17 @@ int main(int argc, char** argv) {
     app.parse(argc, argv);  // the chosen command runs from its callback
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
+  } catch (const c10::Error& e) {  // LibTorch (e.g. an allocation that failed): its message, not its backtrace
+    std::fflush(stdout);
+    std::string msg = e.what_without_backtrace();
+    if (msg.find("can't allocate memory") != std::string::npos || msg.find("DefaultCPUAllocator") != std::string::npos)
+      msg = "out of memory: " + msg.substr(0, msg.find('\n'));
+    std::fprintf(stderr, "error: %s\n", msg.c_str());
+    return 1;
+  } catch (const std::bad_alloc&) {
+    std::fflush(stdout);
+    std::fprintf(stderr, "error: out of memory (an allocation failed; see --max-memory and docs/limits.md)\n");
+    return 1;
   } catch (const std::exception& e) {
     std::fflush(stdout);
     std::fprintf(stderr, "error: %s\n", e.what());

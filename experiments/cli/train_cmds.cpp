@@ -17,6 +17,7 @@ void add_train_commands(CLI::App& app, Globals& g) {
     sub->add_option("--corpora", o->corpora_dir, "directory of <name>.txt corpora (default: ../shared or .cache)");
     sub->add_flag("--resume", o->resume, "continue the run saved in OUT/resume");
     sub->add_flag("--force", o->force, "start over, replacing OUT");
+    sub->add_option("--max-memory", o->max_memory, "bytes the run may use (default: the memory available; the run's estimate is checked first)");
     sub->add_option("--max-steps", o->max_steps, "stop at this step (resume later)");
     sub->add_option("--init", o->init,
                     "start from this model's weights instead of a random init (same model config; a staged recipe's "
@@ -42,6 +43,7 @@ void add_train_commands(CLI::App& app, Globals& g) {
     sub->add_option("--reference", o->references, "reference corpora (default: all present)");
     sub->add_option("--corpora", o->corpora_dir, "corpus directory");
     sub->add_flag("--force", o->force, "replace an existing OUT");
+    sub->add_option("--max-memory", o->max_memory, "bytes the run may use (default: the memory available; the run's estimate is checked first)");
     sub->callback([&g, o] {
       g.init();
       o->command = g.command;

@@ -14,6 +14,7 @@
 
 #include "model/training/corpus.h"
 #include "model/base/error.h"
+#include "model/base/fileio.h"
 #include "model/formats/loader.h"
 #include "model/core/fused_ops.h"
 #include "model/training/trainer.h"
@@ -81,6 +82,27 @@ void prepare_run_dir(const TrainCmdOptions& o, const fs::path& out, const fs::pa
   fs::create_directories(out, ec);
   CCC_CHECK(fs::is_directory(out, ec), "cannot create ", o.out);
 }
+
+// A new run that fails removes what it created, unless it has saved a training state to resume from (a
+// long run that fails late keeps its last state: "continue with --resume"). A resumed run keeps everything.
+class RunDirGuard {
+ public:
+  RunDirGuard(fs::path out, fs::path resume_dir, bool created) : out_(std::move(out)), resume_(std::move(resume_dir)), created_(created) {}
+  ~RunDirGuard() {
+    if (kept_ || !created_) return;
+    std::error_code ec;
+    if (fs::exists(resume_ / "state.json", ec)) {
+      std::fprintf(stderr, "the run's last saved state is kept in %s; continue with --resume\n", resume_.c_str());
+      return;
+    }
+    fs::remove_all(out_, ec);
+  }
+  void keep() { kept_ = true; }
+
+ private:
+  fs::path out_, resume_;
+  bool created_, kept_ = false;
+};
 
 // --init: a staged recipe continues from an earlier run's weights (copied unless the run resumes, which has
 // its own). Returns the start's fingerprint ("" without --init).
@@ -176,14 +198,16 @@ nlohmann::json finish_run(const TrainCmdOptions& o, const model::TrainConfigFile
 
 void run_train(const TrainCmdOptions& o) {
   const auto cfg = model::TrainConfigFile::load(o.config);
+  check_memory(model::training_memory_bytes(cfg.model, cfg.train), o.max_memory, "train " + o.config);
   const std::string dir = corpora_dir_or_default(o.corpora_dir);
   auto corpora = model::load_corpora(dir, cfg.train.corpora);
   const fs::path out(o.out);
   const fs::path resume_dir = out / "resume";
-  prepare_run_dir(o, out, resume_dir);
   model::Transformer m(cfg.model);
   m->init_weights(cfg.train.seed);
-  const std::string init_fp = init_from(o, cfg, m);
+  const std::string init_fp = init_from(o, cfg, m);  // a bad --init fails before the run directory exists
+  prepare_run_dir(o, out, resume_dir);
+  RunDirGuard guard(out, resume_dir, !o.resume);
   model::Trainer trainer(m, cfg.train, corpora);
   if (o.resume) {
     trainer.load_state(resume_dir.string());
@@ -207,11 +231,13 @@ void run_train(const TrainCmdOptions& o) {
   trainer.save_state(resume_dir.string());
   log.save_wall();
   if (trainer.step() < cfg.train.steps) {
+    guard.keep();
     std::fprintf(stderr, "stopped at step %lld of %lld; continue with --resume\n", (long long)trainer.step(),
                  (long long)cfg.train.steps);
     return;
   }
   const auto held = finish_run(o, cfg, trainer, corpora, log, init_fp);
+  guard.keep();
   std::error_code ec;
   fs::remove_all(resume_dir, ec);
   std::printf("wrote %s (%.2fM params, %lld tokens, %s)\n", o.out.c_str(), cfg.model.n_params() / 1e6,
@@ -245,6 +271,12 @@ void run_finetune(const FinetuneCmdOptions& o) {
   t.corpora = {o.corpus};
   auto target = std::vector<model::Corpus>{corpora[std::find(refs.begin(), refs.end(), o.corpus) - refs.begin()]};
   auto trainable = model::select_parameters(base.model, o.params);
+  {
+    int64_t n_trainable = 0;
+    for (const auto& item : base.model->named_parameters())
+      if (std::find(trainable.begin(), trainable.end(), item.key()) != trainable.end()) n_trainable += item.value().numel();
+    check_memory(model::training_memory_bytes(base.config, t, n_trainable), o.max_memory, "finetune " + o.model);
+  }
 
   std::fprintf(stderr, "held-out bits per byte before fine-tuning...\n");
   auto before = held_out_table(base.model, corpora);
@@ -257,9 +289,9 @@ void run_finetune(const FinetuneCmdOptions& o) {
   });
   const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   const fs::path out(o.out);
-  if (o.force && fs::exists(out, ec)) fs::remove_all(out);
-  model::save_model(o.out, base.config, trainer.model(), model::SaveDtype::kF32);
-  auto after_model = model::load_model(o.out);
+  OutputDir out_dir(o.out, o.force);  // the model, its card and tradeoff.json appear together or not at all
+  model::save_model(out_dir.temp_dir(), base.config, trainer.model(), model::SaveDtype::kF32);
+  auto after_model = model::load_model(out_dir.temp_dir());
   std::fprintf(stderr, "held-out bits per byte after fine-tuning...\n");
   auto after = held_out_table(after_model.model, corpora);
   nlohmann::json rows = nlohmann::json::array();
@@ -284,7 +316,7 @@ void run_finetune(const FinetuneCmdOptions& o) {
                            {"wall_time_s", wall},
                            {"tradeoff", rows},
                            {"command", o.command}};
-  write_file_atomic((out / "tradeoff.json").string(), report.dump(2) + "\n");
+  write_file_atomic(out_dir.file("tradeoff.json"), report.dump(2) + "\n");
   nlohmann::json held_after = nlohmann::json::object();
   for (const auto& c : corpora) held_after[c.name] = after[c.name];
   nlohmann::json card = {{"name", out.filename().string()},
@@ -301,7 +333,8 @@ void run_finetune(const FinetuneCmdOptions& o) {
                          {"tradeoff", "tradeoff.json"},
                          {"wall_time_s", wall},
                          {"command", o.command}};
-  write_file_atomic((out / "model_card.json").string(), card.dump(2) + "\n");
+  write_file_atomic(out_dir.file("model_card.json"), card.dump(2) + "\n");
+  out_dir.commit();
   std::printf("\nwrote %s (tradeoff.json)\n", o.out.c_str());
 }
 

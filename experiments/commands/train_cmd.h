@@ -15,6 +15,7 @@ struct TrainCmdOptions {
   bool force = false;        ///< replace an existing finished model in out
   int64_t max_steps = 0;     ///< stop early at this step (0 = config steps); resume later with --resume
   std::string init;          ///< start from this model's weights (same model config) instead of a random init
+  uint64_t max_memory = 0;   ///< refuse a run whose estimate exceeds this (0 = the memory available)
   std::string command;       ///< the exact command line, recorded in the model card
 };
 void run_train(const TrainCmdOptions& o);
@@ -32,6 +33,7 @@ struct FinetuneCmdOptions {
   uint64_t seed = 1;
   std::string out;
   bool force = false;
+  uint64_t max_memory = 0;   ///< refuse a run whose estimate exceeds this (0 = the memory available)
   std::string command;
 };
 void run_finetune(const FinetuneCmdOptions& o);

@@ -17,6 +17,7 @@
 #include "experiments/support/common.h"
 #include "experiments/support/progress_hooks.h"
 #include "model/base/error.h"
+#include "model/base/fileio.h"
 #include "model/base/util.h"
 #include "model/formats/loader.h"
 #include "model/training/corpus.h"
@@ -422,6 +423,10 @@ void run_units(const UnitsCmdOptions& o) {
             "/units.csv exists (use --force to replace the analysis)");
   std::string source;
   const std::string text = checked_source_text(o, store, &source);
+  store.check_text_size(text.size());
+  const size_t n_features = analysis::auto_feature_count() + o.features.size() + o.labels.size() * analysis::kMaxFeatures;
+  check_memory(analysis::units_memory_bytes(store.rows(), std::min(n_features, analysis::kMaxFeatures + 1), o.units),
+               o.max_memory, "units " + o.dump);
   const auto features = unit_features(o, store, text);
   std::unique_ptr<ProgressLine> progress;
   auto uopt = o.units;
@@ -431,15 +436,16 @@ void run_units(const UnitsCmdOptions& o) {
   };
   const auto rep = analysis::analyze_units(store, features, uopt);
   const Ablated ablated = o.ablate_top > 0 ? ablate_top_units(o, store, text, rep) : Ablated{};
-  fs::create_directories(out_dir, ec);
-  CCC_CHECK(fs::is_directory(out_dir, ec), out_dir, ": cannot create the output directory");
+  // every file is built in a private temporary directory and published together (none on an error)
+  OutputDir out(out_dir, o.force);
   const auto cc = class_counts(rep);
-  write_units_csv(out_dir, rep, ablated);
-  write_units_report(out_dir, o, store, source, text, rep, cc, ablated);
-  write_units_plots(out_dir, rep, cc);
+  write_units_csv(out.temp_dir(), rep, ablated);
+  write_units_report(out.temp_dir(), o, store, source, text, rep, cc, ablated);
+  write_units_plots(out.temp_dir(), rep, cc);
   auto summary = units_summary(o, store, source, rep, cc, ablated);
   stamp(summary, "units");
-  write_file_atomic((fs::path(out_dir) / "summary.json").string(), summary.dump(2) + "\n");
+  write_file_atomic(out.file("summary.json"), summary.dump(2) + "\n");
+  out.commit();
   if (o.quiet) return;
   const auto& hooks = cc.hooks;
   auto counts = cc.counts, null_counts = cc.null_counts;

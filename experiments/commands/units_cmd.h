@@ -27,6 +27,7 @@ struct UnitsCmdOptions {
   std::string model;                  ///< for --ablate-top (default: the default model; fingerprint must match)
   bool force = false;
   bool quiet = false;
+  uint64_t max_memory = 0;            ///< refuse an analysis whose estimate exceeds this (0 = the memory available)
 };
 void run_units(const UnitsCmdOptions& o);
 

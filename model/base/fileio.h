@@ -12,9 +12,39 @@ namespace ccc {
 /// shortened to fit).
 std::string temp_path_for(const std::string& path);
 
-/// Removes temporaries of `path` (temp_path_for's pattern) left by writers that no longer run (killed
+/// Removes temporaries of `path` (temp_path_for's pattern: files, and OutputDir's directories) left by writers that no longer run (killed
 /// mid-write; their pid is gone). Returns how many were removed. Called before every new write.
 int remove_stale_temps(const std::string& path);
+
+/// Named temporaries removed if the process is ended by SIGINT, SIGTERM or SIGHUP: the handler (installed
+/// on the first registration) unlinks every registered path, then lets the signal end the process as it
+/// would have. For temporaries that need a name while written (HDF5 files); OutputFile needs none
+/// (O_TMPFILE). At most 64 at once; returns a slot for unregister_temp (−1 when full: then only
+/// remove_stale_temps cleans up).
+int register_temp(const std::string& path);
+void unregister_temp(int slot);
+
+/// A multi-file output (a report directory, a trained model) built whole under a private temporary
+/// directory beside `dir` and published by commit(): when `dir` does not exist it appears at once
+/// (no-replace rename of the directory); when it does, each file is renamed into it (over an existing file
+/// only when `overwrite`, else the commit fails naming it). Destroying an uncommitted OutputDir removes the
+/// temporary; one left by a killed process is removed by the next writer (remove_stale_temps).
+class OutputDir {
+ public:
+  OutputDir(const std::string& dir, bool overwrite);
+  ~OutputDir();
+  OutputDir(const OutputDir&) = delete;
+  OutputDir& operator=(const OutputDir&) = delete;
+  /// Where to write `name` (a file of the finished directory) now.
+  std::string file(const std::string& name) const;
+  const std::string& temp_dir() const { return tmp_; }
+  const std::string& dir() const { return dir_; }
+  void commit();
+
+ private:
+  std::string dir_, tmp_;
+  bool overwrite_ = false, committed_ = false;
+};
 
 /// Renames the finished temporary `tmp` to `path`: over an existing `path` only when `overwrite`, else by a
 /// no-replace rename (renameat2 RENAME_NOREPLACE, or link + unlink where the file system lacks it), so a

@@ -3,10 +3,14 @@
 #include <openssl/evp.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
+#include <mutex>
+#include <vector>
 #include <cerrno>
 #include <cstdint>
 #include <cstdio>
@@ -21,30 +25,51 @@
 
 namespace ccc {
 
-ReadCap weights_cap() {
-  uint64_t available = uint64_t{1} << 40;
-  std::ifstream meminfo("/proc/meminfo");
-  std::string key;
-  uint64_t kib = 0;
-  while (meminfo >> key >> kib) {
-    if (key == "MemAvailable:") {
-      available = kib << 10;
-      break;
-    }
-    meminfo.ignore(256, '\n');
-  }
-  return {available, "weights file (the memory available now)"};
-}
-
 namespace {
 
+// A "Key:  N kB" line of a /proc file, in bytes (0 when absent).
+uint64_t proc_kib_field(const char* file, const std::string& want) {
+  std::ifstream in(file);
+  std::string key;
+  uint64_t kib = 0;
+  while (in >> key >> kib) {
+    if (key == want) return kib << 10;
+    in.ignore(256, '\n');
+  }
+  return 0;
+}
+
+// A size for messages: MiB, or GiB from 10 GiB on.
 std::string mib(uint64_t bytes) {
-  char b[32];
-  std::snprintf(b, sizeof b, "%.1f MiB", static_cast<double>(bytes) / (1 << 20));
+  char b[48];
+  const double x = static_cast<double>(bytes);
+  if (x >= 10.0 * (1 << 30)) std::snprintf(b, sizeof b, "%.1f GiB", x / (1 << 30));
+  else std::snprintf(b, sizeof b, "%.1f MiB", x / (1 << 20));
   return b;
 }
 
 }  // namespace
+
+uint64_t memory_available() {
+  uint64_t available = proc_kib_field("/proc/meminfo", "MemAvailable:");
+  if (available == 0) available = uint64_t{1} << 40;  // no /proc: no estimate to refuse by
+  struct rlimit as {};
+  if (::getrlimit(RLIMIT_AS, &as) == 0 && as.rlim_cur != RLIM_INFINITY) {
+    const uint64_t mapped = proc_kib_field("/proc/self/status", "VmSize:");
+    const uint64_t room = as.rlim_cur > mapped ? as.rlim_cur - mapped : 0;
+    available = std::min<uint64_t>(available, room);
+  }
+  return available;
+}
+
+void check_memory(uint64_t estimate, uint64_t max_memory, const std::string& what) {
+  const uint64_t limit = max_memory > 0 ? max_memory : memory_available();
+  CCC_CHECK(estimate <= limit, what, " needs an estimated ", mib(estimate), " of memory but ", mib(limit), " is ",
+            max_memory > 0 ? "allowed by --max-memory" : "available",
+            max_memory > 0 ? "" : " (--max-memory BYTES overrides the estimate)");
+}
+
+ReadCap weights_cap() { return {memory_available(), "weights file (the memory available now)"}; }
 
 std::string read_file(const std::string& path, ReadCap cap) {
   std::error_code ec;
@@ -143,7 +168,9 @@ int remove_stale_temps(const std::string& path) {
     if (end_ptr != n.c_str() + dash || pid <= 0) continue;
     if (::kill(static_cast<pid_t>(pid), 0) == 0 || errno != ESRCH) continue;  // its writer may still run
     std::error_code rm;
-    if (it->is_regular_file(rm) && fs::remove(it->path(), rm)) ++removed;
+    const auto type = it->symlink_status(rm).type();
+    if (type == fs::file_type::regular && fs::remove(it->path(), rm)) ++removed;
+    if (type == fs::file_type::directory && fs::remove_all(it->path(), rm) > 0) ++removed;  // an OutputDir's
   }
   return removed;
 }
@@ -267,6 +294,110 @@ void OutputFile::commit() {
   publish_file(tmp_, path_, overwrite_);
   committed_ = true;
   fsync_dir_of(path_);
+}
+
+namespace {
+
+constexpr int kTempSlots = 64;
+constexpr size_t kTempPathMax = 4096;
+char g_temp_paths[kTempSlots][kTempPathMax];
+std::atomic<int> g_temp_state[kTempSlots];  // 0 free, 1 being written, 2 registered
+
+extern "C" void remove_temps_and_die(int sig) {
+  for (int i = 0; i < kTempSlots; ++i)
+    if (g_temp_state[i].load() == 2) ::unlink(g_temp_paths[i]);  // async-signal-safe
+  ::signal(sig, SIG_DFL);
+  ::raise(sig);
+}
+
+}  // namespace
+
+int register_temp(const std::string& path) {
+  static std::once_flag installed;
+  std::call_once(installed, [] {
+    for (int sig : {SIGINT, SIGTERM, SIGHUP}) {
+      struct sigaction old {};
+      ::sigaction(sig, nullptr, &old);
+      if (old.sa_handler == SIG_IGN) continue;  // nohup / a shell's background job: keep ignoring it
+      struct sigaction sa {};
+      sa.sa_handler = remove_temps_and_die;
+      sigemptyset(&sa.sa_mask);
+      ::sigaction(sig, &sa, nullptr);
+    }
+  });
+  if (path.size() >= kTempPathMax) return -1;
+  for (int i = 0; i < kTempSlots; ++i) {
+    int expected = 0;
+    if (!g_temp_state[i].compare_exchange_strong(expected, 1)) continue;
+    std::memcpy(g_temp_paths[i], path.c_str(), path.size() + 1);
+    g_temp_state[i].store(2);
+    return i;
+  }
+  return -1;
+}
+
+void unregister_temp(int slot) {
+  if (slot >= 0 && slot < kTempSlots) g_temp_state[slot].store(0);
+}
+
+OutputDir::OutputDir(const std::string& dir, bool overwrite) : dir_(dir), overwrite_(overwrite) {
+  namespace fs = std::filesystem;
+  CCC_CHECK(!dir.empty(), "no output directory given");
+  std::error_code ec;
+  CCC_CHECK(!fs::exists(dir, ec) || fs::is_directory(dir, ec), dir, " exists and is not a directory");
+  const fs::path parent = fs::path(dir).lexically_normal().parent_path();
+  CCC_CHECK(parent.empty() || fs::is_directory(parent, ec), dir, ": directory ", parent.string(), " does not exist");
+  remove_stale_temps(fs::path(dir).lexically_normal().string());
+  tmp_ = temp_path_for(fs::path(dir).lexically_normal().string());
+  CCC_CHECK(::mkdir(tmp_.c_str(), 0777) == 0, "cannot create a temporary directory for ", dir, " (", tmp_, "): ",
+            std::strerror(errno));
+}
+
+OutputDir::~OutputDir() {
+  if (committed_) return;
+  std::error_code ec;
+  std::filesystem::remove_all(tmp_, ec);
+}
+
+std::string OutputDir::file(const std::string& name) const { return (std::filesystem::path(tmp_) / name).string(); }
+
+void OutputDir::commit() {
+  namespace fs = std::filesystem;
+  CCC_CHECK(!committed_, dir_, ": committed twice");
+  std::error_code ec;
+  if (!fs::exists(dir_, ec)) {
+    if (::renameat2(AT_FDCWD, tmp_.c_str(), AT_FDCWD, dir_.c_str(), RENAME_NOREPLACE) == 0) {
+      committed_ = true;
+      fsync_dir_of(dir_);
+      return;
+    }
+    CCC_CHECK(errno == EEXIST || errno == ENOTEMPTY || errno == EINVAL || errno == ENOSYS, "cannot rename ", tmp_,
+              " to ", dir_, ": ", std::strerror(errno));
+    // another writer made the directory meanwhile (or no renameat2 flags): publish file by file below
+    fs::create_directories(dir_, ec);
+    CCC_CHECK(fs::is_directory(dir_, ec), dir_, ": cannot create the output directory");
+  }
+  // into an existing directory: every file (and subdirectory) of the temporary, each by an atomic rename
+  std::vector<fs::path> entries;
+  for (const auto& e : fs::directory_iterator(tmp_)) entries.push_back(e.path());
+  std::sort(entries.begin(), entries.end());
+  if (!overwrite_)
+    for (const auto& e : entries)
+      CCC_CHECK(!fs::exists(fs::path(dir_) / e.filename(), ec), (fs::path(dir_) / e.filename()).string(),
+                " exists (use --force to replace it)");
+  for (const auto& e : entries) {
+    const fs::path target = fs::path(dir_) / e.filename();
+    if (fs::is_directory(e, ec)) {
+      if (overwrite_) fs::remove_all(target, ec);
+      CCC_CHECK(::renameat2(AT_FDCWD, e.c_str(), AT_FDCWD, target.c_str(), RENAME_NOREPLACE) == 0, "cannot rename ",
+                e.string(), " to ", target.string(), ": ", std::strerror(errno));
+    } else {
+      publish_file(e.string(), target.string(), overwrite_);
+    }
+  }
+  fs::remove_all(tmp_, ec);
+  committed_ = true;
+  fsync_dir_of(dir_);
 }
 
 void write_file_atomic(const std::string& path, std::string_view bytes, bool overwrite) {

@@ -17,8 +17,15 @@ struct ReadCap {
 inline constexpr ReadCap kJsonCap{uint64_t{64} << 20, "JSON file"};
 /// Text read whole: sources and references, corpora, label CSVs, vocab / merges files.
 inline constexpr ReadCap kTextCap{uint64_t{256} << 20, "text input"};
-/// Weights read whole (llama2.c .bin, safetensors): the memory available now (MemAvailable).
+/// Weights read whole (llama2.c .bin, safetensors): the memory available now (memory_available()).
 ReadCap weights_cap();
+
+/// Bytes this process can still allocate: the kernel's MemAvailable, lowered by an address-space limit
+/// (ulimit -v) less what the process already maps.
+uint64_t memory_available();
+/// Refuses a run whose memory `estimate` (bytes, from its shapes) exceeds what is available — or
+/// `max_memory` when that is > 0 (the --max-memory override) — naming `what`, the estimate and the limit.
+void check_memory(uint64_t estimate, uint64_t max_memory, const std::string& what);
 
 /// Reads a whole file as bytes, at most `cap.bytes`: a regular file's size is checked before anything is
 /// allocated, a device or FIFO (/dev/zero) as it is read. Throws ccc::Error naming the file when it cannot

@@ -121,6 +121,25 @@ TrainConfigFile TrainConfigFile::load(const std::string& path) {
   return f;
 }
 
+uint64_t training_memory_bytes(const ModelConfig& c, const TrainOptions& o, int64_t trainable) {
+  const double params = static_cast<double>(c.n_params());
+  const double train_params = trainable < 0 ? params : static_cast<double>(trainable);
+  const double d = static_cast<double>(c.d_model), L = static_cast<double>(c.n_layers),
+               H = static_cast<double>(c.n_heads), V = static_cast<double>(c.d_vocab_out),
+               mlp = c.attn_only ? 0.0 : static_cast<double>(c.d_mlp) * (c.gated_mlp ? 4.0 : 3.0);
+  const double S = static_cast<double>(o.seq_len);
+  // floats kept per predicted token: per layer ~12 residual-width tensors (norms, q, k, v, z, outputs),
+  // the MLP's, attention scores and probabilities (and their gradients) over S keys; logits x3
+  const double per_token_train = L * (12.0 * d + mlp + 4.0 * H * S) + 3.0 * V + 4.0 * d;
+  const double train_acts = static_cast<double>(o.batch_size) * S * per_token_train;
+  const double per_token_eval = 2.0 * H * S + 2.0 * V + 6.0 * d + mlp;  // one layer's tensors live at a time
+  const double eval_acts = static_cast<double>(std::max<int64_t>(1, o.eval_windows)) * S * per_token_eval;
+  const double floats = params + 3.0 * train_params + std::max(train_acts, eval_acts);
+  constexpr double kLibTorch = 300.0 * (1 << 20);  // the process before any tensor (measured ~250 MB RSS)
+  const double bytes = 4.0 * floats + kLibTorch;
+  return bytes >= 1.8e19 ? UINT64_MAX : static_cast<uint64_t>(bytes);
+}
+
 double lr_at(const TrainOptions& o, int64_t step) {
   if (step < o.warmup_steps) return o.lr * static_cast<double>(step + 1) / static_cast<double>(o.warmup_steps);
   const double span = std::max<int64_t>(1, o.steps - o.warmup_steps);
@@ -260,10 +279,19 @@ double Trainer::train_step() {
     (loss_bits / (kBitsPerNat * static_cast<double>(opt_.grad_accum))).backward();
     loss_sum += loss_bits.item<double>();
   }
+  // A diverged run stops with an error before its step is applied (so before anything of it is saved).
+  CCC_CHECK(std::isfinite(loss_sum), "training diverged at step ", step_ + 1, ": the loss is ", loss_sum,
+            " (lower the learning rate); nothing of this step is saved");
   if (opt_.grad_clip > 0) {
     last_grad_norm_ = torch::nn::utils::clip_grad_norm_(params_, opt_.grad_clip);
   }
   optim_->step();
+  {
+    torch::NoGradGuard no_grad;
+    for (const auto& p : params_)
+      CCC_CHECK(torch::isfinite(p).all().item<bool>(), "training diverged at step ", step_ + 1,
+                ": the update made weights NaN or infinite (lower the learning rate); nothing of this step is saved");
+  }
   ++step_;
   tokens_ += opt_.batch_size * opt_.seq_len * opt_.grad_accum;
   return loss_sum / static_cast<double>(opt_.grad_accum);

@@ -62,6 +62,14 @@ struct TrainConfigFile {
   static TrainConfigFile load(const std::string& path);
 };
 
+/// Estimated peak memory of a training run, in bytes, from its shapes: f32 weights, gradients and AdamW's
+/// two moments of `trainable` parameters (all when < 0), the activations one micro-batch keeps for the
+/// backward pass (per layer: residual-stream tensors, MLP tensors, attention scores and probabilities; the
+/// logits with their softmax and gradient), or the validation forward of eval_windows windows if larger,
+/// plus LibTorch's own footprint. Checked against the memory available before a run starts (measured peaks
+/// against this estimate: docs/limits.md).
+uint64_t training_memory_bytes(const ModelConfig& c, const TrainOptions& o, int64_t trainable = -1);
+
 /// Learning rate at `step` (0-based): linear warmup to lr, then cosine to min_lr at `steps`.
 double lr_at(const TrainOptions& o, int64_t step);
 

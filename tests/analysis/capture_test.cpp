@@ -286,6 +286,9 @@ TEST(Capture, MalformedDumpsAreRefusedAtOpen) {
       EXPECT_EQ(st.rows(), 6);
       EXPECT_EQ(st.row_shape("blocks.0.hook_resid_pre"), (std::vector<int64_t>{2, 3}));
       EXPECT_EQ(st.block("blocks.0.hook_resid_pre", 0, 6).size(), 36);
+      // 6 rows can come from a text of 3 bytes (3 tokens, 3 segment BOS rows) but not from one of 2
+      st.check_text_size(3);
+      test::expect_error([&] { st.check_text_size(2); }, {path, "declares 6 rows, more than a text of 2 bytes"});
       continue;
     }
     test::expect_error([&] { ActivationStore st(path); }, {path, c.error});

@@ -3,9 +3,11 @@
 #include <cmath>
 #include <filesystem>
 #include <limits>
+#include <map>
 #include <random>
 #include <set>
 #include <sstream>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <utility>
 
@@ -515,6 +517,53 @@ TEST(CliTest, StreamingKeepsMemoryFlatAndWholeInputsAreBounded) {
   EXPECT_NE(out.find("/dev/zero: more than 256 MiB"), std::string::npos) << out;
 }
 
+// A run that cannot succeed leaves nothing: a diverging learning rate stops before anything is saved, a bad
+// --init fails before the run directory exists, a run whose memory estimate exceeds --max-memory (or the
+// machine) is refused from its shapes before anything is allocated; a rerun is not refused with "exists".
+TEST(TrainCliTest, FailedRunsLeaveNothingAndMemoryIsEstimatedFirst) {
+  test::TempDir tmp;
+  write_file_atomic(tmp.file("toy.txt"), test::synthetic_text(2, 20000));
+  auto o = test::tiny_options();
+  o.steps = 3;
+  o.warmup_steps = 1;
+  auto config = [&](const std::string& name, const model::TrainOptions& t, const ModelConfig& m) {
+    write_file_atomic(tmp.file(name), nlohmann::json({{"model", m.to_json()}, {"train", t.to_json()}}).dump());
+    return std::string(CCC_BINARY) + " train -c " + tmp.file(name) + " --corpora " + tmp.path() + " -o " + tmp.file("out");
+  };
+  std::string out;
+  auto nan = o;
+  nan.lr = 1e308;
+  nan.min_lr = 1e307;
+  EXPECT_EQ(test::run_command(config("nan.json", nan, test::tiny_train_model_config()) + " 2>&1", &out), 1) << out;
+  EXPECT_NE(out.find("training diverged at step 1"), std::string::npos) << out;
+  EXPECT_FALSE(std::filesystem::exists(tmp.file("out")));
+  const std::string ok = config("ok.json", o, test::tiny_train_model_config());
+  EXPECT_NE(test::run_command(ok + " --init " + tmp.file("missing") + " 2>&1", &out), 0);
+  EXPECT_FALSE(std::filesystem::exists(tmp.file("out")));
+  EXPECT_NE(test::run_command(ok + " --max-memory 1000000 2>&1", &out), 0);
+  EXPECT_NE(out.find("needs an estimated"), std::string::npos) << out;
+  EXPECT_NE(out.find("allowed by --max-memory"), std::string::npos) << out;
+  EXPECT_FALSE(std::filesystem::exists(tmp.file("out")));
+  auto huge = test::tiny_train_model_config();
+  huge.d_model = 1 << 16;
+  huge.n_heads = huge.n_kv_heads = 64;
+  huge.d_head = 1024;
+  huge.d_mlp = 1 << 18;
+  huge.n_layers = 64;
+  EXPECT_NE(test::run_command(config("huge.json", o, huge) + " 2>&1", &out), 0);
+  EXPECT_NE(out.find("needs an estimated"), std::string::npos) << out;
+  EXPECT_EQ(out.find("Exception raised from"), std::string::npos) << out;  // no LibTorch backtrace
+  EXPECT_FALSE(std::filesystem::exists(tmp.file("out")));
+  ASSERT_EQ(test::run_command(ok + " 2>&1", &out), 0) << out;  // the name was never taken
+  // the estimate is conservative: at least the measured peak of that run (the largest child's RSS so far)
+  const uint64_t estimate = model::training_memory_bytes(test::tiny_train_model_config(), o);
+  struct rusage ru {};
+  ASSERT_EQ(::getrusage(RUSAGE_CHILDREN, &ru), 0);
+  const uint64_t peak = static_cast<uint64_t>(ru.ru_maxrss) * 1024;
+  EXPECT_GE(estimate, peak) << "estimate " << estimate << " bytes, measured peak " << peak;
+  EXPECT_LE(estimate, 4 * peak) << "estimate " << estimate << " bytes, measured peak " << peak;
+}
+
 TEST(TrainCliTest, RefusesToOverwriteAndWritesAModelCard) {
   test::TempDir tmp;
   write_file_atomic(tmp.file("toy.txt"), test::synthetic_text(2, 20000));
@@ -743,6 +792,31 @@ namespace {
 
 // SIGXFSZ is ignored (issue 28, item 7): a write past `ulimit -f` fails with EFBIG into the one-line error
 // path, and nothing is left behind — no output, no temporary.
+// An interrupted dump leaves no temporary: SIGINT, SIGTERM and SIGHUP remove the HDF5 file being written
+// (its final name never appears), and the process still ends by the signal.
+TEST(CliTest, InterruptedDumpsLeaveNoTemporary) {
+  test::TempDir tmp;
+  write_file_atomic(tmp.file("in.txt"), test::synthetic_text(3, 100000));
+  const std::string m = " -m " + std::string(CCC_SOURCE_DIR) + "/data/models/ccc-byte-xs ";
+  for (const std::string sig : {"INT", "TERM", "HUP"}) {
+    std::string out;
+    // wait until the temporary exists, then signal the core (the launcher execs it: same pid)
+    // set -m: a background job of a script otherwise starts with SIGINT ignored (and then keeps ignoring it)
+    const std::string script = "set -m; " + std::string(CCC_BINARY) + " dump -q " + tmp.file("in.txt") + " -o " + tmp.file("d.h5") + m +
+                               "--hooks '*' & p=$!; for i in $(seq 1 200); do ls -a " + tmp.path() +
+                               " | grep -q 'd.h5~ccc' && break; sleep 0.05; done; kill -" + sig +
+                               " $p; wait $p; echo status=$?";
+    write_file_atomic(tmp.path() + "/../interrupt-" + sig + ".sh", script);
+    ASSERT_EQ(test::run_command("bash " + tmp.path() + "/../interrupt-" + sig + ".sh 2>&1", &out), 0) << out;
+    std::filesystem::remove(tmp.path() + "/../interrupt-" + sig + ".sh");
+    const std::map<std::string, int> code = {{"INT", 130}, {"TERM", 143}, {"HUP", 129}};
+    EXPECT_NE(out.find("status=" + std::to_string(code.at(sig))), std::string::npos) << sig << ": " << out;
+    size_t n = 0;
+    for (const auto& e : std::filesystem::directory_iterator(tmp.path())) n += e.path().filename() != "in.txt";
+    EXPECT_EQ(n, 0u) << sig;
+  }
+}
+
 TEST(CliTest, WritesPastTheFileSizeLimitAreErrorsNotSignals) {
   test::TempDir tmp;
   std::string bytes;

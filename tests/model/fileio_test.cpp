@@ -4,7 +4,10 @@
 
 #include <gtest/gtest.h>
 
+#include <sys/wait.h>
 #include <unistd.h>
+
+#include <csignal>
 
 #include <cstdint>
 #include <cstdio>
@@ -88,6 +91,73 @@ TEST(ParseIntTest, OnlyPlainDecimalIntegersInRange) {
   EXPECT_TRUE(parse_uint64("18446744073709551615", &u));
   EXPECT_EQ(u, UINT64_MAX);
   for (const std::string s : {"-1", "18446744073709551616", "0x1", "-0"}) EXPECT_FALSE(parse_uint64(s, &u)) << s;
+}
+
+// A multi-file output appears whole or not at all: nothing before commit (and nothing after an error), a new
+// directory at once, files into an existing directory without replacing one unless asked; a temporary
+// directory left by a killed writer is removed by the next one.
+TEST(OutputDirTest, WholeOrNothingAndNoReplaceWithoutForce) {
+  test::TempDir tmp;
+  const std::string dir = tmp.file("report");
+  {
+    OutputDir od(dir, false);
+    write_file_atomic(od.file("a.txt"), "a");
+    EXPECT_FALSE(std::filesystem::exists(dir));
+  }  // an error before commit
+  EXPECT_EQ(entries(tmp.path()), 0u);
+  {
+    OutputDir od(dir, false);
+    write_file_atomic(od.file("a.txt"), "a");
+    std::filesystem::create_directory(od.file("sub"));
+    write_file_atomic(od.file("sub/b.txt"), "b");
+    od.commit();
+  }
+  EXPECT_EQ(read_file(dir + "/a.txt"), "a");
+  EXPECT_EQ(read_file(dir + "/sub/b.txt"), "b");
+  EXPECT_EQ(entries(tmp.path()), 1u);
+  {
+    OutputDir od(dir, false);
+    write_file_atomic(od.file("a.txt"), "second");
+    test::expect_error([&] { od.commit(); }, {dir + "/a.txt exists"});
+  }
+  EXPECT_EQ(read_file(dir + "/a.txt"), "a");
+  write_file_atomic(dir + "/keep.txt", "other");
+  {
+    OutputDir od(dir, true);
+    write_file_atomic(od.file("a.txt"), "second");
+    od.commit();
+  }
+  EXPECT_EQ(read_file(dir + "/a.txt"), "second");
+  EXPECT_EQ(read_file(dir + "/keep.txt"), "other");
+  EXPECT_EQ(entries(tmp.path()), 1u);
+  // a temporary directory of a writer that is gone (pid 2^22 + 1 is above any pid_max default)
+  const std::string stale = tmp.file(".report~ccc4194305-abcd");
+  std::filesystem::create_directory(stale);
+  write_file_atomic(stale + "/x", "x");
+  { OutputDir od(dir, true); }
+  EXPECT_FALSE(std::filesystem::exists(stale));
+}
+
+// A registered temporary is removed when SIGINT / SIGTERM / SIGHUP ends the process, which still dies by
+// that signal (its parent sees the usual status).
+TEST(RegisterTempTest, TemporariesGoWithTheSignalThatEndsTheProcess) {
+  test::TempDir tmp;
+  for (int sig : {SIGINT, SIGTERM, SIGHUP}) {
+    const std::string path = tmp.file("tmp" + std::to_string(sig));
+    const pid_t child = ::fork();
+    ASSERT_GE(child, 0);
+    if (child == 0) {
+      ::signal(sig, SIG_DFL);
+      write_file_atomic(path, "partial");
+      register_temp(path);
+      ::raise(sig);
+      ::_exit(0);  // not reached
+    }
+    int status = 0;
+    ASSERT_EQ(::waitpid(child, &status, 0), child);
+    EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == sig) << sig << " status " << status;
+    EXPECT_FALSE(std::filesystem::exists(path)) << sig;
+  }
 }
 
 }  // namespace
