@@ -126,6 +126,7 @@ ActivationStore::ActivationStore(const std::string& path) : impl_(std::make_uniq
     CCC_CHECK(tok_dims.size() == 1, path, ": tokens has ", tok_dims.size(), " dimensions, expected 1");
     CCC_CHECK(tok_dims[0] <= static_cast<hsize_t>(kMaxRows), path, ": tokens declares ", tok_dims[0], " rows (at most ",
               kMaxRows, ")");
+    CCC_CHECK(tokens.getTypeClass() == H5T_INTEGER, path, ": tokens is not an integer dataset");
     check_stored(tokens, tok_dims, path, "tokens");
     check_storage_inside(tokens, path, "tokens");
     rows_ = static_cast<int64_t>(tok_dims[0]);
@@ -136,6 +137,9 @@ ActivationStore::ActivationStore(const std::string& path) : impl_(std::make_uniq
       const auto d = dims_of(ds);
       CCC_CHECK(d.size() == 1 && static_cast<int64_t>(d[0]) == rows_, path, ": ", column, " does not hold one value per row (",
                 rows_, " rows)");
+      const bool is_bits = std::string(column) == "bits";
+      CCC_CHECK(ds.getTypeClass() == (is_bits ? H5T_FLOAT : H5T_INTEGER), path, ": ", column, " is not ",
+                is_bits ? "a float" : "an integer", " dataset");
       check_stored(ds, d, path, column);
       check_storage_inside(ds, path, column);
     }

@@ -93,15 +93,14 @@ H5Rows::H5Rows(const std::string& path, bool force, Compression compression)
 
 namespace {
 
-// Points the file's descriptor at /dev/null. A file being discarded (an error, an interrupted run) still
-// holds dirty chunks; HDF5 flushes them at close, and after a failed write (EFBIG, ENOSPC) that flush fails
-// again and HDF5 1.10 faults in H5F__close. Flushing into /dev/null lets it close cleanly.
+// Points the file's descriptor at /dev/null, so that what HDF5 still flushes of a file whose write failed
+// (EFBIG, ENOSPC) goes nowhere instead of failing again.
 void discard_writes(H5::H5File& file) {
   try {
     void* handle = nullptr;
     file.getVFDHandle(&handle);
     const int fd = handle ? *static_cast<int*>(handle) : -1;
-    const int null_fd = ::open("/dev/null", O_WRONLY | O_CLOEXEC);
+    const int null_fd = ::open("/dev/null", O_RDWR | O_CLOEXEC);  // HDF5 may read back while it closes
     if (fd >= 0 && null_fd >= 0) ::dup2(null_fd, fd);
     if (null_fd >= 0) ::close(null_fd);
   } catch (const H5::Exception&) {
@@ -110,9 +109,10 @@ void discard_writes(H5::H5File& file) {
 
 }  // namespace
 
-void H5Rows::fail_write(const std::string& what, const H5::Exception& e) const {
+void H5Rows::fail_write(const std::string& what, const H5::Exception& e) {
   // the system's reason (EFBIG past ulimit -f, ENOSPC) when the write reached the file, else HDF5's
-  const int err = errno;
+  const int err = errno;  // read first: nothing below may change it
+  write_failed_ = true;
   if (err == EFBIG || err == ENOSPC || err == EIO || err == EDQUOT) CCC_FAIL("cannot write ", path_, ": ", std::strerror(err));
   CCC_FAIL(path_, ": ", what, " failed (", e.getDetailMsg(), ")");
 }
@@ -120,14 +120,20 @@ void H5Rows::fail_write(const std::string& what, const H5::Exception& e) const {
 H5Rows::~H5Rows() {
   if (committed_) return;
   H5::Exception::dontPrint();
-  if (impl_->file) {
-    discard_writes(*impl_->file);
-    try {
+  if (impl_->file && !write_failed_) {
+    try {  // an abandoned but healthy file (an error elsewhere, an interrupted run) closes normally
       impl_->sets.clear();
       impl_->file->close();
     } catch (const H5::Exception&) {
-      (void)impl_->file.release();  // a second close of a file whose close failed faults: leave it to the OS
+      (void)impl_->file.release();  // never close twice (see below)
     }
+  } else if (impl_->file) {
+    // After a failed write HDF5 1.10 cannot close the file: its final flush fails again and a second close
+    // faults in H5F__close. Point the descriptor at /dev/null and leave the objects open: libhdf5 closes
+    // them once at exit, flushing into /dev/null. The temporary's name is removed now.
+    discard_writes(*impl_->file);
+    (void)new std::map<std::string, Impl::Set>(std::move(impl_->sets));  // intentionally leaked
+    (void)impl_->file.release();
   }
   std::error_code ec;
   fs::remove(tmp_, ec);

@@ -43,7 +43,7 @@ class H5Rows {
   const std::string& temp_path() const { return tmp_; }
 
  private:
-  [[noreturn]] void fail_write(const std::string& what, const H5::Exception& e) const;
+  [[noreturn]] void fail_write(const std::string& what, const H5::Exception& e);
 
   struct Impl;
   std::unique_ptr<Impl> impl_;
@@ -51,6 +51,7 @@ class H5Rows {
   Compression compression_;
   bool committed_ = false;
   int temp_slot_ = -1;  ///< register_temp's slot of tmp_
+  bool write_failed_ = false;  ///< a write reached HDF5 and failed: the file cannot be closed normally
   bool force_ = false;  ///< replace an existing file at commit (else a no-replace rename)
 };
 

@@ -147,6 +147,7 @@ class TrainLog {
     std::snprintf(line, sizeof line, "%lld,%lld,%.5f,%s,%.6g,%.4f,%.2f\n", (long long)ev.step, (long long)ev.tokens,
                   ev.train_bpb, val_cell, ev.lr, ev.grad_norm, wall());
     log_ << line << std::flush;
+    CCC_CHECK(log_.good(), "error writing ", csv_, " (file system full or past its size limit?)");
     if (ev.step % std::max<int64_t>(1, cfg_.train.log_every) != 0 && ev.val_bpb < 0 && ev.step != until_) return;
     const double sec_per_step = ev.elapsed_s / static_cast<double>(std::max<int64_t>(1, ev.step - start_step_));
     char val[32] = "";
@@ -214,9 +215,10 @@ void run_train(const TrainCmdOptions& o) {
     std::fprintf(stderr, "resumed %s at step %lld\n", o.out.c_str(), (long long)trainer.step());
   }
   const int64_t until = o.max_steps > 0 ? std::min(o.max_steps, cfg.train.steps) : cfg.train.steps;
-  std::fprintf(stderr, "training %s: %.2fM params, %lld steps x %lld tokens, corpora %s\n", o.out.c_str(),
-               cfg.model.n_params() / 1e6, (long long)cfg.train.steps,
-               (long long)(cfg.train.batch_size * cfg.train.seq_len * cfg.train.grad_accum), dir.c_str());
+  std::fprintf(stderr, "training %s: %.2fM params, %lld steps x %lld tokens, corpora %s, estimated peak memory %.0f MiB\n",
+               o.out.c_str(), cfg.model.n_params() / 1e6, (long long)cfg.train.steps,
+               (long long)(cfg.train.batch_size * cfg.train.seq_len * cfg.train.grad_accum), dir.c_str(),
+               static_cast<double>(model::training_memory_bytes(cfg.model, cfg.train)) / (1 << 20));
   TrainLog log(o, cfg, out, trainer.step(), until);
   trainer.run(until, [&](const model::TrainEvent& ev) {
     log.event(ev);

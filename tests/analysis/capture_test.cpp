@@ -247,6 +247,7 @@ TEST(Capture, MalformedDumpsAreRefusedAtOpen) {
     bool int_acts;
     const char* error;
     bool hollow_acts = false;
+    bool float_tokens = false;
   };
   const std::vector<Case> cases = {
       {"ok", {6}, {6}, {6, 2, 3}, false, nullptr},
@@ -257,6 +258,7 @@ TEST(Capture, MalformedDumpsAreRefusedAtOpen) {
       {"huge", {6}, {6}, {6, 1u << 20, 1u << 20}, false, "rows hold more than"},
       {"ints", {6}, {6}, {6, 2}, true, "is not f16 or f32"},
       {"hollow", {6}, {6}, {6, 4}, false, "acts/blocks.0.hook_resid_pre declares 96 bytes but stores 0", true},
+      {"floattokens", {6}, {6}, {6, 2}, false, "tokens is not an integer dataset", false, true},
   };
   for (const auto& c : cases) {
     const std::string path = dir.file(std::string(c.name) + ".h5");
@@ -275,7 +277,7 @@ TEST(Capture, MalformedDumpsAreRefusedAtOpen) {
         if (write && n <= 4096) ds.write(std::vector<int32_t>(n, 0).data(), t);  // 4-byte types only
       };
       H5::Group root = f.openGroup("/");
-      make(root, "tokens", c.tokens, H5::PredType::NATIVE_INT32, true);
+      make(root, "tokens", c.tokens, c.float_tokens ? H5::PredType::NATIVE_FLOAT : H5::PredType::NATIVE_INT32, true);
       make(root, "bits", c.bits, H5::PredType::NATIVE_FLOAT, true);
       H5::Group acts = f.createGroup("acts");
       make(acts, "blocks.0.hook_resid_pre", c.acts, c.int_acts ? H5::PredType::NATIVE_INT32 : H5::PredType::NATIVE_FLOAT,

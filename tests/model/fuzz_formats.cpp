@@ -177,16 +177,48 @@ void write_dump(const std::string& path, FuzzedDataProvider& p) {
     return d;
   };
   auto type = [&]() -> H5::DataType {
-    switch (p.ConsumeIntegralInRange<int>(0, 4)) {
+    auto half = [](H5T_order_t order) {
+      H5::FloatType h(H5::PredType::IEEE_F32LE);
+      h.setFields(15, 10, 5, 0, 10);
+      h.setSize(2);
+      h.setEbias(15);
+      h.setOrder(order);
+      return h;
+    };
+    switch (p.ConsumeIntegralInRange<int>(0, 7)) {
       case 0: return H5::PredType::NATIVE_FLOAT;
       case 1: return H5::PredType::NATIVE_INT32;
       case 2: return H5::PredType::NATIVE_INT64;
       case 3: return H5::PredType::NATIVE_DOUBLE;
+      case 4: return half(H5T_ORDER_LE);
+      case 5: return half(H5T_ORDER_BE);  // h5py's '>f2'
+      case 6: return H5::PredType::IEEE_F32BE;
       default: return H5::StrType(H5::PredType::C_S1, 8);
     }
   };
   auto make = [&](H5::Group& where, const std::string& name, std::vector<hsize_t> d) {
+    // names that lead outside the file: an external link (to a file that may be a FIFO), a soft link
+    switch (p.ConsumeIntegralInRange<int>(0, 15)) {
+      case 0:
+        H5Lcreate_external(path("other.h5").c_str(), "/x", where.getId(), name.c_str(), H5P_DEFAULT, H5P_DEFAULT);
+        return;
+      case 1:
+        H5Lcreate_soft("/tokens", where.getId(), name.c_str(), H5P_DEFAULT, H5P_DEFAULT);
+        return;
+      default:
+        break;
+    }
     const H5::DataType t = type();
+    if (!d.empty() && p.ConsumeIntegralInRange<int>(0, 15) == 0) {  // raw data kept in an external file
+      double n = static_cast<double>(t.getSize());
+      for (hsize_t x : d) n *= static_cast<double>(x);
+      if (n > 0 && n <= 65536) {
+        H5::DSetCreatPropList props;
+        props.setExternal(path("raw.bin").c_str(), 0, static_cast<hsize_t>(n));
+        where.createDataSet(name, t, H5::DataSpace(static_cast<int>(d.size()), d.data()), props);
+        return;
+      }
+    }
     if (d.empty()) {
       where.createDataSet(name, t, H5::DataSpace(H5S_SCALAR));
       return;
@@ -223,8 +255,9 @@ void write_dump(const std::string& path, FuzzedDataProvider& p) {
 }
 
 // Opens a dump the way the analysis commands do and reads everything it offers.
-void exercise_dump(const std::string& path) {
+void exercise_dump(const std::string& path, uint64_t text_bytes) {
   ccc::analysis::ActivationStore st(path);
+  st.check_text_size(text_bytes);  // the rows a text of that size can give (units checks it before reading)
   const auto rows = static_cast<size_t>(st.rows());
   if (st.tokens().size() != rows || st.bits().size() != rows) std::abort();
   (void)st.streams();
@@ -321,7 +354,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         } catch (const H5::Exception&) {
           break;  // libhdf5 refused to write what the bytes describe (not under test)
         }
-        exercise_dump(path("dump.h5"));  // reading: only ccc::Error may leave the store
+        exercise_dump(path("dump.h5"), p.ConsumeIntegralInRange<uint64_t>(0, 64));  // only ccc::Error may leave the store
         break;
       }
       case kLlama2cCheckpoint: {
