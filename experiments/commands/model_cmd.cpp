@@ -10,6 +10,7 @@
 #include "experiments/support/common.h"
 #include "experiments/support/progress_hooks.h"
 #include "model/base/error.h"
+#include "model/base/fileio.h"
 #include "model/base/util.h"
 #include "model/core/score.h"
 #include "model/scoring/streams.h"
@@ -259,9 +260,13 @@ void run_init(const InitArgs& o) {
   }
   std::error_code ec;
   CCC_CHECK(o.force || !std::filesystem::exists(o.out, ec), o.out, " exists (use --force to replace)");
+  // f32 weights plus the f16/f32 copy save_model serialises, plus LibTorch
+  check_memory(static_cast<uint64_t>(8.0 * static_cast<double>(c.n_params())) + (uint64_t{300} << 20), 0, "init " + o.config);
+  OutputDir out(o.out, o.force);  // config and weights appear together
   model::Transformer m(c);
   m->init_weights(o.seed);
-  model::save_model(o.out, c, m);
+  model::save_model(out.temp_dir(), c, m);
+  out.commit();
   std::printf("wrote %s (%lld parameters, random init, seed %llu)\n", o.out.c_str(), (long long)c.n_params(),
               (unsigned long long)o.seed);
 }

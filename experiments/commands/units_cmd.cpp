@@ -477,8 +477,12 @@ void run_heldout(const HeldoutCmdOptions& o) {
     labels += "domain:" + model::corpus_domain(name) + "," + std::to_string(a) + "," + std::to_string(b) + "\n";
     labels += "corpus:" + name + "," + std::to_string(a) + "," + std::to_string(b) + "\n";
   }
-  write_file_atomic(o.out, text);
-  write_file_atomic(o.out + ".labels.csv", labels);
+  // both files written in full before either is published
+  OutputFile text_out(o.out, o.force), labels_out(o.out + ".labels.csv", o.force);
+  text_out.write(text);
+  labels_out.write(labels);
+  text_out.commit();
+  labels_out.commit();
   std::printf("wrote %s (%zu bytes of %zu held-out corpora) and %s.labels.csv (domain:* and corpus:* ranges)\n",
               o.out.c_str(), text.size(), names.size(), o.out.c_str());
 }
