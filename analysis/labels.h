@@ -37,4 +37,13 @@ std::vector<Feature> auto_features(std::string_view input, const std::vector<int
 Feature regex_feature(const std::string& name, const std::string& pattern, std::string_view input,
                       const std::vector<int64_t>& byte_offsets);
 
+/// The most features one analysis takes (a concept set is a 64-bit mask per row).
+inline constexpr size_t kMaxFeatures = 64;
+
+/// Reads a labels CSV: header `feature,start,end` (byte offsets of the input, end exclusive) or
+/// `feature,row_start,row_end` (dump rows); each line turns its range on for that feature (a feature may
+/// have many lines). Integers are strictly decimal; at most kMaxFeatures distinct names; the file is read
+/// through the bounded reader. Throws naming the file and line on bad input.
+std::vector<Feature> read_labels_csv(const std::string& path, const std::vector<int64_t>& byte_offsets);
+
 }  // namespace ccc::analysis

@@ -31,9 +31,6 @@
 
 namespace ccc::analysis {
 
-/// The most features one analysis takes (a concept set is a 64-bit mask per row).
-inline constexpr size_t kMaxFeatures = 64;
-
 struct UnitOptions {
   std::vector<std::string> hooks;  ///< globs over the dump's hooks; empty = every unit-bearing hook
   double active_threshold = 0.0;   ///< a row is active when the unit's value exceeds this

@@ -4,6 +4,7 @@
 #include <random>
 
 #include "model/base/error.h"
+#include "model/base/segments.h"
 
 namespace ccc::circuits {
 
@@ -22,6 +23,40 @@ model::StreamOptions ScoringRun::stream_options() const {
   opt.streams = streams;
   opt.window = window;
   return opt;
+}
+
+TokenMask token_mask(const model::LoadedModel& m, std::string_view text, const ScoringRun& run,
+                     const std::vector<uint8_t>& byte_mask) {
+  CCC_CHECK(byte_mask.size() == text.size(), "token_mask: ", byte_mask.size(), " flags for ", text.size(), " bytes");
+  const int64_t B = model::resolve_streams(text.size(), run.streams);
+  std::vector<std::vector<int64_t>> offsets;
+  const auto tokens = model::segment_tokens(m, text, B, &offsets);
+  TokenMask mask;
+  for (size_t s = 0; s < offsets.size(); ++s) {
+    const auto end = static_cast<int64_t>(segment_range(text.size(), static_cast<uint64_t>(B), s).second);
+    const auto& off = offsets[s];
+    for (size_t t = 1; t < off.size(); ++t) {  // position 0 is BOS
+      const int64_t a = off[t];
+      const bool on = a >= 0 && byte_mask[static_cast<size_t>(a)] != 0;
+      mask.on.push_back(on);
+      if (!on) continue;
+      const int64_t b = t + 1 < off.size() ? off[t + 1] : end;
+      ++mask.positions;
+      mask.bytes += std::max<int64_t>(0, b - a);
+    }
+  }
+  (void)tokens;
+  return mask;
+}
+
+std::vector<double> masked(const std::vector<double>& bits, const TokenMask& mask) {
+  CCC_CHECK(bits.size() == mask.on.size(), "position mask: ", mask.on.size(), " tokens, but ", bits.size(),
+            " per-token bits");
+  std::vector<double> out;
+  out.reserve(static_cast<size_t>(mask.positions));
+  for (size_t i = 0; i < bits.size(); ++i)
+    if (mask.on[i]) out.push_back(bits[i]);
+  return out;
 }
 
 double total_bits(const std::vector<double>& bits) {

@@ -36,6 +36,20 @@ struct DeltaStats {
 DeltaStats delta_stats(const std::vector<double>& clean, const std::vector<double>& ablated, int64_t n_bytes,
                        int64_t resamples, uint64_t seed);
 
+/// The coded tokens a metric counts (a position mask): one flag per coded token, streams concatenated in
+/// order (the order of ablated_bits and sweep_bits). `positions` tokens are on; `bytes` is the number of
+/// input bytes they cover (per-byte figures divide by it).
+struct TokenMask {
+  std::vector<uint8_t> on;
+  int64_t positions = 0, bytes = 0;
+};
+/// The tokens of `text` under `run`'s segmentation whose first byte is on in `byte_mask` (one flag per
+/// byte of `text`); a token covers the bytes up to the next token of its stream.
+TokenMask token_mask(const model::LoadedModel& m, std::string_view text, const ScoringRun& run,
+                     const std::vector<uint8_t>& byte_mask);
+/// The entries of per-token `bits` that `mask` keeps, in order.
+std::vector<double> masked(const std::vector<double>& bits, const TokenMask& mask);
+
 /// Σ of per-token bits.
 double total_bits(const std::vector<double>& bits);
 

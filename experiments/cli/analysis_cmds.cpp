@@ -16,7 +16,8 @@ void add_analysis_commands(CLI::App& app, Globals& g) {
     sub->add_option("-o,--out", o->out_dir, "output directory (default: DUMP without .h5, plus -units)");
     sub->add_option("--hooks", u.hooks, "hook names or globs to analyse (repeatable; default every unit-bearing hook)");
     sub->add_option("--source", o->source, "the dumped text (default: the dump's source attribute; sha256 checked)");
-    sub->add_option("--feature", o->features, "user feature NAME=REGEX (PCRE2; rows whose token starts in a match; repeatable)");
+    sub->add_option("--feature", o->features, "user feature NAME=REGEX (PCRE2; rows whose token starts in a match; repeatable)")
+        ->allow_extra_args(false);  // one per occurrence: NAME=[ab] is a regex, not a CLI11 list
     sub->add_option("--labels", o->labels, "labels CSV: feature,start,end (byte offsets) or feature,row_start,row_end (repeatable)");
     sub->add_option("--active-threshold", u.active_threshold, "a unit is active on a row above this value (default 0)");
     sub->add_option("--mono-auroc", u.mono_auroc, "monosemantic: AUROC of its one concept (default 0.9)");

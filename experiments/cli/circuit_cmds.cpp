@@ -55,6 +55,14 @@ void add_circuit_commands(CLI::App& app, Globals& g) {
     sub->add_option("--seed", r.seed, "seed of resample draws and the bootstrap (default 0)");
     sub->add_flag("!-q,!--quiet", r.progress, "no progress line");
     sub->add_option("--bootstrap", r.bootstrap, "bootstrap resamples of the 95% CI (default 2000)")->check(CLI::Range(1, 1 << 24));
+    // one value per occurrence (repeat the option): a regex like [e ] must not read as a CLI11 list
+    auto& p = r.positions;
+    sub->add_option("--positions", p.features, "count only positions with this automatic feature (e.g. repeated; repeatable)")->allow_extra_args(false);
+    sub->add_option("--positions-regex", p.regexes, "count only tokens starting inside a match of this PCRE2 regex (repeatable)")->allow_extra_args(false);
+    sub->add_option("--positions-labels", p.labels, "count only tokens starting in a byte range of this labels CSV (feature,start,end)")->allow_extra_args(false);
+    sub->add_option("--exclude-positions", p.exclude_features, "leave out positions with this automatic feature")->allow_extra_args(false);
+    sub->add_option("--exclude-regex", p.exclude_regexes, "leave out tokens starting inside a match")->allow_extra_args(false);
+    sub->add_option("--exclude-labels", p.exclude_labels, "leave out tokens starting in a range of this labels CSV")->allow_extra_args(false);
   };
   {
     auto o = std::make_shared<experiments::AblateCmdOptions>();

@@ -51,7 +51,33 @@ struct Loaded {
   circuits::Mode mode;
   std::vector<circuits::Component> comps;  ///< the command's components, parsed once against the model
   std::unique_ptr<circuits::Reference> ref;
+  std::optional<circuits::TokenMask> mask;  ///< the positions Δbits counts (none = every coded token)
 };
+
+// The token mask of --positions… under the run's segmentation and window (`repeated` looks back within a
+// stream and its window; for BPE models the window counts tokens and is applied to bytes).
+circuits::TokenMask position_mask(const Loaded& l, const AblationRun& run) {
+  const auto opt = stream_options(run);
+  const int64_t B = model::resolve_streams(l.text.size(), opt.streams);
+  const int64_t window = model::resolve_window_policy(l.m.config, opt).first;
+  auto mask = circuits::token_mask(l.m, l.text, run.scoring(), analysis::byte_mask(l.text, run.positions, B, window));
+  CCC_CHECK(mask.positions > 0, run.file, ": the positions selected (", run.positions.describe(), ") hold no coded token");
+  return mask;
+}
+
+// Δbits of per-token bits over the positions of the run's mask (all coded tokens without one).
+DeltaStats masked_delta(const Loaded& l, const std::vector<double>& clean, const std::vector<double>& other,
+                        const AblationRun& run) {
+  if (!l.mask) return delta_stats(clean, other, static_cast<int64_t>(l.text.size()), run.bootstrap, run.seed);
+  return delta_stats(circuits::masked(clean, *l.mask), circuits::masked(other, *l.mask), l.mask->bytes, run.bootstrap,
+                     run.seed);
+}
+
+// Which positions the figures count: {"mask": "all" | a description, "count": tokens, "bytes": bytes covered}.
+nlohmann::json positions_json(const Loaded& l, const AblationRun& run, size_t n_tokens) {
+  if (!l.mask) return {{"mask", "all"}, {"count", n_tokens}, {"bytes", l.text.size()}};
+  return {{"mask", run.positions.describe()}, {"count", l.mask->positions}, {"bytes", l.mask->bytes}};
+}
 
 Loaded load(const AblationRun& run, const std::function<std::vector<circuits::Component>(const model::ModelConfig&)>& comps_of) {
   Loaded l{model::load_model(run.model.empty() ? default_model_path() : run.model, run.tokenizer), read_input(run.file),
@@ -63,7 +89,13 @@ Loaded load(const AblationRun& run, const std::function<std::vector<circuits::Co
     l.ref = std::make_unique<circuits::Reference>(
         circuits::collect_reference(l.m, ref_text, l.comps, l.mode, run.streams, run.window, run.seed));
   }
+  if (!run.positions.empty()) l.mask = position_mask(l, run);
   return l;
+}
+
+// Commands whose metric is not per token yet refuse a mask rather than ignore it.
+void refuse_positions(const AblationRun& run, const char* command) {
+  CCC_CHECK(run.positions.empty(), command, " does not take --positions yet (ablate, sweep and patch do)");
 }
 
 int64_t token_count(const Loaded& l, const AblationRun& run) {
@@ -136,10 +168,11 @@ void run_ablate(const AblateCmdOptions& o) {
   const int64_t tokens = token_count(l, o.run);  // the input tokenised once for both progress lines
   const auto clean = bits_with_progress(l, o.run, "ablate: clean run", tokens, {}, nullptr);
   const auto abl = bits_with_progress(l, o.run, "ablate: ablated run", tokens, l.comps, l.ref.get());
-  const auto d = delta_stats(clean, abl, static_cast<int64_t>(l.text.size()), o.run.bootstrap, o.run.seed);
+  const auto d = masked_delta(l, clean, abl, o.run);
   nlohmann::json j = stats_json(d);
   j["n_bytes"] = l.text.size();
   j["n_tokens"] = clean.size();
+  j["positions"] = positions_json(l, o.run, clean.size());
   j["mode"] = o.run.mode;
   j["components"] = nlohmann::json::array();
   for (const auto& c : l.comps) j["components"].push_back(c.name());
@@ -158,7 +191,10 @@ void run_ablate(const AblateCmdOptions& o) {
   }
   std::printf("model %s, %s ablation of %s on %s (%zu bytes, %s)\n", l.m.source.c_str(), o.run.mode.c_str(),
               o.components.c_str(), o.run.file.c_str(), l.text.size(), j["policy"].get<std::string>().c_str());
-  print_delta("ablated_total_bits", d, l.text.size());
+  if (l.mask)
+    std::printf("positions: %s (%lld tokens, %lld bytes); bits below are over them\n", o.run.positions.describe().c_str(),
+                (long long)l.mask->positions, (long long)l.mask->bytes);
+  print_delta("ablated_total_bits", d, l.mask ? static_cast<size_t>(l.mask->bytes) : l.text.size());
 }
 
 void run_sweep(const SweepCmdOptions& o) {
@@ -170,9 +206,10 @@ void run_sweep(const SweepCmdOptions& o) {
   const double secs = seconds_since(t0);
   const auto n = static_cast<int64_t>(l.text.size());
   nlohmann::json j;
-  const double clean_total = total_bits(clean);
+  const double clean_total = total_bits(l.mask ? circuits::masked(clean, *l.mask) : clean);
   j["clean_total_bits"] = clean_total;
   j["n_bytes"] = n;
+  j["positions"] = positions_json(l, o.run, clean.size());
   j["mode"] = o.run.mode;
   j["over"] = o.over;
   j["batched"] = !o.naive;
@@ -183,7 +220,7 @@ void run_sweep(const SweepCmdOptions& o) {
   std::ostringstream csv;
   csv << "component,layer,index,delta_bits,delta_bits_per_byte,ci_low,ci_high\n";
   for (size_t i = 0; i < set.size(); ++i) {
-    const auto d = delta_stats(clean, bits[i], n, o.run.bootstrap, o.run.seed);
+    const auto d = masked_delta(l, clean, bits[i], o.run);
     j["components"].push_back({{"component", set[i].name()}, {"layer", set[i].layer}, {"index", set[i].index},
                                {"delta_bits", d.delta_bits}, {"delta_bits_per_byte", d.delta_bits_per_byte},
                                {"ci_low", d.ci_low}, {"ci_high", d.ci_high}});
@@ -264,6 +301,7 @@ void run_discover(const DiscoverCmdOptions& o) {
   CCC_CHECK(opt.method != circuits::DiscoverMethod::kAttribution || o.run.mode != "resample",
             "discover --method attribution: use --mode zero or mean (a resample ablation has no single replacement "
             "value to expand around)");
+  refuse_positions(o.run, "discover");
   auto l = load(o.run, circuits::discovery_components);
   ProgressLine progress("discover", static_cast<int64_t>(l.comps.size()), o.json && o.run.progress);
   std::unique_ptr<ProgressLine> edge_progress;
@@ -311,6 +349,7 @@ void run_discover(const DiscoverCmdOptions& o) {
 }
 
 void run_attribute(const AttributeCmdOptions& o) {
+  refuse_positions(o.run, "attribute");
   auto l = load(o.run, [&](const model::ModelConfig& cfg) { return circuits::sweep_set(o.over, cfg); });
   const auto& set = l.comps;
   const auto opt = stream_options(o.run);
@@ -383,8 +422,9 @@ void run_patch(const PatchCmdOptions& o) {
   const auto bits = circuits::path_patch_bits(l.m, l.text, opt, l.comps[0], receiver, l.mode, l.ref.get(), o.run.seed,
                                               [&](model::HookSet& hs) { progress.attach(hs, "blocks.0.hook_resid_pre"); });
   progress.finish();
-  const auto d = delta_stats(bits.clean, bits.patched, static_cast<int64_t>(l.text.size()), o.run.bootstrap, o.run.seed);
+  const auto d = masked_delta(l, bits.clean, bits.patched, o.run);
   nlohmann::json j = stats_json(d);
+  j["positions"] = positions_json(l, o.run, bits.clean.size());
   j["patched_total_bits"] = j["ablated_total_bits"];
   j.erase("ablated_total_bits");
   j["sender"] = l.comps[0].name();
@@ -407,7 +447,7 @@ void run_patch(const PatchCmdOptions& o) {
   std::printf("model %s, path %s -> %s (%s ablation of the sender, everything else frozen) on %s (%zu bytes, %s)\n",
               l.m.source.c_str(), j["sender"].get<std::string>().c_str(), j["receiver"].get<std::string>().c_str(),
               o.run.mode.c_str(), o.run.file.c_str(), l.text.size(), j["policy"].get<std::string>().c_str());
-  print_delta("patched_total_bits", d, l.text.size());
+  print_delta("patched_total_bits", d, l.mask ? static_cast<size_t>(l.mask->bytes) : l.text.size());
 }
 
 }  // namespace ccc::experiments

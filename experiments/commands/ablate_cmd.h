@@ -12,6 +12,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "analysis/positions.h"
 #include "circuits/ablation.h"
 #include "circuits/sweep.h"
 #include "model/formats/loader.h"
@@ -26,6 +27,9 @@ struct AblationRun {
   uint64_t seed = 0;
   int64_t bootstrap = 2000;   ///< bootstrap resamples of the CI
   bool progress = true;       ///< a progress line on a terminal (stderr)
+  /// The positions Δbits counts (ablate, sweep, patch): --positions FEATURE, --positions-regex RE,
+  /// --positions-labels FILE and their --exclude-… forms; empty = every coded token.
+  analysis::PositionSpec positions;
   /// The library's scoring settings (mode parsed; throws ccc::Error on an unknown mode).
   circuits::ScoringRun scoring() const;
 };

@@ -61,53 +61,6 @@ std::string fmt(double x, int prec = 4) {
 
 }  // namespace
 
-std::vector<analysis::Feature> read_labels_csv(const std::string& path, const std::vector<int64_t>& byte_offsets) {
-  const std::string bytes = read_file(path, kTextCap);
-  std::istringstream in(bytes);
-  std::string line;
-  CCC_CHECK(static_cast<bool>(std::getline(in, line)), path, ": empty labels file (header feature,start,end expected)");
-  const std::string header = trim(line);
-  bool by_rows = false;
-  if (header == "feature,row_start,row_end") by_rows = true;
-  else CCC_CHECK(header == "feature,start,end", path, ":1: header must be 'feature,start,end' (byte offsets) or ",
-                 "'feature,row_start,row_end' (dump rows), not '", header, "'");
-  const int64_t rows = static_cast<int64_t>(byte_offsets.size());
-  std::map<std::string, size_t> index;
-  std::vector<analysis::Feature> out;
-  int64_t lineno = 1;
-  while (std::getline(in, line)) {
-    ++lineno;
-    line = trim(line);
-    if (line.empty()) continue;
-    const size_t c1 = line.find(','), c2 = line.find(',', c1 == std::string::npos ? c1 : c1 + 1);
-    CCC_CHECK(c1 != std::string::npos && c2 != std::string::npos && line.find(',', c2 + 1) == std::string::npos,
-              path, ":", lineno, ": expected 3 comma-separated fields, got '", line, "'");
-    const std::string name = trim(line.substr(0, c1));
-    CCC_CHECK(!name.empty(), path, ":", lineno, ": empty feature name");
-    int64_t a = 0, b = 0;
-    CCC_CHECK(parse_int64(trim(line.substr(c1 + 1, c2 - c1 - 1)), &a) && parse_int64(trim(line.substr(c2 + 1)), &b), path,
-              ":", lineno, ": start and end must be decimal integers, got '", line, "'");
-    CCC_CHECK(0 <= a && a <= b, path, ":", lineno, ": need 0 <= start <= end, got ", a, " and ", b);
-    if (by_rows) CCC_CHECK(b <= rows, path, ":", lineno, ": row range ends at ", b, " but the dump has ", rows, " rows");
-    auto it = index.find(name);
-    if (it == index.end()) {
-      // the label arrays are one byte per row: refuse the 65th name before allocating its array
-      CCC_CHECK(out.size() < analysis::kMaxFeatures, path, ":", lineno, ": more than ", analysis::kMaxFeatures,
-                " distinct feature names (the unit analysis takes at most ", analysis::kMaxFeatures, " features)");
-      it = index.emplace(name, out.size()).first;
-      out.push_back({name, std::vector<uint8_t>(rows, 0)});
-    }
-    auto& on = out[it->second].on;
-    if (by_rows) {
-      for (int64_t r = a; r < b; ++r) on[r] = 1;
-    } else {
-      for (int64_t r = 0; r < rows; ++r)
-        if (byte_offsets[r] >= a && byte_offsets[r] < b) on[r] = 1;
-    }
-  }
-  return out;
-}
-
 namespace {
 
 using Ablated = std::map<const analysis::UnitResult*, circuits::DeltaStats>;

@@ -12,10 +12,7 @@
 
 namespace ccc::experiments {
 
-/// Reads a labels CSV: header `feature,start,end` (byte offsets of the input, end exclusive) or
-/// `feature,row_start,row_end` (dump rows); each line turns its range on for that feature (a feature may
-/// have many lines). Throws naming the file and line on bad input.
-std::vector<analysis::Feature> read_labels_csv(const std::string& path, const std::vector<int64_t>& byte_offsets);
+using analysis::read_labels_csv;  // analysis/labels.h
 
 struct UnitsCmdOptions {
   std::string tokenizer;              ///< overrides discovery for --ablate-top's model

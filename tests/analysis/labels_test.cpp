@@ -1,4 +1,5 @@
 #include "analysis/labels.h"
+#include "analysis/positions.h"
 
 #include <gtest/gtest.h>
 
@@ -6,6 +7,7 @@
 #include <random>
 
 #include "model/base/error.h"
+#include "model/base/util.h"
 #include "tests/support/test_support.h"
 
 namespace ccc::analysis {
@@ -70,6 +72,43 @@ TEST(Labels, AfterSentenceEndMatchesTheWalkBackDefinition) {
     want += after ? '1' : '.';
   }
   EXPECT_EQ(labels_of(t).at("after_sentence_end"), want);
+}
+
+// Position masks: includes are a union (every byte without one), excludes are removed, features come from
+// the same definitions as the unit analysis; unknown features and bad regexes are named.
+TEST(Positions, ByteMasksFromFeaturesRegexesLabelsAndExcludes) {
+  const std::string t = "ab 12 ab\ncd 12";
+  auto str = [](const std::vector<uint8_t>& on) {
+    std::string s;
+    for (auto b : on) s += b ? '1' : '.';
+    return s;
+  };
+  PositionSpec all;
+  EXPECT_EQ(str(byte_mask(t, all, 1, 0)), std::string(t.size(), '1'));
+  EXPECT_EQ(all.describe(), "all");
+  PositionSpec digits;
+  digits.features = {"digit"};
+  EXPECT_EQ(str(byte_mask(t, digits, 1, 0)), "...11.......11");
+  PositionSpec mix;
+  mix.regexes = {"ab"};
+  mix.features = {"newline"};
+  mix.exclude_regexes = {"^a"};  // PCRE2 without multiline: only the first byte
+  EXPECT_EQ(str(byte_mask(t, mix, 1, 0)), ".1....111.....");
+  EXPECT_EQ(mix.describe(), "feature newline, regex ab, excluding regex ^a");
+  PositionSpec rest;
+  rest.exclude_features = {"space"};
+  EXPECT_EQ(str(byte_mask(t, rest, 1, 0)), "11.11.11111.11");
+  test::TempDir dir;
+  write_file_atomic(dir.file("l.csv"), "feature,start,end\nspan,9,11\n");
+  PositionSpec labels;
+  labels.labels = {dir.file("l.csv")};
+  EXPECT_EQ(str(byte_mask(t, labels, 1, 0)), ".........11...");
+  PositionSpec bad;
+  bad.features = {"nope"};
+  test::expect_error([&] { byte_mask(t, bad, 1, 0); }, {"--positions nope", "not an automatic feature", "repeated"});
+  bad.features.clear();
+  bad.regexes = {"("};
+  test::expect_error([&] { byte_mask(t, bad, 1, 0); }, {"not a valid PCRE2 pattern"});
 }
 
 TEST(Labels, RepeatedNeedsTheEarlierCopyInsideWindowAndStream) {

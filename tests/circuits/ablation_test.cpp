@@ -14,6 +14,7 @@
 #include "model/base/error.h"
 #include "model/core/bits.h"
 #include "model/scoring/streams.h"
+#include "model/base/segments.h"
 #include "model/base/util.h"
 #include "tests/support/test_support.h"
 
@@ -178,6 +179,43 @@ TEST(Ablation, BadSpecsNameTheItem) {
   EXPECT_THROW(parse_mode("half"), Error);
   EXPECT_THROW(sweep_set("neurons:9", m.config), Error);
   EXPECT_EQ(sweep_set("neurons:1", m.config).size(), 32u);
+}
+
+// A position mask counts exactly the tokens it names: masked Δbits equal the sum of the per-token Δbits
+// at the selected bytes (a byte model: coded token k of stream s is byte segment_start(s) + k), its bytes
+// are theirs, and the model still reads the whole context (the selected tokens' bits are unchanged).
+TEST(Ablation, MaskedDeltaBitsAreTheSumOverTheMaskedTokens) {
+  auto m = test::tiny_byte_lm(4, 64);
+  const std::string text = sample_text(500, 3);
+  const auto run = small_run();  // 3 streams
+  std::vector<uint8_t> bytes(text.size(), 0);
+  for (size_t i = 0; i < text.size(); ++i) bytes[i] = text[i] == 'a' || text[i] == '\n';
+  const auto mask = token_mask(m, text, run, bytes);
+  const auto clean = ablated_bits(m, text, run, {}, nullptr);
+  const auto abl = ablated_bits(m, text, run, parse_components("0.1,mlp1", m.config), nullptr);
+  ASSERT_EQ(mask.on.size(), clean.size());
+  double want = 0, clean_sum = 0;
+  int64_t count = 0;
+  size_t k = 0;
+  for (uint64_t s = 0; s < 3; ++s) {
+    const auto [a, b] = segment_range(text.size(), 3, s);
+    for (uint64_t i = a; i < b; ++i, ++k) {
+      EXPECT_EQ(mask.on[k], bytes[i]) << "token " << k << " byte " << i;
+      if (!bytes[i]) continue;
+      want += abl[k] - clean[k];
+      clean_sum += clean[k];
+      ++count;
+    }
+  }
+  EXPECT_EQ(mask.positions, count);
+  EXPECT_EQ(mask.bytes, count);  // one byte per token
+  const auto d = delta_stats(masked(clean, mask), masked(abl, mask), mask.bytes, 500, 1);
+  EXPECT_NEAR(d.delta_bits, want, 1e-9 * std::max(1.0, std::abs(want)));
+  EXPECT_NEAR(d.clean_total_bits, clean_sum, 1e-9 * clean_sum);
+  EXPECT_NEAR(d.delta_bits_per_byte, want / static_cast<double>(count), 1e-12);
+  EXPECT_LE(d.ci_low, d.delta_bits_per_byte);
+  EXPECT_GE(d.ci_high, d.delta_bits_per_byte);
+  test::expect_error([&] { (void)masked(std::vector<double>(3, 0.0), mask); }, {"position mask"});
 }
 
 TEST(Ablation, DeltaStatsAndTheirBootstrapInterval) {

@@ -792,6 +792,49 @@ namespace {
 
 // SIGXFSZ is ignored (issue 28, item 7): a write past `ulimit -f` fails with EFBIG into the one-line error
 // path, and nothing is left behind — no output, no temporary.
+// `ablate --positions…` counts only the selected positions: its delta_bits equal the sum of the per-token
+// Δbits (--per-token, one stream: token k is byte k of a byte model) at the bytes the regex selects, the
+// JSON names the mask and its size, sweep rows agree with ablate, and commands without masks refuse one.
+TEST(CliTest, PositionMasksCountOnlyTheSelectedTokens) {
+  test::TempDir tmp;
+  const std::string text = test::synthetic_text(4, 1500);
+  write_file_atomic(tmp.file("t.txt"), text);
+  const std::string ablate = std::string(CCC_BINARY) + " ablate -q -m " + std::string(CCC_SOURCE_DIR) +
+                             "/data/models/ccc-attn2 " + tmp.file("t.txt") + " --streams 1";
+  const std::string base = ablate + " -c 1.0,1.1";
+  std::string out;
+  ASSERT_EQ(test::run_command(base + " --per-token", &out), 0) << out;
+  const auto all = nlohmann::json::parse(out);
+  EXPECT_EQ(all["positions"]["mask"], "all");
+  const auto clean = all["clean_bits"].get<std::vector<double>>(), abl = all["ablated_bits"].get<std::vector<double>>();
+  ASSERT_EQ(clean.size(), text.size());
+  double want = 0;
+  int64_t count = 0;
+  for (size_t i = 0; i < text.size(); ++i)
+    if (text[i] == 'e' || text[i] == ' ') want += abl[i] - clean[i], ++count;
+  ASSERT_EQ(test::run_command(base + " --json --positions-regex '[e ]'", &out), 0) << out;
+  const auto j = nlohmann::json::parse(out);
+  EXPECT_EQ(j["positions"]["mask"], "regex [e ]");
+  EXPECT_EQ(j["positions"]["count"].get<int64_t>(), count);
+  EXPECT_EQ(j["positions"]["bytes"].get<int64_t>(), count);
+  EXPECT_NEAR(j["delta_bits"].get<double>(), want, 1e-3) << "max difference " << std::abs(j["delta_bits"].get<double>() - want);
+  EXPECT_NEAR(j["delta_bits_per_byte"].get<double>(), want / static_cast<double>(count), 1e-6);
+  const std::string sweep = std::string(CCC_BINARY) + " sweep -q -m " + std::string(CCC_SOURCE_DIR) + "/data/models/ccc-attn2 " +
+                            tmp.file("t.txt") + " --streams 1 --json --positions-regex '[e ]'";
+  ASSERT_EQ(test::run_command(sweep, &out), 0) << out;
+  const auto sw = nlohmann::json::parse(out);
+  EXPECT_EQ(sw["positions"]["count"].get<int64_t>(), count);
+  ASSERT_EQ(test::run_command(ablate + " -c 1.0 --json --positions-regex '[e ]'", &out), 0) << out;
+  const auto one = nlohmann::json::parse(out);
+  for (const auto& row : sw["components"])
+    if (row["component"] == "1.0") EXPECT_NEAR(row["delta_bits"].get<double>(), one["delta_bits"].get<double>(), 1e-3);
+  EXPECT_NE(test::run_command(base + " --positions-regex 'zzzz' 2>&1", &out), 0);
+  EXPECT_NE(out.find("hold no coded token"), std::string::npos) << out;
+  EXPECT_NE(test::run_command(std::string(CCC_BINARY) + " discover -q -m " + std::string(CCC_SOURCE_DIR) +
+                                  "/data/models/ccc-attn2 " + tmp.file("t.txt") + " --positions repeated 2>&1", &out), 0);
+  EXPECT_NE(out.find("does not take --positions yet"), std::string::npos) << out;
+}
+
 // An interrupted dump leaves no temporary: SIGINT, SIGTERM and SIGHUP remove the HDF5 file being written
 // (its final name never appears), and the process still ends by the signal.
 TEST(CliTest, InterruptedDumpsLeaveNoTemporary) {
