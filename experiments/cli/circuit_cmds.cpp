@@ -19,7 +19,7 @@ void add_circuit_commands(CLI::App& app, Globals& g) {
     sub->add_option("--seed", o->seed, "seed of the random sequences (default 0)");
     sub->add_flag("--json", o->json, "print one JSON object");
     sub->add_option("--plot", o->plot_dir, "write heatmaps heads_prev_token.png, heads_induction.png, heads_duplicate_token.png to DIR");
-    sub->add_flag("-f,--force", o->force, "replace existing heatmaps");
+    sub->add_flag("-f,--force", o->force, "replace existing heatmaps (and the emergence CSV / PNG)");
     sub->add_option("--checkpoints", o->checkpoints,
                     "emergence mode: score every RUN/checkpoints/step-N of a training run directory RUN, "
                     "with its loss log, into a CSV and PNG");

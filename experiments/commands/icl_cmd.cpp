@@ -114,14 +114,17 @@ void run_emergence(const HeadsCmdOptions& o) {
   std::vector<std::pair<int64_t, std::string>> steps;
   for (const auto& e : fs::directory_iterator(dir)) {
     const std::string n = e.path().filename().string();
-    if (n.rfind("step-", 0) == 0 && n.size() > 5 && n.find_first_not_of("0123456789", 5) == std::string::npos)
-      steps.emplace_back(std::stoll(n.substr(5)), e.path().string());
+    int64_t step = 0;
+    if (n.rfind("step-", 0) == 0 && parse_int64(n.substr(5), &step) && step >= 0) steps.emplace_back(step, e.path().string());
   }
   CCC_CHECK(!steps.empty(), dir.string(), ": no step-N checkpoints");
   std::sort(steps.begin(), steps.end());
   const auto log = read_train_log((run / "train_log.csv").string());
   const auto sources = held_out_sources(o.corpora_dir);
   const std::string csv_path = o.out.empty() ? (run / "emergence.csv").string() : o.out;
+  const std::string png = fs::path(csv_path).replace_extension(".png").string();
+  for (const auto& path : {csv_path, png})  // refused before the checkpoints are scored, not after
+    CCC_CHECK(o.force || !fs::exists(path, ec), path, " exists (use -f to replace it)");
   std::string csv = "step,tokens,train_bpb,val_bpb,max_prev_token,max_induction,max_duplicate_token,"
                     "random_first_bpb,random_second_bpb,icl_score\n";
   circuits::IclOptions io;
@@ -153,14 +156,13 @@ void run_emergence(const HeadsCmdOptions& o) {
     std::printf("%s", line);
     std::fflush(stdout);
   }
-  write_file_atomic(csv_path, csv);
-  const std::string png = fs::path(csv_path).replace_extension(".png").string();
+  write_file_atomic(csv_path, csv, o.force);
   if (!plot_png(png, "set datafile separator ','\nset key autotitle columnhead\nset grid\nset multiplot layout 2,1\n"
                      "set ylabel 'score'\nset yrange [0:1]\nset key center right\nplot " + gp_quote(csv_path) + " using 1:6 with linespoints pt 7 lw 2 title 'max induction', "
                      "'' using 1:5 with linespoints pt 6 title 'max prev-token'\nset yrange [*:*]\nset xlabel 'step'\n"
                      "set ylabel 'bits per byte'\nplot " + gp_quote(csv_path) + " using 1:3 with lines title 'train', "
                      "'' using 1:9 with linespoints pt 7 title 'repeated random, 2nd copy', '' using 1:($4 >= 0 ? $4 : 1/0) "
-                     "with linespoints pt 5 title 'validation'\nunset multiplot", 900, 700))
+                     "with linespoints pt 5 title 'validation'\nunset multiplot", 900, 700, o.force))
     std::fprintf(stderr, "warning: gnuplot failed; no %s\n", png.c_str());
   std::printf("wrote %s and %s\n", csv_path.c_str(), png.c_str());
 }
