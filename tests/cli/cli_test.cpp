@@ -1,5 +1,6 @@
 // The command line as a user runs it: the `ccc` binary in child processes, its outputs, exit codes and files.
 
+#include <chrono>
 #include <cmath>
 #include <filesystem>
 #include <limits>
@@ -833,6 +834,19 @@ TEST(CliTest, PositionMasksCountOnlyTheSelectedTokens) {
   EXPECT_NE(test::run_command(std::string(CCC_BINARY) + " discover -q -m " + std::string(CCC_SOURCE_DIR) +
                                   "/data/models/ccc-attn2 " + tmp.file("t.txt") + " --positions repeated 2>&1", &out), 0);
   EXPECT_NE(out.find("does not take --positions yet"), std::string::npos) << out;
+}
+
+// heads --checkpoints refuses an existing emergence CSV or PNG without -f before it scores anything.
+TEST(CliTest, EmergenceOutputsAreRefusedBeforeScoring) {
+  test::TempDir tmp;
+  write_file_atomic(tmp.file("e.png"), "keep");
+  std::string out;
+  EXPECT_NE(test::run_command(std::string(CCC_BINARY) + " heads --checkpoints " + std::string(CCC_SOURCE_DIR) +
+                                  "/data/models/ccc-attn2 -o " + tmp.file("e.csv") + " 2>&1", &out), 0);
+  EXPECT_NE(out.find(tmp.file("e.png") + " exists"), std::string::npos) << out;
+  EXPECT_EQ(read_file(tmp.file("e.png")), "keep");
+  EXPECT_FALSE(std::filesystem::exists(tmp.file("e.csv")));
+  EXPECT_EQ(std::count(out.begin(), out.end(), '\n'), 1) << out;  // the error only: no checkpoint row was scored
 }
 
 // An interrupted dump leaves no temporary: SIGINT, SIGTERM and SIGHUP remove the HDF5 file being written
