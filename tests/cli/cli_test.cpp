@@ -561,8 +561,14 @@ TEST(TrainCliTest, FailedRunsLeaveNothingAndMemoryIsEstimatedFirst) {
   struct rusage ru {};
   ASSERT_EQ(::getrusage(RUSAGE_CHILDREN, &ru), 0);
   const uint64_t peak = static_cast<uint64_t>(ru.ru_maxrss) * 1024;
+#if defined(__SANITIZE_ADDRESS__)
+  // AddressSanitizer's shadow memory and quarantine are not the program's: the estimate is for real builds
+  (void)estimate;
+  (void)peak;
+#else
   EXPECT_GE(estimate, peak) << "estimate " << estimate << " bytes, measured peak " << peak;
   EXPECT_LE(estimate, 4 * peak) << "estimate " << estimate << " bytes, measured peak " << peak;
+#endif
 }
 
 TEST(TrainCliTest, RefusesToOverwriteAndWritesAModelCard) {

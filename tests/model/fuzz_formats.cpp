@@ -200,7 +200,7 @@ void write_dump(const std::string& path, FuzzedDataProvider& p) {
     // names that lead outside the file: an external link (to a file that may be a FIFO), a soft link
     switch (p.ConsumeIntegralInRange<int>(0, 15)) {
       case 0:
-        H5Lcreate_external(path("other.h5").c_str(), "/x", where.getId(), name.c_str(), H5P_DEFAULT, H5P_DEFAULT);
+        H5Lcreate_external((scratch() + "/other.h5").c_str(), "/x", where.getId(), name.c_str(), H5P_DEFAULT, H5P_DEFAULT);
         return;
       case 1:
         H5Lcreate_soft("/tokens", where.getId(), name.c_str(), H5P_DEFAULT, H5P_DEFAULT);
@@ -214,7 +214,7 @@ void write_dump(const std::string& path, FuzzedDataProvider& p) {
       for (hsize_t x : d) n *= static_cast<double>(x);
       if (n > 0 && n <= 65536) {
         H5::DSetCreatPropList props;
-        props.setExternal(path("raw.bin").c_str(), 0, static_cast<hsize_t>(n));
+        props.setExternal((scratch() + "/raw.bin").c_str(), 0, static_cast<hsize_t>(n));
         where.createDataSet(name, t, H5::DataSpace(static_cast<int>(d.size()), d.data()), props);
         return;
       }
