@@ -56,6 +56,21 @@ std::vector<std::string> random_printable(int64_t len, int64_t count, uint64_t s
   return out;
 }
 
+ProbeTexts make_probe(int64_t len, int64_t count, uint64_t seed) {
+  CCC_CHECK(len >= 1 && len <= (1 << 20) && count >= 1 && count <= (1 << 20) && len * count <= (int64_t{1} << 26),
+            "make-probe: need 1 <= --len, --strings <= 2^20 and len x strings <= 2^26 bytes");
+  const auto first = random_printable(len, count, seed);
+  const auto second = random_printable(len, count, seed ^ 0x5eedf00dULL);
+  ProbeTexts p;
+  for (int64_t i = 0; i < count; ++i) {
+    std::string other = second[static_cast<size_t>(i)];
+    if (other == first[static_cast<size_t>(i)]) other[0] = other[0] == '~' ? ' ' : static_cast<char>(other[0] + 1);
+    p.repeated += first[static_cast<size_t>(i)] + first[static_cast<size_t>(i)] + "\n";
+    p.fresh += first[static_cast<size_t>(i)] + other + "\n";
+  }
+  return p;
+}
+
 namespace {
 nlohmann::json repeat_json(const RepeatBits& r) {
   return {{"spans", r.spans}, {"bytes_per_copy", r.bytes}, {"first_bits_per_byte", r.first_bpb},

@@ -42,6 +42,16 @@ std::vector<std::string> even_spans(const std::string& text, int64_t len, int64_
 /// `count` seeded strings of `len` random printable bytes (32..126).
 std::vector<std::string> random_printable(int64_t len, int64_t count, uint64_t seed);
 
+/// A matched pair of probe texts for copying (induction) experiments: `repeated` holds `count` lines
+/// "s s\n" (a random printable string, then the same string again), `fresh` the same lines with the second
+/// half replaced by another random string of the same length ("s t\n", t ≠ s): same lengths, same first
+/// halves, no repeat — the clean / corrupted pair of a copying task, or the reference of a resample
+/// ablation. Seeded; byte offsets of the second halves are line·(2·len + 1) + len.
+struct ProbeTexts {
+  std::string repeated, fresh;
+};
+ProbeTexts make_probe(int64_t len, int64_t count, uint64_t seed);
+
 struct IclReport {
   std::vector<std::pair<std::string, RepeatBits>> text;  ///< per source
   RepeatBits text_all, random;

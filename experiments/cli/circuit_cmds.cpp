@@ -28,6 +28,17 @@ void add_circuit_commands(CLI::App& app, Globals& g) {
     sub->callback([&g, o] { g.init(); experiments::run_heads(*o); });
   }
   {
+    auto p = std::make_shared<experiments::MakeProbeCmdOptions>();
+    auto* mk = app.add_subcommand("make-probe", "write a repeated-random-string probe text and its matched no-repeat text");
+    mk->add_option("-o,--out", p->out, "the repeated text (lines: s s)")->required();
+    mk->add_option("--norep", p->fresh_out, "the matched no-repeat text (lines: s t; default OUT with -norep)");
+    mk->add_option("--len", p->len, "bytes per random string (default 50)")->check(CLI::Range(1, 1 << 20));
+    mk->add_option("--strings", p->strings, "lines (default 40)")->check(CLI::Range(1, 1 << 20));
+    mk->add_option("--seed", p->seed, "seed (default 0)");
+    mk->add_flag("-f,--force", p->force, "replace existing files");
+    mk->callback([p] { experiments::run_make_probe(*p); });
+  }
+  {
     auto o = std::make_shared<experiments::IclCmdOptions>();
     auto* sub = app.add_subcommand("icl", "in-context learning in bits: repeated spans, ICL score, bits vs position");
     sub->add_option("file", o->file, "text to draw spans and windows from (default: the held-out corpora)");

@@ -13,6 +13,7 @@
 #include "circuits/head_detectors.h"
 #include "experiments/support/common.h"
 #include "model/base/error.h"
+#include "model/base/fileio.h"
 #include "model/base/util.h"
 #include "model/core/bits.h"
 #include "model/core/score.h"
@@ -168,6 +169,23 @@ void run_emergence(const HeadsCmdOptions& o) {
 }
 
 }  // namespace
+
+void run_make_probe(const MakeProbeCmdOptions& o) {
+  const auto p = circuits::make_probe(o.len, o.strings, o.seed);
+  std::string fresh_path = o.fresh_out;
+  if (fresh_path.empty()) {
+    const fs::path out(o.out);
+    fresh_path = (out.parent_path() / (out.stem().string() + "-norep" + out.extension().string())).string();
+  }
+  CCC_CHECK(fresh_path != o.out, "make-probe: the two outputs must differ");
+  OutputFile rep(o.out, o.force), fresh(fresh_path, o.force);
+  rep.write(p.repeated);
+  fresh.write(p.fresh);
+  rep.commit();
+  fresh.commit();
+  std::printf("wrote %s (%lld lines: a random %lld-byte string twice) and %s (the same first halves, a fresh second half), seed %llu\n",
+              o.out.c_str(), (long long)o.strings, (long long)o.len, fresh_path.c_str(), (unsigned long long)o.seed);
+}
 
 void run_heads(const HeadsCmdOptions& o) {
   if (!o.checkpoints.empty()) return run_emergence(o);

@@ -25,6 +25,15 @@ struct IclCmdOptions {
 };
 void run_icl(const IclCmdOptions& o);
 
+struct MakeProbeCmdOptions {
+  std::string out, fresh_out;  ///< the repeated text; its matched no-repeat text ("" = OUT with -norep)
+  int64_t len = 50, strings = 40;
+  uint64_t seed = 0;
+  bool force = false;
+};
+/// `ccc make-probe`: circuits::make_probe written to two files (both complete before either appears).
+void run_make_probe(const MakeProbeCmdOptions& o);
+
 struct HeadsCmdOptions {
   std::string model, tokenizer;
   int64_t seq_len = 50, batch = 8;
