@@ -81,7 +81,7 @@ nlohmann::json positions_json(const Loaded& l, const AblationRun& run, size_t n_
 
 Loaded load(const AblationRun& run, const std::function<std::vector<circuits::Component>(const model::ModelConfig&)>& comps_of) {
   Loaded l{model::load_model(run.model.empty() ? default_model_path() : run.model, run.tokenizer), read_input(run.file),
-           circuits::parse_mode(run.mode), {}, nullptr};
+           circuits::parse_mode(run.mode), {}, nullptr, std::nullopt};
   CCC_CHECK(!l.text.empty(), run.file, ": empty input");
   l.comps = comps_of(l.m.config);
   if (l.mode != circuits::Mode::kZero) {
