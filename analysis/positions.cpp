@@ -47,9 +47,10 @@ std::vector<uint8_t> covered(std::string_view text, const std::vector<std::strin
         merge(f.on);
         found = true;
       }
+    if (found) continue;
     std::string known;
     for (const auto& f : autos) known += (known.empty() ? "" : ", ") + f.name;
-    CCC_CHECK(found, "--positions ", name, ": not an automatic feature (", known, ")");
+    CCC_FAIL("--positions ", name, ": not an automatic feature (", known, ")");
   }
   for (const auto& re : regexes) merge(regex_feature("regex", re, text, offsets).on);
   for (const auto& csv : labels)

@@ -30,7 +30,7 @@ TokenMask token_mask(const model::LoadedModel& m, std::string_view text, const S
   CCC_CHECK(byte_mask.size() == text.size(), "token_mask: ", byte_mask.size(), " flags for ", text.size(), " bytes");
   const int64_t B = model::resolve_streams(text.size(), run.streams);
   std::vector<std::vector<int64_t>> offsets;
-  const auto tokens = model::segment_tokens(m, text, B, &offsets);
+  (void)model::segment_tokens(m, text, B, &offsets);  // only the byte offsets are needed
   TokenMask mask;
   for (size_t s = 0; s < offsets.size(); ++s) {
     const auto end = static_cast<int64_t>(segment_range(text.size(), static_cast<uint64_t>(B), s).second);
@@ -45,7 +45,6 @@ TokenMask token_mask(const model::LoadedModel& m, std::string_view text, const S
       mask.bytes += std::max<int64_t>(0, b - a);
     }
   }
-  (void)tokens;
   return mask;
 }
 
