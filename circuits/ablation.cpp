@@ -6,6 +6,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "circuits/paired.h"
 #include "model/scoring/streams.h"
 #include "model/base/error.h"
 #include "model/base/util.h"
@@ -168,15 +169,30 @@ Mode parse_mode(const std::string& s) {
   if (s == "zero") return Mode::kZero;
   if (s == "mean") return Mode::kMean;
   if (s == "resample") return Mode::kResample;
-  CCC_FAIL("--mode ", s, ": expected zero, mean or resample");
+  if (s == "corrupt") return Mode::kCorrupt;
+  CCC_FAIL("--mode ", s, ": expected zero, mean, resample or corrupt");
 }
 
-std::string to_string(Mode m) { return m == Mode::kZero ? "zero" : m == Mode::kMean ? "mean" : "resample"; }
+std::string to_string(Mode m) {
+  switch (m) {
+    case Mode::kZero: return "zero";
+    case Mode::kMean: return "mean";
+    case Mode::kResample: return "resample";
+    case Mode::kCorrupt: return "corrupt";
+  }
+  return "?";
+}
 
 Reference collect_reference(model::LoadedModel& m, std::string_view text, const std::vector<Component>& components,
                             Mode mode, int64_t streams, int64_t window, uint64_t seed, int64_t pool_size) {
   Reference ref;
   if (mode == Mode::kZero) return ref;
+  if (mode == Mode::kCorrupt) {
+    ScoringRun run;
+    run.streams = streams;
+    run.window = window;
+    return record_positions(m, text, run, components, false);
+  }
   std::vector<std::string> hooks;
   for (const auto& c : components)
     if (std::find(hooks.begin(), hooks.end(), c.hook()) == hooks.end()) hooks.push_back(c.hook());
@@ -258,6 +274,13 @@ void install_ablation(model::HookSet& hooks, const model::ModelConfig& cfg,
     } else if (mode == Mode::kMean) {
       CCC_CHECK(ref->mean.count(h), "ablation: the reference has no mean of ", h);
       hooks.patch(h, mask, ref->mean.at(h));
+    } else if (mode == Mode::kCorrupt) {
+      CCC_CHECK(ref->at.count(h), "ablation: the corrupt run did not record ", h);
+      const torch::Tensor act = ref->at.at(h), m = mask;
+      const int64_t per = rows_per;
+      hooks.edit(h, [act, m, per](const torch::Tensor& x, const model::HookContext& ctx) {
+        return torch::where(m, values_at(act, x, ctx, per), x);
+      });
     } else {
       CCC_CHECK(ref->pool.count(h), "ablation: the reference has no resample pool of ", h);
       const torch::Tensor pool = ref->pool.at(h);

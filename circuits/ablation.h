@@ -6,7 +6,9 @@
 //   nL.N   neuron N of layer L        blocks.L.mlp.hook_post[..., N]
 // A circuit is a set of components. Modes: zero (value 0); mean (the component's mean over the non-BOS
 // positions of a reference text, scored under the same policy); resample (the component's value at a
-// random reference position, drawn per (seed, stream, position) — causal-scrubbing style, reproducible).
+// random reference position, drawn per (seed, stream, position) — causal-scrubbing style, reproducible);
+// corrupt (the component's value at the same stream and position of a run over a corrupt text of the
+// same token length: paired patching, noising direction — circuits/paired.h records it).
 //
 // Edits are installed as HookSet entries: zero / mean as one `patch` per hook (one where() per site, on
 // every path); resample as one editor per hook. A sweep gives every batch row its own component: row r of
@@ -43,8 +45,8 @@ std::vector<Component> parse_components(const std::string& spec, const model::Mo
 /// Every component of a sweep set: "heads", "attn", "mlps", or "neurons:L".
 std::vector<Component> sweep_set(const std::string& over, const model::ModelConfig& cfg);
 
-enum class Mode { kZero, kMean, kResample };
-Mode parse_mode(const std::string& s);  ///< "zero" | "mean" | "resample"
+enum class Mode { kZero, kMean, kResample, kCorrupt };
+Mode parse_mode(const std::string& s);  ///< "zero" | "mean" | "resample" | "corrupt"
 std::string to_string(Mode m);
 
 /// Replacement values for mean / resample ablations, per hook: the mean of the hook's activation over the
@@ -53,11 +55,14 @@ std::string to_string(Mode m);
 struct Reference {
   std::map<std::string, torch::Tensor> mean;
   std::map<std::string, torch::Tensor> pool;
-  int64_t positions = 0;  ///< non-BOS reference positions seen
+  /// corrupt: the hook's activation at every stream position of the corrupt run, [streams, positions,
+  /// feature shape] (circuits::record_positions)
+  std::map<std::string, torch::Tensor> at;
+  int64_t positions = 0;  ///< non-BOS reference positions seen (corrupt: streams x positions recorded)
 };
 
 /// Runs `m` over `text` under the compressor's segmentation (`streams`, `window` as in CodecOptions; 0 =
-/// automatic) with observers on the hooks of `components`.
+/// automatic) with observers on the hooks of `components`. Mode corrupt: circuits::record_positions.
 Reference collect_reference(model::LoadedModel& m, std::string_view text, const std::vector<Component>& components,
                             Mode mode, int64_t streams, int64_t window, uint64_t seed, int64_t pool_size = 4096);
 

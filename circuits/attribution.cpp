@@ -52,7 +52,8 @@ std::vector<double> Attribution::estimate(int order) const {
 
 Attribution attribute(model::LoadedModel& m, const std::vector<std::vector<int64_t>>& streams, int64_t window,
                       const std::vector<Component>& set, Mode mode, const Reference* ref) {
-  CCC_CHECK(mode != Mode::kResample, "attribution patching: resample ablations have no single replacement value; use zero or mean");
+  CCC_CHECK(mode != Mode::kResample && mode != Mode::kCorrupt, "attribution patching: ", to_string(mode),
+            " ablations have no single replacement value; use zero or mean");
   CCC_CHECK(mode == Mode::kZero || ref != nullptr, "attribution patching: mean needs a reference");
   CCC_CHECK(window >= 2 && window <= m.config.n_ctx, "attribution: window ", window, " outside [2, n_ctx]");
   std::vector<std::string> hooks;

@@ -65,19 +65,25 @@ std::vector<std::pair<Component, std::optional<Component>>> circuit_paths(const 
 
 Discovery discover(model::LoadedModel& m, std::string_view text, const ScoringRun& run, const Reference* ref,
                    const DiscoverOptions& opt, const DiscoverCallbacks& cb) {
-  CCC_CHECK(opt.method != DiscoverMethod::kAttribution || run.mode != Mode::kResample,
-            "discover --method attribution: use --mode zero or mean (a resample ablation has no single replacement "
-            "value to expand around)");
+  CCC_CHECK(opt.method != DiscoverMethod::kAttribution || run.mode == Mode::kZero || run.mode == Mode::kMean,
+            "discover --method attribution: use --mode zero or mean (a ", to_string(run.mode),
+            " ablation has no single replacement value to expand around)");
   const auto& cfg = m.config;
   const auto sopt = run.stream_options();
   CCC_CHECK(!opt.edges || model::resolve_window_policy(cfg, sopt).second, m.source,
             ": --edges uses path patching, which needs the rolling window policy (a rotary model)");
+  CCC_CHECK(opt.mask == nullptr || opt.method == DiscoverMethod::kAcdc,
+            "discover --method attribution does not take a position mask (its estimate sums every position); use acdc");
   Discovery d;
   d.candidates = reverse_topological(cfg);
-  d.n_bytes = static_cast<int64_t>(text.size());
-  const auto n = static_cast<double>(text.size());
+  d.n_bytes = opt.mask != nullptr ? opt.mask->bytes : static_cast<int64_t>(text.size());
+  CCC_CHECK(d.n_bytes > 0, "discover: the position mask covers no byte");
+  const auto n = static_cast<double>(d.n_bytes);
+  auto counted = [&](const std::vector<double>& bits) {
+    return total_bits(opt.mask != nullptr ? masked(bits, *opt.mask) : bits);
+  };
   auto bits_without = [&](const std::vector<Component>& removed) {
-    return total_bits(ablated_bits(m, text, run, removed, ref));
+    return counted(ablated_bits(m, text, run, removed, ref));
   };
   auto step = [&](const DiscoveryStep& s) {
     d.steps.push_back(s);
@@ -123,7 +129,7 @@ Discovery discover(model::LoadedModel& m, std::string_view text, const ScoringRu
     const auto paths = circuit_paths(d.circuit, cfg);
     for (const auto& [s, r] : paths) {
       const auto b = path_patch_bits(m, text, sopt, s, r, run.mode, ref, run.seed);
-      const double cost = (total_bits(b.patched) - total_bits(b.clean)) / n;
+      const double cost = (counted(b.patched) - counted(b.clean)) / n;
       d.edges.push_back({s, r, cost, cost >= opt.threshold});
       if (cb.edges) cb.edges(static_cast<int64_t>(d.edges.size()), static_cast<int64_t>(paths.size()));
     }

@@ -26,6 +26,9 @@ struct DiscoverOptions {
   double threshold = 0.01;  ///< τ: remove a component whose removal costs < τ bits per byte
   DiscoverMethod method = DiscoverMethod::kAcdc;
   bool edges = false;       ///< also price every edge between the circuit's components (path patching)
+  /// Count only these coded tokens (a position mask, token_mask): every cost is bits over them per byte
+  /// they cover; the model still reads the whole text. nullptr = every token. Not with kAttribution.
+  const TokenMask* mask = nullptr;
 };
 
 struct DiscoveryStep {
@@ -48,7 +51,7 @@ struct Discovery {
   std::vector<Component> removed;     ///< in candidate order
   std::vector<DiscoveryStep> steps;
   std::vector<DiscoveredEdge> edges;  ///< with DiscoverOptions::edges
-  int64_t n_bytes = 0;
+  int64_t n_bytes = 0;  ///< bytes the costs divide by: the input's, or those the mask covers
   double clean_total_bits = 0, circuit_total_bits = 0, ablated_all_total_bits = 0;
   /// Share of the full ablation's cost the circuit recovers: (all − circuit) / (all − clean); 1 when the
   /// full ablation costs nothing.

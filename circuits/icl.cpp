@@ -67,6 +67,7 @@ ProbeTexts make_probe(int64_t len, int64_t count, uint64_t seed) {
     if (other == first[static_cast<size_t>(i)]) other[0] = other[0] == '~' ? ' ' : static_cast<char>(other[0] + 1);
     p.repeated += first[static_cast<size_t>(i)] + first[static_cast<size_t>(i)] + "\n";
     p.fresh += first[static_cast<size_t>(i)] + other + "\n";
+    p.corrupt += other + first[static_cast<size_t>(i)] + "\n";
   }
   return p;
 }

@@ -45,10 +45,12 @@ std::vector<std::string> random_printable(int64_t len, int64_t count, uint64_t s
 /// A matched pair of probe texts for copying (induction) experiments: `repeated` holds `count` lines
 /// "s s\n" (a random printable string, then the same string again), `fresh` the same lines with the second
 /// half replaced by another random string of the same length ("s t\n", t ≠ s): same lengths, same first
-/// halves, no repeat — the clean / corrupted pair of a copying task, or the reference of a resample
-/// ablation. Seeded; byte offsets of the second halves are line·(2·len + 1) + len.
+/// halves, no repeat — the reference of a resample ablation; `corrupt` the lines "t s\n": the first copy
+/// replaced, the second (the copy the task prices) kept — the corrupt input of paired patching, where the
+/// positions of `repeated`'s second copies read the same tokens in both texts and only the context
+/// differs. Seeded; byte offsets of the second halves are line·(2·len + 1) + len.
 struct ProbeTexts {
-  std::string repeated, fresh;
+  std::string repeated, fresh, corrupt;
 };
 ProbeTexts make_probe(int64_t len, int64_t count, uint64_t seed);
 

@@ -114,7 +114,8 @@ std::vector<double> ablated_bits(model::LoadedModel& m, std::string_view text, c
 
 std::vector<std::vector<double>> sweep_bits(model::LoadedModel& m, std::string_view text, const ScoringRun& run,
                                             const std::vector<Component>& set, const Reference* ref, SweepPath path,
-                                            int64_t max_rows, const ProgressFn& progress) {
+                                            int64_t max_rows, const ProgressFn& progress,
+                                            const std::function<void(model::HookSet&, int64_t)>& base) {
   std::vector<std::vector<double>> out(set.size());
   auto opt = run.stream_options();
   const bool rolling = model::resolve_window_policy(m.config, opt).second;
@@ -123,9 +124,12 @@ std::vector<std::vector<double>> sweep_bits(model::LoadedModel& m, std::string_v
     if (progress) progress(done, n_set);
   };
   int64_t done = 0;
+  if (base && path == SweepPath::kShared) path = SweepPath::kStacked;
   if (path == SweepPath::kNaive || !rolling) {
+    std::function<void(model::HookSet&)> one_row;
+    if (base) one_row = [&](model::HookSet& hs) { base(hs, 0); };
     for (size_t i = 0; i < set.size(); ++i) {
-      out[i] = ablated_bits(m, text, run, {set[i]}, ref);
+      out[i] = ablated_bits(m, text, run, {set[i]}, ref, one_row);
       report(++done);
     }
     return out;
@@ -140,6 +144,7 @@ std::vector<std::vector<double>> sweep_bits(model::LoadedModel& m, std::string_v
       for (size_t i = 0; i < gc; ++i) per_row.push_back({set[c0 + i]});
       model::HookSet hooks;
       install_ablation(hooks, m.config, per_row, B, mode, ref, run.seed);
+      if (base) base(hooks, B);
       opt.hooks = [&](int64_t) { return &hooks; };
       const auto per_stream = model::segmented_token_bits(m, text, opt, static_cast<int64_t>(gc));
       for (size_t i = 0; i < gc; ++i) out[c0 + i] = flatten(per_stream, i * static_cast<size_t>(B), static_cast<size_t>(B));

@@ -54,7 +54,8 @@ std::vector<double> masked(const std::vector<double>& bits, const TokenMask& mas
 double total_bits(const std::vector<double>& bits);
 
 /// Per-token bits (streams concatenated in order) of `m` on `text` with `circuit` ablated (empty = clean).
-/// `observe`, when set, may add read-only hooks to the run (progress).
+/// `observe`, when set, may add hooks to the run: read-only ones (progress) or an edit of every row (the
+/// paired runs' swapped input, circuits/paired.h).
 std::vector<double> ablated_bits(model::LoadedModel& m, std::string_view text, const ScoringRun& run,
                                  const std::vector<Component>& circuit, const Reference* ref,
                                  const std::function<void(model::HookSet&)>& observe = {});
@@ -66,10 +67,13 @@ std::vector<double> ablated_bits(model::LoadedModel& m, std::string_view text, c
 enum class SweepPath { kShared, kStacked, kNaive };
 
 /// Per-token bits with each component of `set` ablated alone, passes of at most `max_rows` batch rows;
-/// `progress` counts components.
+/// `progress` counts components. `base`, when set, adds to every pass edits of all its rows (called with
+/// the pass's hooks and rows per copy, e.g. circuits::install_input); a pass with a base edit cannot
+/// branch from the clean run, so kShared then runs as kStacked.
 std::vector<std::vector<double>> sweep_bits(model::LoadedModel& m, std::string_view text, const ScoringRun& run,
                                             const std::vector<Component>& set, const Reference* ref,
                                             SweepPath path = SweepPath::kShared, int64_t max_rows = 256,
-                                            const ProgressFn& progress = {});
+                                            const ProgressFn& progress = {},
+                                            const std::function<void(model::HookSet&, int64_t rows_per)>& base = {});
 
 }  // namespace ccc::circuits

@@ -6,6 +6,7 @@
 #include "experiments/cli/cli.h"
 #include "experiments/commands/ablate_cmd.h"
 #include "experiments/commands/icl_cmd.h"
+#include "model/base/error.h"
 
 namespace ccc::cli {
 
@@ -29,9 +30,10 @@ void add_circuit_commands(CLI::App& app, Globals& g) {
   }
   {
     auto p = std::make_shared<experiments::MakeProbeCmdOptions>();
-    auto* mk = app.add_subcommand("make-probe", "write a repeated-random-string probe text and its matched no-repeat text");
+    auto* mk = app.add_subcommand("make-probe", "write a repeated-random-string probe text, its matched no-repeat text and its corrupt twin");
     mk->add_option("-o,--out", p->out, "the repeated text (lines: s s)")->required();
     mk->add_option("--norep", p->fresh_out, "the matched no-repeat text (lines: s t; default OUT with -norep)");
+    mk->add_option("--corrupt", p->corrupt_out, "paired patching's corrupt text (lines: t s; default OUT with -corrupt)");
     mk->add_option("--len", p->len, "bytes per random string (default 50)")->check(CLI::Range(1, 1 << 20));
     mk->add_option("--strings", p->strings, "lines (default 40)")->check(CLI::Range(1, 1 << 20));
     mk->add_option("--seed", p->seed, "seed (default 0)");
@@ -56,24 +58,29 @@ void add_circuit_commands(CLI::App& app, Globals& g) {
     sub->add_flag("-f,--force", o->force, "replace an existing --plot file");
     sub->callback([&g, o] { g.init(); experiments::run_icl(*o); });
   }
-  auto run_options = [](CLI::App* sub, experiments::AblationRun& r) {
-    sub->add_option("file", r.file, "input text ('-' = standard input)")->required();
+  auto run_options = [](CLI::App* sub, experiments::AblationRun& r, bool file_required = true) {
+    auto* file = sub->add_option("file", r.file, "input text ('-' = standard input)");
+    if (file_required) file->required();
     add_model_options(sub, r.model, &r.tokenizer);
-    sub->add_option("--mode", r.mode, "zero (default), mean or resample");
+    auto* mode = sub->add_option("--mode", r.mode,
+                                 "zero (default), mean, resample, or corrupt (each component's value at the same "
+                                 "position of a run over --corrupt; the default when --corrupt is given)");
     sub->add_option("--reference", r.reference, "reference text of mean / resample ablations (default: the input)");
+    auto* corrupt = sub->add_option("--corrupt", r.corrupt,
+                                    "corrupt text of the same token length as the input, for --mode corrupt "
+                                    "(paired patching; rolling models)");
+    // --corrupt alone means --mode corrupt; with another mode it would be read and ignored
+    sub->parse_complete_callback([&r, mode, corrupt] {
+      if (corrupt->count() == 0) return;
+      if (mode->count() == 0) r.mode = "corrupt";
+      CCC_CHECK(r.mode == "corrupt", "--corrupt goes with --mode corrupt (given: --mode ", r.mode, ")");
+    });
     sub->add_option("--streams", r.streams, "streams as in ccc compress (0 = automatic)");
     sub->add_option("--window", r.window, "window as in ccc compress (0 = automatic)");
     sub->add_option("--seed", r.seed, "seed of resample draws and the bootstrap (default 0)");
     sub->add_flag("!-q,!--quiet", r.progress, "no progress line");
     sub->add_option("--bootstrap", r.bootstrap, "bootstrap resamples of the 95% CI (default 2000)")->check(CLI::Range(1, 1 << 24));
-    // one value per occurrence (repeat the option): a regex like [e ] must not read as a CLI11 list
-    auto& p = r.positions;
-    sub->add_option("--positions", p.features, "count only positions with this automatic feature (e.g. repeated; repeatable)")->allow_extra_args(false);
-    sub->add_option("--positions-regex", p.regexes, "count only tokens starting inside a match of this PCRE2 regex (repeatable)")->allow_extra_args(false);
-    sub->add_option("--positions-labels", p.labels, "count only tokens starting in a byte range of this labels CSV (feature,start,end)")->allow_extra_args(false);
-    sub->add_option("--exclude-positions", p.exclude_features, "leave out positions with this automatic feature")->allow_extra_args(false);
-    sub->add_option("--exclude-regex", p.exclude_regexes, "leave out tokens starting inside a match")->allow_extra_args(false);
-    sub->add_option("--exclude-labels", p.exclude_labels, "leave out tokens starting in a range of this labels CSV")->allow_extra_args(false);
+    add_position_options(sub, r.positions);
   };
   {
     auto o = std::make_shared<experiments::AblateCmdOptions>();
@@ -111,14 +118,27 @@ void add_circuit_commands(CLI::App& app, Globals& g) {
   }
   {
     auto o = std::make_shared<experiments::PatchCmdOptions>();
-    auto* sub = app.add_subcommand("patch", "path patching: delta bits of a sender's effect through one receiver only");
-    run_options(sub, o->run);
-    sub->add_option("--sender", o->sender, "the component ablated: L.H, attnL, mlpL or nL.N")->required();
+    auto* sub = app.add_subcommand(
+        "patch",
+        "activation patching: paired clean/corrupt patching of every component (--corrupt), or path patching "
+        "of a sender's effect through one receiver (--sender)");
+    run_options(sub, o->run, /*file_required=*/false);
+    sub->add_option("--clean", o->run.file, "the clean text (the same as FILE)")->excludes(sub->get_option("file"));
+    sub->add_option("--sender", o->sender, "path patching: the component ablated: L.H, attnL, mlpL or nL.N");
     sub->add_option("--receiver", o->receiver,
-                    "the component it reaches: L.H, attnL, mlpL downstream of the sender, or logits (default: the direct path)");
-    sub->add_flag("--per-token", o->per_token, "JSON with clean_bits and patched_bits per coded token");
+                    "path patching: the component it reaches: L.H, attnL, mlpL downstream of the sender, or logits "
+                    "(default: the direct path)");
+    sub->add_option("-c,--components", o->components, "paired patching: these components (default: --over heads)");
+    sub->add_option("--over", o->over, "paired patching: every component of heads, attn, mlps or neurons:L");
+    sub->add_option("--csv", o->csv, "paired patching: also write the table as CSV");
+    sub->add_flag("-f,--force", o->force, "replace an existing --csv file");
+    sub->add_flag("--per-token", o->per_token, "JSON with the per-token bits of every run");
     sub->add_flag("--json", o->json, "print one JSON object");
-    sub->callback([&g, o] { g.init(); experiments::run_patch(*o); });
+    sub->callback([&g, o] {
+      CCC_CHECK(!o->run.file.empty(), "patch: no input (give FILE or --clean FILE)");
+      g.init();
+      experiments::run_patch(*o);
+    });
   }
   {
     auto o = std::make_shared<experiments::DiscoverCmdOptions>();

@@ -7,6 +7,8 @@
 
 #include <CLI/CLI.hpp>
 
+#include "analysis/positions.h"
+
 namespace ccc::cli {
 
 /// Options every command shares.
@@ -28,6 +30,10 @@ CLI::Option* add_model_options(CLI::App* sub, std::string& model, std::string* t
 /// The same for commands that take several models: -m is repeatable and adds to `models`.
 CLI::Option* add_model_options(CLI::App* sub, std::vector<std::string>& models, std::string* tokenizer,
                                const std::string& model_help);
+
+/// The position-mask options (--positions, --positions-regex, --positions-labels and their --exclude-…
+/// forms) filling `spec`; `what` ends each help line ("count only …").
+void add_position_options(CLI::App* sub, analysis::PositionSpec& spec);
 
 void add_model_commands(CLI::App& app, Globals& g);     ///< info, hooks, generate, bits, init
 void add_train_commands(CLI::App& app, Globals& g);     ///< train, finetune, eval

@@ -51,6 +51,16 @@ CLI::Option* ccc::cli::add_model_options(CLI::App* sub, std::vector<std::string>
   return opt;
 }
 
+void ccc::cli::add_position_options(CLI::App* sub, analysis::PositionSpec& p) {
+  // one value per occurrence (repeat the option): a regex like [e ] must not read as a CLI11 list
+  sub->add_option("--positions", p.features, "count only positions with this automatic feature (e.g. repeated; repeatable)")->allow_extra_args(false);
+  sub->add_option("--positions-regex", p.regexes, "count only tokens starting inside a match of this PCRE2 regex (repeatable)")->allow_extra_args(false);
+  sub->add_option("--positions-labels", p.labels, "count only tokens starting in a byte range of this labels CSV (feature,start,end)")->allow_extra_args(false);
+  sub->add_option("--exclude-positions", p.exclude_features, "leave out positions with this automatic feature")->allow_extra_args(false);
+  sub->add_option("--exclude-regex", p.exclude_regexes, "leave out tokens starting inside a match")->allow_extra_args(false);
+  sub->add_option("--exclude-labels", p.exclude_labels, "leave out tokens starting in a range of this labels CSV")->allow_extra_args(false);
+}
+
 namespace {
 
 // The launcher answers `ccc [COMMAND...] --help` without starting this binary (LibTorch's load is most of

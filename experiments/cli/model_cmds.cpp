@@ -47,6 +47,7 @@ void add_model_commands(CLI::App& app, Globals& g) {
                     "(--window, --strided as for compress; prints total_bits and bits_per_byte; --json adds per-stream "
                     "bits)");
     sub->add_flag("--strided", o->strided, "with --streams: the strided window policy");
+    add_position_options(sub, o->positions);
     sub->add_flag("-q,--quiet", o->quiet, "no progress line (it is drawn only on a terminal anyway)");
     sub->callback([&g, a, o] { g.init(); experiments::run_bits(*a, *o); });
   }

@@ -11,7 +11,7 @@
 
 #include "circuits/attribution.h"
 #include "circuits/discovery.h"
-#include "circuits/patching.h"
+#include "experiments/commands/ablation_run.h"
 #include "experiments/support/common.h"
 #include "experiments/support/progress_hooks.h"
 #include "model/base/error.h"
@@ -26,109 +26,7 @@ using circuits::DeltaStats;
 using circuits::delta_stats;
 using circuits::total_bits;
 
-circuits::ScoringRun AblationRun::scoring() const {
-  circuits::ScoringRun r;
-  r.mode = circuits::parse_mode(mode);
-  r.streams = streams;
-  r.window = window;
-  r.seed = seed;
-  return r;
-}
-
 namespace {
-
-model::StreamOptions stream_options(const AblationRun& run) { return run.scoring().stream_options(); }
-
-nlohmann::json stats_json(const DeltaStats& d) {
-  return {{"clean_total_bits", d.clean_total_bits}, {"ablated_total_bits", d.ablated_total_bits},
-          {"delta_bits", d.delta_bits},             {"delta_bits_per_byte", d.delta_bits_per_byte},
-          {"ci_low", d.ci_low},                     {"ci_high", d.ci_high}};
-}
-
-struct Loaded {
-  model::LoadedModel m;
-  std::string text;
-  circuits::Mode mode;
-  std::vector<circuits::Component> comps;  ///< the command's components, parsed once against the model
-  std::unique_ptr<circuits::Reference> ref;
-  std::optional<circuits::TokenMask> mask;  ///< the positions Δbits counts (none = every coded token)
-};
-
-// The token mask of --positions… under the run's segmentation and window (`repeated` looks back within a
-// stream and its window; for BPE models the window counts tokens and is applied to bytes).
-circuits::TokenMask position_mask(const Loaded& l, const AblationRun& run) {
-  const auto opt = stream_options(run);
-  const int64_t B = model::resolve_streams(l.text.size(), opt.streams);
-  const int64_t window = model::resolve_window_policy(l.m.config, opt).first;
-  auto mask = circuits::token_mask(l.m, l.text, run.scoring(), analysis::byte_mask(l.text, run.positions, B, window));
-  CCC_CHECK(mask.positions > 0, run.file, ": the positions selected (", run.positions.describe(), ") hold no coded token");
-  return mask;
-}
-
-// Δbits of per-token bits over the positions of the run's mask (all coded tokens without one).
-DeltaStats masked_delta(const Loaded& l, const std::vector<double>& clean, const std::vector<double>& other,
-                        const AblationRun& run) {
-  if (!l.mask) return delta_stats(clean, other, static_cast<int64_t>(l.text.size()), run.bootstrap, run.seed);
-  return delta_stats(circuits::masked(clean, *l.mask), circuits::masked(other, *l.mask), l.mask->bytes, run.bootstrap,
-                     run.seed);
-}
-
-// Which positions the figures count: {"mask": "all" | a description, "count": tokens, "bytes": bytes covered}.
-nlohmann::json positions_json(const Loaded& l, const AblationRun& run, size_t n_tokens) {
-  if (!l.mask) return {{"mask", "all"}, {"count", n_tokens}, {"bytes", l.text.size()}};
-  return {{"mask", run.positions.describe()}, {"count", l.mask->positions}, {"bytes", l.mask->bytes}};
-}
-
-Loaded load(const AblationRun& run, const std::function<std::vector<circuits::Component>(const model::ModelConfig&)>& comps_of) {
-  Loaded l{model::load_model(run.model.empty() ? default_model_path() : run.model, run.tokenizer), read_input(run.file),
-           circuits::parse_mode(run.mode), {}, nullptr, std::nullopt};
-  CCC_CHECK(!l.text.empty(), run.file, ": empty input");
-  l.comps = comps_of(l.m.config);
-  if (l.mode != circuits::Mode::kZero) {
-    const std::string ref_text = run.reference.empty() ? l.text : read_input(run.reference);
-    l.ref = std::make_unique<circuits::Reference>(
-        circuits::collect_reference(l.m, ref_text, l.comps, l.mode, run.streams, run.window, run.seed));
-  }
-  if (!run.positions.empty()) l.mask = position_mask(l, run);
-  return l;
-}
-
-// Commands whose metric is not per token yet refuse a mask rather than ignore it.
-void refuse_positions(const AblationRun& run, const char* command) {
-  CCC_CHECK(run.positions.empty(), command, " does not take --positions yet (ablate, sweep and patch do)");
-}
-
-int64_t token_count(const Loaded& l, const AblationRun& run) {
-  int64_t tokens = 0;
-  for (uint64_t c : model::stream_token_counts(l.m, l.text, stream_options(run))) tokens += static_cast<int64_t>(c);
-  return tokens;
-}
-
-// Per-token bits of `circuit` ablated (empty = clean) with a "tokens done / total" line on a terminal.
-std::vector<double> bits_with_progress(Loaded& l, const AblationRun& run, const char* what, int64_t tokens,
-                                       const std::vector<circuits::Component>& circuit, const circuits::Reference* ref) {
-  RunProgress progress(what, tokens, run.progress);
-  auto bits = circuits::ablated_bits(l.m, l.text, run.scoring(), circuit, ref,
-                                     [&](model::HookSet& hs) { progress.attach(hs); });
-  progress.finish();
-  return bits;
-}
-
-// A sweep with the "ablations: done/total" line.
-std::vector<std::vector<double>> sweep_with_progress(Loaded& l, const AblationRun& run,
-                                                     const std::vector<circuits::Component>& set,
-                                                     circuits::SweepPath path) {
-  ProgressLine line("ablations", static_cast<int64_t>(set.size()), run.progress);
-  return circuits::sweep_bits(l.m, l.text, run.scoring(), set, l.ref.get(), path, 256,
-                              [&](int64_t done, int64_t) { line.update(done); });
-}
-
-void print_delta(const char* ablated_name, const DeltaStats& d, size_t n_bytes) {
-  std::printf("clean_total_bits    %14.3f  (%.4f bits/byte)\n", d.clean_total_bits, d.clean_total_bits / n_bytes);
-  std::printf("%-19s %14.3f  (%.4f bits/byte)\n", ablated_name, d.ablated_total_bits, d.ablated_total_bits / n_bytes);
-  std::printf("delta_bits          %+14.3f  delta_bits_per_byte %+.4f  95%% CI [%+.4f, %+.4f]\n", d.delta_bits,
-              d.delta_bits_per_byte, d.ci_low, d.ci_high);
-}
 
 // The sweep's PNG: a layer x head heatmap for heads, else bars with their CIs.
 void write_sweep_plot(const SweepCmdOptions& o, const Loaded& l, const nlohmann::json& j) {
@@ -191,10 +89,8 @@ void run_ablate(const AblateCmdOptions& o) {
   }
   std::printf("model %s, %s ablation of %s on %s (%zu bytes, %s)\n", l.m.source.c_str(), o.run.mode.c_str(),
               o.components.c_str(), o.run.file.c_str(), l.text.size(), j["policy"].get<std::string>().c_str());
-  if (l.mask)
-    std::printf("positions: %s (%lld tokens, %lld bytes); bits below are over them\n", o.run.positions.describe().c_str(),
-                (long long)l.mask->positions, (long long)l.mask->bytes);
-  print_delta("ablated_total_bits", d, l.mask ? static_cast<size_t>(l.mask->bytes) : l.text.size());
+  print_positions(l, o.run);
+  print_delta("ablated_total_bits", d, static_cast<size_t>(counted_bytes(l)));
 }
 
 void run_sweep(const SweepCmdOptions& o) {
@@ -269,6 +165,7 @@ nlohmann::json discovery_json(const circuits::Discovery& d, const DiscoverCmdOpt
                      {"kept", e.kept}});
   }
   return {{"components", names(d.circuit)},
+          {"positions", positions_json(l, o.run, static_cast<size_t>(token_count(l, o.run)))},
           {"removed", names(d.removed)},
           {"size", d.circuit.size()},
           {"candidates", d.candidates.size()},
@@ -301,8 +198,10 @@ void run_discover(const DiscoverCmdOptions& o) {
   CCC_CHECK(opt.method != circuits::DiscoverMethod::kAttribution || o.run.mode != "resample",
             "discover --method attribution: use --mode zero or mean (a resample ablation has no single replacement "
             "value to expand around)");
-  refuse_positions(o.run, "discover");
+  CCC_CHECK(o.run.positions.empty() || opt.method == circuits::DiscoverMethod::kAcdc,
+            "discover --method attribution does not take --positions (its estimate sums every position); use acdc");
   auto l = load(o.run, circuits::discovery_components);
+  if (l.mask) opt.mask = &*l.mask;
   ProgressLine progress("discover", static_cast<int64_t>(l.comps.size()), o.json && o.run.progress);
   std::unique_ptr<ProgressLine> edge_progress;
   circuits::DiscoverCallbacks cb;
@@ -333,6 +232,7 @@ void run_discover(const DiscoverCmdOptions& o) {
   std::string names;
   for (const auto& c : d.circuit) names += (names.empty() ? "" : ",") + c.name();
   const double n = static_cast<double>(d.n_bytes);
+  print_positions(l, o.run);
   std::printf("circuit (%zu of %zu components, tau %.4f bits/byte, %s ablation, %s): %s\n", d.circuit.size(),
               d.candidates.size(), o.threshold, o.run.mode.c_str(), o.method.c_str(), names.c_str());
   std::printf("bits/byte: clean %.4f, circuit only %.4f, everything ablated %.4f; faithfulness %.3f%s%s\n",
@@ -400,54 +300,6 @@ void run_attribute(const AttributeCmdOptions& o) {
   if (o.check)
     std::printf("Spearman rho (estimate vs exact) = %.3f; exact sweep %.2f s, i.e. %.1fx the estimate's time\n",
                 j["spearman_rho"].get<double>(), exact_s, exact_s / std::max(1e-9, est_s));
-}
-
-void run_patch(const PatchCmdOptions& o) {
-  std::optional<circuits::Component> receiver;
-  auto l = load(o.run, [&](const model::ModelConfig& cfg) {
-    const auto s = circuits::parse_components(o.sender, cfg);
-    CCC_CHECK(s.size() == 1, "--sender ", o.sender, ": expected one component, got ", s.size());
-    if (o.receiver != "logits") {
-      const auto r = circuits::parse_components(o.receiver, cfg);
-      CCC_CHECK(r.size() == 1, "--receiver ", o.receiver, ": expected one component or logits, got ", r.size());
-      receiver = r[0];
-    }
-    circuits::check_path(s[0], receiver, cfg);
-    return s;
-  });
-  const auto opt = stream_options(o.run);
-  CCC_CHECK(model::resolve_window_policy(l.m.config, opt).second, l.m.source,
-            ": path patching needs the rolling window policy (a rotary model); this model is scored in strided windows");
-  RunProgress progress("patch", token_count(l, o.run), o.run.progress);
-  const auto bits = circuits::path_patch_bits(l.m, l.text, opt, l.comps[0], receiver, l.mode, l.ref.get(), o.run.seed,
-                                              [&](model::HookSet& hs) { progress.attach(hs, "blocks.0.hook_resid_pre"); });
-  progress.finish();
-  const auto d = masked_delta(l, bits.clean, bits.patched, o.run);
-  nlohmann::json j = stats_json(d);
-  j["positions"] = positions_json(l, o.run, bits.clean.size());
-  j["patched_total_bits"] = j["ablated_total_bits"];
-  j.erase("ablated_total_bits");
-  j["sender"] = l.comps[0].name();
-  j["receiver"] = receiver ? receiver->name() : "logits";
-  j["n_bytes"] = l.text.size();
-  j["n_tokens"] = bits.clean.size();
-  j["mode"] = o.run.mode;
-  j["model"] = l.m.source;
-  j["fingerprint"] = l.m.fingerprint;
-  j["policy"] = model::describe_policy(l.m.config, opt);
-  if (o.per_token) {
-    j["clean_bits"] = bits.clean;
-    j["patched_bits"] = bits.patched;
-  }
-  if (o.json || o.per_token) {
-    stamp(j, "patch");
-    std::cout << j.dump(o.per_token ? -1 : 2) << "\n";
-    return;
-  }
-  std::printf("model %s, path %s -> %s (%s ablation of the sender, everything else frozen) on %s (%zu bytes, %s)\n",
-              l.m.source.c_str(), j["sender"].get<std::string>().c_str(), j["receiver"].get<std::string>().c_str(),
-              o.run.mode.c_str(), o.run.file.c_str(), l.text.size(), j["policy"].get<std::string>().c_str());
-  print_delta("patched_total_bits", d, l.mask ? static_cast<size_t>(l.mask->bytes) : l.text.size());
 }
 
 }  // namespace ccc::experiments

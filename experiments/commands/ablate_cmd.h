@@ -23,6 +23,7 @@ struct AblationRun {
   std::string model, tokenizer, file;
   std::string mode = "zero";
   std::string reference;      ///< reference text for mean / resample ("" = the input)
+  std::string corrupt;        ///< the corrupt text of mode corrupt and paired patching (same token length)
   int64_t streams = 0, window = 0;
   uint64_t seed = 0;
   int64_t bootstrap = 2000;   ///< bootstrap resamples of the CI
@@ -74,10 +75,17 @@ void run_attribute(const AttributeCmdOptions& o);
 
 struct PatchCmdOptions {
   AblationRun run;
-  std::string sender, receiver = "logits";  ///< one component each; receiver L.H, attnL, mlpL or logits
+  /// Path patching: one component each; receiver L.H, attnL, mlpL or logits.
+  std::string sender, receiver = "logits";
+  /// Paired activation patching (run.corrupt set, no sender): the components (-c) or a sweep set (--over).
+  std::string components, over;
+  std::string csv;     ///< paired: also write the table as CSV
+  bool force = false;  ///< replace an existing --csv file
   bool per_token = false, json = false;
 };
-/// Path patching (circuits/patching.h): Δbits of the sender's effect through the receiver only.
+/// With a sender, path patching (circuits/patching.h): Δbits of the sender's effect through the receiver
+/// only (the sender ablated by run.mode, corrupt included). Without one, paired clean / corrupt activation
+/// patching (circuits/paired.h) of every component, both directions.
 void run_patch(const PatchCmdOptions& o);
 
 }  // namespace ccc::experiments

@@ -133,6 +133,8 @@ struct CodecAblation {
   CodecAblation(model::LoadedModel& m, const CompressCmdOptions& o) : seed(o.seed), cfg(&m.config) {
     comps = circuits::parse_components(o.ablate, m.config);
     mode = circuits::parse_mode(o.ablate_mode);
+    CCC_CHECK(mode != circuits::Mode::kCorrupt, "compress --ablate: --mode corrupt is for paired scoring (ablate, sweep, "
+              "patch, discover); a container's edit must be rebuilt from the model and a reference alone");
     std::string id = "ablate";
     for (const auto& c : comps) id += " " + c.name();
     id += " mode " + circuits::to_string(mode);

@@ -172,19 +172,24 @@ void run_emergence(const HeadsCmdOptions& o) {
 
 void run_make_probe(const MakeProbeCmdOptions& o) {
   const auto p = circuits::make_probe(o.len, o.strings, o.seed);
-  std::string fresh_path = o.fresh_out;
-  if (fresh_path.empty()) {
-    const fs::path out(o.out);
-    fresh_path = (out.parent_path() / (out.stem().string() + "-norep" + out.extension().string())).string();
-  }
-  CCC_CHECK(fresh_path != o.out, "make-probe: the two outputs must differ");
-  OutputFile rep(o.out, o.force), fresh(fresh_path, o.force);
+  const fs::path out(o.out);
+  auto beside = [&](const std::string& given, const char* suffix) {
+    return !given.empty() ? given : (out.parent_path() / (out.stem().string() + suffix + out.extension().string())).string();
+  };
+  const std::string fresh_path = beside(o.fresh_out, "-norep"), corrupt_path = beside(o.corrupt_out, "-corrupt");
+  CCC_CHECK(fresh_path != o.out && corrupt_path != o.out && fresh_path != corrupt_path,
+            "make-probe: the three outputs must differ");
+  OutputFile rep(o.out, o.force), fresh(fresh_path, o.force), corrupt(corrupt_path, o.force);
   rep.write(p.repeated);
   fresh.write(p.fresh);
+  corrupt.write(p.corrupt);
   rep.commit();
   fresh.commit();
-  std::printf("wrote %s (%lld lines: a random %lld-byte string twice) and %s (the same first halves, a fresh second half), seed %llu\n",
-              o.out.c_str(), (long long)o.strings, (long long)o.len, fresh_path.c_str(), (unsigned long long)o.seed);
+  corrupt.commit();
+  std::printf("wrote %s (%lld lines: a random %lld-byte string twice), %s (the same first halves, a fresh second "
+              "half) and %s (a fresh first half, the same second half: paired patching's corrupt input), seed %llu\n",
+              o.out.c_str(), (long long)o.strings, (long long)o.len, fresh_path.c_str(), corrupt_path.c_str(),
+              (unsigned long long)o.seed);
 }
 
 void run_heads(const HeadsCmdOptions& o) {

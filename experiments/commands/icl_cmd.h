@@ -27,11 +27,12 @@ void run_icl(const IclCmdOptions& o);
 
 struct MakeProbeCmdOptions {
   std::string out, fresh_out;  ///< the repeated text; its matched no-repeat text ("" = OUT with -norep)
+  std::string corrupt_out;     ///< the paired-patching corrupt text ("" = OUT with -corrupt)
   int64_t len = 50, strings = 40;
   uint64_t seed = 0;
   bool force = false;
 };
-/// `ccc make-probe`: circuits::make_probe written to two files (both complete before either appears).
+/// `ccc make-probe`: circuits::make_probe written to three files (all complete before any appears).
 void run_make_probe(const MakeProbeCmdOptions& o);
 
 struct HeadsCmdOptions {

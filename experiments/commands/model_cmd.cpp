@@ -7,6 +7,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "analysis/positions.h"
+#include "circuits/sweep.h"
 #include "experiments/support/common.h"
 #include "experiments/support/progress_hooks.h"
 #include "model/base/error.h"
@@ -160,9 +162,23 @@ void bits_segmented(model::LoadedModel& m, const BitsArgs& o, const std::string&
   const auto per_stream = model::segmented_token_bits(m, text, bopt);
   progress.finish();
   double total = 0;
+  std::vector<double> flat;
   for (size_t s = 0; s < per_stream.size(); ++s) {
     check_finite(per_stream[s], o.file, static_cast<int64_t>(s));
     for (double b : per_stream[s]) total += b;
+    flat.insert(flat.end(), per_stream[s].begin(), per_stream[s].end());
+  }
+  nlohmann::json masked;  // --positions: the bits over the selected tokens
+  if (!o.positions.empty()) {
+    circuits::ScoringRun run;
+    run.streams = static_cast<int64_t>(per_stream.size());
+    run.window = o.window;
+    const int64_t W = model::resolve_window_policy(m.config, bopt).first;
+    const auto mask = circuits::token_mask(m, text, run, analysis::byte_mask(text, o.positions, run.streams, W));
+    CCC_CHECK(mask.positions > 0, o.file, ": the positions selected (", o.positions.describe(), ") hold no coded token");
+    const double t = circuits::total_bits(circuits::masked(flat, mask));
+    masked = {{"mask", o.positions.describe()}, {"count", mask.positions}, {"bytes", mask.bytes},
+              {"total_bits", t}, {"bits_per_byte", t / static_cast<double>(mask.bytes)}};
   }
   if (o.json) {
     nlohmann::json j;
@@ -176,13 +192,19 @@ void bits_segmented(model::LoadedModel& m, const BitsArgs& o, const std::string&
     j["n_bytes"] = text.size();
     j["bits_per_byte"] = text.empty() ? nlohmann::json() : nlohmann::json(total / static_cast<double>(text.size()));
     j["tokenizer"] = m.tokenizer->kind();
+    if (!masked.is_null()) j["positions"] = masked;
     stamp(j, "bits_streams");
     std::cout << j.dump() << "\n";
     return;
   }
   std::printf("total_bits %.3f\nbits_per_byte %s\nstreams %lld\nwindow %s\n", total,
-              text.empty() ? "- (empty input)" : std::to_string(total / text.size()).c_str(), (long long)o.streams,
+              text.empty() ? "- (empty input)" : std::to_string(total / text.size()).c_str(), (long long)per_stream.size(),
               model::describe_policy(m.config, bopt).c_str());
+  if (!masked.is_null())
+    std::printf("positions %s (%lld tokens, %lld bytes)\npositions_total_bits %.3f\npositions_bits_per_byte %.6f\n",
+                o.positions.describe().c_str(), (long long)masked["count"].get<int64_t>(),
+                (long long)masked["bytes"].get<int64_t>(), masked["total_bits"].get<double>(),
+                masked["bits_per_byte"].get<double>());
 }
 
 // --json: per-token bits with each token's byte span and text.
@@ -223,8 +245,14 @@ void print_bits_json(const model::LoadedModel& m, const BitsArgs& o, const std::
 
 void run_bits(const ModelArgs& a, const BitsArgs& o) {
   auto m = a.load();
-  if (o.streams == 0 && !o.json && m.tokenizer->kind() == "byte") return bits_streaming(m, o);
+  const bool masked = !o.positions.empty();
+  if (o.streams == 0 && !o.json && !masked && m.tokenizer->kind() == "byte") return bits_streaming(m, o);
   const std::string text = read_input(o.file);
+  if (masked) {  // per-token bits under one segmentation: one stream unless --streams says otherwise
+    BitsArgs one = o;
+    one.streams = std::max<int64_t>(1, o.streams);
+    return bits_segmented(m, one, text);
+  }
   if (o.streams > 0) return bits_segmented(m, o, text);
   model::HookSet progress_hooks;
   std::vector<int64_t> tokens{m.config.bos_id};

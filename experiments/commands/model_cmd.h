@@ -4,6 +4,8 @@
 #include <cstdint>
 #include <string>
 
+#include "analysis/positions.h"
+
 #include "model/formats/loader.h"
 
 namespace ccc::experiments {
@@ -27,6 +29,8 @@ struct BitsArgs {
   int64_t window = 0, stride = 0, streams = 0;
   bool strided = false;
   bool quiet = false;
+  /// Also report the bits over these positions (scored as with --streams, one stream unless given).
+  analysis::PositionSpec positions;
 };
 
 struct InitArgs {

@@ -28,12 +28,6 @@ namespace ccc::experiments {
 
 namespace {
 
-std::string trim(std::string s) {
-  while (!s.empty() && (s.back() == '\r' || s.back() == ' ')) s.pop_back();
-  while (!s.empty() && s.front() == ' ') s.erase(s.begin());
-  return s;
-}
-
 // "≈ printable" rendering of input bytes for report contexts; the row's token bytes between ⟦ ⟧
 std::string render(std::string_view s) {
   std::string out;

@@ -128,8 +128,8 @@ TEST(Icl, ACopierPaysAlmostNothingForTheSecondCopy) {
 
 // A hand-built pattern [1, 3, 2L+1, 2L+1]: head 0 attends exactly to t − 1, head 1 is an induction head on the
 // second copy (and attends to BOS before it), head 2 attends uniformly to every position up to itself.
-// make-probe's pair: lines "s s" and "s t" with the same first halves, t != s, printable, seeded.
-TEST(Icl, ProbeTextsAreAMatchedRepeatedAndFreshPair) {
+// make-probe's texts: lines "s s", "s t" and "t s", t != s, printable, seeded.
+TEST(Icl, ProbeTextsAreAMatchedRepeatedFreshAndCorruptTriple) {
   const int64_t len = 12, count = 30;
   const auto p = make_probe(len, count, 7);
   ASSERT_EQ(p.repeated.size(), static_cast<size_t>(count * (2 * len + 1)));
@@ -138,11 +138,14 @@ TEST(Icl, ProbeTextsAreAMatchedRepeatedAndFreshPair) {
     const size_t at = static_cast<size_t>(i * (2 * len + 1)), L = static_cast<size_t>(len);
     const std::string s = p.repeated.substr(at, L), again = p.repeated.substr(at + L, L);
     const std::string f = p.fresh.substr(at, L), t = p.fresh.substr(at + L, L);
+    EXPECT_EQ(p.corrupt.substr(at, L), t) << "line " << i;  // corrupt: the first copy replaced
+    EXPECT_EQ(p.corrupt.substr(at + L, L), s) << "line " << i;
     EXPECT_EQ(again, s) << "line " << i;
     EXPECT_EQ(f, s) << "line " << i;
     EXPECT_NE(t, s) << "line " << i;
     EXPECT_EQ(p.repeated[at + 2 * L], '\n');
     EXPECT_EQ(p.fresh[at + 2 * L], '\n');
+    EXPECT_EQ(p.corrupt[at + 2 * L], '\n');
     for (char c : s + t) EXPECT_TRUE(c >= 32 && c <= 126);
   }
   EXPECT_EQ(make_probe(len, count, 7).fresh, p.fresh);
