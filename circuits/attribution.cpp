@@ -51,7 +51,7 @@ std::vector<double> Attribution::estimate(int order) const {
 }
 
 Attribution attribute(model::LoadedModel& m, const std::vector<std::vector<int64_t>>& streams, int64_t window,
-                      const std::vector<Component>& set, Mode mode, const Reference* ref) {
+                      const std::vector<Component>& set, Mode mode, const Reference* ref, const TokenMask* mask) {
   CCC_CHECK(mode != Mode::kResample && mode != Mode::kCorrupt, "attribution patching: ", to_string(mode),
             " ablations have no single replacement value; use zero or mean");
   CCC_CHECK(mode == Mode::kZero || ref != nullptr, "attribution patching: mean needs a reference");
@@ -68,9 +68,17 @@ Attribution attribute(model::LoadedModel& m, const std::vector<std::vector<int64
   }
   Attribution out{std::vector<double>(set.size(), 0.0), std::vector<double>(set.size(), 0.0)};
   const int64_t S = std::max<int64_t>(1, window / 2);
+  if (mask != nullptr) {
+    size_t coded = 0;
+    for (const auto& toks : streams) coded += toks.empty() ? 0 : toks.size() - 1;
+    CCC_CHECK(mask->on.size() == coded, "attribution: a mask of ", mask->on.size(), " tokens for ", coded, " coded tokens");
+  }
+  size_t stream_base = 0;  // index in mask->on of the stream's first coded token
   try {
     for (const auto& toks : streams) {
       const int64_t n = static_cast<int64_t>(toks.size());
+      const size_t base = stream_base;
+      stream_base += toks.empty() ? 0 : toks.size() - 1;
       for (int64_t start = 0; start + 1 < n; start += S) {
         const int64_t len = std::min(window, n - start);
         const int64_t first = start == 0 ? 0 : window - S - 1;  // first scored prediction index
@@ -80,8 +88,18 @@ Attribution attribute(model::LoadedModel& m, const std::vector<std::vector<int64
         for (const auto& h : hooks) hs.cache_grad(h);
         auto logits = m.model->forward(ids.narrow(1, 0, len - 1), {&hs});
         auto tgt = ids.narrow(1, 1, len - 1).clamp_max(logits.size(2) - 1);
-        auto total = model::total_bits(logits.narrow(1, first, len - 1 - first).to(torch::kFloat64),
-                                       tgt.narrow(1, first, len - 1 - first));
+        const auto scored_logits = logits.narrow(1, first, len - 1 - first).to(torch::kFloat64);
+        const auto scored_targets = tgt.narrow(1, first, len - 1 - first);
+        torch::Tensor total;
+        if (mask == nullptr) {
+          total = model::total_bits(scored_logits, scored_targets);
+        } else {
+          // prediction j of the window prices coded token start + j of the stream
+          std::vector<double> w(static_cast<size_t>(len - 1 - first));
+          for (size_t k = 0; k < w.size(); ++k) w[k] = mask->on[base + static_cast<size_t>(start + first) + k] ? 1.0 : 0.0;
+          if (std::all_of(w.begin(), w.end(), [](double x) { return x == 0; })) continue;  // nothing counted here
+          total = (model::token_bits(scored_logits, scored_targets) * torch::tensor(w, torch::kFloat64).unsqueeze(0)).sum();
+        }
         total.backward();
         torch::NoGradGuard ng;
         std::map<std::string, torch::Tensor> g_delta;  // g · (r − a) of each hook, once per window

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "circuits/ablation.h"
+#include "circuits/sweep.h"
 #include "model/formats/loader.h"
 
 namespace ccc::circuits {
@@ -33,9 +34,12 @@ struct Attribution {
 };
 
 /// Estimated Δbits of every component of `set` over the streams (BOS + tokens each) with window `window`.
-/// Modes zero and mean (resample has no single replacement value to expand around).
+/// Modes zero and mean (resample has no single replacement value to expand around). With `mask` (one flag
+/// per coded token, streams in order: circuits::token_mask) the bits differentiated are those of the
+/// masked targets only; every position still feeds them.
 Attribution attribute(model::LoadedModel& m, const std::vector<std::vector<int64_t>>& streams, int64_t window,
-                      const std::vector<Component>& set, Mode mode, const Reference* ref);
+                      const std::vector<Component>& set, Mode mode, const Reference* ref,
+                      const TokenMask* mask = nullptr);
 
 /// Spearman rank correlation (ties averaged).
 double spearman(const std::vector<double>& a, const std::vector<double>& b);

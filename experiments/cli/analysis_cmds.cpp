@@ -29,6 +29,7 @@ void add_analysis_commands(CLI::App& app, Globals& g) {
     sub->add_option("--top-k", u.top_k, "top activations per unit for coverage and contexts (default 100)")->check(CLI::Range(1, 1 << 20));
     sub->add_option("--null-shift", u.null_shift, "label shift of the null in rows (default half the rows)");
     sub->add_option("--ablate-top", o->ablate_top, "mean-ablate the K most selective neurons / heads and report their delta_bits");
+    add_position_options(sub, o->ablate_positions);  // what --ablate-top's delta_bits counts
     add_model_options(sub, o->model, &o->tokenizer,
                       "model of --ablate-top (default: data/models/default; must match the dump's fingerprint)");
     sub->add_flag("-f,--force", o->force, "replace an existing analysis in the output directory");

@@ -249,25 +249,26 @@ void run_discover(const DiscoverCmdOptions& o) {
 }
 
 void run_attribute(const AttributeCmdOptions& o) {
-  refuse_positions(o.run, "attribute");
   auto l = load(o.run, [&](const model::ModelConfig& cfg) { return circuits::sweep_set(o.over, cfg); });
   const auto& set = l.comps;
   const auto opt = stream_options(o.run);
   const int64_t W = model::resolve_window_policy(l.m.config, opt).first;
   auto t0 = std::chrono::steady_clock::now();
-  const auto terms = circuits::attribute(l.m, model::stream_tokens(l.m, l.text, opt), W, set, l.mode, l.ref.get());
+  const auto terms = circuits::attribute(l.m, model::stream_tokens(l.m, l.text, opt), W, set, l.mode, l.ref.get(),
+                                         l.mask ? &*l.mask : nullptr);
   const auto est = terms.estimate(o.order);
   const double est_s = seconds_since(t0);
-  const double n = static_cast<double>(l.text.size());
+  const double n = static_cast<double>(counted_bytes(l));
   nlohmann::json j = {{"over", o.over}, {"mode", o.run.mode}, {"order", o.order}, {"n_bytes", l.text.size()},
-                      {"window", W},       {"seconds", est_s}, {"model", l.m.source}, {"fingerprint", l.m.fingerprint}};
+                      {"window", W},       {"seconds", est_s}, {"model", l.m.source}, {"fingerprint", l.m.fingerprint},
+                      {"positions", positions_json(l, o.run, static_cast<size_t>(token_count(l, o.run)))}};
   std::vector<double> exact;
   double exact_s = 0;
   if (o.check) {
     t0 = std::chrono::steady_clock::now();
-    const double c = total_bits(circuits::ablated_bits(l.m, l.text, o.run.scoring(), {}, nullptr));
+    const double c = masked_total(l, circuits::ablated_bits(l.m, l.text, o.run.scoring(), {}, nullptr));
     for (const auto& bits : sweep_with_progress(l, o.run, set, circuits::SweepPath::kShared))
-      exact.push_back(total_bits(bits) - c);
+      exact.push_back(masked_total(l, bits) - c);
     exact_s = seconds_since(t0);
     j["spearman_rho"] = circuits::spearman(est, exact);
     j["exact_seconds"] = exact_s;
@@ -289,6 +290,7 @@ void run_attribute(const AttributeCmdOptions& o) {
     std::cout << j.dump(2) << "\n";
     return;
   }
+  print_positions(l, o.run);
   std::printf("attribution patching (%s, order %d, windows of W every W/2) over %s on %s: %zu components in %.2f s%s\n",
               o.run.mode.c_str(), o.order, o.over.c_str(), o.run.file.c_str(), set.size(), est_s,
               o.check ? "" : " (--check compares with the exact sweep)");

@@ -85,10 +85,6 @@ Loaded load(const AblationRun& run, const std::function<std::vector<circuits::Co
   return l;
 }
 
-void refuse_positions(const AblationRun& run, const char* command) {
-  CCC_CHECK(run.positions.empty(), command, " does not take --positions yet");
-}
-
 int64_t token_count(const Loaded& l, const AblationRun& run) {
   int64_t tokens = 0;
   for (uint64_t c : model::stream_token_counts(l.m, l.text, stream_options(run))) tokens += static_cast<int64_t>(c);

@@ -53,9 +53,6 @@ nlohmann::json positions_json(const Loaded& l, const AblationRun& run, size_t n_
 /// clean / ablated totals, delta_bits, delta_bits_per_byte and the CI.
 nlohmann::json stats_json(const circuits::DeltaStats& d);
 
-/// Commands whose metric is not per token yet refuse a mask rather than ignore it.
-void refuse_positions(const AblationRun& run, const char* command);
-
 /// Coded tokens of the input under the run's segmentation.
 int64_t token_count(const Loaded& l, const AblationRun& run);
 

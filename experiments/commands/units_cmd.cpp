@@ -13,6 +13,7 @@
 
 #include "analysis/activation_store.h"
 #include "circuits/sweep.h"
+#include "model/scoring/streams.h"
 #include "experiments/commands/ablate_cmd.h"
 #include "experiments/support/common.h"
 #include "experiments/support/progress_hooks.h"
@@ -141,8 +142,18 @@ Ablated ablate_top_units(const UnitsCmdOptions& o, const analysis::ActivationSto
   const auto bits_of = circuits::sweep_bits(m, text, run, set, &ref);
   Ablated ablated;
   const int64_t bootstrap = AblationRun{}.bootstrap;
+  if (o.ablate_positions.empty()) {
+    for (size_t i = 0; i < cand.size(); ++i)
+      ablated[cand[i]] = circuits::delta_stats(clean, bits_of[i], static_cast<int64_t>(text.size()), bootstrap, 0);
+    return ablated;
+  }
+  const int64_t B = model::resolve_streams(text.size(), run.streams);
+  const int64_t W = model::resolve_window_policy(m.config, run.stream_options()).first;
+  const auto mask = circuits::token_mask(m, text, run, analysis::byte_mask(text, o.ablate_positions, B, W));
+  CCC_CHECK(mask.positions > 0, o.dump, ": the positions selected (", o.ablate_positions.describe(), ") hold no coded token");
   for (size_t i = 0; i < cand.size(); ++i)
-    ablated[cand[i]] = circuits::delta_stats(clean, bits_of[i], static_cast<int64_t>(text.size()), bootstrap, 0);
+    ablated[cand[i]] = circuits::delta_stats(circuits::masked(clean, mask), circuits::masked(bits_of[i], mask), mask.bytes,
+                                             bootstrap, 0);
   return ablated;
 }
 
@@ -224,6 +235,8 @@ nlohmann::json units_summary(const UnitsCmdOptions& o, const analysis::Activatio
                                   {"top_feature", fname(u->top_feature)}, {"top_auroc", au(*u, u->top_feature)},
                                   {"delta_bits", d.delta_bits}, {"delta_bits_per_byte", d.delta_bits_per_byte},
                                   {"ci_low", d.ci_low}, {"ci_high", d.ci_high}});
+  if (!ablated.empty())
+    summary["ablated_positions"] = o.ablate_positions.empty() ? "all" : o.ablate_positions.describe();
   summary["counts"] = total;
   summary["null_counts"] = total_null;
   return summary;
@@ -304,6 +317,7 @@ void write_units_report(const std::string& out_dir, const UnitsCmdOptions& o, co
   section("Most polysemantic units (by AUROC of their second concept)", poly);
   if (!ablated.empty()) {
     md << "\n## Mean-ablating the most selective units (bits of the dumped text, the dump's policy)\n\n"
+       << "Positions counted: " << (o.ablate_positions.empty() ? "all" : o.ablate_positions.describe()) << ".\n\n"
        << "| unit | class | feature (AUROC) | delta_bits | delta_bits_per_byte (95% CI) |\n|---|---|---|---:|---:|\n";
     std::vector<std::pair<const analysis::UnitResult*, circuits::DeltaStats>> rows(ablated.begin(), ablated.end());
     std::sort(rows.begin(), rows.end(), [](auto& a, auto& b) { return a.second.delta_bits > b.second.delta_bits; });

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "analysis/labels.h"
+#include "analysis/positions.h"
 #include "analysis/units.h"
 
 namespace ccc::experiments {
@@ -21,6 +22,7 @@ struct UnitsCmdOptions {
   std::vector<std::string> labels;    ///< CSV files
   analysis::UnitOptions units;
   int64_t ablate_top = 0;             ///< mean-ablate the K most selective units and report delta_bits
+  analysis::PositionSpec ablate_positions;  ///< the positions --ablate-top's delta_bits counts (empty = all)
   std::string model;                  ///< for --ablate-top (default: the default model; fingerprint must match)
   bool force = false;
   bool quiet = false;

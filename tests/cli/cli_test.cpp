@@ -837,9 +837,85 @@ TEST(CliTest, PositionMasksCountOnlyTheSelectedTokens) {
     if (row["component"] == "1.0") EXPECT_NEAR(row["delta_bits"].get<double>(), one["delta_bits"].get<double>(), 1e-3);
   EXPECT_NE(test::run_command(base + " --positions-regex 'zzzz' 2>&1", &out), 0);
   EXPECT_NE(out.find("hold no coded token"), std::string::npos) << out;
-  EXPECT_NE(test::run_command(std::string(CCC_BINARY) + " discover -q -m " + std::string(CCC_SOURCE_DIR) +
-                                  "/data/models/ccc-attn2 " + tmp.file("t.txt") + " --positions repeated 2>&1", &out), 0);
-  EXPECT_NE(out.find("does not take --positions yet"), std::string::npos) << out;
+  ASSERT_EQ(test::run_command(std::string(CCC_BINARY) + " attribute -q --json --check -m " + std::string(CCC_SOURCE_DIR) +
+                                  "/data/models/ccc-attn2 " + tmp.file("t.txt") + " --streams 1 --positions-regex '[e ]'", &out), 0) << out;
+  const auto aj = nlohmann::json::parse(out);
+  EXPECT_EQ(aj["positions"]["count"].get<int64_t>(), count);
+  for (const auto& row : sw["components"])  // --check's exact column is the masked sweep
+    for (const auto& c : aj["components"])
+      if (c["component"] == row["component"]) EXPECT_NEAR(c["delta_bits"].get<double>(), row["delta_bits"].get<double>(), 1e-3);
+  // bits: the masked total is the sum of the per-token bits over the mask
+  const std::string bits = std::string(CCC_BINARY) + " bits -q -m " + std::string(CCC_SOURCE_DIR) +
+                           "/data/models/ccc-attn2 " + tmp.file("t.txt") + " --streams 1 --json";
+  ASSERT_EQ(test::run_command(bits, &out), 0) << out;
+  const auto per = nlohmann::json::parse(out)["bits"][0].get<std::vector<double>>();
+  ASSERT_EQ(per.size(), text.size());
+  double want_bits = 0;
+  for (size_t i = 0; i < text.size(); ++i)
+    if (text[i] == 'e' || text[i] == ' ') want_bits += per[i];
+  ASSERT_EQ(test::run_command(bits + " --positions-regex '[e ]'", &out), 0) << out;
+  const auto bj = nlohmann::json::parse(out)["positions"];
+  EXPECT_EQ(bj["count"].get<int64_t>(), count);
+  EXPECT_NEAR(bj["total_bits"].get<double>(), want_bits, 1e-6);
+  // discover: the same circuit search, priced over the mask only
+  ASSERT_EQ(test::run_command(std::string(CCC_BINARY) + " discover -q --json -m " + std::string(CCC_SOURCE_DIR) +
+                                  "/data/models/ccc-attn2 " + tmp.file("t.txt") + " --streams 1 --positions-regex '[e ]'",
+                              &out), 0) << out;
+  const auto dj = nlohmann::json::parse(out);
+  EXPECT_EQ(dj["positions"]["count"].get<int64_t>(), count);
+  EXPECT_EQ(dj["n_bytes"].get<int64_t>(), count);
+  EXPECT_NEAR(dj["clean_total_bits"].get<double>(), want_bits, 1e-6);
+}
+
+// Paired patching from the command line: make-probe's corrupt twin, both directions in one table, the
+// noising column equal to sweep --corrupt, an identical corrupt input costing nothing, and unpairable or
+// contradictory inputs refused by name.
+TEST(CliTest, PairedPatchingOfAProbeAndItsCorruptTwin) {
+  test::TempDir tmp;
+  std::string out;
+  ASSERT_EQ(test::run_command(std::string(CCC_BINARY) + " make-probe -o " + tmp.file("rep.txt") + " --strings 12 --len 30 --seed 4", &out), 0) << out;
+  const std::string model = " -q -m " + std::string(CCC_SOURCE_DIR) + "/data/models/ccc-attn2 --streams 1 ";
+  const std::string patch = std::string(CCC_BINARY) + " patch" + model + "--clean " + tmp.file("rep.txt") +
+                            " --corrupt " + tmp.file("rep-corrupt.txt") + " --positions repeated";
+  ASSERT_EQ(test::run_command(patch + " --json --csv " + tmp.file("p.csv"), &out), 0) << out;
+  const auto j = nlohmann::json::parse(out);
+  EXPECT_EQ(j["components"].size(), 8u);  // --over heads by default
+  EXPECT_GT(j["effect_bits_per_byte"].get<double>(), 2.0) << "the corruption's cost over the second copies";
+  double best = 0;
+  std::string best_name;
+  for (const auto& c : j["components"])
+    if (c["denoising"]["recovered"].get<double>() > best) best = c["denoising"]["recovered"], best_name = c["component"];
+  EXPECT_GT(best, 0.5) << best_name;
+  EXPECT_TRUE(best_name == "1.2" || best_name == "1.3") << best_name << " (the organism's induction heads)";
+  const std::string csv = read_file(tmp.file("p.csv"));
+  EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), 9);
+  ASSERT_EQ(test::run_command(std::string(CCC_BINARY) + " sweep" + model + tmp.file("rep.txt") + " --corrupt " +
+                                  tmp.file("rep-corrupt.txt") + " --positions repeated --json", &out), 0) << out;
+  const auto sw = nlohmann::json::parse(out);
+  EXPECT_EQ(sw["mode"], "corrupt");
+  for (size_t i = 0; i < 8; ++i)
+    EXPECT_NEAR(sw["components"][i]["delta_bits"].get<double>(), j["components"][i]["noising"]["delta_bits"].get<double>(), 1e-3)
+        << sw["components"][i]["component"];
+  ASSERT_EQ(test::run_command(std::string(CCC_BINARY) + " patch" + model + tmp.file("rep.txt") + " --corrupt " +
+                                  tmp.file("rep.txt") + " -c 1.2,0.2 --json", &out), 0) << out;
+  const auto same = nlohmann::json::parse(out);
+  EXPECT_EQ(same["effect_bits"].get<double>(), 0.0);
+  for (const auto& c : same["components"]) {
+    EXPECT_EQ(c["noising"]["delta_bits"].get<double>(), 0.0) << c["component"];
+    EXPECT_EQ(c["denoising"]["delta_bits"].get<double>(), 0.0) << c["component"];
+  }
+  write_file_atomic(tmp.file("short.txt"), "abc");
+  EXPECT_NE(test::run_command(std::string(CCC_BINARY) + " patch" + model + tmp.file("rep.txt") + " --corrupt " +
+                                  tmp.file("short.txt") + " 2>&1", &out), 0);
+  EXPECT_NE(out.find(tmp.file("short.txt")), std::string::npos) << out;
+  EXPECT_NE(out.find("tokens"), std::string::npos) << out;
+  EXPECT_NE(test::run_command(std::string(CCC_BINARY) + " ablate" + model + tmp.file("rep.txt") + " -c 1.2 --mode zero --corrupt " +
+                                  tmp.file("rep.txt") + " 2>&1", &out), 0);
+  EXPECT_NE(out.find("--corrupt goes with --mode corrupt"), std::string::npos) << out;
+  EXPECT_NE(test::run_command(std::string(CCC_BINARY) + " ablate" + model + tmp.file("rep.txt") + " -c 1.2 --mode corrupt 2>&1", &out), 0);
+  EXPECT_NE(out.find("needs --corrupt FILE"), std::string::npos) << out;
+  EXPECT_NE(test::run_command(std::string(CCC_BINARY) + " patch" + model + tmp.file("rep.txt") + " 2>&1", &out), 0);
+  EXPECT_NE(out.find("--sender"), std::string::npos) << out;
 }
 
 // heads --checkpoints refuses an existing emergence CSV or PNG without -f before it scores anything.

@@ -235,6 +235,29 @@ TEST(Units, AblateTopReportsTheMeanAblationOfEachUnit) {
     for (size_t i = 0; i < abl.size(); ++i) delta += abl[i] - clean[i];
     EXPECT_NEAR(a["delta_bits"].get<double>(), delta, 1e-3) << hook << " " << unit;
   }
+  // with a position mask: the same ablations summed over the selected bytes (byte model: token k = byte k)
+  o.force = true;
+  o.ablate_positions.regexes = {"[aeiou]"};
+  experiments::run_units(o);
+  const auto masked = nlohmann::json::parse(read_file(o.out_dir + "/summary.json"));
+  EXPECT_EQ(masked["ablated_positions"], "regex [aeiou]");
+  ASSERT_EQ(masked["ablated"].size(), 3u);
+  for (const auto& a : masked["ablated"]) {
+    const std::string hook = a["hook"];
+    const int64_t layer = hook[7] - '0', unit = a["unit"];
+    const auto kind = hook.find("hook_z") != std::string::npos ? circuits::Component::Kind::kHead
+                                                               : circuits::Component::Kind::kNeuron;
+    const std::vector<circuits::Component> comp = {{kind, layer, unit}};
+    const auto ref = circuits::collect_reference(m, text, comp, circuits::Mode::kMean, 2, 32, 0);
+    const auto abl = circuits::ablated_bits(m, text, run, comp, &ref);
+    ASSERT_EQ(abl.size(), text.size());
+    double delta = 0, bytes = 0;
+    for (size_t i = 0; i < abl.size(); ++i)
+      if (std::string("aeiou").find(text[i]) != std::string::npos) delta += abl[i] - clean[i], bytes += 1;
+    EXPECT_NEAR(a["delta_bits"].get<double>(), delta, 1e-3) << hook << " " << unit;
+    EXPECT_NEAR(a["delta_bits_per_byte"].get<double>(), delta / bytes, 1e-5) << hook << " " << unit;
+  }
+  o.ablate_positions = {};
   // a model that is not the dump's is refused
   o.force = true;
   o.model = std::string(CCC_SOURCE_DIR) + "/data/models/ccc-attn1";
