@@ -26,6 +26,8 @@ int64_t layer_of(const std::string& h) {
   return std::strtoll(h.c_str() + 7, nullptr, 10);
 }
 
+bool is_range_label(const std::string& name) { return name.rfind("domain:", 0) == 0 || name.rfind("corpus:", 0) == 0; }
+
 // Union-find over features: related = same declared family or |labels| correlated (phi >= threshold).
 std::vector<int> group_features(const std::vector<Feature>& f, const std::vector<int64_t>& rows, double phi_min) {
   const size_t F = f.size();
@@ -43,10 +45,11 @@ std::vector<int> group_features(const std::vector<Feature>& f, const std::vector
       bool related = false;
       const std::string fa = feature_family(f[a].name), fb = feature_family(f[b].name);
       if (!fa.empty() && fa == fb) related = true;
-      // range labels (domains, corpora) group only by family: their correlation with byte-level features
-      // (quotes in JSON, parentheses in code) says where a feature is common, not that it is one concept
-      const bool range_label = fa == "domain" || fb == "domain";
-      if (!related && !range_label && p[a] > 0 && p[a] < 1 && p[b] > 0 && p[b] < 1) {
+      // range labels (domains, corpora) relate only to each other: their correlation with byte-level
+      // features (quotes in JSON, parentheses in code) says where a feature is common, not that it is one
+      // concept; among themselves a corpus correlates with the domain it lies in
+      const bool ra = is_range_label(f[a].name), rb = is_range_label(f[b].name);
+      if (!related && ra == rb && p[a] > 0 && p[a] < 1 && p[b] > 0 && p[b] < 1) {
         double both = 0;
         for (int64_t r : rows) both += f[a].on[r] & f[b].on[r];
         both /= n;
@@ -94,6 +97,8 @@ struct Context {
   std::vector<uint64_t> concept_mask;           // per analysed row: bit c = row is in concept c
   std::vector<int> concept_of;
   std::vector<double> base_rate;
+  std::vector<uint8_t> votes;          // per feature: enough positive and negative rows (min_positives)
+  std::vector<uint8_t> concept_votes;  // per concept: enough rows in it and out of it
   int64_t shift = 0;
   const UnitOptions* o;
 };
@@ -182,7 +187,7 @@ class Column {
   std::pair<std::string, std::vector<float>> classify(const std::vector<float>& au, const std::vector<float>& smd,
                                                       int64_t shift, double max, int* top, int* second) const {
     const auto cov = coverage(shift);
-    std::string cls = classify_by(au, smd, cov, max, top, second);
+    std::string cls = classify_by(au, smd, cov, max, shift, top, second);
     if (cls == "split") cls = union_covered(cov, shift) ? "polysemantic" : "unexplained";
     return {cls, cov};
   }
@@ -208,7 +213,7 @@ class Column {
   }
 
   std::string classify_by(const std::vector<float>& au, const std::vector<float>& smd, const std::vector<float>& cov,
-                          double max, int* top, int* second) const {
+                          double max, int64_t shift, int* top, int* second) const {
     const UnitOptions& o = *cx_.o;
     const size_t F = cx_.positives.size(), C = cx_.base_rate.size();
     *top = *second = -1;
@@ -221,7 +226,7 @@ class Column {
     if (!(max > o.active_threshold)) return "dead";
     std::vector<int> mono_concepts, poly_concepts;
     for (size_t f = 0; f < F; ++f) {
-      if (std::isnan(au[f])) continue;
+      if (std::isnan(au[f]) || !cx_.votes[f]) continue;  // too few positive or negative rows
       const int c = cx_.concept_of[f];
       if (!(smd[f] >= o.min_smd)) continue;  // AUROC alone also rewards order among the near-zero values
       if (au[f] >= o.mono_auroc && std::find(mono_concepts.begin(), mono_concepts.end(), c) == mono_concepts.end())
@@ -230,11 +235,16 @@ class Column {
         poly_concepts.push_back(c);
     }
     if (mono_concepts.size() == 1 && cov[mono_concepts[0]] >= o.mono_coverage) return "monosemantic";
-    if (poly_concepts.size() >= 2) return "polysemantic";
+    if (poly_concepts.size() >= 2) {  // selective for several concepts: polysemantic if they explain the top rows
+      uint64_t want = 0;
+      for (int c : poly_concepts) want |= uint64_t{1} << c;
+      if (covered_by(want, shift) >= o.mono_coverage) return "polysemantic";
+    }
     // top activations split across concepts
     bool single = false;
     size_t enriched = 0;
     for (size_t c = 0; c < C; ++c) {
+      if (!cx_.concept_votes[c]) continue;
       if (cov[c] >= o.mono_coverage) single = true;
       if (cov[c] >= o.poly_share && cov[c] >= 2 * cx_.base_rate[c]) ++enriched;
     }
@@ -242,15 +252,20 @@ class Column {
     return "unexplained";
   }
 
+  // share of the top-k rows in any concept of `want`
+  double covered_by(uint64_t want, int64_t shift) const {
+    int64_t covered = 0;
+    for (int64_t k = 0; k < K_; ++k) covered += (mask_of_top(k, shift) & want) != 0;
+    return K_ > 0 ? static_cast<double>(covered) / static_cast<double>(K_) : 0.0;
+  }
+
   // a split unit is polysemantic when the enriched concepts together cover the top-k rows
   bool union_covered(const std::vector<float>& cov, int64_t shift) const {
     const UnitOptions& o = *cx_.o;
     uint64_t want = 0;
     for (size_t c = 0; c < cov.size(); ++c)
-      if (cov[c] >= o.poly_share && cov[c] >= 2 * cx_.base_rate[c]) want |= uint64_t{1} << c;
-    int64_t covered = 0;
-    for (int64_t k = 0; k < K_; ++k) covered += (mask_of_top(k, shift) & want) != 0;
-    return K_ > 0 && static_cast<double>(covered) / K_ >= o.mono_coverage;
+      if (cx_.concept_votes[c] && cov[c] >= o.poly_share && cov[c] >= 2 * cx_.base_rate[c]) want |= uint64_t{1} << c;
+    return covered_by(want, shift) >= o.mono_coverage;
   }
 
   const std::vector<float>& v_;
@@ -278,6 +293,12 @@ void analyze_column(const std::vector<float>& v, const Context& cx, const std::v
   int nt = -1, ns = -1;
   u.null_cls = col.classify(null_au, null_smd, cx.shift, u.max, &nt, &ns).first;
   u.null_top_auroc = nt >= 0 ? null_au[nt] : kNaN;
+  // downward selectivity: the lowest AUROC among features with a sample, silent where the feature is
+  const UnitOptions& o = *cx.o;
+  for (size_t f = 0; f < F; ++f)
+    if (cx.votes[f] && !std::isnan(u.auroc[f]) && u.auroc[f] <= 1 - o.mono_auroc && u.smd[f] <= -o.min_smd &&
+        (u.down_feature < 0 || u.auroc[f] < u.auroc[u.down_feature]))
+      u.down_feature = static_cast<int>(f);
 }
 
 }  // namespace
@@ -286,8 +307,7 @@ std::string feature_family(const std::string& name) {
   if (name == "upper" || name == "lower" || name == "word_start") return "letters";
   if (name == "newline" || name == "line_start") return "lines";
   if (name == "digit" || name == "in_number") return "numbers";
-  if (name.rfind("domain:", 0) == 0 || name.rfind("corpus:", 0) == 0) return "domain";
-  return "";
+  return "";  // domain: / corpus: labels are each their own (they relate by correlation only)
 }
 
 double auroc(const std::vector<float>& values, const std::vector<uint8_t>& on) {
@@ -371,6 +391,15 @@ UnitsReport analyze_units(const ActivationStore& store, const std::vector<Featur
   for (int64_t i = 0; i < n; ++i)
     for (int c = 0; c < C; ++c) cx.base_rate[c] += (cx.concept_mask[i] >> c) & 1;
   for (auto& b : cx.base_rate) b /= static_cast<double>(n);
+  const auto min_pos = static_cast<size_t>(std::max<int64_t>(1, o.min_positives));
+  cx.votes.assign(features.size(), 0);
+  for (size_t f = 0; f < features.size(); ++f)
+    cx.votes[f] = cx.positives[f].size() >= min_pos && static_cast<size_t>(n) - cx.positives[f].size() >= min_pos;
+  cx.concept_votes.assign(static_cast<size_t>(C), 0);
+  for (int c = 0; c < C; ++c) {
+    const double in = cx.base_rate[c] * static_cast<double>(n);
+    cx.concept_votes[c] = in >= static_cast<double>(min_pos) && static_cast<double>(n) - in >= static_cast<double>(min_pos);
+  }
   rep.base_rate = cx.base_rate;
   cx.shift = o.null_shift >= 0 ? o.null_shift % n : n / 2;
   rep.null_shift = cx.shift;

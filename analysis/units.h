@@ -8,18 +8,24 @@
 // patterns and scores are not units. BOS rows (byte_offset −1) are left out.
 //
 // Features are grouped into concepts: two features are related when they share a declared family or their
-// labels correlate (phi ≥ `related_phi`; not applied to domain / corpus range labels, which group only
-// among themselves); the concepts are the connected groups of that relation.
+// labels correlate (phi ≥ `related_phi`); domain / corpus range labels are each their own concept and
+// relate only to one another, by correlation (a corpus with the domain it lies in; "code" never with
+// "prose"); the concepts are the connected groups of that relation.
+// Minimum sample: a feature with fewer than `min_positives` positive (or negative) rows votes for no
+// class (its AUROC is still reported), and a concept with fewer rows counts toward no coverage rule.
 // A feature counts toward a class only when its AUROC passes and its standardised mean difference is
 // ≥ min_smd (on a mostly silent unit AUROC also rewards a consistent order among near-zero values).
 // Classes (thresholds in UnitOptions, defaults justified in README "Unit classes"):
 //   dead          no row above `active_threshold`;
 //   monosemantic  exactly one concept has a feature with AUROC ≥ mono_auroc, and the rows of that concept
 //                 make up ≥ mono_coverage of the unit's top-k activations;
-//   polysemantic  ≥ 2 concepts each have a feature with AUROC ≥ poly_auroc, or the top-k rows split across
-//                 ≥ 2 concepts each covering ≥ poly_share of them (and ≥ 2× its base rate) that together
-//                 cover ≥ mono_coverage;
-//   unexplained   otherwise.
+//   polysemantic  ≥ 2 concepts each have a feature with AUROC ≥ poly_auroc and together they cover ≥
+//                 mono_coverage of the top-k rows, or the top-k rows split across ≥ 2 concepts each
+//                 covering ≥ poly_share of them (and ≥ 2× its base rate) that together cover ≥
+//                 mono_coverage;
+//   unexplained   otherwise (selective concepts that do not explain the unit's top rows included).
+// Selectivity downward (a unit silent on a feature) is reported beside the class: the feature with the
+// lowest AUROC when AUROC ≤ 1 − mono_auroc and SMD ≤ −min_smd (`down_feature`).
 
 #include <cstdint>
 #include <functional>
@@ -38,6 +44,7 @@ struct UnitOptions {
   double poly_auroc = 0.8, poly_share = 0.2;
   double min_smd = 0.5;            ///< a feature counts for a class only if it also shifts the mean this much
   double related_phi = 0.3;
+  int64_t min_positives = 20;      ///< rows a feature needs on each side (positive, negative) to vote
   int64_t top_k = 100;                       ///< top activations kept per unit (coverage, report)
   int64_t null_shift = -1;                   ///< label shift of the null in rows (−1 = half the rows)
   int64_t memory_bytes = int64_t{256} << 20; ///< budget of the unit columns held at once
@@ -58,6 +65,7 @@ struct UnitResult {
   std::vector<int64_t> top_rows;        ///< dump rows of the top activations, largest first
   std::vector<float> top_values;
   int top_feature = -1, second_feature = -1;  ///< best feature, best of another concept (−1 = none)
+  int down_feature = -1;                ///< strongest downward selectivity (AUROC ≤ 1 − mono_auroc), −1 = none
   std::string cls, null_cls;
   float null_top_auroc = 0;             ///< best AUROC under shifted labels
 };

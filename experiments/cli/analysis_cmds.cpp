@@ -25,6 +25,9 @@ void add_analysis_commands(CLI::App& app, Globals& g) {
     sub->add_option("--poly-auroc", u.poly_auroc, "polysemantic: AUROC of each of >= 2 concepts (default 0.8)");
     sub->add_option("--poly-share", u.poly_share, "polysemantic split: share of the top-k rows per concept (default 0.2)");
     sub->add_option("--min-smd", u.min_smd, "a feature counts for a class only with this standardised mean difference (default 0.5)");
+    sub->add_option("--min-positives", u.min_positives,
+                    "rows a feature needs on each side (positive and negative) to vote for a class (default 20)")
+        ->check(CLI::Range(int64_t{1}, int64_t{1} << 40));
     sub->add_option("--related-phi", u.related_phi, "features whose labels correlate at least this much are one concept (default 0.3)");
     sub->add_option("--top-k", u.top_k, "top activations per unit for coverage and contexts (default 100)")->check(CLI::Range(1, 1 << 20));
     sub->add_option("--null-shift", u.null_shift, "label shift of the null in rows (default half the rows)");

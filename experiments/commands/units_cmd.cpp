@@ -29,20 +29,45 @@ namespace ccc::experiments {
 
 namespace {
 
-// "≈ printable" rendering of input bytes for report contexts; the row's token bytes between ⟦ ⟧
+// Length of the valid UTF-8 sequence starting at s[i] (0 when it is not one: a stray continuation byte,
+// an invalid lead, a sequence cut by the end of `s` — a context window's edge —, overlong or surrogate).
+size_t utf8_len(std::string_view s, size_t i) {
+  const auto b = [&](size_t k) { return static_cast<unsigned char>(s[k]); };
+  const unsigned char c = b(i);
+  size_t n = c >= 0xF0 && c <= 0xF4 ? 4 : c >= 0xE0 ? 3 : c >= 0xC2 && c <= 0xDF ? 2 : 0;
+  if (c >= 0xF5 || n == 0 || i + n > s.size()) return 0;
+  for (size_t k = 1; k < n; ++k)
+    if ((b(i + k) & 0xC0) != 0x80) return 0;
+  if ((c == 0xE0 && b(i + 1) < 0xA0) || (c == 0xED && b(i + 1) > 0x9F) || (c == 0xF0 && b(i + 1) < 0x90) ||
+      (c == 0xF4 && b(i + 1) > 0x8F))
+    return 0;
+  return n;
+}
+
+// "≈ printable" rendering of input bytes for report contexts (always valid UTF-8: control bytes and bytes
+// that are not part of a whole UTF-8 character within the window are written \xNN)
 std::string render(std::string_view s) {
   std::string out;
-  for (unsigned char c : s) {
+  for (size_t i = 0; i < s.size();) {
+    const unsigned char c = static_cast<unsigned char>(s[i]);
+    if (c >= 0x80) {
+      if (const size_t n = utf8_len(s, i)) {
+        out.append(s.substr(i, n));
+        i += n;
+        continue;
+      }
+    }
     if (c == '\n') out += "\\n";
     else if (c == '\r') out += "\\r";
     else if (c == '\t') out += "\\t";
-    else if (c < 32 || c == 127) {
+    else if (c < 32 || c >= 127) {
       char b[8];
       std::snprintf(b, sizeof b, "\\x%02x", c);
       out += b;
     } else {
       out += static_cast<char>(c);
     }
+    ++i;
   }
   return out;
 }
@@ -163,7 +188,7 @@ void write_units_csv(const std::string& out_dir, const analysis::UnitsReport& re
   auto au = auroc_of;
   std::ostringstream csv;
   csv << "hook,layer,unit,mean,std,frac_active,kurtosis,max,top_feature,top_auroc,top_smd,top_coverage,"
-         "second_feature,second_auroc,class,null_class,null_top_auroc,delta_bits,delta_bits_per_byte";
+         "second_feature,second_auroc,class,null_class,null_top_auroc,down_feature,down_auroc,delta_bits,delta_bits_per_byte";
   for (const auto& f : rep.features) csv << "," << csv_field("auroc:" + f);
   csv << "\n";
   for (const auto& u : rep.units) {
@@ -172,7 +197,8 @@ void write_units_csv(const std::string& out_dir, const analysis::UnitsReport& re
         << fmt(u.frac_active, 6) << "," << fmt(u.kurtosis, 4) << "," << fmt(u.max, 6) << "," << fname(u.top_feature)
         << "," << fmt(au(u, u.top_feature)) << "," << fmt(u.top_feature >= 0 ? u.smd[u.top_feature] : NAN) << ","
         << fmt(cov) << "," << fname(u.second_feature) << "," << fmt(au(u, u.second_feature)) << "," << u.cls << ","
-        << u.null_cls << "," << fmt(u.null_top_auroc);
+        << u.null_cls << "," << fmt(u.null_top_auroc) << "," << fname(u.down_feature) << ","
+        << fmt(au(u, u.down_feature));
     auto it = ablated.find(&u);
     if (it != ablated.end()) csv << "," << fmt(it->second.delta_bits, 3) << "," << fmt(it->second.delta_bits_per_byte, 6);
     else csv << ",,";
@@ -217,6 +243,7 @@ nlohmann::json units_summary(const UnitsCmdOptions& o, const analysis::Activatio
   summary["thresholds"] = {{"active_threshold", o.units.active_threshold}, {"mono_auroc", o.units.mono_auroc},
                            {"mono_coverage", o.units.mono_coverage}, {"poly_auroc", o.units.poly_auroc},
                            {"poly_share", o.units.poly_share}, {"min_smd", o.units.min_smd}, {"related_phi", o.units.related_phi},
+                           {"min_positives", o.units.min_positives},
                            {"top_k", o.units.top_k}};
   nlohmann::json total = nlohmann::json::object(), total_null = nlohmann::json::object();
   for (const auto& c : classes) total[c] = total_null[c] = 0;
@@ -315,6 +342,19 @@ void write_units_report(const std::string& out_dir, const UnitsCmdOptions& o, co
   };
   section("Most monosemantic units (by AUROC of their feature)", mono);
   section("Most polysemantic units (by AUROC of their second concept)", poly);
+  std::vector<const analysis::UnitResult*> down;
+  for (const auto& u : rep.units)
+    if (u.down_feature >= 0) down.push_back(&u);
+  std::sort(down.begin(), down.end(), [&](auto* a, auto* b) { return au(*a, a->down_feature) < au(*b, b->down_feature); });
+  md << "\n## Downward-selective units (silent on a feature: AUROC <= " << fmt(1 - o.units.mono_auroc, 2)
+     << ", SMD <= -" << fmt(o.units.min_smd, 2) << "; " << down.size() << " in all)\n\n";
+  if (down.empty()) md << "(none)\n";
+  else md << "| unit | class | feature | AUROC | SMD |\n|---|---|---|---:|---:|\n";
+  for (size_t i = 0; i < std::min<size_t>(20, down.size()); ++i) {
+    const auto& u = *down[i];
+    md << "| " << u.hook << " " << u.unit << " | " << u.cls << " | " << fname(u.down_feature) << " | "
+       << fmt(au(u, u.down_feature), 4) << " | " << fmt(u.smd[u.down_feature], 2) << " |\n";
+  }
   if (!ablated.empty()) {
     md << "\n## Mean-ablating the most selective units (bits of the dumped text, the dump's policy)\n\n"
        << "Positions counted: " << (o.ablate_positions.empty() ? "all" : o.ablate_positions.describe()) << ".\n\n"

@@ -986,3 +986,28 @@ TEST(CliTest, WritesPastTheFileSizeLimitAreErrorsNotSignals) {
 
 }  // namespace
 }  // namespace ccc
+
+namespace ccc {
+namespace {
+
+// report.md is valid UTF-8 even when a context window cuts a multi-byte character: the cut bytes are
+// written \xNN (checked with Python's strict decoder, an independent UTF-8 validator).
+TEST(CliTest, UnitReportsAreValidUtf8) {
+  test::TempDir tmp;
+  std::string text;
+  while (text.size() < 6000) text += test::unicode_text();
+  write_file_atomic(tmp.file("u.txt"), text);
+  std::string out;
+  const std::string model = " -m " + std::string(CCC_SOURCE_DIR) + "/data/models/ccc-attn2 ";
+  ASSERT_EQ(test::run_command(std::string(CCC_BINARY) + " dump" + model + tmp.file("u.txt") + " -o " + tmp.file("d.h5") +
+                                  " --hooks 'blocks.*.attn.hook_z' 2>&1", &out), 0) << out;
+  ASSERT_EQ(test::run_command(std::string(CCC_BINARY) + " units -q " + tmp.file("d.h5") + " -o " + tmp.file("u") + " 2>&1", &out), 0)
+      << out;
+  const std::string report = read_file(tmp.file("u") + "/report.md");
+  EXPECT_NE(report.find("⟦"), std::string::npos) << "no contexts in the report";
+  EXPECT_EQ(test::run_command("/usr/bin/python3 -c \"open('" + tmp.file("u") + "/report.md', encoding='utf-8', errors='strict').read()\" 2>&1", &out), 0)
+      << out;
+}
+
+}  // namespace
+}  // namespace ccc
