@@ -36,7 +36,13 @@ void add_train_commands(CLI::App& app, Globals& g) {
     sub->add_option("-o,--out", o->out, "output model directory")->required();
     sub->add_option("--params", o->params, "all | attn | mlp | layers:0,1 | comma-separated globs");
     sub->add_option("--steps", o->steps, "optimizer steps")->check(CLI::Range(1, 1 << 30));
-    sub->add_option("--lr", o->lr, "peak learning rate (warmup 10% of the steps, cosine to lr/10)")->check(CLI::PositiveNumber);
+    sub->add_option("--lr", o->lr, "peak learning rate (default 3e-4; warmup 10% of the steps, cosine to lr/10)")->check(CLI::PositiveNumber);
+    sub->add_option("--eval-bytes", o->eval_bytes,
+                    "held-out bytes per corpus scored before and after (default 8192; 0 = the whole held-out split)")
+        ->check(CLI::Range(int64_t{0}, int64_t{1} << 40));
+    sub->add_option("--curve-points", o->curve_points, "validation evaluations of the target during training (default 5)")
+        ->check(CLI::Range(0, 1 << 20));
+    sub->add_flag("-q,--quiet", o->quiet, "no progress lines");
     sub->add_option("--batch", o->batch_size, "sequences per step")->check(CLI::Range(1, 1 << 16));
     sub->add_option("--seq-len", o->seq_len, "bytes per sequence (0 = the model's n_ctx)")->check(CLI::Range(0, 1 << 24));
     sub->add_option("--seed", o->seed, "seed of the data order");

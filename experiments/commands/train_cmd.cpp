@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <memory>
 
 #include <nlohmann/json.hpp>
 
@@ -17,6 +18,7 @@
 #include "model/base/fileio.h"
 #include "model/formats/loader.h"
 #include "model/core/fused_ops.h"
+#include "model/training/finetune.h"
 #include "model/training/trainer.h"
 #include "model/base/util.h"
 
@@ -46,15 +48,13 @@ bool plot_loss(const std::string& csv, const std::string& png) {
 // Held-out bits per byte of each corpus; `progress` draws a line (held-out bytes done / total, per corpus)
 // on a terminal.
 nlohmann::json held_out_table(model::Transformer& m, const std::vector<model::Corpus>& corpora, bool progress = false) {
-  int64_t total = 0, done = 0;
-  for (const auto& c : corpora) total += static_cast<int64_t>(c.split(Split::kHeldOut).size());
-  ProgressLine line("held-out bytes", total, progress);
+  std::unique_ptr<ProgressLine> line;  // with the total once known: rate and ETA
+  const auto h = model::held_out_bits(m, corpora, 0, [&](int64_t done, int64_t total) {
+    if (!line) line = std::make_unique<ProgressLine>("held-out bytes", total, progress, ProgressLine::Unit::kBytes);
+    line->update(done);
+  });
   nlohmann::json out = nlohmann::json::object();
-  for (const auto& c : corpora) {
-    const std::string held = c.split(Split::kHeldOut);
-    out[c.name] = model::text_bits_per_byte(m, held, m->config().bos_id);
-    line.update(done += static_cast<int64_t>(held.size()));
-  }
+  for (size_t i = 0; i < h.corpora.size(); ++i) out[h.corpora[i]] = h.bits_per_byte[i];
   return out;
 }
 
@@ -248,6 +248,37 @@ void run_train(const TrainCmdOptions& o) {
     std::printf("  held-out %-16s %.4f bits/byte\n", it.key().c_str(), it.value().get<double>());
 }
 
+namespace {
+
+// The trade-off table and the validation curve on standard output; a warning when the target got worse.
+nlohmann::json print_tradeoff(const FinetuneCmdOptions& o, const model::FinetuneResult& r, size_t tensors, int64_t steps) {
+  std::printf("\nfine-tune trade-off: %s on %s, params '%s' (%zu tensors), %lld steps, lr %g; held-out bits per byte "
+              "on the first %lld bytes of each held-out split\n\n",
+              o.model.c_str(), o.corpus.c_str(), o.params.c_str(), tensors, (long long)steps, o.lr,
+              (long long)o.eval_bytes);
+  std::printf("| corpus | role | bytes | bpb before | bpb after | delta_bits_per_byte |\n|---|---|---:|---|---|---|\n");
+  nlohmann::json rows = nlohmann::json::array();
+  for (size_t i = 0; i < r.before.corpora.size(); ++i) {
+    const auto& name = r.before.corpora[i];
+    const double b = r.before.bits_per_byte[i], a = r.after.bits_per_byte[i];
+    const char* role = i == 0 ? "target" : "reference";
+    std::printf("| %s | %s | %lld | %.4f | %.4f | %+.4f |\n", name.c_str(), role, (long long)r.before.bytes[i], b, a, a - b);
+    rows.push_back({{"corpus", name}, {"role", role}, {"bpb_before", b}, {"bpb_after", a}, {"delta_bits_per_byte", a - b},
+                    {"held_out_bytes", r.before.bytes[i]}});
+  }
+  std::printf("\ntarget validation bits per byte during training:");
+  for (const auto& [step, bpb] : r.curve) std::printf("  step %lld %.4f", (long long)step, bpb);
+  std::printf("\n");
+  if (r.target_delta() >= 0)
+    std::fprintf(stderr,
+                 "warning: the target's held-out bits per byte did not improve (%+.4f); try a lower --lr (now %g) or "
+                 "more --steps\n",
+                 r.target_delta(), o.lr);
+  return rows;
+}
+
+}  // namespace
+
 void run_finetune(const FinetuneCmdOptions& o) {
   auto base = model::load_model(o.model);
   CCC_CHECK(base.tokenizer->kind() == "byte", o.model, ": finetune trains ccc byte-level models");
@@ -260,7 +291,8 @@ void run_finetune(const FinetuneCmdOptions& o) {
   CCC_CHECK(o.force || !fs::exists(o.out, ec), o.out, " exists (use --force to replace it)");
   CCC_CHECK(fs::weakly_canonical(o.out, ec) != fs::weakly_canonical(o.model, ec), "finetune: --out must differ from --model");
 
-  model::TrainOptions t;
+  model::FinetuneOptions f;
+  auto& t = f.train;
   t.batch_size = o.batch_size;
   t.seq_len = o.seq_len > 0 ? o.seq_len : base.config.n_ctx;
   t.steps = o.steps;
@@ -268,76 +300,66 @@ void run_finetune(const FinetuneCmdOptions& o) {
   t.lr = o.lr;
   t.min_lr = o.lr / 10;
   t.seed = o.seed;
-  t.eval_every = 0;
-  t.save_dtype = "f32";  // the trade-off is measured on the saved weights; f32 keeps them as trained
-  t.corpora = {o.corpus};
-  auto target = std::vector<model::Corpus>{corpora[std::find(refs.begin(), refs.end(), o.corpus) - refs.begin()]};
-  auto trainable = model::select_parameters(base.model, o.params);
+  t.save_dtype = "f32";  // the trade-off is measured on the trained weights; f32 saves them bit-exactly
+  f.eval_bytes = o.eval_bytes;
+  f.curve_points = o.curve_points;
+  const auto trainable = model::select_parameters(base.model, o.params);
   {
     int64_t n_trainable = 0;
     for (const auto& item : base.model->named_parameters())
       if (std::find(trainable.begin(), trainable.end(), item.key()) != trainable.end()) n_trainable += item.value().numel();
     check_memory(model::training_memory_bytes(base.config, t, n_trainable), o.max_memory, "finetune " + o.model);
   }
-
-  std::fprintf(stderr, "held-out bits per byte before fine-tuning...\n");
-  auto before = held_out_table(base.model, corpora);
-  model::Trainer trainer(base.model, t, target, trainable);
+  std::unique_ptr<ProgressLine> line;
+  model::FinetuneCallbacks cb;
+  cb.on_eval = [&](const std::string& phase, int64_t done, int64_t total) {
+    if (!line) line = std::make_unique<ProgressLine>("held-out bytes " + phase, total, !o.quiet, ProgressLine::Unit::kBytes);
+    line->update(done);
+    if (done == total) line.reset();
+  };
+  cb.on_step = [&](const model::TrainEvent& ev) {
+    if (o.quiet) return;
+    if (ev.val_bpb >= 0)
+      std::fprintf(stderr, "finetune step %lld/%lld  train %.3f bpb  validation %.4f bpb  %.0f tok/s\n",
+                   (long long)ev.step, (long long)t.steps, ev.train_bpb, ev.val_bpb, ev.tokens_per_s);
+  };
   const auto t0 = std::chrono::steady_clock::now();
-  trainer.run(0, [&](const model::TrainEvent& ev) {
-    if (ev.step % 20 == 0 || ev.step == t.steps)
-      std::fprintf(stderr, "finetune step %lld/%lld  train %.3f bpb  %.0f tok/s\n", (long long)ev.step,
-                   (long long)t.steps, ev.train_bpb, ev.tokens_per_s);
-  });
-  const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const auto r = model::finetune(base.model, corpora, o.corpus, trainable, f, cb);
+  const double wall = seconds_since(t0);
   const fs::path out(o.out);
   OutputDir out_dir(o.out, o.force);  // the model, its card and tradeoff.json appear together or not at all
-  model::save_model(out_dir.temp_dir(), base.config, trainer.model(), model::SaveDtype::kF32);
-  auto after_model = model::load_model(out_dir.temp_dir());
-  std::fprintf(stderr, "held-out bits per byte after fine-tuning...\n");
-  auto after = held_out_table(after_model.model, corpora);
-  nlohmann::json rows = nlohmann::json::array();
-  std::printf("\nfine-tune trade-off: %s on %s, params '%s' (%zu tensors), %lld steps\n\n", o.model.c_str(),
-              o.corpus.c_str(), o.params.c_str(), trainable.size(), (long long)t.steps);
-  std::printf("| corpus | role | bpb before | bpb after | delta_bits_per_byte |\n|---|---|---|---|---|\n");
-  for (const auto& c : corpora) {
-    const double b = before[c.name], a = after[c.name];
-    const char* role = c.name == o.corpus ? "target" : "reference";
-    std::printf("| %s | %s | %.4f | %.4f | %+.4f |\n", c.name.c_str(), role, b, a, a - b);
-    rows.push_back({{"corpus", c.name}, {"role", role}, {"bpb_before", b}, {"bpb_after", a}, {"delta_bits_per_byte", a - b},
-                    {"held_out_bytes", c.range(Split::kHeldOut).second - c.range(Split::kHeldOut).first}});
-  }
-  nlohmann::json report = {{"base_model", o.model},
-                           {"base_fingerprint", base.fingerprint},
-                           {"fingerprint", after_model.fingerprint},
-                           {"target", o.corpus},
-                           {"params", o.params},
-                           {"trainable_tensors", trainable},
-                           {"train", t.to_json()},
-                           {"data", data_manifest(corpora)},
-                           {"wall_time_s", wall},
-                           {"tradeoff", rows},
-                           {"command", o.command}};
+  model::save_model(out_dir.temp_dir(), base.config, base.model, model::SaveDtype::kF32);
+  const auto fingerprint = model::load_model(out_dir.temp_dir()).fingerprint;
+  const auto rows = print_tradeoff(o, r, trainable.size(), t.steps);
+  nlohmann::json curve = nlohmann::json::array(), held_after = nlohmann::json::object();
+  for (const auto& [step, bpb] : r.curve) curve.push_back({{"step", step}, {"validation_bpb", bpb}});
+  for (size_t i = 0; i < r.after.corpora.size(); ++i) held_after[r.after.corpora[i]] = r.after.bits_per_byte[i];
+  nlohmann::json report = {{"base_model", o.model},       {"base_fingerprint", base.fingerprint},
+                           {"fingerprint", fingerprint},   {"target", o.corpus},
+                           {"params", o.params},           {"trainable_tensors", trainable},
+                           {"train", t.to_json()},         {"eval_bytes", o.eval_bytes},
+                           {"data", data_manifest(corpora)}, {"wall_time_s", wall},
+                           {"tradeoff", rows},             {"target_validation_curve", curve},
+                           {"target_improved", r.target_delta() < 0}, {"command", o.command}};
   write_file_atomic(out_dir.file("tradeoff.json"), report.dump(2) + "\n");
-  nlohmann::json held_after = nlohmann::json::object();
-  for (const auto& c : corpora) held_after[c.name] = after[c.name];
   nlohmann::json card = {{"name", out.filename().string()},
-                         {"fingerprint", after_model.fingerprint},
+                         {"fingerprint", fingerprint},
                          {"n_params", base.config.n_params()},
                          {"config", base.config.to_json()},
                          {"dtype", t.save_dtype},
                          {"finetuned_from", {{"model", o.model}, {"fingerprint", base.fingerprint}}},
                          {"finetune", {{"target", o.corpus}, {"params", o.params}, {"trainable_tensors", trainable.size()},
-                                       {"train", t.to_json()}, {"tokens_seen", trainer.tokens_seen()}}},
+                                       {"train", t.to_json()}, {"tokens_seen", r.tokens_seen}}},
                          {"data", data_manifest(corpora)},
                          {"split", "per corpus: train [0, 90%), validation [90%, 95%), held-out [95%, 100%) by bytes"},
                          {"held_out_bpb", held_after},
+                         {"held_out_bytes", o.eval_bytes},
                          {"tradeoff", "tradeoff.json"},
                          {"wall_time_s", wall},
                          {"command", o.command}};
   write_file_atomic(out_dir.file("model_card.json"), card.dump(2) + "\n");
   out_dir.commit();
-  std::printf("\nwrote %s (tradeoff.json)\n", o.out.c_str());
+  std::printf("\nwrote %s (tradeoff.json), %.1f s\n", o.out.c_str(), wall);
 }
 
 void run_eval(const std::string& model_path, const std::string& corpora_dir, std::vector<std::string> names, bool json,

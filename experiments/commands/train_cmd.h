@@ -27,7 +27,10 @@ struct FinetuneCmdOptions {
   std::vector<std::string> references;  ///< reference corpora ("" = all known corpora present)
   std::string params = "all";           ///< all | attn | mlp | layers:0,1 | glob list
   int64_t steps = 300;
-  double lr = 1e-3;
+  double lr = 3e-4;            ///< model::kFinetuneLr
+  int64_t eval_bytes = 8192;   ///< held-out bytes per corpus before and after (model::kFinetuneEvalBytes; 0 = all)
+  int64_t curve_points = 5;    ///< validation evaluations of the target during training
+  bool quiet = false;
   int64_t batch_size = 16;
   int64_t seq_len = 0;  ///< 0 = model n_ctx
   uint64_t seed = 1;

@@ -1,5 +1,7 @@
 #include "model/training/trainer.h"
 
+#include "model/training/finetune.h"
+
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -40,6 +42,41 @@ TEST_F(TrainerTest, TrainingLowersValidationLoss) {
   const double after = t.validation_bpb();
   EXPECT_GT(before, 7.0);  // untrained: about 8 bits per byte
   EXPECT_LT(after, before - 3.0) << "before " << before << " after " << after;
+}
+
+// finetune: the target first, then the references; before / after are the held-out head's bits per byte
+// of the model as it was and as it ends (recomputed directly), the curve starts at step 0 and is taken
+// every steps / curve_points steps, and eval_bytes 0 scores the whole held-out split.
+TEST_F(TrainerTest, FinetuneReportsTheHeldOutHeadBeforeAndAfterAndACurve) {
+  write_file_atomic(dir_.file("ref.txt"), synthetic_text(2, 20000));
+  const auto cs = load_corpora(dir_.path(), {"ref", "toy"});
+  auto m = fresh();
+  auto held = [&](const Corpus& c, int64_t n) { return c.split(Split::kHeldOut).substr(0, static_cast<size_t>(n)); };
+  const double toy_before = text_bits_per_byte(m, held(cs[1], 500), m->config().bos_id);
+  FinetuneOptions o;
+  o.train = tiny_options();
+  o.train.steps = 20;
+  o.eval_bytes = 500;
+  o.curve_points = 4;
+  std::vector<std::pair<std::string, int64_t>> evals;
+  FinetuneCallbacks cb;
+  cb.on_eval = [&](const std::string& phase, int64_t done, int64_t total) {
+    if (done == total) evals.emplace_back(phase, total);
+  };
+  const auto r = finetune(m, cs, "toy", {}, o, cb);
+  ASSERT_EQ(r.before.corpora, (std::vector<std::string>{"toy", "ref"}));
+  EXPECT_EQ(r.before.bytes, (std::vector<int64_t>{500, 500}));
+  EXPECT_DOUBLE_EQ(r.before.of("toy"), toy_before);
+  EXPECT_DOUBLE_EQ(r.after.of("toy"), text_bits_per_byte(m, held(cs[1], 500), m->config().bos_id));
+  EXPECT_DOUBLE_EQ(r.after.of("ref"), text_bits_per_byte(m, held(cs[0], 500), m->config().bos_id));
+  EXPECT_LT(r.target_delta(), -1.0) << "an untrained model learns its target";
+  ASSERT_EQ(r.curve.size(), 5u);
+  for (size_t i = 0; i < r.curve.size(); ++i) EXPECT_EQ(r.curve[i].first, static_cast<int64_t>(5 * i));
+  EXPECT_LT(r.curve.back().second, r.curve.front().second);
+  EXPECT_EQ(evals, (std::vector<std::pair<std::string, int64_t>>{{"before", 1000}, {"after", 1000}}));
+  const auto whole = held_out_bits(m, cs, 0);
+  EXPECT_EQ(whole.bytes[0], static_cast<int64_t>(cs[0].split(Split::kHeldOut).size()));
+  EXPECT_THROW(finetune(m, cs, "nope", {}, o), Error);
 }
 
 TEST_F(TrainerTest, SameConfigAndSeedGiveIdenticalWeights) {
