@@ -163,15 +163,24 @@ ActivationCapture::ActivationCapture(model::LoadedModel& m, std::string_view inp
 
 ActivationCapture::~ActivationCapture() = default;
 
-void ActivationCapture::attach(model::StreamOptions& run, model::FeedObservers& observers) {
+void ActivationCapture::attach(model::StreamOptions& run, model::FeedObservers& observers,
+                               const std::function<void(model::HookSet&)>& edits) {
   State* st = s_.get();
   auto group = [st](int64_t g) -> State::Group& {
     CCC_CHECK(g >= 0 && g < static_cast<int64_t>(st->groups.size()), "dump: group ", g, " beyond the stream count");
     return *st->groups[g];
   };
-  if (!st->hook_names.empty()) {
-    run.hooks = [st, group](int64_t g) -> model::HookSet* {
+  if (st->hook_names.empty() && edits) {
+    run.hooks = [group, edits](int64_t g) -> model::HookSet* {
       State::Group* gp = &group(g);
+      edits(gp->hooks);
+      return &gp->hooks;
+    };
+  }
+  if (!st->hook_names.empty()) {
+    run.hooks = [st, group, edits](int64_t g) -> model::HookSet* {
+      State::Group* gp = &group(g);
+      if (edits) edits(gp->hooks);  // before the observers: sites are recorded as edited
       for (size_t h = 0; h < st->hook_names.size(); ++h) {
         const size_t f = kNumMeta + h;
         const bool pattern = st->is_pattern[h];

@@ -13,6 +13,7 @@
 // per stream and writes it as contiguous row ranges.
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -47,8 +48,11 @@ class ActivationCapture {
   ~ActivationCapture();
   /// Installs hooks on `run` and callbacks on `observers` (the same compress::CodecOptions in a codec run,
   /// which must then drive exactly one lm_compress of the input; they refer to this object, so they must
-  /// not be used after it is destroyed).
-  void attach(model::StreamOptions& run, model::FeedObservers& observers);
+  /// not be used after it is destroyed). `edits`, when set, is called on each stream group's hook set
+  /// before the capture's observers are added: an edited (e.g. ablated) model is dumped as it runs, each
+  /// hooked site recorded after its edits.
+  void attach(model::StreamOptions& run, model::FeedObservers& observers,
+              const std::function<void(model::HookSet&)>& edits = {});
   /// Writes the remaining rows and the attributes, then publishes the file.
   void finish();
   int64_t rows() const;

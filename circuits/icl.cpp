@@ -91,6 +91,8 @@ nlohmann::json IclReport::to_json() const {
           {"early_bits", early_bits},
           {"late_bits", late_bits},
           {"icl_windows", windows},
+          {"icl_score_ci_low", icl_ci_low},
+          {"icl_score_ci_high", icl_ci_high},
           {"bits_by_position", curve}};
 }
 
@@ -118,12 +120,16 @@ IclReport measure_icl(model::LoadedModel& m, const std::vector<Source>& sources,
   CCC_CHECK(rep.late - o.band >= rep.early + o.band, "icl: the model's context (", n_ctx,
             ") is too short for early position ", rep.early, " and a late one");
   const int64_t len = rep.late + o.band;
-  std::vector<std::vector<int64_t>> windows;
-  const int64_t per_source = (o.windows + static_cast<int64_t>(sources.size()) - 1) / static_cast<int64_t>(sources.size());
-  for (const auto& [name, text] : sources) {
-    const auto ids = m.tokenizer->encode(text);
+  std::vector<std::vector<int64_t>> windows, encoded;
+  for (const auto& [name, text] : sources) {  // the sources long enough for a window share o.windows exactly
+    auto ids = m.tokenizer->encode(text);
+    if (static_cast<int64_t>(ids.size()) >= len - 1) encoded.push_back(std::move(ids));
+  }
+  const auto S = static_cast<int64_t>(encoded.size());
+  for (int64_t si = 0; si < S; ++si) {
+    const auto& ids = encoded[static_cast<size_t>(si)];
     const int64_t n = static_cast<int64_t>(ids.size());
-    if (n < len - 1) continue;
+    const int64_t per_source = o.windows / S + (si < o.windows % S ? 1 : 0);
     for (int64_t k = 0; k < per_source; ++k) {
       const int64_t off = per_source == 1 ? 0 : (n - (len - 1)) * k / (per_source - 1);
       std::vector<int64_t> w{m.config.bos_id};
@@ -134,6 +140,12 @@ IclReport measure_icl(model::LoadedModel& m, const std::vector<Source>& sources,
   CCC_CHECK(!windows.empty(), "icl: no text holds a window of ", len - 1, " tokens");
   rep.windows = static_cast<int64_t>(windows.size());
   std::vector<double> sum(static_cast<size_t>(len - 1), 0.0);
+  auto band_of = [&](const std::vector<double>& curve, int64_t p) {  // positions p − band .. p + band − 1
+    double s = 0;
+    for (int64_t q = p - o.band; q < p + o.band; ++q) s += curve[static_cast<size_t>(q - 1)];  // index = position − 1
+    return s / static_cast<double>(2 * o.band);
+  };
+  std::vector<double> per_window;  // each window's late − early band mean
   const int64_t B = 8;
   for (size_t w0 = 0; w0 < windows.size(); w0 += B) {
     const int64_t b = std::min<int64_t>(B, static_cast<int64_t>(windows.size() - w0));
@@ -141,20 +153,31 @@ IclReport measure_icl(model::LoadedModel& m, const std::vector<Source>& sources,
     for (int64_t r = 0; r < b; ++r)
       std::copy(windows[w0 + r].begin(), windows[w0 + r].end(), t[r].data_ptr<int64_t>());
     auto logits = m.model->forward(t.narrow(1, 0, len - 1));
-    auto bits = model::token_bits(logits.to(torch::kFloat64), t.narrow(1, 1, len - 1)).sum(0);  // [len - 1]
-    auto acc = bits.accessor<double, 1>();
-    for (int64_t i = 0; i < len - 1; ++i) sum[i] += acc[i];
+    auto bits = model::token_bits(logits.to(torch::kFloat64), t.narrow(1, 1, len - 1)).contiguous();  // [b, len - 1]
+    auto acc = bits.accessor<double, 2>();
+    for (int64_t r = 0; r < b; ++r) {
+      std::vector<double> row(static_cast<size_t>(len - 1));
+      for (int64_t i = 0; i < len - 1; ++i) sum[i] += row[static_cast<size_t>(i)] = acc[r][i];
+      per_window.push_back(band_of(row, rep.late) - band_of(row, rep.early));
+    }
   }
   rep.curve.resize(sum.size());
   for (size_t i = 0; i < sum.size(); ++i) rep.curve[i] = sum[i] / static_cast<double>(rep.windows);
-  auto band_mean = [&](int64_t p) {  // positions p − band .. p + band − 1 (curve index = position − 1)
-    double s = 0;
-    for (int64_t q = p - o.band; q < p + o.band; ++q) s += rep.curve[q - 1];
-    return s / static_cast<double>(2 * o.band);
-  };
-  rep.early_bits = band_mean(rep.early);
-  rep.late_bits = band_mean(rep.late);
-  rep.icl_score = rep.late_bits - rep.early_bits;
+  rep.early_bits = band_of(rep.curve, rep.early);
+  rep.late_bits = band_of(rep.curve, rep.late);
+  rep.icl_score = rep.late_bits - rep.early_bits;  // = the mean of per_window
+  // 95% bootstrap CI over windows (2000 resamples, seeded)
+  std::mt19937_64 rng(o.seed ^ 0x1C15C0ULL);
+  std::vector<double> stat(2000);
+  const auto W = per_window.size();
+  for (auto& st : stat) {
+    double a = 0;
+    for (size_t k = 0; k < W; ++k) a += per_window[static_cast<size_t>(rng() % W)];
+    st = a / static_cast<double>(W);
+  }
+  std::sort(stat.begin(), stat.end());
+  rep.icl_ci_low = stat[static_cast<size_t>(0.025 * (stat.size() - 1))];
+  rep.icl_ci_high = stat[static_cast<size_t>(0.975 * (stat.size() - 1))];
   return rep;
 }
 

@@ -24,7 +24,7 @@ struct IclOptions {
   int64_t random_spans = 16;
   int64_t early = 50, late = 500;  ///< ICL score positions (tokens after BOS); late is capped by the context
   int64_t band = 5;            ///< positions p − band .. p + band − 1 are averaged at each end
-  int64_t windows = 256;       ///< ICL windows in all (spread over the sources; 32 left ±0.2 bits of noise)
+  int64_t windows = 256;       ///< ICL windows in all, exactly (split evenly over the sources that hold one)
   uint64_t seed = 0;
 };
 
@@ -60,6 +60,7 @@ struct IclReport {
   int64_t early = 0, late = 0, windows = 0;
   double early_bits = 0, late_bits = 0;  ///< mean bits per token in the bands
   double icl_score = 0;                  ///< late_bits − early_bits (Olsson et al. 2022; negative = learns in context)
+  double icl_ci_low = 0, icl_ci_high = 0;  ///< its 95% bootstrap CI over the windows (2000 resamples, seeded)
   std::vector<double> curve;             ///< mean bits of the token at position 1 .. len (index 0 = position 1)
   nlohmann::json to_json() const;
 };

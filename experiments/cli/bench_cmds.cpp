@@ -97,7 +97,7 @@ void add_bench_commands(CLI::App& app, Globals& g) {
     sub->add_option("--bytes", o->bytes, "timing input bytes (default 32768)");
     sub->add_option("--compression-bytes", o->compression_bytes, "input bytes of the compression comparison (default 8192)");
     sub->add_option("--rss-model", o->rss_model, "model of the 1 MB / 10 MB RSS runs (default ccc-byte-xs)");
-    sub->add_flag("!--no-rss", o->rss, "skip the RSS runs");
+    sub->add_flag_callback("--no-rss", [o] { o->rss = false; }, "skip the RSS runs");
     sub->add_option("--corpora", o->corpora_dir);
     sub->callback([&g, o] { g.init(); experiments::bench_dump(*o, std::cout); });
   }

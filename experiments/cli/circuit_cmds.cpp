@@ -78,7 +78,7 @@ void add_circuit_commands(CLI::App& app, Globals& g) {
     sub->add_option("--streams", r.streams, "streams as in ccc compress (0 = automatic)");
     sub->add_option("--window", r.window, "window as in ccc compress (0 = automatic)");
     sub->add_option("--seed", r.seed, "seed of resample draws and the bootstrap (default 0)");
-    sub->add_flag("!-q,!--quiet", r.progress, "no progress line");
+    sub->add_flag_callback("-q,--quiet", [&r] { r.progress = false; }, "no progress line");
     sub->add_option("--bootstrap", r.bootstrap, "bootstrap resamples of the 95% CI (default 2000)")->check(CLI::Range(1, 1 << 24));
     add_position_options(sub, r.positions);
   };

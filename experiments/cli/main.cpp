@@ -63,6 +63,28 @@ void ccc::cli::add_position_options(CLI::App* sub, analysis::PositionSpec& p) {
 
 namespace {
 
+// The first word of the command line that is not an option (or --threads' value) when it names no
+// command of `app` — and, for a command with commands of its own (bench), the word after it likewise;
+// "" otherwise. CLI11 alone would say "A subcommand is required", or read `ccc sae train` as `ccc train`.
+std::string unknown_command(CLI::App& app, int argc, char** argv) {
+  CLI::App* level = &app;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--threads") {
+      ++i;
+      continue;
+    }
+    if (a.empty() || a[0] == '-') return "";  // options first: CLI11 reports what is wrong with them
+    CLI::App* found = nullptr;
+    for (auto* s : level->get_subcommands([](CLI::App*) { return true; }))
+      if (s->get_name() == a) found = s;
+    if (found == nullptr) return level == &app ? a : level->get_name() + " " + a;
+    if (found->get_subcommands([](CLI::App*) { return true; }).empty()) return "";
+    level = found;
+  }
+  return "";
+}
+
 // The launcher answers `ccc [COMMAND...] --help` without starting this binary (LibTorch's load is most of
 // a command's start-up): at build time every help page is written into a C++ source compiled into it.
 void write_help_cache(const CLI::App& app, const std::string& path) {
@@ -142,6 +164,10 @@ int main(int argc, char** argv) {
   if (argc == 1) {  // a bare `ccc` prints the help
     std::cout << app.help();
     return 0;
+  }
+  if (const std::string word = unknown_command(app, argc, argv); !word.empty()) {
+    std::fprintf(stderr, "error: unknown command '%s' (ccc --help lists the commands)\n", word.c_str());
+    return static_cast<int>(CLI::ExitCodes::ExtrasError);
   }
   try {
     app.parse(argc, argv);  // the chosen command runs from its callback

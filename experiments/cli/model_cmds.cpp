@@ -43,9 +43,11 @@ void add_model_commands(CLI::App& app, Globals& g) {
     sub->add_option("--window", o->window, "window length (default n_ctx)");
     sub->add_option("--stride", o->stride, "window stride (default window/2)");
     sub->add_option("--streams", o->streams,
-                    "score as the compressor does: B segments, each with its own BOS, the compressor's window policy "
+                    "score as the compressor does: B segments (0 = automatic, as in every command), each with its own "
+                    "BOS, the compressor's window policy "
                     "(--window, --strided as for compress; prints total_bits and bits_per_byte; --json adds per-stream "
-                    "bits)");
+                    "bits)")
+        ->check(CLI::Range(int64_t{0}, int64_t{1} << 20));
     sub->add_flag("--strided", o->strided, "with --streams: the strided window policy");
     add_position_options(sub, o->positions);
     sub->add_flag("-q,--quiet", o->quiet, "no progress line (it is drawn only on a terminal anyway)");

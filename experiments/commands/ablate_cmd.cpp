@@ -77,6 +77,7 @@ void run_ablate(const AblateCmdOptions& o) {
   j["model"] = l.m.source;
   j["fingerprint"] = l.m.fingerprint;
   j["policy"] = model::describe_policy(l.m.config, stream_options(o.run));
+  j["streams"] = resolved_streams(l, o.run);
   if (l.ref) j["reference_positions"] = l.ref->positions;
   if (o.per_token) {
     j["clean_bits"] = clean;
@@ -88,7 +89,7 @@ void run_ablate(const AblateCmdOptions& o) {
     return;
   }
   std::printf("model %s, %s ablation of %s on %s (%zu bytes, %s)\n", l.m.source.c_str(), o.run.mode.c_str(),
-              o.components.c_str(), o.run.file.c_str(), l.text.size(), j["policy"].get<std::string>().c_str());
+              o.components.c_str(), o.run.file.c_str(), l.text.size(), scoring_text(l, o.run).c_str());
   print_positions(l, o.run);
   print_delta("ablated_total_bits", d, static_cast<size_t>(counted_bytes(l)));
 }
@@ -113,6 +114,7 @@ void run_sweep(const SweepCmdOptions& o) {
   j["model"] = l.m.source;
   j["fingerprint"] = l.m.fingerprint;
   j["policy"] = model::describe_policy(l.m.config, stream_options(o.run));
+  j["streams"] = resolved_streams(l, o.run);
   std::ostringstream csv;
   csv << "component,layer,index,delta_bits,delta_bits_per_byte,ci_low,ci_high\n";
   for (size_t i = 0; i < set.size(); ++i) {
@@ -132,9 +134,10 @@ void run_sweep(const SweepCmdOptions& o) {
     std::cout << j.dump(2) << "\n";
     return;
   }
-  std::printf("model %s, %s sweep over %s on %s (%lld bytes, clean %.4f bits/byte), %.1f s %s\n", l.m.source.c_str(),
-              o.run.mode.c_str(), o.over.c_str(), o.run.file.c_str(), (long long)n, clean_total / n, secs,
-              o.naive ? "(one run per component)" : "(batched)");
+  std::printf("model %s, %s sweep over %s on %s (%lld bytes, %s, clean %.4f bits/byte), %.1f s %s\n", l.m.source.c_str(),
+              o.run.mode.c_str(), o.over.c_str(), o.run.file.c_str(), (long long)n, scoring_text(l, o.run).c_str(),
+              clean_total / static_cast<double>(counted_bytes(l)), secs, o.naive ? "(one run per component)" : "(batched)");
+  print_positions(l, o.run);
   std::printf("%-12s %14s %14s %24s\n", "component", "delta_bits", "delta_bpb", "95% CI");
   for (const auto& c : j["components"])
     std::printf("%-12s %+14.3f %+14.5f   [%+.5f, %+.5f]\n", c["component"].get<std::string>().c_str(),
@@ -185,7 +188,8 @@ nlohmann::json discovery_json(const circuits::Discovery& d, const DiscoverCmdOpt
           {"edges_kept", o.edges ? nlohmann::json(edges_kept) : nlohmann::json(nullptr)},
           {"model", l.m.source},
           {"fingerprint", l.m.fingerprint},
-          {"policy", model::describe_policy(l.m.config, stream_options(o.run))}};
+          {"policy", model::describe_policy(l.m.config, stream_options(o.run))},
+                      {"streams", resolved_streams(l, o.run)}};
 }
 
 }  // namespace
@@ -233,8 +237,9 @@ void run_discover(const DiscoverCmdOptions& o) {
   for (const auto& c : d.circuit) names += (names.empty() ? "" : ",") + c.name();
   const double n = static_cast<double>(d.n_bytes);
   print_positions(l, o.run);
-  std::printf("circuit (%zu of %zu components, tau %.4f bits/byte, %s ablation, %s): %s\n", d.circuit.size(),
-              d.candidates.size(), o.threshold, o.run.mode.c_str(), o.method.c_str(), names.c_str());
+  std::printf("circuit (%zu of %zu components, tau %.4f bits/byte, %s ablation, %s; %s): %s\n", d.circuit.size(),
+              d.candidates.size(), o.threshold, o.run.mode.c_str(), o.method.c_str(), scoring_text(l, o.run).c_str(),
+              names.c_str());
   std::printf("bits/byte: clean %.4f, circuit only %.4f, everything ablated %.4f; faithfulness %.3f%s%s\n",
               d.clean_total_bits / n, d.circuit_total_bits / n, d.ablated_all_total_bits / n, d.faithfulness(),
               o.out.empty() ? "" : "; wrote ", o.out.c_str());

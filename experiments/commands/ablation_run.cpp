@@ -115,6 +115,15 @@ void print_delta(const char* ablated_name, const DeltaStats& d, size_t n_bytes) 
               d.delta_bits_per_byte, d.ci_low, d.ci_high);
 }
 
+int64_t resolved_streams(const Loaded& l, const AblationRun& run) {
+  return model::resolve_streams(l.text.size(), run.streams);
+}
+
+std::string scoring_text(const Loaded& l, const AblationRun& run) {
+  const int64_t B = resolved_streams(l, run);
+  return std::to_string(B) + (B == 1 ? " stream, " : " streams, ") + model::describe_policy(l.m.config, stream_options(run));
+}
+
 double masked_total(const Loaded& l, const std::vector<double>& bits) {
   return circuits::total_bits(l.mask ? circuits::masked(bits, *l.mask) : bits);
 }

@@ -39,6 +39,10 @@ Loaded load(const AblationRun& run,
 
 /// The segmentation and window of `run`.
 model::StreamOptions stream_options(const AblationRun& run);
+/// How the figures were measured: "B streams, rolling W=128" (the stream count resolved for the input).
+std::string scoring_text(const Loaded& l, const AblationRun& run);
+/// The stream count the run uses on the input (0 = automatic resolved).
+int64_t resolved_streams(const Loaded& l, const AblationRun& run);
 
 /// Δbits of per-token bits over the positions of the run's mask (all coded tokens without one).
 circuits::DeltaStats masked_delta(const Loaded& l, const std::vector<double>& clean, const std::vector<double>& other,

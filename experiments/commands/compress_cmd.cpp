@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <functional>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -103,7 +104,8 @@ compress::CodecOptions encoder_options(const CompressCmdOptions& o, ProgressLine
 
 std::unique_ptr<analysis::ActivationCapture> make_capture(model::LoadedModel& m, const std::string& input,
                                                           const CompressCmdOptions& o, compress::CodecOptions& copt,
-                                                          bool force) {
+                                                          bool force,
+                                                          const std::function<void(model::HookSet&)>& edits = {}) {
   analysis::CaptureOptions c;
   c.out = o.dump;
   c.hooks = o.hooks;
@@ -114,7 +116,7 @@ std::unique_ptr<analysis::ActivationCapture> make_capture(model::LoadedModel& m,
   c.source = o.in;
   c.command = o.command;
   auto cap = std::make_unique<analysis::ActivationCapture>(m, input, copt, c);
-  cap->attach(copt, copt);
+  cap->attach(copt, copt, edits);
   return cap;
 }
 
@@ -148,13 +150,14 @@ struct CodecAblation {
     m.fingerprint = sha256_hex(m.fingerprint + "\n" + id);
     m.source += " --ablate " + o.ablate + " --mode " + o.ablate_mode;
   }
+  void install(model::HookSet& hs) const { circuits::install_ablation(hs, *cfg, {comps}, 0, mode, &ref, seed); }
   void attach(compress::CodecOptions& copt) {
     copt.hooks = [this](int64_t g) {
       std::lock_guard<std::mutex> lock(mu);
       auto& hs = sets[g];
       if (!hs) {
         hs = std::make_unique<model::HookSet>();
-        circuits::install_ablation(*hs, *cfg, {comps}, 0, mode, &ref, seed);
+        install(*hs);
       }
       return hs.get();
     };
@@ -200,7 +203,6 @@ void run_compress(const CompressCmdOptions& o) {
   CCC_CHECK(o.dump.empty() || o.dump != out, "--dump and the compressed output are the same file");
   if (!o.dump.empty()) check_not_input(o.dump, o.in, "--dump");
   CCC_CHECK(o.hooks.empty() || !o.dump.empty(), "--hooks needs --dump OUT.h5");
-  CCC_CHECK(o.ablate.empty() || o.dump.empty(), "--ablate and --dump cannot be combined yet");
   CCC_CHECK(o.frame_bytes >= 4096 && o.frame_bytes <= compress::kMaxFrameBytes, "--frame-bytes ", o.frame_bytes,
             ": expected 4096 to ", compress::kMaxFrameBytes);
   auto m = load(o);
@@ -209,14 +211,16 @@ void run_compress(const CompressCmdOptions& o) {
   compress::CodecOptions copt = encoder_options(o, progress);
   std::string whole;  // --dump: the input as one frame (the capture indexes rows by input offset)
   std::unique_ptr<analysis::ActivationCapture> capture;
+  auto ablation = make_ablation(m, o);  // first: the dump records the ablated model's fingerprint
   if (!o.dump.empty()) {
     in.read(compress::kMaxFrameBytes + 1, &whole);
     CCC_CHECK(whole.size() <= compress::kMaxFrameBytes, o.in, ": compress --dump captures inputs of at most ",
               compress::kMaxFrameBytes, " bytes (one frame); use ccc dump on a part of it");
-    capture = make_capture(m, whole, o, copt, o.dump_force);
+    std::function<void(model::HookSet&)> edits;
+    if (ablation) edits = [&](model::HookSet& hs) { ablation->install(hs); };
+    capture = make_capture(m, whole, o, copt, o.dump_force, edits);
   }
-  auto ablation = make_ablation(m, o);
-  if (ablation) ablation->attach(copt);
+  if (ablation && !capture) ablation->attach(copt);
   OutputFile writer(out, o.force);
   uint64_t in_bytes = 0, out_bytes = 0;
   int64_t frames = 0;

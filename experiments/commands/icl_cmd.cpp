@@ -61,8 +61,9 @@ void run_icl(const IclCmdOptions& o) {
   for (const auto& [name, r] : rep.text) row("  " + name, r);
   row("text (all)", rep.text_all);
   row("random printable", rep.random);
-  std::printf("icl_score %.4f bits (mean bits at positions %lld±%lld: %.4f, at %lld±%lld: %.4f; %lld windows)\n",
-              rep.icl_score, (long long)rep.late, (long long)o.icl.band, rep.late_bits, (long long)rep.early,
+  std::printf("icl_score %.4f bits, 95%% CI [%.4f, %.4f] (mean bits at positions %lld±%lld: %.4f, at %lld±%lld: "
+              "%.4f; %lld windows)\n",
+              rep.icl_score, rep.icl_ci_low, rep.icl_ci_high, (long long)rep.late, (long long)o.icl.band, rep.late_bits, (long long)rep.early,
               (long long)o.icl.band, rep.early_bits, (long long)rep.windows);
 }
 

@@ -185,7 +185,7 @@ void bits_segmented(model::LoadedModel& m, const BitsArgs& o, const std::string&
     j["model"] = m.source;
     j["fingerprint"] = m.fingerprint;
     j["file"] = o.file;
-    j["streams"] = o.streams;
+    j["streams"] = per_stream.size();
     j["policy"] = model::describe_policy(m.config, bopt);
     j["bits"] = per_stream;  // per stream, per coded token
     j["total_bits"] = total;
@@ -246,14 +246,15 @@ void print_bits_json(const model::LoadedModel& m, const BitsArgs& o, const std::
 void run_bits(const ModelArgs& a, const BitsArgs& o) {
   auto m = a.load();
   const bool masked = !o.positions.empty();
-  if (o.streams == 0 && !o.json && !masked && m.tokenizer->kind() == "byte") return bits_streaming(m, o);
+  // --streams unset (< 0): one stream on the full-sequence path; --streams 0: automatic, as in every command
+  if (o.streams < 0 && !o.json && !masked && m.tokenizer->kind() == "byte") return bits_streaming(m, o);
   const std::string text = read_input(o.file);
   if (masked) {  // per-token bits under one segmentation: one stream unless --streams says otherwise
     BitsArgs one = o;
-    one.streams = std::max<int64_t>(1, o.streams);
+    one.streams = o.streams < 0 ? 1 : o.streams;
     return bits_segmented(m, one, text);
   }
-  if (o.streams > 0) return bits_segmented(m, o, text);
+  if (o.streams >= 0) return bits_segmented(m, o, text);
   model::HookSet progress_hooks;
   std::vector<int64_t> tokens{m.config.bos_id};
   auto enc = m.tokenizer->encode(text);

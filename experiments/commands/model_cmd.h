@@ -26,7 +26,8 @@ struct GenerateArgs {
 struct BitsArgs {
   std::string file;
   bool json = false;
-  int64_t window = 0, stride = 0, streams = 0;
+  int64_t window = 0, stride = 0;
+  int64_t streams = -1;  ///< unset: one stream, full-sequence path; 0 = automatic (as compress); B = B segments
   bool strided = false;
   bool quiet = false;
   /// Also report the bits over these positions (scored as with --streams, one stream unless given).

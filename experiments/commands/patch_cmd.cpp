@@ -53,6 +53,7 @@ void run_path_patch(const PatchCmdOptions& o) {
   j["model"] = l.m.source;
   j["fingerprint"] = l.m.fingerprint;
   j["policy"] = model::describe_policy(l.m.config, opt);
+  j["streams"] = resolved_streams(l, o.run);
   if (o.per_token) {
     j["clean_bits"] = bits.clean;
     j["patched_bits"] = bits.patched;
@@ -64,7 +65,7 @@ void run_path_patch(const PatchCmdOptions& o) {
   }
   std::printf("model %s, path %s -> %s (%s ablation of the sender, everything else frozen) on %s (%zu bytes, %s)\n",
               l.m.source.c_str(), j["sender"].get<std::string>().c_str(), j["receiver"].get<std::string>().c_str(),
-              o.run.mode.c_str(), o.run.file.c_str(), l.text.size(), j["policy"].get<std::string>().c_str());
+              o.run.mode.c_str(), o.run.file.c_str(), l.text.size(), scoring_text(l, o.run).c_str());
   print_positions(l, o.run);
   print_delta("patched_total_bits", d, static_cast<size_t>(counted_bytes(l)));
 }
@@ -85,7 +86,7 @@ void print_paired(const Loaded& l, const PatchCmdOptions& o, const nlohmann::jso
   const double nb = static_cast<double>(counted_bytes(l));
   std::printf("model %s, paired activation patching: clean %s, corrupt %s (%zu bytes, %s), %.1f s\n",
               l.m.source.c_str(), o.run.file.c_str(), o.run.corrupt.c_str(), l.text.size(),
-              j["policy"].get<std::string>().c_str(), j["seconds"].get<double>());
+              scoring_text(l, o.run).c_str(), j["seconds"].get<double>());
   print_positions(l, o.run);
   std::printf("clean input %.4f bits/byte; corrupt input %.4f bits/byte on the clean tokens: the corruption costs "
               "%+.3f bits (%+.4f bits/byte, 95%% CI [%+.4f, %+.4f])\n",
@@ -138,7 +139,8 @@ void run_paired_patch(const PatchCmdOptions& o) {
                       {"seconds", secs},
                       {"model", l.m.source},
                       {"fingerprint", l.m.fingerprint},
-                      {"policy", model::describe_policy(l.m.config, stream_options(o.run))}};
+                      {"policy", model::describe_policy(l.m.config, stream_options(o.run))},
+                      {"streams", resolved_streams(l, o.run)}};
   std::ostringstream csv;
   csv << "component,layer,index,noising_delta_bits,noising_delta_bits_per_byte,noising_ci_low,noising_ci_high,"
          "noising_share,denoising_delta_bits,denoising_delta_bits_per_byte,denoising_ci_low,denoising_ci_high,"

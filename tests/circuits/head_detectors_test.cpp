@@ -124,6 +124,14 @@ TEST(Icl, ACopierPaysAlmostNothingForTheSecondCopy) {
   EXPECT_EQ(rep.late, 100);
   EXPECT_EQ(rep.curve.size(), 104u);
   EXPECT_LT(rep.icl_score, -1.0);
+  EXPECT_EQ(rep.windows, 4);
+  EXPECT_LE(rep.icl_ci_low, rep.icl_score);
+  EXPECT_GE(rep.icl_ci_high, rep.icl_score);
+  EXPECT_LT(rep.icl_ci_high, 0.0) << "the copier's CI excludes no in-context learning";
+  // --windows N uses exactly N, split over the sources that hold a window (one source too short here)
+  o.windows = 7;
+  const auto three = circuits::measure_icl(m, {{"a", text}, {"b", text + text}, {"short", "too short"}, {"c", text}}, o);
+  EXPECT_EQ(three.windows, 7);
 }
 
 // A hand-built pattern [1, 3, 2L+1, 2L+1]: head 0 attends exactly to t − 1, head 1 is an induction head on the

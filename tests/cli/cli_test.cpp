@@ -23,6 +23,7 @@
 #include "model/core/score.h"
 #include "model/formats/loader.h"
 #include "model/kernels/decode_attention.h"
+#include "model/scoring/streams.h"
 #include "model/training/trainer.h"
 #include "tests/support/test_support.h"
 #include "tests/support/training_support.h"
@@ -834,7 +835,9 @@ TEST(CliTest, PositionMasksCountOnlyTheSelectedTokens) {
   ASSERT_EQ(test::run_command(ablate + " -c 1.0 --json --positions-regex '[e ]'", &out), 0) << out;
   const auto one = nlohmann::json::parse(out);
   for (const auto& row : sw["components"])
-    if (row["component"] == "1.0") EXPECT_NEAR(row["delta_bits"].get<double>(), one["delta_bits"].get<double>(), 1e-3);
+    if (row["component"] == "1.0") {
+      EXPECT_NEAR(row["delta_bits"].get<double>(), one["delta_bits"].get<double>(), 1e-3);
+    }
   EXPECT_NE(test::run_command(base + " --positions-regex 'zzzz' 2>&1", &out), 0);
   EXPECT_NE(out.find("hold no coded token"), std::string::npos) << out;
   ASSERT_EQ(test::run_command(std::string(CCC_BINARY) + " attribute -q --json --check -m " + std::string(CCC_SOURCE_DIR) +
@@ -843,7 +846,9 @@ TEST(CliTest, PositionMasksCountOnlyTheSelectedTokens) {
   EXPECT_EQ(aj["positions"]["count"].get<int64_t>(), count);
   for (const auto& row : sw["components"])  // --check's exact column is the masked sweep
     for (const auto& c : aj["components"])
-      if (c["component"] == row["component"]) EXPECT_NEAR(c["delta_bits"].get<double>(), row["delta_bits"].get<double>(), 1e-3);
+      if (c["component"] == row["component"]) {
+        EXPECT_NEAR(c["delta_bits"].get<double>(), row["delta_bits"].get<double>(), 1e-3);
+      }
   // bits: the masked total is the sum of the per-token bits over the mask
   const std::string bits = std::string(CCC_BINARY) + " bits -q -m " + std::string(CCC_SOURCE_DIR) +
                            "/data/models/ccc-attn2 " + tmp.file("t.txt") + " --streams 1 --json";
@@ -970,7 +975,7 @@ TEST(CliTest, WritesPastTheFileSizeLimitAreErrorsNotSignals) {
   EXPECT_NE(out.find("r.ccc: File too large"), std::string::npos) << out;
   // A dump whose write fails (HDF5 chunks flushed past the limit) is one line too: no HDF5 diagnostic
   // stack, no segfault while the half-written file is closed, no temporary left.
-  for (const std::string args : {" dump -q " + tmp.file("r.bin") + " -o " + tmp.file("d.h5"),
+  for (const std::string& args : {" dump -q " + tmp.file("r.bin") + " -o " + tmp.file("d.h5"),
                                  " compress -q " + tmp.file("r.bin") + " -o " + tmp.file("c.ccc") +
                                      " --dump " + tmp.file("d.h5")}) {
     const int rc2 = test::run_command("ulimit -f 100; " + std::string(CCC_BINARY) + args + m + "--hooks '*' 2>&1", &out);
@@ -1007,6 +1012,56 @@ TEST(CliTest, UnitReportsAreValidUtf8) {
   EXPECT_NE(report.find("⟦"), std::string::npos) << "no contexts in the report";
   EXPECT_EQ(test::run_command("/usr/bin/python3 -c \"open('" + tmp.file("u") + "/report.md', encoding='utf-8', errors='strict').read()\" 2>&1", &out), 0)
       << out;
+}
+
+}  // namespace
+}  // namespace ccc
+
+namespace ccc {
+namespace {
+
+// Every help page is free of CLI11's flag artefacts ({false}); an unknown command (at the top or under
+// bench) is named as such instead of "A subcommand is required" or a neighbour's parse.
+TEST(CliTest, HelpPagesAreCleanAndUnknownCommandsAreNamed) {
+  const std::string ccc = CCC_BINARY;
+  std::string out;
+  ASSERT_EQ(test::run_command(ccc + " --help", &out), 0) << out;
+  std::vector<std::string> commands;
+  bool in_list = false;
+  std::istringstream lines(out);
+  for (std::string line; std::getline(lines, line);) {
+    if (line.rfind("Subcommands:", 0) == 0) in_list = true;
+    else if (in_list && line.size() > 2 && line[0] == ' ' && line[2] != ' ') commands.push_back(line.substr(2, line.find(' ', 2) - 2));
+  }
+  ASSERT_GT(commands.size(), 20u) << out;
+  for (const auto& c : commands) {
+    ASSERT_EQ(test::run_command(ccc + " " + c + " --help", &out), 0) << c;
+    EXPECT_EQ(out.find("{false}"), std::string::npos) << c << ": " << out;
+    EXPECT_EQ(out.find("{true}"), std::string::npos) << c << ": " << out;
+  }
+  for (const std::string bad : {"frobnicate", "sae train x", "bench frobnicate"}) {
+    EXPECT_NE(test::run_command(ccc + " " + bad + " 2>&1", &out), 0) << bad;
+    const std::string word = bad == "bench frobnicate" ? "bench frobnicate" : bad.substr(0, bad.find(' '));
+    EXPECT_NE(out.find("unknown command '" + word + "'"), std::string::npos) << bad << ": " << out;
+  }
+}
+
+// Outputs say how they were measured: ablate's JSON and text carry the stream count and window, and
+// `--streams 0` is the automatic count in bits as in every other command.
+TEST(CliTest, OutputsNameTheirStreamsAndWindow) {
+  test::TempDir tmp;
+  const std::string text = test::synthetic_text(6, 3000);
+  write_file_atomic(tmp.file("t.txt"), text);
+  const std::string model = " -q -m " + std::string(CCC_SOURCE_DIR) + "/data/models/ccc-attn2 ";
+  std::string out;
+  ASSERT_EQ(test::run_command(std::string(CCC_BINARY) + " ablate" + model + tmp.file("t.txt") + " -c 1.2 --json", &out), 0) << out;
+  const auto j = nlohmann::json::parse(out);
+  EXPECT_EQ(j["streams"].get<int64_t>(), model::auto_streams(text.size()));
+  EXPECT_EQ(j["policy"], "rolling W=128");
+  ASSERT_EQ(test::run_command(std::string(CCC_BINARY) + " ablate" + model + tmp.file("t.txt") + " -c 1.2", &out), 0) << out;
+  EXPECT_NE(out.find(std::to_string(model::auto_streams(text.size())) + " streams, rolling W=128"), std::string::npos) << out;
+  ASSERT_EQ(test::run_command(std::string(CCC_BINARY) + " bits" + model + tmp.file("t.txt") + " --streams 0 --json", &out), 0) << out;
+  EXPECT_EQ(nlohmann::json::parse(out)["streams"].get<int64_t>(), model::auto_streams(text.size()));
 }
 
 }  // namespace

@@ -11,6 +11,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "analysis/activation_store.h"
 #include "analysis/capture.h"
 #include "analysis/h5_rows.h"
 #include "analysis/units.h"
@@ -83,6 +84,47 @@ TEST(Ablation, CompressWithAnAblationCostsItsDeltaBitsAndNeedsTheSameEdit) {
   o.ablate_mode = "mean";
   o.out = dir.file("mean.ccc");
   EXPECT_THROW(experiments::run_compress(o), Error);
+}
+
+// compress --ablate with --dump: the dump is of the ablated model — its Σ bits is the ablated run's, the
+// ablated head's hook_z rows are zero (edits run before the capture's observers), its fingerprint is the
+// edit's — and the container is the same as without --dump.
+TEST(Ablation, DumpsOfAnAblatedModelRecordTheEditedRun) {
+  test::TempDir dir;
+  const std::string text = test::repeated_strings(12, 30, 4, true);
+  write_file_atomic(dir.file("in.txt"), text);
+  experiments::CompressCmdOptions o;
+  o.model = std::string(CCC_SOURCE_DIR) + "/data/models/ccc-attn2";
+  o.in = dir.file("in.txt");
+  o.quiet = true;
+  o.ablate = "1.2";
+  o.out = dir.file("plain.ccc");
+  experiments::run_compress(o);
+  o.out = dir.file("abl.ccc");
+  o.dump = dir.file("d.h5");
+  o.hooks = {"blocks.1.attn.hook_z"};
+  o.dump_dtype = "f32";
+  experiments::run_compress(o);
+  EXPECT_EQ(read_file(dir.file("abl.ccc")), read_file(dir.file("plain.ccc")));
+  analysis::ActivationStore store(dir.file("d.h5"));
+  auto m = model::load_model(o.model);
+  circuits::ScoringRun run;
+  const auto abl = circuits::ablated_bits(m, text, run, parse_components("1.2", m.config), nullptr);
+  double dumped = 0;
+  for (float b : store.bits())
+    if (!std::isnan(b)) dumped += b;
+  EXPECT_NEAR(dumped, total_bits(abl), 1e-4 * total_bits(abl)) << "the dump's bits are the ablated model's";
+  EXPECT_NE(store.attr("fingerprint"), m.fingerprint);
+  const auto z = store.block("blocks.1.attn.hook_z", 0, store.rows());  // [rows, n_heads * d_head]
+  const int64_t dh = m.config.d_head;
+  double head2 = 0, head1 = 0;
+  for (int64_t r = 0; r < z.rows(); ++r)
+    for (int64_t e = 0; e < dh; ++e) {
+      head2 = std::max(head2, std::abs(static_cast<double>(z(r, 2 * dh + e))));
+      head1 = std::max(head1, std::abs(static_cast<double>(z(r, 1 * dh + e))));
+    }
+  EXPECT_EQ(head2, 0.0) << "the ablated head is recorded as edited";
+  EXPECT_GT(head1, 0.01);
 }
 
 }  // namespace
