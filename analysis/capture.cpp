@@ -163,6 +163,12 @@ ActivationCapture::ActivationCapture(model::LoadedModel& m, std::string_view inp
 
 ActivationCapture::~ActivationCapture() = default;
 
+int64_t ActivationCapture::expected_bytes() const {
+  int64_t row_bytes = 0;
+  for (const auto& f : s_->fields) row_bytes += f.elems * static_cast<int64_t>(f.elem_bytes);
+  return s_->N * row_bytes;
+}
+
 void ActivationCapture::attach(model::StreamOptions& run, model::FeedObservers& observers,
                                const std::function<void(model::HookSet&)>& edits) {
   State* st = s_.get();

@@ -56,6 +56,9 @@ class ActivationCapture {
   /// Writes the remaining rows and the attributes, then publishes the file.
   void finish();
   int64_t rows() const;
+  /// Bytes the run will hand to HDF5 (rows × every field's row size; before any compression): known at
+  /// construction, before anything is written.
+  int64_t expected_bytes() const;
   int64_t bytes_written() const;     ///< activation and metadata bytes handed to HDF5
   double total_bits() const;         ///< Σ bits over the rows
 

@@ -28,9 +28,12 @@ using circuits::total_bits;
 
 namespace {
 
-// The sweep's PNG: a layer x head heatmap for heads, else bars with their CIs.
+// The sweep's PNG: a layer x head heatmap for heads, else bars with their CIs — the 40 largest Δ, sorted,
+// when the set is larger (a neuron sweep) — titled with the model and the input.
 void write_sweep_plot(const SweepCmdOptions& o, const Loaded& l, const nlohmann::json& j) {
   const auto& set = l.comps;
+  const std::string about = fs::path(l.m.source).filename().string() + " on " + fs::path(o.run.file).filename().string() +
+                            ", " + o.run.mode + " ablation" + (l.mask ? ", positions " + o.run.positions.describe() : "");
   Plot plot;
   std::ostringstream d;
   bool ok = false;
@@ -39,21 +42,33 @@ void write_sweep_plot(const SweepCmdOptions& o, const Loaded& l, const nlohmann:
     for (size_t i = 0; i < set.size(); ++i)
       d << j["components"][i]["delta_bits_per_byte"].get<double>() << ((static_cast<int64_t>(i) % H == H - 1) ? "\n" : " ");
     const std::string dat = plot.data("heads.dat", d.str());
-    ok = plot.render(o.plot, "set title 'delta bits per byte of each head (" + o.run.mode + " ablation)'\nset xlabel 'head'\n"
+    ok = plot.render(o.plot, "set title " + gp_quote("delta bits per byte of each head: " + about) + " noenhanced\nset xlabel 'head'\n"
                           "set ylabel 'layer'\nset palette defined (0 'white', 1 'dark-red')\nset yrange [-0.5:" +
                               std::to_string(l.m.config.n_layers - 0.5) + "] reverse\nset xrange [-0.5:" +
                               std::to_string(H - 0.5) + "]\nset xtics 1\nset ytics 1\nplot " + dat + " matrix with image notitle, '' matrix using 1:2:(sprintf('%.3f',$3)) with labels notitle",
-                  200 + 70 * static_cast<int>(H), 140 + 50 * static_cast<int>(l.m.config.n_layers), o.force);
+                  std::max<int>(500, 200 + 70 * static_cast<int>(H)), 140 + 50 * static_cast<int>(l.m.config.n_layers), o.force);
   } else {
-    for (size_t i = 0; i < set.size(); ++i)
-      d << i << " " << set[i].name() << " " << j["components"][i]["delta_bits_per_byte"].get<double>() << " "
+    constexpr size_t kTop = 40;
+    std::vector<size_t> order(set.size());
+    for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+    if (set.size() > kTop) {
+      std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+        return j["components"][a]["delta_bits_per_byte"].get<double>() > j["components"][b]["delta_bits_per_byte"].get<double>();
+      });
+      order.resize(kTop);
+    }
+    for (size_t k = 0; k < order.size(); ++k) {
+      const size_t i = order[k];
+      d << k << " " << set[i].name() << " " << j["components"][i]["delta_bits_per_byte"].get<double>() << " "
         << j["components"][i]["ci_low"].get<double>() << " " << j["components"][i]["ci_high"].get<double>() << "\n";
+    }
+    const std::string what = set.size() > kTop ? "the " + std::to_string(kTop) + " largest of " + std::to_string(set.size())
+                                               : std::to_string(set.size()) + " components";
     const std::string dat = plot.data("components.dat", d.str());
-    ok = plot.render(o.plot, "set title 'delta bits per byte (" + o.run.mode + " ablation, 95% CI)'\nset style fill solid 0.6\n"
-                          "set boxwidth 0.8\nset ylabel 'delta bits per byte'\nset grid y\n" +
-                              std::string(set.size() <= 40 ? "set xtics rotate by -45\n" : "set xtics auto\n") +
-                              "plot " + dat + " using 1:3" + (set.size() <= 40 ? ":xtic(2)" : "") +
-                              " with boxes notitle, '' using 1:3:4:5 with yerrorbars pt 0 lc rgb 'black' notitle",
+    ok = plot.render(o.plot, "set title " + gp_quote("delta bits per byte with 95% CI, " + what + ": " + about) +
+                                 " noenhanced\nset style fill solid 0.6\nset boxwidth 0.8\nset ylabel 'delta bits per byte'\n"
+                                 "set grid y\nset xtics rotate by -45 noenhanced\nplot " + dat +
+                                 " using 1:3:xtic(2) with boxes notitle, '' using 1:3:4:5 with yerrorbars pt 0 lc rgb 'black' notitle",
                   900, 500, o.force);
   }
   if (!ok) std::fprintf(stderr, "warning: gnuplot failed; no %s\n", o.plot.c_str());

@@ -3,6 +3,8 @@
 
 #include <unistd.h>
 
+#include <sys/statvfs.h>
+
 #include <chrono>
 #include <functional>
 #include <cstdio>
@@ -116,6 +118,18 @@ std::unique_ptr<analysis::ActivationCapture> make_capture(model::LoadedModel& m,
   c.source = o.in;
   c.command = o.command;
   auto cap = std::make_unique<analysis::ActivationCapture>(m, input, copt, c);
+  // a large dump (attention patterns hold n_heads x W values per row) is announced before it is written
+  const double mb = static_cast<double>(cap->expected_bytes()) / 1e6;
+  if (mb >= 100 && !o.quiet) {
+    struct statvfs fs_info {};
+    const std::string dir = fs::path(o.dump).has_parent_path() ? fs::path(o.dump).parent_path().string() : ".";
+    const double free_mb = ::statvfs(dir.c_str(), &fs_info) == 0
+                               ? static_cast<double>(fs_info.f_bavail) * static_cast<double>(fs_info.f_frsize) / 1e6
+                               : -1;
+    std::fprintf(stderr, "warning: %s will hold about %.0f MB of activations (%s)%s\n", o.dump.c_str(), mb,
+                 c.compression == analysis::Compression::kNone ? "uncompressed" : "before compression",
+                 free_mb >= 0 ? (", " + std::to_string(static_cast<int64_t>(free_mb)) + " MB free there").c_str() : "");
+  }
   cap->attach(copt, copt, edits);
   return cap;
 }

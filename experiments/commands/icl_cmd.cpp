@@ -160,9 +160,9 @@ void run_emergence(const HeadsCmdOptions& o) {
   }
   write_file_atomic(csv_path, csv, o.force);
   if (!plot_png(png, "set datafile separator ','\nset key autotitle columnhead\nset grid\nset multiplot layout 2,1\n"
-                     "set ylabel 'score'\nset yrange [0:1]\nset key center right\nplot " + gp_quote(csv_path) + " using 1:6 with linespoints pt 7 lw 2 title 'max induction', "
+                     "set ylabel 'score'\nset yrange [0:1]\nset key outside right top\nplot " + gp_quote(csv_path) + " using 1:6 with linespoints pt 7 lw 2 title 'max induction', "
                      "'' using 1:5 with linespoints pt 6 title 'max prev-token'\nset yrange [*:*]\nset xlabel 'step'\n"
-                     "set ylabel 'bits per byte'\nplot " + gp_quote(csv_path) + " using 1:3 with lines title 'train', "
+                     "set ylabel 'bits per byte'\nset key outside right top\nplot " + gp_quote(csv_path) + " using 1:3 with lines title 'train', "
                      "'' using 1:9 with linespoints pt 7 title 'repeated random, 2nd copy', '' using 1:($4 >= 0 ? $4 : 1/0) "
                      "with linespoints pt 5 title 'validation'\nunset multiplot", 900, 700, o.force))
     std::fprintf(stderr, "warning: gnuplot failed; no %s\n", png.c_str());

@@ -370,7 +370,8 @@ void write_units_report(const std::string& out_dir, const UnitsCmdOptions& o, co
 }
 
 // class counts per hook and the AUROC histogram with the null (PNG; a warning when gnuplot fails)
-void write_units_plots(const std::string& out_dir, const analysis::UnitsReport& rep, ClassCounts cc) {
+void write_units_plots(const std::string& out_dir, const analysis::UnitsReport& rep, ClassCounts cc,
+                       const std::string& about) {
   auto au = auroc_of;
   auto& counts = cc.counts;
   auto& null_counts = cc.null_counts;
@@ -390,10 +391,12 @@ void write_units_plots(const std::string& out_dir, const analysis::UnitsReport& 
   const std::string dat = plot.data("class_counts.dat", d.str());
   if (!plot.render((fs::path(out_dir) / "class_counts.png").string(),
                 "set style data histograms\nset style histogram clustered gap 1\nset style fill solid 0.8 border -1\n"
-                "set key autotitle columnhead outside\nset xtics rotate by -30 noenhanced\nset ylabel 'units'\n"
-                "set title 'unit classes per hook (null: labels shifted)'\n"
-                "plot " + dat + " using 2:xtic(1), '' using 3, '' using 4, '' using 5, '' using 6",
-                1100, 550))
+                "set key autotitle columnhead outside right top noenhanced\nset xtics rotate by -30 noenhanced\n"
+                "set ylabel 'units (log scale)'\nset logscale y\nset yrange [0.8:*]\n"
+                "set title " + gp_quote("unit classes per hook (null: labels shifted) - " + about) + " noenhanced\n"
+                "plot " + dat + " using ($2 > 0 ? $2 : 1/0):xtic(1), '' using ($3 > 0 ? $3 : 1/0), '' using ($4 > 0 ? $4 : 1/0), "
+                "'' using ($5 > 0 ? $5 : 1/0), '' using ($6 > 0 ? $6 : 1/0)",
+                1200, 600))
     std::fprintf(stderr, "warning: gnuplot failed; no class_counts.png\n");
   std::vector<int64_t> real(21, 0), null(21, 0);
   for (const auto& u : rep.units) {
@@ -409,7 +412,7 @@ void write_units_plots(const std::string& out_dir, const analysis::UnitsReport& 
   if (!plot.render((fs::path(out_dir) / "auroc_hist.png").string(),
                 "set key autotitle columnhead\nset style fill solid 0.5 border -1\nset boxwidth 0.022\n"
                 "set xlabel 'best feature AUROC of the unit'\nset ylabel 'units'\nset xrange [0.5:1.03]\n"
-                "set title 'selectivity: units vs shifted-label null'\n"
+                "set title " + gp_quote("selectivity: units vs shifted-label null - " + about) + " noenhanced\n"
                 "plot " + hist + " using 1:2 with boxes, '' using 1:3 with boxes"))
     std::fprintf(stderr, "warning: gnuplot failed; no auroc_hist.png\n");
 }
@@ -442,7 +445,8 @@ void run_units(const UnitsCmdOptions& o) {
   const auto cc = class_counts(rep);
   write_units_csv(out.temp_dir(), rep, ablated);
   write_units_report(out.temp_dir(), o, store, source, text, rep, cc, ablated);
-  write_units_plots(out.temp_dir(), rep, cc);
+  write_units_plots(out.temp_dir(), rep, cc,
+                    fs::path(store.attr("model")).filename().string() + " on " + fs::path(source).filename().string());
   auto summary = units_summary(o, store, source, rep, cc, ablated);
   stamp(summary, "units");
   write_file_atomic(out.file("summary.json"), summary.dump(2) + "\n");
