@@ -5,6 +5,7 @@
 
 #include "experiments/cli/cli.h"
 #include "experiments/commands/ablate_cmd.h"
+#include "experiments/commands/experiment_cmd.h"
 #include "experiments/commands/icl_cmd.h"
 #include "model/base/error.h"
 
@@ -138,6 +139,28 @@ void add_circuit_commands(CLI::App& app, Globals& g) {
       CCC_CHECK(!o->run.file.empty(), "patch: no input (give FILE or --clean FILE)");
       g.init();
       experiments::run_patch(*o);
+    });
+  }
+  {
+    auto o = std::make_shared<experiments::ExperimentCmdOptions>();
+    auto* sub = app.add_subcommand("experiment",
+                                   "run an experiment of the Circuit Competition Conjecture (competition) into a directory");
+    sub->add_option("name", o->name, std::string("the experiment: ") + experiments::experiment_names())->required();
+    sub->add_option("file", o->file, "input text (default: the head of every corpus's held-out split)");
+    add_model_options(sub, o->model, &o->tokenizer);
+    sub->add_option("-o,--out", o->out, "output directory (result.json, section.md, CSVs, plots)")->required();
+    sub->add_flag("--quick", o->quick, "tiny sizes (400 bytes per corpus, 10 null draws): what the tests run, same schema");
+    sub->add_option("--seed", o->seed, "seed of the nulls, pairs and bootstraps (default 0)");
+    sub->add_option("--mode", o->mode, "ablation of the candidates: mean (default) or zero")->check(CLI::IsMember({"mean", "zero"}));
+    sub->add_option("--circuit", o->circuit, "more candidates: components (1.2,mlp0) or a JSON file {\"components\": [...]}");
+    sub->add_option("--streams", o->streams, "streams as in ccc compress (0 = automatic)");
+    sub->add_option("--corpora", o->corpora_dir, "corpus directory of the default input");
+    sub->add_flag("-f,--force", o->force, "replace an existing output directory");
+    sub->add_flag_callback("-q,--quiet", [o] { o->progress = false; }, "no progress line");
+    sub->callback([&g, o] {
+      g.init();
+      o->command = g.command;
+      experiments::run_experiment(*o);
     });
   }
   {

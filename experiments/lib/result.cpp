@@ -75,9 +75,15 @@ std::string rule_text(int direction, double min_gap, const std::string& effect, 
 }
 
 nlohmann::json Result::to_json() const {
-  nlohmann::json ms = nlohmann::json::array(), ns = nlohmann::json::array();
-  for (const auto& m : measurements) ms.push_back(m.to_json());
-  for (const auto& m : null) ns.push_back(m.to_json());
+  nlohmann::json ms = nlohmann::json::object(), ns = nlohmann::json::object();
+  for (const auto& m : measurements) {
+    CCC_CHECK(!ms.contains(m.name), experiment, ": measurement ", m.name, " given twice");
+    ms[m.name] = m.to_json();
+  }
+  for (const auto& m : null) {
+    CCC_CHECK(!ns.contains(m.name), experiment, ": null statistic ", m.name, " given twice");
+    ns[m.name] = m.to_json();
+  }
   return {{"experiment", experiment},
           {"hypothesis", hypothesis},
           {"model", model},

@@ -49,7 +49,8 @@ struct Result {
   Verdict verdict = Verdict::kInconclusive;
   std::string verdict_rule;               ///< the rule that decided it, in words
   /// The result.json body (schema ccc.experiment/1 once stamped): every field above, measurements and
-  /// null as lists of {name, value, ci_low, ci_high, unit, ci_method}.
+  /// null as objects keyed by name, each {name, value, ci_low, ci_high, unit, ci_method}. Throws
+  /// ccc::Error on a name given twice.
   nlohmann::json to_json() const;
 };
 

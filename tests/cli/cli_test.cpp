@@ -1066,3 +1066,42 @@ TEST(CliTest, OutputsNameTheirStreamsAndWindow) {
 
 }  // namespace
 }  // namespace ccc
+
+namespace ccc {
+namespace {
+
+// `ccc experiment competition --quick`: result.json (schema, every measurement with its null, verdict and
+// its rule), the CSVs, section.md and the plot appear together; the same seed reproduces result.json; an
+// unknown experiment or an existing directory is refused.
+TEST(CliTest, ExperimentCompetitionWritesItsResultDirectory) {
+  test::TempDir tmp;
+  std::string out;
+  ASSERT_EQ(test::run_command(std::string(CCC_BINARY) + " make-probe -o " + tmp.file("rep.txt") + " --strings 10 --len 30", &out), 0) << out;
+  const std::string run = std::string(CCC_BINARY) + " experiment competition " + tmp.file("rep.txt") + " --quick -q -m " +
+                          std::string(CCC_SOURCE_DIR) + "/data/models/ccc-attn2 -o ";
+  ASSERT_EQ(test::run_command(run + tmp.file("a") + " 2>&1", &out), 0) << out;
+  for (const char* f : {"result.json", "section.md", "tokens.csv", "winners.csv", "pairs.csv", "dominance.png"})
+    EXPECT_TRUE(std::filesystem::exists(tmp.file("a") + "/" + f)) << f;
+  const auto j = nlohmann::json::parse(read_file(tmp.file("a/result.json")));
+  EXPECT_EQ(j["schema"], "ccc.experiment/1");
+  EXPECT_EQ(j["experiment"], "competition");
+  EXPECT_TRUE(j["verdict"] == "supported" || j["verdict"] == "not_supported" || j["verdict"] == "inconclusive");
+  EXPECT_FALSE(j["verdict_rule"].get<std::string>().empty());
+  for (const auto& [name, m] : j["measurements"].items()) {
+    for (const char* k : {"value", "ci_low", "ci_high", "unit"}) EXPECT_TRUE(m.contains(k)) << name << " " << k;
+    EXPECT_TRUE(j["null"].contains(name)) << name;
+  }
+  EXPECT_EQ(j["input_sha256"], sha256_hex(read_file(tmp.file("rep.txt"))));
+  ASSERT_EQ(test::run_command(run + tmp.file("b") + " 2>&1", &out), 0) << out;
+  auto k = nlohmann::json::parse(read_file(tmp.file("b/result.json")));
+  auto strip = [](nlohmann::json x) { x.erase("command"); return x; };
+  EXPECT_EQ(strip(j), strip(k)) << "same command and seed, same result";
+  EXPECT_NE(test::run_command(run + tmp.file("a") + " 2>&1", &out), 0);
+  EXPECT_NE(out.find("exists"), std::string::npos) << out;
+  EXPECT_NE(test::run_command(std::string(CCC_BINARY) + " experiment nope -o " + tmp.file("c") + " 2>&1", &out), 0);
+  EXPECT_NE(out.find("experiment nope: unknown"), std::string::npos) << out;
+  EXPECT_FALSE(std::filesystem::exists(tmp.file("c")));
+}
+
+}  // namespace
+}  // namespace ccc

@@ -84,6 +84,7 @@ TEST(ExperimentResult, JsonCarriesEveryField) {
   e.unit = "bits_per_byte";
   r.measurements = {e};
   r.null = {m(0, -0.1, 0.1)};
+  r.null[0].name = "delta";
   r.verdict = Verdict::kSupported;
   r.verdict_rule = "rule";
   const auto j = r.to_json();
@@ -92,10 +93,12 @@ TEST(ExperimentResult, JsonCarriesEveryField) {
     EXPECT_TRUE(j.contains(k)) << k;
   EXPECT_EQ(j["verdict"], "supported");
   EXPECT_EQ(j["seed"], 9);
-  EXPECT_EQ(j["measurements"][0]["name"], "delta");
-  EXPECT_EQ(j["measurements"][0]["ci_high"], 1.5);
-  EXPECT_EQ(j["measurements"][0]["unit"], "bits_per_byte");
-  EXPECT_EQ(j["null"][0]["ci_low"], -0.1);
+  EXPECT_EQ(j["measurements"]["delta"]["name"], "delta");
+  EXPECT_EQ(j["measurements"]["delta"]["ci_high"], 1.5);
+  EXPECT_EQ(j["measurements"]["delta"]["unit"], "bits_per_byte");
+  EXPECT_EQ(j["null"]["delta"]["ci_low"], -0.1);
+  r.measurements.push_back(e);  // a name given twice is an error, not a silent overwrite
+  EXPECT_THROW(r.to_json(), Error);
 }
 
 }  // namespace

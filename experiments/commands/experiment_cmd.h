@@ -1,0 +1,31 @@
+#pragma once
+// `ccc experiment NAME`: runs one experiment of the experiment library (experiments/lib) and writes its
+// result.json, CSVs of the raw measurements, plots and section.md into a directory (all or nothing).
+
+#include <cstdint>
+#include <string>
+
+namespace ccc::experiments {
+
+struct ExperimentCmdOptions {
+  std::string name;              ///< the experiment: competition
+  std::string model, tokenizer;  ///< "" = the default model
+  std::string file;              ///< input text ("" = a held-out mix of the corpora present)
+  std::string corpora_dir;
+  std::string out;               ///< output directory
+  std::string mode = "mean";     ///< ablation of the candidates (competition)
+  std::string circuit;           ///< more candidates (a components list or JSON file)
+  int64_t streams = 0;
+  bool quick = false;            ///< tiny sizes (what the tests run), the same schema
+  uint64_t seed = 0;
+  bool force = false;
+  bool progress = true;
+  std::string command;
+};
+
+/// The experiments `ccc experiment` knows.
+const char* experiment_names();
+
+void run_experiment(const ExperimentCmdOptions& o);
+
+}  // namespace ccc::experiments
