@@ -181,4 +181,33 @@ std::vector<std::vector<double>> sweep_bits(model::LoadedModel& m, std::string_v
   return out;
 }
 
+std::vector<std::vector<double>> circuits_bits(model::LoadedModel& m, std::string_view text, const ScoringRun& run,
+                                               const std::vector<std::vector<Component>>& circuits,
+                                               const Reference* ref, int64_t max_rows, const ProgressFn& progress) {
+  std::vector<std::vector<double>> out(circuits.size());
+  auto opt = run.stream_options();
+  const auto n = static_cast<int64_t>(circuits.size());
+  if (!model::resolve_window_policy(m.config, opt).second) {
+    for (size_t i = 0; i < circuits.size(); ++i) {
+      out[i] = ablated_bits(m, text, run, circuits[i], ref);
+      if (progress) progress(static_cast<int64_t>(i) + 1, n);
+    }
+    return out;
+  }
+  const int64_t B = static_cast<int64_t>(model::stream_token_counts(m, text, opt).size());
+  const int64_t group = std::max<int64_t>(1, max_rows / B);
+  for (size_t c0 = 0; c0 < circuits.size(); c0 += static_cast<size_t>(group)) {
+    const size_t gc = std::min<size_t>(static_cast<size_t>(group), circuits.size() - c0);
+    std::vector<std::vector<Component>> per_row(circuits.begin() + static_cast<std::ptrdiff_t>(c0),
+                                                circuits.begin() + static_cast<std::ptrdiff_t>(c0 + gc));
+    model::HookSet hooks;
+    install_ablation(hooks, m.config, per_row, B, run.mode, ref, run.seed);
+    opt.hooks = [&](int64_t) { return &hooks; };
+    const auto per_stream = model::segmented_token_bits(m, text, opt, static_cast<int64_t>(gc));
+    for (size_t i = 0; i < gc; ++i) out[c0 + i] = flatten(per_stream, i * static_cast<size_t>(B), static_cast<size_t>(B));
+    if (progress) progress(static_cast<int64_t>(c0 + gc), n);
+  }
+  return out;
+}
+
 }  // namespace ccc::circuits

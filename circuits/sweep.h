@@ -76,4 +76,12 @@ std::vector<std::vector<double>> sweep_bits(model::LoadedModel& m, std::string_v
                                             const ProgressFn& progress = {},
                                             const std::function<void(model::HookSet&, int64_t rows_per)>& base = {});
 
+/// Per-token bits with each circuit of `circuits` ablated (all its components together), one circuit per
+/// block of batch rows over whole forwards, passes of at most `max_rows` rows (one scoring per circuit on
+/// the strided policy); `progress` counts circuits.
+std::vector<std::vector<double>> circuits_bits(model::LoadedModel& m, std::string_view text, const ScoringRun& run,
+                                               const std::vector<std::vector<Component>>& circuits,
+                                               const Reference* ref, int64_t max_rows = 256,
+                                               const ProgressFn& progress = {});
+
 }  // namespace ccc::circuits

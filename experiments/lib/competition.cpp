@@ -258,9 +258,12 @@ Result run_competition(model::LoadedModel& m, std::string_view text, const Compe
   }
   std::vector<CompetitionDetail::Pair> pair_rows;
   std::vector<double> red_top, inter_top, red_rnd, inter_rnd;
+  std::vector<std::vector<circuits::Component>> pair_circuits;
+  for (const auto& [a, b] : pairs) pair_circuits.push_back({cands[a], cands[b]});
+  const auto pair_bits = circuits::circuits_bits(m, text, run, pair_circuits, ref.get());  // batched
   for (size_t k = 0; k < pairs.size(); ++k) {
     const auto [a, b] = pairs[k];
-    const auto both = circuits::ablated_bits(m, text, run, {cands[a], cands[b]}, ref.get());
+    const auto& both = pair_bits[k];
     std::vector<double> additive(T);  // clean + Δ(A) + Δ(B): what no interaction would give
     for (size_t t = 0; t < T; ++t) additive[t] = cols[a][t] + cols[b][t] - clean[t];
     const auto ds = circuits::delta_stats(additive, both, static_cast<int64_t>(text.size()), o.resamples, o.seed + k);

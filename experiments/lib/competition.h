@@ -27,7 +27,7 @@ struct CompetitionOptions {
   int64_t streams = 0, window = 0;              ///< the compressor's segmentation (0 = automatic)
   uint64_t seed = 0;
   int64_t null_draws = 20;   ///< column-permutation draws of the dominance null
-  int64_t pair_top = 12;     ///< pairs among this many top components (by mean Δ), and as many random pairs
+  int64_t pair_top = 6;      ///< pairs among this many top components (by mean Δ), and as many random pairs
   int64_t resamples = 2000;  ///< bootstrap resamples of every CI
   std::vector<circuits::Component> extra;  ///< more candidates (a --circuit)
   /// Byte labels of the text (name, one flag per byte; e.g. domain:code ranges of a held-out mix): the

@@ -116,6 +116,25 @@ TEST(Ablation, BatchedSweepEqualsOneRunPerComponentInEveryMode) {
   }
 }
 
+// circuits_bits (several circuits side by side in one batch, as the pair interactions use it) equals one
+// ablated_bits run per circuit, in every mode with a reference.
+TEST(Ablation, BatchedCircuitsEqualOneRunPerCircuit) {
+  auto m = test::tiny_byte_lm(4, 64);
+  const std::string text = sample_text(300, 5);
+  for (const char* mode : {"zero", "mean"}) {
+    const auto run = small_run(mode, 3);
+    const std::vector<std::vector<Component>> cs = {parse_components("0.1,mlp1", m.config), parse_components("1.0", m.config),
+                                                    parse_components("n0.3,attn1", m.config)};
+    std::vector<Component> all;
+    for (const auto& c : cs) all.insert(all.end(), c.begin(), c.end());
+    const auto ref = collect_reference(m, text, all, run.mode, run.streams, run.window, run.seed);
+    const auto batched = circuits_bits(m, text, run, cs, &ref, /*max_rows=*/7);
+    ASSERT_EQ(batched.size(), cs.size());
+    for (size_t i = 0; i < cs.size(); ++i)
+      EXPECT_LE(max_abs_diff(batched[i], ablated_bits(m, text, run, cs[i], &ref)), 1e-5) << mode << " circuit " << i;
+  }
+}
+
 TEST(Ablation, RowsWithoutAnEditAreBitIdenticalToTheCleanRun) {
   auto m = test::tiny_byte_lm(6, 64);
   const std::string text = sample_text(200, 3);
