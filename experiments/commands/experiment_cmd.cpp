@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <memory>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
@@ -148,9 +149,17 @@ void run_experiment(const ExperimentCmdOptions& o) {
   c.byte_labels = in.labels;
   if (!o.circuit.empty()) c.extra = circuits::parse_components(o.circuit, m.config);
   if (o.quick) c.null_draws = 10, c.pair_top = 3, c.resamples = 500;
+  std::unique_ptr<ProgressLine> line;
+  std::string phase_now;
+  c.progress = [&](const std::string& phase, int64_t done, int64_t total) {
+    if (phase != phase_now) line = std::make_unique<ProgressLine>("competition: " + phase, total, o.progress), phase_now = phase;
+    line->update(done);
+  };
   CompetitionDetail detail;
   const auto t0 = std::chrono::steady_clock::now();
-  if (o.progress) std::fprintf(stderr, "competition: %zu bytes, every head and MLP ablated alone, then pairs...\n", in.text.size());
+  if (o.progress)
+    std::fprintf(stderr, "competition: %zu bytes of %s, every head and MLP ablated alone, then pairs\n", in.text.size(),
+                 in.name.c_str());
   Result r = run_competition(m, in.text, c, &detail);
   r.model = m.source;
   r.model_fingerprint = m.fingerprint;

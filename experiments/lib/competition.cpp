@@ -164,7 +164,13 @@ Result run_competition(model::LoadedModel& m, std::string_view text, const Compe
     ref = std::make_unique<circuits::Reference>(
         circuits::collect_reference(m, text, cands, o.mode, o.streams, o.window, o.seed));
   const auto clean = circuits::ablated_bits(m, text, run, {}, nullptr);
-  const auto cols = circuits::sweep_bits(m, text, run, cands, ref.get());
+  auto report = [&](const char* phase) {
+    return [&o, phase](int64_t done, int64_t total) {
+      if (o.progress) o.progress(phase, done, total);
+    };
+  };
+  const auto cols = circuits::sweep_bits(m, text, run, cands, ref.get(), circuits::SweepPath::kShared, 256,
+                                         report("ablations"));
   const size_t T = clean.size(), C = cands.size();
   CCC_CHECK(T >= 2 * kBlock, "competition: the text has ", T, " coded tokens; at least ", 2 * kBlock, " are needed");
   std::vector<std::vector<double>> delta(T, std::vector<double>(C));
@@ -260,7 +266,7 @@ Result run_competition(model::LoadedModel& m, std::string_view text, const Compe
   std::vector<double> red_top, inter_top, red_rnd, inter_rnd;
   std::vector<std::vector<circuits::Component>> pair_circuits;
   for (const auto& [a, b] : pairs) pair_circuits.push_back({cands[a], cands[b]});
-  const auto pair_bits = circuits::circuits_bits(m, text, run, pair_circuits, ref.get());  // batched
+  const auto pair_bits = circuits::circuits_bits(m, text, run, pair_circuits, ref.get(), 256, report("pairs"));  // batched
   for (size_t k = 0; k < pairs.size(); ++k) {
     const auto [a, b] = pairs[k];
     const auto& both = pair_bits[k];
@@ -280,15 +286,24 @@ Result run_competition(model::LoadedModel& m, std::string_view text, const Compe
     r.null.push_back(bootstrap_mean("interfering_pair_share", inter_rnd, "share", o.resamples, o.seed + 5));
   }
 
-  // the verdict: clear winners beyond the uncoupled null
-  const Measurement* effect = nullptr;
-  const Measurement* null = nullptr;
-  for (const auto& x : r.measurements)
-    if (x.name == "clear_winner_share") effect = &x;
-  for (const auto& x : r.null)
-    if (x.name == "clear_winner_share") null = &x;
-  r.verdict = decide(*effect, *null, +1, 0.05);
+  // the verdict: clear winners beyond the uncoupled null, with the first MLP a candidate and (when the
+  // model has one) as part of the embedding — both readings must agree, else inconclusive
+  auto find = [](const std::vector<Measurement>& v, const std::string& name) -> const Measurement& {
+    for (const auto& x : v)
+      if (x.name == name) return x;
+    CCC_FAIL("competition: no statistic ", name);
+  };
+  const Verdict as_candidate = decide(find(r.measurements, "clear_winner_share"), find(r.null, "clear_winner_share"), +1, 0.05);
+  r.verdict = as_candidate;
   r.verdict_rule = rule_text(+1, 0.05, "clear_winner_share", "its column-permutation null");
+  if (variants.size() > 1) {
+    const std::string name = "clear_winner_share" + variants[1].first;
+    const Verdict as_embedding = decide(find(r.measurements, name), find(r.null, name), +1, 0.05);
+    r.verdict = as_candidate == as_embedding ? as_candidate : Verdict::kInconclusive;
+    r.verdict_rule = "both readings must agree (else inconclusive): with the first MLP a candidate (" +
+                     to_string(as_candidate) + "), " + r.verdict_rule + "; and with it part of the embedding (" +
+                     to_string(as_embedding) + "), the same rule on " + name;
+  }
 
   if (detail != nullptr) {
     detail->candidates.clear();

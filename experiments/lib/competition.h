@@ -12,6 +12,7 @@
 // (I > 0: redundancy, a backup takes over; I < 0: interference) against random pairs.
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -33,6 +34,8 @@ struct CompetitionOptions {
   /// Byte labels of the text (name, one flag per byte; e.g. domain:code ranges of a held-out mix): the
   /// winners table names, per component, the label its wins are most enriched in.
   std::vector<std::pair<std::string, std::vector<uint8_t>>> byte_labels;
+  /// Progress: `phase` ("ablations", "pairs"), units done of total.
+  std::function<void(const std::string& phase, int64_t done, int64_t total)> progress;
 };
 
 /// What the renderers need beyond the Result: per token and per component.
