@@ -93,19 +93,29 @@ void check_pairable(const model::LoadedModel& m, std::string_view clean, std::st
               "length in every stream; byte-level models need the same byte length)");
 }
 
-uint64_t record_bytes(const model::LoadedModel& m, std::string_view text, const ScoringRun& run,
-                      const std::vector<Component>& components, bool embed) {
-  const auto [S, P] = record_shape(m, text, run);
+namespace {
+
+// Bytes of a record of `components` (and hook_embed) over S streams of P positions.
+uint64_t shape_bytes(const model::ModelConfig& cfg, int64_t S, int64_t P, const std::vector<Component>& components,
+                     bool embed) {
   uint64_t total = 0;
   for (const auto& h : record_hooks(components, embed))
-    total += static_cast<uint64_t>(S) * static_cast<uint64_t>(P) * static_cast<uint64_t>(features(h, m.config)) * 4;
+    total += static_cast<uint64_t>(S) * static_cast<uint64_t>(P) * static_cast<uint64_t>(features(h, cfg)) * 4;
   return total;
 }
 
-Reference record_positions(model::LoadedModel& m, std::string_view text, const ScoringRun& run,
-                           const std::vector<Component>& components, bool embed) {
-  check_memory(record_bytes(m, text, run, components, embed), 0, "the activations of the paired run");
+}  // namespace
+
+uint64_t record_bytes(const model::LoadedModel& m, std::string_view text, const ScoringRun& run,
+                      const std::vector<Component>& components, bool embed) {
   const auto [S, P] = record_shape(m, text, run);
+  return shape_bytes(m.config, S, P, components, embed);
+}
+
+Reference record_positions(model::LoadedModel& m, std::string_view text, const ScoringRun& run,
+                           const std::vector<Component>& components, bool embed, std::vector<double>* bits) {
+  const auto [S, P] = record_shape(m, text, run);  // the text tokenized once for the shape and the estimate
+  check_memory(shape_bytes(m.config, S, P, components, embed), 0, "the activations of the paired run");
   Reference ref;
   model::HookSet hs;
   for (const auto& h : record_hooks(components, embed)) {
@@ -126,7 +136,11 @@ Reference record_positions(model::LoadedModel& m, std::string_view text, const S
   auto opt = run.stream_options();
   opt.streams = model::resolve_streams(text.size(), run.streams);
   opt.hooks = [&](int64_t) { return &hs; };
-  model::segmented_token_bits(m, text, opt);
+  const auto per_stream = model::segmented_token_bits(m, text, opt);
+  if (bits != nullptr) {
+    bits->clear();
+    for (const auto& s : per_stream) bits->insert(bits->end(), s.begin(), s.end());
+  }
   for (const auto& h : record_hooks(components, embed))
     CCC_CHECK(ref.at.count(h), "paired patching: the run never reached ", h);
   ref.positions = S * P;
@@ -150,10 +164,9 @@ PairedBits paired_patch_bits(model::LoadedModel& m, std::string_view clean, std:
   ScoringRun r = run;
   r.streams = model::resolve_streams(clean.size(), run.streams);
   r.mode = Mode::kCorrupt;
-  const Reference of_clean = record_positions(m, clean, r, set, false);
-  const Reference of_corrupt = record_positions(m, corrupt, r, set, true);
   PairedBits out;
-  out.clean = ablated_bits(m, clean, r, {}, nullptr);
+  const Reference of_clean = record_positions(m, clean, r, set, false, &out.clean);  // its run is the clean one
+  const Reference of_corrupt = record_positions(m, corrupt, r, set, true);
   out.corrupt = ablated_bits(m, clean, r, {}, nullptr,
                              [&](model::HookSet& hs) { install_input(hs, of_corrupt, 0); });
   const auto n = static_cast<int64_t>(set.size());

@@ -35,9 +35,11 @@ uint64_t record_bytes(const model::LoadedModel& m, std::string_view text, const 
 
 /// A Mode::kCorrupt reference: the activation of every hook of `components` (and hook_embed with `embed`)
 /// over `text` at every stream position, Reference::at[hook] = [streams, positions, feature...] (fp32).
-/// Refuses (check_memory, naming the estimate) a record larger than the memory available.
+/// Refuses (check_memory, naming the estimate) a record larger than the memory available. `bits`, when
+/// given, receives the recorded run's per-token bits (ablated_bits of the clean model: observers change
+/// nothing).
 Reference record_positions(model::LoadedModel& m, std::string_view text, const ScoringRun& run,
-                           const std::vector<Component>& components, bool embed);
+                           const std::vector<Component>& components, bool embed, std::vector<double>* bits = nullptr);
 
 /// Replaces the input's token embeddings (hook_embed) with those of `other` (a record_positions with
 /// `embed`) at the same stream and position: the model then reads the other text and prices this one.

@@ -42,18 +42,15 @@ Input experiment_input(const ExperimentCmdOptions& o, size_t per_corpus) {
   const std::string dir = corpora_dir_or_default(o.corpora_dir);
   const auto names = model::present_corpora(dir);
   CCC_CHECK(!names.empty(), "no corpus found in ", dir, " (run ./setup.sh, pass --corpora DIR, or give FILE)");
-  std::map<std::string, std::vector<std::pair<size_t, size_t>>> ranges;
-  for (const auto& name : names) {
-    const std::string held = model::load_corpus(dir, name).split(model::Split::kHeldOut);
-    const size_t a = in.text.size();
-    in.text += held.substr(0, std::min(held.size(), per_corpus));
-    ranges["domain:" + model::corpus_domain(name)].emplace_back(a, in.text.size());
+  const auto mix = model::held_out_mix(dir, names, per_corpus);
+  in.text = mix.text;
+  std::map<std::string, std::vector<uint8_t>> on;  // domain:<d> over every range of that domain
+  for (const auto& r : mix.ranges) {
+    auto& flags = on["domain:" + r.domain];
+    flags.resize(in.text.size(), 0);
+    std::fill(flags.begin() + static_cast<std::ptrdiff_t>(r.begin), flags.begin() + static_cast<std::ptrdiff_t>(r.end), 1);
   }
-  for (const auto& [label, rs] : ranges) {
-    std::vector<uint8_t> on(in.text.size(), 0);
-    for (const auto& [a, b] : rs) std::fill(on.begin() + static_cast<std::ptrdiff_t>(a), on.begin() + static_cast<std::ptrdiff_t>(b), 1);
-    in.labels.emplace_back(label, std::move(on));
-  }
+  for (auto& [label, flags] : on) in.labels.emplace_back(label, std::move(flags));
   in.name = "held-out mix (" + std::to_string(names.size()) + " corpora x " + std::to_string(per_corpus) + " bytes)";
   return in;
 }

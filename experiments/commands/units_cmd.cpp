@@ -472,15 +472,12 @@ void run_heldout(const HeldoutCmdOptions& o) {
   CCC_CHECK(o.bytes > 0, "--bytes must be positive");
   std::error_code ec;
   CCC_CHECK(o.force || !fs::exists(o.out, ec), o.out, " exists (use --force to replace it)");
-  std::string text, labels = "feature,start,end\n";
-  for (const auto& name : names) {
-    const std::string held = model::load_corpus(dir, name).split(model::Split::kHeldOut);
-    const std::string part = held.substr(0, std::min<size_t>(held.size(), static_cast<size_t>(o.bytes)));
-    const int64_t a = static_cast<int64_t>(text.size());
-    text += part;
-    const int64_t b = static_cast<int64_t>(text.size());
-    labels += "domain:" + model::corpus_domain(name) + "," + std::to_string(a) + "," + std::to_string(b) + "\n";
-    labels += "corpus:" + name + "," + std::to_string(a) + "," + std::to_string(b) + "\n";
+  const auto mix = model::held_out_mix(dir, names, static_cast<size_t>(o.bytes));
+  const std::string& text = mix.text;
+  std::string labels = "feature,start,end\n";
+  for (const auto& r : mix.ranges) {
+    const std::string range = "," + std::to_string(r.begin) + "," + std::to_string(r.end) + "\n";
+    labels += "domain:" + r.domain + range + "corpus:" + r.corpus + range;
   }
   // both files written in full before either is published
   OutputFile text_out(o.out, o.force), labels_out(o.out + ".labels.csv", o.force);

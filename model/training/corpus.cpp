@@ -1,5 +1,6 @@
 #include "model/training/corpus.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 
@@ -81,6 +82,17 @@ std::vector<std::string> present_corpora(const std::string& dir) {
   for (const auto& n : all_corpora())
     if (std::filesystem::exists(std::filesystem::path(dir) / (n + ".txt"), ec)) names.push_back(n);
   return names;
+}
+
+HeldOutMix held_out_mix(const std::string& dir, const std::vector<std::string>& names, size_t bytes_per_corpus) {
+  HeldOutMix mix;
+  for (const auto& name : names) {
+    const std::string held = load_corpus(dir, name).split(Split::kHeldOut);
+    const size_t a = mix.text.size();
+    mix.text += held.substr(0, std::min(held.size(), bytes_per_corpus));
+    mix.ranges.push_back({name, corpus_domain(name), a, mix.text.size()});
+  }
+  return mix;
 }
 
 }  // namespace ccc::model

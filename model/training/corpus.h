@@ -41,4 +41,16 @@ std::string corpus_domain(const std::string& name);
 /// The names of all_corpora() whose `dir`/<name>.txt exists, in that order.
 std::vector<std::string> present_corpora(const std::string& dir);
 
+/// The head of each corpus's held-out split, concatenated in the order given: at most `bytes_per_corpus`
+/// bytes of each, with the byte range each occupies (what `ccc heldout` writes and the experiments read).
+struct HeldOutMix {
+  std::string text;
+  struct Range {
+    std::string corpus, domain;  ///< corpus_domain(corpus)
+    size_t begin = 0, end = 0;   ///< [begin, end) in text
+  };
+  std::vector<Range> ranges;
+};
+HeldOutMix held_out_mix(const std::string& dir, const std::vector<std::string>& names, size_t bytes_per_corpus);
+
 }  // namespace ccc::model

@@ -38,14 +38,20 @@ namespace {
 
 // ccc compress --ablate: the payload grows by the ablation's Δbits (the literal change in compressed
 // size), the container decodes only with the same edit, and bit-exactly with it.
-TEST(Ablation, CompressWithAnAblationCostsItsDeltaBitsAndNeedsTheSameEdit) {
-  test::TempDir dir;
-  const std::string text = test::repeated_strings(20, 40, 2, true);
+// Quiet compress options of the shipped organism ccc-attn2 on `text`, written to DIR/in.txt.
+experiments::CompressCmdOptions organism_compress(const test::TempDir& dir, const std::string& text) {
   write_file_atomic(dir.file("in.txt"), text);
   experiments::CompressCmdOptions o;
   o.model = std::string(CCC_SOURCE_DIR) + "/data/models/ccc-attn2";
   o.in = dir.file("in.txt");
   o.quiet = true;
+  return o;
+}
+
+TEST(Ablation, CompressWithAnAblationCostsItsDeltaBitsAndNeedsTheSameEdit) {
+  test::TempDir dir;
+  const std::string text = test::repeated_strings(20, 40, 2, true);
+  auto o = organism_compress(dir, text);
   o.out = dir.file("clean.ccc");
   experiments::run_compress(o);
   o.ablate = "1.2,0.1";
@@ -92,11 +98,7 @@ TEST(Ablation, CompressWithAnAblationCostsItsDeltaBitsAndNeedsTheSameEdit) {
 TEST(Ablation, DumpsOfAnAblatedModelRecordTheEditedRun) {
   test::TempDir dir;
   const std::string text = test::repeated_strings(12, 30, 4, true);
-  write_file_atomic(dir.file("in.txt"), text);
-  experiments::CompressCmdOptions o;
-  o.model = std::string(CCC_SOURCE_DIR) + "/data/models/ccc-attn2";
-  o.in = dir.file("in.txt");
-  o.quiet = true;
+  auto o = organism_compress(dir, text);
   o.ablate = "1.2";
   o.out = dir.file("plain.ccc");
   experiments::run_compress(o);
