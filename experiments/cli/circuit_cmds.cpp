@@ -7,6 +7,7 @@
 #include "experiments/commands/ablate_cmd.h"
 #include "experiments/commands/experiment_cmd.h"
 #include "experiments/commands/icl_cmd.h"
+#include "experiments/commands/report_cmd.h"
 #include "model/base/error.h"
 
 namespace ccc::cli {
@@ -144,17 +145,27 @@ void add_circuit_commands(CLI::App& app, Globals& g) {
   {
     auto o = std::make_shared<experiments::ExperimentCmdOptions>();
     auto* sub = app.add_subcommand("experiment",
-                                   "run an experiment of the Circuit Competition Conjecture (competition) into a directory");
+                                   "run an experiment of the Circuit Competition Conjecture (competition, copy-vs-recall) into a directory");
     sub->add_option("name", o->name, std::string("the experiment: ") + experiments::experiment_names())->required();
     sub->add_option("file", o->file, "input text (default: the head of every corpus's held-out split)");
     add_model_options(sub, o->model, &o->tokenizer);
     sub->add_option("-o,--out", o->out, "output directory (result.json, section.md, CSVs, plots)")->required();
     sub->add_flag("--quick", o->quick, "tiny sizes (400 bytes per corpus, 10 null draws): what the tests run, same schema");
     sub->add_option("--seed", o->seed, "seed of the nulls, pairs and bootstraps (default 0)");
-    sub->add_option("--mode", o->mode, "ablation of the candidates: mean (default) or zero")->check(CLI::IsMember({"mean", "zero"}));
+    sub->add_option("--mode", o->mode, "ablation of the candidates: mean (default), zero, or resample (copy-vs-recall)")
+        ->check(CLI::IsMember({"mean", "zero", "resample"}));
     sub->add_option("--circuit", o->circuit, "more candidates: components (1.2,mlp0) or a JSON file {\"components\": [...]}");
     sub->add_option("--streams", o->streams, "streams as in ccc compress (0 = automatic)");
     sub->add_option("--corpora", o->corpora_dir, "corpus directory of the default input");
+    sub->add_option("--positions", o->positions, "copy-vs-recall: positions N (default 64; quick 16)")->check(CLI::Range(2, 1 << 16));
+    sub->add_option("--repeats", o->repeats, "copy-vs-recall: planted copies k, comma-separated (default 0,1,2,4,8; quick 0,1,2,4)")
+        ->delimiter(',')->check(CLI::Range(0, 1 << 12));
+    sub->add_option("--top", o->top, "copy-vs-recall: components per side the interventions remove (default 3)")->check(CLI::Range(1, 1 << 12));
+    sub->add_option("--null-draws", o->null_draws, "copy-vs-recall: random component sets of the null (default 100; quick 20)")
+        ->check(CLI::Range(1, 1 << 20));
+    sub->add_option("--span", o->span, "copy-vs-recall: bytes S of the query span (default 24)")->check(CLI::Range(2, 1 << 12));
+    sub->add_option("--filler", o->filler, "copy-vs-recall: filler bytes after each planted copy (default 16)")->check(CLI::Range(0, 1 << 12));
+    sub->add_option("--min-p", o->min_p, "copy-vs-recall: the recalled byte's probability at k = 0 (default 0.9)")->check(CLI::Range(0.0, 1.0));
     sub->add_flag("-f,--force", o->force, "replace an existing output directory");
     sub->add_flag_callback("-q,--quiet", [o] { o->progress = false; }, "no progress line");
     sub->callback([&g, o] {
@@ -162,6 +173,14 @@ void add_circuit_commands(CLI::App& app, Globals& g) {
       o->command = g.command;
       experiments::run_experiment(*o);
     });
+  }
+  {
+    auto o = std::make_shared<experiments::ReportCmdOptions>();
+    auto* sub = app.add_subcommand("report", "make experiment result directories into report.md and a self-contained report.html");
+    sub->add_option("dirs", o->dirs, "output directories of ccc experiment (or ccc study)")->required();
+    sub->add_option("-o,--out", o->out, "the report directory")->required();
+    sub->add_flag("-f,--force", o->force, "replace an existing report directory");
+    sub->callback([o] { experiments::run_report(*o); });
   }
   {
     auto o = std::make_shared<experiments::DiscoverCmdOptions>();

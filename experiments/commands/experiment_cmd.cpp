@@ -1,4 +1,5 @@
 #include "experiments/commands/experiment_cmd.h"
+#include "experiments/commands/experiment_parts.h"
 
 #include <chrono>
 #include <cmath>
@@ -10,7 +11,6 @@
 #include <nlohmann/json.hpp>
 
 #include "circuits/ablation.h"
-#include "experiments/lib/competition.h"
 #include "experiments/support/common.h"
 #include "model/base/error.h"
 #include "model/base/fileio.h"
@@ -22,17 +22,8 @@ namespace fs = std::filesystem;
 
 namespace ccc::experiments {
 
-namespace {
-
-// The experiment's input: FILE, or the head of every present corpus's held-out split (`per_corpus` bytes
-// each) with domain:<d> byte labels.
-struct Input {
-  std::string name, text;
-  std::vector<std::pair<std::string, std::vector<uint8_t>>> labels;
-};
-
-Input experiment_input(const ExperimentCmdOptions& o, size_t per_corpus) {
-  Input in;
+ExperimentInput experiment_input(const ExperimentCmdOptions& o, size_t per_corpus) {
+  ExperimentInput in;
   if (!o.file.empty()) {
     in.name = o.file;
     in.text = read_input(o.file);
@@ -55,109 +46,25 @@ Input experiment_input(const ExperimentCmdOptions& o, size_t per_corpus) {
   return in;
 }
 
-std::string num(double x, int prec = 4) {
+std::string num(double x, int prec) {
   char b[64];
   std::snprintf(b, sizeof b, "%.*f", prec, x);
   return b;
 }
 
-// section.md: the hypothesis, the measurements beside their nulls, the verdict and its rule, the winners.
-std::string competition_section(const Result& r, const CompetitionDetail& d, const std::string& input) {
+std::string measurement_table(const Result& r) {
   std::ostringstream md;
-  md << "## competition: who wins on natural text\n\n" << r.hypothesis << "\n\nModel `" << r.model << "`, input "
-     << input << ", seed " << r.seed << ".\n\n| measurement | value (95% CI) | null (95% range) |\n|---|---|---|\n";
+  md << "| measurement | value (95% CI) | null (95% range) |\n|---|---|---|\n";
   for (const auto& m : r.measurements) {
     md << "| " << m.name << " | " << num(m.value) << " [" << num(m.ci_low) << ", " << num(m.ci_high) << "] | ";
     for (const auto& n : r.null)
       if (n.name == m.name) md << num(n.value) << " [" << num(n.ci_low) << ", " << num(n.ci_high) << "]";
     md << " |\n";
   }
-  md << "\n**Verdict: " << to_string(r.verdict) << "** — " << r.verdict_rule << "\n\n| component | share of wins | mean Δ bits | wins enriched in (lift) |\n|---|---:|---:|---|\n";
-  for (size_t i = 0; i < std::min<size_t>(12, d.winners.size()); ++i) {
-    const auto& w = d.winners[i];
-    md << "| " << w.component << " | " << num(w.share_of_tokens, 3) << " | " << num(w.mean_delta_bits, 4) << " | "
-       << (w.top_feature.empty() ? "-" : w.top_feature + " (" + num(w.lift, 2) + ")") << " |\n";
-  }
-  if (!d.pairs.empty()) {
-    md << "\n| pair | kind | interaction bits (95% CI) |\n|---|---|---|\n";
-    for (const auto& p : d.pairs)
-      md << "| " << p.a << " + " << p.b << " | " << (p.random ? "random" : "top") << " | " << num(p.interaction_bits, 1)
-         << " [" << num(p.ci_low, 1) << ", " << num(p.ci_high, 1) << "] |\n";
-  }
   return md.str();
 }
 
-void write_competition(OutputDir& out, const Result& r, const CompetitionDetail& d, const std::string& input) {
-  std::ostringstream tok, win, pairs;
-  tok << "token,byte_offset,class,winner,dominance,null_dominance\n";
-  for (size_t t = 0; t < d.winner.size(); ++t)
-    tok << t << "," << d.byte_offset[t] << "," << d.token_class[t] << ","
-        << (d.winner[t] >= 0 ? d.candidates[static_cast<size_t>(d.winner[t])] : "") << ","
-        << (std::isnan(d.dominance[t]) ? "" : num(d.dominance[t], 6)) << ","
-        << (std::isnan(d.null_dominance[t]) ? "" : num(d.null_dominance[t], 6)) << "\n";
-  win << "component,share_of_tokens,mean_delta_bits,top_feature,lift\n";
-  for (const auto& w : d.winners)
-    win << w.component << "," << num(w.share_of_tokens, 6) << "," << num(w.mean_delta_bits, 6) << "," << w.top_feature
-        << "," << num(w.lift, 4) << "\n";
-  pairs << "a,b,kind,interaction_bits,ci_low,ci_high\n";
-  for (const auto& p : d.pairs)
-    pairs << p.a << "," << p.b << "," << (p.random ? "random" : "top") << "," << num(p.interaction_bits, 4) << ","
-          << num(p.ci_low, 4) << "," << num(p.ci_high, 4) << "\n";
-  write_file_atomic(out.file("tokens.csv"), tok.str());
-  write_file_atomic(out.file("winners.csv"), win.str());
-  write_file_atomic(out.file("pairs.csv"), pairs.str());
-  write_file_atomic(out.file("section.md"), competition_section(r, d, input));
-  // dominance histogram, tokens vs the column-permutation null
-  std::vector<int64_t> real(20, 0), null(20, 0);
-  for (size_t t = 0; t < d.dominance.size(); ++t) {
-    if (!std::isnan(d.dominance[t])) real[std::min<size_t>(19, static_cast<size_t>(d.dominance[t] * 20))]++;
-    if (!std::isnan(d.null_dominance[t])) null[std::min<size_t>(19, static_cast<size_t>(d.null_dominance[t] * 20))]++;
-  }
-  std::ostringstream h;
-  h << "dominance tokens null\n";
-  for (int b = 0; b < 20; ++b) h << num(0.025 + 0.05 * b, 3) << " " << real[b] << " " << null[b] << "\n";
-  Plot plot;
-  const std::string dat = plot.data("dominance.dat", h.str());
-  if (!plot.render(out.file("dominance.png"),
-                   "set key autotitle columnhead outside right top\nset style fill solid 0.5 border -1\nset boxwidth 0.045\n"
-                   "set xlabel 'dominance: costliest ablation / sum of positive ablation costs'\nset ylabel 'tokens'\n"
-                   "set xrange [0:1]\nset title " + gp_quote("competition: " + fs::path(r.model).filename().string() + " on " + input) +
-                       " noenhanced\nplot " + dat + " using 1:2 with boxes, '' using 1:3 with boxes",
-                   900, 500))
-    std::fprintf(stderr, "warning: gnuplot failed; no dominance.png\n");
-}
-
-}  // namespace
-
-const char* experiment_names() { return "competition"; }
-
-void run_experiment(const ExperimentCmdOptions& o) {
-  CCC_CHECK(o.name == "competition", "experiment ", o.name, ": unknown (known: ", experiment_names(),
-            "; copy-vs-recall, icl and scaling are not built yet)");
-  CCC_CHECK(!o.out.empty(), "experiment: -o DIR is required");
-  std::error_code ec;
-  CCC_CHECK(o.force || !fs::exists(o.out, ec), o.out, " exists (use --force to replace it)");
-  auto m = model::load_model(o.model.empty() ? default_model_path() : o.model, o.tokenizer);
-  const auto in = experiment_input(o, o.quick ? 400 : 9000);
-  CompetitionOptions c;
-  c.mode = circuits::parse_mode(o.mode);
-  c.streams = o.streams;
-  c.seed = o.seed;
-  c.byte_labels = in.labels;
-  if (!o.circuit.empty()) c.extra = circuits::parse_components(o.circuit, m.config);
-  if (o.quick) c.null_draws = 10, c.pair_top = 3, c.resamples = 500;
-  std::unique_ptr<ProgressLine> line;
-  std::string phase_now;
-  c.progress = [&](const std::string& phase, int64_t done, int64_t total) {
-    if (phase != phase_now) line = std::make_unique<ProgressLine>("competition: " + phase, total, o.progress), phase_now = phase;
-    line->update(done);
-  };
-  CompetitionDetail detail;
-  const auto t0 = std::chrono::steady_clock::now();
-  if (o.progress)
-    std::fprintf(stderr, "competition: %zu bytes of %s, every head and MLP ablated alone, then pairs\n", in.text.size(),
-                 in.name.c_str());
-  Result r = run_competition(m, in.text, c, &detail);
+nlohmann::json result_json(Result& r, const model::LoadedModel& m, const ExperimentInput& in, const ExperimentCmdOptions& o) {
   r.model = m.source;
   r.model_fingerprint = m.fingerprint;
   r.input = in.name;
@@ -166,22 +73,22 @@ void run_experiment(const ExperimentCmdOptions& o) {
   j["quick"] = o.quick;
   j["mode"] = o.mode;
   j["n_bytes"] = in.text.size();
-  j["n_tokens"] = detail.winner.size();
-  j["candidates"] = detail.candidates;
   j["command"] = o.command;
-  nlohmann::json winners = nlohmann::json::array();
-  for (const auto& w : detail.winners)
-    winners.push_back({{"component", w.component}, {"share_of_tokens", w.share_of_tokens}, {"top_feature", w.top_feature}});
-  j["winners"] = winners;
   stamp(j, "experiment");
-  const double secs = seconds_since(t0);
-  OutputDir out(o.out, o.force);  // result.json, the CSVs, section.md and the plot appear together
-  write_file_atomic(out.file("result.json"), j.dump(2) + "\n");
-  write_competition(out, r, detail, in.name);
-  out.commit();
-  std::printf("%s", competition_section(r, detail, in.name).c_str());
-  std::printf("\nwrote %s (result.json, section.md, tokens.csv, winners.csv, pairs.csv, dominance.png), %.1f s\n",
-              o.out.c_str(), secs);
+  return j;
+}
+
+const char* experiment_names() { return "competition, copy-vs-recall"; }
+
+void run_experiment(const ExperimentCmdOptions& o) {
+  CCC_CHECK(o.name == "competition" || o.name == "copy-vs-recall", "experiment ", o.name, ": unknown (known: ",
+            experiment_names(), "; icl and scaling are not built yet)");
+  CCC_CHECK(!o.out.empty(), "experiment: -o DIR is required");
+  std::error_code ec;
+  CCC_CHECK(o.force || !fs::exists(o.out, ec), o.out, " exists (use --force to replace it)");
+  auto m = model::load_model(o.model.empty() ? default_model_path() : o.model, o.tokenizer);
+  if (o.name == "competition") run_competition_cmd(o, m);
+  else run_copy_recall_cmd(o, m);
 }
 
 }  // namespace ccc::experiments

@@ -4,11 +4,12 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace ccc::experiments {
 
 struct ExperimentCmdOptions {
-  std::string name;              ///< the experiment: competition
+  std::string name;              ///< the experiment: competition | copy-vs-recall
   std::string model, tokenizer;  ///< "" = the default model
   std::string file;              ///< input text ("" = a held-out mix of the corpora present)
   std::string corpora_dir;
@@ -16,6 +17,10 @@ struct ExperimentCmdOptions {
   std::string mode = "mean";     ///< ablation of the candidates (competition)
   std::string circuit;           ///< more candidates (a components list or JSON file)
   int64_t streams = 0;
+  // copy-vs-recall (0 / empty / -1 = the experiment's default)
+  int64_t positions = 0, null_draws = 0, top = 0, span = 0, filler = -1;
+  double min_p = 0;
+  std::vector<int64_t> repeats;
   bool quick = false;            ///< tiny sizes (what the tests run), the same schema
   uint64_t seed = 0;
   bool force = false;

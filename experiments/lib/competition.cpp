@@ -28,20 +28,6 @@ constexpr int64_t kBlock = 64;  // tokens per block of the block shuffles and bl
 const std::vector<std::string> kClasses = {"repeated", "newline", "space", "digit", "upper",
                                            "punct",    "non_ascii", "lower", "other"};
 
-// Null statistic over draws: value = their mean, CI = their 2.5 / 97.5 percentiles.
-Measurement over_draws(const std::string& name, std::vector<double> draws, const std::string& unit) {
-  CCC_CHECK(!draws.empty(), "competition: no null draws");
-  Measurement m;
-  m.name = name;
-  m.unit = unit;
-  m.value = std::accumulate(draws.begin(), draws.end(), 0.0) / static_cast<double>(draws.size());
-  std::sort(draws.begin(), draws.end());
-  auto q = [&](double p) { return draws[static_cast<size_t>(std::lround(p * static_cast<double>(draws.size() - 1)))]; };
-  m.ci_low = q(0.025);
-  m.ci_high = q(0.975);
-  m.ci_method = "2.5 / 97.5 percentiles over " + std::to_string(draws.size()) + " null draws";
-  return m;
-}
 
 struct Stats {
   double dominance_mean = 0, clear_share = 0;
@@ -149,6 +135,8 @@ Result run_competition(model::LoadedModel& m, std::string_view text, const Compe
   r.experiment = "competition";
   r.hypothesis = "On natural text one component decides each token: the token's costliest ablation carries most of "
                  "its ablation cost (dominance >= 0.5) more often than when the components' costs are uncoupled.";
+  r.claim = "Many sub-circuits compete at inference and the winner decides the output.";
+  r.headline = "clear_winner_share";
   r.seed = o.seed;
   // candidates: every head and MLP, then the extras
   auto cands = circuits::discovery_components(m.config);

@@ -51,6 +51,23 @@ Measurement bootstrap_mean(const std::string& name, const std::vector<double>& s
   return m;
 }
 
+Measurement over_draws(const std::string& name, std::vector<double> draws, const std::string& unit,
+                       const std::string& what) {
+  CCC_CHECK(!draws.empty(), name, ": no null draws");
+  Measurement m;
+  m.name = name;
+  m.unit = unit;
+  double sum = 0;
+  for (double x : draws) sum += x;
+  m.value = sum / static_cast<double>(draws.size());
+  std::sort(draws.begin(), draws.end());
+  auto q = [&](double p) { return draws[static_cast<size_t>(std::lround(p * static_cast<double>(draws.size() - 1)))]; };
+  m.ci_low = q(0.025);
+  m.ci_high = q(0.975);
+  m.ci_method = "2.5 / 97.5 percentiles over " + std::to_string(draws.size()) + " " + what;
+  return m;
+}
+
 Verdict decide(const Measurement& effect, const Measurement& null, int direction, double min_gap) {
   CCC_CHECK(direction == 1 || direction == -1, "decide: direction must be +1 or -1");
   const double d = direction;
@@ -86,6 +103,8 @@ nlohmann::json Result::to_json() const {
   }
   return {{"experiment", experiment},
           {"hypothesis", hypothesis},
+          {"claim", claim},
+          {"headline", headline},
           {"model", model},
           {"fingerprint", model_fingerprint},
           {"input", input},

@@ -30,6 +30,12 @@ std::string to_string(Verdict v);  ///< "supported" | "not_supported" | "inconcl
 Measurement bootstrap_mean(const std::string& name, const std::vector<double>& samples, const std::string& unit,
                            int64_t resamples, uint64_t seed);
 
+/// A null statistic from its draws: value = their mean, CI = their 2.5 / 97.5 percentiles; `what` names
+/// the draws in ci_method ("null draws", "random component sets of the same size"). Throws ccc::Error on
+/// no draws.
+Measurement over_draws(const std::string& name, std::vector<double> draws, const std::string& unit,
+                       const std::string& what = "null draws");
+
 /// The library's verdict rule, stated in `rule_text`: with `direction` +1 (the hypothesis predicts effect >
 /// null) or −1 (effect < null): supported when the effect's CI lies entirely beyond the null's CI in that
 /// direction and the gap between the two values is at least `min_gap`; not_supported when the effect's
@@ -42,6 +48,8 @@ std::string rule_text(int direction, double min_gap, const std::string& effect, 
 struct Result {
   std::string experiment;   ///< its name, as `ccc experiment NAME`
   std::string hypothesis;   ///< one sentence, fixed before the data is seen
+  std::string claim;        ///< the claim of the conjecture it tests (the report's summary table)
+  std::string headline;     ///< the measurement the verdict turns on (its name in `measurements`)
   std::string model, model_fingerprint, input, input_sha256;
   uint64_t seed = 0;
   std::vector<Measurement> measurements;  ///< effect sizes

@@ -1,0 +1,38 @@
+#pragma once
+// Internal to `ccc experiment`: what the per-experiment renderers share (the input, number formatting, the
+// measurements table, result.json). Each experiment's renderer lives in <name>_render.cpp and turns the
+// library's Result and detail into files; it never recomputes a statistic.
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "experiments/commands/experiment_cmd.h"
+#include "experiments/lib/result.h"
+#include "model/formats/loader.h"
+
+namespace ccc::experiments {
+
+// The experiment's input: FILE, or the head of every present corpus's held-out split (`per_corpus` bytes
+// each) with domain:<d> byte labels.
+struct ExperimentInput {
+  std::string name, text;
+  std::vector<std::pair<std::string, std::vector<uint8_t>>> labels;
+};
+ExperimentInput experiment_input(const ExperimentCmdOptions& o, size_t per_corpus);
+
+std::string num(double x, int prec = 4);
+
+/// "| measurement | value (95% CI) | null (95% range) |" rows of every measurement.
+std::string measurement_table(const Result& r);
+
+/// The result.json body: the Result's fields with model and input identity filled in, plus the command,
+/// quick flag and sizes; stamped as ccc.experiment/1.
+nlohmann::json result_json(Result& r, const model::LoadedModel& m, const ExperimentInput& in, const ExperimentCmdOptions& o);
+
+void run_competition_cmd(const ExperimentCmdOptions& o, model::LoadedModel& m);
+void run_copy_recall_cmd(const ExperimentCmdOptions& o, model::LoadedModel& m);
+
+}  // namespace ccc::experiments
