@@ -18,6 +18,8 @@ packages=(cmake ninja-build g++ pkg-config ccache
   nlohmann-json3-dev libpcre2-dev libxxhash-dev libssl-dev
   python3-torch python3-h5py gnuplot-nox
   gzip bzip2 xz-utils zstd brotli zpaq)
+# the browser test of `ccc report` renders report.html in Debian's chromium (headless); tests only
+[ "$mode" = test ] && packages+=(chromium)
 corpus_packages=(fortunes dict-jargon nodejs-doc iso-codes manpages-dev bash-completion)
 # corpora come from ../shared when present, else from the registries (npm needs nodejs)
 shared_corpora=../shared/data/corpora

@@ -1103,5 +1103,73 @@ TEST(CliTest, ExperimentCompetitionWritesItsResultDirectory) {
   EXPECT_FALSE(std::filesystem::exists(tmp.file("c")));
 }
 
+// copy-vs-recall --quick on the default model writes its directory with the schema the issue names; the
+// competition on the organism and it make one report, which a real browser (Debian's chromium, headless)
+// renders with every plot decoded and no error; the screenshot stays beside the test binary.
+TEST(CliTest, CopyVsRecallAndTheReportRenderInAHeadlessBrowser) {
+  test::TempDir tmp;
+  std::string out;
+  const std::string ccc = CCC_BINARY;
+  ASSERT_EQ(test::run_command(ccc + " experiment copy-vs-recall --quick -q -o " + tmp.file("cvr") + " 2>&1", &out), 0) << out;
+  for (const char* f : {"result.json", "section.md", "positions.csv", "components.csv", "win_rates.csv", "dose.csv",
+                        "win_rate.png", "dose.png"})
+    EXPECT_TRUE(std::filesystem::exists(tmp.file("cvr/") + f)) << f;
+  const auto j = nlohmann::json::parse(read_file(tmp.file("cvr/result.json")));
+  EXPECT_EQ(j["schema"], "ccc.experiment/1");
+  EXPECT_EQ(j["experiment"], "copy-vs-recall");
+  EXPECT_EQ(j["repeats"], nlohmann::json({0, 1, 2, 4}));
+  for (int k : {0, 1, 2, 4}) {
+    const std::string K = "k" + std::to_string(k);
+    for (const std::string& name : {"win_rate_" + K, "bits_fact_" + K, "bits_counterfactual_" + K,
+                                    "win_rate_" + K + "_copy_ablated", "win_rate_" + K + "_recall_ablated"}) {
+      ASSERT_TRUE(j["measurements"].contains(name)) << name;
+      for (const char* f : {"value", "ci_low", "ci_high", "unit"}) EXPECT_TRUE(j["measurements"][name].contains(f)) << name << " " << f;
+    }
+    EXPECT_TRUE(j["null"].contains("win_rate_" + K + "_copy_ablated"));
+  }
+  EXPECT_TRUE(j["measurements"].contains("switch_point"));
+  EXPECT_EQ(j["components"].size(), 25u) << "20 heads and 5 MLPs";
+  for (const auto& c : j["components"]) {
+    EXPECT_TRUE(c["side"] == "copy" || c["side"] == "recall");
+    EXPECT_TRUE(c.contains("logit_diff") && c.contains("win_rate_ablated_k1")) << c.dump();
+  }
+  EXPECT_FALSE(j["copy_components"].empty());
+  EXPECT_FALSE(j["recall_components"].empty());
+  EXPECT_TRUE(j["measurements"].contains(j["headline"].get<std::string>()));
+
+  ASSERT_EQ(test::run_command(ccc + " make-probe -o " + tmp.file("rep.txt") + " --strings 10 --len 30", &out), 0) << out;
+  ASSERT_EQ(test::run_command(ccc + " experiment competition " + tmp.file("rep.txt") + " --quick -q -m " +
+                                  std::string(CCC_SOURCE_DIR) + "/data/models/ccc-attn2 -o " + tmp.file("comp") + " 2>&1", &out), 0) << out;
+  ASSERT_EQ(test::run_command(ccc + " report " + tmp.file("cvr") + " " + tmp.file("comp") + " -o " + tmp.file("report") + " 2>&1", &out), 0) << out;
+  EXPECT_NE(out.find("| claim of the conjecture |"), std::string::npos) << out;
+  EXPECT_NE(out.find("copy-vs-recall (default"), std::string::npos) << out;
+  EXPECT_NE(out.find("competition (ccc-attn2"), std::string::npos) << out;
+  for (const char* f : {"report.html", "report.md", "1-copy-vs-recall-win_rate.png", "1-copy-vs-recall-dose.png",
+                        "2-competition-dominance.png"})
+    EXPECT_TRUE(std::filesystem::exists(tmp.file("report/") + f)) << f;
+  const std::string html = read_file(tmp.file("report/report.html"));
+  size_t images = 0;
+  for (size_t at = html.find("<img "); at != std::string::npos; at = html.find("<img ", at + 1)) ++images;
+  EXPECT_EQ(images, 3u);
+  EXPECT_EQ(test::run_command(ccc + " report " + tmp.file("cvr") + " -o " + tmp.file("report") + " 2>&1", &out) == 0, false);
+  EXPECT_NE(out.find("exists"), std::string::npos) << out;
+  EXPECT_NE(test::run_command(ccc + " report " + tmp.file("nope") + " -o " + tmp.file("r2") + " 2>&1", &out), 0);
+  EXPECT_NE(out.find("nope/result.json: missing"), std::string::npos) << out;
+  EXPECT_FALSE(std::filesystem::exists(tmp.file("r2")));
+
+  // the browser: every image decoded, no error; a screenshot for the reader of the test log
+  ASSERT_EQ(test::run_command("command -v chromium >/dev/null"), 0) << "chromium is not installed: ./setup.sh test installs it";
+  const std::string browser = "HOME=" + tmp.path() + " timeout 120 chromium --headless --no-sandbox --disable-gpu "
+                              "--user-data-dir=" + tmp.file("profile") + " ";
+  const std::string url = "file://" + std::filesystem::absolute(tmp.file("report/report.html")).string();
+  ASSERT_EQ(test::run_command(browser + "--dump-dom " + url + " 2>/dev/null", &out), 0) << out;
+  EXPECT_NE(out.find("data-images=\"3/3\""), std::string::npos) << out.substr(0, 2000);
+  EXPECT_NE(out.find("data-errors=\"0\""), std::string::npos) << out.substr(0, 2000);
+  const std::string shot = std::filesystem::absolute("report_browser_test.png").string();
+  ASSERT_EQ(test::run_command(browser + "--hide-scrollbars --window-size=1200,3000 --screenshot=" + shot + " " + url + " 2>&1", &out), 0) << out;
+  EXPECT_GT(std::filesystem::file_size(shot), 10000u);
+  std::printf("report screenshot: %s\n", shot.c_str());
+}
+
 }  // namespace
 }  // namespace ccc
