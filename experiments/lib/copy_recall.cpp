@@ -11,6 +11,7 @@
 #include <torch/torch.h>
 
 #include "circuits/discovery.h"
+#include "experiments/lib/batched.h"
 #include "model/base/error.h"
 #include "model/core/hooks.h"
 
@@ -37,9 +38,7 @@ struct Scores {
   }
 };
 
-// Installs the edits of blocks [first, first + count) of a call whose rows are `count` blocks of
-// `rows_per` prompts each.
-using Installer = std::function<void(model::HookSet&, int64_t first, int64_t count, int64_t rows_per)>;
+using Installer = BlockEdits;
 
 // The prompts of one k as a [N, T] tensor; fact / cf byte ids per prompt.
 struct Batch {
@@ -47,52 +46,29 @@ struct Batch {
   std::vector<int64_t> fact, cf;
 };
 
-// Scores `blocks` copies of the batch, each with its own edits (install), at most max_rows rows a call.
+// Bits of the fact and the counterfactual at the last position of `blocks` copies of the batch, each with
+// its own edits.
 std::vector<Scores> score_blocks(model::LoadedModel& m, const Batch& b, int64_t blocks, const Installer& install,
                                  int64_t max_rows, const std::function<void(int64_t)>& done) {
-  torch::InferenceMode guard;
   const int64_t N = b.tokens.size(0), T = b.tokens.size(1);
-  const int64_t per_call = std::max<int64_t>(1, max_rows / N);
   std::vector<Scores> out(static_cast<size_t>(blocks));
   auto fact = torch::tensor(b.fact, torch::kInt64), cf = torch::tensor(b.cf, torch::kInt64);
-  for (int64_t first = 0; first < blocks; first += per_call) {
-    const int64_t count = std::min(per_call, blocks - first), R = count * N;
-    model::RunInfo info = model::RunInfo::empty(R, T);
-    for (int64_t r = 0; r < R; ++r) {
-      info.stream[static_cast<size_t>(r)] = r;  // r % N = the prompt: resample draws are paired across blocks
-      for (int64_t i = 0; i < T; ++i) {
-        info.position[static_cast<size_t>(r * T + i)] = i;
-        info.byte_offset[static_cast<size_t>(r * T + i)] = i - 1;
-      }
-    }
-    model::HookSet hs;
-    if (install) install(hs, first, count, N);
-    model::RunOptions run;
-    run.hooks = hs.empty() ? nullptr : &hs;
-    run.info = &info;
-    auto logits = m.model->forward(b.tokens.repeat({count, 1}), run).select(1, T - 1);  // [R, V]
-    auto bits = (-torch::log_softmax(logits.to(torch::kFloat64), -1) / std::log(2.0)).view({count, N, -1});
+  run_blocks(m, b.tokens, blocks, install, max_rows, [&](int64_t first, int64_t count, const torch::Tensor& log2p) {
     for (int64_t j = 0; j < count; ++j) {
-      auto rows = bits[j];
-      auto f = rows.gather(1, fact.unsqueeze(1)).squeeze(1), c = rows.gather(1, cf.unsqueeze(1)).squeeze(1);
+      auto rows = -log2p[j].select(1, T - 1).to(torch::kFloat64);  // [N, V]
+      auto f = rows.gather(1, fact.unsqueeze(1)).squeeze(1).contiguous(), c = rows.gather(1, cf.unsqueeze(1)).squeeze(1).contiguous();
       auto& s = out[static_cast<size_t>(first + j)];
       s.fact.assign(f.data_ptr<double>(), f.data_ptr<double>() + N);
       s.cf.assign(c.data_ptr<double>(), c.data_ptr<double>() + N);
     }
-    if (done) done(first + count);
-  }
+  }, done);
   return out;
 }
 
 // Ablation of one component set per block.
 Installer ablation_installer(const model::ModelConfig& cfg, const std::vector<std::vector<Component>>& sets,
                              circuits::Mode mode, const circuits::Reference* ref, uint64_t seed) {
-  return [&cfg, &sets, mode, ref, seed](model::HookSet& hs, int64_t first, int64_t count, int64_t rows_per) {
-    std::vector<std::vector<Component>> per(sets.begin() + first, sets.begin() + first + count);
-    bool any = false;
-    for (const auto& s : per) any = any || !s.empty();
-    if (any) circuits::install_ablation(hs, cfg, per, rows_per, mode, ref, seed);
-  };
+  return ablation_edits(cfg, sets, mode, ref, seed);
 }
 
 // Outputs of a component set scaled by α (block j: alphas[j]): a head through its hook_z slice (its output
