@@ -66,30 +66,15 @@ Files bench_inputs(const BenchCompressOptions& o) {
   return files;
 }
 
-const std::vector<std::pair<std::string, std::string>> kClassic = {
-    {"gzip -9", "gzip -9 -c"}, {"bzip2 -9", "bzip2 -9 -c"}, {"xz -9e", "xz -9e -c"},
-    {"zstd -19", "zstd -19 -q -c"}, {"brotli -q 11", "brotli -q 11 -c"}, {"zpaq -m5", ""}};
-
-// One classic compressor on the file at `tmp` (holding `bytes`); false when it failed or is not installed.
+// One classic compressor on `bytes` (written to `tmp`); false when it failed or is not installed.
 bool measure_classic(const std::string& name, const std::string& bytes, const std::string& tmp, const std::string& label,
-                     const std::string& cmd, std::vector<Row>* rows) {
+                     std::vector<Row>* rows) {
   namespace ch = std::chrono;
-  std::string out;
   const auto t0 = ch::steady_clock::now();
-  int rc;
-  size_t size = 0;
-  if (label == "zpaq -m5") {
-    fs::remove(tmp + ".zpaq");
-    rc = run_capture("zpaq a " + tmp + ".zpaq " + tmp + " -m5 >/dev/null 2>&1", &out);
-    size = rc == 0 ? fs::file_size(tmp + ".zpaq") : 0;
-    fs::remove(tmp + ".zpaq");
-  } else {
-    rc = run_capture(cmd + " < " + tmp + " 2>/dev/null", &out);
-    size = out.size();
-  }
+  const int64_t size = classic_compressed_size(label, bytes, tmp);
   const double s = ch::duration<double>(ch::steady_clock::now() - t0).count();
-  if (rc != 0) return false;
-  rows->push_back({name, label, 0, 8.0 * size / bytes.size(), bytes.size() / 1e6 / s, 0, 0, ""});
+  if (size < 0) return false;
+  rows->push_back({name, label, 0, 8.0 * static_cast<double>(size) / static_cast<double>(bytes.size()), bytes.size() / 1e6 / s, 0, 0, ""});
   return true;
 }
 
@@ -273,12 +258,11 @@ void bench_compress(const BenchCompressOptions& o) {
   fs::create_directories(o.out_dir, ec);
   std::vector<Row> rows;
   const std::string tmp = (fs::temp_directory_path() / ("ccc_bench_" + std::to_string(::getpid()))).string();
-  ProgressLine progress("bench compress", static_cast<int64_t>(files.size() * (kClassic.size() + runs.size())));
+  ProgressLine progress("bench compress", static_cast<int64_t>(files.size() * (classic_compressors().size() + runs.size())));
   int64_t done = 0;
   for (const auto& [name, bytes] : files) {
-    write_file_atomic(tmp, bytes);
-    for (const auto& [label, cmd] : kClassic) {
-      const bool ok = measure_classic(name, bytes, tmp, label, cmd, &rows);
+    for (const auto& [label, cmd] : classic_compressors()) {
+      const bool ok = measure_classic(name, bytes, tmp, label, &rows);
       progress.update(++done);
       if (!ok) std::fprintf(stderr, "bench compress: %s failed or is not installed; skipped\n", label.c_str());
     }

@@ -21,6 +21,7 @@ struct ExperimentCmdOptions {
   int64_t positions = 0, null_draws = 0, top = 0, span = 0, filler = -1;
   double min_p = 0;
   std::vector<int64_t> repeats;
+  std::vector<std::string> models;  ///< scaling: the family (default: the shipped ccc-byte-xs, -s, -m, -l)
   bool quick = false;            ///< tiny sizes (what the tests run), the same schema
   uint64_t seed = 0;
   bool force = false;

@@ -35,5 +35,6 @@ nlohmann::json result_json(Result& r, const model::LoadedModel& m, const Experim
 void run_competition_cmd(const ExperimentCmdOptions& o, model::LoadedModel& m);
 void run_copy_recall_cmd(const ExperimentCmdOptions& o, model::LoadedModel& m);
 void run_icl_circuit_cmd(const ExperimentCmdOptions& o, model::LoadedModel& m);
+void run_scaling_cmd(const ExperimentCmdOptions& o);
 
 }  // namespace ccc::experiments

@@ -84,6 +84,31 @@ int run_capture(const std::string& cmd, std::string* out) {
   return ::pclose(p);
 }
 
+const std::vector<std::pair<std::string, std::string>>& classic_compressors() {
+  static const std::vector<std::pair<std::string, std::string>> k = {
+      {"gzip -9", "gzip -9 -c"}, {"bzip2 -9", "bzip2 -9 -c"}, {"xz -9e", "xz -9e -c"},
+      {"zstd -19", "zstd -19 -q -c"}, {"brotli -q 11", "brotli -q 11 -c"}, {"zpaq -m5", ""}};
+  return k;
+}
+
+int64_t classic_compressed_size(const std::string& label, const std::string& bytes, const std::string& tmp) {
+  const auto& all = classic_compressors();
+  const auto it = std::find_if(all.begin(), all.end(), [&](const auto& c) { return c.first == label; });
+  CCC_CHECK(it != all.end(), "unknown classic compressor ", label);
+  write_file_atomic(tmp, bytes);
+  std::string out;
+  if (label == "zpaq -m5") {
+    std::error_code ec;
+    std::filesystem::remove(tmp + ".zpaq", ec);
+    const int rc = run_capture("zpaq a " + sh_quote(tmp + ".zpaq") + " " + sh_quote(tmp) + " -m5 >/dev/null 2>&1", &out);
+    const int64_t size = rc == 0 ? static_cast<int64_t>(std::filesystem::file_size(tmp + ".zpaq", ec)) : -1;
+    std::filesystem::remove(tmp + ".zpaq", ec);
+    return ec ? -1 : size;
+  }
+  const int rc = run_capture(it->second + " < " + sh_quote(tmp) + " 2>/dev/null", &out);
+  return rc == 0 ? static_cast<int64_t>(out.size()) : -1;
+}
+
 std::string corpora_dir_or_default(const std::string& dir) {
   return dir.empty() ? model::default_corpus_dir(CCC_SOURCE_DIR) : dir;
 }

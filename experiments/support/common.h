@@ -51,6 +51,14 @@ std::vector<std::pair<std::string, std::string>> held_out_sources(const std::str
 /// Seconds since `t0` on the steady clock.
 double seconds_since(std::chrono::steady_clock::time_point t0);
 
+/// The classic compressors ccc is compared with: label and the shell command that compresses standard input
+/// to standard output ("" for zpaq, which archives a file).
+const std::vector<std::pair<std::string, std::string>>& classic_compressors();
+
+/// The size in bytes of `bytes` compressed by the classic compressor `label` (one of classic_compressors),
+/// run on a file at `tmp` (written here, overwritten); −1 when it is not installed or fails.
+int64_t classic_compressed_size(const std::string& label, const std::string& bytes, const std::string& tmp);
+
 /// `dir`, or the default corpus directory (model::default_corpus_dir of the source tree) when empty.
 std::string corpora_dir_or_default(const std::string& dir);
 
