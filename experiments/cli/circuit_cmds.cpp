@@ -8,6 +8,7 @@
 #include "experiments/commands/experiment_cmd.h"
 #include "experiments/commands/icl_cmd.h"
 #include "experiments/commands/report_cmd.h"
+#include "experiments/commands/study_cmd.h"
 #include "model/base/error.h"
 
 namespace ccc::cli {
@@ -175,6 +176,24 @@ void add_circuit_commands(CLI::App& app, Globals& g) {
       g.init();
       o->command = g.command;
       experiments::run_experiment(*o);
+    });
+  }
+  {
+    auto o = std::make_shared<experiments::StudyCmdOptions>();
+    auto* sub = app.add_subcommand("study", "every experiment on the default model and more, then the report (DIR/report/report.html)");
+    sub->add_option("-o,--out", o->out, "the study directory (one directory per experiment and model, and report/)")->required();
+    sub->add_flag("--quick", o->quick, "every experiment in its quick size (a few minutes in all)");
+    sub->add_flag("--default-only", o->default_only, "only the default model (scaling, which needs the family, is left out)");
+    sub->add_option("--experiments", o->experiments, "a subset, comma-separated: copy-vs-recall, competition, icl, scaling")
+        ->delimiter(',');
+    sub->add_option("--corpora", o->corpora_dir, "corpus directory of the held-out inputs");
+    sub->add_option("--seed", o->seed, "seed of every experiment (default 0)");
+    sub->add_flag("-f,--force", o->force, "write into an existing study directory");
+    sub->add_flag_callback("-q,--quiet", [o] { o->progress = false; }, "no progress");
+    sub->callback([&g, o] {
+      g.init();
+      o->command = g.command;
+      experiments::run_study(*o);
     });
   }
   {

@@ -119,9 +119,11 @@ void run_competition_cmd(const ExperimentCmdOptions& o, model::LoadedModel& m) {
   write_file_atomic(out.file("result.json"), j.dump(2) + "\n");
   write_competition(out, r, detail, in.name);
   out.commit();
-  std::printf("%s", competition_section(r, detail, in.name).c_str());
-  std::printf("\nwrote %s (result.json, section.md, tokens.csv, winners.csv, pairs.csv, dominance.png), %.1f s\n",
-              o.out.c_str(), secs);
+  if (o.print) {
+    std::printf("%s", competition_section(r, detail, in.name).c_str());
+    std::printf("\nwrote %s (result.json, section.md, tokens.csv, winners.csv, pairs.csv, dominance.png), %.1f s\n",
+                o.out.c_str(), secs);
+  }
 }
 
 }  // namespace ccc::experiments

@@ -172,9 +172,11 @@ void run_copy_recall_cmd(const ExperimentCmdOptions& o, model::LoadedModel& m) {
   write_file_atomic(out.file("result.json"), j.dump(2) + "\n");
   write_files(out, r, d, in.name);
   out.commit();
-  std::printf("%s", section(r, d, in.name).c_str());
-  std::printf("\nwrote %s (result.json, section.md, positions.csv, components.csv, win_rates.csv, dose.csv, win_rate.png, "
-              "dose.png), %.1f s\n", o.out.c_str(), secs);
+  if (o.print) {
+    std::printf("%s", section(r, d, in.name).c_str());
+    std::printf("\nwrote %s (result.json, section.md, positions.csv, components.csv, win_rates.csv, dose.csv, win_rate.png, "
+                "dose.png), %.1f s\n", o.out.c_str(), secs);
+  }
 }
 
 }  // namespace ccc::experiments

@@ -26,6 +26,7 @@ struct ExperimentCmdOptions {
   uint64_t seed = 0;
   bool force = false;
   bool progress = true;
+  bool print = true;             ///< print section.md and the files written (a study prints only its summary)
   std::string command;
 };
 

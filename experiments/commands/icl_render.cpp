@@ -102,8 +102,10 @@ void run_icl_circuit_cmd(const ExperimentCmdOptions& o, model::LoadedModel& m) {
                    1300, 500))
     std::fprintf(stderr, "warning: gnuplot failed; no bits_vs_position.png\n");
   out.commit();
-  std::printf("%s", section(r, d, in.name).c_str());
-  std::printf("\nwrote %s (result.json, section.md, bits_by_position.csv, repeated_by_position.csv, bits_vs_position.png), %.1f s\n", o.out.c_str(), secs);
+  if (o.print) {
+    std::printf("%s", section(r, d, in.name).c_str());
+    std::printf("\nwrote %s (result.json, section.md, bits_by_position.csv, repeated_by_position.csv, bits_vs_position.png), %.1f s\n", o.out.c_str(), secs);
+  }
 }
 
 }  // namespace ccc::experiments

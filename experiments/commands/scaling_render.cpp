@@ -176,8 +176,10 @@ void run_scaling_cmd(const ExperimentCmdOptions& o) {
   if (!plot.render(out.file("scaling.png"), gp.str(), 400 * static_cast<int>(cols), 330 * static_cast<int>(rws)))
     std::fprintf(stderr, "warning: gnuplot failed; no scaling.png\n");
   out.commit();
-  std::printf("%s", section(r, d, classic, in.name).c_str());
-  std::printf("\nwrote %s (result.json, section.md, scaling.csv, classic.csv, scaling.png), %.1f s\n", o.out.c_str(), secs);
+  if (o.print) {
+    std::printf("%s", section(r, d, classic, in.name).c_str());
+    std::printf("\nwrote %s (result.json, section.md, scaling.csv, classic.csv, scaling.png), %.1f s\n", o.out.c_str(), secs);
+  }
 }
 
 }  // namespace ccc::experiments
