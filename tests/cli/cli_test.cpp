@@ -1171,5 +1171,46 @@ TEST(CliTest, CopyVsRecallAndTheReportRenderInAHeadlessBrowser) {
   std::printf("report screenshot: %s\n", shot.c_str());
 }
 
+// icl and scaling --quick write their directories with named measurements and nulls; a study of the default
+// model writes one directory per experiment and the report, and prints the summary table and its path.
+TEST(CliTest, IclScalingAndTheStudyWriteTheirOutputs) {
+  test::TempDir tmp;
+  std::string out;
+  const std::string ccc = CCC_BINARY;
+  ASSERT_EQ(test::run_command(ccc + " experiment icl --quick -q -o " + tmp.file("icl") + " 2>&1", &out), 0) << out;
+  auto j = nlohmann::json::parse(read_file(tmp.file("icl/result.json")));
+  EXPECT_EQ(j["experiment"], "icl");
+  for (const char* k : {"icl_score_clean", "icl_score_induction_ablated", "icl_score_rise_induction",
+                        "second_copy_rise_induction", "crossover_position", "crossover_position_repeated"})
+    EXPECT_TRUE(j["measurements"].contains(k)) << k;
+  for (const char* k : {"icl_score_rise_induction", "second_copy_rise_induction"}) EXPECT_TRUE(j["null"].contains(k)) << k;
+  EXPECT_EQ(j["induction_heads"], nlohmann::json({"1.2", "3.0"})) << "the default model's induction heads";
+  for (const char* f : {"section.md", "bits_by_position.csv", "repeated_by_position.csv", "bits_vs_position.png"})
+    EXPECT_TRUE(std::filesystem::exists(tmp.file("icl/") + f)) << f;
+
+  ASSERT_EQ(test::run_command(ccc + " experiment scaling --quick -q -o " + tmp.file("scaling") + " 2>&1", &out), 0) << out;
+  j = nlohmann::json::parse(read_file(tmp.file("scaling/result.json")));
+  EXPECT_EQ(j["experiment"], "scaling");
+  EXPECT_EQ(j["model"], "ccc-byte-xs,ccc-byte-s,ccc-byte-m,ccc-byte-l");
+  EXPECT_TRUE(j["null"].contains("power_law_exponent"));
+  EXPECT_EQ(j["family"].size(), 4u);
+  EXPECT_GE(j["domains"].size(), 2u) << "at least prose and code";
+  EXPECT_TRUE(j["classic_bits_per_byte"].contains("xz -9e"));
+  for (const char* f : {"section.md", "scaling.csv", "classic.csv", "scaling.png"})
+    EXPECT_TRUE(std::filesystem::exists(tmp.file("scaling/") + f)) << f;
+  EXPECT_NE(test::run_command(ccc + " experiment scaling --quick -q --models " + std::string(CCC_SOURCE_DIR) +
+                                  "/data/models/ccc-byte-xs -o " + tmp.file("sc2") + " 2>&1", &out), 0);
+  EXPECT_NE(out.find("at least 3 models"), std::string::npos) << out;
+
+  ASSERT_EQ(test::run_command(ccc + " study --quick -q --default-only --experiments icl -o " + tmp.file("study") + " 2>&1", &out), 0) << out;
+  EXPECT_NE(out.find("icl-default"), std::string::npos) << out;
+  EXPECT_NE(out.find("| claim of the conjecture |"), std::string::npos) << out;
+  EXPECT_NE(out.find("report: "), std::string::npos) << out;
+  EXPECT_TRUE(std::filesystem::exists(tmp.file("study/icl-default/result.json")));
+  EXPECT_TRUE(std::filesystem::exists(tmp.file("study/report/report.html")));
+  EXPECT_NE(test::run_command(ccc + " study --quick -q --experiments nope -o " + tmp.file("study2") + " 2>&1", &out), 0);
+  EXPECT_NE(out.find("unknown experiment nope"), std::string::npos) << out;
+}
+
 }  // namespace
 }  // namespace ccc
