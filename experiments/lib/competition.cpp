@@ -1,6 +1,7 @@
 #include "experiments/lib/competition.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <limits>
 #include <map>
@@ -157,8 +158,20 @@ Result run_competition(model::LoadedModel& m, std::string_view text, const Compe
       if (o.progress) o.progress(phase, done, total);
     };
   };
+  const auto t_sweep = std::chrono::steady_clock::now();
   const auto cols = circuits::sweep_bits(m, text, run, cands, ref.get(), circuits::SweepPath::kShared, 256,
                                          report("ablations"));
+  const double sweep_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_sweep).count();
+  // the unbatched way on a sample (evenly spread over the candidates), timed, and compared token by token
+  double naive_seconds = 0, naive_diff = 0;
+  const int64_t n_naive = std::min<int64_t>(o.naive_sample, static_cast<int64_t>(cands.size()));
+  for (int64_t k = 0; k < n_naive; ++k) {
+    const size_t c = static_cast<size_t>(k) * cands.size() / static_cast<size_t>(n_naive);
+    const auto t0 = std::chrono::steady_clock::now();
+    const auto one = circuits::ablated_bits(m, text, run, {cands[c]}, ref.get());
+    naive_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    for (size_t t = 0; t < one.size() && t < cols[c].size(); ++t) naive_diff = std::max(naive_diff, std::abs(one[t] - cols[c][t]));
+  }
   const size_t T = clean.size(), C = cands.size();
   CCC_CHECK(T >= 2 * kBlock, "competition: the text has ", T, " coded tokens; at least ", 2 * kBlock, " are needed");
   std::vector<std::vector<double>> delta(T, std::vector<double>(C));
@@ -339,6 +352,10 @@ Result run_competition(model::LoadedModel& m, std::string_view text, const Compe
     std::stable_sort(detail->winners.begin(), detail->winners.end(),
                      [](const auto& a, const auto& b) { return a.share_of_tokens > b.share_of_tokens; });
     detail->pairs = pair_rows;
+    detail->sweep_seconds = sweep_seconds;
+    detail->naive_sample = n_naive;
+    detail->naive_seconds_per_component = n_naive > 0 ? naive_seconds / static_cast<double>(n_naive) : 0;
+    detail->naive_max_abs_diff = naive_diff;
   }
   return r;
 }

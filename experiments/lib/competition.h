@@ -31,6 +31,9 @@ struct CompetitionOptions {
   int64_t pair_top = 6;      ///< pairs among this many top components (by mean Δ), and as many random pairs
   int64_t resamples = 2000;  ///< bootstrap resamples of every CI
   std::vector<circuits::Component> extra;  ///< more candidates (a --circuit)
+  /// Components also scored one run each (the unbatched way), timed beside the batched sweep: the speed-up
+  /// and the largest per-token difference between the two (0 = no comparison).
+  int64_t naive_sample = 2;
   /// Byte labels of the text (name, one flag per byte; e.g. domain:code ranges of a held-out mix): the
   /// winners table names, per component, the label its wins are most enriched in.
   std::vector<std::pair<std::string, std::vector<uint8_t>>> byte_labels;
@@ -60,6 +63,10 @@ struct CompetitionDetail {
     double interaction_bits = 0, ci_low = 0, ci_high = 0;
   };
   std::vector<Pair> pairs;
+  /// The batched sweep's wall time against one run per component (naive_sample of them timed, the rest
+  /// extrapolated), and the largest |Δ bits| of any token between the two ways.
+  double sweep_seconds = 0, naive_seconds_per_component = 0, naive_max_abs_diff = 0;
+  int64_t naive_sample = 0;
 };
 
 /// Runs the experiment on `text` (its hypothesis, measurements, nulls and verdict in the Result; the

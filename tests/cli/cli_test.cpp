@@ -1092,9 +1092,12 @@ TEST(CliTest, ExperimentCompetitionWritesItsResultDirectory) {
     EXPECT_TRUE(j["null"].contains(name)) << name;
   }
   EXPECT_EQ(j["input_sha256"], sha256_hex(read_file(tmp.file("rep.txt"))));
+  // the batched sweep beside one run per component: the same per-token bits, and a speed-up figure
+  EXPECT_LT(j["timing"]["naive_max_abs_diff_bits"].get<double>(), 1e-4);
+  EXPECT_GT(j["timing"]["speedup_over_one_run_per_component"].get<double>(), 0.0);
   ASSERT_EQ(test::run_command(run + tmp.file("b") + " 2>&1", &out), 0) << out;
   auto k = nlohmann::json::parse(read_file(tmp.file("b/result.json")));
-  auto strip = [](nlohmann::json x) { x.erase("command"); return x; };
+  auto strip = [](nlohmann::json x) { x.erase("command"); x.erase("timing"); return x; };  // timings aside
   EXPECT_EQ(strip(j), strip(k)) << "same command and seed, same result";
   EXPECT_NE(test::run_command(run + tmp.file("a") + " 2>&1", &out), 0);
   EXPECT_NE(out.find("exists"), std::string::npos) << out;
