@@ -88,15 +88,22 @@ if [ "$mode" = test ]; then
   exit 0
 fi
 
-# main job (a few minutes on 2 cores): the shipped default model compresses a sample of every corpus's
-# held-out text, next to gzip -9, bzip2 -9 and xz -9e on the same file, decompresses it and checks it
-# bit for bit. The full held-out benchmark is its own command: ccc bench quality / ccc bench compress.
+# main job (~2 minutes on 2 cores after the build): the short study of the shipped default model.
+# 1. compression: a sample of every corpus's held-out text, next to gzip -9, bzip2 -9 and xz -9e, restored
+#    bit for bit, with layer 1's MLP neurons dumped to HDF5 during the coding run;
+# 2. the dump's units (mono- / polysemantic neurons against a null), and every head's ablation in bits;
+# 3. the Circuit Competition Conjecture: copy-vs-recall and competition in quick sizes, and the report.
+# The full study is `ccc study -o DIR` (docs/experiments.md); the held-out benchmarks ccc bench quality /
+# ccc bench compress.
 model=data/models/default
 out=build/main-job
 mkdir -p "$out"
 "$ccc" info -m "$model"
+echo
+echo "main job [1/3]: compression, with an activation dump of the coding run"
 "$ccc" heldout -f -o "$out/heldout.txt" --bytes 4000 >/dev/null
-"$ccc" compress -f -m "$model" "$out/heldout.txt" -o "$out/heldout.txt.ccc"
+"$ccc" compress -f -m "$model" "$out/heldout.txt" -o "$out/heldout.txt.ccc" \
+  --dump "$out/heldout.h5" --dump-force --hooks blocks.1.mlp.hook_post
 "$ccc" decompress -f -m "$model" "$out/heldout.txt.ccc" -o "$out/heldout.restored"
 cmp -s "$out/heldout.txt" "$out/heldout.restored" && restored="restored bit-exactly" || { echo "main job: round trip FAILED" >&2; exit 1; }
 n=$(stat -c %s "$out/heldout.txt")
@@ -108,4 +115,10 @@ row "gzip -9" "$(gzip -9 -c "$out/heldout.txt" | wc -c)"
 row "bzip2 -9" "$(bzip2 -9 -c "$out/heldout.txt" | wc -c)"
 row "xz -9e" "$(xz -9e -c "$out/heldout.txt" | wc -c)"
 echo "  round trip: $restored ($out/heldout.txt.ccc -> $out/heldout.restored)"
-echo "  per-corpus figures: $ccc bench quality $model; every model and compressor: $ccc bench compress"
+echo
+echo "main job [2/3]: units of layer 1's MLP over the coding run, and every head ablated (mean) in bits"
+"$ccc" units -f "$out/heldout.h5" --labels "$out/heldout.txt.labels.csv" -o "$out/units"
+"$ccc" sweep -m "$model" "$out/heldout.txt" --over heads --mode mean --plot "$out/heads.png" -f
+echo
+echo "main job [3/3]: the Circuit Competition Conjecture on the default model (quick sizes) and its report"
+"$ccc" study --quick --default-only --experiments copy-vs-recall,competition -f -o "$out/study"

@@ -394,8 +394,8 @@ void write_units_plots(const std::string& out_dir, const analysis::UnitsReport& 
                 "set key autotitle columnhead outside right top noenhanced\nset xtics rotate by -30 noenhanced\n"
                 "set ylabel 'units (log scale)'\nset logscale y\nset yrange [0.8:*]\n"
                 "set title " + gp_quote("unit classes per hook (null: labels shifted) - " + about) + " noenhanced\n"
-                "plot " + dat + " using ($2 > 0 ? $2 : 1/0):xtic(1), '' using ($3 > 0 ? $3 : 1/0), '' using ($4 > 0 ? $4 : 1/0), "
-                "'' using ($5 > 0 ? $5 : 1/0), '' using ($6 > 0 ? $6 : 1/0)",
+                "plot " + dat + " using ($2 > 0 ? $2 : 0.8):xtic(1), '' using ($3 > 0 ? $3 : 0.8), '' using ($4 > 0 ? $4 : 0.8), "
+                "'' using ($5 > 0 ? $5 : 0.8), '' using ($6 > 0 ? $6 : 0.8)",  // a zero sits on the axis (a column of zeros is no error)
                 1200, 600))
     std::fprintf(stderr, "warning: gnuplot failed; no class_counts.png\n");
   std::vector<int64_t> real(21, 0), null(21, 0);
