@@ -102,12 +102,7 @@ void run_competition_cmd(const ExperimentCmdOptions& o, model::LoadedModel& m) {
   c.byte_labels = in.labels;
   if (!o.circuit.empty()) c.extra = circuits::parse_components(o.circuit, m.config);
   if (o.quick) c.null_draws = 10, c.pair_top = 3, c.resamples = 500;
-  std::unique_ptr<ProgressLine> line;
-  std::string phase_now;
-  c.progress = [&](const std::string& phase, int64_t done, int64_t total) {
-    if (phase != phase_now) line = std::make_unique<ProgressLine>("competition: " + phase, total, o.progress), phase_now = phase;
-    line->update(done);
-  };
+  c.progress = phase_progress("competition", o.progress);
   CompetitionDetail detail;
   const auto t0 = std::chrono::steady_clock::now();
   if (o.progress)

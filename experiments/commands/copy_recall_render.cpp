@@ -134,12 +134,7 @@ void run_copy_recall_cmd(const ExperimentCmdOptions& o, model::LoadedModel& m) {
   if (o.span > 0) c.span = o.span;
   if (o.filler >= 0) c.filler = o.filler;
   if (o.min_p > 0) c.min_p = o.min_p;
-  std::unique_ptr<ProgressLine> line;
-  std::string phase_now;
-  c.progress = [&](const std::string& phase, int64_t done, int64_t total) {
-    if (phase != phase_now) line = std::make_unique<ProgressLine>("copy-vs-recall: " + phase, total, o.progress), phase_now = phase;
-    line->update(done);
-  };
+  c.progress = phase_progress("copy-vs-recall", o.progress);
   if (o.progress)
     std::fprintf(stderr, "copy-vs-recall: %lld positions of %s, k in %s, %lld null draws\n", static_cast<long long>(c.positions),
                  in.name.c_str(), nlohmann::json(c.repeats).dump().c_str(), static_cast<long long>(c.null_draws));

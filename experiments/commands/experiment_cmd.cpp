@@ -52,6 +52,18 @@ std::string num(double x, int prec) {
   return b;
 }
 
+std::function<void(const std::string&, int64_t, int64_t)> phase_progress(const std::string& what, bool enabled) {
+  struct State {
+    std::unique_ptr<ProgressLine> line;
+    std::string phase;
+  };
+  auto st = std::make_shared<State>();
+  return [st, what, enabled](const std::string& phase, int64_t done, int64_t total) {
+    if (!st->line || phase != st->phase) st->line = std::make_unique<ProgressLine>(what + ": " + phase, total, enabled), st->phase = phase;
+    st->line->update(done);
+  };
+}
+
 std::string measurement_table(const Result& r) {
   std::ostringstream md;
   md << "| measurement | value (95% CI) | null (95% range) |\n|---|---|---|\n";

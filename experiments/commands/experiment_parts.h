@@ -3,6 +3,7 @@
 // measurements table, result.json). Each experiment's renderer lives in <name>_render.cpp and turns the
 // library's Result and detail into files; it never recomputes a statistic.
 
+#include <functional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -24,6 +25,10 @@ struct ExperimentInput {
 ExperimentInput experiment_input(const ExperimentCmdOptions& o, size_t per_corpus);
 
 std::string num(double x, int prec = 4);
+
+/// An experiment's progress callback: one ProgressLine per phase, "<what>: <phase>" (silent unless `enabled`
+/// and stderr is a terminal).
+std::function<void(const std::string& phase, int64_t done, int64_t total)> phase_progress(const std::string& what, bool enabled);
 
 /// "| measurement | value (95% CI) | null (95% range) |" rows of every measurement.
 std::string measurement_table(const Result& r);

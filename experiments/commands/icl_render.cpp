@@ -51,12 +51,7 @@ void run_icl_circuit_cmd(const ExperimentCmdOptions& o, model::LoadedModel& m) {
   if (o.quick) c.windows = 16, c.window_len = 256, c.late = 200, c.span = 100, c.null_draws = 5, c.resamples = 500;
   if (o.positions > 0) c.windows = o.positions;
   if (o.null_draws > 0) c.null_draws = o.null_draws;
-  std::unique_ptr<ProgressLine> line;
-  std::string phase_now;
-  c.progress = [&](const std::string& phase, int64_t done, int64_t total) {
-    if (phase != phase_now) line = std::make_unique<ProgressLine>("icl: " + phase, total, o.progress), phase_now = phase;
-    line->update(done);
-  };
+  c.progress = phase_progress("icl", o.progress);
   if (o.progress)
     std::fprintf(stderr, "icl: %lld windows of %s, clean / induction heads / top MLPs / %lld random head sets\n",
                  static_cast<long long>(c.windows), in.name.c_str(), static_cast<long long>(c.null_draws));

@@ -94,12 +94,7 @@ void run_scaling_cmd(const ExperimentCmdOptions& o) {
   c.streams = o.streams;
   if (o.quick) c.resamples = 200, c.null_draws = 50;
   if (o.null_draws > 0) c.null_draws = o.null_draws;
-  std::unique_ptr<ProgressLine> line;
-  std::string phase_now;
-  c.progress = [&](const std::string& phase, int64_t done, int64_t total) {
-    if (phase != phase_now) line = std::make_unique<ProgressLine>("scaling: " + phase, total, o.progress), phase_now = phase;
-    line->update(done);
-  };
+  c.progress = phase_progress("scaling", o.progress);
   ScalingDetail d;
   Result r = run_scaling(ms, domains, c, &d);
   // classic compressors on the same domain texts

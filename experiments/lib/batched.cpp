@@ -3,7 +3,14 @@
 #include <algorithm>
 #include <cmath>
 
+#include "model/base/error.h"
+
 namespace ccc::experiments {
+
+void require_byte_model(const model::LoadedModel& m, const std::string& who) {
+  CCC_CHECK(m.config.d_vocab_out == 256 && m.tokenizer && m.tokenizer->encode("Ab") == std::vector<int64_t>({'A', 'b'}), who,
+            " needs a byte-level model (one token per byte); ", m.source, " is not");
+}
 
 void run_blocks(model::LoadedModel& m, const torch::Tensor& tokens, int64_t blocks, const BlockEdits& edits,
                 int64_t max_rows, const std::function<void(int64_t, int64_t, const torch::Tensor&)>& take,

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <string>
 #include <vector>
 
 #include <torch/torch.h>
@@ -15,6 +16,9 @@
 #include "model/formats/loader.h"
 
 namespace ccc::experiments {
+
+/// Throws ccc::Error naming `who` and the model unless `m` is byte-level (one token per byte, 256 outputs).
+void require_byte_model(const model::LoadedModel& m, const std::string& who);
 
 /// Installs the edits of blocks [first, first + count) of a call whose rows are `count` blocks of `rows_per`
 /// prompts each.

@@ -75,9 +75,7 @@ std::pair<Measurement, Measurement> winner_mi(const std::vector<int>& winner, co
     }
     boot.push_back(mutual_information_bits(a, b));
   }
-  std::sort(boot.begin(), boot.end());
-  effect.ci_low = boot[static_cast<size_t>(std::lround(0.025 * static_cast<double>(boot.size() - 1)))];
-  effect.ci_high = boot[static_cast<size_t>(std::lround(0.975 * static_cast<double>(boot.size() - 1)))];
+  set_percentile_ci(effect, boot);
   effect.ci_method = "percentile block bootstrap over " + std::to_string(nb) + " blocks of " + std::to_string(kBlock) +
                      " tokens, " + std::to_string(R) + " resamples";
   std::vector<double> null;

@@ -194,8 +194,7 @@ Result run_copy_vs_recall(model::LoadedModel& m, std::string_view text, const Co
   const auto& cfg = m.config;
   CCC_CHECK(o.mode == circuits::Mode::kZero || o.mode == circuits::Mode::kMean || o.mode == circuits::Mode::kResample,
             "copy-vs-recall: --mode zero, mean or resample");
-  CCC_CHECK(cfg.d_vocab_out == 256 && m.tokenizer && m.tokenizer->encode("Ab") == std::vector<int64_t>({'A', 'b'}),
-            "copy-vs-recall needs a byte-level model (one token per byte); ", m.source, " is not");
+  require_byte_model(m, "copy-vs-recall");
   CCC_CHECK(o.positions >= 2 && o.span >= 2 && o.filler >= 0 && o.novelty >= 1 && o.novelty <= o.span && o.top >= 1 &&
                 o.null_draws >= 1 && !o.repeats.empty(),
             "copy-vs-recall: positions >= 2, span >= 2, 1 <= novelty <= span, top >= 1, null draws >= 1 and some repeats are needed");
@@ -456,10 +455,9 @@ Result run_copy_vs_recall(model::LoadedModel& m, std::string_view text, const Co
       const double s = switch_point(repeats, w);
       stat.push_back(s < 0 ? 1e18 : s);
     }
-    std::sort(stat.begin(), stat.end());
-    auto q = [&](double p) { const double v = stat[static_cast<size_t>(std::lround(p * static_cast<double>(stat.size() - 1)))]; return v >= 1e18 ? -1.0 : v; };
-    sw.ci_low = q(0.025);
-    sw.ci_high = q(0.975);
+    set_percentile_ci(sw, stat);
+    for (double* b : {&sw.ci_low, &sw.ci_high})
+      if (*b >= 1e18) *b = -1;  // never
     sw.ci_method = "percentile bootstrap over " + std::to_string(N) + " positions, " + std::to_string(R) +
                    " resamples (a resample that never reaches 0.5 counts as beyond every k; -1 when a bound is)";
     r.measurements.push_back(sw);

@@ -39,8 +39,7 @@ double crossover(const torch::Tensor& gap) {
 
 Result run_icl_circuit(model::LoadedModel& m, std::string_view text, const IclCircuitOptions& o, IclCircuitDetail* detail) {
   const auto& cfg = m.config;
-  CCC_CHECK(cfg.d_vocab_out == 256 && m.tokenizer && m.tokenizer->encode("Ab") == std::vector<int64_t>({'A', 'b'}),
-            "icl needs a byte-level model (one token per byte); ", m.source, " is not");
+  require_byte_model(m, "icl");
   CCC_CHECK(o.windows >= 2 && o.null_draws >= 1 && o.max_heads >= 1 && o.early >= o.band && o.band >= 1,
             "icl: windows >= 2, null draws >= 1, max heads >= 1 and early >= band >= 1 are needed");
   CCC_CHECK(o.mode == circuits::Mode::kZero || o.mode == circuits::Mode::kMean || o.mode == circuits::Mode::kResample,
@@ -210,10 +209,9 @@ Result run_icl_circuit(model::LoadedModel& m, std::string_view text, const IclCi
       const double x = crossover(gap.index_select(0, torch::tensor(rows, torch::kInt64)));
       stat.push_back(x < 0 ? 1e18 : x);
     }
-    std::sort(stat.begin(), stat.end());
-    auto q = [&](double p) { const double v = stat[static_cast<size_t>(std::lround(p * static_cast<double>(stat.size() - 1)))]; return v >= 1e18 ? -1.0 : v; };
-    c.ci_low = q(0.025);
-    c.ci_high = q(0.975);
+    set_percentile_ci(c, stat);
+    for (double* b : {&c.ci_low, &c.ci_high})
+      if (*b >= 1e18) *b = -1;  // never
     c.ci_method = "percentile bootstrap over " + std::to_string(N) + " rows, " + std::to_string(R) + " resamples, blocks of " +
                   std::to_string(kCrossBlock) + " positions (never = beyond every position, shown as -1); the rest = " +
                   (has_mlps ? "the top MLPs ablated" : "random head sets (an attention-only model)");

@@ -23,6 +23,17 @@ std::string to_string(Verdict v) {
   return "inconclusive";
 }
 
+double quantile_sorted(const std::vector<double>& sorted, double p) {
+  CCC_CHECK(!sorted.empty(), "quantile of no values");
+  return sorted[static_cast<size_t>(std::lround(p * static_cast<double>(sorted.size() - 1)))];
+}
+
+void set_percentile_ci(Measurement& m, std::vector<double> draws) {
+  std::sort(draws.begin(), draws.end());
+  m.ci_low = quantile_sorted(draws, 0.025);
+  m.ci_high = quantile_sorted(draws, 0.975);
+}
+
 Measurement bootstrap_mean(const std::string& name, const std::vector<double>& samples, const std::string& unit,
                            int64_t resamples, uint64_t seed) {
   CCC_CHECK(!samples.empty(), "bootstrap_mean(", name, "): no samples");
@@ -41,10 +52,7 @@ Measurement bootstrap_mean(const std::string& name, const std::vector<double>& s
     for (size_t k = 0; k < n; ++k) a += samples[static_cast<size_t>(rng() % n)];
     s = a / static_cast<double>(n);
   }
-  std::sort(stat.begin(), stat.end());
-  auto q = [&](double p) { return stat[static_cast<size_t>(std::lround(p * static_cast<double>(stat.size() - 1)))]; };
-  m.ci_low = q(0.025);
-  m.ci_high = q(0.975);
+  set_percentile_ci(m, std::move(stat));
   std::ostringstream how;
   how << "percentile bootstrap of the mean over " << n << " samples, " << resamples << " resamples";
   m.ci_method = how.str();
@@ -60,11 +68,8 @@ Measurement over_draws(const std::string& name, std::vector<double> draws, const
   double sum = 0;
   for (double x : draws) sum += x;
   m.value = sum / static_cast<double>(draws.size());
-  std::sort(draws.begin(), draws.end());
-  auto q = [&](double p) { return draws[static_cast<size_t>(std::lround(p * static_cast<double>(draws.size() - 1)))]; };
-  m.ci_low = q(0.025);
-  m.ci_high = q(0.975);
   m.ci_method = "2.5 / 97.5 percentiles over " + std::to_string(draws.size()) + " " + what;
+  set_percentile_ci(m, std::move(draws));
   return m;
 }
 

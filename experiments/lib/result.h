@@ -30,6 +30,11 @@ std::string to_string(Verdict v);  ///< "supported" | "not_supported" | "inconcl
 Measurement bootstrap_mean(const std::string& name, const std::vector<double>& samples, const std::string& unit,
                            int64_t resamples, uint64_t seed);
 
+/// The p-quantile of ascending `sorted` by nearest rank (index round(p·(n−1))). Throws ccc::Error when empty.
+double quantile_sorted(const std::vector<double>& sorted, double p);
+/// Sorts `draws` and sets m.ci_low / m.ci_high to their 2.5 / 97.5 percentiles (quantile_sorted).
+void set_percentile_ci(Measurement& m, std::vector<double> draws);
+
 /// A null statistic from its draws: value = their mean, CI = their 2.5 / 97.5 percentiles; `what` names
 /// the draws in ci_method ("null draws", "random component sets of the same size"). Throws ccc::Error on
 /// no draws.

@@ -129,9 +129,7 @@ Result run_scaling(const std::vector<model::LoadedModel*>& models, const std::ve
     m.name = name;
     m.value = value;
     m.unit = "exponent (bits per byte ~ params^-alpha)";
-    std::sort(draws.begin(), draws.end());
-    m.ci_low = draws[static_cast<size_t>(std::lround(0.025 * static_cast<double>(draws.size() - 1)))];
-    m.ci_high = draws[static_cast<size_t>(std::lround(0.975 * static_cast<double>(draws.size() - 1)))];
+    set_percentile_ci(m, draws);
     m.ci_method = "percentile block bootstrap over the text (blocks of " + std::to_string(kBlock) + " bytes per domain, " +
                   std::to_string(draws.size()) + " resamples; every model scored on the same blocks)";
     return m;
@@ -173,9 +171,7 @@ Result run_scaling(const std::vector<model::LoadedModel*>& models, const std::ve
       for (size_t d = 0; d < D; ++d) s += x[i][d] / static_cast<double>(D);
       draws.push_back(s);
     }
-    std::sort(draws.begin(), draws.end());
-    m.ci_low = draws[static_cast<size_t>(std::lround(0.025 * static_cast<double>(draws.size() - 1)))];
-    m.ci_high = draws[static_cast<size_t>(std::lround(0.975 * static_cast<double>(draws.size() - 1)))];
+    set_percentile_ci(m, draws);
     m.ci_method = "percentile block bootstrap over the text, " + std::to_string(draws.size()) + " resamples";
     r.measurements.push_back(m);
   }

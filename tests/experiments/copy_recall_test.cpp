@@ -130,16 +130,20 @@ TEST(CopyRecall, OnTheDefaultModelTheInductionHeadsAreTheCopySide) {
   ASSERT_FALSE(d.copy_components.empty());
   EXPECT_TRUE(top_induction.count(d.copy_components[0])) << d.copy_components[0];
   for (const auto& c : d.components)
-    if (top_induction.count(c.component)) EXPECT_EQ(c.side, "copy") << c.component << " " << c.logit_diff;
+    if (top_induction.count(c.component)) {
+      EXPECT_EQ(c.side, "copy") << c.component << " " << c.logit_diff;
+    }
   EXPECT_EQ(d.components.front().side, "copy");
   EXPECT_LT(d.win_copy_ablated[2], d.win_clean[2]);
-  // the dose–response at α = 1 is the clean run; α = 0 of the copy side matches its zero ablation closely
+  // the dose–response at α = 1 is the clean run
   for (size_t j = 0; j < d.repeats.size(); ++j) EXPECT_DOUBLE_EQ(d.dose_copy[1][j], d.win_clean[j]);
   std::set<std::string> names_null;
   for (const auto& x : r.null) names_null.insert(x.name);
   for (const auto& x : r.measurements) {
     EXPECT_LE(x.ci_low, x.value + 1e-12) << x.name;
-    if (x.name.find("_ablated") != std::string::npos) EXPECT_TRUE(names_null.count(x.name)) << x.name;
+    if (x.name.find("_ablated") != std::string::npos) {
+      EXPECT_TRUE(names_null.count(x.name)) << x.name;
+    }
   }
   const auto again = run_copy_vs_recall(m, text, o);
   EXPECT_EQ(again.to_json(), r.to_json()) << "same seed, same result";
