@@ -36,7 +36,9 @@ ALLOWED = {
     "tests/compress": MODEL + ["compress", "tests/support"],
     "tests/circuits": MODEL + ["circuits", "tests/support"],
     "tests/analysis": MODEL + ["analysis", "compress", "tests/support"],  # capture runs inside the codec
-    "tests/experiments": MODEL + ["circuits", "analysis", "experiments/lib", "tests/support"],
+    # the held-out corpora (model/training's loader) are the experiments' natural inputs: a test fixture,
+    # never included by experiments/lib itself
+    "tests/experiments": MODEL + ["model/training", "circuits", "analysis", "experiments/lib", "tests/support"],
     "tests/cli": None,  # anything: the commands use every layer
 }
 # system headers only some layers may include
