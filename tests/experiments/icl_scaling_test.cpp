@@ -66,6 +66,7 @@ TEST(Scaling, TheShippedFamilyCompressesBetterWithSize) {
   circuits::ScoringRun run;
   const auto bits = circuits::ablated_bits(s, domains[1].second, run, {}, nullptr);
   EXPECT_NEAR(d.bits_per_byte[1][1], circuits::total_bits(bits) / static_cast<double>(domains[1].second.size()), 1e-9);
+  EXPECT_EQ(run_scaling({&xs, &s, &m}, domains, o).to_json(), r.to_json()) << "same seed, same result";
   test::expect_error([&] { run_scaling({&xs, &s}, domains, o); }, {"at least 3 models"});
 }
 
