@@ -1,0 +1,143 @@
+#include "analysis/sae.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "model/base/error.h"
+#include "model/base/util.h"
+#include "model/formats/safetensors.h"
+#include "tests/support/test_support.h"
+
+namespace ccc::analysis {
+namespace {
+
+// Sparse features in superposition: n unit directions in d < n dimensions, each row a sum of a few of them
+// with magnitudes in [0.5, 1.5] (every feature on with probability p), plus an offset.
+struct Planted {
+  torch::Tensor dirs;  // [n, d]
+  torch::Generator gen;
+  double p;
+  Planted(int64_t n, int64_t d, double p_on, uint64_t seed) : gen(at::detail::createCPUGenerator(seed)), p(p_on) {
+    dirs = torch::randn({n, d}, gen);
+    dirs /= dirs.norm(2, -1, true);
+  }
+  torch::Tensor rows(int64_t b) {
+    auto on = (torch::rand({b, dirs.size(0)}, gen) < p).to(torch::kFloat32);
+    auto mag = torch::rand({b, dirs.size(0)}, gen) + 0.5;
+    return (torch::matmul(on * mag, dirs) + 0.3).unsqueeze(1);  // [b, 1, d]
+  }
+};
+
+// Share of planted directions whose best-matching decoder row has cosine >= 0.9.
+double recovered(const Sae& s, const torch::Tensor& dirs) {
+  auto dec = s.W_dec[0] / s.W_dec[0].norm(2, -1, true);     // [F, d]
+  auto cos = torch::matmul(dirs, dec.t()).max(1);            // best row per direction
+  return (std::get<0>(cos) >= 0.9).to(torch::kFloat64).mean().item<double>();
+}
+
+// TopK and ReLU (+ L1) dictionaries find the planted directions. (BatchTopK trains to the same explained
+// variance at L0 = k but recovers only 35-60% of the directions at cosine >= 0.9 here: not yet asserted,
+// issue 31 is open.)
+TEST(Sae, TopKAndReluRecoverPlantedFeaturesInSuperposition) {
+  for (auto arch : {SaeArch::kTopK, SaeArch::kRelu}) {
+    Planted data(48, 16, 3.0 / 48, 7);
+    SaeTrainOptions o;
+    o.arch = arch;
+    o.d_sae = 96;
+    o.k = 4;
+    o.l1 = 1.5;
+    o.l1_warmup = 200;
+    o.steps = arch == SaeArch::kRelu ? 3000 : 1500;
+    o.batch = 256;
+    o.lr = 3e-3;
+    o.dead_rows = 20000;
+    o.aux_k = 16;
+    o.scale_rows = 4096;
+    o.seed = 3;
+    SaeTrainMetrics m;
+    const Sae s = train_sae([&](int64_t b) { return data.rows(b); }, o, &m);
+    const double share = recovered(s, data.dirs);
+    EXPECT_GE(share, 0.8) << to_string(arch) << ": planted directions recovered with cosine >= 0.9 (L0 " << m.l0
+                          << ", explained variance " << m.explained_variance << ", dead " << m.dead_fraction << ")";
+    EXPECT_GT(m.explained_variance, arch == SaeArch::kRelu ? 0.7 : 0.8) << to_string(arch) << " (L1 shrinks relu's codes)";
+    // decoder rows: unit norm on the scaled inputs, i.e. 1 / c on raw activations once c is folded in
+    auto norms = s.W_dec.square().sum(torch::IntArrayRef{0, 2}).sqrt() * m.input_scale;
+    EXPECT_LT((norms - 1).abs().max().item<double>(), 1e-4) << to_string(arch);
+    if (arch != SaeArch::kRelu) {
+      EXPECT_LE(m.l0, static_cast<double>(o.k) + 1e-9) << to_string(arch);
+    }
+  }
+}
+
+TEST(Sae, TrainingIsReproducibleAndTheSavedFileHoldsTheFormula) {
+  Planted a(32, 12, 0.1, 1), b(32, 12, 0.1, 1);
+  SaeTrainOptions o;
+  o.d_sae = 48;
+  o.k = 4;
+  o.steps = 200;
+  o.batch = 128;
+  o.lr = 3e-3;
+  o.scale_rows = 1024;
+  const Sae s1 = train_sae([&](int64_t n) { return a.rows(n); }, o), s2 = train_sae([&](int64_t n) { return b.rows(n); }, o);
+  EXPECT_TRUE(torch::equal(s1.W_enc, s2.W_enc) && torch::equal(s1.W_dec, s2.W_dec)) << "same data and seed, same weights";
+  test::TempDir tmp;
+  save_sae(s1, tmp.file("sae"), {{"hook", "blocks.0.mlp.hook_post"}});
+  const Sae back = load_sae(tmp.file("sae"));
+  const auto x = a.rows(64);
+  EXPECT_TRUE(torch::allclose(back.encode(x), s1.encode(x)));
+  // f = act((x − b_dec) W_enc + b_enc), x̂ = f W_dec + b_dec on raw x, with SAELens' names and layouts
+  auto f = torch::relu((x.squeeze(1) - back.b_dec[0]).matmul(back.W_enc[0]) + back.b_enc);
+  auto [v, i] = f.topk(4, -1);
+  f = torch::zeros_like(f).scatter(-1, i, v);
+  EXPECT_LT((f - s1.encode(x)).abs().max().item<double>(), 1e-5);
+  EXPECT_LT((f.matmul(back.W_dec[0]) + back.b_dec[0] - s1.decode(s1.encode(x)).squeeze(1)).abs().max().item<double>(), 1e-5);
+  test::expect_error([&] { load_sae(tmp.file("nope")); }, {"sae.json"});
+  SaeTrainOptions bad = o;
+  bad.k = 100;
+  test::expect_error([&] { train_sae([&](int64_t n) { return a.rows(n); }, bad); }, {"k = 100"});
+}
+
+// An independent reader: Python (torch, no ccc code) parses sae.safetensors by the format's spec and computes
+// f = topk(relu((x − b_dec) W_enc + b_enc)) and x̂ = f W_dec + b_dec, which must equal ccc's encode / decode.
+TEST(Sae, PythonComputesTheSameFeaturesFromTheSavedFile) {
+  if (!test::python_torch_available()) GTEST_SKIP() << "/usr/bin/python3 with torch not available";
+  Planted a(32, 12, 0.1, 2);
+  SaeTrainOptions o;
+  o.d_sae = 48;
+  o.k = 5;
+  o.steps = 100;
+  o.batch = 128;
+  o.scale_rows = 1024;
+  const Sae s = train_sae([&](int64_t n) { return a.rows(n); }, o);
+  test::TempDir tmp;
+  save_sae(s, tmp.file("sae"), {});
+  const auto x = a.rows(40);
+  const auto f = s.encode(x);
+  model::safetensors_save(tmp.file("io.safetensors"), {{"x", x.squeeze(1)}, {"f", f}, {"xhat", s.decode(f).squeeze(1)}});
+  const std::string py = R"(
+import json, struct, sys, torch
+def read(p):
+    b = open(p, 'rb').read(); n = struct.unpack('<Q', b[:8])[0]; h = json.loads(b[8:8 + n]); out = {}
+    for k, v in h.items():
+        if k == '__metadata__': continue
+        assert v['dtype'] == 'F32', v
+        s, e = v['data_offsets']
+        out[k] = torch.frombuffer(bytearray(b[8 + n + s:8 + n + e]), dtype=torch.float32).reshape(v['shape'])
+    return out
+w = read(sys.argv[1] + '/sae.safetensors'); io = read(sys.argv[2]); k = json.load(open(sys.argv[1] + '/sae.json'))['k']
+pre = (io['x'] - w['b_dec']) @ w['W_enc'] + w['b_enc']
+v, i = torch.relu(pre).topk(k, -1)
+f = torch.zeros_like(pre).scatter(-1, i, v)
+xhat = f @ w['W_dec'] + w['b_dec']
+df, dx = (f - io['f']).abs().max().item(), (xhat - io['xhat']).abs().max().item()
+print('max |f diff|', df, 'max |xhat diff|', dx)
+sys.exit(0 if df < 1e-5 and dx < 1e-5 else 1)
+)";
+  write_file_atomic(tmp.file("check.py"), py);
+  std::string out;
+  EXPECT_EQ(test::run_command("/usr/bin/python3 " + tmp.file("check.py") + " " + tmp.file("sae") + " " + tmp.file("io.safetensors") + " 2>&1", &out), 0) << out;
+}
+
+}  // namespace
+}  // namespace ccc::analysis
