@@ -2,8 +2,13 @@
 
 #include <chrono>
 #include <cmath>
+#include <algorithm>
+#include <cstring>
 #include <filesystem>
+#include <memory>
+#include <random>
 
+#include "analysis/activation_store.h"
 #include "model/base/error.h"
 #include "model/base/util.h"
 #include "model/formats/safetensors.h"
@@ -179,6 +184,54 @@ Sae train_sae(const SaeBatches& batches, const SaeTrainOptions& o, SaeTrainMetri
     metrics->rows_per_second = static_cast<double>(rows) / std::max(1e-9, secs);
   }
   return out;
+}
+
+SaeBatches dump_batches(const ActivationStore& store, const std::string& hook, int64_t buffer_rows, uint64_t seed) {
+  const auto& hooks = store.hooks();
+  CCC_CHECK(std::find(hooks.begin(), hooks.end(), hook) != hooks.end(), store.path(), ": no hook ", hook, " in the dump");
+  int64_t d = 1;
+  for (int64_t x : store.row_shape(hook)) d *= x;
+  const auto pos = store.positions();
+  std::vector<int64_t> rows;  // non-BOS rows, in file order
+  for (size_t i = 0; i < pos.size(); ++i)
+    if (pos[i] != 0) rows.push_back(static_cast<int64_t>(i));
+  CCC_CHECK(!rows.empty(), store.path(), ": no activation rows (only BOS)");
+  struct State {
+    torch::Tensor buf;
+    size_t next = 0;  // the next index of `rows` to read
+    std::mt19937_64 rng;
+  };
+  auto st = std::make_shared<State>();
+  st->rng.seed(seed);
+  const int64_t B = std::min<int64_t>(buffer_rows, static_cast<int64_t>(rows.size()));
+  st->buf = torch::empty({B, d});
+  // `n` next rows of the file (in order, wrapping) as [n, d]
+  auto read = [&store, hook, rows, d, st](int64_t n) {
+    auto out = torch::empty({n, d});
+    int64_t got = 0;
+    while (got < n) {
+      // a contiguous run of file rows starting at rows[next]
+      const int64_t first = rows[st->next];
+      int64_t len = 1;
+      while (got + len < n && st->next + static_cast<size_t>(len) < rows.size() &&
+             rows[st->next + static_cast<size_t>(len)] == first + len)
+        ++len;
+      const auto m = store.block(hook, first, len);
+      std::memcpy(out[got].data_ptr<float>(), m.data(), sizeof(float) * static_cast<size_t>(len * d));
+      got += len;
+      st->next = (st->next + static_cast<size_t>(len)) % rows.size();
+    }
+    return out;
+  };
+  st->buf.copy_(read(B));
+  return [st, read, B](int64_t n) {
+    std::vector<int64_t> idx(static_cast<size_t>(n));
+    for (auto& i : idx) i = static_cast<int64_t>(st->rng() % static_cast<uint64_t>(B));
+    auto index = torch::tensor(idx, torch::kInt64);
+    auto out = st->buf.index_select(0, index).unsqueeze(1);
+    st->buf.index_copy_(0, index, read(n));  // drawn slots refilled in file order
+    return out;
+  };
 }
 
 void save_sae(const Sae& sae, const std::string& dir, const nlohmann::json& meta) {

@@ -78,6 +78,14 @@ struct SaeTrainMetrics {
 /// bad options (d_sae < 1, k out of range, steps < 1).
 Sae train_sae(const SaeBatches& batches, const SaeTrainOptions& o, SaeTrainMetrics* metrics = nullptr);
 
+class ActivationStore;
+
+/// One hook of a dump as SaeBatches ([rows, 1, d] per call): a buffer of `buffer_rows` rows filled from the
+/// file in order (BOS rows skipped, the file read again from the start when it ends), rows drawn at random
+/// (seeded) and each drawn slot refilled with the next row of the file. Never more than the buffer in memory
+/// (plus the dump's position column). Throws ccc::Error for a hook the dump lacks.
+SaeBatches dump_batches(const ActivationStore& store, const std::string& hook, int64_t buffer_rows, uint64_t seed);
+
 /// Writes dir/sae.safetensors with SAELens' names (S = 1: W_enc [d_in, d_sae], b_enc [d_sae], W_dec
 /// [d_sae, d_in], b_dec [d_in], plus threshold [1] for batchtopk; S > 1 keeps the leading source dimension)
 /// and dir/sae.json (`meta` plus architecture, sizes, k, threshold), both atomically.

@@ -3,11 +3,38 @@
 #include <memory>
 
 #include "experiments/cli/cli.h"
+#include "experiments/commands/sae_cmd.h"
 #include "experiments/commands/units_cmd.h"
 
 namespace ccc::cli {
 
 void add_analysis_commands(CLI::App& app, Globals& g) {
+  {
+    auto* sae = app.add_subcommand("sae", "sparse autoencoders (dictionaries) on a dump's activations");
+    sae->require_subcommand(1);
+    auto o = std::make_shared<experiments::SaeTrainCmdOptions>();
+    auto* sub = sae->add_subcommand("train", "train a sparse dictionary on one hook of a dump; SAELens-layout safetensors");
+    sub->add_option("dump", o->dump, "activation dump (.h5) from ccc dump or ccc compress --dump")->required();
+    sub->add_option("--hook", o->hook, "the hook whose activations it reconstructs (e.g. blocks.4.mlp.hook_post)")->required();
+    sub->add_option("-o,--out", o->out, "output directory (sae.safetensors, sae.json)")->required();
+    sub->add_option("--arch", o->arch, "relu, topk (default) or batchtopk")->check(CLI::IsMember({"relu", "topk", "batchtopk"}));
+    sub->add_option("--expansion", o->expansion, "latents per input dimension (default 8)")->check(CLI::Range(1, 1 << 10));
+    sub->add_option("--k", o->k, "active latents per row, topk / batchtopk (default 32)")->check(CLI::Range(1, 1 << 20));
+    sub->add_option("--l1", o->l1, "relu: L1 coefficient after warm-up, on inputs scaled to E|x|^2 = d_in (default 5)");
+    sub->add_option("--l1-warmup", o->l1_warmup, "relu: warm-up steps of the L1 coefficient (default 1000)");
+    sub->add_option("--steps", o->steps, "optimiser steps (default 1000)")->check(CLI::Range(1, 1 << 30));
+    sub->add_option("--batch", o->batch, "rows per step (default 4096)")->check(CLI::Range(1, 1 << 24));
+    sub->add_option("--lr", o->lr, "Adam learning rate (default 4e-4)");
+    sub->add_option("--buffer", o->buffer, "rows of the shuffle buffer (default 262144)")->check(CLI::Range(1, 1 << 30));
+    sub->add_option("--seed", o->seed, "seed of the initialisation and the shuffle (default 0)");
+    sub->add_flag("-f,--force", o->force, "replace an existing output directory");
+    sub->add_flag_callback("-q,--quiet", [o] { o->progress = false; }, "no progress lines");
+    sub->callback([&g, o] {
+      g.init();
+      o->command = g.command;
+      experiments::run_sae_train(*o);
+    });
+  }
   {
     auto o = std::make_shared<experiments::UnitsCmdOptions>();
     auto& u = o->units;

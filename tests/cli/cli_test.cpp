@@ -22,6 +22,7 @@
 #include "model/base/util.h"
 #include "model/core/score.h"
 #include "model/formats/loader.h"
+#include "model/formats/safetensors.h"
 #include "model/kernels/decode_attention.h"
 #include "model/scoring/streams.h"
 #include "model/training/trainer.h"
@@ -1213,6 +1214,37 @@ TEST(CliTest, IclScalingAndTheStudyWriteTheirOutputs) {
   EXPECT_TRUE(std::filesystem::exists(tmp.file("study/report/report.html")));
   EXPECT_NE(test::run_command(ccc + " study --quick -q --experiments nope -o " + tmp.file("study2") + " 2>&1", &out), 0);
   EXPECT_NE(out.find("unknown experiment nope"), std::string::npos) << out;
+}
+
+// `ccc sae train` on a dump the test writes: a loadable dictionary in SAELens' layout with its sae.json;
+// a hook the dump lacks and an existing output are named errors that write nothing.
+TEST(CliTest, SaeTrainWritesALoadableDictionary) {
+  test::TempDir tmp;
+  std::string out;
+  const std::string ccc = CCC_BINARY;
+  write_file_atomic(tmp.file("in.txt"), test::synthetic_text(3, 3000));
+  ASSERT_EQ(test::run_command(ccc + " dump " + tmp.file("in.txt") + " -o " + tmp.file("d.h5") +
+                                  " --hooks blocks.0.mlp.hook_post 2>&1", &out), 0) << out;
+  const std::string train = ccc + " sae train " + tmp.file("d.h5") + " --steps 30 --batch 256 --expansion 1 --k 8 --buffer 2048 -q ";
+  ASSERT_EQ(test::run_command(train + "--hook blocks.0.mlp.hook_post -o " + tmp.file("sae") + " 2>&1", &out), 0) << out;
+  const auto j = nlohmann::json::parse(read_file(tmp.file("sae/sae.json")));
+  EXPECT_EQ(j["schema"], "ccc.sae/1");
+  EXPECT_EQ(j["architecture"], "topk");
+  EXPECT_EQ(j["d_in"], 1024);
+  EXPECT_EQ(j["d_sae"], 1024);
+  EXPECT_EQ(j["hook"], "blocks.0.mlp.hook_post");
+  EXPECT_FALSE(j["model_fingerprint"].get<std::string>().empty());
+  for (const char* k : {"explained_variance", "l0", "dead_fraction", "input_scale", "rows_per_second"})
+    EXPECT_TRUE(j["training"].contains(k)) << k;
+  EXPECT_LE(j["training"]["l0"].get<double>(), 8.0);
+  const auto t = model::load_safetensors_float(tmp.file("sae/sae.safetensors"));
+  EXPECT_EQ(t.at("W_enc").sizes().vec(), (std::vector<int64_t>{1024, 1024}));
+  EXPECT_EQ(t.at("b_dec").sizes().vec(), (std::vector<int64_t>{1024}));
+  EXPECT_NE(test::run_command(train + "--hook blocks.3.mlp.hook_post -o " + tmp.file("sae2") + " 2>&1", &out), 0);
+  EXPECT_NE(out.find("no hook blocks.3.mlp.hook_post"), std::string::npos) << out;
+  EXPECT_FALSE(std::filesystem::exists(tmp.file("sae2")));
+  EXPECT_NE(test::run_command(train + "--hook blocks.0.mlp.hook_post -o " + tmp.file("sae") + " 2>&1", &out), 0);
+  EXPECT_NE(out.find("exists"), std::string::npos) << out;
 }
 
 }  // namespace

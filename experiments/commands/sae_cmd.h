@@ -1,0 +1,22 @@
+#pragma once
+// `ccc sae train DUMP.h5 --hook NAME -o SAE_DIR`: a sparse dictionary trained on one hook of an activation
+// dump (analysis/sae.h), saved in SAELens' layout. (Issue 31: eval, sweep and features as units follow.)
+
+#include <cstdint>
+#include <string>
+
+namespace ccc::experiments {
+
+struct SaeTrainCmdOptions {
+  std::string dump, hook, out;
+  std::string arch = "topk";
+  int64_t expansion = 8, k = 32, steps = 1000, batch = 4096, buffer = 1 << 18, l1_warmup = 1000;
+  double l1 = 5.0, lr = 4e-4;
+  uint64_t seed = 0;
+  bool force = false, progress = true;
+  std::string command;
+};
+
+void run_sae_train(const SaeTrainCmdOptions& o);
+
+}  // namespace ccc::experiments
