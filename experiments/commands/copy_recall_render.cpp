@@ -70,9 +70,10 @@ void write_files(OutputDir& out, const Result& r, const CopyRecallDetail& d, con
     comp << c.component << "," << c.side << "," << num(c.logit_diff, 6) << "," << num(c.win_rate_ablated, 6) << "\n";
   win << "k clean copy_ablated recall_ablated null_mean null_low null_high\n";
   for (size_t j = 0; j < nk; ++j) {
-    std::vector<double> nw;
-    for (const auto& draw : d.null_win) nw.push_back(draw[j]);
-    const auto n = over_draws("null", nw, "share");
+    const std::string key = "win_rate_k" + std::to_string(d.repeats[j]) + "_copy_ablated";
+    Measurement n;
+    for (const auto& x : r.null)
+      if (x.name == key) n = x;
     win << d.repeats[j] << " " << num(d.win_clean[j], 6) << " " << num(d.win_copy_ablated[j], 6) << " "
         << num(d.win_recall_ablated[j], 6) << " " << num(n.value, 6) << " " << num(n.ci_low, 6) << " " << num(n.ci_high, 6) << "\n";
   }

@@ -354,6 +354,7 @@ Result run_competition(model::LoadedModel& m, std::string_view text, const Compe
     detail->naive_sample = n_naive;
     detail->naive_seconds_per_component = n_naive > 0 ? naive_seconds / static_cast<double>(n_naive) : 0;
     detail->naive_max_abs_diff = naive_diff;
+    detail->speedup = detail->naive_seconds_per_component * static_cast<double>(cands.size()) / std::max(1e-9, sweep_seconds);
   }
   return r;
 }

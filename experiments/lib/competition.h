@@ -66,6 +66,7 @@ struct CompetitionDetail {
   /// The batched sweep's wall time against one run per component (naive_sample of them timed, the rest
   /// extrapolated), and the largest |Δ bits| of any token between the two ways.
   double sweep_seconds = 0, naive_seconds_per_component = 0, naive_max_abs_diff = 0;
+  double speedup = 0;  ///< naive_seconds_per_component × candidates / sweep_seconds
   int64_t naive_sample = 0;
 };
 

@@ -38,8 +38,6 @@ struct Scores {
   }
 };
 
-using Installer = BlockEdits;
-
 // The prompts of one k as a [N, T] tensor; fact / cf byte ids per prompt.
 struct Batch {
   torch::Tensor tokens;
@@ -48,7 +46,7 @@ struct Batch {
 
 // Bits of the fact and the counterfactual at the last position of `blocks` copies of the batch, each with
 // its own edits.
-std::vector<Scores> score_blocks(model::LoadedModel& m, const Batch& b, int64_t blocks, const Installer& install,
+std::vector<Scores> score_blocks(model::LoadedModel& m, const Batch& b, int64_t blocks, const BlockEdits& install,
                                  int64_t max_rows, const std::function<void(int64_t)>& done) {
   const int64_t N = b.tokens.size(0), T = b.tokens.size(1);
   std::vector<Scores> out(static_cast<size_t>(blocks));
@@ -65,15 +63,9 @@ std::vector<Scores> score_blocks(model::LoadedModel& m, const Batch& b, int64_t 
   return out;
 }
 
-// Ablation of one component set per block.
-Installer ablation_installer(const model::ModelConfig& cfg, const std::vector<std::vector<Component>>& sets,
-                             circuits::Mode mode, const circuits::Reference* ref, uint64_t seed) {
-  return ablation_edits(cfg, sets, mode, ref, seed);
-}
-
 // Outputs of a component set scaled by α (block j: alphas[j]): a head through its hook_z slice (its output
 // is linear in z; the output bias stays), an MLP through hook_mlp_out.
-Installer scaling_installer(const model::ModelConfig& cfg, const std::vector<Component>& set,
+BlockEdits scaling_installer(const model::ModelConfig& cfg, const std::vector<Component>& set,
                             const std::vector<double>& alphas) {
   return [&cfg, &set, &alphas](model::HookSet& hs, int64_t first, int64_t count, int64_t rows_per) {
     std::map<std::string, torch::Tensor> scale;
@@ -371,14 +363,14 @@ Result run_copy_vs_recall(model::LoadedModel& m, std::string_view text, const Co
   // each component ablated alone at side_k
   std::vector<std::vector<Component>> singles;
   for (const auto& c : cands) singles.push_back({c});
-  const auto single = score_blocks(m, batches[side_j], C, ablation_installer(cfg, singles, o.mode, ref.get(), o.seed),
+  const auto single = score_blocks(m, batches[side_j], C, ablation_edits(cfg, singles, o.mode, ref.get(), o.seed),
                                    o.max_rows, [&](int64_t d) { progress("components", d, C); });
 
   // the interventions and their null at every k
   std::vector<std::vector<Component>> sides = {copy_set, recall_set};
   std::vector<Scores> copy_ablated, recall_ablated;
   for (size_t j = 0; j < nk; ++j) {
-    const auto s = score_blocks(m, batches[j], 2, ablation_installer(cfg, sides, o.mode, ref.get(), o.seed), o.max_rows, {});
+    const auto s = score_blocks(m, batches[j], 2, ablation_edits(cfg, sides, o.mode, ref.get(), o.seed), o.max_rows, {});
     copy_ablated.push_back(s[0]);
     recall_ablated.push_back(s[1]);
     progress("interventions", static_cast<int64_t>(j + 1), static_cast<int64_t>(nk));
@@ -401,7 +393,7 @@ Result run_copy_vs_recall(model::LoadedModel& m, std::string_view text, const Co
   const int64_t D = static_cast<int64_t>(draws.size());
   std::vector<std::vector<double>> null_copy(nk), null_recall(nk), null_win(static_cast<size_t>(o.null_draws));
   for (size_t j = 0; j < nk; ++j) {
-    const auto s = score_blocks(m, batches[j], D, ablation_installer(cfg, draws, o.mode, ref.get(), o.seed), o.max_rows,
+    const auto s = score_blocks(m, batches[j], D, ablation_edits(cfg, draws, o.mode, ref.get(), o.seed), o.max_rows,
                                 [&](int64_t d) { progress("null", static_cast<int64_t>(j) * D + d, static_cast<int64_t>(nk) * D); });
     for (int64_t d = 0; d < o.null_draws; ++d) {
       const size_t a = static_cast<size_t>(same_size ? d : 2 * d), b = same_size ? a : a + 1;
@@ -411,15 +403,23 @@ Result run_copy_vs_recall(model::LoadedModel& m, std::string_view text, const Co
     }
   }
 
-  // dose–response: each side's outputs scaled by α
+  // dose–response: each side's outputs scaled by α (α = 1 is the clean run, not scored again)
   std::vector<std::vector<double>> dose_copy(o.alphas.size(), std::vector<double>(nk)), dose_recall = dose_copy;
-  const int64_t A = static_cast<int64_t>(o.alphas.size());
-  for (size_t j = 0; j < nk && A > 0; ++j) {
-    const auto sc = score_blocks(m, batches[j], A, scaling_installer(cfg, copy_set, o.alphas), o.max_rows, {});
-    const auto sr = score_blocks(m, batches[j], A, scaling_installer(cfg, recall_set, o.alphas), o.max_rows, {});
-    for (int64_t a = 0; a < A; ++a) {
-      dose_copy[static_cast<size_t>(a)][j] = sc[static_cast<size_t>(a)].win_rate();
-      dose_recall[static_cast<size_t>(a)][j] = sr[static_cast<size_t>(a)].win_rate();
+  std::vector<double> scaled;
+  std::vector<size_t> where;
+  for (size_t a = 0; a < o.alphas.size(); ++a)
+    if (o.alphas[a] != 1.0) scaled.push_back(o.alphas[a]), where.push_back(a);
+  const int64_t A = static_cast<int64_t>(scaled.size());
+  for (size_t j = 0; j < nk; ++j) {
+    for (size_t a = 0; a < o.alphas.size(); ++a)
+      if (o.alphas[a] == 1.0) dose_copy[a][j] = dose_recall[a][j] = clean[j].win_rate();
+    if (A > 0) {
+      const auto sc = score_blocks(m, batches[j], A, scaling_installer(cfg, copy_set, scaled), o.max_rows, {});
+      const auto sr = score_blocks(m, batches[j], A, scaling_installer(cfg, recall_set, scaled), o.max_rows, {});
+      for (size_t a = 0; a < where.size(); ++a) {
+        dose_copy[where[a]][j] = sc[a].win_rate();
+        dose_recall[where[a]][j] = sr[a].win_rate();
+      }
     }
     progress("dose", static_cast<int64_t>(j + 1), static_cast<int64_t>(nk));
   }

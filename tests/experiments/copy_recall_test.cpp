@@ -1,4 +1,5 @@
 #include "experiments/lib/copy_recall.h"
+#include "experiments/lib/batched.h"
 
 #include <gtest/gtest.h>
 
@@ -11,6 +12,7 @@
 #include "circuits/head_detectors.h"
 #include "model/base/error.h"
 #include "model/core/hooks.h"
+#include "model/core/score.h"
 #include "model/formats/loader.h"
 #include "model/training/corpus.h"
 #include "tests/support/test_support.h"
@@ -30,6 +32,22 @@ std::vector<std::vector<int64_t>> rows_of(const torch::Tensor& t) {
   std::vector<std::vector<int64_t>> rows;
   for (int64_t r = 0; r < t.size(0); ++r) rows.emplace_back(t[r].data_ptr<int64_t>(), t[r].data_ptr<int64_t>() + t.size(1));
   return rows;
+}
+
+// The batched block scorer against the model's own full-sequence scorer (model::score_bits), row by row,
+// with and without an ablation installed in one block only.
+TEST(CopyRecall, BlockScoringMatchesScoreBits) {
+  auto m = as_loaded("byte_attn_only");
+  const auto tok = test::random_tokens(m.model, 3, 9, 21);
+  const std::vector<std::vector<circuits::Component>> sets = {{}, {{circuits::Component::Kind::kHead, 1, 0}}};
+  const auto bits = next_token_bits(m, tok, 2, ablation_edits(m.config, sets, circuits::Mode::kZero, nullptr, 0), 4);
+  ASSERT_EQ(bits.size(), 2u);
+  for (int64_t r = 0; r < 3; ++r) {
+    const std::vector<int64_t> row(tok[r].data_ptr<int64_t>(), tok[r].data_ptr<int64_t>() + tok.size(1));
+    const auto ref = model::score_bits(m.model, row);
+    for (size_t t = 0; t < ref.size(); ++t) EXPECT_NEAR(bits[0][r][static_cast<int64_t>(t)].item<double>(), ref[t], 1e-4) << r << " " << t;
+  }
+  EXPECT_GT((bits[1] - bits[0]).abs().max().item<double>(), 1e-3) << "the ablated block differs";
 }
 
 // Every family (LayerNorm with biases and learned positions, RMSNorm without biases, parallel attention,
@@ -117,6 +135,12 @@ TEST(CopyRecall, OnTheDefaultModelTheInductionHeadsAreTheCopySide) {
     EXPECT_EQ(static_cast<uint8_t>(text[static_cast<size_t>(p.offset)]), p.fact);
     EXPECT_NE(p.fact, p.counterfactual);
     EXPECT_LE(p.bits_fact[0], -std::log2(0.9) + 1e-9) << "selected for p >= 0.9 at k = 0";
+  }
+  {  // the k = 0 prompt [BOS] P b scored by model::score_bits: its last bit is bits_fact_k0
+    const auto& p = d.positions[0];
+    std::vector<int64_t> row{m.config.bos_id};
+    for (int64_t i = p.offset - 24; i <= p.offset; ++i) row.push_back(static_cast<uint8_t>(text[static_cast<size_t>(i)]));
+    EXPECT_NEAR(model::score_bits(m.model, row).back(), p.bits_fact[0], 1e-4);
   }
   EXPECT_EQ(d.win_clean[0], 0.0) << "no copy, no counterfactual win (p(fact) >= 0.9)";
   EXPECT_GT(d.win_clean[2], d.win_clean[0]);
