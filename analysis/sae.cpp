@@ -41,25 +41,13 @@ torch::Tensor topk_rows(const torch::Tensor& pre, int64_t k) {
   return torch::zeros_like(pre).scatter(-1, idx, torch::relu(vals));
 }
 
-// The k·rows largest entries of the whole batch kept (ReLUed); `min_kept` receives the smallest kept value.
-torch::Tensor topk_batch(const torch::Tensor& pre, int64_t k, double* min_kept) {
-  const auto flat = pre.reshape({-1});
-  auto [vals, idx] = flat.topk(std::min<int64_t>(k * pre.size(0), flat.numel()));
-  auto kept = torch::relu(vals);
-  if (min_kept != nullptr) {
-    auto pos = kept.masked_select(kept > 0);
-    *min_kept = pos.numel() > 0 ? pos.min().item<double>() : 0.0;
-  }
-  return torch::zeros_like(flat).scatter(0, idx, kept).view(pre.sizes());
-}
-
-torch::Tensor act(const Sae& s, const torch::Tensor& pre, bool training, double* min_kept = nullptr) {
+// Inference: batchtopk keeps what exceeds its threshold.
+torch::Tensor act(const Sae& s, const torch::Tensor& pre) {
   switch (s.arch) {
     case SaeArch::kRelu: return torch::relu(pre);
     case SaeArch::kTopK: return topk_rows(pre, s.k);
     case SaeArch::kBatchTopK: break;
   }
-  if (training) return topk_batch(pre, s.k, min_kept);
   return pre * (pre > s.threshold).to(pre.dtype());
 }
 
@@ -71,7 +59,7 @@ torch::Tensor Sae::pre(const torch::Tensor& x) const {
   return torch::einsum("bsi,sif->bf", {x - b_dec.unsqueeze(0), W_enc}) + b_enc;
 }
 
-torch::Tensor Sae::encode(const torch::Tensor& x) const { return act(*this, pre(x), false); }
+torch::Tensor Sae::encode(const torch::Tensor& x) const { return act(*this, pre(x)); }
 
 torch::Tensor Sae::decode(const torch::Tensor& f) const {
   return torch::einsum("bf,sfi->bsi", {f, W_dec}) + b_dec.unsqueeze(0);
@@ -80,110 +68,6 @@ torch::Tensor Sae::decode(const torch::Tensor& f) const {
 nlohmann::json SaeTrainMetrics::to_json() const {
   return {{"mse", mse}, {"explained_variance", explained_variance}, {"l0", l0}, {"dead_fraction", dead_fraction},
           {"input_scale", input_scale}, {"rows_per_second", rows_per_second}, {"steps", steps}, {"rows", rows}};
-}
-
-Sae train_sae(const SaeBatches& batches, const SaeTrainOptions& o, SaeTrainMetrics* metrics) {
-  CCC_CHECK(o.d_sae >= 1 && o.steps >= 1 && o.batch >= 1, "sae train: d_sae, steps and batch must be >= 1");
-  CCC_CHECK(o.arch == SaeArch::kRelu || (o.k >= 1 && o.k <= o.d_sae), "sae train: k = ", o.k, " must be in [1, d_sae = ",
-            o.d_sae, "]");
-  torch::NoGradGuard outer;
-  // the fixed input scale c (E‖c x‖² = d_in per source) and b_dec's initial mean, from the first rows
-  const auto first = batches(o.scale_rows).to(torch::kFloat32);
-  CCC_CHECK(first.dim() == 3, "sae train: batches must be [rows, sources, d_in], got ", first.sizes());
-  const int64_t S = first.size(1), D = first.size(2), F = o.d_sae;
-  const double c = std::sqrt(static_cast<double>(D) / first.square().sum(-1).mean().item<double>());
-  CCC_CHECK(std::isfinite(c) && c > 0, "sae train: the activations are all zero or not finite");
-  torch::manual_seed(o.seed);
-  auto gen = at::detail::createCPUGenerator(o.seed);
-  Sae s;
-  s.arch = o.arch;
-  s.k = o.k;
-  auto W_dec = torch::randn({S, F, D}, gen);
-  W_dec /= W_dec.square().sum(torch::IntArrayRef{0, 2}, true).sqrt();
-  s.W_dec = W_dec.set_requires_grad(true);
-  s.W_enc = W_dec.permute({0, 2, 1}).clone().set_requires_grad(true);
-  s.b_enc = torch::zeros({F}).set_requires_grad(true);
-  s.b_dec = (first * c).mean(0).clone().set_requires_grad(true);
-  torch::optim::Adam opt({s.W_enc, s.b_enc, s.W_dec, s.b_dec}, torch::optim::AdamOptions(o.lr).betas({0.9, 0.999}));
-  auto since_fired = torch::zeros({F}, torch::kInt64);
-  double thr_sum = 0;
-  int64_t thr_n = 0;
-  double m_mse = 0, m_var = 0, m_l0 = 0;
-  int64_t m_n = 0, rows = 0;
-  const auto t0 = std::chrono::steady_clock::now();
-  for (int64_t step = 0; step < o.steps; ++step) {
-    const auto x = batches(o.batch).to(torch::kFloat32) * c;  // [B, S, D]
-    const int64_t B = x.size(0);
-    torch::Tensor loss, f, xhat;
-    double min_kept = 0;
-    {
-      torch::AutoGradMode grad(true);
-      const auto pre = s.pre(x);
-      f = act(s, pre, true, &min_kept);
-      xhat = s.decode(f);
-      const auto err = (xhat - x).square().sum(torch::IntArrayRef{1, 2});
-      loss = err.mean();
-      if (o.arch == SaeArch::kRelu) {
-        const double lam = o.l1 * std::min(1.0, static_cast<double>(step + 1) / static_cast<double>(std::max<int64_t>(1, o.l1_warmup)));
-        loss = loss + lam * (f * s.W_dec.square().sum(torch::IntArrayRef{0, 2}).sqrt()).sum(-1).mean();
-      } else {
-        const auto dead = since_fired >= o.dead_rows;
-        const int64_t n_dead = dead.sum().item<int64_t>();
-        if (n_dead > 0) {  // the most active dead latents reconstruct what the live ones miss
-          const auto masked = pre.masked_fill(dead.logical_not().unsqueeze(0), -1e30);
-          const auto fa = topk_rows(masked, std::min<int64_t>(o.aux_k, n_dead));
-          const auto ehat = torch::einsum("bf,sfi->bsi", {fa, s.W_dec});
-          const auto e = (x - xhat).detach();
-          const auto aux = (ehat - e).square().sum(torch::IntArrayRef{1, 2}).mean() / e.square().sum(torch::IntArrayRef{1, 2}).mean().clamp_min(1e-12);
-          loss = loss + o.aux_coeff * aux;
-        }
-      }
-      opt.zero_grad();
-      loss.backward();
-    }
-    // the decoder gradient's component along each (unit) row removed, step, rows renormalised
-    auto& g = s.W_dec.mutable_grad();
-    g -= (g * s.W_dec).sum(torch::IntArrayRef{0, 2}, true) * s.W_dec;
-    opt.step();
-    s.W_dec.div_(s.W_dec.square().sum(torch::IntArrayRef{0, 2}, true).sqrt().clamp_min(1e-12));
-    const auto fired = (f > 0).any(0);
-    since_fired = torch::where(fired, torch::zeros_like(since_fired), since_fired + B);
-    if (o.arch == SaeArch::kBatchTopK && min_kept > 0) thr_sum += min_kept, ++thr_n;
-    rows += B;
-    if (step >= o.steps - o.log_every || (step + 1) % o.log_every == 0) {
-      const double mse = (xhat - x).square().sum(torch::IntArrayRef{1, 2}).mean().item<double>();
-      const double var = (x - x.mean(0, true)).square().sum(torch::IntArrayRef{1, 2}).mean().item<double>();
-      const double l0 = (f > 0).sum(-1).to(torch::kFloat64).mean().item<double>();
-      if (step >= o.steps - o.log_every) m_mse += mse, m_var += var, m_l0 += l0, ++m_n;
-      if (o.progress && (step + 1) % o.log_every == 0) {
-        const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        o.progress({{"step", step + 1}, {"mse", mse}, {"explained_variance", 1 - mse / var}, {"l0", l0},
-                    {"dead_fraction", (since_fired >= o.dead_rows).to(torch::kFloat64).mean().item<double>()},
-                    {"rows_per_second", static_cast<double>(rows) / std::max(1e-9, secs)}});
-      }
-    }
-  }
-  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  // detach and fold the scale c in: the formula then holds on raw activations
-  Sae out;
-  out.arch = s.arch;
-  out.k = s.k;
-  out.threshold = thr_n > 0 ? thr_sum / static_cast<double>(thr_n) : 0.0;
-  out.W_enc = (s.W_enc.detach() * c).contiguous();
-  out.b_enc = s.b_enc.detach().clone();
-  out.W_dec = (s.W_dec.detach() / c).contiguous();
-  out.b_dec = (s.b_dec.detach() / c).contiguous();
-  if (metrics != nullptr) {
-    metrics->steps = o.steps;
-    metrics->rows = rows;
-    metrics->mse = m_n ? m_mse / m_n : 0;
-    metrics->explained_variance = m_n ? 1 - m_mse / m_var : 0;
-    metrics->l0 = m_n ? m_l0 / m_n : 0;
-    metrics->dead_fraction = (since_fired >= o.dead_rows).to(torch::kFloat64).mean().item<double>();
-    metrics->input_scale = c;
-    metrics->rows_per_second = static_cast<double>(rows) / std::max(1e-9, secs);
-  }
-  return out;
 }
 
 SaeBatches dump_batches(const ActivationStore& store, const std::string& hook, int64_t buffer_rows, uint64_t seed) {

