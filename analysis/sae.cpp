@@ -139,7 +139,7 @@ void save_sae(const Sae& sae, const std::string& dir, const nlohmann::json& meta
   write_file_atomic((fs::path(dir) / "sae.json").string(), j.dump(2) + "\n");
 }
 
-Sae load_sae(const std::string& dir) {
+Sae load_sae(const std::string& dir, nlohmann::json* meta) {
   const std::string jf = (fs::path(dir) / "sae.json").string(), tf = (fs::path(dir) / "sae.safetensors").string();
   nlohmann::json j;
   try {
@@ -165,6 +165,7 @@ Sae load_sae(const std::string& dir) {
   s.b_dec = get("b_dec", {S, D});
   CCC_CHECK(t.count("b_enc") && t.at("b_enc").sizes().vec() == std::vector<int64_t>{F}, tf, ": b_enc missing or not [", F, "]");
   s.b_enc = t.at("b_enc");
+  if (meta != nullptr) *meta = j;
   return s;
 }
 

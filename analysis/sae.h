@@ -13,10 +13,7 @@
 // latents reconstruct the residual. The scale c is folded into the weights when training ends, so the
 // formula above holds on raw activations.
 //
-// Status (issue 31, open): the training core, saving in SAELens' layout and loading are built and tested
-// (planted-feature recovery for topk and relu, reproducibility, the saved formula); batchtopk trains but
-// does not yet recover planted directions as well; `ccc sae`, evaluation in bits and features as units are
-// not built yet.
+// Evaluation in bits (splicing at the hook): analysis/sae_eval.h.
 
 #include <cstdint>
 #include <functional>
@@ -100,7 +97,8 @@ SaeBatches dump_batches(const ActivationStore& store, const std::string& hook, i
 /// [d_sae, d_in], b_dec [d_in], plus threshold [1] for batchtopk; S > 1 keeps the leading source dimension)
 /// and dir/sae.json (`meta` plus architecture, sizes, k, threshold), both atomically.
 void save_sae(const Sae& sae, const std::string& dir, const nlohmann::json& meta);
-/// Reads what save_sae wrote; errors name the file and the tensor that is missing or mis-shaped.
-Sae load_sae(const std::string& dir);
+/// Reads what save_sae wrote; errors name the file and the tensor that is missing or mis-shaped. `meta`
+/// receives sae.json when given.
+Sae load_sae(const std::string& dir, nlohmann::json* meta = nullptr);
 
 }  // namespace ccc::analysis

@@ -34,6 +34,16 @@ void add_analysis_commands(CLI::App& app, Globals& g) {
       o->command = g.command;
       experiments::run_sae_train(*o);
     });
+    auto e = std::make_shared<experiments::SaeEvalCmdOptions>();
+    auto* ev = sae->add_subcommand("eval", "the dictionary spliced in at its hook while FILE is scored: bits against the clean, zeroed and mean-replaced hook");
+    ev->add_option("sae", e->sae, "dictionary directory (sae.safetensors, sae.json) from ccc sae train")->required();
+    ev->add_option("file", e->file, "held-out text to score ('-' = stdin)")->required();
+    add_model_options(ev, e->model, &e->tokenizer, "model (default: data/models/default; must be the one the dictionary was trained on)");
+    ev->add_option("--streams", e->streams, "streams as in ccc compress (0 = automatic)")->check(CLI::Range(0, 1 << 30));
+    ev->add_option("--window", e->window, "context window W as in ccc compress (0 = automatic)")->check(CLI::Range(0, 1 << 30));
+    ev->add_flag("--strided", e->strided, "the strided window policy");
+    ev->add_flag("--json", e->json, "one JSON object");
+    ev->callback([&g, e] { g.init(); experiments::run_sae_eval(*e); });
   }
   {
     auto o = std::make_shared<experiments::UnitsCmdOptions>();

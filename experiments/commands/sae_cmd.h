@@ -1,6 +1,8 @@
 #pragma once
 // `ccc sae train DUMP.h5 --hook NAME -o SAE_DIR`: a sparse dictionary trained on one hook of an activation
-// dump (analysis/sae.h), saved in SAELens' layout. (Issue 31: eval, sweep and features as units follow.)
+// dump (analysis/sae.h), saved in SAELens' layout. `ccc sae eval -m M SAE_DIR FILE`: the dictionary spliced
+// in at its hook while FILE is scored, in bits against the clean, zeroed and mean-replaced hook
+// (analysis/sae_eval.h).
 
 #include <cstdint>
 #include <string>
@@ -18,5 +20,12 @@ struct SaeTrainCmdOptions {
 };
 
 void run_sae_train(const SaeTrainCmdOptions& o);
+
+struct SaeEvalCmdOptions {
+  std::string model, tokenizer, sae, file;
+  int64_t streams = 0, window = 0;
+  bool strided = false, json = false;
+};
+void run_sae_eval(const SaeEvalCmdOptions& o);
 
 }  // namespace ccc::experiments

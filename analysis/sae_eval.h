@@ -1,0 +1,59 @@
+#pragma once
+// A dictionary judged in bits: its reconstruction spliced into the model's forward pass at its hook while
+// the text is scored under the compressor's segmentation and window policy, against the clean model and
+// the hook zeroed or replaced by its mean. Splices replace the activation at every position but BOS (the
+// dictionaries are trained on non-BOS rows); BOS keeps its clean activation in every run.
+//   bits_recovered      = (bits_zero − bits_sae) / (bits_zero − bits_clean)
+//   bits_recovered_mean = (bits_mean − bits_sae) / (bits_mean − bits_clean)
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include "analysis/sae.h"
+#include "model/core/hooks.h"
+#include "model/formats/loader.h"
+#include "model/scoring/streams.h"
+
+namespace ccc::analysis {
+
+/// Replaces the activation at `hook` ([batch, pos, …] with d_in values per position) at every non-BOS
+/// position by `replace(x)` (x and the result [rows, d_in]); BOS positions (stream position 0, from the
+/// call's RunInfo, else model position 0) pass through. `sae`-independent: the zero / mean / feature
+/// ablation edits use it too.
+using RowEdit = std::function<torch::Tensor(const torch::Tensor& rows)>;
+void install_row_edit(model::HookSet& hooks, const std::string& hook, RowEdit replace);
+
+/// x → x̂ = decode(encode(x)) of `sae` at its hook (sae must outlive the hook set).
+void install_sae_splice(model::HookSet& hooks, const Sae& sae, const std::string& hook);
+
+/// x → x − Σ_{j ∈ features} f_j(x) W_dec[j]: the features' contributions removed, the SAE's error kept.
+void install_feature_ablation(model::HookSet& hooks, const Sae& sae, const std::string& hook,
+                              const std::vector<int64_t>& features);
+
+/// Checks that `hook` exists in `m` with d_in values per position; throws ccc::Error naming `what`.
+void check_sae_fits(const model::LoadedModel& m, const Sae& sae, const std::string& hook, const std::string& what);
+
+struct SaeEval {
+  int64_t rows = 0;                  ///< non-BOS positions seen at the hook
+  int64_t tokens = 0, bytes = 0;     ///< coded tokens, input bytes
+  double l0 = 0;                     ///< mean active features per row
+  double explained_variance = 0;     ///< 1 − Σ‖x − x̂‖² / Σ‖x − mean‖²
+  double dead_fraction = 0;          ///< features that never fire on the text
+  double dense_fraction = 0;         ///< features that fire on more than 10% of rows
+  double bits_clean = 0, bits_sae = 0, bits_zero = 0, bits_mean = 0;
+  double bits_recovered = 0, bits_recovered_mean = 0;
+  std::vector<int64_t> fires;        ///< [d_sae] rows each feature fired on
+  nlohmann::json to_json() const;    ///< every field but fires, bits_per_byte of each run added
+};
+
+/// Scores `text` four times under `opt` (clean, SAE spliced, zeroed, mean-replaced; the mean over the clean
+/// run's non-BOS rows) and measures the dictionary on the clean run's activations.
+SaeEval evaluate_sae(model::LoadedModel& m, const Sae& sae, const std::string& hook, std::string_view text,
+                     const model::StreamOptions& opt);
+
+}  // namespace ccc::analysis
