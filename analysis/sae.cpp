@@ -56,13 +56,23 @@ torch::Tensor act(const Sae& s, const torch::Tensor& pre) {
 torch::Tensor Sae::pre(const torch::Tensor& x) const {
   CCC_CHECK(x.dim() == 3 && x.size(1) == sources() && x.size(2) == d_in(), "sae: input ", x.sizes(), ", expected [rows, ",
             sources(), ", ", d_in(), "]");
+  if (sources() == 1) return torch::addmm(b_enc, x.select(1, 0) - b_dec[0], W_enc[0]);
   return torch::einsum("bsi,sif->bf", {x - b_dec.unsqueeze(0), W_enc}) + b_enc;
 }
 
 torch::Tensor Sae::encode(const torch::Tensor& x) const { return act(*this, pre(x)); }
 
 torch::Tensor Sae::decode(const torch::Tensor& f) const {
+  if (sources() == 1) return torch::addmm(b_dec[0], f, W_dec[0]).unsqueeze(1);
   return torch::einsum("bf,sfi->bsi", {f, W_dec}) + b_dec.unsqueeze(0);
+}
+
+torch::Tensor Sae::reconstruct(const torch::Tensor& x) const {
+  if (arch != SaeArch::kTopK || sources() != 1) return decode(encode(x));
+  // topk: only the k selected decoder rows are read
+  auto [v, i] = pre(x).topk(k, -1);
+  const auto rows = W_dec[0].index_select(0, i.reshape({-1})).view({x.size(0), k, d_in()});
+  return (torch::bmm(torch::relu(v).unsqueeze(1), rows).squeeze(1) + b_dec[0]).unsqueeze(1);
 }
 
 nlohmann::json SaeTrainMetrics::to_json() const {

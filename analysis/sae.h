@@ -40,8 +40,10 @@ struct Sae {
   torch::Tensor pre(const torch::Tensor& x) const;
   /// Features [rows, d_sae] (inference: batchtopk uses the threshold).
   torch::Tensor encode(const torch::Tensor& x) const;
-  /// Reconstruction [rows, S, d_in].
+  /// Reconstruction [rows, S, d_in] of features f.
   torch::Tensor decode(const torch::Tensor& f) const;
+  /// decode(encode(x)) (topk reads only the selected decoder rows).
+  torch::Tensor reconstruct(const torch::Tensor& x) const;
 };
 
 /// Rows of training data: [rows, S, d_in] float32 (a shuffled stream; called once per step).

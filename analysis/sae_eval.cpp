@@ -40,7 +40,7 @@ void install_row_edit(model::HookSet& hooks, const std::string& hook, RowEdit re
 
 void install_sae_splice(model::HookSet& hooks, const Sae& sae, const std::string& hook) {
   install_row_edit(hooks, hook, [&sae](const torch::Tensor& x) {
-    return sae.decode(sae.encode(x.unsqueeze(1))).squeeze(1);
+    return sae.reconstruct(x.unsqueeze(1)).squeeze(1);
   });
 }
 

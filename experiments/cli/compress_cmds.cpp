@@ -29,6 +29,7 @@ void add_ablation_args(CLI::App* sub, experiments::CompressCmdOptions& o) {
   sub->add_option("--mode", o.ablate_mode, "ablation mode: zero (default), mean or resample");
   sub->add_option("--reference", o.reference, "reference text of mean / resample ablations (required for them)");
   sub->add_option("--seed", o.seed, "seed of resample ablations (default 0)");
+  sub->add_option("--sae", o.sae, "code with this dictionary (ccc sae train) spliced in at its hook: the size difference is its cost in bytes");
 }
 }  // namespace
 

@@ -17,6 +17,8 @@
 #include <mutex>
 
 #include "analysis/capture.h"
+#include "analysis/sae.h"
+#include "analysis/sae_eval.h"
 #include "circuits/ablation.h"
 #include "compress/container.h"
 #include "compress/lm_codec.h"
@@ -134,37 +136,60 @@ std::unique_ptr<analysis::ActivationCapture> make_capture(model::LoadedModel& m,
   return cap;
 }
 
-// An ablated model for the codec: one hook set per stream group, and a fingerprint that covers the edit
-// (model fingerprint, components, mode, reference sha256, seed), so a container made with an edit
+// An edited model for the codec (--ablate components, --sae a dictionary spliced in at its hook): one hook
+// set per stream group, and a fingerprint that covers the edit (model fingerprint plus the components, mode,
+// reference sha256 and seed, or the dictionary's hook and file digests), so a container made with an edit
 // decodes only with the same edit.
-struct CodecAblation {
+struct CodecEdit {
   std::vector<circuits::Component> comps;
   circuits::Mode mode = circuits::Mode::kZero;
   circuits::Reference ref;
   uint64_t seed = 0;
+  std::unique_ptr<analysis::Sae> sae;
+  std::string sae_hook;
   std::mutex mu;
   std::map<int64_t, std::unique_ptr<model::HookSet>> sets;
   const model::ModelConfig* cfg = nullptr;
 
-  CodecAblation(model::LoadedModel& m, const CompressCmdOptions& o) : seed(o.seed), cfg(&m.config) {
-    comps = circuits::parse_components(o.ablate, m.config);
-    mode = circuits::parse_mode(o.ablate_mode);
-    CCC_CHECK(mode != circuits::Mode::kCorrupt, "compress --ablate: --mode corrupt is for paired scoring (ablate, sweep, "
-              "patch, discover); a container's edit must be rebuilt from the model and a reference alone");
-    std::string id = "ablate";
-    for (const auto& c : comps) id += " " + c.name();
-    id += " mode " + circuits::to_string(mode);
-    if (mode != circuits::Mode::kZero) {
-      CCC_CHECK(!o.reference.empty(), "--mode ", o.ablate_mode,
-                " needs --reference FILE (the decoder must rebuild the same replacement values)");
-      const std::string text = read_file(o.reference);
-      ref = circuits::collect_reference(m, text, comps, mode, 0, 0, seed);
-      id += " reference " + sha256_hex(text) + " seed " + std::to_string(seed);
+  CodecEdit(model::LoadedModel& m, const CompressCmdOptions& o) : seed(o.seed), cfg(&m.config) {
+    std::string id;
+    if (!o.ablate.empty()) {
+      comps = circuits::parse_components(o.ablate, m.config);
+      mode = circuits::parse_mode(o.ablate_mode);
+      CCC_CHECK(mode != circuits::Mode::kCorrupt, "compress --ablate: --mode corrupt is for paired scoring (ablate, sweep, "
+                "patch, discover); a container's edit must be rebuilt from the model and a reference alone");
+      id = "ablate";
+      for (const auto& c : comps) id += " " + c.name();
+      id += " mode " + circuits::to_string(mode);
+      if (mode != circuits::Mode::kZero) {
+        CCC_CHECK(!o.reference.empty(), "--mode ", o.ablate_mode,
+                  " needs --reference FILE (the decoder must rebuild the same replacement values)");
+        const std::string text = read_file(o.reference);
+        ref = circuits::collect_reference(m, text, comps, mode, 0, 0, seed);
+        id += " reference " + sha256_hex(text) + " seed " + std::to_string(seed);
+      }
+      m.source += " --ablate " + o.ablate + " --mode " + o.ablate_mode;
+    }
+    if (!o.sae.empty()) {
+      nlohmann::json meta;
+      sae = std::make_unique<analysis::Sae>(analysis::load_sae(o.sae, &meta));
+      sae_hook = meta.value("hook", "");
+      CCC_CHECK(!sae_hook.empty(), o.sae, "/sae.json: no hook named");
+      analysis::check_sae_fits(m, *sae, sae_hook, o.sae);
+      const std::string fp = meta.value("model_fingerprint", "");
+      CCC_CHECK(fp.empty() || fp == m.fingerprint, o.sae, ": trained on the model with fingerprint ", fp.substr(0, 16),
+                "..., not ", m.source, " (", m.fingerprint.substr(0, 16), "...)");
+      id += (id.empty() ? "" : "\n") + std::string("sae ") + sae_hook + " " +
+            sha256_hex(read_file((fs::path(o.sae) / "sae.safetensors").string())) + " " +
+            sha256_hex(read_file((fs::path(o.sae) / "sae.json").string()));
+      m.source += " --sae " + o.sae;
     }
     m.fingerprint = sha256_hex(m.fingerprint + "\n" + id);
-    m.source += " --ablate " + o.ablate + " --mode " + o.ablate_mode;
   }
-  void install(model::HookSet& hs) const { circuits::install_ablation(hs, *cfg, {comps}, 0, mode, &ref, seed); }
+  void install(model::HookSet& hs) const {
+    if (!comps.empty()) circuits::install_ablation(hs, *cfg, {comps}, 0, mode, &ref, seed);
+    if (sae) analysis::install_sae_splice(hs, *sae, sae_hook);
+  }
   void attach(compress::CodecOptions& copt) {
     copt.hooks = [this](int64_t g) {
       std::lock_guard<std::mutex> lock(mu);
@@ -178,9 +203,9 @@ struct CodecAblation {
   }
 };
 
-std::unique_ptr<CodecAblation> make_ablation(model::LoadedModel& m, const CompressCmdOptions& o) {
-  if (o.ablate.empty()) return nullptr;
-  return std::make_unique<CodecAblation>(m, o);
+std::unique_ptr<CodecEdit> make_ablation(model::LoadedModel& m, const CompressCmdOptions& o) {
+  if (o.ablate.empty() && o.sae.empty()) return nullptr;
+  return std::make_unique<CodecEdit>(m, o);
 }
 
 // Decompress without -m: the default model, else the shipped model the header's hint names, when its
@@ -194,7 +219,7 @@ model::LoadedModel model_for_container(const std::string& packed, const Compress
   } catch (const Error&) {
     return m;  // lm_decompress reports what is wrong
   }
-  if (!o.ablate.empty() || compress::hex(h.fingerprint) == m.fingerprint) return m;
+  if (!o.ablate.empty() || !o.sae.empty() || compress::hex(h.fingerprint) == m.fingerprint) return m;
   std::error_code ec;
   const fs::path hinted = fs::path(CCC_SOURCE_DIR) / "data" / "models" / fs::path(h.model_hint).filename();
   if (!h.model_hint.empty() && h.model_hint.find('/') == std::string::npos && fs::is_directory(hinted, ec)) {
@@ -202,7 +227,8 @@ model::LoadedModel model_for_container(const std::string& packed, const Compress
     if (alt.fingerprint == compress::hex(h.fingerprint)) return alt;
   }
   CCC_FAIL(o.in, ": needs the model with fingerprint ", compress::hex(h.fingerprint).substr(0, 16), "... (hint '",
-           h.model_hint, "'); the default model has ", m.fingerprint.substr(0, 16), "...; pass -m");
+           h.model_hint, "'); the default model has ", m.fingerprint.substr(0, 16), "...; pass -m (a container coded with --ablate "
+           "or --sae decodes only with the same options)");
 }
 
 }  // namespace

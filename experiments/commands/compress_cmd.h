@@ -37,6 +37,7 @@ struct CompressCmdOptions {
   std::string ablate_mode = "zero"; ///< zero | mean | resample
   std::string reference;            ///< reference text of mean / resample (required: the decoder rebuilds it)
   uint64_t seed = 0;
+  std::string sae;                  ///< a dictionary spliced in at its hook (ccc compress / decompress --sae)
 };
 void run_compress(const CompressCmdOptions& o);
 /// `ccc dump`: the compressor's encoding run with activation capture, no compressed output.

@@ -1218,7 +1218,7 @@ TEST(CliTest, IclScalingAndTheStudyWriteTheirOutputs) {
 
 // `ccc sae train` on a dump the test writes: a loadable dictionary in SAELens' layout with its sae.json;
 // a hook the dump lacks and an existing output are named errors that write nothing.
-TEST(CliTest, SaeTrainWritesALoadableDictionary) {
+TEST(CliTest, SaeTrainEvalAndCompressWithTheDictionaryInTheLoop) {
   test::TempDir tmp;
   std::string out;
   const std::string ccc = CCC_BINARY;
@@ -1245,6 +1245,30 @@ TEST(CliTest, SaeTrainWritesALoadableDictionary) {
   EXPECT_FALSE(std::filesystem::exists(tmp.file("sae2")));
   EXPECT_NE(test::run_command(train + "--hook blocks.0.mlp.hook_post -o " + tmp.file("sae") + " 2>&1", &out), 0);
   EXPECT_NE(out.find("exists"), std::string::npos) << out;
+
+  // sae eval: the fields, and bits_recovered from the bits it reports
+  write_file_atomic(tmp.file("held.txt"), test::synthetic_text(9, 1500));
+  ASSERT_EQ(test::run_command(ccc + " sae eval " + tmp.file("sae") + " " + tmp.file("held.txt") + " --json 2>&1", &out), 0) << out;
+  const auto e = nlohmann::json::parse(out);
+  for (const char* k : {"l0", "explained_variance", "dead_fraction", "dense_fraction", "bits_clean", "bits_sae", "bits_zero",
+                        "bits_mean", "bits_recovered", "bits_recovered_mean"})
+    EXPECT_TRUE(e.contains(k)) << k;
+  const double clean = e["bits_clean"], sae = e["bits_sae"], zero = e["bits_zero"];
+  EXPECT_NEAR(e["bits_recovered"].get<double>(), (zero - sae) / (zero - clean), 1e-9);
+  EXPECT_LE(e["l0"].get<double>(), 8.0);
+  EXPECT_EQ(e["bytes"].get<int64_t>(), static_cast<int64_t>(read_file(tmp.file("held.txt")).size()));
+
+  // compress --sae: the dictionary in the loop; decoding needs the same dictionary
+  const std::string small = tmp.file("held.txt");
+  ASSERT_EQ(test::run_command(ccc + " compress -q " + small + " -o " + tmp.file("s.ccc") + " --sae " + tmp.file("sae") + " 2>&1", &out), 0) << out;
+  ASSERT_EQ(test::run_command(ccc + " decompress -q " + tmp.file("s.ccc") + " -o " + tmp.file("s.out") + " --sae " + tmp.file("sae") + " 2>&1", &out), 0) << out;
+  EXPECT_EQ(read_file(tmp.file("s.out")), read_file(small));
+  EXPECT_NE(test::run_command(ccc + " decompress -q " + tmp.file("s.ccc") + " -o " + tmp.file("s2.out") + " 2>&1", &out), 0);
+  EXPECT_NE(out.find("--sae"), std::string::npos) << out;
+  ASSERT_EQ(test::run_command(train + "--seed 1 --hook blocks.0.mlp.hook_post -o " + tmp.file("sae3") + " 2>&1", &out), 0) << out;
+  EXPECT_NE(test::run_command(ccc + " decompress -q " + tmp.file("s.ccc") + " -o " + tmp.file("s3.out") + " --sae " + tmp.file("sae3") + " 2>&1", &out), 0);
+  EXPECT_NE(out.find("fingerprint"), std::string::npos) << out;
+  EXPECT_FALSE(std::filesystem::exists(tmp.file("s2.out")) || std::filesystem::exists(tmp.file("s3.out")));
 }
 
 }  // namespace
