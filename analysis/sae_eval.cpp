@@ -1,6 +1,7 @@
 #include "analysis/sae_eval.h"
 
 #include <algorithm>
+#include <cstring>
 #include <memory>
 
 #include "model/base/error.h"
@@ -55,6 +56,18 @@ void install_feature_ablation(model::HookSet& hooks, const Sae& sae, const std::
   });
 }
 
+UnitOptions::Derived sae_feature_units(const Sae& sae, const std::string& hook) {
+  CCC_CHECK(sae.sources() == 1, "features as units: a dictionary over ", sae.sources(), " sources");
+  return {hook + ":sae", hook, sae.d_sae(), [&sae](const RowMatrix& rows) {
+            torch::NoGradGuard ng;
+            const auto x = torch::from_blob(const_cast<float*>(rows.data()), {rows.rows(), rows.cols()}, torch::kFloat32);
+            const auto f = sae.encode(x.unsqueeze(1)).contiguous();
+            RowMatrix out(rows.rows(), sae.d_sae());
+            std::memcpy(out.data(), f.data_ptr<float>(), sizeof(float) * static_cast<size_t>(f.numel()));
+            return out;
+          }};
+}
+
 nlohmann::json SaeEval::to_json() const {
   auto bpb = [&](double b) { return bytes > 0 ? b / static_cast<double>(bytes) : 0.0; };
   return {{"rows", rows},
@@ -90,7 +103,28 @@ double scored_bits(model::LoadedModel& m, std::string_view text, model::StreamOp
   return total;
 }
 
+std::vector<double> flat_bits(model::LoadedModel& m, std::string_view text, model::StreamOptions opt, model::HookSet* hooks) {
+  opt.hooks = [hooks](int64_t) { return hooks; };
+  std::vector<double> out;
+  for (const auto& s : model::segmented_token_bits(m, text, opt)) out.insert(out.end(), s.begin(), s.end());
+  return out;
+}
+
 }  // namespace
+
+std::vector<std::vector<double>> feature_ablation_bits(model::LoadedModel& m, const Sae& sae, const std::string& hook,
+                                                       std::string_view text, const model::StreamOptions& opt,
+                                                       const std::vector<int64_t>& features) {
+  check_sae_fits(m, sae, hook, "feature ablation");
+  torch::NoGradGuard ng;
+  std::vector<std::vector<double>> out;
+  for (int64_t j : features) {
+    model::HookSet hs;
+    install_feature_ablation(hs, sae, hook, {j});
+    out.push_back(flat_bits(m, text, opt, &hs));
+  }
+  return out;
+}
 
 SaeEval evaluate_sae(model::LoadedModel& m, const Sae& sae, const std::string& hook, std::string_view text,
                      const model::StreamOptions& opt) {

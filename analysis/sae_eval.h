@@ -15,6 +15,7 @@
 #include <torch/torch.h>
 
 #include "analysis/sae.h"
+#include "analysis/units.h"
 #include "model/core/hooks.h"
 #include "model/formats/loader.h"
 #include "model/scoring/streams.h"
@@ -37,6 +38,15 @@ void install_feature_ablation(model::HookSet& hooks, const Sae& sae, const std::
 
 /// Checks that `hook` exists in `m` with d_in values per position; throws ccc::Error naming `what`.
 void check_sae_fits(const model::LoadedModel& m, const Sae& sae, const std::string& hook, const std::string& what);
+
+/// The dictionary's features as units of `hook` for analyze_units (named "<hook>:sae"; sae must outlive it).
+UnitOptions::Derived sae_feature_units(const Sae& sae, const std::string& hook);
+
+/// Per-token bits (streams in order, as segmented_token_bits) of `text` with each of `features` removed
+/// alone (install_feature_ablation), one scoring per feature.
+std::vector<std::vector<double>> feature_ablation_bits(model::LoadedModel& m, const Sae& sae, const std::string& hook,
+                                                       std::string_view text, const model::StreamOptions& opt,
+                                                       const std::vector<int64_t>& features);
 
 struct SaeEval {
   int64_t rows = 0;                  ///< non-BOS positions seen at the hook

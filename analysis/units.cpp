@@ -407,23 +407,24 @@ UnitsReport analyze_units(const ActivationStore& store, const std::vector<Featur
   const int threads = o.threads > 0 ? o.threads : std::max(1u, std::thread::hardware_concurrency());
   int64_t total_units = 0;
   for (const auto& hook : hooks) total_units += store.row_shape(hook)[0];
-  for (const auto& hook : hooks) {
-    const auto shape = store.row_shape(hook);
-    CCC_CHECK(shape.size() == 1 || shape.size() == 2, store.path(), ": ", hook, " has rows of rank ", shape.size(),
-              "; units need 1-D rows or [heads, d_head]");
-    const int64_t units = shape[0];
-    const int64_t width = shape.size() == 2 ? shape[1] : 1;  // elements per unit (norm over them)
-    // columns of as many units as the budget allows, read in row blocks
+  for (const auto& d : o.derived) total_units += d.units;
+  // the units of one source, `chunk` columns at a time: column k of a block of rows is value(b, r, k)
+  auto analyse = [&](const std::string& name, const std::string& hook, int64_t units,
+                     const std::function<RowMatrix(const RowMatrix&)>& derive, int64_t width) {
+    int64_t row_width = 1;
+    for (int64_t x : store.row_shape(hook)) row_width *= x;
     const int64_t per_unit_bytes = n * static_cast<int64_t>(sizeof(float));
     const int64_t chunk = std::clamp<int64_t>(o.memory_bytes / std::max<int64_t>(1, per_unit_bytes), 1, units);
-    const int64_t block_rows = std::max<int64_t>(1, (int64_t{16} << 20) / std::max<int64_t>(1, units * width * 4));
+    const int64_t block_rows =
+        std::max<int64_t>(1, (int64_t{16} << 20) / std::max<int64_t>(1, std::max(row_width, derive ? units : 0) * 4));
     for (int64_t u0 = 0; u0 < units; u0 += chunk) {
       const int64_t uc = std::min(chunk, units - u0);
       std::vector<std::vector<float>> col(uc, std::vector<float>(n));
       int64_t i = 0;  // analysed-row cursor
       for (int64_t r0 = 0; r0 < store.rows(); r0 += block_rows) {
         const int64_t nr = std::min(block_rows, store.rows() - r0);
-        const RowMatrix b = store.block(hook, r0, nr);
+        RowMatrix b = store.block(hook, r0, nr);
+        if (derive) b = derive(b);
         for (int64_t r = 0; r < nr; ++r) {
           if (offsets[r0 + r] < 0) continue;
           for (int64_t k = 0; k < uc; ++k) {
@@ -448,7 +449,7 @@ UnitsReport analyze_units(const ActivationStore& store, const std::vector<Featur
         pool.emplace_back([&, t] {
           for (int64_t k = t; k < uc; k += threads) {
             UnitResult& u = rep.units[base + k];
-            u.hook = hook;
+            u.hook = name;
             u.layer = layer_of(hook);
             u.unit = u0 + k;
             analyze_column(col[k], cx, rows, u);
@@ -457,6 +458,17 @@ UnitsReport analyze_units(const ActivationStore& store, const std::vector<Featur
       for (auto& th : pool) th.join();
       if (o.progress) o.progress(static_cast<int64_t>(rep.units.size()), total_units);
     }
+  };
+  for (const auto& hook : hooks) {
+    const auto shape = store.row_shape(hook);
+    CCC_CHECK(shape.size() == 1 || shape.size() == 2, store.path(), ": ", hook, " has rows of rank ", shape.size(),
+              "; units need 1-D rows or [heads, d_head]");
+    analyse(hook, hook, shape[0], {}, shape.size() == 2 ? shape[1] : 1);  // [heads, d_head]: the head's norm
+  }
+  for (const auto& d : o.derived) {
+    const auto& hs = store.hooks();
+    CCC_CHECK(std::find(hs.begin(), hs.end(), d.hook) != hs.end(), store.path(), ": no hook ", d.hook, " for ", d.name);
+    analyse(d.name, d.hook, d.units, d.fn, 1);
   }
   return rep;
 }

@@ -50,6 +50,15 @@ struct UnitOptions {
   int64_t memory_bytes = int64_t{256} << 20; ///< budget of the unit columns held at once
   int threads = 0;                           ///< 0 = hardware concurrency
   std::function<void(int64_t done, int64_t total)> progress;  ///< units analysed so far (optional)
+  /// Units computed from a hook's rows rather than read from its columns (a dictionary's features): each
+  /// gets the same statistics, classes and null as the dump's units, on the same rows and features; its
+  /// results carry `name` as their hook.
+  struct Derived {
+    std::string name, hook;  ///< results' hook name; the dump hook read
+    int64_t units = 0;
+    std::function<RowMatrix(const RowMatrix& rows)> fn;  ///< [rows, hook width] -> [rows, units]
+  };
+  std::vector<Derived> derived;
 };
 
 /// A feature's declared family ("" = its own): letters, lines, numbers, domain:…

@@ -12,6 +12,8 @@
 #include <nlohmann/json.hpp>
 
 #include "analysis/activation_store.h"
+#include "analysis/sae.h"
+#include "analysis/sae_eval.h"
 #include "circuits/sweep.h"
 #include "model/scoring/streams.h"
 #include "experiments/commands/ablate_cmd.h"
@@ -138,13 +140,16 @@ std::vector<analysis::Feature> unit_features(const UnitsCmdOptions& o, const ana
 }
 
 // --ablate-top K: mean-ablate the K most selective neurons / heads on the dumped text, under the dump's policy.
+// With --sae, the dictionary's features are candidates too: removing one subtracts its decoder contribution.
 Ablated ablate_top_units(const UnitsCmdOptions& o, const analysis::ActivationStore& store, const std::string& text,
-                         const analysis::UnitsReport& rep) {
+                         const analysis::UnitsReport& rep, const analysis::Sae* sae, const std::string& sae_hook) {
+  auto ends = [](const std::string& s, const std::string& tail) {
+    return s.size() > tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
+  };
   std::vector<const analysis::UnitResult*> cand;
   for (const auto& u : rep.units) {
-    const bool neuron = u.hook.size() > 14 && u.hook.substr(u.hook.size() - 14) == ".mlp.hook_post";
-    const bool head = u.hook.size() > 12 && u.hook.substr(u.hook.size() - 12) == ".attn.hook_z";
-    if ((neuron || head) && u.layer >= 0 && u.cls != "dead" && u.top_feature >= 0) cand.push_back(&u);
+    const bool ok = ends(u.hook, ".mlp.hook_post") || ends(u.hook, ".attn.hook_z") || (sae && ends(u.hook, ":sae"));
+    if (ok && u.layer >= 0 && u.cls != "dead" && u.top_feature >= 0) cand.push_back(&u);
   }
   std::sort(cand.begin(), cand.end(), [](auto* a, auto* b) { return a->auroc[a->top_feature] > b->auroc[b->top_feature]; });
   if (static_cast<int64_t>(cand.size()) > o.ablate_top) cand.resize(static_cast<size_t>(o.ablate_top));
@@ -158,13 +163,27 @@ Ablated ablate_top_units(const UnitsCmdOptions& o, const analysis::ActivationSto
   CCC_CHECK(m.fingerprint == store.attr("fingerprint"), model_path, ": not the model of ", o.dump, " (fingerprint ",
             m.fingerprint.substr(0, 16), ", the dump's ", store.attr("fingerprint").substr(0, 16), "); pass -m");
   std::vector<circuits::Component> set;
+  std::vector<int64_t> feats;
+  std::vector<const analysis::UnitResult*> order;  // components first, then features: the order of bits_of
   for (auto* u : cand) {
+    if (ends(u->hook, ":sae")) continue;
     const bool head = u->hook.find("attn.hook_z") != std::string::npos;
     set.push_back({head ? circuits::Component::Kind::kHead : circuits::Component::Kind::kNeuron, u->layer, u->unit});
+    order.push_back(u);
   }
-  const auto ref = circuits::collect_reference(m, text, set, circuits::Mode::kMean, run.streams, run.window, 0);
+  for (auto* u : cand)
+    if (ends(u->hook, ":sae")) feats.push_back(u->unit), order.push_back(u);
+  cand = order;
   const auto clean = circuits::ablated_bits(m, text, run, {}, nullptr);
-  const auto bits_of = circuits::sweep_bits(m, text, run, set, &ref);
+  std::vector<std::vector<double>> bits_of;
+  if (!set.empty()) {
+    const auto ref = circuits::collect_reference(m, text, set, circuits::Mode::kMean, run.streams, run.window, 0);
+    bits_of = circuits::sweep_bits(m, text, run, set, &ref);
+  }
+  if (!feats.empty()) {
+    const auto fb = analysis::feature_ablation_bits(m, *sae, sae_hook, text, run.stream_options(), feats);
+    bits_of.insert(bits_of.end(), fb.begin(), fb.end());
+  }
   Ablated ablated;
   const int64_t bootstrap = AblationRun{}.bootstrap;
   if (o.ablate_positions.empty()) {
@@ -438,8 +457,21 @@ void run_units(const UnitsCmdOptions& o) {
     if (!progress) progress = std::make_unique<ProgressLine>("units", total, !o.quiet);
     progress->update(done);
   };
+  // --sae: the dictionary's features beside the units of its hook, on the same rows and features
+  std::unique_ptr<analysis::Sae> sae;
+  std::string sae_hook;
+  if (!o.sae.empty()) {
+    nlohmann::json meta;
+    sae = std::make_unique<analysis::Sae>(analysis::load_sae(o.sae, &meta));
+    sae_hook = meta.value("hook", "");
+    CCC_CHECK(meta.value("model_fingerprint", "") == store.attr("fingerprint"), o.sae, ": trained on another model than ",
+              o.dump, "'s (fingerprint ", meta.value("model_fingerprint", "").substr(0, 16), ", the dump's ",
+              store.attr("fingerprint").substr(0, 16), ")");
+    if (uopt.hooks.empty()) uopt.hooks = {sae_hook};
+    uopt.derived.push_back(analysis::sae_feature_units(*sae, sae_hook));
+  }
   const auto rep = analysis::analyze_units(store, features, uopt);
-  const Ablated ablated = o.ablate_top > 0 ? ablate_top_units(o, store, text, rep) : Ablated{};
+  const Ablated ablated = o.ablate_top > 0 ? ablate_top_units(o, store, text, rep, sae.get(), sae_hook) : Ablated{};
   // every file is built in a private temporary directory and published together (none on an error)
   OutputDir out(out_dir, o.force);
   const auto cc = class_counts(rep);
@@ -462,6 +494,17 @@ void run_units(const UnitsCmdOptions& o) {
                 (long long)counts[h]["monosemantic"], (long long)counts[h]["polysemantic"],
                 (long long)counts[h]["unexplained"], (long long)null_counts[h]["monosemantic"],
                 (long long)null_counts[h]["polysemantic"]);
+  if (sae) {  // neurons vs features, as shares of each
+    std::printf("%-32s %8s %8s %8s %8s   (null: mono poly)  [shares]\n", "", "dead", "mono", "poly", "unexpl");
+    for (const auto& h : {sae_hook, sae_hook + ":sae"}) {
+      double n = 0;
+      for (const auto& [cls, c] : counts[h]) n += static_cast<double>(c);
+      auto sh = [&](int64_t c) { return n > 0 ? static_cast<double>(c) / n : 0.0; };
+      std::printf("%-32s %8.4f %8.4f %8.4f %8.4f   (%.4f %.4f)\n", h.c_str(), sh(counts[h]["dead"]),
+                  sh(counts[h]["monosemantic"]), sh(counts[h]["polysemantic"]), sh(counts[h]["unexplained"]),
+                  sh(null_counts[h]["monosemantic"]), sh(null_counts[h]["polysemantic"]));
+    }
+  }
   std::printf("wrote %s/{units.csv,summary.json,report.md,class_counts.png,auroc_hist.png}\n", out_dir.c_str());
 }
 

@@ -24,6 +24,7 @@ struct UnitsCmdOptions {
   int64_t ablate_top = 0;             ///< mean-ablate the K most selective units and report delta_bits
   analysis::PositionSpec ablate_positions;  ///< the positions --ablate-top's delta_bits counts (empty = all)
   std::string model;                  ///< for --ablate-top (default: the default model; fingerprint must match)
+  std::string sae;                    ///< a dictionary (ccc sae train): its features analysed beside its hook's units
   bool force = false;
   bool quiet = false;
   uint64_t max_memory = 0;            ///< refuse an analysis whose estimate exceeds this (0 = the memory available)

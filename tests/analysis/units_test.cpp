@@ -124,6 +124,20 @@ TEST(Units, DomainsAreSeparateConceptsAndClassesNeedCoverageAndASample) {
   lax.min_positives = 3;
   lax.top_k = 3;  // the top rows are the three digits
   EXPECT_EQ(analyze_units(tiny_store, tf, lax).units[0].cls, "monosemantic");
+  // derived units (a dictionary's features): the identity gives each column's analysis again, under its name
+  UnitOptions d = o;
+  d.derived.push_back({"mlp:identity", store.hooks()[0], 3, [](const RowMatrix& rows) { return rows; }});
+  const auto both = analyze_units(store, features, d);
+  ASSERT_EQ(both.units.size(), 6u);
+  for (size_t u = 0; u < 3; ++u) {
+    const auto &a = both.units[u], &b = both.units[u + 3];
+    EXPECT_EQ(b.hook, "mlp:identity");
+    EXPECT_EQ(b.unit, a.unit);
+    EXPECT_EQ(b.cls, a.cls) << u;
+    EXPECT_EQ(b.null_cls, a.null_cls) << u;
+    for (size_t f = 0; f < features.size(); ++f)
+      if (!std::isnan(a.auroc[f])) EXPECT_EQ(b.auroc[f], a.auroc[f]) << u << " " << f;
+  }
 }
 
 TEST(Units, FastAurocMatchesTheDefinitionWithTies) {

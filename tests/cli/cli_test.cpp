@@ -1269,6 +1269,20 @@ TEST(CliTest, SaeTrainEvalAndCompressWithTheDictionaryInTheLoop) {
   EXPECT_NE(test::run_command(ccc + " decompress -q " + tmp.file("s.ccc") + " -o " + tmp.file("s3.out") + " --sae " + tmp.file("sae3") + " 2>&1", &out), 0);
   EXPECT_NE(out.find("fingerprint"), std::string::npos) << out;
   EXPECT_FALSE(std::filesystem::exists(tmp.file("s2.out")) || std::filesystem::exists(tmp.file("s3.out")));
+
+  // units --sae: the dictionary's features analysed beside the neurons of its hook, on the same rows
+  ASSERT_EQ(test::run_command(ccc + " units " + tmp.file("d.h5") + " --sae " + tmp.file("sae") + " -o " + tmp.file("u") + " 2>&1", &out), 0) << out;
+  EXPECT_NE(out.find("[shares]"), std::string::npos) << out;
+  const auto u = nlohmann::json::parse(read_file(tmp.file("u/summary.json")));
+  ASSERT_EQ(u["hooks"].size(), 2u) << u.dump();
+  EXPECT_EQ(u["hooks"][0]["hook"], "blocks.0.mlp.hook_post");
+  EXPECT_EQ(u["hooks"][1]["hook"], "blocks.0.mlp.hook_post:sae");
+  for (const auto& h : u["hooks"]) {
+    int64_t n = 0;
+    for (const auto& [cls, c] : h["counts"].items()) n += c.get<int64_t>();
+    EXPECT_EQ(n, 1024) << h.dump();  // 1024 neurons, 1024 features (expansion 1)
+  }
+  EXPECT_EQ(u["rows_analysed"].get<int64_t>(), static_cast<int64_t>(read_file(tmp.file("in.txt")).size()));
 }
 
 }  // namespace
