@@ -187,4 +187,41 @@ SaeEval evaluate_sae(model::LoadedModel& m, const Sae& sae, const std::string& h
   return e;
 }
 
+nlohmann::json SaeSweepPoint::to_json() const {
+  nlohmann::json j = {{"arch", to_string(arch)}, {"training", train.to_json()}, {"eval", eval.to_json()}};
+  if (arch == SaeArch::kRelu) j["l1"] = value;
+  else j["k"] = static_cast<int64_t>(value);
+  return j;
+}
+
+std::vector<SaeSweepPoint> sweep_sae(const std::function<SaeBatches()>& batches, const SaeTrainOptions& base,
+                                     const SaeSweepSpec& spec, model::LoadedModel& m, const std::string& hook,
+                                     std::string_view text, const model::StreamOptions& opt,
+                                     const std::function<void(const SaeSweepPoint&, size_t i, size_t n)>& done) {
+  std::vector<std::pair<SaeArch, double>> points;
+  for (SaeArch a : spec.archs) {
+    if (a == SaeArch::kRelu) {
+      for (double l1 : spec.l1s) points.emplace_back(a, l1);
+    } else {
+      for (int64_t k : spec.ks) points.emplace_back(a, static_cast<double>(k));
+    }
+  }
+  CCC_CHECK(!points.empty(), "sae sweep: no point to train (give k values for topk / batchtopk, L1 values for relu)");
+  std::vector<SaeSweepPoint> out;
+  for (const auto& [arch, value] : points) {
+    SaeTrainOptions o = base;
+    o.arch = arch;
+    if (arch == SaeArch::kRelu) o.l1 = value;
+    else o.k = static_cast<int64_t>(value);
+    SaeSweepPoint p;
+    p.arch = arch;
+    p.value = value;
+    p.sae = train_sae(batches(), o, &p.train);
+    p.eval = evaluate_sae(m, p.sae, hook, text, opt);
+    out.push_back(std::move(p));
+    if (done) done(out.back(), out.size() - 1, points.size());
+  }
+  return out;
+}
+
 }  // namespace ccc::analysis

@@ -66,4 +66,26 @@ struct SaeEval {
 SaeEval evaluate_sae(model::LoadedModel& m, const Sae& sae, const std::string& hook, std::string_view text,
                      const model::StreamOptions& opt);
 
+/// The frontier: one dictionary trained per point (topk / batchtopk: a k; relu: an L1 coefficient; every
+/// other option from `base`, the same seed and batches stream for each) and evaluated on `text`.
+struct SaeSweepPoint {
+  SaeArch arch = SaeArch::kTopK;
+  double value = 0;  ///< k or the L1 coefficient
+  Sae sae;
+  SaeTrainMetrics train;
+  SaeEval eval;
+  nlohmann::json to_json() const;  ///< arch, k or l1, training metrics, the evaluation
+};
+struct SaeSweepSpec {
+  std::vector<SaeArch> archs;
+  std::vector<int64_t> ks;       ///< topk / batchtopk points
+  std::vector<double> l1s;       ///< relu points
+};
+/// `batches()` makes a fresh (seeded) stream for each point; `done` is called after each point (e.g. to
+/// save it) with its index and the number of points.
+std::vector<SaeSweepPoint> sweep_sae(const std::function<SaeBatches()>& batches, const SaeTrainOptions& base,
+                                     const SaeSweepSpec& spec, model::LoadedModel& m, const std::string& hook,
+                                     std::string_view text, const model::StreamOptions& opt,
+                                     const std::function<void(const SaeSweepPoint&, size_t i, size_t n)>& done = {});
+
 }  // namespace ccc::analysis

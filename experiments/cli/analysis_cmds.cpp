@@ -12,27 +12,50 @@ void add_analysis_commands(CLI::App& app, Globals& g) {
   {
     auto* sae = app.add_subcommand("sae", "sparse autoencoders (dictionaries) on a dump's activations");
     sae->require_subcommand(1);
+    // the training options shared by train and sweep
+    auto train_args = [](CLI::App* sub, experiments::SaeTrainCmdOptions& o, bool sweep) {
+      sub->add_option("dump", o.dump, "activation dump (.h5) from ccc dump or ccc compress --dump")->required();
+      sub->add_option("--hook", o.hook, "the hook whose activations it reconstructs (e.g. blocks.4.mlp.hook_post)")->required();
+      sub->add_option("-o,--out", o.out, sweep ? "output directory (frontier.csv, frontier.json, frontier.png, one directory per dictionary)"
+                                               : "output directory (sae.safetensors, sae.json)")->required();
+      if (!sweep) {
+        sub->add_option("--arch", o.arch, "relu, topk (default) or batchtopk")->check(CLI::IsMember({"relu", "topk", "batchtopk"}));
+        sub->add_option("--k", o.k, "active latents per row, topk / batchtopk (default 32)")->check(CLI::Range(1, 1 << 20));
+        sub->add_option("--l1", o.l1, "relu: L1 coefficient after warm-up, on inputs scaled to E|x|^2 = d_in (default 5)");
+      }
+      sub->add_option("--expansion", o.expansion, "latents per input dimension (default 8)")->check(CLI::Range(1, 1 << 10));
+      sub->add_option("--l1-warmup", o.l1_warmup, "relu: warm-up steps of the L1 coefficient (default 1000)");
+      sub->add_option("--steps", o.steps, "optimiser steps (default 1000)")->check(CLI::Range(1, 1 << 30));
+      sub->add_option("--batch", o.batch, "rows per step (default 4096)")->check(CLI::Range(1, 1 << 24));
+      sub->add_option("--lr", o.lr, "Adam learning rate (default 4e-4)");
+      sub->add_option("--buffer", o.buffer, "rows of the shuffle buffer (default 262144)")->check(CLI::Range(1, 1 << 30));
+      sub->add_option("--seed", o.seed, "seed of the initialisation and the shuffle (default 0)");
+      sub->add_flag("-f,--force", o.force, "replace an existing output directory");
+      sub->add_flag_callback("-q,--quiet", [&o] { o.progress = false; }, "no progress lines");
+    };
     auto o = std::make_shared<experiments::SaeTrainCmdOptions>();
     auto* sub = sae->add_subcommand("train", "train a sparse dictionary on one hook of a dump; SAELens-layout safetensors");
-    sub->add_option("dump", o->dump, "activation dump (.h5) from ccc dump or ccc compress --dump")->required();
-    sub->add_option("--hook", o->hook, "the hook whose activations it reconstructs (e.g. blocks.4.mlp.hook_post)")->required();
-    sub->add_option("-o,--out", o->out, "output directory (sae.safetensors, sae.json)")->required();
-    sub->add_option("--arch", o->arch, "relu, topk (default) or batchtopk")->check(CLI::IsMember({"relu", "topk", "batchtopk"}));
-    sub->add_option("--expansion", o->expansion, "latents per input dimension (default 8)")->check(CLI::Range(1, 1 << 10));
-    sub->add_option("--k", o->k, "active latents per row, topk / batchtopk (default 32)")->check(CLI::Range(1, 1 << 20));
-    sub->add_option("--l1", o->l1, "relu: L1 coefficient after warm-up, on inputs scaled to E|x|^2 = d_in (default 5)");
-    sub->add_option("--l1-warmup", o->l1_warmup, "relu: warm-up steps of the L1 coefficient (default 1000)");
-    sub->add_option("--steps", o->steps, "optimiser steps (default 1000)")->check(CLI::Range(1, 1 << 30));
-    sub->add_option("--batch", o->batch, "rows per step (default 4096)")->check(CLI::Range(1, 1 << 24));
-    sub->add_option("--lr", o->lr, "Adam learning rate (default 4e-4)");
-    sub->add_option("--buffer", o->buffer, "rows of the shuffle buffer (default 262144)")->check(CLI::Range(1, 1 << 30));
-    sub->add_option("--seed", o->seed, "seed of the initialisation and the shuffle (default 0)");
-    sub->add_flag("-f,--force", o->force, "replace an existing output directory");
-    sub->add_flag_callback("-q,--quiet", [o] { o->progress = false; }, "no progress lines");
+    train_args(sub, *o, false);
     sub->callback([&g, o] {
       g.init();
       o->command = g.command;
       experiments::run_sae_train(*o);
+    });
+    auto w = std::make_shared<experiments::SaeSweepCmdOptions>();
+    auto* sw = sae->add_subcommand("sweep", "the frontier: a dictionary per k (topk) or L1 coefficient (relu), each evaluated in bits on held-out text");
+    train_args(sw, w->train, true);
+    sw->add_option("--eval", w->eval, "held-out text each dictionary is evaluated on (as ccc sae eval)")->required();
+    add_model_options(sw, w->model, &w->tokenizer, "model of the dump (default: data/models/default)");
+    sw->add_option("--archs", w->archs, "architectures, comma-separated: topk (default), batchtopk, relu")->delimiter(',')
+        ->check(CLI::IsMember({"relu", "topk", "batchtopk"}));
+    sw->add_option("--ks", w->ks, "k of each topk / batchtopk point (default 8,16,32,64)")->delimiter(',')->check(CLI::Range(1, 1 << 20));
+    sw->add_option("--l1s", w->l1s, "L1 coefficient of each relu point (default 1,3,10)")->delimiter(',');
+    sw->add_option("--streams", w->streams, "streams of the evaluation as in ccc compress (0 = automatic)")->check(CLI::Range(0, 1 << 30));
+    sw->add_option("--window", w->window, "context window of the evaluation (0 = automatic)")->check(CLI::Range(0, 1 << 30));
+    sw->callback([&g, w] {
+      g.init();
+      w->train.command = g.command;
+      experiments::run_sae_sweep(*w);
     });
     auto e = std::make_shared<experiments::SaeEvalCmdOptions>();
     auto* ev = sae->add_subcommand("eval", "the dictionary spliced in at its hook while FILE is scored: bits against the clean, zeroed and mean-replaced hook");

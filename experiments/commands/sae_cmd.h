@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace ccc::experiments {
 
@@ -20,6 +21,19 @@ struct SaeTrainCmdOptions {
 };
 
 void run_sae_train(const SaeTrainCmdOptions& o);
+
+/// `ccc sae sweep DUMP.h5 --hook H --eval FILE -o DIR`: the frontier, one dictionary per k (topk, batchtopk)
+/// or L1 coefficient (relu), each evaluated in bits on FILE: frontier.csv, frontier.json, frontier.png and
+/// each dictionary in DIR/<arch>-<value>/.
+struct SaeSweepCmdOptions {
+  SaeTrainCmdOptions train;  ///< dump, hook, out, and every training option but arch / k / l1
+  std::string model, tokenizer, eval;
+  std::vector<std::string> archs = {"topk"};
+  std::vector<int64_t> ks = {8, 16, 32, 64};
+  std::vector<double> l1s = {1, 3, 10};
+  int64_t streams = 0, window = 0;
+};
+void run_sae_sweep(const SaeSweepCmdOptions& o);
 
 struct SaeEvalCmdOptions {
   std::string model, tokenizer, sae, file;
