@@ -79,13 +79,16 @@ Sae train_sae(const SaeBatches& batches, const SaeTrainOptions& o, SaeTrainMetri
 
 /// The training loss of one batch x [rows, S, d_in] at the weights of `s` (taken as they are: no input
 /// scale) and its gradients in the saved layout, computed as a training step computes them (by hand from the
-/// selected latents for topk / batchtopk, autograd for relu with λ = o.l1); `dead` [d_sae] (bool) marks the
-/// latents the auxiliary loss may use. Before the decoder gradient's projection. For checking the step.
+/// selected latents — for relu the positive ones, with λ = o.l1 — or, with `dense` (relu only), by autograd
+/// through the dense formula, as training does while more than 1/8 of the pre-activations are positive);
+/// `dead` [d_sae] (bool) marks the latents the auxiliary loss may use. Before the decoder gradient's
+/// projection. For checking the step.
 struct SaeGradients {
   double loss = 0;
   torch::Tensor W_enc, b_enc, W_dec, b_dec;
 };
-SaeGradients sae_gradients(const Sae& s, const torch::Tensor& x, const SaeTrainOptions& o, const torch::Tensor& dead);
+SaeGradients sae_gradients(const Sae& s, const torch::Tensor& x, const SaeTrainOptions& o, const torch::Tensor& dead,
+                           bool dense = false);
 
 class ActivationStore;
 

@@ -74,6 +74,24 @@ Pairs select_batch_topk(const torch::Tensor& pre, int64_t n, double* nth) {
   }
 }
 
+// Every positive entry of pre [B, F] (relu), row-major.
+Pairs select_positive(const torch::Tensor& pre) {
+  const int64_t B = pre.size(0);
+  const auto nz = (pre > 0).nonzero();  // [P, 2], row-major
+  const auto rows = nz.select(1, 0).contiguous(), cols = nz.select(1, 1).contiguous();
+  const auto vals = pre.index({rows, cols}).contiguous();
+  const int64_t P = rows.size(0);
+  Pairs p;
+  p.row_start.assign(static_cast<size_t>(B + 1), 0);
+  const int64_t* rp = rows.data_ptr<int64_t>();
+  for (int64_t i = 0; i < P; ++i) ++p.row_start[static_cast<size_t>(rp[i] + 1)];
+  std::partial_sum(p.row_start.begin(), p.row_start.end(), p.row_start.begin());
+  p.col.assign(cols.data_ptr<int64_t>(), cols.data_ptr<int64_t>() + P);
+  p.pre.assign(vals.data_ptr<float>(), vals.data_ptr<float>() + P);
+  p.act = p.pre;
+  return p;
+}
+
 inline float dot(const float* a, const float* b, int64_t n) {
   float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
   int64_t i = 0;
@@ -106,7 +124,7 @@ void decode_pairs(const Pairs& p, const torch::Tensor& W, const float* bias, tor
 // gWeT[col] += g_pre · xc[row], gbenc[col] += g_pre. Pairs are regrouped by latent so that each latent's
 // rows are summed by one thread in row order.
 void backward_pairs(const Pairs& p, const torch::Tensor& g_out, const torch::Tensor& xc, const torch::Tensor& Wd,
-                    torch::Tensor& gWd, torch::Tensor& gWeT, torch::Tensor& gbenc) {
+                    torch::Tensor& gWd, torch::Tensor& gWeT, torch::Tensor& gbenc, float l1_grad = 0) {
   const int64_t B = g_out.size(0), E = g_out.size(1), F = Wd.size(0), P = p.size();
   std::vector<float> g_pre(static_cast<size_t>(P));
   std::vector<int64_t> row_of(static_cast<size_t>(P));
@@ -117,7 +135,7 @@ void backward_pairs(const Pairs& p, const torch::Tensor& g_out, const torch::Ten
       for (int64_t i = p.row_start[static_cast<size_t>(r)]; i < p.row_start[static_cast<size_t>(r + 1)]; ++i) {
         const auto u = static_cast<size_t>(i);
         row_of[u] = r;
-        g_pre[u] = p.pre[u] > 0 ? dot(go + r * E, wd + p.col[u] * E, E) : 0.0f;
+        g_pre[u] = p.pre[u] > 0 ? dot(go + r * E, wd + p.col[u] * E, E) + l1_grad : 0.0f;
       }
   });
   // by latent: counting sort of the pair indices (stable: rows stay in order within a latent)
@@ -161,18 +179,27 @@ struct StepStats {
 };
 
 // One sparse step's gradients (topk / batchtopk) into g.*; returns the statistics of the batch.
+// relu: the pairs are every positive pre-activation and the L1 term λ Σ f_j ‖W_dec_j‖ (unit-norm rows) adds
+// λ / B to each active pair's gradient. `pre` may be given (computed by the caller).
 StepStats sparse_step(const Params& w, Params& g, const torch::Tensor& X, const SaeTrainOptions& o,
-                      const torch::Tensor& dead, int64_t n_dead) {
+                      const torch::Tensor& dead, int64_t n_dead, double lam = 0, torch::Tensor pre = {}) {
   const int64_t B = X.size(0), E = X.size(1), F = w.Wd.size(0);
   StepStats st;
   const auto xc = (X - w.b_dec).contiguous();
-  const auto pre = torch::addmm(w.b_enc, xc, w.WeT.t());  // [B, F], the one dense product
-  const Pairs p = o.arch == SaeArch::kTopK ? select_topk(pre, o.k) : select_batch_topk(pre, o.k * B, &st.min_kept);
+  if (!pre.defined()) pre = torch::addmm(w.b_enc, xc, w.WeT.t());  // [B, F], the one dense product
+  const Pairs p = o.arch == SaeArch::kTopK    ? select_topk(pre, o.k)
+                  : o.arch == SaeArch::kRelu ? select_positive(pre)
+                                             : select_batch_topk(pre, o.k * B, &st.min_kept);
   auto xhat = torch::empty({B, E});
   decode_pairs(p, w.Wd, w.b_dec.data_ptr<float>(), xhat);
   const auto e = xhat - X;
   st.mse = e.square().sum(-1).mean().item<double>();
   st.loss = st.mse;
+  if (lam > 0) {
+    double l1 = 0;
+    for (float a : p.act) l1 += a;
+    st.loss += lam * l1 / static_cast<double>(B);
+  }
   st.var = (X - X.mean(0, true)).square().sum(-1).mean().item<double>();
   int64_t nz = 0;
   auto fired = torch::zeros({F}, torch::kBool);
@@ -183,7 +210,7 @@ StepStats sparse_step(const Params& w, Params& g, const torch::Tensor& X, const 
   st.fired = fired;
   const auto g_out = (e * (2.0 / static_cast<double>(B))).contiguous();  // d mean‖e‖² / d x̂
   g.b_dec = g_out.sum(0);
-  backward_pairs(p, g_out, xc, w.Wd, g.Wd, g.WeT, g.b_enc);
+  backward_pairs(p, g_out, xc, w.Wd, g.Wd, g.WeT, g.b_enc, static_cast<float>(lam / static_cast<double>(B)));
   if (n_dead > 0 && o.aux_coeff > 0) {  // the most active dead latents reconstruct what the live ones miss
     const Pairs a = select_dead(pre, dead, std::min<int64_t>(o.aux_k, n_dead));
     auto ehat = torch::empty({B, E});
@@ -253,7 +280,8 @@ void from_params(const Params& w, int64_t S, Sae& s) {
 
 }  // namespace
 
-SaeGradients sae_gradients(const Sae& s, const torch::Tensor& x, const SaeTrainOptions& o, const torch::Tensor& dead) {
+SaeGradients sae_gradients(const Sae& s, const torch::Tensor& x, const SaeTrainOptions& o, const torch::Tensor& dead,
+                           bool dense) {
   torch::NoGradGuard ng;
   const int64_t S = s.sources(), E = S * s.d_in();
   Params w = to_params(s);
@@ -261,9 +289,9 @@ SaeGradients sae_gradients(const Sae& s, const torch::Tensor& x, const SaeTrainO
   const int64_t n_dead = dead.sum().item<int64_t>();
   StepStats st;
   Params g;
-  if (o.arch != SaeArch::kRelu) {
+  if (o.arch != SaeArch::kRelu || !dense) {
     g = {torch::zeros_like(w.WeT), torch::zeros_like(w.b_enc), torch::zeros_like(w.Wd), torch::zeros_like(w.b_dec)};
-    st = sparse_step(w, g, X, o, dead, n_dead);
+    st = sparse_step(w, g, X, o, dead, n_dead, o.arch == SaeArch::kRelu ? o.l1 : 0.0);
   } else {
     st = dense_step(w, X, o, o.l1, dead, n_dead);
     g = {w.WeT.grad(), w.b_enc.grad(), w.Wd.grad(), w.b_dec.grad()};
@@ -300,7 +328,6 @@ Sae train_sae(const SaeBatches& batches, const SaeTrainOptions& o, SaeTrainMetri
   int64_t thr_n = 0;
   double m_mse = 0, m_var = 0, m_l0 = 0;
   int64_t m_n = 0, rows = 0;
-  const bool sparse = o.arch != SaeArch::kRelu;
   const auto t0 = std::chrono::steady_clock::now();
   for (int64_t step = 0; step < o.steps; ++step) {
     const auto X = (batches(o.batch).to(torch::kFloat32).reshape({-1, E}) * c).contiguous();  // [B, E]
@@ -308,14 +335,18 @@ Sae train_sae(const SaeBatches& batches, const SaeTrainOptions& o, SaeTrainMetri
     const auto dead = since_fired >= o.dead_rows;
     const int64_t n_dead = dead.sum().item<int64_t>();
     StepStats st;
-    if (sparse) {
+    // relu goes sparse once at most 1/8 of its pre-activations are positive (the dense step before that)
+    const double lam = o.arch != SaeArch::kRelu ? 0.0
+                       : o.l1 * std::min(1.0, static_cast<double>(step + 1) / static_cast<double>(std::max<int64_t>(1, o.l1_warmup)));
+    torch::Tensor pre;
+    if (o.arch == SaeArch::kRelu) pre = torch::addmm(w.b_enc, X - w.b_dec, w.WeT.t());
+    if (o.arch != SaeArch::kRelu || (pre > 0).sum().item<int64_t>() * 8 <= B * F) {
       Params g{w.WeT.mutable_grad(), w.b_enc.mutable_grad(), w.Wd.mutable_grad(), w.b_dec.mutable_grad()};
       for (auto* t : {&g.WeT, &g.b_enc, &g.Wd}) t->zero_();
-      st = sparse_step(w, g, X, o, dead, n_dead);
+      st = sparse_step(w, g, X, o, dead, n_dead, lam, pre);
       w.b_dec.mutable_grad() = g.b_dec;
     } else {
       for (auto& t : params) t.mutable_grad().zero_();
-      const double lam = o.l1 * std::min(1.0, static_cast<double>(step + 1) / static_cast<double>(std::max<int64_t>(1, o.l1_warmup)));
       st = dense_step(w, X, o, lam, dead, n_dead);
       for (auto* t : {&w.WeT, &w.b_enc, &w.Wd, &w.b_dec}) t->requires_grad_(false);
     }

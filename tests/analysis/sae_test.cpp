@@ -128,6 +128,35 @@ TEST(Sae, HandWrittenGradientsEqualAutograd) {
       EXPECT_LT(diff, 1e-5 * std::max(1.0, scale)) << to_string(arch) << " " << names[i] << ": max |diff| " << diff;
     }
   }
+  // relu: the sparse step (positive latents, L1 as λ/B per active latent) against the autograd step; the L1
+  // term's decoder gradient lies along each (unit) row and is projected away, so W_dec is compared after
+  // the projection
+  Planted data(24, 10, 0.15, 6);
+  auto gen = at::detail::createCPUGenerator(12);
+  Sae s;
+  s.arch = SaeArch::kRelu;
+  s.W_enc = torch::randn({1, 10, 40}, gen) * 0.3;
+  s.b_enc = torch::randn({40}, gen) * 0.1 - 0.2;
+  s.W_dec = torch::randn({1, 40, 10}, gen);
+  s.W_dec /= s.W_dec.norm(2, -1, true);
+  s.b_dec = torch::randn({1, 10}, gen) * 0.1;
+  const auto x = data.rows(64);
+  auto dead = torch::zeros({40}, torch::kBool);
+  dead.slice(0, 35, 40).fill_(true);
+  SaeTrainOptions o;
+  o.arch = SaeArch::kRelu;
+  o.l1 = 0.7;
+  o.aux_k = 3;
+  o.aux_coeff = 0.5;
+  const SaeGradients sp = sae_gradients(s, x, o, dead), de = sae_gradients(s, x, o, dead, true);
+  EXPECT_NEAR(sp.loss, de.loss, 1e-5 * std::abs(de.loss));
+  auto proj = [&](const torch::Tensor& g) { return g - (g * s.W_dec[0]).sum(-1, true) * s.W_dec[0]; };
+  const std::pair<torch::Tensor, torch::Tensor> rp[] = {
+      {sp.W_enc, de.W_enc}, {sp.b_enc, de.b_enc}, {proj(sp.W_dec[0]), proj(de.W_dec[0])}, {sp.b_dec, de.b_dec}};
+  for (int i = 0; i < 4; ++i) {
+    const double diff = (rp[i].first - rp[i].second).abs().max().item<double>();
+    EXPECT_LT(diff, 1e-5 * std::max(1.0, rp[i].second.abs().max().item<double>())) << "relu tensor " << i << ": max |diff| " << diff;
+  }
 }
 
 TEST(Sae, TrainingIsReproducibleAndTheSavedFileHoldsTheFormula) {
