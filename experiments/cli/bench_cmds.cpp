@@ -11,6 +11,7 @@
 #include "experiments/bench/bench_memory.h"
 #include "experiments/bench/bench_quality.h"
 #include "experiments/bench/bench_startup.h"
+#include "experiments/bench/bench_sae.h"
 #include "experiments/bench/bench_sweep.h"
 #include "experiments/bench/bench_train.h"
 #include "experiments/bench/bench_units.h"
@@ -116,6 +117,19 @@ void add_bench_commands(CLI::App& app, Globals& g) {
     add_model_options(sub, o->model, &o->tokenizer, "model (default: data/models/default)");
     sub->add_option("--dump-mb", o->dump_mb, "dump size in MB (default 50)");
     sub->callback([&g, o] { g.init(); experiments::bench_units(*o, std::cout); });
+  }
+  {
+    auto o = std::make_shared<experiments::BenchSaeOptions>();
+    auto* sub = bench->add_subcommand("sae", "sparse-dictionary training rows/s and GFLOP/s next to the encoder's matmul roofline");
+    add_model_options(sub, o->model, &o->tokenizer, "model of the made dump (default: data/models/default)");
+    sub->add_option("--dump", o->dump, "an existing dump (default: one made of the model's last mlp.hook_post on held-out text)");
+    sub->add_option("--hook", o->hook, "the dump's hook (with --dump)");
+    sub->add_option("--rows", o->rows, "rows of the made dump (default 60000)")->check(CLI::Range(int64_t{1000}, int64_t{1} << 30));
+    sub->add_option("--expansion", o->expansion, "latents per input dimension (default 8)")->check(CLI::Range(1, 1 << 10));
+    sub->add_option("--k", o->k, "active latents per row (default 32)")->check(CLI::Range(1, 1 << 20));
+    sub->add_option("--batch", o->batch, "rows per step (default 4096)")->check(CLI::Range(1, 1 << 24));
+    sub->add_option("--steps", o->steps, "timed steps (default 12)")->check(CLI::Range(1, 1 << 20));
+    sub->callback([&g, o] { g.init(); experiments::bench_sae(*o, std::cout); });
   }
   {
     auto o = std::make_shared<experiments::BenchMemoryOptions>();
