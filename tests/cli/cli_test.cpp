@@ -388,7 +388,7 @@ TEST(CliTest, ConsistentFlagsAndHonestErrors) {
   for (const std::string& cmd : std::vector<std::string>{"bits " + tmp.file("small.txt"), "info", "heads", "bench hooks --steps 1 --reps 1",
                                 "bench decode -n 4 --reps 1", "bench dump --no-rss", "bench sweep --file " + tmp.file("small.txt"),
                                 "bench units --dump-mb 1", "bench compress " + tmp.file("small.txt"),
-                                "bench memory --sizes 0.01"}) {
+                                "bench memory --sizes 0.01", "bench sae --rows 1000 --steps 1"}) {
     EXPECT_NE(test::run_command(ccc + " " + cmd + " -m " + attn1 + " --tokenizer " + bad_tok, &out), 0) << cmd;
     EXPECT_NE(out.find(bad_tok), std::string::npos) << cmd << ": " << out;
   }
@@ -1283,6 +1283,19 @@ TEST(CliTest, SaeTrainEvalAndCompressWithTheDictionaryInTheLoop) {
     EXPECT_EQ(n, 1024) << h.dump();  // 1024 neurons, 1024 features (expansion 1)
   }
   EXPECT_EQ(u["rows_analysed"].get<int64_t>(), static_cast<int64_t>(read_file(tmp.file("in.txt")).size()));
+
+  // bench sae on this dump: the GFLOP/s it prints are its FLOPs per row (2·d·f + 8·k·d) times its rows/s
+  ASSERT_EQ(test::run_command(ccc + " bench sae --dump " + tmp.file("d.h5") + " --hook blocks.0.mlp.hook_post --expansion 1 "
+                                    "--k 8 --batch 256 --steps 2 2>&1", &out), 0) << out;
+  auto figure = [&](const std::string& label) {
+    const auto at = out.find(label);
+    EXPECT_NE(at, std::string::npos) << label << ": " << out;
+    return at == std::string::npos ? 0.0 : std::stod(out.substr(out.find("| ", at + label.size()) + 2));
+  };
+  const double rps = figure("| training rows/s (read from the dump)"), gf = figure("| achieved GFLOP/s, FLOPs computed");
+  EXPECT_GT(rps, 0);
+  EXPECT_NEAR(gf, rps * (2.0 * 1024 * 1024 + 8.0 * 8 * 1024) / 1e9, 0.06 + 1e-3 * gf) << out;
+  EXPECT_GT(figure("| encoder matmul roofline GFLOP/s"), 0);
 }
 
 }  // namespace
