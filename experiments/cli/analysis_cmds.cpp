@@ -91,7 +91,7 @@ void add_analysis_commands(CLI::App& app, Globals& g) {
     sub->add_option("--related-phi", u.related_phi, "features whose labels correlate at least this much are one concept (default 0.3)");
     sub->add_option("--top-k", u.top_k, "top activations per unit for coverage and contexts (default 100)")->check(CLI::Range(1, 1 << 20));
     sub->add_option("--null-shift", u.null_shift, "label shift of the null in rows (default half the rows)");
-    sub->add_option("--ablate-top", o->ablate_top, "mean-ablate the K most selective neurons / heads (with --sae: or features, their decoder contribution removed) and report their delta_bits");
+    sub->add_option("--ablate-top", o->ablate_top, "mean-ablate the K most selective neurons / heads (with --sae: also the K most selective features, their decoder contribution removed) and report their delta_bits");
     sub->add_option("--sae", o->sae, "a dictionary (ccc sae train): its features analysed as units beside the neurons of its hook, same rows and features");
     add_position_options(sub, o->ablate_positions);  // what --ablate-top's delta_bits counts
     add_model_options(sub, o->model, &o->tokenizer,

@@ -151,8 +151,17 @@ Ablated ablate_top_units(const UnitsCmdOptions& o, const analysis::ActivationSto
     const bool ok = ends(u.hook, ".mlp.hook_post") || ends(u.hook, ".attn.hook_z") || (sae && ends(u.hook, ":sae"));
     if (ok && u.layer >= 0 && u.cls != "dead" && u.top_feature >= 0) cand.push_back(&u);
   }
-  std::sort(cand.begin(), cand.end(), [](auto* a, auto* b) { return a->auroc[a->top_feature] > b->auroc[b->top_feature]; });
-  if (static_cast<int64_t>(cand.size()) > o.ablate_top) cand.resize(static_cast<size_t>(o.ablate_top));
+  // the K most selective of each kind: neurons and heads, and (with --sae) features
+  std::stable_partition(cand.begin(), cand.end(), [&](auto* u) { return !ends(u->hook, ":sae"); });
+  const auto mid = std::find_if(cand.begin(), cand.end(), [&](auto* u) { return ends(u->hook, ":sae"); });
+  const auto by_auroc = [](auto* a, auto* b) { return a->auroc[a->top_feature] > b->auroc[b->top_feature]; };
+  std::vector<const analysis::UnitResult*> units(cand.begin(), mid), feats_c(mid, cand.end());
+  std::sort(units.begin(), units.end(), by_auroc);
+  std::sort(feats_c.begin(), feats_c.end(), by_auroc);
+  if (static_cast<int64_t>(units.size()) > o.ablate_top) units.resize(static_cast<size_t>(o.ablate_top));
+  if (static_cast<int64_t>(feats_c.size()) > o.ablate_top) feats_c.resize(static_cast<size_t>(o.ablate_top));
+  cand = units;
+  cand.insert(cand.end(), feats_c.begin(), feats_c.end());
   CCC_CHECK(!cand.empty(), "--ablate-top: no neuron (mlp.hook_post) or head (attn.hook_z) units in the analysis");
   const std::string model_path = o.model.empty() ? default_model_path() : o.model;
   circuits::ScoringRun run;
@@ -438,6 +447,30 @@ void write_units_plots(const std::string& out_dir, const analysis::UnitsReport& 
 
 }  // namespace
 
+// Neurons vs a dictionary's features beyond the classes: among live units, the share whose top concept covers
+// at least `coverage` of their top-k rows, the median coverage and the median share of rows a unit is active on.
+nlohmann::json superposition_summary(const analysis::UnitsReport& rep, const std::vector<std::string>& hooks, double coverage) {
+  nlohmann::json out = nlohmann::json::array();
+  for (const auto& h : hooks) {
+    std::vector<double> cov, act;
+    for (const auto& u : rep.units) {
+      if (u.hook != h || u.cls == "dead") continue;
+      cov.push_back(u.top_feature >= 0 ? u.coverage[rep.concept_of[u.top_feature]] : 0.0);
+      act.push_back(u.frac_active);
+    }
+    auto median = [](std::vector<double> v) {
+      if (v.empty()) return 0.0;
+      std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(v.size() / 2), v.end());
+      return v[v.size() / 2];
+    };
+    const auto covered = std::count_if(cov.begin(), cov.end(), [&](double c) { return c >= coverage; });
+    out.push_back({{"hook", h}, {"live", static_cast<int64_t>(cov.size())},
+                   {"share_covered", cov.empty() ? 0.0 : static_cast<double>(covered) / static_cast<double>(cov.size())},
+                   {"median_coverage", median(cov)}, {"median_frac_active", median(act)}});
+  }
+  return out;
+}
+
 void run_units(const UnitsCmdOptions& o) {
   analysis::ActivationStore store(o.dump);
   const std::string out_dir = o.out_dir.empty() ? fs::path(o.dump).replace_extension("").string() + "-units" : o.out_dir;
@@ -480,6 +513,7 @@ void run_units(const UnitsCmdOptions& o) {
   write_units_plots(out.temp_dir(), rep, cc,
                     fs::path(store.attr("model")).filename().string() + " on " + fs::path(source).filename().string());
   auto summary = units_summary(o, store, source, rep, cc, ablated);
+  if (sae) summary["superposition"] = superposition_summary(rep, {sae_hook, sae_hook + ":sae"}, o.units.mono_coverage);
   stamp(summary, "units");
   write_file_atomic(out.file("summary.json"), summary.dump(2) + "\n");
   out.commit();
@@ -495,6 +529,12 @@ void run_units(const UnitsCmdOptions& o) {
                 (long long)counts[h]["unexplained"], (long long)null_counts[h]["monosemantic"],
                 (long long)null_counts[h]["polysemantic"]);
   if (sae) {  // neurons vs features, as shares of each
+    const auto& sp = summary["superposition"];
+    for (const auto& h : sp)
+      std::printf("%-32s live %lld: top concept covers >= %.2f of the top-%lld rows for %.4f; median coverage %.3f, "
+                  "median share of rows active %.4f\n", h["hook"].get<std::string>().c_str(), (long long)h["live"].get<int64_t>(),
+                  o.units.mono_coverage, (long long)o.units.top_k, h["share_covered"].get<double>(),
+                  h["median_coverage"].get<double>(), h["median_frac_active"].get<double>());
     std::printf("%-32s %8s %8s %8s %8s   (null: mono poly)  [shares]\n", "", "dead", "mono", "poly", "unexpl");
     for (const auto& h : {sae_hook, sae_hook + ":sae"}) {
       double n = 0;

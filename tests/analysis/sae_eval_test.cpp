@@ -58,6 +58,37 @@ TEST(SaeEval, AnIdentityDictionaryRecoversEveryBitExactly) {
   EXPECT_LE(e.l0, static_cast<double>(d));
 }
 
+// Removing feature j of the identity dictionary (relu(x_j), decoder row e_j) leaves min(x_j, 0) at every
+// position but BOS: the bits equal a hand-written edit doing that.
+TEST(SaeEval, FeatureAblationBitsEqualTheEditItStandsFor) {
+  auto m = test::tiny_byte_lm(4, 64);
+  const Sae s = identity_sae(m.config.d_mlp);
+  const std::string text = test::synthetic_text(6, 500);
+  model::StreamOptions opt;
+  opt.streams = 2;
+  const auto bits = feature_ablation_bits(m, s, kHook, text, opt, {3, 7});
+  ASSERT_EQ(bits.size(), 2u);
+  for (int64_t j : {3, 7}) {
+    model::HookSet hs;
+    hs.edit(kHook, [j](const torch::Tensor& x, const model::HookContext& ctx) {
+      auto y = x.clone();
+      for (int64_t r = 0; r < x.size(0); ++r)
+        for (int64_t i = 0; i < x.size(1); ++i)
+          if (ctx.run->position_at(r, i) > 0) y[r][i][j] = torch::clamp_max(x[r][i][j], 0.0);
+      return y;
+    });
+    model::StreamOptions o = opt;
+    o.hooks = [&](int64_t) { return &hs; };
+    std::vector<double> ref;
+    for (const auto& st : model::segmented_token_bits(m, text, o)) ref.insert(ref.end(), st.begin(), st.end());
+    const auto& got = bits[j == 3 ? 0 : 1];
+    ASSERT_EQ(got.size(), ref.size());
+    double diff = 0;
+    for (size_t i = 0; i < ref.size(); ++i) diff = std::max(diff, std::abs(got[i] - ref[i]));
+    EXPECT_LT(diff, 1e-9) << "feature " << j << ": max |diff| " << diff;
+  }
+}
+
 // A wrong hook or size is refused with the hook named; removing every feature leaves x − (x̂ − b_dec).
 TEST(SaeEval, SplicesAreCheckedAndFeatureAblationRemovesTheFeaturesContribution) {
   auto m = test::tiny_byte_lm(3, 64);
