@@ -61,6 +61,11 @@ struct SaeTrainOptions {
   int64_t aux_k = 512;
   double aux_coeff = 1.0 / 32;
   int64_t scale_rows = 8192;  ///< rows that estimate the input scale and b_dec's initial mean
+  /// Every this many steps, latents dead for `dead_rows` rows restart on high-error rows of the batch
+  /// (Bricken et al.'s resampling; 0 = never). The auxiliary loss cannot revive a latent whose
+  /// pre-activation is negative everywhere (its ReLU passes no gradient); resampling can.
+  int64_t resample_every = 0;
+  const Sae* init = nullptr;  ///< continue from this dictionary (same sizes) instead of a fresh initialisation
   uint64_t seed = 0;
   std::function<void(const nlohmann::json& progress)> progress;  ///< every `log_every` steps
   int64_t log_every = 100;

@@ -278,6 +278,37 @@ void from_params(const Params& w, int64_t S, Sae& s) {
   s.b_dec = w.b_dec.detach().reshape({S, D}).contiguous();
 }
 
+// Resampling (Bricken et al. 2023): each dead latent restarts on a row of the batch drawn with probability
+// ∝ its squared reconstruction error; decoder row = that row's residual (unit norm), encoder column = the
+// same direction scaled to `enc_scale` x the live latents' mean encoder norm (relu: 0.2, as Bricken et al.;
+// topk: 1, or a restarted latent rarely makes a row's top k), b_enc = 0, Adam's moments of those rows reset.
+void resample_dead(Params& w, torch::optim::Adam& opt, const torch::Tensor& X, const torch::Tensor& dead,
+                   at::Generator& gen, double enc_scale) {
+  const auto idx = dead.nonzero().squeeze(1);
+  const int64_t n = idx.size(0);
+  const auto xc = X - w.b_dec;
+  const auto pre = torch::addmm(w.b_enc, xc, w.WeT.t());
+  const auto f = torch::relu(pre);
+  // the current reconstruction error per row (dense: resampling is rare)
+  const auto err = (torch::mm(f, w.Wd) + w.b_dec - X);
+  const auto p = err.square().sum(-1).to(torch::kFloat64);
+  const auto rows = torch::multinomial(p / p.sum().clamp_min(1e-30), n, /*replacement=*/true, gen);
+  auto dir = (X.index_select(0, rows) - (torch::mm(f.index_select(0, rows), w.Wd) + w.b_dec));
+  dir = dir / dir.norm(2, -1, true).clamp_min(1e-12);
+  const auto live = dead.logical_not();
+  const double enc_norm = live.any().item<bool>() ? w.WeT.index({live}).norm(2, -1).mean().item<double>() : 1.0;
+  w.Wd.index_copy_(0, idx, dir);
+  w.WeT.index_copy_(0, idx, dir * (enc_scale * enc_norm));
+  w.b_enc.index_fill_(0, idx, 0.0);
+  for (auto* t : {&w.WeT, &w.b_enc, &w.Wd}) {
+    auto it = opt.state().find(c10::guts::to_string(t->unsafeGetTensorImpl()));
+    if (it == opt.state().end()) continue;
+    auto& st = static_cast<torch::optim::AdamParamState&>(*it->second);
+    st.exp_avg().index_fill_(0, idx, 0.0);
+    st.exp_avg_sq().index_fill_(0, idx, 0.0);
+  }
+}
+
 }  // namespace
 
 SaeGradients sae_gradients(const Sae& s, const torch::Tensor& x, const SaeTrainOptions& o, const torch::Tensor& dead,
@@ -315,11 +346,22 @@ Sae train_sae(const SaeBatches& batches, const SaeTrainOptions& o, SaeTrainMetri
   CCC_CHECK(std::isfinite(c) && c > 0, "sae train: the activations are all zero or not finite");
   auto gen = at::detail::createCPUGenerator(o.seed);
   Params w;
-  w.Wd = torch::randn({F, E}, gen);
-  w.Wd /= w.Wd.norm(2, -1, true);
-  w.WeT = w.Wd.clone();  // the encoder starts as the decoder's transpose
-  w.b_enc = torch::zeros({F});
-  w.b_dec = (first.reshape({-1, E}) * c).mean(0).contiguous();
+  if (o.init != nullptr) {  // continue from a dictionary (raw space) brought into the scaled space
+    const Sae& s0 = *o.init;
+    CCC_CHECK(s0.sources() == S && s0.d_in() == D && s0.d_sae() == F, "sae train: the initial dictionary is [", s0.sources(),
+              ", ", s0.d_in(), ", ", s0.d_sae(), "], the data and options want [", S, ", ", D, ", ", F, "]");
+    w = to_params(s0);
+    w.WeT = (w.WeT / c).contiguous();
+    w.Wd = (w.Wd * c).contiguous();
+    w.b_dec = (w.b_dec * c).contiguous();
+    w.Wd /= w.Wd.norm(2, -1, true).clamp_min(1e-12);
+  } else {
+    w.Wd = torch::randn({F, E}, gen);
+    w.Wd /= w.Wd.norm(2, -1, true);
+    w.WeT = w.Wd.clone();  // the encoder starts as the decoder's transpose
+    w.b_enc = torch::zeros({F});
+    w.b_dec = (first.reshape({-1, E}) * c).mean(0).contiguous();
+  }
   std::vector<torch::Tensor> params = {w.WeT, w.b_enc, w.Wd, w.b_dec};
   for (auto& t : params) t.mutable_grad() = torch::zeros_like(t);
   torch::optim::Adam opt(params, torch::optim::AdamOptions(o.lr).betas({0.9, 0.999}));
@@ -356,6 +398,13 @@ Sae train_sae(const SaeBatches& batches, const SaeTrainOptions& o, SaeTrainMetri
     opt.step();
     w.Wd.div_(w.Wd.norm(2, -1, true).clamp_min(1e-12));
     since_fired = torch::where(st.fired, torch::zeros_like(since_fired), since_fired + B);
+    if (o.resample_every > 0 && (step + 1) % o.resample_every == 0 && step + 1 < o.steps) {
+      const auto dead_now = since_fired >= o.dead_rows;
+      if (dead_now.any().item<bool>()) {
+        resample_dead(w, opt, X, dead_now, gen, o.arch == SaeArch::kRelu ? 0.2 : 1.0);
+        since_fired.masked_fill_(dead_now, 0);
+      }
+    }
     if (o.arch == SaeArch::kBatchTopK && st.min_kept > 0) thr_sum += st.min_kept, ++thr_n;
     rows += B;
     if (step >= o.steps - o.log_every) m_mse += st.mse, m_var += st.var, m_l0 += st.l0, ++m_n;

@@ -30,6 +30,8 @@ void add_analysis_commands(CLI::App& app, Globals& g) {
       sub->add_option("--lr", o.lr, "Adam learning rate (default 4e-4)");
       sub->add_option("--buffer", o.buffer, "rows of the shuffle buffer (default 262144)")->check(CLI::Range(1, 1 << 30));
       sub->add_option("--seed", o.seed, "seed of the initialisation and the shuffle (default 0)");
+      sub->add_option("--resample-every", o.resample_every, "restart latents dead for 1M rows on badly reconstructed rows every N steps (default 0: never; the auxiliary loss alone)")
+          ->check(CLI::Range(int64_t{0}, int64_t{1} << 30));
       sub->add_flag("-f,--force", o.force, "replace an existing output directory");
       sub->add_flag_callback("-q,--quiet", [&o] { o.progress = false; }, "no progress lines");
     };

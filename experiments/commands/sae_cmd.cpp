@@ -42,6 +42,7 @@ analysis::SaeTrainOptions train_options(const SaeTrainCmdOptions& o, int64_t d) 
   t.batch = o.batch;
   t.lr = o.lr;
   t.seed = o.seed;
+  t.resample_every = o.resample_every;
   t.scale_rows = std::min<int64_t>(8192, o.buffer);
   t.log_every = std::max<int64_t>(1, std::min<int64_t>(100, o.steps / 10));
   if (o.progress)
@@ -61,7 +62,7 @@ nlohmann::json train_meta(const SaeTrainCmdOptions& o, const analysis::Activatio
           {"model_fingerprint", store.attr("fingerprint")},
           {"hyperparameters",
            {{"expansion", o.expansion}, {"k", o.k}, {"l1", o.l1}, {"l1_warmup", o.l1_warmup}, {"steps", o.steps},
-            {"batch", o.batch}, {"lr", o.lr}, {"buffer_rows", o.buffer}, {"seed", o.seed}}},
+            {"batch", o.batch}, {"lr", o.lr}, {"buffer_rows", o.buffer}, {"seed", o.seed}, {"resample_every", o.resample_every}}},
           {"command", o.command}};
 }
 

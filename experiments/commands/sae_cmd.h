@@ -13,7 +13,7 @@ namespace ccc::experiments {
 struct SaeTrainCmdOptions {
   std::string dump, hook, out;
   std::string arch = "topk";
-  int64_t expansion = 8, k = 32, steps = 1000, batch = 4096, buffer = 1 << 18, l1_warmup = 1000;
+  int64_t expansion = 8, k = 32, steps = 1000, batch = 4096, buffer = 1 << 18, l1_warmup = 1000, resample_every = 0;
   double l1 = 5.0, lr = 4e-4;
   uint64_t seed = 0;
   bool force = false, progress = true;

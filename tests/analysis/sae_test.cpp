@@ -159,6 +159,41 @@ TEST(Sae, HandWrittenGradientsEqualAutograd) {
   }
 }
 
+// Latents whose pre-activation is negative everywhere stay dead under the auxiliary loss (their ReLU passes
+// no gradient); resampling restarts them on badly reconstructed rows and they fire again.
+TEST(Sae, ResamplingRevivesDeadLatentsTheAuxiliaryLossCannot) {
+  Planted data(48, 16, 3.0 / 48, 9);
+  SaeTrainOptions o;
+  o.d_sae = 96;
+  o.k = 4;
+  o.steps = 300;
+  o.batch = 256;
+  o.lr = 3e-3;
+  o.dead_rows = 2000;
+  o.aux_k = 16;
+  o.scale_rows = 2048;
+  o.seed = 4;
+  SaeTrainMetrics m0;
+  Sae s0 = train_sae([&](int64_t b) { return data.rows(b); }, o, &m0);
+  s0.b_enc.slice(0, 0, 24).fill_(-1e3);  // a quarter of the latents killed
+  double dead[2], ev[2];
+  for (int resample = 0; resample < 2; ++resample) {
+    Planted d2(48, 16, 3.0 / 48, 9);
+    SaeTrainOptions c = o;
+    c.init = &s0;
+    c.resample_every = resample ? 50 : 0;
+    SaeTrainMetrics m;
+    train_sae([&](int64_t b) { return d2.rows(b); }, c, &m);
+    dead[resample] = m.dead_fraction;
+    ev[resample] = m.explained_variance;
+  }
+  printf("dead before the kill %.3f; after, without / with resampling: %.3f / %.3f; explained variance %.4f / %.4f\n",
+         m0.dead_fraction, dead[0], dead[1], ev[0], ev[1]);
+  EXPECT_GE(dead[0], 0.25) << "the killed latents stay dead under the auxiliary loss alone";
+  EXPECT_LT(dead[1], dead[0] - 0.15) << "resampling revives most of them";
+  EXPECT_GT(ev[1], ev[0]);
+}
+
 TEST(Sae, TrainingIsReproducibleAndTheSavedFileHoldsTheFormula) {
   Planted a(32, 12, 0.1, 1), b(32, 12, 0.1, 1);
   SaeTrainOptions o;
