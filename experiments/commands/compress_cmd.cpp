@@ -182,7 +182,7 @@ struct CodecEdit {
       id += (id.empty() ? "" : "\n") + std::string("sae ") + sae_hook + " " +
             sha256_hex(read_file((fs::path(o.sae) / "sae.safetensors").string())) + " " +
             sha256_hex(read_file((fs::path(o.sae) / "sae.json").string()));
-      m.source += " --sae " + o.sae;
+      // m.source (the header's model hint) stays the model's: the hint names a model, the fingerprint the edit
     }
     m.fingerprint = sha256_hex(m.fingerprint + "\n" + id);
   }
