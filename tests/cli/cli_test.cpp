@@ -1284,6 +1284,22 @@ TEST(CliTest, SaeTrainEvalAndCompressWithTheDictionaryInTheLoop) {
   }
   EXPECT_EQ(u["rows_analysed"].get<int64_t>(), static_cast<int64_t>(read_file(tmp.file("in.txt")).size()));
 
+  // sae sweep: a point per k and per λ; each saved dictionary evaluates (sae eval) to the figures of frontier.csv
+  ASSERT_EQ(test::run_command(ccc + " sae sweep " + tmp.file("d.h5") + " --hook blocks.0.mlp.hook_post --eval " + tmp.file("held.txt") +
+                                  " -o " + tmp.file("sw") + " --archs topk,relu --ks 4,8 --l1s 1 --steps 10 --batch 256 --expansion 1 "
+                                  "--buffer 2048 -q 2>&1", &out), 0) << out;
+  const std::string csv = read_file(tmp.file("sw/frontier.csv"));
+  EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), 4) << csv;  // header + 3 points
+  EXPECT_TRUE(std::filesystem::exists(tmp.file("sw/frontier.png")));
+  const auto fj = nlohmann::json::parse(read_file(tmp.file("sw/frontier.json")));
+  ASSERT_EQ(fj["points"].size(), 3u);
+  EXPECT_EQ(fj["points"][0]["k"], 4);
+  EXPECT_EQ(fj["points"][2]["arch"], "relu");
+  ASSERT_EQ(test::run_command(ccc + " sae eval " + tmp.file("sw/topk-k8") + " " + tmp.file("held.txt") + " --json 2>&1", &out), 0) << out;
+  const auto e8 = nlohmann::json::parse(out);
+  EXPECT_NEAR(e8["bits_recovered"].get<double>(), fj["points"][1]["eval"]["bits_recovered"].get<double>(), 1e-9);
+  EXPECT_EQ(e8["l0"].get<double>(), 8.0);
+
   // bench sae on this dump: the GFLOP/s it prints are its FLOPs per row (2·d·f + 8·k·d) times its rows/s
   ASSERT_EQ(test::run_command(ccc + " bench sae --dump " + tmp.file("d.h5") + " --hook blocks.0.mlp.hook_post --expansion 1 "
                                     "--k 8 --batch 256 --steps 2 2>&1", &out), 0) << out;
