@@ -43,6 +43,21 @@ Pairs select_topk(const torch::Tensor& pre, int64_t k) {
   return p;
 }
 
+// Pairs from row-major (row, latent, pre-activation) lists (contiguous int64 / int64 / float tensors).
+Pairs row_major_pairs(int64_t B, const torch::Tensor& rows, const torch::Tensor& cols, const torch::Tensor& vals) {
+  const int64_t P = rows.size(0);
+  Pairs p;
+  p.row_start.assign(static_cast<size_t>(B + 1), 0);
+  const int64_t* rp = rows.data_ptr<int64_t>();
+  for (int64_t i = 0; i < P; ++i) ++p.row_start[static_cast<size_t>(rp[i] + 1)];
+  std::partial_sum(p.row_start.begin(), p.row_start.end(), p.row_start.begin());
+  p.col.assign(cols.data_ptr<int64_t>(), cols.data_ptr<int64_t>() + P);
+  p.pre.assign(vals.data_ptr<float>(), vals.data_ptr<float>() + P);
+  p.act.resize(p.pre.size());
+  for (size_t i = 0; i < p.pre.size(); ++i) p.act[i] = std::max(0.0f, p.pre[i]);
+  return p;
+}
+
 // The n largest entries of the whole batch pre [B, F] (ties broken by position). Candidates are each row's
 // top c (c = 4·n / B at first); the selection is exact when no row has all c of its candidates at or above
 // the n-th largest candidate, else c doubles. `nth` receives the smallest selected value.
@@ -60,17 +75,8 @@ Pairs select_batch_topk(const torch::Tensor& pre, int64_t n, double* nth) {
     rows = rows.index_select(0, order).contiguous();
     cols = cols.index_select(0, order).contiguous();
     v = v.index_select(0, order).contiguous();
-    Pairs p;
-    p.row_start.assign(static_cast<size_t>(B + 1), 0);
-    const int64_t* rp = rows.data_ptr<int64_t>();
-    for (int64_t i = 0; i < n; ++i) ++p.row_start[static_cast<size_t>(rp[i] + 1)];
-    std::partial_sum(p.row_start.begin(), p.row_start.end(), p.row_start.begin());
-    p.col.assign(cols.data_ptr<int64_t>(), cols.data_ptr<int64_t>() + n);
-    p.pre.assign(v.data_ptr<float>(), v.data_ptr<float>() + n);
-    p.act.resize(p.pre.size());
-    for (size_t i = 0; i < p.pre.size(); ++i) p.act[i] = std::max(0.0f, p.pre[i]);
     *nth = t;
-    return p;
+    return row_major_pairs(B, rows, cols, v);
   }
 }
 
@@ -79,17 +85,7 @@ Pairs select_positive(const torch::Tensor& pre) {
   const int64_t B = pre.size(0);
   const auto nz = (pre > 0).nonzero();  // [P, 2], row-major
   const auto rows = nz.select(1, 0).contiguous(), cols = nz.select(1, 1).contiguous();
-  const auto vals = pre.index({rows, cols}).contiguous();
-  const int64_t P = rows.size(0);
-  Pairs p;
-  p.row_start.assign(static_cast<size_t>(B + 1), 0);
-  const int64_t* rp = rows.data_ptr<int64_t>();
-  for (int64_t i = 0; i < P; ++i) ++p.row_start[static_cast<size_t>(rp[i] + 1)];
-  std::partial_sum(p.row_start.begin(), p.row_start.end(), p.row_start.begin());
-  p.col.assign(cols.data_ptr<int64_t>(), cols.data_ptr<int64_t>() + P);
-  p.pre.assign(vals.data_ptr<float>(), vals.data_ptr<float>() + P);
-  p.act = p.pre;
-  return p;
+  return row_major_pairs(B, rows, cols, pre.index({rows, cols}).contiguous());
 }
 
 inline float dot(const float* a, const float* b, int64_t n) {

@@ -76,20 +76,26 @@ TEST(Sae, EveryArchitectureRecoversPlantedFeaturesInSuperposition) {
   }
 }
 
+// Random weights, 10 inputs and 40 latents, unit-norm decoder rows; encoder scaled, b_enc shifted.
+Sae random_sae(SaeArch arch, torch::Generator& gen, double enc_scale, double enc_shift) {
+  Sae s;
+  s.arch = arch;
+  s.k = 3;
+  s.W_enc = torch::randn({1, 10, 40}, gen) * enc_scale;
+  s.b_enc = torch::randn({40}, gen) * 0.1 + enc_shift;
+  s.W_dec = torch::randn({1, 40, 10}, gen);
+  s.W_dec /= s.W_dec.norm(2, -1, true);
+  s.b_dec = torch::randn({1, 10}, gen) * 0.1;
+  return s;
+}
+
 // The sparse step's hand-written gradients (decoding, decoder rows, selected encoder columns, both biases,
 // the auxiliary loss on dead latents) equal autograd through the dense formula with the same selection.
 TEST(Sae, HandWrittenGradientsEqualAutograd) {
   for (auto arch : {SaeArch::kTopK, SaeArch::kBatchTopK}) {
     Planted data(24, 10, 0.15, 5);
     auto gen = at::detail::createCPUGenerator(11);
-    Sae s;
-    s.arch = arch;
-    s.k = 3;
-    s.W_enc = torch::randn({1, 10, 40}, gen) * 0.5;
-    s.b_enc = torch::randn({40}, gen) * 0.1;
-    s.W_dec = torch::randn({1, 40, 10}, gen);
-    s.W_dec /= s.W_dec.norm(2, -1, true);
-    s.b_dec = torch::randn({1, 10}, gen) * 0.1;
+    const Sae s = random_sae(arch, gen, 0.5, 0.0);
     const auto x = data.rows(64);
     auto dead = torch::zeros({40}, torch::kBool);
     dead.slice(0, 30, 40).fill_(true);
@@ -133,13 +139,7 @@ TEST(Sae, HandWrittenGradientsEqualAutograd) {
   // the projection
   Planted data(24, 10, 0.15, 6);
   auto gen = at::detail::createCPUGenerator(12);
-  Sae s;
-  s.arch = SaeArch::kRelu;
-  s.W_enc = torch::randn({1, 10, 40}, gen) * 0.3;
-  s.b_enc = torch::randn({40}, gen) * 0.1 - 0.2;
-  s.W_dec = torch::randn({1, 40, 10}, gen);
-  s.W_dec /= s.W_dec.norm(2, -1, true);
-  s.b_dec = torch::randn({1, 10}, gen) * 0.1;
+  const Sae s = random_sae(SaeArch::kRelu, gen, 0.3, -0.2);
   const auto x = data.rows(64);
   auto dead = torch::zeros({40}, torch::kBool);
   dead.slice(0, 35, 40).fill_(true);
