@@ -222,6 +222,43 @@ TEST(Sae, TrainingIsReproducibleAndTheSavedFileHoldsTheFormula) {
   test::expect_error([&] { train_sae([&](int64_t n) { return a.rows(n); }, bad); }, {"k = 100"});
 }
 
+// Two sources, one latent space (the crosscoder): source 2 sees the same sparse features through another
+// basis. The dictionary reconstructs both, keeps the leading source dimension on disk, and its features are
+// act(Σ_s (x_s − b_dec[s]) W_enc[s] + b_enc).
+TEST(Sae, ACrosscoderOfTwoSourcesSharesOneLatentSpace) {
+  Planted data(24, 12, 0.1, 8);
+  auto gen = at::detail::createCPUGenerator(5);
+  const auto rot = std::get<0>(torch::linalg::qr(torch::randn({12, 12}, gen)));  // an orthogonal basis change
+  auto rows = [&](int64_t b) {
+    const auto x = data.rows(b);  // [b, 1, 12]
+    return torch::cat({x, torch::matmul(x, rot) * 3.0}, 1);  // [b, 2, 12]
+  };
+  SaeTrainOptions o;
+  o.d_sae = 48;
+  o.k = 4;
+  o.steps = 600;
+  o.batch = 256;
+  o.lr = 3e-3;
+  o.scale_rows = 2048;
+  SaeTrainMetrics m;
+  const Sae s = train_sae(rows, o, &m);
+  EXPECT_EQ(s.sources(), 2);
+  EXPECT_GT(m.explained_variance, 0.8);
+  test::TempDir tmp;
+  save_sae(s, tmp.file("cc"), {});
+  const auto t = model::load_safetensors_float(tmp.file("cc/sae.safetensors"));
+  EXPECT_EQ(t.at("W_enc").sizes().vec(), (std::vector<int64_t>{2, 12, 48}));
+  EXPECT_EQ(t.at("W_dec").sizes().vec(), (std::vector<int64_t>{2, 48, 12}));
+  const Sae back = load_sae(tmp.file("cc"));
+  const auto x = rows(32);
+  auto pre = (x.select(1, 0) - back.b_dec[0]).matmul(back.W_enc[0]) + (x.select(1, 1) - back.b_dec[1]).matmul(back.W_enc[1]) + back.b_enc;
+  auto [v, i] = torch::relu(pre).topk(4, -1);
+  const auto f = torch::zeros_like(pre).scatter(-1, i, v);
+  EXPECT_LT((f - s.encode(x)).abs().max().item<double>(), 1e-4);
+  const auto xhat = back.decode(f);
+  EXPECT_LT((xhat.select(1, 1) - (f.matmul(back.W_dec[1]) + back.b_dec[1])).abs().max().item<double>(), 1e-5);
+}
+
 // An independent reader: Python (torch, no ccc code) parses sae.safetensors by the format's spec and computes
 // f = topk(relu((x − b_dec) W_enc + b_enc)) and x̂ = f W_dec + b_dec, which must equal ccc's encode / decode.
 TEST(Sae, PythonComputesTheSameFeaturesFromTheSavedFile) {
