@@ -291,8 +291,10 @@ void analyze_column(const std::vector<float>& v, const Context& cx, const std::v
   u.cls = cls;
   u.coverage = cov;
   int nt = -1, ns = -1;
-  u.null_cls = col.classify(null_au, null_smd, cx.shift, u.max, &nt, &ns).first;
+  const auto null_res = col.classify(null_au, null_smd, cx.shift, u.max, &nt, &ns);
+  u.null_cls = null_res.first;
   u.null_top_auroc = nt >= 0 ? null_au[nt] : kNaN;
+  u.null_top_coverage = nt >= 0 ? null_res.second[static_cast<size_t>(cx.concept_of[nt])] : 0.0f;
   // downward selectivity: the lowest AUROC among features with a sample, silent where the feature is
   const UnitOptions& o = *cx.o;
   for (size_t f = 0; f < F; ++f)

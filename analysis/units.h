@@ -77,6 +77,7 @@ struct UnitResult {
   int down_feature = -1;                ///< strongest downward selectivity (AUROC ≤ 1 − mono_auroc), −1 = none
   std::string cls, null_cls;
   float null_top_auroc = 0;             ///< best AUROC under shifted labels
+  float null_top_coverage = 0;          ///< under shifted labels: share of the top-k rows in the best feature's concept
 };
 
 struct UnitsReport {

@@ -452,10 +452,11 @@ void write_units_plots(const std::string& out_dir, const analysis::UnitsReport& 
 nlohmann::json superposition_summary(const analysis::UnitsReport& rep, const std::vector<std::string>& hooks, double coverage) {
   nlohmann::json out = nlohmann::json::array();
   for (const auto& h : hooks) {
-    std::vector<double> cov, act;
+    std::vector<double> cov, null_cov, act;
     for (const auto& u : rep.units) {
       if (u.hook != h || u.cls == "dead") continue;
       cov.push_back(u.top_feature >= 0 ? u.coverage[rep.concept_of[u.top_feature]] : 0.0);
+      null_cov.push_back(u.null_top_coverage);
       act.push_back(u.frac_active);
     }
     auto median = [](std::vector<double> v) {
@@ -463,10 +464,13 @@ nlohmann::json superposition_summary(const analysis::UnitsReport& rep, const std
       std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(v.size() / 2), v.end());
       return v[v.size() / 2];
     };
-    const auto covered = std::count_if(cov.begin(), cov.end(), [&](double c) { return c >= coverage; });
-    out.push_back({{"hook", h}, {"live", static_cast<int64_t>(cov.size())},
-                   {"share_covered", cov.empty() ? 0.0 : static_cast<double>(covered) / static_cast<double>(cov.size())},
-                   {"median_coverage", median(cov)}, {"median_frac_active", median(act)}});
+    auto share = [&](const std::vector<double>& v) {
+      const auto n = std::count_if(v.begin(), v.end(), [&](double c) { return c >= coverage; });
+      return v.empty() ? 0.0 : static_cast<double>(n) / static_cast<double>(v.size());
+    };
+    out.push_back({{"hook", h}, {"live", static_cast<int64_t>(cov.size())}, {"share_covered", share(cov)},
+                   {"share_covered_null", share(null_cov)}, {"median_coverage", median(cov)},
+                   {"median_coverage_null", median(null_cov)}, {"median_frac_active", median(act)}});
   }
   return out;
 }
@@ -531,10 +535,11 @@ void run_units(const UnitsCmdOptions& o) {
   if (sae) {  // neurons vs features, as shares of each
     const auto& sp = summary["superposition"];
     for (const auto& h : sp)
-      std::printf("%-32s live %lld: top concept covers >= %.2f of the top-%lld rows for %.4f; median coverage %.3f, "
-                  "median share of rows active %.4f\n", h["hook"].get<std::string>().c_str(), (long long)h["live"].get<int64_t>(),
-                  o.units.mono_coverage, (long long)o.units.top_k, h["share_covered"].get<double>(),
-                  h["median_coverage"].get<double>(), h["median_frac_active"].get<double>());
+      std::printf("%-32s live %lld: top concept covers >= %.2f of the top-%lld rows for %.4f (null %.4f); median coverage "
+                  "%.3f (null %.3f), median share of rows active %.4f\n", h["hook"].get<std::string>().c_str(),
+                  (long long)h["live"].get<int64_t>(), o.units.mono_coverage, (long long)o.units.top_k,
+                  h["share_covered"].get<double>(), h["share_covered_null"].get<double>(), h["median_coverage"].get<double>(),
+                  h["median_coverage_null"].get<double>(), h["median_frac_active"].get<double>());
     std::printf("%-32s %8s %8s %8s %8s   (null: mono poly)  [shares]\n", "", "dead", "mono", "poly", "unexpl");
     for (const auto& h : {sae_hook, sae_hook + ":sae"}) {
       double n = 0;

@@ -135,6 +135,7 @@ TEST(Units, DomainsAreSeparateConceptsAndClassesNeedCoverageAndASample) {
     EXPECT_EQ(b.unit, a.unit);
     EXPECT_EQ(b.cls, a.cls) << u;
     EXPECT_EQ(b.null_cls, a.null_cls) << u;
+    EXPECT_EQ(b.null_top_coverage, a.null_top_coverage) << u;
     for (size_t f = 0; f < features.size(); ++f)
       if (!std::isnan(a.auroc[f])) EXPECT_EQ(b.auroc[f], a.auroc[f]) << u << " " << f;
   }

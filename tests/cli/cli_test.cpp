@@ -1283,6 +1283,9 @@ TEST(CliTest, SaeTrainEvalAndCompressWithTheDictionaryInTheLoop) {
     EXPECT_EQ(n, 1024) << h.dump();  // 1024 neurons, 1024 features (expansion 1)
   }
   EXPECT_EQ(u["rows_analysed"].get<int64_t>(), static_cast<int64_t>(read_file(tmp.file("in.txt")).size()));
+  ASSERT_EQ(u["superposition"].size(), 2u);
+  for (const char* k : {"share_covered", "share_covered_null", "median_coverage", "median_coverage_null", "median_frac_active"})
+    EXPECT_TRUE(u["superposition"][1].contains(k)) << k;
 
   // sae sweep: a point per k and per λ; each saved dictionary evaluates (sae eval) to the figures of frontier.csv
   ASSERT_EQ(test::run_command(ccc + " sae sweep " + tmp.file("d.h5") + " --hook blocks.0.mlp.hook_post --eval " + tmp.file("held.txt") +
