@@ -475,4 +475,28 @@ UnitsReport analyze_units(const ActivationStore& store, const std::vector<Featur
   return rep;
 }
 
+std::vector<CoverageSummary> coverage_summary(const UnitsReport& rep, const std::vector<std::string>& hooks, double coverage) {
+  auto median = [](std::vector<double> v) {
+    if (v.empty()) return 0.0;
+    std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(v.size() / 2), v.end());
+    return v[v.size() / 2];
+  };
+  auto share = [&](const std::vector<double>& v) {
+    const auto n = std::count_if(v.begin(), v.end(), [&](double c) { return c >= coverage; });
+    return v.empty() ? 0.0 : static_cast<double>(n) / static_cast<double>(v.size());
+  };
+  std::vector<CoverageSummary> out;
+  for (const auto& h : hooks) {
+    std::vector<double> cov, null_cov, act;
+    for (const auto& u : rep.units) {
+      if (u.hook != h || u.cls == "dead") continue;
+      cov.push_back(u.top_feature >= 0 ? u.coverage[rep.concept_of[u.top_feature]] : 0.0);
+      null_cov.push_back(u.null_top_coverage);
+      act.push_back(u.frac_active);
+    }
+    out.push_back({h, static_cast<int64_t>(cov.size()), share(cov), share(null_cov), median(cov), median(null_cov), median(act)});
+  }
+  return out;
+}
+
 }  // namespace ccc::analysis

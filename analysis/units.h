@@ -89,6 +89,16 @@ struct UnitsReport {
   std::vector<UnitResult> units;
 };
 
+/// Beyond the classes (neurons vs a dictionary's features): per hook, over its live units, the share whose
+/// best feature's concept covers at least `coverage` of their top-k rows, the median of that coverage (each
+/// also under the shifted-label null) and the median share of rows a unit is active on.
+struct CoverageSummary {
+  std::string hook;
+  int64_t live = 0;
+  double share_covered = 0, share_covered_null = 0, median_coverage = 0, median_coverage_null = 0, median_frac_active = 0;
+};
+std::vector<CoverageSummary> coverage_summary(const UnitsReport& rep, const std::vector<std::string>& hooks, double coverage);
+
 /// Analyses the selected hooks of `store` against `features` (one label per dump row).
 UnitsReport analyze_units(const ActivationStore& store, const std::vector<Feature>& features, const UnitOptions& o);
 

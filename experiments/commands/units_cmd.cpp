@@ -447,31 +447,13 @@ void write_units_plots(const std::string& out_dir, const analysis::UnitsReport& 
 
 }  // namespace
 
-// Neurons vs a dictionary's features beyond the classes: among live units, the share whose top concept covers
-// at least `coverage` of their top-k rows, the median coverage and the median share of rows a unit is active on.
+// The coverage figures (analysis::coverage_summary) as JSON.
 nlohmann::json superposition_summary(const analysis::UnitsReport& rep, const std::vector<std::string>& hooks, double coverage) {
   nlohmann::json out = nlohmann::json::array();
-  for (const auto& h : hooks) {
-    std::vector<double> cov, null_cov, act;
-    for (const auto& u : rep.units) {
-      if (u.hook != h || u.cls == "dead") continue;
-      cov.push_back(u.top_feature >= 0 ? u.coverage[rep.concept_of[u.top_feature]] : 0.0);
-      null_cov.push_back(u.null_top_coverage);
-      act.push_back(u.frac_active);
-    }
-    auto median = [](std::vector<double> v) {
-      if (v.empty()) return 0.0;
-      std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(v.size() / 2), v.end());
-      return v[v.size() / 2];
-    };
-    auto share = [&](const std::vector<double>& v) {
-      const auto n = std::count_if(v.begin(), v.end(), [&](double c) { return c >= coverage; });
-      return v.empty() ? 0.0 : static_cast<double>(n) / static_cast<double>(v.size());
-    };
-    out.push_back({{"hook", h}, {"live", static_cast<int64_t>(cov.size())}, {"share_covered", share(cov)},
-                   {"share_covered_null", share(null_cov)}, {"median_coverage", median(cov)},
-                   {"median_coverage_null", median(null_cov)}, {"median_frac_active", median(act)}});
-  }
+  for (const auto& c : analysis::coverage_summary(rep, hooks, coverage))
+    out.push_back({{"hook", c.hook}, {"live", c.live}, {"share_covered", c.share_covered},
+                   {"share_covered_null", c.share_covered_null}, {"median_coverage", c.median_coverage},
+                   {"median_coverage_null", c.median_coverage_null}, {"median_frac_active", c.median_frac_active}});
   return out;
 }
 
