@@ -146,10 +146,12 @@ void add_circuit_commands(CLI::App& app, Globals& g) {
   {
     auto o = std::make_shared<experiments::ExperimentCmdOptions>();
     auto* sub = app.add_subcommand("experiment",
-                                   "run an experiment of the Circuit Competition Conjecture (competition, copy-vs-recall, icl, scaling) into a directory");
+                                   "run an experiment of the Circuit Competition Conjecture (competition, copy-vs-recall, icl, scaling, emergence) into a directory");
     sub->add_option("name", o->name, std::string("the experiment: ") + experiments::experiment_names())->required();
     sub->add_option("file", o->file, "input text (default: the head of every corpus's held-out split)");
-    add_model_options(sub, o->model, &o->tokenizer);
+    add_model_options(sub, o->runs, &o->tokenizer,
+                      "model directory (default: the embedded default); emergence: a training run directory with checkpoints/ "
+                      "(repeatable, one series each; default data/models/ccc-attn2)");
     sub->add_option("-o,--out", o->out, "output directory (result.json, section.md, CSVs, plots)")->required();
     sub->add_flag("--quick", o->quick, "tiny sizes (400 bytes per corpus, 10 null draws): what the tests run, same schema");
     sub->add_option("--seed", o->seed, "seed of the nulls, pairs and bootstraps (default 0)");
@@ -158,16 +160,16 @@ void add_circuit_commands(CLI::App& app, Globals& g) {
     sub->add_option("--circuit", o->circuit, "more candidates: components (1.2,mlp0) or a JSON file {\"components\": [...]}");
     sub->add_option("--streams", o->streams, "streams as in ccc compress (0 = automatic)");
     sub->add_option("--corpora", o->corpora_dir, "corpus directory of the default input");
-    sub->add_option("--models", o->models, "scaling: the family, comma-separated model directories (default: the shipped "
-                    "ccc-byte-xs, -s, -m, -l)")->delimiter(',');
-    sub->add_option("--positions", o->positions, "copy-vs-recall: positions N (default 64; quick 16); icl: windows (default 64; quick 16)")->check(CLI::Range(2, 1 << 16));
+    sub->add_option("--models", o->models, "scaling, emergence: the family, comma-separated model directories (default: the shipped "
+                    "ccc-byte-xs, -s, -m, -l; emergence: none = no size series)")->delimiter(',');
+    sub->add_option("--positions", o->positions, "copy-vs-recall: positions N (default 64; quick 16); icl: windows (default 64; quick 16); emergence: probe sequences (default 32; quick 8)")->check(CLI::Range(2, 1 << 16));
     sub->add_option("--repeats", o->repeats, "copy-vs-recall: planted copies k, comma-separated (default 0,1,2,4,8; quick 0,1,2,4)")
         ->delimiter(',')->check(CLI::Range(0, 1 << 12));
     sub->add_option("--top", o->top, "copy-vs-recall: components per side the interventions remove (default 3)")->check(CLI::Range(1, 1 << 12));
     sub->add_option("--null-draws", o->null_draws, "null draws: copy-vs-recall's random component sets (default 100; quick 20), icl's random head sets "
-                    "(20; quick 5), scaling's exchangeable-models draws (200; quick 50)")
+                    "(20; quick 5), scaling's exchangeable-models draws (200; quick 50), emergence's smooth-null draws (200; quick 50)")
         ->check(CLI::Range(1, 1 << 20));
-    sub->add_option("--span", o->span, "copy-vs-recall: bytes S of the query span (default 24)")->check(CLI::Range(2, 1 << 12));
+    sub->add_option("--span", o->span, "copy-vs-recall: bytes S of the query span (default 24); emergence: bytes of each probe string (default 50)")->check(CLI::Range(2, 1 << 12));
     sub->add_option("--filler", o->filler, "copy-vs-recall: filler bytes after each planted copy (default 16)")->check(CLI::Range(0, 1 << 12));
     sub->add_option("--min-p", o->min_p, "copy-vs-recall: the recalled byte's probability at k = 0 (default 0.9)")->check(CLI::Range(0.0, 1.0));
     sub->add_flag("-f,--force", o->force, "replace an existing output directory");
@@ -175,6 +177,9 @@ void add_circuit_commands(CLI::App& app, Globals& g) {
     sub->callback([&g, o] {
       g.init();
       o->command = g.command;
+      if (o->name != "emergence") {  // one model: -m given once
+        if (o->runs.size() == 1) o->model = o->runs.front(), o->runs.clear();
+      }
       experiments::run_experiment(*o);
     });
   }

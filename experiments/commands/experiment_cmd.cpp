@@ -90,15 +90,17 @@ nlohmann::json result_json(Result& r, const model::LoadedModel& m, const Experim
   return j;
 }
 
-const char* experiment_names() { return "competition, copy-vs-recall, icl, scaling"; }
+const char* experiment_names() { return "competition, copy-vs-recall, icl, scaling, emergence"; }
 
 void run_experiment(const ExperimentCmdOptions& o) {
-  CCC_CHECK(o.name == "competition" || o.name == "copy-vs-recall" || o.name == "icl" || o.name == "scaling", "experiment ", o.name,
-            ": unknown (known: ", experiment_names(), ")");
+  CCC_CHECK(o.name == "competition" || o.name == "copy-vs-recall" || o.name == "icl" || o.name == "scaling" || o.name == "emergence",
+            "experiment ", o.name, ": unknown (known: ", experiment_names(), ")");
+  CCC_CHECK(o.runs.empty() || o.name == "emergence", "experiment ", o.name, ": takes one model (-m once); several -m are emergence's runs");
   CCC_CHECK(!o.out.empty(), "experiment: -o DIR is required");
   std::error_code ec;
   CCC_CHECK(o.force || !fs::exists(o.out, ec), o.out, " exists (use --force to replace it)");
   if (o.name == "scaling") return run_scaling_cmd(o);  // a family of models
+  if (o.name == "emergence") return run_emergence_cmd(o);  // series of checkpoints and sizes
   auto m = model::load_model(o.model.empty() ? default_model_path() : o.model, o.tokenizer);
   if (o.name == "competition") run_competition_cmd(o, m);
   else if (o.name == "copy-vs-recall") run_copy_recall_cmd(o, m);

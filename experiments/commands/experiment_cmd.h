@@ -9,7 +9,7 @@
 namespace ccc::experiments {
 
 struct ExperimentCmdOptions {
-  std::string name;              ///< the experiment: competition | copy-vs-recall
+  std::string name;              ///< the experiment (experiment_names())
   std::string model, tokenizer;  ///< "" = the default model
   std::string file;              ///< input text ("" = a held-out mix of the corpora present)
   std::string corpora_dir;
@@ -21,7 +21,8 @@ struct ExperimentCmdOptions {
   int64_t positions = 0, null_draws = 0, top = 0, span = 0, filler = -1;
   double min_p = 0;
   std::vector<int64_t> repeats;
-  std::vector<std::string> models;  ///< scaling: the family (default: the shipped ccc-byte-xs, -s, -m, -l)
+  std::vector<std::string> models;  ///< scaling, emergence: the family (default: the shipped ccc-byte-xs, -s, -m, -l)
+  std::vector<std::string> runs;    ///< emergence: training run directories with checkpoints/ (-m, repeatable)
   bool quick = false;            ///< tiny sizes (what the tests run), the same schema
   uint64_t seed = 0;
   bool force = false;
