@@ -146,7 +146,7 @@ void add_circuit_commands(CLI::App& app, Globals& g) {
   {
     auto o = std::make_shared<experiments::ExperimentCmdOptions>();
     auto* sub = app.add_subcommand("experiment",
-                                   "run an experiment of the Circuit Competition Conjecture (competition, copy-vs-recall, icl, scaling, emergence) into a directory");
+                                   "run an experiment of the Circuit Competition Conjecture (competition, copy-vs-recall, icl, scaling, emergence, finetune) into a directory");
     sub->add_option("name", o->name, std::string("the experiment: ") + experiments::experiment_names())->required();
     sub->add_option("file", o->file, "input text (default: the head of every corpus's held-out split)");
     add_model_options(sub, o->runs, &o->tokenizer,
@@ -167,8 +167,15 @@ void add_circuit_commands(CLI::App& app, Globals& g) {
         ->delimiter(',')->check(CLI::Range(0, 1 << 12));
     sub->add_option("--top", o->top, "copy-vs-recall: components per side the interventions remove (default 3)")->check(CLI::Range(1, 1 << 12));
     sub->add_option("--null-draws", o->null_draws, "null draws: copy-vs-recall's random component sets (default 100; quick 20), icl's random head sets "
-                    "(20; quick 5), scaling's exchangeable-models draws (200; quick 50), emergence's smooth-null draws (200; quick 50)")
+                    "(20; quick 5), scaling's exchangeable-models draws (200; quick 50), emergence's smooth-null draws (200; quick 50), "
+                    "finetune's permuted-domain draws (1000; quick 200)")
         ->check(CLI::Range(1, 1 << 20));
+    sub->add_option("--corpus", o->corpus, "finetune: the target corpus (default llamacpp-src, code)");
+    sub->add_option("--params", o->params, "finetune: a parameter subset (all, attn, mlp, layers:L, globs; repeatable; default all, attn, "
+                    "mlp and the middle layer; quick all, mlp)")->allow_extra_args(false);
+    sub->add_option("--steps", o->steps, "finetune: snapshot step counts of each schedule, comma-separated (default 50,100,200; quick 4,8,12)")
+        ->delimiter(',')->check(CLI::Range(1, 1 << 24));
+    sub->add_option("--eval-bytes", o->eval_bytes, "finetune: held-out bytes per corpus (default 2048; quick 256)")->check(CLI::Range(64, 1 << 24));
     sub->add_option("--span", o->span, "copy-vs-recall: bytes S of the query span (default 24); emergence: bytes of each probe string (default 50)")->check(CLI::Range(2, 1 << 12));
     sub->add_option("--filler", o->filler, "copy-vs-recall: filler bytes after each planted copy (default 16)")->check(CLI::Range(0, 1 << 12));
     sub->add_option("--min-p", o->min_p, "copy-vs-recall: the recalled byte's probability at k = 0 (default 0.9)")->check(CLI::Range(0.0, 1.0));

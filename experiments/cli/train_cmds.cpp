@@ -50,6 +50,9 @@ void add_train_commands(CLI::App& app, Globals& g) {
     sub->add_option("--corpora", o->corpora_dir, "corpus directory");
     sub->add_flag("--force", o->force, "replace an existing OUT");
     sub->add_option("--max-memory", o->max_memory, "bytes the run may use (default: the memory available; the run's estimate is checked first)");
+    sub->add_option("--save-every", o->save_every, "keep OUT/checkpoints/step-N every N steps (default 0: none)")->check(CLI::Range(0, 1 << 30));
+    sub->add_flag("--circuits", o->circuits, "also the per-circuit table: Δbits of mean-ablating each head and MLP on each corpus's "
+                  "held-out head (at most 4096 bytes), before and after, with the shift's CI (OUT/circuits.csv)");
     sub->callback([&g, o] {
       g.init();
       o->command = g.command;

@@ -119,6 +119,7 @@ void run_emergence_cmd(const ExperimentCmdOptions& o) {
   auto last = model::load_model(d.front().points.back().model);
   const std::string names = r.model;
   nlohmann::json j = result_json(r, last, in, o);
+  r.model = names;  // the series, not the one model result_json names
   j["model"] = names;
   nlohmann::json rows = nlohmann::json::array(), fits = nlohmann::json::array();
   std::ostringstream csv;

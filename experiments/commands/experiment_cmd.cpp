@@ -90,10 +90,11 @@ nlohmann::json result_json(Result& r, const model::LoadedModel& m, const Experim
   return j;
 }
 
-const char* experiment_names() { return "competition, copy-vs-recall, icl, scaling, emergence"; }
+const char* experiment_names() { return "competition, copy-vs-recall, icl, scaling, emergence, finetune"; }
 
 void run_experiment(const ExperimentCmdOptions& o) {
-  CCC_CHECK(o.name == "competition" || o.name == "copy-vs-recall" || o.name == "icl" || o.name == "scaling" || o.name == "emergence",
+  CCC_CHECK(o.name == "competition" || o.name == "copy-vs-recall" || o.name == "icl" || o.name == "scaling" || o.name == "emergence" ||
+                o.name == "finetune",
             "experiment ", o.name, ": unknown (known: ", experiment_names(), ")");
   CCC_CHECK(o.runs.empty() || o.name == "emergence", "experiment ", o.name, ": takes one model (-m once); several -m are emergence's runs");
   CCC_CHECK(!o.out.empty(), "experiment: -o DIR is required");
@@ -101,6 +102,7 @@ void run_experiment(const ExperimentCmdOptions& o) {
   CCC_CHECK(o.force || !fs::exists(o.out, ec), o.out, " exists (use --force to replace it)");
   if (o.name == "scaling") return run_scaling_cmd(o);  // a family of models
   if (o.name == "emergence") return run_emergence_cmd(o);  // series of checkpoints and sizes
+  if (o.name == "finetune") return run_finetune_experiment_cmd(o);  // trains its own copies of the model
   auto m = model::load_model(o.model.empty() ? default_model_path() : o.model, o.tokenizer);
   if (o.name == "competition") run_competition_cmd(o, m);
   else if (o.name == "copy-vs-recall") run_copy_recall_cmd(o, m);

@@ -23,6 +23,11 @@ struct ExperimentCmdOptions {
   std::vector<int64_t> repeats;
   std::vector<std::string> models;  ///< scaling, emergence: the family (default: the shipped ccc-byte-xs, -s, -m, -l)
   std::vector<std::string> runs;    ///< emergence: training run directories with checkpoints/ (-m, repeatable)
+  // finetune (empty / 0 = the experiment's default)
+  std::string corpus;               ///< the target corpus
+  std::vector<std::string> params;  ///< parameter subsets (model::select_parameters specs)
+  std::vector<int64_t> steps;       ///< snapshot step counts
+  int64_t eval_bytes = 0;
   bool quick = false;            ///< tiny sizes (what the tests run), the same schema
   uint64_t seed = 0;
   bool force = false;

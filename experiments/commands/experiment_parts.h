@@ -42,5 +42,6 @@ void run_copy_recall_cmd(const ExperimentCmdOptions& o, model::LoadedModel& m);
 void run_icl_circuit_cmd(const ExperimentCmdOptions& o, model::LoadedModel& m);
 void run_scaling_cmd(const ExperimentCmdOptions& o);
 void run_emergence_cmd(const ExperimentCmdOptions& o);
+void run_finetune_experiment_cmd(const ExperimentCmdOptions& o);
 
 }  // namespace ccc::experiments

@@ -10,6 +10,7 @@
 #include <fstream>
 #include <iostream>
 #include <memory>
+#include <sstream>
 
 #include <nlohmann/json.hpp>
 
@@ -18,6 +19,8 @@
 #include "model/base/fileio.h"
 #include "model/formats/loader.h"
 #include "model/core/fused_ops.h"
+#include "circuits/sweep.h"
+#include "experiments/lib/finetune_effects.h"
 #include "model/training/finetune.h"
 #include "model/training/trainer.h"
 #include "model/base/util.h"
@@ -324,13 +327,70 @@ void run_finetune(const FinetuneCmdOptions& o) {
                    (long long)ev.step, (long long)t.steps, ev.train_bpb, ev.val_bpb, ev.tokens_per_s);
   };
   const auto t0 = std::chrono::steady_clock::now();
+  const fs::path out(o.out);
+  OutputDir out_dir(o.out, o.force);  // the model, its card, checkpoints and tables appear together or not at all
+  if (o.save_every > 0)
+    cb.on_step = [&, log = cb.on_step](const model::TrainEvent& ev) {
+      if (log) log(ev);
+      if (ev.step % o.save_every == 0)
+        model::save_model((fs::path(out_dir.temp_dir()) / "checkpoints" / ("step-" + std::to_string(ev.step))).string(), base.config,
+                          base.model, model::SaveDtype::kF32);
+    };
+  // the per-circuit table: each corpus's held-out head (at most 4096 bytes), scored before training
+  std::vector<std::pair<std::string, std::string>> domains;
+  std::vector<circuits::Component> comps;
+  CircuitTable before;
+  if (o.circuits) {
+    for (const auto& c : corpora) {
+      std::string held = c.split(Split::kHeldOut);
+      const size_t cap = o.eval_bytes > 0 ? std::min<size_t>(4096, static_cast<size_t>(o.eval_bytes)) : 4096;
+      if (held.size() > cap) held.resize(cap);
+      domains.emplace_back(c.name, held);
+    }
+    comps = circuits::sweep_set("heads", base.config);
+    if (!base.config.attn_only) {
+      const auto mlps = circuits::sweep_set("mlps", base.config);
+      comps.insert(comps.end(), mlps.begin(), mlps.end());
+    }
+    if (!o.quiet) std::fprintf(stderr, "finetune: circuit table before (%zu components x %zu corpora)\n", comps.size(), domains.size());
+    before = circuit_table(base, domains, comps, circuits::Mode::kMean, 0, o.seed);
+  }
   const auto r = model::finetune(base.model, corpora, o.corpus, trainable, f, cb);
   const double wall = seconds_since(t0);
-  const fs::path out(o.out);
-  OutputDir out_dir(o.out, o.force);  // the model, its card and tradeoff.json appear together or not at all
   model::save_model(out_dir.temp_dir(), base.config, base.model, model::SaveDtype::kF32);
-  const auto fingerprint = model::load_model(out_dir.temp_dir()).fingerprint;
+  auto after_model = model::load_model(out_dir.temp_dir());
+  const auto fingerprint = after_model.fingerprint;
   const auto rows = print_tradeoff(o, r, trainable.size(), t.steps);
+  if (o.circuits) {
+    if (!o.quiet) std::fprintf(stderr, "finetune: circuit table after\n");
+    const auto after = circuit_table(after_model, domains, comps, circuits::Mode::kMean, 0, o.seed);
+    const auto sh = circuit_shift(before, after, 1000, o.seed);
+    std::ostringstream csv;
+    csv << "component,corpus,delta_bits_before,delta_bits_after,shift,ci_low,ci_high\n";
+    struct Top {
+      double shift;
+      size_t c, k;
+    };
+    std::vector<Top> top;
+    for (size_t c = 0; c < comps.size(); ++c)
+      for (size_t k = 0; k < domains.size(); ++k) {
+        char line[256];
+        std::snprintf(line, sizeof line, "%s,%s,%.6f,%.6f,%.6f,%.6f,%.6f\n", before.components[c].c_str(), domains[k].first.c_str(),
+                      before.delta_bits_per_byte[c][k], after.delta_bits_per_byte[c][k], sh.shift[c][k], sh.ci_low[c][k], sh.ci_high[c][k]);
+        csv << line;
+        top.push_back({sh.shift[c][k], c, k});
+      }
+    write_file_atomic(out_dir.file("circuits.csv"), csv.str());
+    std::sort(top.begin(), top.end(), [](const Top& a, const Top& b) { return std::fabs(a.shift) > std::fabs(b.shift); });
+    std::printf("\nper-circuit shift: delta bits per byte of mean-ablating each component, after - before (95%% block-bootstrap CI); "
+                "the 10 largest of %zu (all in circuits.csv)\n\n| component | corpus | before | after | shift [95%% CI] |\n|---|---|---:|---:|---:|\n",
+                top.size());
+    for (size_t i = 0; i < std::min<size_t>(10, top.size()); ++i) {
+      const auto& w = top[i];
+      std::printf("| %s | %s | %.4f | %.4f | %+.4f [%+.4f, %+.4f] |\n", before.components[w.c].c_str(), domains[w.k].first.c_str(),
+                  before.delta_bits_per_byte[w.c][w.k], after.delta_bits_per_byte[w.c][w.k], w.shift, sh.ci_low[w.c][w.k], sh.ci_high[w.c][w.k]);
+    }
+  }
   nlohmann::json curve = nlohmann::json::array(), held_after = nlohmann::json::object();
   for (const auto& [step, bpb] : r.curve) curve.push_back({{"step", step}, {"validation_bpb", bpb}});
   for (size_t i = 0; i < r.after.corpora.size(); ++i) held_after[r.after.corpora[i]] = r.after.bits_per_byte[i];

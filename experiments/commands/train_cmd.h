@@ -37,6 +37,8 @@ struct FinetuneCmdOptions {
   std::string out;
   bool force = false;
   uint64_t max_memory = 0;   ///< refuse a run whose estimate exceeds this (0 = the memory available)
+  int64_t save_every = 0;    ///< keep OUT/checkpoints/step-N every N steps (0 = none)
+  bool circuits = false;     ///< also the per-circuit table before / after (OUT/circuits.csv)
   std::string command;
 };
 void run_finetune(const FinetuneCmdOptions& o);
