@@ -499,4 +499,26 @@ std::vector<CoverageSummary> coverage_summary(const UnitsReport& rep, const std:
   return out;
 }
 
+std::vector<Feature> dump_auto_features(const ActivationStore& store, std::string_view text) {
+  const auto offsets = store.byte_offsets();
+  const auto streams = store.streams();
+  std::map<int32_t, int64_t> first;
+  for (size_t r = 0; r < offsets.size(); ++r)
+    if (offsets[r] >= 0) {
+      auto it = first.find(streams[r]);
+      if (it == first.end() || offsets[r] < it->second) first[streams[r]] = offsets[r];
+    }
+  std::vector<int64_t> stream_start(offsets.size(), 0);
+  for (size_t r = 0; r < offsets.size(); ++r) stream_start[r] = first.count(streams[r]) ? first[streams[r]] : 0;
+  int64_t window = store.attr_int("window");
+  if (window <= 0) window = static_cast<int64_t>(text.size());
+  return auto_features(text, offsets, stream_start, window);
+}
+
+std::map<std::string, int64_t> class_totals(const UnitsReport& rep, bool null) {
+  std::map<std::string, int64_t> out;
+  for (const auto& u : rep.units) ++out[null ? u.null_cls : u.cls];
+  return out;
+}
+
 }  // namespace ccc::analysis

@@ -29,6 +29,8 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
+#include <string_view>
 #include <string>
 #include <vector>
 
@@ -98,6 +100,13 @@ struct CoverageSummary {
   double share_covered = 0, share_covered_null = 0, median_coverage = 0, median_coverage_null = 0, median_frac_active = 0;
 };
 std::vector<CoverageSummary> coverage_summary(const UnitsReport& rep, const std::vector<std::string>& hooks, double coverage);
+
+/// The automatic features (analysis::auto_features) of a dump's rows over its source `text`: each row's
+/// stream start from the dump's byte offsets, the window from its `window` attribute (the whole text when 0).
+std::vector<Feature> dump_auto_features(const ActivationStore& store, std::string_view text);
+
+/// Units per class ("monosemantic", "polysemantic", "unexplained", ...; `null`: the shifted-label classes).
+std::map<std::string, int64_t> class_totals(const UnitsReport& rep, bool null = false);
 
 /// Analyses the selected hooks of `store` against `features` (one label per dump row).
 UnitsReport analyze_units(const ActivationStore& store, const std::vector<Feature>& features, const UnitOptions& o);

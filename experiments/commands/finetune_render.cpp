@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <map>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
@@ -67,6 +68,28 @@ std::string section(const Result& r, const FinetuneEffectsDetail& d, const Finet
        << num(d.base.delta_bits_per_byte[w.c][w.k], 4) << " | " << num(top->table.delta_bits_per_byte[w.c][w.k], 4) << " | "
        << num(w.shift, 4) << " [" << num(w.lo, 4) << ", " << num(w.hi, 4) << "] |\n";
   }
+  if (!d.units_before.empty()) {
+    md << "\nUnit classes (`ccc units` rules, every MLP's hook_post, automatic features; " << d.units_rows
+       << " rows of held-out text), base vs " << d.compared << ":\n\n| class | base | fine-tuned | base (null) | fine-tuned (null) |\n|---|---:|---:|---:|---:|\n";
+    std::map<std::string, int> classes;
+    for (const auto* m : {&d.units_before, &d.units_after}) for (const auto& [k, v] : *m) classes[k] = 1;
+    auto at = [](const std::map<std::string, int64_t>& m, const std::string& k) { return m.count(k) ? m.at(k) : int64_t{0}; };
+    for (const auto& [k, one] : classes)
+      md << "| " << k << " | " << at(d.units_before, k) << " | " << at(d.units_after, k) << " | " << at(d.units_null_before, k) << " | "
+         << at(d.units_null_after, k) << " |\n";
+  }
+  if (d.has_crosscoder) {
+    const auto& x = d.crosscoder;
+    md << "\nModel diffing: a crosscoder (topk, k " << x.sae.k << ", " << x.d_sae << " latents at " << x.hook << ", " << x.train_rows
+       << " training rows) over the base and " << d.compared << ". Latents by relative decoder norm (B = fine-tuned), after the "
+       "latent-scaling correction (before it: base-only " << x.a_only_raw << ", fine-tune-only " << x.b_only_raw << "):\n\n"
+       << "| shared | base-only | fine-tune-only | in between | dead | explained variance base / fine-tuned |\n|---:|---:|---:|---:|---:|---|\n| "
+       << x.shared << " | " << x.a_only << " | " << x.b_only << " | " << x.between << " | " << x.dead << " | " << num(x.explained_variance_a, 3)
+       << " / " << num(x.explained_variance_b, 3) << " |\n\nBits the groups carry in the fine-tuned model (" << x.eval_bytes
+       << " held-out bytes): clean " << num(x.bits_clean_b, 1) << ", crosscoder spliced in " << num(x.bits_splice_b, 1)
+       << "; removing the shared latents costs " << num(x.delta_bits_shared, 1) << " bits, the base-only " << num(x.delta_bits_a_only, 1)
+       << ", the fine-tune-only " << num(x.delta_bits_b_only, 1) << ".\n";
+  }
   return md.str();
 }
 
@@ -90,6 +113,7 @@ void run_finetune_experiment_cmd(const ExperimentCmdOptions& o) {
   if (o.quick) {  // two subsets, three short snapshots, small texts: the same schema in about a minute
     c.subsets = {"all", "mlp"};
     c.steps = {4, 8, 12}, c.batch_size = 4, c.seq_len = 128, c.eval_bytes = 256, c.resamples = 200, c.null_draws = 200;
+    c.units_bytes = 256, c.crosscoder_train_bytes = 2048, c.crosscoder.steps = 200, c.crosscoder.expansion = 4;
   }
   if (!o.corpus.empty()) c.target = o.corpus;
   if (!o.params.empty()) c.subsets = o.params;
@@ -151,6 +175,21 @@ void run_finetune_experiment_cmd(const ExperimentCmdOptions& o) {
   j["eval_bytes"] = c.eval_bytes;
   j["base"] = {{"bits_per_byte", d.base.clean_bits_per_byte}, {"delta_bits_per_byte", d.base.delta_bits_per_byte}, {"eval_seconds", d.base_eval_seconds}};
   j["runs"] = runs;
+  j["compared"] = d.compared;
+  if (!d.units_before.empty())
+    j["unit_classes"] = {{"compared", d.compared}, {"bytes_per_corpus", c.units_bytes}, {"rows", d.units_rows},
+                         {"hooks", "blocks.*.mlp.hook_post"}, {"features", "automatic"}, {"before", d.units_before},
+                         {"after", d.units_after}, {"null_before", d.units_null_before}, {"null_after", d.units_null_after},
+                         {"seconds", d.units_seconds}};
+  if (d.has_crosscoder) {
+    auto cj = d.crosscoder.to_json();
+    cj["compared"] = d.compared;
+    cj["train_bytes_per_corpus"] = c.crosscoder_train_bytes;
+    cj["seconds"] = d.crosscoder_seconds;
+    cj["model_a"] = "base";
+    cj["model_b"] = d.compared;
+    j["crosscoder"] = cj;
+  }
   const double secs = seconds_since(t0);
   j["wall_seconds"] = secs;
   write_file_atomic(out.file("result.json"), j.dump(2) + "\n");

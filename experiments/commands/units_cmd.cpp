@@ -111,18 +111,7 @@ std::string checked_source_text(const UnitsCmdOptions& o, const analysis::Activa
 std::vector<analysis::Feature> unit_features(const UnitsCmdOptions& o, const analysis::ActivationStore& store,
                                              const std::string& text) {
   const auto offsets = store.byte_offsets();
-  const auto streams = store.streams();
-  std::map<int32_t, int64_t> first;
-  for (size_t r = 0; r < offsets.size(); ++r)
-    if (offsets[r] >= 0) {
-      auto it = first.find(streams[r]);
-      if (it == first.end() || offsets[r] < it->second) first[streams[r]] = offsets[r];
-    }
-  std::vector<int64_t> stream_start(offsets.size(), 0);
-  for (size_t r = 0; r < offsets.size(); ++r) stream_start[r] = first.count(streams[r]) ? first[streams[r]] : 0;
-  int64_t window = store.attr_int("window");
-  if (window <= 0) window = static_cast<int64_t>(text.size());
-  auto features = analysis::auto_features(text, offsets, stream_start, window);
+  auto features = analysis::dump_auto_features(store, text);
   for (const auto& spec : o.features) {
     const size_t eq = spec.find('=');
     CCC_CHECK(eq != std::string::npos && eq > 0, "--feature ", spec, ": expected NAME=REGEX");

@@ -9,7 +9,11 @@
 #include <random>
 #include <unistd.h>
 
+#include "analysis/activation_store.h"
+#include "analysis/capture.h"
+#include "analysis/units.h"
 #include "circuits/sweep.h"
+#include "compress/lm_codec.h"
 #include "model/base/error.h"
 #include "model/formats/loader.h"
 #include "model/training/trainer.h"
@@ -37,6 +41,29 @@ double pearson(const std::vector<double>& x, const std::vector<double>& y) {
   }
   if (!(sxx > 0) || !(syy > 0)) return std::nan("");
   return sxy / std::sqrt(sxx * syy);
+}
+
+std::map<std::string, int64_t> unit_classes(model::LoadedModel& m, const std::string& text, const std::string& h5,
+                                            std::map<std::string, int64_t>* null, int64_t* rows) {
+  if (m.config.attn_only) return {};
+  {
+    compress::CodecOptions codec;
+    analysis::CaptureOptions c;
+    c.out = h5;
+    c.hooks = {"blocks.*.mlp.hook_post"};
+    c.force = true;
+    analysis::ActivationCapture cap(m, text, codec, c);
+    cap.attach(codec, codec);
+    compress::lm_compress(m, text, codec);
+    cap.finish();
+  }
+  analysis::ActivationStore store(h5);
+  analysis::UnitOptions uo;
+  uo.hooks = {"blocks.*.mlp.hook_post"};
+  const auto rep = analysis::analyze_units(store, analysis::dump_auto_features(store, text), uo);
+  if (null != nullptr) *null = analysis::class_totals(rep, true);
+  if (rows != nullptr) *rows = rep.rows;
+  return analysis::class_totals(rep);
 }
 
 CircuitTable circuit_table(model::LoadedModel& m, const std::vector<std::pair<std::string, std::string>>& domains,
@@ -206,6 +233,41 @@ Result run_finetune_effects(const std::string& base_dir, const std::vector<model
       for (size_t k = 0; k < domains.size(); ++k) r.delta_bits_per_byte.push_back(r.table.clean_bits_per_byte[k] - d.base.clean_bits_per_byte[k]);
       d.runs.push_back(std::move(r));
       if (o.progress) o.progress("models scored", ++done, total);
+    }
+  }
+  // base vs the longest snapshot of the first subset: unit classes and the crosscoder
+  const auto& cmp = d.runs[o.steps.size() - 1];
+  d.compared = cmp.params + "/" + std::to_string(cmp.steps);
+  {
+    std::string name = cmp.params;
+    std::replace(name.begin(), name.end(), ':', '-');
+    std::replace(name.begin(), name.end(), ',', '_');
+    auto tuned = model::load_model((keep / (name + "-" + std::to_string(cmp.steps))).string());
+    std::string held, train;
+    for (const auto* c : order) {
+      if (o.units_bytes > 0) held += c->split(model::Split::kHeldOut).substr(0, static_cast<size_t>(o.units_bytes));
+      if (o.crosscoder_train_bytes > 0) train += c->split(model::Split::kTrain).substr(0, static_cast<size_t>(o.crosscoder_train_bytes));
+    }
+    if (o.units_bytes > 0 && !base.config.attn_only) {
+      t0 = std::chrono::steady_clock::now();
+      const std::string h5 = (keep / "units.h5").string();
+      d.units_before = unit_classes(base, held, h5, &d.units_null_before, &d.units_rows);
+      d.units_after = unit_classes(tuned, held, h5, &d.units_null_after);
+      fs::remove(h5, ec);
+      d.units_seconds = seconds_since(t0);
+      if (o.progress) o.progress("unit classes", 1, 1);
+    }
+    if (o.crosscoder_train_bytes > 0) {
+      t0 = std::chrono::steady_clock::now();
+      std::string eval;
+      for (const auto& [n, text] : domains) eval += text;
+      auto cc = o.crosscoder;
+      cc.seed = o.seed;
+      cc.window = std::min(cc.window, base.config.n_ctx - 1);
+      d.crosscoder = analysis::diff_models(base, tuned, train, eval, cc);
+      d.has_crosscoder = true;
+      d.crosscoder_seconds = seconds_since(t0);
+      if (o.progress) o.progress("crosscoder", 1, 1);
     }
   }
   if (o.snapshot_dir.empty()) fs::remove_all(keep, ec);

@@ -13,10 +13,12 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "analysis/crosscoder.h"
 #include "circuits/ablation.h"
 #include "experiments/lib/result.h"
 #include "model/formats/loader.h"
@@ -38,7 +40,7 @@ struct CircuitTable {
 /// reference is the domain text itself) under the compressor's segmentation (`streams`, 0 = automatic).
 CircuitTable circuit_table(model::LoadedModel& m, const std::vector<std::pair<std::string, std::string>>& domains,
                            const std::vector<circuits::Component>& components, circuits::Mode mode, int64_t streams,
-                           uint64_t seed, int64_t block = 256);
+                           uint64_t seed, int64_t block = 64);
 
 /// after − before per (component, domain) with a percentile block-bootstrap CI (the same blocks drawn for
 /// both models: the texts and segmentation are the same). Throws ccc::Error when the tables differ in shape.
@@ -59,6 +61,12 @@ struct FinetuneEffectsOptions {
   int64_t streams = 0;
   int64_t resamples = 1000, null_draws = 1000;
   std::string snapshot_dir;                     ///< where snapshots are kept (<subset>-<steps>/); "" = not kept
+  /// Base vs the longest snapshot of the first subset ("all" by default): unit classes (ccc units' rules on
+  /// every MLP's hook_post, the automatic features) on the held-out heads (units_bytes of each corpus), and
+  /// a crosscoder trained on the training splits' heads (crosscoder_train_bytes of each) and evaluated on
+  /// the held-out heads. 0 = left out.
+  int64_t units_bytes = 1024, crosscoder_train_bytes = 8192;
+  analysis::CrosscoderOptions crosscoder;
   std::function<void(const std::string& phase, int64_t done, int64_t total)> progress;
 };
 
@@ -81,7 +89,19 @@ struct FinetuneEffectsDetail {
   std::vector<FinetuneRun> runs;
   double base_eval_seconds = 0;
   std::vector<double> null_correlations;
+  std::string compared;  ///< the run compared with the base below ("all/200")
+  std::map<std::string, int64_t> units_before, units_after, units_null_before, units_null_after;  ///< empty = not run
+  int64_t units_rows = 0;
+  bool has_crosscoder = false;
+  analysis::CrosscoderReport crosscoder;
+  double units_seconds = 0, crosscoder_seconds = 0;
 };
+
+/// Unit classes of `m` on `text`: a capture of every MLP's hook_post during a compression run (written to
+/// `h5`, replaced), the automatic features, analysis::analyze_units. `null` receives the shifted-label
+/// classes; `rows` the rows analysed. Empty for attention-only models.
+std::map<std::string, int64_t> unit_classes(model::LoadedModel& m, const std::string& text, const std::string& h5,
+                                            std::map<std::string, int64_t>* null = nullptr, int64_t* rows = nullptr);
 
 /// Fine-tunes the byte-level model in `base_dir` on o.target (a name in `corpora`) per subset and scores
 /// every snapshot. The caller fills model / input identity. Throws ccc::Error for a target not among the

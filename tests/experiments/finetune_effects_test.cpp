@@ -49,6 +49,12 @@ TEST(FinetuneEffects, FrozenParametersStayBitIdenticalAndTheTableEqualsDirectAbl
   o.resamples = 50;
   o.null_draws = 50;
   o.snapshot_dir = tmp.file("snaps");
+  o.units_bytes = 300;
+  o.crosscoder_train_bytes = 1500;
+  o.crosscoder.steps = 100;
+  o.crosscoder.expansion = 2;
+  o.crosscoder.k = 4;
+  o.crosscoder.batch = 256;
   FinetuneEffectsDetail d;
   const Result r = run_finetune_effects(tmp.file("base"), corpora, o, &d);
   ASSERT_EQ(d.runs.size(), 4u);
@@ -104,6 +110,16 @@ TEST(FinetuneEffects, FrozenParametersStayBitIdenticalAndTheTableEqualsDirectAbl
   EXPECT_GE(r.measurements[0].value, -1.0);
   EXPECT_LE(r.measurements[0].value, 1.0);
   EXPECT_EQ(d.null_correlations.size(), 50u);
+  // the comparison of base and the first subset's longest snapshot: unit classes over every MLP unit, a crosscoder
+  EXPECT_EQ(d.compared, "attn/4");
+  int64_t before = 0, after = 0;
+  for (const auto& [k, v] : d.units_before) before += v;
+  for (const auto& [k, v] : d.units_after) after += v;
+  EXPECT_EQ(before, base.config.n_layers * base.config.d_mlp);
+  EXPECT_EQ(after, before);
+  EXPECT_EQ(d.units_rows, 3 * 300);
+  ASSERT_TRUE(d.has_crosscoder);
+  EXPECT_EQ(d.crosscoder.shared + d.crosscoder.a_only + d.crosscoder.b_only + d.crosscoder.between + d.crosscoder.dead, d.crosscoder.d_sae);
   // reproducible by seed
   o.snapshot_dir.clear();
   FinetuneEffectsDetail d2;
