@@ -195,8 +195,8 @@ void add_circuit_commands(CLI::App& app, Globals& g) {
     auto* sub = app.add_subcommand("study", "every experiment on the default model and more, then the report (DIR/report/report.html)");
     sub->add_option("-o,--out", o->out, "the study directory (one directory per experiment and model, and report/)")->required();
     sub->add_flag("--quick", o->quick, "every experiment in its quick size (a few minutes in all)");
-    sub->add_flag("--default-only", o->default_only, "only the default model (scaling, which needs the family, is left out)");
-    sub->add_option("--experiments", o->experiments, "a subset, comma-separated: copy-vs-recall, competition, icl, scaling")
+    sub->add_flag("--default-only", o->default_only, "only the default model (scaling and emergence, which need the family and checkpoint series, are left out)");
+    sub->add_option("--experiments", o->experiments, "a subset, comma-separated: copy-vs-recall, competition, icl, scaling, emergence, finetune")
         ->delimiter(',');
     sub->add_option("--corpora", o->corpora_dir, "corpus directory of the held-out inputs");
     sub->add_option("--seed", o->seed, "seed of every experiment (default 0)");

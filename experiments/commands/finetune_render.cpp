@@ -1,6 +1,7 @@
 // `ccc experiment finetune`: experiments::run_finetune_effects on the default model (or -m) and the
 // present corpora, and the rendering of its Result and detail.
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -98,8 +99,19 @@ std::string section(const Result& r, const FinetuneEffectsDetail& d, const Finet
 void run_finetune_experiment_cmd(const ExperimentCmdOptions& o) {
   const std::string base = o.model.empty() ? default_model_path() : o.model;
   const std::string dir = corpora_dir_or_default(o.corpora_dir);
-  const auto names = model::present_corpora(dir);
-  CCC_CHECK(!names.empty(), "no corpus found in ", dir, " (run ./setup.sh or pass --corpora DIR)");
+  // the known corpora present, the target among them; a directory of other corpora: every <name>.txt in it
+  auto names = model::present_corpora(dir);
+  const std::string target = o.corpus.empty() ? FinetuneEffectsOptions{}.target : o.corpus;
+  if (std::find(names.begin(), names.end(), target) == names.end()) names.insert(names.begin(), target);
+  if (names.size() < 2) {
+    names.clear();
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator(dir, ec))
+      if (e.path().extension() == ".txt") names.push_back(e.path().stem().string());
+    std::sort(names.begin(), names.end());
+  }
+  CCC_CHECK(names.size() >= 2, "experiment finetune: needs the target and at least one other corpus in ", dir,
+            " (run ./setup.sh or pass --corpora DIR)");
   const auto corpora = model::load_corpora(dir, names);
   FinetuneEffectsOptions c;
   c.seed = o.seed;

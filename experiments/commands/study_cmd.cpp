@@ -18,10 +18,10 @@ void run_study(const StudyCmdOptions& o) {
   CCC_CHECK(!o.out.empty(), "study: -o DIR is required");
   std::error_code ec;
   CCC_CHECK(o.force || !fs::exists(o.out, ec), o.out, " exists (use --force to replace it)");
-  const std::vector<std::string> all = {"copy-vs-recall", "competition", "icl", "scaling"};
+  const std::vector<std::string> all = {"copy-vs-recall", "competition", "icl", "scaling", "emergence", "finetune"};
   for (const auto& e : o.experiments)
     CCC_CHECK(std::find(all.begin(), all.end(), e) != all.end(), "study: unknown experiment ", e, " (known: copy-vs-recall, "
-              "competition, icl, scaling)");
+              "competition, icl, scaling, emergence, finetune)");
   const std::string models = std::string(CCC_SOURCE_DIR) + "/data/models/";
   // (experiment, model directory or "" for the default / the family, run name)
   struct Run {
@@ -44,7 +44,10 @@ void run_study(const StudyCmdOptions& o) {
     if (!o.default_only) runs.push_back({"icl", models + "ccc-attn2", "icl-ccc-attn2"});
   }
   if (want("scaling") && !o.default_only) runs.push_back({"scaling", "", "scaling-family"});
-  CCC_CHECK(!runs.empty(), "study: nothing to run (scaling needs the family, which --default-only leaves out)");
+  if (want("emergence") && !o.default_only) runs.push_back({"emergence", "", "emergence-checkpoints"});
+  if (want("finetune")) runs.push_back({"finetune", "", "finetune-default"});
+  CCC_CHECK(!runs.empty(), "study: nothing to run (scaling and emergence need the family and checkpoint series, which "
+            "--default-only leaves out)");
   fs::create_directories(o.out, ec);
   CCC_CHECK(!ec, o.out, ": cannot create the directory (", ec.message(), ")");
   std::vector<std::string> dirs;
@@ -53,7 +56,7 @@ void run_study(const StudyCmdOptions& o) {
     const auto& r = runs[i];
     if (o.progress)
       std::fprintf(stderr, "\nstudy [%zu/%zu]: %s on %s%s\n", i + 1, runs.size(), r.experiment.c_str(),
-                   r.model.empty() ? (r.experiment == "scaling" ? "the family" : "the default model") : fs::path(r.model).filename().c_str(),
+                   r.model.empty() ? (r.experiment == "scaling" ? "the family" : r.experiment == "emergence" ? "the organism's checkpoints and the family" : "the default model") : fs::path(r.model).filename().c_str(),
                    o.quick ? " (quick)" : "");
     ExperimentCmdOptions e;
     e.name = r.experiment;

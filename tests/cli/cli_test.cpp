@@ -25,6 +25,7 @@
 #include "model/formats/safetensors.h"
 #include "model/kernels/decode_attention.h"
 #include "model/scoring/streams.h"
+#include "model/training/corpus.h"
 #include "model/training/trainer.h"
 #include "tests/support/test_support.h"
 #include "tests/support/training_support.h"
@@ -1214,6 +1215,105 @@ TEST(CliTest, IclScalingAndTheStudyWriteTheirOutputs) {
   EXPECT_TRUE(std::filesystem::exists(tmp.file("study/report/report.html")));
   EXPECT_NE(test::run_command(ccc + " study --quick -q --experiments nope -o " + tmp.file("study2") + " 2>&1", &out), 0);
   EXPECT_NE(out.find("unknown experiment nope"), std::string::npos) << out;
+}
+
+// `ccc experiment emergence` on the organism's checkpoints (no size series) and `ccc experiment finetune` /
+// `ccc finetune --save-every --circuits` on a tiny model and corpora the test writes: the result.json keys
+// the issue names; the circuit tables equal direct `ccc ablate` calls on the same saved models; the
+// experiment repeats with its seed (timings aside); frozen parameters stay bit-identical.
+TEST(CliTest, EmergenceAndFinetuneExperimentsWriteTheirOutputs) {
+  test::TempDir tmp;
+  std::string out;
+  const std::string ccc = CCC_BINARY;
+  ASSERT_EQ(test::run_command(ccc + " experiment emergence --quick -q --models none -m " + std::string(CCC_SOURCE_DIR) +
+                                  "/data/models/ccc-attn2 -o " + tmp.file("em") + " 2>&1", &out), 0) << out;
+  auto j = nlohmann::json::parse(read_file(tmp.file("em/result.json")));
+  EXPECT_EQ(j["experiment"], "emergence");
+  for (const char* k : {"ability_change_step", "circuit_change_step", "lag_steps"}) {
+    ASSERT_TRUE(j["measurements"].contains(k)) << k;
+    for (const char* f : {"value", "ci_low", "ci_high", "unit"}) EXPECT_TRUE(j["measurements"][k].contains(f)) << k << " " << f;
+  }
+  EXPECT_EQ(j["measurements"]["ability_change_step"]["value"], 1100.0);  // the organism's phase change (steps 1000-1100)
+  EXPECT_EQ(j["measurements"]["circuit_change_step"]["value"], 1100.0);
+  EXPECT_EQ(j["series"].size(), 30u);
+  for (const char* k : {"step", "induction_score", "icl_score", "bits_repeated", "bits_fresh", "circuit_delta_bits"})
+    EXPECT_TRUE(j["series"][0].contains(k)) << k;
+  for (const char* f : {"section.md", "emergence.csv", "emergence.png"}) EXPECT_TRUE(std::filesystem::exists(tmp.file("em/") + f)) << f;
+  EXPECT_NE(test::run_command(ccc + " experiment emergence --quick -q --models none -m " + tmp.path() + " -o " + tmp.file("em2") + " 2>&1", &out), 0);
+  EXPECT_NE(out.find("no checkpoints/ directory"), std::string::npos) << out;
+  EXPECT_FALSE(std::filesystem::exists(tmp.file("em2")));
+  EXPECT_NE(test::run_command(ccc + " experiment icl -m a -m b -o " + tmp.file("x") + " 2>&1", &out), 0);
+  EXPECT_NE(out.find("takes one model"), std::string::npos) << out;
+
+  // a tiny model and three corpora
+  write_file_atomic(tmp.file("toy.txt"), test::synthetic_text(1, 12000));
+  write_file_atomic(tmp.file("ref.txt"), test::synthetic_text(2, 12000));
+  write_file_atomic(tmp.file("rep.txt"), test::repeated_strings(300, 20, 3, true));
+  auto m = test::tiny_byte_lm(3, 32);
+  model::save_model(tmp.file("base"), m.config, m.model);
+  const std::string ft = ccc + " experiment finetune --quick -q -m " + tmp.file("base") + " --corpora " + tmp.path() + " --corpus toy ";
+  ASSERT_EQ(test::run_command(ft + "-o " + tmp.file("ft") + " 2>&1", &out), 0) << out;
+  j = nlohmann::json::parse(read_file(tmp.file("ft/result.json")));
+  EXPECT_EQ(j["experiment"], "finetune");
+  ASSERT_TRUE(j["measurements"].contains("circuit_shift_correlation"));
+  ASSERT_TRUE(j["null"].contains("circuit_shift_correlation"));
+  ASSERT_EQ(j["runs"].size(), 6u);  // quick: all and mlp x 3 snapshots
+  for (const auto& r : j["runs"]) {
+    for (const char* k : {"params", "steps", "target_delta_bits_per_byte", "other_delta_bits_per_byte", "circuit_shift"})
+      EXPECT_TRUE(r.contains(k)) << k;
+    EXPECT_EQ(r["other_delta_bits_per_byte"].size(), 2u);
+    if (r["params"] != "all") {
+      EXPECT_EQ(r["frozen_max_abs_diff"], 0.0);
+    }
+  }
+  EXPECT_TRUE(j.contains("unit_classes"));
+  EXPECT_TRUE(j.contains("crosscoder"));
+  for (const char* f : {"section.md", "tradeoff.csv", "circuit_shift.csv", "tradeoff.png", "shift_vs_delta.png", "models/mlp-12/model.safetensors"})
+    EXPECT_TRUE(std::filesystem::exists(tmp.file("ft/") + f)) << f;
+  // the table's entry against `ccc ablate` on the kept snapshot and the same held-out head
+  const auto corpora = model::load_corpora(tmp.path(), {"ref"});
+  std::filesystem::create_directory(tmp.file("heads"));  // not beside the corpora (it is not one)
+  write_file_atomic(tmp.file("heads/ref_head.txt"), corpora[0].split(model::Split::kHeldOut).substr(0, 256));
+  for (const char* comp : {"0.1", "mlp1"}) {
+    ASSERT_EQ(test::run_command(ccc + " ablate -m " + tmp.file("ft/models/mlp-12") + " " + tmp.file("heads/ref_head.txt") + " -c " + comp +
+                                    " --mode mean --json", &out), 0) << out;
+    const auto a = nlohmann::json::parse(out);
+    const double table = j["runs"][5]["circuit_shift"][comp]["ref"]["after"].get<double>();
+    EXPECT_NEAR(a["delta_bits_per_byte"].get<double>(), table, 1e-4) << comp;
+  }
+  // reproducible by seed, timings aside
+  ASSERT_EQ(test::run_command(ft + "-o " + tmp.file("ft2") + " 2>&1", &out), 0) << out;
+  auto j2 = nlohmann::json::parse(read_file(tmp.file("ft2/result.json")));
+  auto strip = [](nlohmann::json x) {
+    x.erase("wall_seconds");
+    x.erase("command");
+    x["base"].erase("eval_seconds");
+    x["unit_classes"].erase("seconds");
+    x["crosscoder"].erase("seconds");
+    for (auto& r : x["runs"]) r.erase("train_seconds"), r.erase("eval_seconds");
+    return x;
+  };
+  const auto a1 = strip(j), a2 = strip(j2);
+  for (const auto& [k, v] : a1.items()) EXPECT_EQ(v, a2[k]) << k;
+
+  // ccc finetune keeps checkpoints and the per-circuit table
+  ASSERT_EQ(test::run_command(ccc + " finetune -m " + tmp.file("base") + " --corpus toy --corpora " + tmp.path() +
+                                  " --reference ref --reference rep --steps 4 --batch 4 --seq-len 32 --eval-bytes 256 --save-every 2 --circuits -q -o " + tmp.file("f1"), &out), 0) << out;
+  EXPECT_TRUE(std::filesystem::exists(tmp.file("f1/checkpoints/step-2/model.safetensors")));
+  EXPECT_TRUE(std::filesystem::exists(tmp.file("f1/checkpoints/step-4/model.safetensors")));
+  EXPECT_NE(out.find("per-circuit shift"), std::string::npos) << out;
+  const std::string csv = read_file(tmp.file("f1/circuits.csv"));
+  EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), 1 + 3 * (2 * 2 + 2));  // header + corpora x (4 heads + 2 MLPs)
+  const auto row = csv.find("\n0.1,ref,");
+  ASSERT_NE(row, std::string::npos) << csv;
+  std::vector<double> f;
+  std::stringstream ls(csv.substr(row + 1, csv.find('\n', row + 1) - row - 1));
+  std::string cell;
+  while (std::getline(ls, cell, ',')) f.push_back(std::atof(cell.c_str()));
+  ASSERT_EQ(f.size(), 7u);
+  ASSERT_EQ(test::run_command(ccc + " ablate -m " + tmp.file("f1") + " " + tmp.file("heads/ref_head.txt") + " -c 0.1 --mode mean --json", &out), 0) << out;
+  EXPECT_NEAR(nlohmann::json::parse(out)["delta_bits_per_byte"].get<double>(), f[3], 1e-4);
+  EXPECT_NEAR(f[4], f[3] - f[2], 1e-5);
 }
 
 // `ccc sae train` on a dump the test writes: a loadable dictionary in SAELens' layout with its sae.json;
