@@ -79,6 +79,23 @@ std::string section(const Result& r, const FinetuneEffectsDetail& d, const Finet
       md << "| " << k << " | " << at(d.units_before, k) << " | " << at(d.units_after, k) << " | " << at(d.units_null_before, k) << " | "
          << at(d.units_null_after, k) << " |\n";
   }
+  if (!d.winners_before.empty()) {
+    md << "\nWho wins the target's tokens (the competition experiment on its held-out head; share of the tokens with a winner), base vs "
+       << d.compared << ":\n\n| component | base | fine-tuned |\n|---|---:|---:|\n";
+    for (size_t i = 0; i < std::min<size_t>(6, d.winners_before.size()); ++i) {
+      const auto& [comp, share] = d.winners_before[i];
+      double after = 0;
+      for (const auto& [k, v] : d.winners_after)
+        if (k == comp) after = v;
+      md << "| " << comp << " | " << num(share, 3) << " | " << num(after, 3) << " |\n";
+    }
+  }
+  if (d.switch_point.size() == 2)
+    md << "\nCopy-vs-recall switch point (planted copies at which the copy wins half the positions; -1 = never): base "
+       << num(d.switch_point[0].value, 2) << " [" << num(d.switch_point[0].ci_low, 2) << ", " << num(d.switch_point[0].ci_high, 2) << "], "
+       << d.compared << " " << num(d.switch_point[1].value, 2) << " [" << num(d.switch_point[1].ci_low, 2) << ", "
+       << num(d.switch_point[1].ci_high, 2) << "].\n";
+  for (const auto& note : d.mechanism_notes) md << "\n" << note << "\n";
   if (d.has_crosscoder) {
     const auto& x = d.crosscoder;
     md << "\nModel diffing: a crosscoder (topk, k " << x.sae.k << ", " << x.d_sae << " latents at " << x.hook << ", " << x.train_rows
@@ -126,6 +143,7 @@ void run_finetune_experiment_cmd(const ExperimentCmdOptions& o) {
     c.subsets = {"all", "mlp"};
     c.steps = {4, 8, 12}, c.batch_size = 4, c.seq_len = 128, c.eval_bytes = 256, c.resamples = 200, c.null_draws = 200;
     c.units_bytes = 256, c.crosscoder_train_bytes = 2048, c.crosscoder.steps = 200, c.crosscoder.expansion = 4;
+    c.mechanism_bytes = 512, c.copy_recall_positions = 8;
   }
   if (!o.corpus.empty()) c.target = o.corpus;
   if (!o.params.empty()) c.subsets = o.params;
@@ -193,6 +211,17 @@ void run_finetune_experiment_cmd(const ExperimentCmdOptions& o) {
                          {"hooks", "blocks.*.mlp.hook_post"}, {"features", "automatic"}, {"before", d.units_before},
                          {"after", d.units_after}, {"null_before", d.units_null_before}, {"null_after", d.units_null_after},
                          {"seconds", d.units_seconds}};
+  if (!d.winners_before.empty()) {
+    nlohmann::json wb = nlohmann::json::object(), wa = nlohmann::json::object();
+    for (const auto& [k, v] : d.winners_before) wb[k] = v;
+    for (const auto& [k, v] : d.winners_after) wa[k] = v;
+    j["competition_winner_shares"] = {{"compared", d.compared}, {"text", "the target's held-out head (" + std::to_string(c.mechanism_bytes) + " bytes)"},
+                                      {"before", wb}, {"after", wa}};
+  }
+  if (d.switch_point.size() == 2)
+    j["copy_vs_recall_switch_point"] = {{"compared", d.compared}, {"before", d.switch_point[0].to_json()}, {"after", d.switch_point[1].to_json()}};
+  j["mechanism_seconds"] = d.mechanism_seconds;
+  if (!d.mechanism_notes.empty()) j["mechanism_notes"] = d.mechanism_notes;
   if (d.has_crosscoder) {
     auto cj = d.crosscoder.to_json();
     cj["compared"] = d.compared;

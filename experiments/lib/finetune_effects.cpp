@@ -14,6 +14,8 @@
 #include "analysis/units.h"
 #include "circuits/sweep.h"
 #include "compress/lm_codec.h"
+#include "experiments/lib/competition.h"
+#include "experiments/lib/copy_recall.h"
 #include "model/base/error.h"
 #include "model/formats/loader.h"
 #include "model/training/trainer.h"
@@ -256,6 +258,48 @@ Result run_finetune_effects(const std::string& base_dir, const std::vector<model
       fs::remove(h5, ec);
       d.units_seconds = seconds_since(t0);
       if (o.progress) o.progress("unit classes", 1, 1);
+    }
+    if (o.mechanism_bytes > 0 || o.copy_recall_positions > 0) {
+      t0 = std::chrono::steady_clock::now();
+      for (auto* mm : {&base, &tuned}) {
+        if (o.mechanism_bytes > 0) {
+          CompetitionOptions co;
+          co.mode = o.mode;
+          co.streams = o.streams;
+          co.seed = o.seed;
+          co.null_draws = 5;
+          co.pair_top = 2;
+          co.resamples = 200;
+          co.naive_sample = 0;
+          CompetitionDetail cd;
+          try {
+            run_competition(*mm, std::string_view(domains[0].second).substr(0, static_cast<size_t>(o.mechanism_bytes)), co, &cd);
+            auto& w = mm == &base ? d.winners_before : d.winners_after;
+            for (const auto& x : cd.winners) w.emplace_back(x.component, x.share_of_tokens);
+          } catch (const Error& e) {  // a secondary measure: said in the result, not fatal
+            d.mechanism_notes.push_back(std::string("competition not measured: ") + e.what());
+          }
+        }
+        if (o.copy_recall_positions > 0) {
+          CopyRecallOptions cr;
+          cr.positions = o.copy_recall_positions;
+          cr.repeats = {0, 1, 2, 4};
+          cr.null_draws = 5;
+          cr.resamples = 500;
+          cr.seed = o.seed;
+          std::string mix;
+          for (const auto& [n, text] : domains) mix += text;
+          try {
+            const Result rr = run_copy_vs_recall(*mm, mix, cr);
+            for (const auto& m : rr.measurements)
+              if (m.name == "switch_point") d.switch_point.push_back(m);
+          } catch (const Error& e) {
+            d.mechanism_notes.push_back(std::string("copy-vs-recall not measured: ") + e.what());
+          }
+        }
+      }
+      d.mechanism_seconds = seconds_since(t0);
+      if (o.progress) o.progress("competition and copy-vs-recall", 1, 1);
     }
     if (o.crosscoder_train_bytes > 0) {
       t0 = std::chrono::steady_clock::now();

@@ -66,6 +66,10 @@ struct FinetuneEffectsOptions {
   /// a crosscoder trained on the training splits' heads (crosscoder_train_bytes of each) and evaluated on
   /// the held-out heads. 0 = left out.
   int64_t units_bytes = 1024, crosscoder_train_bytes = 8192;
+  /// The competition experiment's winner shares on the target's held-out head (mechanism_bytes of it) and
+  /// copy-vs-recall's switch point on the domains' held-out heads (copy_recall_positions positions), base vs
+  /// the compared snapshot. 0 = left out.
+  int64_t mechanism_bytes = 2048, copy_recall_positions = 24;
   analysis::CrosscoderOptions crosscoder;
   std::function<void(const std::string& phase, int64_t done, int64_t total)> progress;
 };
@@ -92,6 +96,11 @@ struct FinetuneEffectsDetail {
   std::string compared;  ///< the run compared with the base below ("all/200")
   std::map<std::string, int64_t> units_before, units_after, units_null_before, units_null_after;  ///< empty = not run
   int64_t units_rows = 0;
+  /// competition winners on the target: (component, share of the tokens with a winner), base and after
+  std::vector<std::pair<std::string, double>> winners_before, winners_after;
+  std::vector<Measurement> switch_point;  ///< copy-vs-recall's switch point: base, then the compared snapshot
+  double mechanism_seconds = 0;
+  std::vector<std::string> mechanism_notes;  ///< why one of the two was not measured (e.g. a context too short)
   bool has_crosscoder = false;
   analysis::CrosscoderReport crosscoder;
   double units_seconds = 0, crosscoder_seconds = 0;

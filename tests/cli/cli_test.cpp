@@ -1268,6 +1268,9 @@ TEST(CliTest, EmergenceAndFinetuneExperimentsWriteTheirOutputs) {
   }
   EXPECT_TRUE(j.contains("unit_classes"));
   EXPECT_TRUE(j.contains("crosscoder"));
+  EXPECT_TRUE(j.contains("competition_winner_shares"));
+  ASSERT_TRUE(j.contains("mechanism_notes"));  // the tiny context cannot hold copy-vs-recall's prompts: said, not fatal
+  EXPECT_NE(j["mechanism_notes"][0].get<std::string>().find("more than"), std::string::npos);
   for (const char* f : {"section.md", "tradeoff.csv", "circuit_shift.csv", "tradeoff.png", "shift_vs_delta.png", "models/mlp-12/model.safetensors"})
     EXPECT_TRUE(std::filesystem::exists(tmp.file("ft/") + f)) << f;
   // the table's entry against `ccc ablate` on the kept snapshot and the same held-out head
@@ -1287,6 +1290,8 @@ TEST(CliTest, EmergenceAndFinetuneExperimentsWriteTheirOutputs) {
   auto strip = [](nlohmann::json x) {
     x.erase("wall_seconds");
     x.erase("command");
+    x.erase("mechanism_seconds");
+    x.erase("mechanism_notes");  // they name the snapshot's temporary path
     x["base"].erase("eval_seconds");
     x["unit_classes"].erase("seconds");
     x["crosscoder"].erase("seconds");

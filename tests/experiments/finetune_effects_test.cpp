@@ -55,6 +55,8 @@ TEST(FinetuneEffects, FrozenParametersStayBitIdenticalAndTheTableEqualsDirectAbl
   o.crosscoder.expansion = 2;
   o.crosscoder.k = 4;
   o.crosscoder.batch = 256;
+  o.mechanism_bytes = 0;  // the competition and copy-vs-recall runs have their own tests
+  o.copy_recall_positions = 0;
   FinetuneEffectsDetail d;
   const Result r = run_finetune_effects(tmp.file("base"), corpora, o, &d);
   ASSERT_EQ(d.runs.size(), 4u);
