@@ -70,16 +70,6 @@ std::string section(const Result& r, const std::vector<EmergenceSeries>& d, cons
   return md.str();
 }
 
-std::vector<std::string> shipped_family() {
-  std::vector<std::string> out;
-  for (const char* n : {"ccc-byte-xs", "ccc-byte-s", "ccc-byte-m", "ccc-byte-l"}) {
-    const std::string p = std::string(CCC_SOURCE_DIR) + "/data/models/" + n;
-    std::error_code ec;
-    if (fs::exists(p + "/config.json", ec)) out.push_back(p);
-  }
-  return out;
-}
-
 }  // namespace
 
 void run_emergence_cmd(const ExperimentCmdOptions& o) {

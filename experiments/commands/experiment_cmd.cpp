@@ -46,6 +46,16 @@ ExperimentInput experiment_input(const ExperimentCmdOptions& o, size_t per_corpu
   return in;
 }
 
+std::vector<std::string> shipped_family() {
+  std::vector<std::string> out;
+  for (const char* n : {"ccc-byte-xs", "ccc-byte-s", "ccc-byte-m", "ccc-byte-l"}) {
+    const std::string p = std::string(CCC_SOURCE_DIR) + "/data/models/" + n;
+    std::error_code ec;
+    if (fs::exists(p + "/config.json", ec)) out.push_back(p);
+  }
+  return out;
+}
+
 std::string num(double x, int prec) {
   char b[64];
   std::snprintf(b, sizeof b, "%.*f", prec, x);

@@ -26,6 +26,9 @@ ExperimentInput experiment_input(const ExperimentCmdOptions& o, size_t per_corpu
 
 std::string num(double x, int prec = 4);
 
+/// The shipped family (data/models/ccc-byte-xs, -s, -m, -l) in size order, those present.
+std::vector<std::string> shipped_family();
+
 /// An experiment's progress callback: one ProgressLine per phase, "<what>: <phase>" (silent unless `enabled`
 /// and stderr is a terminal).
 std::function<void(const std::string& phase, int64_t done, int64_t total)> phase_progress(const std::string& what, bool enabled);

@@ -25,17 +25,6 @@ namespace ccc::experiments {
 
 namespace {
 
-// The shipped family in size order, those present.
-std::vector<std::string> default_family() {
-  std::vector<std::string> out;
-  for (const char* n : {"ccc-byte-xs", "ccc-byte-s", "ccc-byte-m", "ccc-byte-l"}) {
-    const std::string p = std::string(CCC_SOURCE_DIR) + "/data/models/" + n;
-    std::error_code ec;
-    if (fs::exists(p + "/config.json", ec)) out.push_back(p);
-  }
-  return out;
-}
-
 std::string section(const Result& r, const ScalingDetail& d, const std::map<std::string, std::map<std::string, double>>& classic,
                     const std::string& input) {
   std::ostringstream md;
@@ -70,7 +59,7 @@ std::string section(const Result& r, const ScalingDetail& d, const std::map<std:
 }  // namespace
 
 void run_scaling_cmd(const ExperimentCmdOptions& o) {
-  auto paths = o.models.empty() ? default_family() : o.models;
+  auto paths = o.models.empty() ? shipped_family() : o.models;
   CCC_CHECK(paths.size() >= 3, "scaling: needs at least 3 models (--models a,b,c; the shipped family has ", paths.size(), " here)");
   std::vector<model::LoadedModel> loaded;
   for (const auto& p : paths) loaded.push_back(model::load_model(p));
