@@ -40,7 +40,7 @@ std::string section(const Result& r, const FinetuneEffectsDetail& d, const Finet
      << " heads and MLPs " << (c.mode == circuits::Mode::kMean ? "mean" : "zero") << "-ablated alone on each of " << d.domains.size()
      << " domains.\n\n" << measurement_table(r) << "\n**Verdict: " << to_string(r.verdict) << "** — " << r.verdict_rule
      << "\n\n![trade-off frontier](tradeoff.png)\n\n![circuit shift against the domain's change](shift_vs_delta.png)\n\n"
-     << "| params | steps | target Δ bits/byte | others Δ bits/byte (mean) | exchange rate (bits lost per bit gained) | frozen max |diff| | train s | eval s |\n"
+     << "| params | steps | target Δ bits/byte | others Δ bits/byte (mean) | exchange rate (bits lost per bit gained) | frozen max abs diff | train s | eval s |\n"
         "|---|---:|---:|---:|---:|---:|---:|---:|\n";
   for (const auto& run : d.runs) {
     const double gain = -run.delta_bits_per_byte[0], loss = mean_other(run);
