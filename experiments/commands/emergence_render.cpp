@@ -153,7 +153,7 @@ void run_emergence_cmd(const ExperimentCmdOptions& o) {
     gp << "unset arrow\n" << (s.kind == "sizes" ? "set logscale x\nset xlabel 'non-embedding parameters'\n" : "unset logscale x\nset xlabel 'training step'\n");
     if (s.ability.found) gp << "set arrow from " << s.ability.x << ", graph 0 to " << s.ability.x << ", graph 1 nohead lw 2 lc rgb '#1f77b4' dt 2\n";
     if (s.circuit.found) gp << "set arrow from " << s.circuit.x << ", graph 0 to " << s.circuit.x << ", graph 1 nohead lw 2 lc rgb '#d62728' dt 3\n";
-    gp << "set title " << gp_quote(s.name + " (dashed: change points found)") << " noenhanced\nplot " << f
+    gp << "set title " << gp_quote(s.name + " (vertical lines: change points found, ability blue, circuit red)") << " noenhanced\nplot " << f
        << " using 1:2 axes x1y1 with linespoints pt 7 lc rgb '#1f77b4' title 'bits, 2nd copy', '' using 1:3 axes x1y1 with lines lc rgb "
           "'#7f7f7f' title 'bits, 1st copy', '' using 1:4 axes x1y2 with linespoints pt 5 lc rgb '#d62728' title 'induction score', "
           "'' using 1:5 axes x1y2 with linespoints pt 4 lc rgb '#2ca02c' title 'winner share'\n";
