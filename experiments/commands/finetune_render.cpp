@@ -25,12 +25,6 @@ namespace ccc::experiments {
 
 namespace {
 
-double mean_other(const FinetuneRun& r) {
-  double s = 0;
-  for (size_t k = 1; k < r.delta_bits_per_byte.size(); ++k) s += r.delta_bits_per_byte[k] / static_cast<double>(r.delta_bits_per_byte.size() - 1);
-  return s;
-}
-
 std::string section(const Result& r, const FinetuneEffectsDetail& d, const FinetuneEffectsOptions& c, const std::string& input) {
   std::ostringstream md;
   md << "## finetune: are fine-tuning's trade-offs circuits re-weighted?\n\n" << r.hypothesis << "\n\nModel `" << r.model
@@ -43,9 +37,8 @@ std::string section(const Result& r, const FinetuneEffectsDetail& d, const Finet
      << "| params | steps | target Δ bits/byte | others Δ bits/byte (mean) | exchange rate (bits lost per bit gained) | frozen max abs diff | train s | eval s |\n"
         "|---|---:|---:|---:|---:|---:|---:|---:|\n";
   for (const auto& run : d.runs) {
-    const double gain = -run.delta_bits_per_byte[0], loss = mean_other(run);
-    md << "| " << run.params << " | " << run.steps << " | " << num(run.delta_bits_per_byte[0], 4) << " | " << num(loss, 4) << " | "
-       << (gain > 0 ? num(loss / gain, 3) : std::string("-")) << " | " << run.frozen_max_abs_diff << " | " << num(run.train_seconds, 1)
+    md << "| " << run.params << " | " << run.steps << " | " << num(run.delta_bits_per_byte[0], 4) << " | " << num(run.other_delta_mean, 4) << " | "
+       << (std::isfinite(run.exchange_rate) ? num(run.exchange_rate, 3) : std::string("-")) << " | " << run.frozen_max_abs_diff << " | " << num(run.train_seconds, 1)
        << " | " << num(run.eval_seconds, 1) << " |\n";
   }
   // the largest shifts of the longest all-parameter run (or the last run)
@@ -190,7 +183,8 @@ void run_finetune_experiment_cmd(const ExperimentCmdOptions& o) {
     std::replace(name.begin(), name.end(), ':', '-');
     std::replace(name.begin(), name.end(), ',', '_');
     runs.push_back({{"params", run.params}, {"steps", run.steps}, {"target_delta_bits_per_byte", run.delta_bits_per_byte[0]},
-                    {"other_delta_bits_per_byte", others}, {"other_delta_bits_per_byte_mean", mean_other(run)},
+                    {"other_delta_bits_per_byte", others}, {"other_delta_bits_per_byte_mean", run.other_delta_mean},
+                    {"exchange_rate", std::isfinite(run.exchange_rate) ? nlohmann::json(run.exchange_rate) : nlohmann::json(nullptr)},
                     {"circuit_shift", cs}, {"frozen_max_abs_diff", run.frozen_max_abs_diff},
                     {"trainable_tensors", run.trainable_tensors}, {"trainable_params", run.trainable_params},
                     {"fingerprint", run.fingerprint}, {"model_dir", "models/" + name + "-" + std::to_string(run.steps)},
@@ -239,7 +233,7 @@ void run_finetune_experiment_cmd(const ExperimentCmdOptions& o) {
   write_file_atomic(out.file("section.md"), section(r, d, c, in.name));
   Plot plot;
   std::ostringstream pts, sc;
-  for (const auto& run : d.runs) pts << num(-run.delta_bits_per_byte[0], 6) << " " << num(mean_other(run), 6) << " " << run.params << "/" << run.steps << "\n";
+  for (const auto& run : d.runs) pts << num(-run.delta_bits_per_byte[0], 6) << " " << num(run.other_delta_mean, 6) << " " << run.params << "/" << run.steps << "\n";
   for (const auto& run : d.runs)
     for (size_t ci = 0; ci < d.components.size(); ++ci)
       for (size_t k = 0; k < d.domains.size(); ++k)

@@ -233,6 +233,8 @@ Result run_finetune_effects(const std::string& base_dir, const std::vector<model
       r.eval_seconds = seconds_since(t0);
       r.shift = circuit_shift(d.base, r.table, o.resamples, o.seed);
       for (size_t k = 0; k < domains.size(); ++k) r.delta_bits_per_byte.push_back(r.table.clean_bits_per_byte[k] - d.base.clean_bits_per_byte[k]);
+      for (size_t k = 1; k < domains.size(); ++k) r.other_delta_mean += r.delta_bits_per_byte[k] / static_cast<double>(domains.size() - 1);
+      r.exchange_rate = r.delta_bits_per_byte[0] < 0 ? r.other_delta_mean / -r.delta_bits_per_byte[0] : std::nan("");
       d.runs.push_back(std::move(r));
       if (o.progress) o.progress("models scored", ++done, total);
     }
@@ -370,8 +372,7 @@ Result run_finetune_effects(const std::string& base_dir, const std::vector<model
   // the trade-off of the longest schedule of each subset, and its exchange rate (bits lost elsewhere per bit gained)
   for (const auto& r : d.runs) {
     if (r.steps != o.steps.back()) continue;
-    double other = 0;
-    for (size_t k = 1; k < D; ++k) other += r.delta_bits_per_byte[k] / static_cast<double>(D - 1);
+    const double other = r.other_delta_mean;
     Measurement g{"target_delta_bits_per_byte_" + r.params, r.delta_bits_per_byte[0], r.delta_bits_per_byte[0], r.delta_bits_per_byte[0],
                   "bits_per_byte", "the held-out head of the target (" + std::to_string(o.eval_bytes) + " bytes); no CI"};
     Measurement l{"other_delta_bits_per_byte_" + r.params, other, other, other, "bits_per_byte", "mean over the other domains; no CI"};

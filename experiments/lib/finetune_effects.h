@@ -82,6 +82,8 @@ struct FinetuneRun {
   double frozen_max_abs_diff = 0;       ///< over every frozen parameter against the base (0 = bit-identical)
   double train_seconds = 0, eval_seconds = 0;
   std::vector<double> delta_bits_per_byte;  ///< [domain] after − before (domain 0 = the target)
+  double other_delta_mean = 0;          ///< mean of delta_bits_per_byte over the other domains
+  double exchange_rate = 0;             ///< other_delta_mean / bits gained on the target (NaN when none gained)
   CircuitTable table;
   CircuitShift shift;
 };

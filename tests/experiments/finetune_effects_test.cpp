@@ -105,8 +105,17 @@ TEST(FinetuneEffects, FrozenParametersStayBitIdenticalAndTheTableEqualsDirectAbl
     }
   }
   EXPECT_LT(worst, 1e-4) << "largest |table - direct ablation| " << worst;
-  // the domain changes are the clean tables' differences; the target is domain 0
+  // the domain changes are the clean tables' differences; the target is domain 0; the exchange rate is the
+  // other domains' mean change per bit gained on the target
   EXPECT_DOUBLE_EQ(d.runs[1].delta_bits_per_byte[0], d.runs[1].table.clean_bits_per_byte[0] - d.base.clean_bits_per_byte[0]);
+  for (const auto& run : d.runs) {
+    EXPECT_NEAR(run.other_delta_mean, (run.delta_bits_per_byte[1] + run.delta_bits_per_byte[2]) / 2, 1e-15);
+    if (run.delta_bits_per_byte[0] < 0) {
+      EXPECT_NEAR(run.exchange_rate, run.other_delta_mean / -run.delta_bits_per_byte[0], 1e-12);
+    } else {
+      EXPECT_TRUE(std::isnan(run.exchange_rate));
+    }
+  }
   EXPECT_EQ(r.measurements[0].name, "circuit_shift_correlation");
   EXPECT_EQ(r.null[0].name, "circuit_shift_correlation");
   EXPECT_GE(r.measurements[0].value, -1.0);
