@@ -21,7 +21,8 @@ ALLOWED = {
     "compress": MODEL,  # the three middle folders never include each other
     "circuits": MODEL,
     "analysis": MODEL,
-    "experiments/lib": MODEL + ["circuits", "analysis"],
+    # the fine-tuning experiment trains (model/training) and captures activations inside the codec (compress)
+    "experiments/lib": MODEL + ["model/training", "compress", "circuits", "analysis"],
     "experiments/support": MODEL + ["model/training"],
     "experiments/commands": MODEL + ["model/training", "compress", "circuits", "analysis", "experiments/lib",
                                      "experiments/support"],
