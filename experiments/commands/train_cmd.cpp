@@ -19,6 +19,7 @@
 #include "model/base/fileio.h"
 #include "model/formats/loader.h"
 #include "model/core/fused_ops.h"
+#include "circuits/discovery.h"
 #include "circuits/sweep.h"
 #include "experiments/lib/finetune_effects.h"
 #include "model/training/finetune.h"
@@ -347,11 +348,7 @@ void run_finetune(const FinetuneCmdOptions& o) {
       if (held.size() > cap) held.resize(cap);
       domains.emplace_back(c.name, held);
     }
-    comps = circuits::sweep_set("heads", base.config);
-    if (!base.config.attn_only) {
-      const auto mlps = circuits::sweep_set("mlps", base.config);
-      comps.insert(comps.end(), mlps.begin(), mlps.end());
-    }
+    comps = circuits::discovery_components(base.config);  // every head, then every MLP
     if (!o.quiet) std::fprintf(stderr, "finetune: circuit table before (%zu components x %zu corpora)\n", comps.size(), domains.size());
     before = circuit_table(base, domains, comps, circuits::Mode::kMean, 0, o.seed);
   }

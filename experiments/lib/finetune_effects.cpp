@@ -12,6 +12,7 @@
 #include "analysis/activation_store.h"
 #include "analysis/capture.h"
 #include "analysis/units.h"
+#include "circuits/discovery.h"
 #include "circuits/sweep.h"
 #include "compress/lm_codec.h"
 #include "experiments/lib/competition.h"
@@ -165,11 +166,7 @@ Result run_finetune_effects(const std::string& base_dir, const std::vector<model
     CCC_CHECK(!held.empty(), "finetune experiment: ", c->name, " has an empty held-out split");
     domains.emplace_back(c->name, std::move(held));
   }
-  auto comps = circuits::sweep_set("heads", base.config);
-  if (!base.config.attn_only) {
-    const auto mlps = circuits::sweep_set("mlps", base.config);
-    comps.insert(comps.end(), mlps.begin(), mlps.end());
-  }
+  const auto comps = circuits::discovery_components(base.config);  // every head, then every MLP
   const int64_t total = 1 + static_cast<int64_t>(o.subsets.size() * o.steps.size());
   int64_t done = 0;
   FinetuneEffectsDetail d;
