@@ -28,7 +28,23 @@ std::array<uint8_t, 32> fingerprint_from_hex(const std::string& h) {
   return out;
 }
 
+const char* frame_mode_name(FrameMode m) {
+  switch (m) {
+    case FrameMode::kStored: return "stored";
+    case FrameMode::kPure: return "pure";
+    case FrameMode::kMixed: return "mixed";
+    case FrameMode::kContext: return "context";
+  }
+  return "?";
+}
+
 namespace {
+
+uint64_t varint_size(uint64_t v) {
+  uint64_t n = 1;
+  for (; v >= 0x80; v >>= 7) ++n;
+  return n;
+}
 
 struct Writer {
   std::string s;
@@ -90,10 +106,38 @@ struct Reader {
 
 }  // namespace
 
+uint64_t stored_frame_size(uint64_t n) { return n + kStoredOverhead + varint_size(n); }
+
+std::string stored_frame(std::string_view original) {
+  Header h;
+  h.mode = FrameMode::kStored;
+  h.original_bytes = original.size();
+  h.checksum = xxh64(original);
+  std::string out = serialize_header(h);
+  out += original;
+  return out;
+}
+
 std::string serialize_header(const Header& h) {
   Writer w;
   w.s.append(kMagic, 4);
   w.num<uint16_t>(h.version);
+  if (h.version >= 4) w.num<uint8_t>(static_cast<uint8_t>(h.mode));
+  if (h.mode == FrameMode::kStored) {
+    CCC_CHECK(h.version >= 4, "container: stored frames need version 4");
+    w.var(h.original_bytes);
+    w.num<uint64_t>(h.checksum);
+    return w.s;
+  }
+  if (h.mode == FrameMode::kContext) {
+    CCC_CHECK(h.group_bytes.size() == 1, "container: a context frame has one payload");
+    w.var(h.original_bytes);
+    w.num<uint64_t>(h.checksum);
+    w.num<uint8_t>(h.mixer_version);
+    w.num<uint8_t>(h.table_bits);
+    w.var(h.group_bytes[0]);
+    return w.s;
+  }
   for (uint8_t b : h.fingerprint) w.num<uint8_t>(b);
   w.str(h.tokenizer_kind);
   w.str(h.model_hint);
@@ -106,8 +150,21 @@ std::string serialize_header(const Header& h) {
   w.var(h.window);
   w.var(h.stride);
   w.num<uint8_t>(h.total_log2);
+  if (h.mode == FrameMode::kMixed) {
+    w.num<uint8_t>(h.mixer_version);
+    w.num<uint8_t>(h.table_bits);
+  }
   for (const auto& s : h.streams) w.var(s.n_bytes + kTokenSlack - s.n_tokens);
-  for (uint64_t g : h.group_bytes) w.var(g);
+  if (h.mode == FrameMode::kMixed) {
+    CCC_CHECK(h.group_bytes.size() == 1, "container: a mixed frame has one payload");
+    w.var(h.group_bytes[0]);
+  } else {
+    for (size_t g = 0; g < h.group_bytes.size(); ++g) {
+      const bool raw = g < h.group_raw.size() && h.group_raw[g];
+      CCC_CHECK(!raw || h.version >= 4, "container: raw groups need version 4");
+      w.var(h.version >= 4 ? (h.group_bytes[g] << 1) | (raw ? 1 : 0) : h.group_bytes[g]);
+    }
+  }
   w.num<uint64_t>(xxh64(w.s));
   return w.s;
 }
@@ -124,8 +181,39 @@ Header parse_header(std::string_view bytes, const std::string& name, size_t* pay
   r.pos = 4;
   Header h;
   h.version = r.num<uint16_t>("version");
-  CCC_CHECK(h.version == kFormatVersion, name, ": format version ", h.version, " is not supported (this ccc reads version ",
-            kFormatVersion, ")");
+  CCC_CHECK(h.version >= kOldestVersion && h.version <= kFormatVersion, name, ": format version ", h.version,
+            " is not supported (this ccc reads versions ", kOldestVersion, " to ", kFormatVersion, ")");
+  if (h.version >= 4) {
+    const uint8_t mode = r.num<uint8_t>("frame mode");
+    CCC_CHECK(mode <= 3, name, ": corrupt header (frame mode ", int(mode), ")");
+    h.mode = static_cast<FrameMode>(mode);
+  }
+  if (h.mode == FrameMode::kStored) {
+    h.original_bytes = r.var("original length");
+    CCC_CHECK(h.original_bytes <= kMaxFrameBytes, name, ": corrupt header (a stored frame of ", h.original_bytes,
+              " bytes; frames hold at most ", kMaxFrameBytes, ")");
+    h.checksum = r.num<uint64_t>("checksum");
+    h.n_groups = 0;
+    *payload_offset = r.pos;
+    *payload = h.original_bytes;
+    return h;
+  }
+  if (h.mode == FrameMode::kContext) {
+    h.original_bytes = r.var("original length");
+    CCC_CHECK(h.original_bytes <= kMaxFrameBytes, name, ": corrupt header (a frame of ", h.original_bytes,
+              " bytes; frames hold at most ", kMaxFrameBytes, ")");
+    h.checksum = r.num<uint64_t>("checksum");
+    h.mixer_version = r.num<uint8_t>("mixer version");
+    h.table_bits = r.num<uint8_t>("mixer table bits");
+    const uint64_t g = r.var("payload length");
+    CCC_CHECK(g <= 2 * h.original_bytes + 64, name, ": corrupt header (", g, " payload bytes for ", h.original_bytes,
+              " original bytes)");
+    h.n_groups = 0;
+    h.group_bytes = {g};
+    *payload_offset = r.pos;
+    *payload = g;
+    return h;
+  }
   for (auto& b : h.fingerprint) b = r.num<uint8_t>("model fingerprint");
   h.tokenizer_kind = r.str("tokenizer kind");
   h.model_hint = r.str("model hint");
@@ -139,6 +227,10 @@ Header parse_header(std::string_view bytes, const std::string& name, size_t* pay
   const uint8_t policy = r.num<uint8_t>("window policy");
   const uint64_t window = r.var("window"), stride = r.var("stride");
   h.total_log2 = r.num<uint8_t>("cdf total");
+  if (h.mode == FrameMode::kMixed) {
+    h.mixer_version = r.num<uint8_t>("mixer version");
+    h.table_bits = r.num<uint8_t>("mixer table bits");
+  }
   // every table entry takes at least one byte: bound the tables by what the file holds before allocating
   CCC_CHECK(n_streams >= 1 && n_groups >= 1 && n_groups <= n_streams, name, ": corrupt header (", n_streams,
             " streams in ", n_groups, " groups)");
@@ -147,7 +239,7 @@ Header parse_header(std::string_view bytes, const std::string& name, size_t* pay
   CCC_CHECK((n_streams + n_groups - 1) / n_groups <= kMaxStreamsPerGroup, name, ": corrupt header (", n_streams,
             " streams in ", n_groups, " groups: more than ", kMaxStreamsPerGroup, " per group)");
   r.need(n_streams, "stream table");
-  r.need(n_streams + n_groups, "group table");
+  r.need(n_streams + (h.mode == FrameMode::kMixed ? 1 : n_groups), "group table");
   h.n_groups = static_cast<uint32_t>(n_groups);
   CCC_CHECK(policy <= 1, name, ": corrupt header (window policy ", int(policy), ")");
   h.policy = static_cast<WindowKind>(policy);
@@ -166,16 +258,32 @@ Header parse_header(std::string_view bytes, const std::string& name, size_t* pay
     CCC_CHECK(missing <= s.n_bytes + kTokenSlack, name, ": corrupt stream table (stream ", i, ")");
     s.n_tokens = s.n_bytes + kTokenSlack - missing;
   }
-  h.group_bytes.resize(n_groups);
+  const bool mixed = h.mode == FrameMode::kMixed;
+  h.group_bytes.resize(mixed ? 1 : n_groups);
+  h.group_raw.assign(mixed ? 0 : n_groups, 0);
   uint64_t sum_payload = 0;
-  for (auto& g : h.group_bytes) {
+  for (size_t i = 0; i < h.group_bytes.size(); ++i) {
+    auto& g = h.group_bytes[i];
     g = r.var("group payload length");
+    if (!mixed && h.version >= 4) {
+      h.group_raw[i] = static_cast<uint8_t>(g & 1);
+      g >>= 1;
+    }
     // a frame's payload is bounded by what its original can justify (so a forged length cannot make a
     // streaming reader buffer gigabytes): at most 4 bytes per original byte and 64 KiB per group
     CCC_CHECK(g <= 4 * h.original_bytes + 65536, name, ": corrupt group table (", g, " payload bytes for ",
               h.original_bytes, " original bytes)");
     CCC_CHECK(partial || g <= bytes.size(), name, ": corrupt group table");
     sum_payload += g;
+  }
+  if (!mixed) {  // a raw group holds exactly its streams' bytes
+    for (uint64_t g = 0; g < n_groups; ++g) {
+      if (!h.group_raw[g]) continue;
+      uint64_t bytes_in = 0;
+      for (uint64_t s = g * n_streams / n_groups; s < (g + 1) * n_streams / n_groups; ++s) bytes_in += h.streams[s].n_bytes;
+      CCC_CHECK(h.group_bytes[g] == bytes_in, name, ": corrupt group table (raw group ", g, " of ", h.group_bytes[g],
+                " bytes holds streams of ", bytes_in, ")");
+    }
   }
   const size_t checked = r.pos;
   const uint64_t stored = r.num<uint64_t>("header checksum");

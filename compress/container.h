@@ -1,6 +1,15 @@
 #pragma once
-// The .ccc container: a self-checking header followed by one arithmetic-coded payload per stream group
-// (the streams of a group are coded into one arithmetic code, interleaved step by step).
+// The .ccc container: a sequence of frames, each a self-checking header and its payload. A frame is
+//   - stored: the original bytes as they are (the floor: a frame is never larger than its input plus
+//     kStoredOverhead + a varint of its length);
+//   - pure: one arithmetic-coded payload per stream group from the model's distributions alone (the
+//     streams of a group interleaved step by step); a group whose code is not smaller than its bytes
+//     is stored raw (a flag in the group table);
+//   - mixed: one arithmetic code for the whole frame, bits predicted by the context mixer around the
+//     model (compress/context_mixer.h);
+//   - context: the context mixer alone over the frame as one stream (no model call, no fingerprint).
+// The encoder codes a frame the ways it may and keeps the smallest.
+// Version 3 (pure frames without raw flags) is still read.
 // No torch here; parsing is defensive (every read bounds-checked) and fuzzed (tests/compress/fuzz_container.cpp).
 
 #include <array>
@@ -15,7 +24,20 @@
 namespace ccc::compress {
 
 constexpr char kMagic[4] = {'C', 'C', 'C', 'Z'};
-constexpr uint16_t kFormatVersion = 3;
+constexpr uint16_t kFormatVersion = 4;
+/// The oldest version this build reads (the golden streams of data/golden are version 3).
+constexpr uint16_t kOldestVersion = 3;
+/// Bytes a stored frame adds besides the varint of its length: magic 4, version 2, mode 1, checksum 8.
+constexpr uint64_t kStoredOverhead = 15;
+
+/// How a frame's payload is coded.
+enum class FrameMode : uint8_t {
+  kStored = 0,  ///< the original bytes
+  kPure = 1,    ///< the model's distributions alone (what `ccc bits` measures)
+  kMixed = 2,   ///< context mixing around the model (byte-level models)
+  kContext = 3, ///< the context models alone, one stream, no model (what wins on data the model has no prior for)
+};
+const char* frame_mode_name(FrameMode m);
 /// A stream may hold at most n_bytes + kTokenSlack coded tokens: a SentencePiece tokenizer's dummy-prefix
 /// token codes no input byte (' ' alone is two tokens). Version 3 stores n_bytes + kTokenSlack − n_tokens.
 constexpr uint64_t kTokenSlack = 1;
@@ -36,6 +58,7 @@ struct StreamInfo {
 
 struct Header {
   uint16_t version = kFormatVersion;
+  FrameMode mode = FrameMode::kPure;
   std::array<uint8_t, 32> fingerprint{};  ///< sha256 of model config + weights + tokenizer
   std::string tokenizer_kind;
   std::string model_hint;     ///< path the encoder loaded the model from (a hint only)
@@ -47,14 +70,23 @@ struct Header {
   uint32_t window = 0;        ///< context window W (tokens)
   uint32_t stride = 0;        ///< strided policy: window stride S (re-encodes W - 1 - S tokens); rolling: 0
   uint8_t total_log2 = 30;    ///< CDF total = 2^total_log2
+  uint8_t mixer_version = 0;  ///< mixed, context: kMixerVersion of the encoder
+  uint8_t table_bits = 0;     ///< mixed, context: the context mixer's bucket-table size (log2)
   std::vector<StreamInfo> streams;
-  std::vector<uint64_t> group_bytes;  ///< payload length of each group
+  std::vector<uint64_t> group_bytes;  ///< pure: payload length of each group; mixed, context: one entry, the frame's code
+  std::vector<uint8_t> group_raw;     ///< pure: 1 where the group's payload is its streams' bytes as they are
 };
+
+/// A stored frame of `original` (header and bytes).
+std::string stored_frame(std::string_view original);
+/// The most bytes a frame of n input bytes takes when stored: n + kStoredOverhead + varint(n).
+uint64_t stored_frame_size(uint64_t n);
 
 /// Byte range of segment i of B over n bytes: [i·n/B, (i+1)·n/B) (model/base/segments.h).
 using ccc::segment_range;
 
-/// Serialises the header (including its own trailing XXH64).
+/// Serialises the header (including its own trailing XXH64); stored frames have no header checksum
+/// (their checksum covers the bytes).
 std::string serialize_header(const Header& h);
 
 /// Parses a container: the header, then checks that the payloads exactly fill the rest of `bytes`.

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cstring>
 #include <atomic>
+#include <condition_variable>
+#include <memory>
 #include <cstdio>
 #include <filesystem>
 #include <cmath>
@@ -13,6 +15,7 @@
 #include <torch/version.h>
 
 #include "compress/arithmetic_coder.h"
+#include "compress/context_mixer.h"
 #include "model/kernels/blas_threads.h"
 #include "model/kernels/decode_attention.h"
 #include "model/kernels/decode_gemm.h"
@@ -190,53 +193,199 @@ void run_groups(int64_t n_groups, int64_t threads, const std::function<void(int6
 }
 
 // One group's lockstep loop, shared by encoder and decoder so both make exactly the same model calls:
-// each step feeds every row's current token, then `code(r, cdf)` codes row r's next token (encode it or
-// decode it, rows in order into the group's one arithmetic code) and returns it. Rows whose n_tokens
-// are done are padded with BOS.
+// feed(i) feeds every row's current token (step i) and leaves each row's CDF of its next token; then
+// every row that still codes at step i codes its token (coded), the others are padded with BOS (pad).
 // Group g holds streams [s0, s0 + rows); hooks (optional) see every model call with the group's RunInfo.
+class GroupLoop {
+ public:
+  GroupLoop(model::LoadedModel& m, const Header& h, int64_t g, int64_t s0, std::vector<uint64_t> n_tokens,
+            const CodecOptions& opt)
+      : m_(m), h_(h), g_(g), s0_(s0), n_tokens_(std::move(n_tokens)), opt_(opt),
+        rows_(static_cast<int64_t>(n_tokens_.size())),
+        extra_(opt.on_fed || opt.on_coded ? 1 : 0),  // capture: one more fed position per stream (its last token)
+        steps_(*std::max_element(n_tokens_.begin(), n_tokens_.end()) + extra_),
+        hooks_(opt.hooks ? opt.hooks(g) : nullptr), track_(hooks_ != nullptr || extra_ > 0),
+        gm_(m.model, rows_, h, hooks_), cur_(rows_, m.config.bos_id), offset_(rows_, -1), next_(rows_, 0),
+        start_(rows_, 0), live_(rows_, 1) {
+    gm_.keep_distributions(static_cast<bool>(opt.on_coded));
+    if (track_) {  // byte offsets of the fed tokens (RunInfo): running sums of token lengths from each segment's start
+      lengths_ = token_lengths(*m.tokenizer, gm_.vocab());
+      for (int64_t r = 0; r < rows_; ++r) {
+        start_[r] = static_cast<int64_t>(segment_range(h.original_bytes, h.streams.size(), s0 + r).first);
+        next_[r] = start_[r] - m.tokenizer->prefix_bytes();
+      }
+    }
+  }
+  uint64_t steps() const { return steps_; }
+  int64_t rows() const { return rows_; }
+  int64_t vocab() const { return gm_.vocab(); }
+  int64_t stream0() const { return s0_; }
+  bool codes(int64_t r, uint64_t i) const { return i < n_tokens_[r]; }
+  const uint64_t* cdf(int64_t r) const { return cdfs_.data() + r * (gm_.vocab() + 1); }
+
+  void feed(uint64_t i) {
+    if (track_)
+      for (int64_t r = 0; r < rows_; ++r) live_[r] = i < n_tokens_[r] + extra_ ? 1 : 0;
+    gm_.step(cur_, static_cast<int64_t>(i), s0_, live_, offset_, cdfs_);
+    if (opt_.on_fed) opt_.on_fed(g_, s0_, static_cast<int64_t>(i), cur_, live_, offset_);
+  }
+  void coded(int64_t r, uint64_t i, int64_t token) {
+    cur_[r] = token;
+    if (opt_.on_coded) opt_.on_coded(g_, s0_ + r, static_cast<int64_t>(i) + 1, token, gm_.bits_of(r, token));
+    if (track_) {
+      offset_[r] = std::max(start_[r], next_[r]);
+      next_[r] += lengths_[token];
+    }
+  }
+  void pad(int64_t r) {
+    cur_[r] = m_.config.bos_id;
+    offset_[r] = -1;
+  }
+
+ private:
+  model::LoadedModel& m_;
+  const Header& h_;
+  int64_t g_, s0_;
+  std::vector<uint64_t> n_tokens_;
+  const CodecOptions& opt_;
+  int64_t rows_;
+  uint64_t extra_, steps_;
+  model::HookSet* hooks_;
+  bool track_;
+  GroupModel gm_;
+  std::vector<int64_t> cur_, lengths_, offset_, next_, start_;
+  std::vector<uint8_t> live_;
+  std::vector<uint64_t> cdfs_;
+};
+
+// Pure mode: one group's whole loop on one thread; `code(r, cdf, V)` codes row r's next token (encode it
+// or decode it, rows in order into the group's one arithmetic code) and returns it.
 template <typename Code>
 void code_group(model::LoadedModel& m, const Header& h, int64_t g, int64_t s0, const std::vector<uint64_t>& n_tokens,
                 std::atomic<uint64_t>& done, uint64_t total_tokens, const CodecOptions& opt, Code&& code) {
-  const int64_t rows = static_cast<int64_t>(n_tokens.size());
-  const int64_t bos = m.config.bos_id;
-  // capture: one more fed position per stream (its last token), so that every token has a fed row
-  const bool capture = opt.on_fed || opt.on_coded;
-  const uint64_t extra = capture ? 1 : 0;
-  const uint64_t steps = *std::max_element(n_tokens.begin(), n_tokens.end()) + extra;
-  model::HookSet* hooks = opt.hooks ? opt.hooks(g) : nullptr;
-  const bool track = hooks != nullptr || capture;  // byte offsets and liveness are needed
-  GroupModel gm(m.model, rows, h, hooks);
-  gm.keep_distributions(static_cast<bool>(opt.on_coded));
-  const int64_t V = gm.vocab();
-  std::vector<int64_t> cur(rows, bos);
-  std::vector<uint64_t> cdfs;
-  // byte offsets of the fed tokens (RunInfo): running sums of token lengths from each segment's start
-  std::vector<int64_t> lengths, offset(rows, -1), next(rows, 0), start(rows, 0);
-  std::vector<uint8_t> live(rows, 1);
-  if (track) {
-    lengths = token_lengths(*m.tokenizer, V);
-    for (int64_t r = 0; r < rows; ++r) {
-      start[r] = static_cast<int64_t>(segment_range(h.original_bytes, h.streams.size(), s0 + r).first);
-      next[r] = start[r] - m.tokenizer->prefix_bytes();
+  GroupLoop loop(m, h, g, s0, n_tokens, opt);
+  const int64_t V = loop.vocab();
+  for (uint64_t i = 0; i < loop.steps(); ++i) {
+    loop.feed(i);
+    for (int64_t r = 0; r < loop.rows(); ++r) {
+      if (loop.codes(r, i)) {
+        loop.coded(r, i, code(r, loop.cdf(r), V));
+        ++done;
+      } else {
+        loop.pad(r);
+      }
+    }
+    if (opt.progress && (i % 64 == 0 || i + 1 == loop.steps())) opt.progress(done.load(), total_tokens);
+  }
+}
+
+// Runs fn(0 .. tasks − 1) on a fixed set of threads, once per call to run(), returning when all are done
+// (the per-step barrier of mixed mode: every group's model step in parallel, then the mixer in order).
+class StepPool {
+ public:
+  StepPool(int64_t threads, int64_t tasks) : tasks_(tasks) {
+    if (threads <= 0) threads = static_cast<int64_t>(std::max(1u, std::thread::hardware_concurrency()));
+    threads = std::min(threads, tasks);
+    for (int64_t t = 1; t < threads; ++t) workers_.emplace_back([this] { loop(); });
+  }
+  ~StepPool() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stop_ = true;
+      ++gen_;
+    }
+    cv_.notify_all();
+    for (auto& t : workers_) t.join();
+  }
+  void run(const std::function<void(int64_t)>& fn) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      fn_.store(&fn);
+      pending_ = tasks_;
+      next_.store(0);
+      ++gen_;
+    }
+    cv_.notify_all();
+    work();
+    std::unique_lock<std::mutex> lock(mu_);
+    done_.wait(lock, [&] { return pending_ == 0; });
+    if (error_) {
+      auto e = error_;
+      error_ = nullptr;
+      std::rethrow_exception(e);
     }
   }
+
+ private:
+  void work() {
+    for (;;) {
+      const int64_t g = next_.fetch_add(1);
+      if (g >= tasks_) return;
+      try {
+        (*fn_.load())(g);
+      } catch (...) {
+        std::lock_guard<std::mutex> lock(mu_);
+        if (!error_) error_ = std::current_exception();
+      }
+      std::lock_guard<std::mutex> lock(mu_);
+      if (--pending_ == 0) done_.notify_all();
+    }
+  }
+  void loop() {
+    torch::InferenceMode guard;
+    uint64_t seen = 0;
+    for (;;) {
+      {
+        std::unique_lock<std::mutex> lock(mu_);
+        cv_.wait(lock, [&] { return gen_ != seen; });
+        seen = gen_;
+        if (stop_) return;
+      }
+      work();
+    }
+  }
+  int64_t tasks_;
+  std::vector<std::thread> workers_;
+  std::mutex mu_;
+  std::condition_variable cv_, done_;
+  std::atomic<const std::function<void(int64_t)>*> fn_{nullptr};
+  std::atomic<int64_t> next_{0};
+  int64_t pending_ = 0;
+  uint64_t gen_ = 0;
+  bool stop_ = false;
+  std::exception_ptr error_;
+};
+
+// Mixed mode: every group's model steps in parallel, then the frame's one mixer codes step i of every
+// stream in order (stream 0, 1, …): `code(s, cdf, V)` codes stream s's next byte and returns it.
+template <typename Code>
+void code_mixed(model::LoadedModel& m, const Header& h, std::atomic<uint64_t>& done, uint64_t total_tokens,
+                const CodecOptions& opt, Code&& code) {
+  torch::InferenceMode guard;  // this thread steps groups too (as run_groups' workers)
+  const int64_t B = static_cast<int64_t>(h.streams.size());
+  const auto ranges = group_ranges(B, h.n_groups);
+  std::vector<std::unique_ptr<GroupLoop>> loops;
+  uint64_t steps = 0;
+  for (int64_t g = 0; g < static_cast<int64_t>(h.n_groups); ++g) {
+    std::vector<uint64_t> n_tokens;
+    for (int64_t s = ranges[g].first; s < ranges[g].second; ++s) n_tokens.push_back(h.streams[s].n_tokens);
+    loops.push_back(std::make_unique<GroupLoop>(m, h, g, ranges[g].first, std::move(n_tokens), opt));
+    steps = std::max(steps, loops.back()->steps());
+  }
+  StepPool pool(opt.threads, h.n_groups);
   for (uint64_t i = 0; i < steps; ++i) {
-    if (track)
-      for (int64_t r = 0; r < rows; ++r) live[r] = i < n_tokens[r] + extra ? 1 : 0;
-    gm.step(cur, static_cast<int64_t>(i), s0, live, offset, cdfs);
-    if (opt.on_fed) opt.on_fed(g, s0, static_cast<int64_t>(i), cur, live, offset);
-    for (int64_t r = 0; r < rows; ++r) {
-      if (i < n_tokens[r]) {
-        cur[r] = code(r, cdfs.data() + r * (V + 1), V);
-        ++done;
-        if (opt.on_coded) opt.on_coded(g, s0 + r, static_cast<int64_t>(i) + 1, cur[r], gm.bits_of(r, cur[r]));
-        if (track) {
-          offset[r] = std::max(start[r], next[r]);
-          next[r] += lengths[cur[r]];
+    pool.run([&](int64_t g) {
+      if (i < loops[g]->steps()) loops[g]->feed(i);
+    });
+    for (auto& loop : loops) {
+      if (i >= loop->steps()) continue;
+      for (int64_t r = 0; r < loop->rows(); ++r) {
+        if (loop->codes(r, i)) {
+          loop->coded(r, i, code(loop->stream0() + r, loop->cdf(r), loop->vocab()));
+          ++done;
+        } else {
+          loop->pad(r);
         }
-      } else {
-        cur[r] = bos;
-        offset[r] = -1;
       }
     }
     if (opt.progress && (i % 64 == 0 || i + 1 == steps)) opt.progress(done.load(), total_tokens);
@@ -264,6 +413,10 @@ std::string runtime_id() {
          std::to_string(TORCH_VERSION_MINOR) + "." + std::to_string(TORCH_VERSION_PATCH) + "; " + model::blas_info() +
          "; attention " + model::decode_attention_path(8) + "/" + model::decode_attention_path(1) + "; gemm " +
          model::packed_linear_path();
+}
+
+bool mixed_capable(const model::LoadedModel& m) {
+  return m.tokenizer->kind() == "byte" && m.config.d_vocab_out >= 256 && m.config.bos_id >= 256;
 }
 
 int64_t auto_groups(const model::ModelConfig& cfg, int64_t window, int64_t streams) {
@@ -300,6 +453,13 @@ std::string lm_compress(model::LoadedModel& m, std::string_view input, const Cod
   h.n_groups = static_cast<uint32_t>(G);
   h.total_log2 = opt.total_log2;
   CCC_CHECK(h.total_log2 >= 24 && h.total_log2 <= 31, "compress: cdf total must be 2^24 .. 2^31");
+  h.mode = !opt.pure && mixed_capable(m) ? FrameMode::kMixed : FrameMode::kPure;
+  if (h.mode == FrameMode::kMixed) {
+    h.mixer_version = kMixerVersion;
+    h.table_bits = static_cast<uint8_t>(mixer_table_bits(n));
+  } else {
+    h.group_raw.assign(G, 0);
+  }
 
   const auto segs = segment_tokens(m, input, B);
   uint64_t total_tokens = 0;
@@ -324,28 +484,102 @@ std::string lm_compress(model::LoadedModel& m, std::string_view input, const Cod
     total_tokens += n_tok;
     h.streams.push_back({b - a, n_tok});
   }
-  std::vector<std::string> payloads(G);
   std::atomic<uint64_t> done{0};
   SingleThreadedKernels pin;
-  const auto ranges = group_ranges(B, G);
-  run_groups(G, opt.threads, [&](int64_t g) {
-    const int64_t s0 = ranges[g].first, s1 = ranges[g].second;
-    std::vector<uint64_t> n_tokens;
-    std::vector<uint64_t> next(s1 - s0, 1);
-    for (int64_t s = s0; s < s1; ++s) n_tokens.push_back(segs[s].size() - 1);
-    if (*std::max_element(n_tokens.begin(), n_tokens.end()) == 0) return;
+  std::string out;
+  if (h.mode == FrameMode::kMixed) {
+    std::vector<uint64_t> stream_bytes;
+    for (const auto& st : h.streams) stream_bytes.push_back(st.n_bytes);
+    ContextMixer cm(stream_bytes, h.table_bits, opt.stats != nullptr);
     ArithmeticEncoder enc;
-    code_group(m, h, g, s0, n_tokens, done, total_tokens, opt,
-               [&](int64_t r, const uint64_t* cdf, int64_t V) {
-                 const int64_t t = segs[s0 + r][next[r]++];
-                 enc.encode(cdf[t], cdf[t + 1], cdf[V]);
-                 return t;
-               });
-    payloads[g] = enc.finish();
-  });
-  for (const auto& p : payloads) h.group_bytes.push_back(p.size());
-  std::string out = serialize_header(h);
-  for (const auto& p : payloads) out += p;
+    std::vector<uint64_t> next(B, 1);
+    FILE* dbg = std::getenv("CCC_CDF_DUMP") ? std::fopen(std::getenv("CCC_CDF_DUMP"), "wb") : nullptr;  // TEMP
+    code_mixed(m, h, done, total_tokens, opt, [&](int64_t s, const uint64_t* cdf, int64_t V) {
+      const int64_t t = segs[s][next[s]++];
+      if (dbg) { int32_t ss = (int32_t)s; uint8_t bb = (uint8_t)t; std::fwrite(&ss, 4, 1, dbg); std::fwrite(&bb, 1, 1, dbg); std::fwrite(cdf, 8, 257, dbg); }
+      cm.encode(enc, s, cdf, cdf[V], static_cast<uint8_t>(t));
+      return t;
+    });
+    if (dbg) std::fclose(dbg);
+    const std::string payload = enc.finish();
+    h.group_bytes = {payload.size()};
+    out = serialize_header(h) + payload;
+    if (opt.stats != nullptr) {
+      opt.stats->lm_bits += cm.stats().lm_bits;
+      opt.stats->cm_bits += cm.stats().cm_bits;
+      opt.stats->mix_bits += cm.stats().mix_bits;
+      opt.stats->mixed_bytes += n;
+      opt.stats->mixer_memory = std::max(opt.stats->mixer_memory, cm.memory_bytes());
+    }
+  } else {
+    std::vector<std::string> payloads(G);
+    std::vector<double> lm_bits(G, 0.0);
+    const auto ranges = group_ranges(B, G);
+    run_groups(G, opt.threads, [&](int64_t g) {
+      const int64_t s0 = ranges[g].first, s1 = ranges[g].second;
+      std::vector<uint64_t> n_tokens;
+      std::vector<uint64_t> next(s1 - s0, 1);
+      for (int64_t s = s0; s < s1; ++s) n_tokens.push_back(segs[s].size() - 1);
+      if (*std::max_element(n_tokens.begin(), n_tokens.end()) == 0) return;
+      ArithmeticEncoder enc;
+      code_group(m, h, g, s0, n_tokens, done, total_tokens, opt,
+                 [&](int64_t r, const uint64_t* cdf, int64_t V) {
+                   const int64_t t = segs[s0 + r][next[r]++];
+                   enc.encode(cdf[t], cdf[t + 1], cdf[V]);
+                   if (opt.stats != nullptr)
+                     lm_bits[g] -= std::log2(static_cast<double>(cdf[t + 1] - cdf[t]) / static_cast<double>(cdf[V]));
+                   return t;
+                 });
+      payloads[g] = enc.finish();
+      // the floor: a group whose code is not smaller than its bytes is stored as they are
+      const uint64_t bytes_in = segment_range(n, B, s1 - 1).second - segment_range(n, B, s0).first;
+      if (payloads[g].size() >= bytes_in) {
+        payloads[g] = std::string(input.substr(segment_range(n, B, s0).first, bytes_in));
+        h.group_raw[g] = 1;
+      }
+    });
+    for (const auto& p : payloads) h.group_bytes.push_back(p.size());
+    out = serialize_header(h);
+    for (const auto& p : payloads) out += p;
+    if (opt.stats != nullptr) {
+      for (double b : lm_bits) opt.stats->lm_bits += b;
+      for (uint8_t r : h.group_raw) opt.stats->raw_groups += r;
+    }
+  }
+  FrameMode chosen = h.mode;
+  if (opt.stats != nullptr) {
+    ++opt.stats->frames;
+    opt.stats->model_frame_bytes += out.size();
+  }
+  // the context models alone (one stream, no model): what wins on data the model has no prior for
+  if (!opt.pure) {
+    Header c;
+    c.mode = FrameMode::kContext;
+    c.original_bytes = n;
+    c.checksum = h.checksum;
+    c.mixer_version = kMixerVersion;
+    c.table_bits = static_cast<uint8_t>(mixer_table_bits(n));
+    const std::string payload = cm_encode(input, c.table_bits);
+    c.group_bytes = {payload.size()};
+    std::string alt = serialize_header(c) + payload;
+    if (opt.stats != nullptr) opt.stats->context_frame_bytes += alt.size();
+    if (alt.size() < out.size()) {
+      out = std::move(alt);
+      chosen = FrameMode::kContext;
+    }
+  }
+  // the floor of the whole frame: never more than its bytes plus a stored frame's header
+  if (out.size() >= stored_frame_size(n)) {
+    out = stored_frame(input);
+    chosen = FrameMode::kStored;
+  }
+  if (opt.stats != nullptr) {
+    auto& st = *opt.stats;
+    ++(chosen == FrameMode::kStored    ? st.stored_frames
+       : chosen == FrameMode::kContext ? st.context_frames
+       : chosen == FrameMode::kMixed   ? st.mixed_frames
+                                       : st.pure_frames);
+  }
   return out;
 }
 
@@ -383,6 +617,21 @@ std::string lm_decompress_frame(model::LoadedModel& m, std::string_view containe
                                 const CodecOptions& opt) {
   size_t offset = 0;
   const Header h = parse_container(container, name, &offset);
+  if (h.mode == FrameMode::kStored || h.mode == FrameMode::kContext) {  // no model needed
+    std::string out;
+    if (h.mode == FrameMode::kStored) {
+      out = std::string(container.substr(offset));
+    } else {
+      CCC_CHECK(h.mixer_version == kMixerVersion, name, ": mixer version ", int(h.mixer_version),
+                " is not supported (this ccc mixes with version ", int(kMixerVersion), ")");
+      CCC_CHECK(h.table_bits >= kMinTableBits && h.table_bits <= kMaxTableBits, name,
+                ": corrupt header (mixer table bits ", int(h.table_bits), ")");
+      out = cm_decode(container.substr(offset), h.original_bytes, h.table_bits, name);
+    }
+    CCC_CHECK(xxh64(out) == h.checksum, name, ": a ", frame_mode_name(h.mode),
+              " frame fails its checksum (corrupt); nothing written");
+    return out;
+  }
   const auto& cfg = m.config;
   CCC_CHECK(hex(h.fingerprint) == m.fingerprint, name, ": compressed with another model (fingerprint ",
             hex(h.fingerprint).substr(0, 16), "..., hint '", h.model_hint, "'); the loaded model ", m.source,
@@ -393,46 +642,76 @@ std::string lm_decompress_frame(model::LoadedModel& m, std::string_view containe
   CCC_CHECK(h.policy == WindowKind::kStrided || cfg.pos != model::PosKind::kLearned, name,
             ": rolling window policy with a learned-position model (corrupt header)");
   const int64_t B = static_cast<int64_t>(h.streams.size());
-  std::vector<std::string_view> payloads;
-  for (uint64_t g : h.group_bytes) {
-    payloads.push_back(container.substr(offset, g));
-    offset += g;
-  }
-  std::vector<std::vector<int64_t>> tokens(B);
   uint64_t total_tokens = 0;
   for (const auto& s : h.streams) total_tokens += s.n_tokens;
   CCC_CHECK(opt.max_tokens == 0 || total_tokens <= opt.max_tokens, name, ": declares ", total_tokens,
             " tokens, more than the limit of ", opt.max_tokens);
   std::atomic<uint64_t> done{0};
   SingleThreadedKernels pin;
-  const auto ranges = group_ranges(B, h.n_groups);
-  run_groups(h.n_groups, opt.threads, [&](int64_t g) {
-    const int64_t s0 = ranges[g].first, s1 = ranges[g].second;
-    std::vector<uint64_t> n_tokens;
-    for (int64_t s = s0; s < s1; ++s) n_tokens.push_back(h.streams[s].n_tokens);
-    if (*std::max_element(n_tokens.begin(), n_tokens.end()) == 0) {
-      CCC_CHECK(payloads[g].empty(), name, ": group ", g, " codes no tokens but has a payload (corrupt)");
-      return;
+  std::vector<std::string> parts(B);
+  if (h.mode == FrameMode::kMixed) {
+    CCC_CHECK(mixed_capable(m), name, ": a mixed frame needs a byte-level model");
+    CCC_CHECK(h.mixer_version == kMixerVersion, name, ": mixer version ", int(h.mixer_version),
+              " is not supported (this ccc mixes with version ", int(kMixerVersion), ")");
+    CCC_CHECK(h.table_bits >= kMinTableBits && h.table_bits <= kMaxTableBits, name, ": corrupt header (mixer table bits ",
+              int(h.table_bits), ")");
+    std::vector<uint64_t> stream_bytes;
+    for (const auto& st : h.streams) {
+      CCC_CHECK(st.n_tokens == st.n_bytes, name, ": corrupt stream table (a mixed frame codes one byte per token)");
+      stream_bytes.push_back(st.n_bytes);
     }
-    ArithmeticDecoder dec(payloads[g]);
-    code_group(m, h, g, s0, n_tokens, done, total_tokens, opt,
-               [&](int64_t r, const uint64_t* cdf, int64_t V) {
-                 const uint64_t total = cdf[V];
-                 const uint64_t t = dec.target(total);
-                 const int64_t sym = std::upper_bound(cdf + 1, cdf + V + 1, t) - cdf - 1;  // first i: cdf[i+1] > t
-                 dec.consume(cdf[sym], cdf[sym + 1], total);
-                 CCC_CHECK(!dec.overrun(), name, ": group ", g, " is corrupt (payload exhausted)");
-                 tokens[s0 + r].push_back(sym);
-                 return sym;
-               });
-  });
+    ContextMixer cm(stream_bytes, h.table_bits, false);
+    ArithmeticDecoder dec(container.substr(offset, h.group_bytes[0]));
+    code_mixed(m, h, done, total_tokens, opt, [&](int64_t s, const uint64_t* cdf, int64_t V) {
+      const uint8_t byte = cm.decode(dec, s, cdf, cdf[V]);
+      CCC_CHECK(!dec.overrun(), name, ": the mixed payload is corrupt (exhausted)");
+      parts[s].push_back(static_cast<char>(byte));
+      return static_cast<int64_t>(byte);
+    });
+  } else {
+    std::vector<std::string_view> payloads;
+    for (uint64_t g : h.group_bytes) {
+      payloads.push_back(container.substr(offset, g));
+      offset += g;
+    }
+    std::vector<std::vector<int64_t>> tokens(B);
+    const auto ranges = group_ranges(B, h.n_groups);
+    run_groups(h.n_groups, opt.threads, [&](int64_t g) {
+      const int64_t s0 = ranges[g].first, s1 = ranges[g].second;
+      if (!h.group_raw.empty() && h.group_raw[g]) {  // stored as they are (sizes checked by the parser)
+        uint64_t at = 0;
+        for (int64_t s = s0; s < s1; ++s) {
+          parts[s] = std::string(payloads[g].substr(at, h.streams[s].n_bytes));
+          at += h.streams[s].n_bytes;
+        }
+        return;
+      }
+      std::vector<uint64_t> n_tokens;
+      for (int64_t s = s0; s < s1; ++s) n_tokens.push_back(h.streams[s].n_tokens);
+      if (*std::max_element(n_tokens.begin(), n_tokens.end()) == 0) {
+        CCC_CHECK(payloads[g].empty(), name, ": group ", g, " codes no tokens but has a payload (corrupt)");
+        return;
+      }
+      ArithmeticDecoder dec(payloads[g]);
+      code_group(m, h, g, s0, n_tokens, done, total_tokens, opt,
+                 [&](int64_t r, const uint64_t* cdf, int64_t V) {
+                   const uint64_t total = cdf[V];
+                   const uint64_t t = dec.target(total);
+                   const int64_t sym = std::upper_bound(cdf + 1, cdf + V + 1, t) - cdf - 1;  // first i: cdf[i+1] > t
+                   dec.consume(cdf[sym], cdf[sym + 1], total);
+                   CCC_CHECK(!dec.overrun(), name, ": group ", g, " is corrupt (payload exhausted)");
+                   tokens[s0 + r].push_back(sym);
+                   return sym;
+                 });
+      for (int64_t s = s0; s < s1; ++s) parts[s] = m.tokenizer->decode(tokens[s]);
+    });
+  }
   std::string out;
   out.reserve(h.original_bytes);
   for (int64_t s = 0; s < B; ++s) {
-    std::string part = m.tokenizer->decode(tokens[s]);
-    CCC_CHECK(part.size() == h.streams[s].n_bytes, name, ": stream ", s, " decoded to ", part.size(), " bytes, expected ",
-              h.streams[s].n_bytes, " (corrupt data, or a model/runtime that differs from the encoder's)");
-    out += part;
+    CCC_CHECK(parts[s].size() == h.streams[s].n_bytes, name, ": stream ", s, " decoded to ", parts[s].size(),
+              " bytes, expected ", h.streams[s].n_bytes, " (corrupt data, or a model/runtime that differs from the encoder's)");
+    out += parts[s];
   }
   if (xxh64(out) != h.checksum) {
     const std::string here = runtime_id();

@@ -41,13 +41,38 @@ struct CodecOptions : model::StreamOptions, model::FeedObservers {
   int64_t threads = 0;  ///< worker threads (0 = hardware threads); never changes the output
   uint8_t total_log2 = 30;
   uint64_t max_tokens = 0;  ///< decompress refuses containers declaring more tokens (0 = no limit)
+  /// Model-only coding (FrameMode::kPure): the payload is Σ −log2 p of `ccc bits` up to the coder's
+  /// rounding. Otherwise byte-level models code in mixed mode (compress/context_mixer.h); BPE-token
+  /// models always code pure.
+  bool pure = false;
+  /// When set, compress adds each frame's figures (and runs the context models alone beside the mix
+  /// for CodecStats::cm_bits).
+  struct CodecStats* stats = nullptr;
   std::function<void(uint64_t done_tokens, uint64_t total_tokens)> progress;  ///< called from worker threads
 };
+
+/// What compress measured, summed over frames (bits are reporting figures in doubles).
+struct CodecStats {
+  uint64_t frames = 0, stored_frames = 0, mixed_frames = 0, pure_frames = 0, context_frames = 0;
+  uint64_t model_frame_bytes = 0;    ///< the model's frames (mixed or pure), whichever was kept
+  uint64_t context_frame_bytes = 0;  ///< the context-models-alone frames, whichever was kept (0 with pure)
+  uint64_t raw_groups = 0;       ///< pure frames' groups stored raw
+  double lm_bits = 0;            ///< Σ −log2 p_model(token): the model alone (pure mode's payload, up to rounding)
+  double cm_bits = 0;            ///< mixed frames: the context models alone (the mixer without the model)
+  double mix_bits = 0;           ///< mixed frames: the coded mix
+  uint64_t mixed_bytes = 0;      ///< input bytes coded by mixed frames (the three figures above cover them)
+  uint64_t mixer_memory = 0;     ///< largest context-mixer state of a frame (tables + histories), bytes
+};
+
+/// True when `m` can code in mixed mode (a byte-level tokenizer: token b = byte b).
+bool mixed_capable(const model::LoadedModel& m);
 
 /// Identity of the arithmetic path of this process (compiler, LibTorch, BLAS library and kernel).
 std::string runtime_id();
 
-/// Compresses `input` with `m`; returns the whole container.
+/// Compresses `input` with `m` as one frame; returns it. The frame is the smallest of: the model's
+/// (mixed for byte-level models, else pure; pure with opt.pure), the context models alone (not with
+/// opt.pure), and stored (never more than stored_frame_size(n) bytes).
 std::string lm_compress(model::LoadedModel& m, std::string_view input, const CodecOptions& opt);
 
 /// Compresses `input` as consecutive frames of `frame_bytes` (one lm_compress container each, concatenated):

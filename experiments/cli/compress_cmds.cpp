@@ -39,6 +39,12 @@ void add_compress_commands(CLI::App& app, Globals& g) {
     auto* sub = app.add_subcommand("compress", "lossless compression with the model (arithmetic coding)");
     add_codec_args(sub, *o, true);
     sub->add_flag("-d,--decompress", o->decompress, "decompress instead (as ccc decompress)");
+    sub->add_flag("--pure", o->pure,
+                  "model-only coding: the payload is the model's bits (ccc bits) up to rounding; default for byte-level "
+                  "models is context mixing around the model (recorded in the header; decompress needs no flag)");
+    sub->add_flag("--explain", o->explain,
+                  "also report lm_bits (the model alone), cm_bits (the context models alone) and mix_bits (coded) "
+                  "per byte; runs the context models a second time without the model");
     sub->add_option("--streams", o->streams, "independent streams B (default: one per KiB, max 256)")->check(CLI::Range(0, 1 << 30));
     sub->add_option("--window", o->window, "context window W (default: n_ctx/2 rolling, n_ctx strided)")->check(CLI::Range(0, 1 << 30));
     sub->add_flag("--strided", o->strided, "strided windows that re-encode context (default for learned positions)");

@@ -100,6 +100,7 @@ compress::CodecOptions encoder_options(const CompressCmdOptions& o, ProgressLine
   copt.threads = o.threads;
   copt.window = o.window;
   copt.strided = o.strided;
+  copt.pure = o.pure;
   copt.progress = [&progress, input_bytes](uint64_t d, uint64_t t) {
     progress.update(static_cast<int64_t>(t ? d * input_bytes / t : 0));
   };
@@ -219,7 +220,9 @@ model::LoadedModel model_for_container(const std::string& packed, const Compress
   } catch (const Error&) {
     return m;  // lm_decompress reports what is wrong
   }
-  if (!o.ablate.empty() || !o.sae.empty() || compress::hex(h.fingerprint) == m.fingerprint) return m;
+  if (h.mode == compress::FrameMode::kStored || h.mode == compress::FrameMode::kContext || !o.ablate.empty() || !o.sae.empty() ||
+      compress::hex(h.fingerprint) == m.fingerprint)
+    return m;
   std::error_code ec;
   const fs::path hinted = fs::path(CCC_SOURCE_DIR) / "data" / "models" / fs::path(h.model_hint).filename();
   if (!h.model_hint.empty() && h.model_hint.find('/') == std::string::npos && fs::is_directory(hinted, ec)) {
@@ -261,6 +264,8 @@ void run_compress(const CompressCmdOptions& o) {
     capture = make_capture(m, whole, o, copt, o.dump_force, edits);
   }
   if (ablation && !capture) ablation->attach(copt);
+  compress::CodecStats stats;
+  copt.stats = o.explain ? &stats : nullptr;
   OutputFile writer(out, o.force);
   uint64_t in_bytes = 0, out_bytes = 0;
   int64_t frames = 0;
@@ -297,6 +302,23 @@ void run_compress(const CompressCmdOptions& o) {
                    (unsigned long long)in_bytes, (unsigned long long)out_bytes, 100.0 * out_bytes / in_bytes,
                    8.0 * out_bytes / in_bytes, in_bytes / 1e3 / std::max(1e-9, s), s, fr.c_str());
   }
+  if (o.explain && in_bytes > 0) {
+    // the model alone covers every coded frame; the context models alone and the mix cover the mixed ones
+    const double n = static_cast<double>(in_bytes);
+    std::printf("lm_bits %.1f (%.4f bits/byte)", stats.lm_bits, stats.lm_bits / n);
+    if (stats.mixed_bytes > 0) {
+      const double nm = static_cast<double>(stats.mixed_bytes);
+      std::printf("  cm_bits %.1f (%.4f bits/byte)  mix_bits %.1f (%.4f bits/byte) over %llu mixed bytes", stats.cm_bits,
+                  stats.cm_bits / nm, stats.mix_bits, stats.mix_bits / nm, (unsigned long long)stats.mixed_bytes);
+    }
+    std::printf("\nframes %llu: %llu mixed, %llu pure (%llu groups raw), %llu context models alone, %llu stored; "
+                "model frames %llu bytes, context-model frames %llu bytes; mixer state %.1f MB; output %llu bytes\n",
+                (unsigned long long)stats.frames, (unsigned long long)stats.mixed_frames,
+                (unsigned long long)stats.pure_frames, (unsigned long long)stats.raw_groups,
+                (unsigned long long)stats.context_frames, (unsigned long long)stats.stored_frames,
+                (unsigned long long)stats.model_frame_bytes, (unsigned long long)stats.context_frame_bytes,
+                stats.mixer_memory / 1e6, (unsigned long long)out_bytes);
+  }
 }
 
 void run_dump(const CompressCmdOptions& o) {
@@ -306,6 +328,7 @@ void run_dump(const CompressCmdOptions& o) {
   const std::string input = read_input(o.in);
   ProgressLine progress("dump", static_cast<int64_t>(input.size()), !o.quiet, ProgressLine::Unit::kBytes);
   compress::CodecOptions copt = encoder_options(o, progress, input.size());
+  copt.pure = true;  // the container is not kept: the model's run alone (the same rows and bits)
   auto capture = make_capture(m, input, o, copt, o.force);
   const auto t0 = std::chrono::steady_clock::now();
   compress::lm_compress(m, input, copt);  // the encoder's run; its container is not kept
@@ -335,26 +358,36 @@ void run_decompress(const CompressCmdOptions& o) {
   std::string frame;
   if (o.list) {
     uint64_t original = 0, packed = 0, tokens = 0, streams = 0;
+    uint64_t modes[4] = {0, 0, 0, 0};
+    bool have_model = false;
     compress::Header first;
     while (frames.next(&frame)) {
       size_t off = 0;
       const auto h = compress::parse_container(frame, o.in, &off);
-      if (frames.frames() == 1) first = h;
+      if (!have_model && (h.mode == compress::FrameMode::kPure || h.mode == compress::FrameMode::kMixed)) {
+        first = h;  // the model's figures come from the first frame the model coded
+        have_model = true;
+      }
       original += h.original_bytes;
       packed += frame.size();
+      ++modes[static_cast<int>(h.mode)];
       streams += h.streams.size();
       for (const auto& st : h.streams) tokens += st.n_tokens;
     }
     const auto& h = first;
-    std::printf("%s: original %llu bytes, compressed %llu bytes (%.2f%%, %.4f bits/byte) in %lld frame%s\n"
-                "  model %s (fingerprint %s)\n"
-                "  tokenizer %s, %llu tokens in %llu streams, %u groups, %s window %u%s\n",
-                o.in.c_str(), (unsigned long long)original, (unsigned long long)packed,
-                original ? 100.0 * packed / original : 0.0, original ? 8.0 * packed / original : 0.0,
-                (long long)frames.frames(), frames.frames() == 1 ? "" : "s", h.model_hint.c_str(),
-                compress::hex(h.fingerprint).c_str(), h.tokenizer_kind.c_str(), (unsigned long long)tokens,
-                (unsigned long long)streams, h.n_groups, h.policy == compress::WindowKind::kRolling ? "rolling" : "strided",
-                h.window, h.policy == compress::WindowKind::kRolling ? "" : (" stride " + std::to_string(h.stride)).c_str());
+    std::printf("%s: original %llu bytes, compressed %llu bytes (%.2f%%, %.4f bits/byte) in %lld frame%s\n", o.in.c_str(),
+                (unsigned long long)original, (unsigned long long)packed, original ? 100.0 * packed / original : 0.0,
+                original ? 8.0 * packed / original : 0.0, (long long)frames.frames(), frames.frames() == 1 ? "" : "s");
+    if (have_model)
+      std::printf("  model %s (fingerprint %s)\n  tokenizer %s, %llu tokens in %llu streams, %u groups, %s window %u%s\n",
+                  h.model_hint.c_str(), compress::hex(h.fingerprint).c_str(), h.tokenizer_kind.c_str(),
+                  (unsigned long long)tokens, (unsigned long long)streams, h.n_groups,
+                  h.policy == compress::WindowKind::kRolling ? "rolling" : "strided", h.window,
+                  h.policy == compress::WindowKind::kRolling ? "" : (" stride " + std::to_string(h.stride)).c_str());
+    else
+      std::printf("  model: none (no frame needs one)\n");
+    std::printf("  frames: %llu mixed, %llu pure, %llu context models alone, %llu stored\n", (unsigned long long)modes[2],
+                (unsigned long long)modes[1], (unsigned long long)modes[3], (unsigned long long)modes[0]);
     return;
   }
   if (!o.test) check_output(out, o.in, o.force);

@@ -25,6 +25,8 @@ struct CompressCmdOptions {
   uint64_t frame_bytes = 16u << 20;  ///< input bytes per frame (compress::kFrameBytes; memory is bounded by one)
   bool force = false;
   bool quiet = false;
+  bool pure = false;     ///< --pure: model-only coding (compress::CodecOptions::pure)
+  bool explain = false;  ///< --explain: also print the bits of the model alone, the context models alone and the mix
   // activation capture (ccc dump; ccc compress --dump)
   std::string dump;                 ///< HDF5 output ("" = none)
   std::vector<std::string> hooks;   ///< hook names / globs to capture
