@@ -20,7 +20,8 @@ packages=(cmake ninja-build g++ pkg-config ccache
   gzip bzip2 xz-utils zstd brotli zpaq)
 # the browser test of `ccc report` renders report.html in Debian's chromium (headless); tests only
 [ "$mode" = test ] && packages+=(chromium)
-corpus_packages=(fortunes dict-jargon nodejs-doc iso-codes manpages-dev bash-completion)
+corpus_packages=(fortunes dict-jargon nodejs-doc iso-codes manpages-dev bash-completion
+  adwaita-icon-theme)  # the last: the image of the diverse compression benchmark (data/bench_suite.sh)
 # corpora come from ../shared when present, else from the registries (npm needs nodejs)
 shared_corpora=../shared/data/corpora
 [ -d "$shared_corpora" ] || { command -v npm >/dev/null 2>&1 || corpus_packages+=(nodejs npm); }

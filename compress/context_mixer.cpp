@@ -167,7 +167,7 @@ struct ContextMixer::State {
       : table_bits(tb), match_bits(tb), shadow(sh), streams(stream_bytes.size()),
         buckets(size_t{1} << tb), o0(256, kCounterInit), o1(65536, kCounterInit), match_sm(64, kCounterInit),
         match_table(size_t{1} << tb, 0),
-        m1(256, lm_init()), m2(64, lm_init()), s1(sh ? 256 : 1, cm_init()), s2(sh ? 32 : 1, cm_init()),
+        m1(256, lm_init()), m2(256, lm_init()), s1(sh ? 256 : 1, cm_init()), s2(sh ? 128 : 1, cm_init()),
         a1(256), a2(65536), sa1(sh ? 256 : 1), sa2(sh ? 65536 : 1) {
     for (auto& b : buckets) reset(b, 0);
     for (size_t s = 0; s < streams.size(); ++s) streams[s].hist.reserve(stream_bytes[s]);
@@ -188,13 +188,16 @@ struct ContextMixer::State {
     b.unused = 0;
     std::fill(std::begin(b.node), std::end(b.node), kCounterInit);
   }
-  Bucket* find(uint64_t h) {
+  Bucket* find(uint64_t h, int* hits) {
     const size_t i = static_cast<size_t>(h >> (64 - table_bits));
     const uint16_t tag = static_cast<uint16_t>(h);
     Bucket* a = &buckets[i];
     Bucket* b = &buckets[i ^ 1];
-    if (a->tag == tag) return a;
-    if (b->tag == tag) return b;
+    Bucket* hit = a->tag == tag ? a : b->tag == tag ? b : nullptr;
+    if (hit != nullptr) {
+      *hits += (hit->node[0] & 1023) != 0 ? 1 : 0;  // seen before in this context
+      return hit;
+    }
     Bucket* victim = (a->node[0] & 1023) <= (b->node[0] & 1023) ? a : b;
     reset(*victim, tag);
     return victim;
@@ -278,11 +281,15 @@ uint8_t ContextMixer::code_byte(int64_t s, const uint64_t* cdf, uint64_t total, 
   const int c1 = static_cast<int>(t.c4 & 0xff);
   Bucket* bk[kOrders] = {};
   int c0 = 1;  // partial byte with a leading 1
+  int hits = 0;
   int x[kInputs] = {}, xs[kInputs] = {};
   uint32_t* slot[kOrders + 2];
   for (int k = 0; k < 8; ++k) {
-    if (k == 0 || k == 4)
-      for (int o = 0; o < kOrders; ++o) bk[o] = S.find(mix64(t.ctx[o] + static_cast<uint64_t>(c0) * 0xD6E8FEB86659FD93ull));
+    if (k == 0 || k == 4) {
+      hits = 0;
+      for (int o = 0; o < kOrders; ++o) bk[o] = S.find(mix64(t.ctx[o] + static_cast<uint64_t>(c0) * 0xD6E8FEB86659FD93ull), &hits);
+      hits = std::min(hits, 3);  // of the 7 hashed contexts: 0, 1, 2, 3+ seen before
+    }
     // node index inside a bucket: the nibble's partial bits with a leading 1, minus 1
     const int nib = k < 4 ? c0 : ((1 << (k - 4)) | (c0 & ((1 << (k - 4)) - 1)));
     slot[0] = &S.o0[c0];
@@ -318,7 +325,7 @@ uint8_t ContextMixer::code_byte(int64_t s, const uint64_t* cdf, uint64_t total, 
     x[kInLm] = lm;
     x[kInBias] = 256;
     const int d1 = S.m1.predict(x, c0);
-    const int d2 = S.m2.predict(x, ((lm + 2048) >> 8) * 4 + msel);
+    const int d2 = S.m2.predict(x, (((lm + 2048) >> 8) * 4 + msel) * 4 + hits);
     const int pm = squash((d1 + d2) >> 1);
     const int p16 = std::clamp((pm * 16 + S.a1.pp(pm, c0) + 2 * S.a2.pp(pm, c0 | (c1 << 8)) + 2) >> 2, 32, 65536 - 32);
     int ps16 = 0;
@@ -326,7 +333,7 @@ uint8_t ContextMixer::code_byte(int64_t s, const uint64_t* cdf, uint64_t total, 
       std::copy(x, x + kInputs, xs);
       xs[kInLm] = 0;
       const int e1 = S.s1.predict(xs, c0);
-      const int e2 = S.s2.predict(xs, msel * 8 + k);
+      const int e2 = S.s2.predict(xs, (msel * 4 + hits) * 8 + k);
       const int ps = squash((e1 + e2) >> 1);
       ps16 = std::clamp((ps * 16 + S.sa1.pp(ps, c0) + 2 * S.sa2.pp(ps, c0 | (c1 << 8)) + 2) >> 2, 32, 65536 - 32);
     }

@@ -490,17 +490,14 @@ std::string lm_compress(model::LoadedModel& m, std::string_view input, const Cod
   if (h.mode == FrameMode::kMixed) {
     std::vector<uint64_t> stream_bytes;
     for (const auto& st : h.streams) stream_bytes.push_back(st.n_bytes);
-    ContextMixer cm(stream_bytes, h.table_bits, opt.stats != nullptr);
+    ContextMixer cm(stream_bytes, h.table_bits, opt.stats != nullptr && opt.stats->shadow);
     ArithmeticEncoder enc;
     std::vector<uint64_t> next(B, 1);
-    FILE* dbg = std::getenv("CCC_CDF_DUMP") ? std::fopen(std::getenv("CCC_CDF_DUMP"), "wb") : nullptr;  // TEMP
     code_mixed(m, h, done, total_tokens, opt, [&](int64_t s, const uint64_t* cdf, int64_t V) {
       const int64_t t = segs[s][next[s]++];
-      if (dbg) { int32_t ss = (int32_t)s; uint8_t bb = (uint8_t)t; std::fwrite(&ss, 4, 1, dbg); std::fwrite(&bb, 1, 1, dbg); std::fwrite(cdf, 8, 257, dbg); }
       cm.encode(enc, s, cdf, cdf[V], static_cast<uint8_t>(t));
       return t;
     });
-    if (dbg) std::fclose(dbg);
     const std::string payload = enc.finish();
     h.group_bytes = {payload.size()};
     out = serialize_header(h) + payload;
@@ -531,7 +528,8 @@ std::string lm_compress(model::LoadedModel& m, std::string_view input, const Cod
                    return t;
                  });
       payloads[g] = enc.finish();
-      // the floor: a group whose code is not smaller than its bytes is stored as they are
+      // the floor (not with pure, the measurement): a group whose code is not smaller than its bytes is stored as they are
+      if (opt.pure) return;
       const uint64_t bytes_in = segment_range(n, B, s1 - 1).second - segment_range(n, B, s0).first;
       if (payloads[g].size() >= bytes_in) {
         payloads[g] = std::string(input.substr(segment_range(n, B, s0).first, bytes_in));
@@ -552,7 +550,7 @@ std::string lm_compress(model::LoadedModel& m, std::string_view input, const Cod
     opt.stats->model_frame_bytes += out.size();
   }
   // the context models alone (one stream, no model): what wins on data the model has no prior for
-  if (!opt.pure) {
+  if (!opt.pure && opt.context_frames) {
     Header c;
     c.mode = FrameMode::kContext;
     c.original_bytes = n;
@@ -568,8 +566,9 @@ std::string lm_compress(model::LoadedModel& m, std::string_view input, const Cod
       chosen = FrameMode::kContext;
     }
   }
-  // the floor of the whole frame: never more than its bytes plus a stored frame's header
-  if (out.size() >= stored_frame_size(n)) {
+  // the floor of the whole frame: never more than its bytes plus a stored frame's header (not with pure:
+  // its payload is the model's bits, whatever they come to)
+  if (!opt.pure && out.size() >= stored_frame_size(n)) {
     out = stored_frame(input);
     chosen = FrameMode::kStored;
   }

@@ -41,18 +41,23 @@ struct CodecOptions : model::StreamOptions, model::FeedObservers {
   int64_t threads = 0;  ///< worker threads (0 = hardware threads); never changes the output
   uint8_t total_log2 = 30;
   uint64_t max_tokens = 0;  ///< decompress refuses containers declaring more tokens (0 = no limit)
-  /// Model-only coding (FrameMode::kPure): the payload is Σ −log2 p of `ccc bits` up to the coder's
-  /// rounding. Otherwise byte-level models code in mixed mode (compress/context_mixer.h); BPE-token
-  /// models always code pure.
+  /// Model-only coding (FrameMode::kPure), the measurement: the payload is Σ −log2 p of `ccc bits` up to
+  /// the coder's rounding, with no floor (an input the model codes badly expands). Otherwise the frame
+  /// is the smallest of the model's (mixed for byte-level models, compress/context_mixer.h; pure with raw
+  /// groups for BPE-token models), the context models alone, and stored: never more than
+  /// stored_frame_size(n) bytes.
   bool pure = false;
-  /// When set, compress adds each frame's figures (and runs the context models alone beside the mix
-  /// for CodecStats::cm_bits).
+  /// Not with pure: also try the context models alone (a frame that needs no model) and keep it when
+  /// smaller. Off: the model's frame (or stored, the floor) is kept, e.g. to study raw groups.
+  bool context_frames = true;
+  /// When set, compress adds each frame's figures (CodecStats).
   struct CodecStats* stats = nullptr;
   std::function<void(uint64_t done_tokens, uint64_t total_tokens)> progress;  ///< called from worker threads
 };
 
 /// What compress measured, summed over frames (bits are reporting figures in doubles).
 struct CodecStats {
+  bool shadow = false;  ///< set by the caller: also run the context models alone inside mixed frames (cm_bits; ~1.3x the mixing work)
   uint64_t frames = 0, stored_frames = 0, mixed_frames = 0, pure_frames = 0, context_frames = 0;
   uint64_t model_frame_bytes = 0;    ///< the model's frames (mixed or pure), whichever was kept
   uint64_t context_frame_bytes = 0;  ///< the context-models-alone frames, whichever was kept (0 with pure)
@@ -70,9 +75,7 @@ bool mixed_capable(const model::LoadedModel& m);
 /// Identity of the arithmetic path of this process (compiler, LibTorch, BLAS library and kernel).
 std::string runtime_id();
 
-/// Compresses `input` with `m` as one frame; returns it. The frame is the smallest of: the model's
-/// (mixed for byte-level models, else pure; pure with opt.pure), the context models alone (not with
-/// opt.pure), and stored (never more than stored_frame_size(n) bytes).
+/// Compresses `input` with `m` as one frame; returns it (CodecOptions::pure says which frame).
 std::string lm_compress(model::LoadedModel& m, std::string_view input, const CodecOptions& opt);
 
 /// Compresses `input` as consecutive frames of `frame_bytes` (one lm_compress container each, concatenated):

@@ -230,6 +230,7 @@ bool write_plots(const std::vector<Row>& rows, const Files& files, const BenchCo
 }  // namespace
 
 void bench_compress(const BenchCompressOptions& o) {
+  if (!o.suite.empty()) return bench_compress_suite(o);
   const Files files = bench_inputs(o);
   std::vector<std::string> models = o.models;
   if (models.empty())

@@ -64,6 +64,10 @@ void add_bench_commands(CLI::App& app, Globals& g) {
     add_model_options(sub, o->models, &o->tokenizer, "a model (repeatable; default: the shipped family)");
     sub->add_option("--out-dir", o->out_dir, "where CSV and plots go");
     sub->add_option("--corpora", o->corpora_dir);
+    sub->add_option("--suite", o->suite,
+                    "diverse: the file suite of data/bench_suite.sh (prose LF/CRLF, Markdown, HTML, XML, JSON, man, C, C++, "
+                    "Python, log, executable, library, PNG, gzip, random), ccc and ccc --pure with one model (-m)");
+    sub->add_option("--suite-dir", o->suite_dir, "where the suite is built (default .cache/diverse)");
     sub->add_option("--window", o->windows,
                     "rolling window W for every model (repeatable: one row per window; 0 = automatic, the default)")
         ->allow_extra_args(false)

@@ -40,7 +40,7 @@ void add_compress_commands(CLI::App& app, Globals& g) {
     add_codec_args(sub, *o, true);
     sub->add_flag("-d,--decompress", o->decompress, "decompress instead (as ccc decompress)");
     sub->add_flag("--pure", o->pure,
-                  "model-only coding: the payload is the model's bits (ccc bits) up to rounding; default for byte-level "
+                  "model-only coding, the measurement: the payload is the model's bits (ccc bits) up to rounding, with no floor; the default for byte-level "
                   "models is context mixing around the model (recorded in the header; decompress needs no flag)");
     sub->add_flag("--explain", o->explain,
                   "also report lm_bits (the model alone), cm_bits (the context models alone) and mix_bits (coded) "

@@ -265,6 +265,7 @@ void run_compress(const CompressCmdOptions& o) {
   }
   if (ablation && !capture) ablation->attach(copt);
   compress::CodecStats stats;
+  stats.shadow = true;
   copt.stats = o.explain ? &stats : nullptr;
   OutputFile writer(out, o.force);
   uint64_t in_bytes = 0, out_bytes = 0;
@@ -306,7 +307,7 @@ void run_compress(const CompressCmdOptions& o) {
     // the model alone covers every coded frame; the context models alone and the mix cover the mixed ones
     const double n = static_cast<double>(in_bytes);
     std::printf("lm_bits %.1f (%.4f bits/byte)", stats.lm_bits, stats.lm_bits / n);
-    if (stats.mixed_bytes > 0) {
+    if (stats.mixed_bytes > 0 && stats.shadow) {
       const double nm = static_cast<double>(stats.mixed_bytes);
       std::printf("  cm_bits %.1f (%.4f bits/byte)  mix_bits %.1f (%.4f bits/byte) over %llu mixed bytes", stats.cm_bits,
                   stats.cm_bits / nm, stats.mix_bits, stats.mix_bits / nm, (unsigned long long)stats.mixed_bytes);

@@ -2,8 +2,10 @@
 
 #include <gtest/gtest.h>
 
+#include <mutex>
 #include <random>
 #include <set>
+#include <tuple>
 
 #include "compress/container.h"
 #include "model/base/error.h"
@@ -11,6 +13,7 @@
 #include "model/formats/loader.h"
 #include "model/kernels/decode_attention.h"
 #include "model/scoring/cost_model.h"
+#include "model/scoring/streams.h"
 #include "tests/support/test_support.h"
 
 namespace ccc::compress {
@@ -46,15 +49,24 @@ TEST(LmCodecTest, RoundTripIsBitExactForEveryInputStreamCountAndPolicy) {
   for (const auto& [label, data] : inputs()) {
     for (int64_t streams : {1, 5}) {
       for (int policy = 0; policy < 3; ++policy) {  // rolling, strided (rotary), strided (learned positions)
-        auto& m = policy == 2 ? learned : rotary;
-        CodecOptions o;
-        o.streams = streams;
-        o.groups = 2;
-        o.strided = policy == 1;
-        auto packed = lm_compress(m, data, o);
-        size_t off = 0;
-        EXPECT_EQ(parse_container(packed, "mem", &off).policy, policy == 0 ? WindowKind::kRolling : WindowKind::kStrided);
-        EXPECT_EQ(lm_decompress(m, packed, "mem"), data) << label << " streams " << streams << " policy " << policy;
+        for (bool pure : {true, false}) {
+          auto& m = policy == 2 ? learned : rotary;
+          CodecOptions o;
+          o.streams = streams;
+          o.groups = 2;
+          o.strided = policy == 1;
+          o.pure = pure;
+          auto packed = lm_compress(m, data, o);
+          size_t off = 0;
+          const Header h = parse_container(packed, "mem", &off);
+          if (pure) {
+            EXPECT_EQ(h.policy, policy == 0 ? WindowKind::kRolling : WindowKind::kStrided);
+          } else {
+            EXPECT_LE(packed.size(), stored_frame_size(data.size())) << label;
+          }
+          EXPECT_EQ(lm_decompress(m, packed, "mem"), data) << label << " streams " << streams << " policy " << policy
+                                                           << " pure " << pure;
+        }
       }
     }
   }
@@ -63,19 +75,22 @@ TEST(LmCodecTest, RoundTripIsBitExactForEveryInputStreamCountAndPolicy) {
 TEST(LmCodecTest, OutputIndependentOfThreadCountAndDeterministic) {
   auto m = byte_model();
   const std::string data = inputs()[5].second;
-  CodecOptions one, two;
-  one.streams = two.streams = 6;
-  one.groups = two.groups = 3;
-  one.threads = 1;
-  two.threads = 2;
-  torch::set_num_threads(1);
-  auto a = lm_compress(m, data, one);
-  torch::set_num_threads(2);
-  auto b = lm_compress(m, data, two);
-  auto c = lm_compress(m, data, two);
-  EXPECT_EQ(a, b);
-  EXPECT_EQ(b, c);
-  EXPECT_EQ(lm_decompress(m, a, "mem", two), data);  // decoded with another thread count
+  for (bool pure : {true, false}) {
+    CodecOptions one, two;
+    one.streams = two.streams = 6;
+    one.groups = two.groups = 3;
+    one.threads = 1;
+    two.threads = 2;
+    one.pure = two.pure = pure;
+    torch::set_num_threads(1);
+    auto a = lm_compress(m, data, one);
+    torch::set_num_threads(2);
+    auto b = lm_compress(m, data, two);
+    auto c = lm_compress(m, data, two);
+    EXPECT_EQ(a, b);
+    EXPECT_EQ(b, c);
+    EXPECT_EQ(lm_decompress(m, a, "mem", two), data);  // decoded with another thread count
+  }
 }
 
 // Observers for every hook site plus one on hook_embed that checks the RunInfo against the data: each
@@ -168,6 +183,7 @@ TEST(LmCodecTest, PayloadMatchesBitsUnderSameSegmentation) {
       CodecOptions o;
       o.streams = streams;
       o.strided = strided;
+      o.pure = true;  // the measurement: no floor, no context models
       auto packed = lm_compress(m, data, o);
       size_t off = 0;
       auto h = parse_container(packed, "mem", &off);
@@ -183,33 +199,43 @@ TEST(LmCodecTest, PayloadMatchesBitsUnderSameSegmentation) {
 TEST(LmCodecTest, TruncationAtEveryHeaderFieldIsAClearError) {
   auto m = byte_model();
   const std::string data = "hello hello hello hello";
-  auto packed = lm_compress(m, data, {});
-  size_t off = 0;
-  parse_container(packed, "mem", &off);
-  for (size_t cut = 0; cut < packed.size(); ++cut) {
-    test::expect_error([&] { lm_decompress(m, std::string_view(packed).substr(0, cut), "cut.ccc"); }, {"cut.ccc"});
+  for (bool pure : {true, false}) {  // a pure frame and the default's (here a stored one)
+    CodecOptions o;
+    o.pure = pure;
+    auto packed = lm_compress(m, data, o);
+    size_t off = 0;
+    parse_container(packed, "mem", &off);
+    for (size_t cut = 0; cut < packed.size(); ++cut) {
+      test::expect_error([&] { lm_decompress(m, std::string_view(packed).substr(0, cut), "cut.ccc"); }, {"cut.ccc"});
+    }
   }
 }
 
 TEST(LmCodecTest, FlippedPayloadBytesAreDetected) {
   auto m = byte_model();
   const std::string data = inputs()[5].second;
-  auto packed = lm_compress(m, data, {});
-  size_t off = 0;
-  parse_container(packed, "mem", &off);
-  for (size_t i = off; i < packed.size(); i += std::max<size_t>(1, (packed.size() - off) / 13)) {
-    auto bad = packed;
-    bad[i] = static_cast<char>(bad[i] ^ 0x5a);
-    EXPECT_THROW(lm_decompress(m, bad, "flip.ccc"), Error) << "flip at " << i;
+  for (bool pure : {true, false}) {
+    CodecOptions o;
+    o.pure = pure;
+    auto packed = lm_compress(m, data, o);
+    size_t off = 0;
+    parse_container(packed, "mem", &off);
+    for (size_t i = off; i < packed.size(); i += std::max<size_t>(1, (packed.size() - off) / 13)) {
+      auto bad = packed;
+      bad[i] = static_cast<char>(bad[i] ^ 0x5a);
+      EXPECT_THROW(lm_decompress(m, bad, "flip.ccc"), Error) << "flip at " << i << " pure " << pure;
+    }
+    auto bad_header = packed;
+    bad_header[20] ^= 1;  // pure: inside the fingerprint, caught by the header checksum
+    EXPECT_THROW(lm_decompress(m, bad_header, "flip.ccc"), Error);
   }
-  auto bad_header = packed;
-  bad_header[20] ^= 1;  // inside the fingerprint: caught by the header checksum
-  EXPECT_THROW(lm_decompress(m, bad_header, "flip.ccc"), Error);
 }
 
 TEST(LmCodecTest, WrongModelNamesBothFingerprints) {
   auto m = byte_model(1), other = byte_model(2);
-  auto packed = lm_compress(m, "some data", {});
+  CodecOptions o;
+  o.pure = true;  // a frame the model coded (the default would store 9 bytes as they are)
+  auto packed = lm_compress(m, "some data", o);
   test::expect_error([&] { lm_decompress(other, packed, "x.ccc"); },
                      {m.fingerprint.substr(0, 16), other.fingerprint.substr(0, 16)});
 }
@@ -418,6 +444,7 @@ TEST(LmCodecTest, AutomaticGroupsKeepEachGroupsCachesWithinTheBudget) {
   auto m = byte_model(2, 16);
   const std::string data = inputs()[5].second;
   CodecOptions o;
+  o.pure = true;  // the model's frame (its header records the groups)
   o.streams = 40;
   const auto packed = lm_compress(m, data, o);
   size_t at = 0;
@@ -449,6 +476,7 @@ TEST(LmCodecTest, CompressedBytesOfTheShippedModelsDoNotDrift) {
     if (model::decode_attention_path(m.config.d_head) != "avx2") GTEST_SKIP() << "digests recorded on the avx2 path";
     CodecOptions o;
     o.streams = 3;
+    o.pure = true;  // the model's arithmetic alone (the same payloads as format version 3 wrote)
     const auto packed = lm_compress(m, text, o);
     // the payloads only: the header's runtime hash names this machine's OpenBLAS kernel (Zen, Haswell,
     // Cooperlake, ...), which the rolling decode path never calls; the arithmetic is what may not drift
@@ -459,6 +487,124 @@ TEST(LmCodecTest, CompressedBytesOfTheShippedModelsDoNotDrift) {
         << name << ": the compressed payloads changed (" << packed.size() - payload_at << " bytes)";
     EXPECT_EQ(lm_decompress(m, packed, "mem"), text) << name;
   }
+}
+
+}  // namespace
+}  // namespace ccc::compress
+
+namespace ccc::compress {
+namespace {
+
+Header first_header(const std::string& packed) {
+  size_t off = 0;
+  return parse_container(std::string_view(packed).substr(0, frame_size(packed, "mem")), "mem", &off);
+}
+
+// The default never expands: each frame is the smallest of the model's, the context models alone and
+// stored. Random bytes are stored (the stated bound exactly); a repeated binary block, which an untrained
+// model cannot predict, goes to the context models; both restore.
+TEST(LmCodecTest, DefaultKeepsTheSmallestFrameAndNeverExpands) {
+  auto m = byte_model(3, 32);
+  std::mt19937 rng(8);
+  std::string random, block, repeated;
+  for (int i = 0; i < 3000; ++i) random.push_back(static_cast<char>(rng() & 0xff));
+  for (int i = 0; i < 700; ++i) block.push_back(static_cast<char>(rng() % 7 == 0 ? 0 : rng() & 0xff));
+  for (int i = 0; i < 5; ++i) repeated += block;
+  const std::string gz = random.substr(0, 100) + std::string(2000, '\0');  // a run the model never saw
+  for (const auto& [label, data, want] : std::vector<std::tuple<std::string, std::string, FrameMode>>{
+           {"random", random, FrameMode::kStored}, {"repeated block", repeated, FrameMode::kContext},
+           {"run of zeros", gz, FrameMode::kContext}, {"empty", "", FrameMode::kStored}}) {
+    CodecStats st;
+    CodecOptions o;
+    o.streams = 4;
+    o.stats = &st;
+    const auto packed = lm_compress(m, data, o);
+    EXPECT_EQ(first_header(packed).mode, want) << label;
+    EXPECT_LE(packed.size(), stored_frame_size(data.size())) << label;
+    EXPECT_EQ(st.frames, 1u);
+    EXPECT_EQ(st.stored_frames + st.context_frames + st.mixed_frames, 1u);
+    EXPECT_EQ(packed.size(), std::min({st.model_frame_bytes, st.context_frame_bytes, stored_frame_size(data.size())}))
+        << label << ": not the smallest of the frames tried";
+    EXPECT_EQ(lm_decompress(m, packed, "mem"), data) << label;
+    // a stored or context frame needs no model: another model restores it too
+    auto other = byte_model(9, 16);
+    EXPECT_EQ(lm_decompress(other, packed, "mem"), data) << label;
+  }
+  // the bound over frames: n + (kStoredOverhead + varint) per frame
+  const auto packed = lm_compress_frames(m, random, {}, 1000);
+  EXPECT_EQ(packed.size(), random.size() + 3 * (kStoredOverhead + 2));
+  EXPECT_EQ(lm_decompress(m, packed, "mem"), random);
+}
+
+// Mixed frames with a trained byte model: kept on text, exact, independent of the thread count; the
+// observers see the same run as in pure mode (same bits per token: a dump does not depend on the mode);
+// the mixer's model-alone bits equal the pure payload's measure.
+TEST(LmCodecTest, MixedFramesWithATrainedModel) {
+  auto m = model::load_model(std::string(CCC_SOURCE_DIR) + "/data/models/ccc-byte-xs");
+  const std::string text = read_file(std::string(CCC_SOURCE_DIR) + "/data/golden/original.txt");  // English prose
+  std::vector<std::vector<double>> bits(2);
+  std::string outs[2];
+  CodecStats st[2];
+  for (int pure = 0; pure < 2; ++pure) {
+    CodecOptions o;
+    o.pure = pure == 1;
+    o.stats = &st[pure];
+    std::mutex mu;
+    bits[pure].assign(text.size(), 0.0);
+    o.on_coded = [&, pure](int64_t, int64_t stream, int64_t pos, int64_t, double b) {
+      std::lock_guard<std::mutex> lock(mu);
+      bits[pure][segment_range(text.size(), model::resolve_streams(text.size(), 0), stream).first + pos - 1] = b;
+    };
+    outs[pure] = lm_compress(m, text, o);
+    EXPECT_EQ(lm_decompress(m, outs[pure], "mem"), text);
+  }
+  EXPECT_EQ(first_header(outs[0]).mode, FrameMode::kMixed);
+  EXPECT_EQ(first_header(outs[1]).mode, FrameMode::kPure);
+  EXPECT_LT(outs[0].size(), outs[1].size()) << "mixing did not pay on English prose";
+  EXPECT_LT(st[0].model_frame_bytes, st[0].context_frame_bytes) << "the model earned nothing over the context models";
+  double max_diff = 0;
+  for (size_t i = 0; i < text.size(); ++i) max_diff = std::max(max_diff, std::abs(bits[0][i] - bits[1][i]));
+  EXPECT_EQ(max_diff, 0.0) << "the observers' bits differ between modes";
+  EXPECT_NEAR(st[0].lm_bits, st[1].lm_bits, 1e-6 * st[1].lm_bits);
+  EXPECT_NEAR(st[0].mix_bits, 8.0 * static_cast<double>(st[0].model_frame_bytes), 8.0 * 120);  // + header
+  CodecOptions one, two;
+  one.threads = 1;
+  two.threads = 2;
+  EXPECT_EQ(lm_compress(m, text, one), outs[0]);
+  EXPECT_EQ(lm_compress(m, text, two), outs[0]);
+}
+
+// Pure frames of a BPE-token model (no mixed mode) store a group raw when its code is not smaller.
+TEST(LmCodecTest, BpeModelsStoreIncompressibleGroupsRaw) {
+  auto ckpt = test::shared_path("models/stories260K.bin");
+  CCC_REQUIRE_SHARED(ckpt);
+  auto m = model::load_model(ckpt, test::shared_path("models/tok512.bin"));
+  std::mt19937 rng(2);
+  const char* who[] = {"Lily", "Tom", "the little dog", "a happy bird", "Mom", "the old man", "Ben"};
+  const char* did[] = {"saw", "found", "wanted", "played with", "liked", "shared", "looked at"};
+  const char* what[] = {"a big red ball", "the sun", "a small cat", "her toy", "the tree", "a kind friend", "the park"};
+  std::string text = "Once upon a time, ";
+  while (text.size() < 1500) {
+    text += std::string(who[rng() % 7]) + " " + did[rng() % 7] + " " + what[rng() % 7] + ". ";
+    if (rng() % 3 == 0) text += "They were very happy. ";
+  }
+  text.resize(1500);
+  std::string noise;
+  for (int i = 0; i < 1500; ++i) noise.push_back(static_cast<char>(rng() & 0xff));
+  const std::string data = text + noise;
+  CodecOptions o;
+  o.streams = 2;
+  o.groups = 2;
+  o.context_frames = false;  // the context models alone would win here; this test looks at the model's frame
+  CodecStats st;
+  o.stats = &st;
+  const auto packed = lm_compress(m, data, o);
+  const Header h = first_header(packed);
+  ASSERT_EQ(h.mode, FrameMode::kPure);
+  EXPECT_EQ(h.group_raw, (std::vector<uint8_t>{0, 1}));
+  EXPECT_EQ(h.group_bytes[1], 1500u);
+  EXPECT_EQ(st.raw_groups, 1u);
+  EXPECT_EQ(lm_decompress(m, packed, "mem"), data);
 }
 
 }  // namespace
