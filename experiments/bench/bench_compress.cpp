@@ -84,6 +84,7 @@ Row measure_model(const std::string& name, const std::string& bytes, const std::
   namespace ch = std::chrono;
   compress::CodecOptions copt;
   copt.window = window;
+  copt.pure = true;  // the model's own coding (its speed against the rooflines); the default compressor: --suite
   // this machine's matmul speed moves by up to 2x within minutes (a shared host): the roofline is read
   // beside each run, before and after it, and the better reading is that row's baseline
   const double roof_before = matmul_roofline_gflops(4096, 256, 3);

@@ -59,7 +59,8 @@ void add_bench_commands(CLI::App& app, Globals& g) {
   }
   {
     auto o = std::make_shared<experiments::BenchCompressOptions>();
-    auto* sub = bench->add_subcommand("compress", "ccc models vs gzip, bzip2, xz, zstd, brotli, zpaq");
+    auto* sub = bench->add_subcommand(
+        "compress", "ccc models (model-only coding, --pure) vs gzip, bzip2, xz, zstd, brotli, zpaq; --suite diverse: the default compressor on files of every kind");
     sub->add_option("files", o->files, "files (default: held-out part of each corpus)");
     add_model_options(sub, o->models, &o->tokenizer, "a model (repeatable; default: the shipped family)");
     sub->add_option("--out-dir", o->out_dir, "where CSV and plots go");

@@ -25,11 +25,13 @@ void add_codec_args(CLI::App* sub, experiments::CompressCmdOptions& o, bool many
 }
 // compress / decompress with an ablated model (both sides need the same options)
 void add_ablation_args(CLI::App* sub, experiments::CompressCmdOptions& o) {
-  sub->add_option("--ablate", o.ablate, "code with these components ablated (L.H, attnL, mlpL, nL.N; see ccc ablate)");
+  sub->add_option("--ablate", o.ablate,
+                  "code with these components ablated (L.H, attnL, mlpL, nL.N; see ccc ablate); codes model-only, as --pure, "
+                  "so the size difference to --pure is the ablation's cost");
   sub->add_option("--mode", o.ablate_mode, "ablation mode: zero (default), mean or resample");
   sub->add_option("--reference", o.reference, "reference text of mean / resample ablations (required for them)");
   sub->add_option("--seed", o.seed, "seed of resample ablations (default 0)");
-  sub->add_option("--sae", o.sae, "code with this dictionary (ccc sae train) spliced in at its hook: the size difference is its cost in bytes");
+  sub->add_option("--sae", o.sae, "code with this dictionary (ccc sae train) spliced in at its hook, model-only as --pure: the size difference to --pure is its cost in bytes");
 }
 }  // namespace
 

@@ -264,6 +264,9 @@ void run_compress(const CompressCmdOptions& o) {
     capture = make_capture(m, whole, o, copt, o.dump_force, edits);
   }
   if (ablation && !capture) ablation->attach(copt);
+  // an edited model's container is a measurement (its size difference to `--pure` is the edit's cost in
+  // bytes): model-only coding, no context models to absorb the edit's effect
+  if (ablation) copt.pure = true;
   compress::CodecStats stats;
   stats.shadow = true;
   copt.stats = o.explain ? &stats : nullptr;

@@ -113,7 +113,8 @@ TEST(CliTest, NonsenseNumbersFailedWritesAndSelfOverwritesAreErrors) {
 // gzip / xz / zstd habits: several inputs, -c, -d, -t, -l, '-' both ways, the model found from the hint.
 TEST(CliTest, CompressorConventions) {
   test::TempDir tmp;
-  const std::string ccc = CCC_BINARY, m = " -m " + std::string(CCC_SOURCE_DIR) + "/data/models/ccc-attn1";
+  // --pure: frames the model codes (the default stores these few bytes as they are; checked at the end)
+  const std::string ccc = CCC_BINARY, m = " --pure -m " + std::string(CCC_SOURCE_DIR) + "/data/models/ccc-attn1";
   const std::string a = tmp.file("a.txt"), b = tmp.file("b.txt");
   write_file_atomic(a, "first file\n");
   write_file_atomic(b, "second file, longer\n");
@@ -146,6 +147,16 @@ TEST(CliTest, CompressorConventions) {
   EXPECT_NE(test::run_command(ccc + " decompress -c -m " + std::string(CCC_SOURCE_DIR) + "/data/models/ccc-attn2 " +
                                   tmp.file("c.ccc"), &out), 0);
   EXPECT_NE(out.find("fingerprint"), std::string::npos) << out;
+  // the default never expands: 11 bytes are stored (11 + 16), need no model to restore, and -l says so
+  ASSERT_EQ(test::run_command(ccc + " compress -q -f -m " + std::string(CCC_SOURCE_DIR) + "/data/models/ccc-attn1 " + a +
+                                  " -o " + tmp.file("d.ccc"), &out), 0) << out;
+  EXPECT_EQ(std::filesystem::file_size(tmp.file("d.ccc")), 11u + 16u);
+  ASSERT_EQ(test::run_command(ccc + " compress -l " + tmp.file("d.ccc"), &out), 0) << out;
+  EXPECT_NE(out.find("model: none"), std::string::npos) << out;
+  EXPECT_NE(out.find("1 stored"), std::string::npos) << out;
+  ASSERT_EQ(test::run_command(ccc + " decompress -c -q -m " + std::string(CCC_SOURCE_DIR) + "/data/models/ccc-attn2 " +
+                                  tmp.file("d.ccc") + " 2>/dev/null", &out), 0);
+  EXPECT_EQ(out, "first file\n");
 }
 
 // Long commands draw a progress line on a terminal and stay quiet otherwise (and with -q).

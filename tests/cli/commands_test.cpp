@@ -53,7 +53,9 @@ TEST(Ablation, CompressWithAnAblationCostsItsDeltaBitsAndNeedsTheSameEdit) {
   const std::string text = test::repeated_strings(20, 40, 2, true);
   auto o = organism_compress(dir, text);
   o.out = dir.file("clean.ccc");
+  o.pure = true;  // the clean measurement (an ablated container is always model-only)
   experiments::run_compress(o);
+  o.pure = false;
   o.ablate = "1.2,0.1";
   o.out = dir.file("abl.ccc");
   experiments::run_compress(o);
