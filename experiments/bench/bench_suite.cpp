@@ -186,7 +186,9 @@ void bench_compress_suite(const BenchCompressOptions& o) {
     for (const auto& c : classics)
       if (classic[c.first] >= 0)
         csv += head + csv_field(c.first) + "," + std::to_string(classic[c.first]) + "," + fmt("%.4f", bpb(classic[c.first])) + ",,,\n";
-    plot += std::to_string(done) + " " + gp_quote(f.name) + " " + fmt("%.4f", bpb(mixed.bytes)) + " " +
+    std::string label = f.name;  // one whitespace-free word per row of the data file
+    for (char& ch : label) ch = (ch == ' ' || ch == '\t' || ch == '"' || ch == '\'') ? '_' : ch;
+    plot += std::to_string(done) + " " + label + " " + fmt("%.4f", bpb(mixed.bytes)) + " " +
             fmt("%.4f", bpb(pure.bytes)) + " " + fmt("%.4f", xz >= 0 ? bpb(xz) : 0) + " " +
             fmt("%.4f", zpaq >= 0 ? bpb(zpaq) : 0) + " " + fmt("%.4f", cm) + "\n";
     progress.update(++done);
@@ -217,8 +219,8 @@ void bench_compress_suite(const BenchCompressOptions& o) {
   Plot p;
   const std::string dat = p.data("suite.dat", plot);
   const bool png = p.render((fs::path(o.out_dir) / "suite_diverse.png").string(),
-                            "set grid\nset title 'bits per byte on the diverse suite (" + machine_description() +
-                                ")'\nset ylabel 'bits per byte'\nset xtics rotate by 45 right font ',8'\nset key top left\n"
+                            "set grid\nset title " + gp_quote("bits per byte on the diverse suite (" + machine_description() + ")") +
+                                " noenhanced\nset ylabel 'bits per byte'\nset xtics rotate by 45 right font ',8' noenhanced\nset key top left noenhanced\n"
                                 "set bmargin 8\nplot " + dat + " using 1:3:xtic(2) with points pt 7 ps 1.5 title 'ccc', '' using 1:4 "
                                 "with points pt 6 title 'ccc --pure', '' using 1:5 with points pt 4 title 'xz -9e', '' using 1:6 "
                                 "with points pt 8 title 'zpaq -m5', '' using 1:7 with points pt 2 title 'context models alone'",

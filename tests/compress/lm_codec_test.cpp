@@ -8,6 +8,7 @@
 #include <tuple>
 
 #include "compress/container.h"
+#include "compress/context_mixer.h"
 #include "model/base/error.h"
 #include "model/base/util.h"
 #include "model/formats/loader.h"
@@ -529,6 +530,17 @@ TEST(LmCodecTest, DefaultKeepsTheSmallestFrameAndNeverExpands) {
     // a stored or context frame needs no model: another model restores it too
     auto other = byte_model(9, 16);
     EXPECT_EQ(lm_decompress(other, packed, "mem"), data) << label;
+  }
+  // an executable (this test's own binary) and already-compressed bytes (a context frame's payload):
+  // never more than the bound, and restored
+  const std::string exe = read_file("/proc/self/exe").substr(0, 6000);
+  const std::string packed_text = cm_encode(test::unicode_text(), mixer_table_bits(4096));
+  for (const std::string& data : {exe, packed_text}) {
+    CodecOptions o;
+    o.streams = 4;
+    const auto packed = lm_compress(m, data, o);
+    EXPECT_LE(packed.size(), stored_frame_size(data.size()));
+    EXPECT_EQ(lm_decompress(m, packed, "mem"), data);
   }
   // the bound over frames: n + (kStoredOverhead + varint) per frame
   const auto packed = lm_compress_frames(m, random, {}, 1000);
