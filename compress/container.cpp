@@ -208,6 +208,8 @@ Header parse_header(std::string_view bytes, const std::string& name, size_t* pay
     const uint64_t g = r.var("payload length");
     CCC_CHECK(g <= 2 * h.original_bytes + 64, name, ": corrupt header (", g, " payload bytes for ", h.original_bytes,
               " original bytes)");
+    CCC_CHECK(h.original_bytes <= kMaxBytesPerMixedPayloadByte * (g + 16), name, ": corrupt header (", h.original_bytes,
+              " bytes cannot be coded in ", g, " payload bytes)");
     h.n_groups = 0;
     h.group_bytes = {g};
     *payload_offset = r.pos;
@@ -276,6 +278,9 @@ Header parse_header(std::string_view bytes, const std::string& name, size_t* pay
     CCC_CHECK(partial || g <= bytes.size(), name, ": corrupt group table");
     sum_payload += g;
   }
+  if (mixed)
+    CCC_CHECK(h.original_bytes <= kMaxBytesPerMixedPayloadByte * (h.group_bytes[0] + 16), name, ": corrupt header (",
+              h.original_bytes, " bytes cannot be coded in ", h.group_bytes[0], " payload bytes)");
   if (!mixed) {  // a raw group holds exactly its streams' bytes
     for (uint64_t g = 0; g < n_groups; ++g) {
       if (!h.group_raw[g]) continue;

@@ -30,6 +30,12 @@ constexpr uint16_t kOldestVersion = 3;
 /// Bytes a stored frame adds besides the varint of its length: magic 4, version 2, mode 1, checksum 8.
 constexpr uint64_t kStoredOverhead = 15;
 
+/// The most bytes a mixed or context frame may declare per payload byte: each binary decision of the
+/// mixer costs at least −log2(1 − 32/65536) = 0.000704 bits (its probabilities are clamped to
+/// [32, 65504] / 65536), so n bytes need ≥ 0.00563·n bits and n ≤ 1421 × (payload bytes + 8 bytes of
+/// the decoder's overrun slack). A header declaring more is corrupt: bounds the work a forged frame causes.
+constexpr uint64_t kMaxBytesPerMixedPayloadByte = 1422;
+
 /// How a frame's payload is coded.
 enum class FrameMode : uint8_t {
   kStored = 0,  ///< the original bytes

@@ -617,6 +617,8 @@ std::string lm_decompress_frame(model::LoadedModel& m, std::string_view containe
   size_t offset = 0;
   const Header h = parse_container(container, name, &offset);
   if (h.mode == FrameMode::kStored || h.mode == FrameMode::kContext) {  // no model needed
+    CCC_CHECK(h.mode == FrameMode::kStored || opt.max_tokens == 0 || h.original_bytes <= opt.max_tokens, name,
+              ": declares ", h.original_bytes, " bytes, more than the limit of ", opt.max_tokens);
     std::string out;
     if (h.mode == FrameMode::kStored) {
       out = std::string(container.substr(offset));

@@ -183,6 +183,17 @@ TEST(Container, StoredAndContextFramesParseAndBoundTheOutput) {
   EXPECT_EQ(h.mode, FrameMode::kContext);
   EXPECT_EQ(h.group_bytes, std::vector<uint64_t>{3});
   EXPECT_EQ(h.table_bits, kMinTableBits);
+  // a frame declaring more bytes than its payload can code (the clamped probabilities' floor) is corrupt
+  c.original_bytes = kMaxBytesPerMixedPayloadByte * (3 + 16) + 1;
+  test::expect_error([&] { parse_container(serialize_header(c) + "abc", "big.ccc", &off); },
+                     {"big.ccc", "cannot be coded in 3 payload bytes"});
+  // the floor holds for real data: a megabyte of zeros (the most compressible input) stays within it
+  const std::string zeros(1 << 20, '\0');
+  const std::string p = cm_encode(zeros, mixer_table_bits(zeros.size()));
+  EXPECT_LE(zeros.size(), kMaxBytesPerMixedPayloadByte * p.size());
+  c.original_bytes = zeros.size();
+  c.group_bytes = {p.size()};
+  EXPECT_EQ(parse_container(serialize_header(c) + p, "zeros.ccc", &off).original_bytes, zeros.size());
 }
 
 // Version 3 headers (the golden streams) still parse; version 4 pure frames carry raw-group flags, and a
