@@ -259,11 +259,11 @@ ContextMixer::ContextMixer(const std::vector<uint64_t>& stream_bytes, int table_
   CCC_CHECK(table_bits >= kMinTableBits && table_bits <= kMaxTableBits, "context mixer: table bits ", table_bits,
             " outside [", kMinTableBits, ", ", kMaxTableBits, "]");
   CCC_CHECK(!stream_bytes.empty() && stream_bytes.size() < (size_t{1} << 24), "context mixer: bad stream count");
-  st_ = new State(stream_bytes, table_bits, shadow);
+  st_ = std::make_unique<State>(stream_bytes, table_bits, shadow);
   for (auto& t : st_->streams) st_->byte_contexts(t);
 }
 
-ContextMixer::~ContextMixer() { delete st_; }
+ContextMixer::~ContextMixer() = default;
 
 uint64_t ContextMixer::memory_bytes() const {
   uint64_t n = st_->buckets.size() * sizeof(Bucket) + (st_->o0.size() + st_->o1.size()) * 4 +

@@ -21,6 +21,7 @@
 // streams' histories (the frame itself). No torch here.
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -73,7 +74,7 @@ class ContextMixer {
   struct State;
   template <typename CodeBit>
   uint8_t code_byte(int64_t s, const uint64_t* cdf, uint64_t total, int known, CodeBit&& code_bit);
-  State* st_;
+  std::unique_ptr<State> st_;
   MixerStats stats_;
 };
 
