@@ -40,11 +40,8 @@ struct Tables {
     for (int n = 0; n < 1024; ++n) rec[n] = (1 << 17) / (2 * n + 3);
   }
 };
-const Tables& tables() {
-  static const Tables t;
-  return t;
-}
-inline int stretch(int p) { return tables().stretch[p]; }
+const Tables kTables;  // built once at load: integer arithmetic only
+inline int stretch(int p) { return kTables.stretch[p]; }
 
 // ---- adaptive counters: 22-bit probability (high) and a 10-bit count (low) in one word -----------------
 
@@ -54,7 +51,7 @@ inline void counter_update(uint32_t& c, int y, uint32_t limit) {
   const uint32_t n = c & 1023;
   const int64_t p = c >> 10;
   const int64_t target = y ? (int64_t{1} << 22) - 1 : 0;
-  const int64_t np = p + (((target - p) * tables().rec[n]) >> 16);
+  const int64_t np = p + (((target - p) * kTables.rec[n]) >> 16);
   c = (static_cast<uint32_t>(np) << 10) | (n < limit ? n + 1 : n);
 }
 

@@ -44,12 +44,6 @@ struct Row {
   double mem = 0;                // memory read GB/s measured right before this model's run
 };
 
-std::string num(const char* f, double x) {
-  char b[64];
-  std::snprintf(b, sizeof b, f, x);
-  return std::string(b);
-}
-
 // the held-out part of every corpus present, or the given files
 Files bench_inputs(const BenchCompressOptions& o) {
   Files files;
@@ -136,14 +130,14 @@ std::string print_table_and_csv(const std::vector<Row>& rows, const std::string&
     // the attention's fp16 key / value reads at that speed (each row's cache is its own: DRAM traffic)
     auto kv_gb_s = [&](double mb_s) { return r.kv_bytes_per_byte * mb_s * 1e6 / 1e9; };
     const bool model = r.params > 0;
-    csv += csv_field(r.file) + "," + csv_field(r.method) + "," + (model ? num("%.0f", r.params) : "") + "," +
-           r.fingerprint + "," + num("%.4f", r.bpb) + "," + num("%.4f", r.mb_s) + "," +
-           (model ? num("%.4f", r.dmb_s) : "") + "," + (model ? num("%.2f", pct(r.mb_s)) : "") + "," +
-           (model ? num("%.2f", pct(r.dmb_s)) : "") + "," + (model ? num("%.0f", r.attn_flops_per_byte) : "") + "," +
-           (model ? num("%.2f", pct_all(r.mb_s)) : "") + "," + (model ? num("%.2f", pct_all(r.dmb_s)) : "") + "," +
-           (model ? num("%.1f", roof) : "") + "," + (model ? std::to_string(r.window) : "") + "," +
-           (model ? num("%.0f", r.kv_bytes_per_byte) : "") + "," + (model ? num("%.3f", kv_gb_s(r.mb_s)) : "") + "," +
-           (model ? num("%.3f", kv_gb_s(r.dmb_s)) : "") + "," + (model ? num("%.1f", r.mem) : "") + "," +
+    csv += csv_field(r.file) + "," + csv_field(r.method) + "," + (model ? format_number("%.0f", r.params) : "") + "," +
+           r.fingerprint + "," + format_number("%.4f", r.bpb) + "," + format_number("%.4f", r.mb_s) + "," +
+           (model ? format_number("%.4f", r.dmb_s) : "") + "," + (model ? format_number("%.2f", pct(r.mb_s)) : "") + "," +
+           (model ? format_number("%.2f", pct(r.dmb_s)) : "") + "," + (model ? format_number("%.0f", r.attn_flops_per_byte) : "") + "," +
+           (model ? format_number("%.2f", pct_all(r.mb_s)) : "") + "," + (model ? format_number("%.2f", pct_all(r.dmb_s)) : "") + "," +
+           (model ? format_number("%.1f", roof) : "") + "," + (model ? std::to_string(r.window) : "") + "," +
+           (model ? format_number("%.0f", r.kv_bytes_per_byte) : "") + "," + (model ? format_number("%.3f", kv_gb_s(r.mb_s)) : "") + "," +
+           (model ? format_number("%.3f", kv_gb_s(r.dmb_s)) : "") + "," + (model ? format_number("%.1f", r.mem) : "") + "," +
            csv_field(machine) + "\n";
     if (!model) {
       std::printf("| %s | %s | - | %.4f | %.3f | - | - | - | - | - | - | - |\n", r.file.c_str(), r.method.c_str(), r.bpb,
@@ -182,24 +176,24 @@ bool write_plots(const std::vector<Row>& rows, const Files& files, const BenchCo
   for (const auto& r : rows) {
     std::string label = r.method;
     for (char& c : label) c = (c == '"' || c == ',') ? ' ' : c;
-    pareto_dat += num("%.6f", r.mb_s) + "," + num("%.6f", r.bpb) + ",\"" + label + "\"\n";
+    pareto_dat += format_number("%.6f", r.mb_s) + "," + format_number("%.6f", r.bpb) + ",\"" + label + "\"\n";
   }
   for (const auto& r : rows)
     if (r.params > 0 && r.first_window && r.file == rows.front().file)
-      scaling_dat += num("%.0f", r.params) + "," + num("%.6f", mean[r.method].first / mean[r.method].second) + "\n";
+      scaling_dat += format_number("%.0f", r.params) + "," + format_number("%.6f", mean[r.method].first / mean[r.method].second) + "\n";
   int k = 0;
   double lo = 1e9, hi = -1e9;
   for (const auto& [method, acc] : mean) {
     lo = std::min(lo, acc.first / acc.second);
     hi = std::max(hi, acc.first / acc.second);
   }
-  classic_lines += "set yrange [" + num("%.4f", lo - 0.1) + ":" + num("%.4f", hi + 0.1) + "]\n";
+  classic_lines += "set yrange [" + format_number("%.4f", lo - 0.1) + ":" + format_number("%.4f", hi + 0.1) + "]\n";
   for (const auto& [method, acc] : mean) {
     if (method.rfind("ccc ", 0) == 0) continue;
     const double y = acc.first / acc.second;
-    classic_lines += "set arrow from graph 0, first " + num("%.4f", y) + " to graph 1, first " + num("%.4f", y) +
+    classic_lines += "set arrow from graph 0, first " + format_number("%.4f", y) + " to graph 1, first " + format_number("%.4f", y) +
                      " nohead dt 2 lc " + std::to_string(k + 1) + "\nset label " + gp_quote(method) + " at graph " +
-                     num("%.2f", 0.02 + 0.16 * (k % 6)) + ", first " + num("%.4f", y + 0.02) + "\n";
+                     format_number("%.2f", 0.02 + 0.16 * (k % 6)) + ", first " + format_number("%.4f", y + 0.02) + "\n";
     ++k;
   }
   const std::string what = std::to_string(files.size()) + " file" + (files.size() == 1 ? "" : "s") +

@@ -16,6 +16,7 @@
 #include "compress/context_mixer.h"
 #include "compress/lm_codec.h"
 #include "experiments/bench/bench_compress.h"
+#include "experiments/bench/bench_support.h"
 #include "experiments/support/common.h"
 #include "model/base/error.h"
 #include "model/base/util.h"
@@ -105,12 +106,6 @@ CccRun run_ccc(model::LoadedModel& m, const SuiteFile& f, bool pure) {
   return r;
 }
 
-std::string fmt(const char* f, double x) {
-  char b[64];
-  std::snprintf(b, sizeof b, f, x);
-  return b;
-}
-
 }  // namespace
 
 void bench_compress_suite(const BenchCompressOptions& o) {
@@ -176,21 +171,21 @@ void bench_compress_suite(const BenchCompressOptions& o) {
     std::printf("%s | %s |\n", mixed.mode.c_str(), ok ? "yes" : "NO");
     const std::string head = csv_field(f.name) + "," + csv_field(f.kind) + "," + csv_field(f.package) + "," +
                              csv_field(f.version) + "," + std::to_string(f.bytes.size()) + "," + (f.recorded ? "yes" : "no") + ",";
-    csv += head + "ccc," + std::to_string(mixed.bytes) + "," + fmt("%.4f", bpb(mixed.bytes)) + "," + fmt("%.3f", mixed.compress_s) +
-           "," + fmt("%.3f", mixed.decompress_s) + "," + mixed.mode + "\n";
-    csv += head + "ccc --pure," + std::to_string(pure.bytes) + "," + fmt("%.4f", bpb(pure.bytes)) + "," +
-           fmt("%.3f", pure.compress_s) + "," + fmt("%.3f", pure.decompress_s) + "," + pure.mode + "\n";
-    csv += head + "model alone (lm_bits)," + fmt("%.1f", mixed.stats.lm_bits / 8) + "," + fmt("%.4f", lm) + ",,,\n";
-    csv += head + "context models alone," + std::to_string(mixed.stats.context_frame_bytes) + "," + fmt("%.4f", cm) + ",,,context\n";
-    csv += head + "mix," + std::to_string(mixed.stats.model_frame_bytes) + "," + fmt("%.4f", mix) + ",,,mixed\n";
+    csv += head + "ccc," + std::to_string(mixed.bytes) + "," + format_number("%.4f", bpb(mixed.bytes)) + "," + format_number("%.3f", mixed.compress_s) +
+           "," + format_number("%.3f", mixed.decompress_s) + "," + mixed.mode + "\n";
+    csv += head + "ccc --pure," + std::to_string(pure.bytes) + "," + format_number("%.4f", bpb(pure.bytes)) + "," +
+           format_number("%.3f", pure.compress_s) + "," + format_number("%.3f", pure.decompress_s) + "," + pure.mode + "\n";
+    csv += head + "model alone (lm_bits)," + format_number("%.1f", mixed.stats.lm_bits / 8) + "," + format_number("%.4f", lm) + ",,,\n";
+    csv += head + "context models alone," + std::to_string(mixed.stats.context_frame_bytes) + "," + format_number("%.4f", cm) + ",,,context\n";
+    csv += head + "mix," + std::to_string(mixed.stats.model_frame_bytes) + "," + format_number("%.4f", mix) + ",,,mixed\n";
     for (const auto& c : classics)
       if (classic[c.first] >= 0)
-        csv += head + csv_field(c.first) + "," + std::to_string(classic[c.first]) + "," + fmt("%.4f", bpb(classic[c.first])) + ",,,\n";
+        csv += head + csv_field(c.first) + "," + std::to_string(classic[c.first]) + "," + format_number("%.4f", bpb(classic[c.first])) + ",,,\n";
     std::string label = f.name;  // one whitespace-free word per row of the data file
     for (char& ch : label) ch = (ch == ' ' || ch == '\t' || ch == '"' || ch == '\'') ? '_' : ch;
-    plot += std::to_string(done) + " " + label + " " + fmt("%.4f", bpb(mixed.bytes)) + " " +
-            fmt("%.4f", bpb(pure.bytes)) + " " + fmt("%.4f", xz >= 0 ? bpb(xz) : 0) + " " +
-            fmt("%.4f", zpaq >= 0 ? bpb(zpaq) : 0) + " " + fmt("%.4f", cm) + "\n";
+    plot += std::to_string(done) + " " + label + " " + format_number("%.4f", bpb(mixed.bytes)) + " " +
+            format_number("%.4f", bpb(pure.bytes)) + " " + format_number("%.4f", xz >= 0 ? bpb(xz) : 0) + " " +
+            format_number("%.4f", zpaq >= 0 ? bpb(zpaq) : 0) + " " + format_number("%.4f", cm) + "\n";
     progress.update(++done);
   }
   fs::remove(tmp, ec);

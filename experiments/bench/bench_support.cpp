@@ -13,6 +13,12 @@
 
 namespace ccc::experiments {
 
+std::string format_number(const char* f, double x) {
+  char b[64];
+  std::snprintf(b, sizeof b, f, x);
+  return b;
+}
+
 double now_s() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
 
 double matmul_roofline_gflops(int64_t rows, int64_t d_model, int reps) {

@@ -3,12 +3,16 @@
 // compressor's single-threaded kernel settings, and small timing helpers.
 
 #include <cstdint>
+#include <string>
 
 #include "model/core/transformer.h"
 #include "model/kernels/blas_threads.h"
 #include "model/kernels/parallel.h"
 
 namespace ccc::experiments {
+
+/// `x` printed with the printf format `f` (one double conversion), for tables and CSV cells.
+std::string format_number(const char* f, double x);
 
 /// Seconds on the steady clock (for differences).
 double now_s();
