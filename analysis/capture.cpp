@@ -9,6 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "model/base/dist.h"
 #include "model/base/error.h"
 #include "model/base/util.h"
 #include "model/core/hooks.h"
@@ -157,7 +158,7 @@ ActivationCapture::ActivationCapture(model::LoadedModel& m, std::string_view inp
   for (int64_t g = 0; g < B; ++g) st.groups.push_back(std::make_unique<State::Group>());
   st.K = std::clamp<int64_t>(st.opt.buffer_bytes / std::max<int64_t>(1, B * row_bytes), 1, 256);
 
-  st.file = std::make_unique<H5Rows>(st.opt.out, st.opt.force, st.opt.compression);
+  st.file = std::make_unique<H5Rows>(st.opt.out, st.opt.force, st.opt.compression, st.opt.shared);
   for (const auto& f : st.fields) st.file->create(f.name, f.type, f.row_shape, st.N);
 }
 
@@ -254,6 +255,13 @@ void ActivationCapture::attach(model::StreamOptions& run, model::FeedObservers& 
 
 void ActivationCapture::finish() {
   auto& st = *s_;
+  if (st.opt.shared && dist::size() > 1) {  // every rank wrote its own streams' rows
+    std::vector<double> v{static_cast<double>(st.rows_written), static_cast<double>(st.bytes), st.bits};
+    dist::allreduce_sum(v);
+    st.rows_written = static_cast<int64_t>(v[0]);
+    st.bytes = static_cast<int64_t>(v[1]);
+    st.bits = v[2];
+  }
   CCC_CHECK(st.rows_written == st.N, "dump: ", st.rows_written, " rows written, expected ", st.N,
             " (the run did not feed every position)");
   auto cfg = st.m.config.to_json();

@@ -34,6 +34,9 @@ struct CaptureOptions {
   int64_t buffer_bytes = int64_t{64} << 20;  ///< budget of the per-group position blocks
   std::string source;               ///< input path (attribute)
   std::string command;              ///< command line (attribute)
+  /// Under mpirun: every rank writes the rows of the stream groups it runs (CodecOptions::distribute) into
+  /// the one file (parallel HDF5); rows, bytes and bits are summed over ranks at finish().
+  bool shared = false;
 };
 
 /// The hook names of `m` matched by `patterns` (registry order); a pattern matching nothing is an error.

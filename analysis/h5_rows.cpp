@@ -13,8 +13,13 @@
 
 #include <H5Cpp.h>
 
+#include "model/base/dist.h"
 #include "model/base/error.h"
 #include "model/base/fileio.h"
+
+#ifdef CCC_WITH_MPI
+#include <mpi.h>
+#endif
 
 namespace ccc::analysis {
 
@@ -71,21 +76,43 @@ struct H5Rows::Impl {
   std::map<std::string, Set> sets;
 };
 
-H5Rows::H5Rows(const std::string& path, bool force, Compression compression)
+H5Rows::H5Rows(const std::string& path, bool force, Compression compression, bool shared)
     : impl_(std::make_unique<Impl>()), path_(path), compression_(compression) {
   force_ = force;
   H5::Exception::dontPrint();
+  const bool many = dist::size() > 1;
+  shared_ = shared && many;
+  if (many && !shared_ && !dist::root()) return;  // rank 0 alone writes this file: the others write nothing
   std::error_code ec;
-  CCC_CHECK(!path.empty(), "dump: no output path");
-  CCC_CHECK(force || !fs::exists(path, ec), path, " exists (use --force to replace it)");
-  CCC_CHECK(!fs::exists(path, ec) || fs::is_regular_file(path, ec), path, " exists and is not a regular file");
-  const fs::path parent = fs::path(path).parent_path();
-  CCC_CHECK(parent.empty() || fs::is_directory(parent, ec), path, ": directory ", parent.string(), " does not exist");
-  remove_stale_temps(path);
-  tmp_ = temp_path_for(path);
+  if (dist::root()) {
+    CCC_CHECK(!path.empty(), "dump: no output path");
+    CCC_CHECK(force || !fs::exists(path, ec), path, " exists (use --force to replace it)");
+    CCC_CHECK(!fs::exists(path, ec) || fs::is_regular_file(path, ec), path, " exists and is not a regular file");
+    const fs::path parent = fs::path(path).parent_path();
+    CCC_CHECK(parent.empty() || fs::is_directory(parent, ec), path, ": directory ", parent.string(), " does not exist");
+    remove_stale_temps(path);
+    tmp_ = temp_path_for(path);
+  }
+  if (shared_) {
+    CCC_CHECK(compression == Compression::kNone, path,
+              ": under mpirun the ranks write one file through parallel HDF5, which writes compressed (filtered) "
+              "datasets only in collective calls; use --compression none, or run one process");
+    tmp_ = dist::broadcast(tmp_);  // one temporary name for all ranks: rank 0's
+  }
   temp_slot_ = register_temp(tmp_);  // removed if SIGINT / SIGTERM / SIGHUP ends the run
   try {
-    impl_->file = std::make_unique<H5::H5File>(tmp_, H5F_ACC_TRUNC);
+    if (shared_) {
+#ifdef CCC_WITH_MPI
+      H5::FileAccPropList fapl;
+      CCC_CHECK(H5Pset_fapl_mpio(fapl.getId(), MPI_COMM_WORLD, MPI_INFO_NULL) >= 0, path,
+                ": parallel HDF5 cannot open the file through MPI-IO");
+      impl_->file = std::make_unique<H5::H5File>(tmp_, H5F_ACC_TRUNC, H5::FileCreatPropList::DEFAULT, fapl);
+#else
+      CCC_FAIL("dump: a shared file needs the MPI build");
+#endif
+    } else {
+      impl_->file = std::make_unique<H5::H5File>(tmp_, H5F_ACC_TRUNC);
+    }
   } catch (const H5::Exception& e) {
     CCC_FAIL(path, ": cannot create ", tmp_, " (", e.getDetailMsg(), ")");
   }
@@ -118,9 +145,14 @@ void H5Rows::fail_write(const std::string& what, const H5::Exception& e) {
 }
 
 H5Rows::~H5Rows() {
-  if (committed_) return;
+  if (committed_ || !impl_->file) return;
   H5::Exception::dontPrint();
-  if (impl_->file && !write_failed_) {
+  if (shared_) {
+    // closing is collective: an error on this rank must not wait for the others (main ends the job
+    // with MPI_Abort); the temporary's name goes now
+    (void)new std::map<std::string, Impl::Set>(std::move(impl_->sets));  // intentionally leaked
+    (void)impl_->file.release();
+  } else if (!write_failed_) {
     try {  // an abandoned but healthy file (an error elsewhere, an interrupted run) closes normally
       impl_->sets.clear();
       impl_->file->close();
@@ -141,6 +173,7 @@ H5Rows::~H5Rows() {
 }
 
 void H5Rows::create(const std::string& name, Dtype type, const std::vector<int64_t>& row_shape, int64_t rows) {
+  if (!impl_->file) return;  // not this rank's file
   try {
     // intermediate groups
     for (size_t p = name.find('/'); p != std::string::npos; p = name.find('/', p + 1)) {
@@ -182,7 +215,7 @@ void H5Rows::create(const std::string& name, Dtype type, const std::vector<int64
 }
 
 void H5Rows::write(const std::string& name, int64_t first, int64_t n, const void* data) {
-  if (n <= 0) return;
+  if (n <= 0 || !impl_->file) return;
   auto it = impl_->sets.find(name);
   CCC_CHECK(it != impl_->sets.end(), "dump: no dataset ", name);
   auto& s = it->second;
@@ -204,6 +237,7 @@ void H5Rows::write(const std::string& name, int64_t first, int64_t n, const void
 }
 
 void H5Rows::attr(const std::string& name, const std::string& value) {
+  if (!impl_->file) return;
   try {
     H5::StrType t(H5::PredType::C_S1, H5T_VARIABLE);
     t.setCset(H5T_CSET_UTF8);
@@ -215,6 +249,7 @@ void H5Rows::attr(const std::string& name, const std::string& value) {
 }
 
 void H5Rows::attr(const std::string& name, int64_t value) {
+  if (!impl_->file) return;
   try {
     auto a = impl_->file->createAttribute(name, H5::PredType::STD_I64LE, H5::DataSpace(H5S_SCALAR));
     a.write(H5::PredType::NATIVE_INT64, &value);
@@ -224,6 +259,10 @@ void H5Rows::attr(const std::string& name, int64_t value) {
 }
 
 void H5Rows::commit() {
+  if (!impl_->file) {
+    committed_ = true;
+    return;
+  }
   H5::Exception::dontPrint();
   try {
     errno = 0;
@@ -239,6 +278,13 @@ void H5Rows::commit() {
     CCC_FAIL(path_, ": closing ", tmp_, " failed (", e.getDetailMsg(), ")");
   }
   committed_ = true;  // publish_file removes the temporary when it fails
+  if (shared_) {
+    dist::barrier();  // every rank has closed its handle: rank 0 publishes
+    if (!dist::root()) {
+      unregister_temp(temp_slot_);
+      return;
+    }
+  }
   publish_file(tmp_, path_, force_);
   unregister_temp(temp_slot_);
 }

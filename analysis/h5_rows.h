@@ -25,7 +25,11 @@ std::string to_string(Compression c);
 class H5Rows {
  public:
   /// Creates the temporary file. Refuses an existing `path` unless `force` (which replaces it at commit).
-  H5Rows(const std::string& path, bool force, Compression compression);
+  /// Under mpirun (model/base/dist.h): with `shared`, every rank opens the one file through parallel HDF5
+  /// (MPI-IO) — create(), attr() and commit() are then collective (all ranks, same arguments, same order),
+  /// write() is each rank's own rows — and compression must be kNone; without it rank 0 alone writes the
+  /// file and the other ranks' calls do nothing.
+  H5Rows(const std::string& path, bool force, Compression compression, bool shared = false);
   ~H5Rows();
   H5Rows(const H5Rows&) = delete;
   H5Rows& operator=(const H5Rows&) = delete;
@@ -53,6 +57,7 @@ class H5Rows {
   int temp_slot_ = -1;  ///< register_temp's slot of tmp_
   bool write_failed_ = false;  ///< a write reached HDF5 and failed: the file cannot be closed normally
   bool force_ = false;  ///< replace an existing file at commit (else a no-replace rename)
+  bool shared_ = false;  ///< written by every rank through MPI-IO
 };
 
 }  // namespace ccc::analysis

@@ -9,6 +9,7 @@
 #include <random>
 
 #include "analysis/activation_store.h"
+#include "model/base/dist.h"
 #include "model/base/error.h"
 #include "model/base/util.h"
 #include "model/formats/safetensors.h"
@@ -90,6 +91,15 @@ SaeBatches dump_batches(const ActivationStore& store, const std::string& hook, i
   for (size_t i = 0; i < pos.size(); ++i)
     if (pos[i] != 0) rows.push_back(static_cast<int64_t>(i));
   CCC_CHECK(!rows.empty(), store.path(), ": no activation rows (only BOS)");
+  if (dist::size() > 1 && !dist::in_map()) {  // data-parallel training: rank r reads the r-th of N slices
+    const int N = dist::size(), r = dist::rank();
+    const size_t n = rows.size(), a = n * static_cast<size_t>(r) / static_cast<size_t>(N),
+                 b = n * static_cast<size_t>(r + 1) / static_cast<size_t>(N);
+    CCC_CHECK(b > a, store.path(), ": ", n, " activation rows are fewer than the ", N, " ranks");
+    rows = std::vector<int64_t>(rows.begin() + static_cast<std::ptrdiff_t>(a), rows.begin() + static_cast<std::ptrdiff_t>(b));
+    seed ^= 0x9E3779B97F4A7C15ULL * static_cast<uint64_t>(r + 1);
+    buffer_rows = std::max<int64_t>(1, buffer_rows / N);
+  }
   struct State {
     torch::Tensor buf;
     size_t next = 0;  // the next index of `rows` to read

@@ -100,7 +100,8 @@ class ActivationStore;
 /// One hook of a dump as SaeBatches ([rows, 1, d] per call): a buffer of `buffer_rows` rows filled from the
 /// file in order (BOS rows skipped, the file read again from the start when it ends), rows drawn at random
 /// (seeded) and each drawn slot refilled with the next row of the file. Never more than the buffer in memory
-/// (plus the dump's position column). Throws ccc::Error for a hook the dump lacks.
+/// (plus the dump's position column). Throws ccc::Error for a hook the dump lacks. Under mpirun (data-parallel
+/// train_sae) rank r reads only the r-th of N contiguous slices of the rows, with its own seed and buffer / N.
 SaeBatches dump_batches(const ActivationStore& store, const std::string& hook, int64_t buffer_rows, uint64_t seed);
 
 /// Writes dir/sae.safetensors with SAELens' names (S = 1: W_enc [d_in, d_sae], b_enc [d_sae], W_dec

@@ -8,10 +8,12 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstring>
 #include <cmath>
 #include <numeric>
 
 #include "analysis/sae.h"
+#include "model/base/dist.h"
 #include "model/base/error.h"
 #include "model/kernels/parallel.h"
 
@@ -335,10 +337,24 @@ Sae train_sae(const SaeBatches& batches, const SaeTrainOptions& o, SaeTrainMetri
   CCC_CHECK(o.aux_k >= 1, "sae train: aux_k must be >= 1");
   torch::NoGradGuard outer;
   // the fixed input scale c (E‖c x‖² = d_in per source) and b_dec's initial mean, from the first rows
-  const auto first = batches(o.scale_rows).to(torch::kFloat32);
+  // Under mpirun, data-parallel: every rank draws its share of each batch from its own stream of rows
+  // (dump_batches seeds by rank), computes its gradients, and the sums over ranks (dist::allreduce_sum:
+  // every rank gets the same bits) update identical weights. The scale, the firing record and the
+  // statistics are global; batch-topk's selection is per rank's rows.
+  const int N = dist::in_map() ? 1 : dist::size(), R = N == 1 ? 0 : dist::rank();
+  auto share = [&](int64_t rows) { return rows / N + (R < rows % N ? 1 : 0); };
+  auto all_sum = [&](std::vector<double> v) {
+    if (N > 1) dist::allreduce_sum(v);
+    return v;
+  };
+  auto all_sum_tensor = [&](torch::Tensor& t) {  // contiguous float32, in place
+    if (N > 1) dist::allreduce_sum(t.data_ptr<float>(), t.numel());
+  };
+  const auto first = batches(share(o.scale_rows)).to(torch::kFloat32);
   CCC_CHECK(first.dim() == 3, "sae train: batches must be [rows, sources, d_in], got ", first.sizes());
   const int64_t S = first.size(1), D = first.size(2), E = S * D, F = o.d_sae;
-  const double c = std::sqrt(static_cast<double>(D) / first.square().sum(-1).mean().item<double>());
+  const auto sq = all_sum({first.square().sum().item<double>(), static_cast<double>(first.size(0) * S)});
+  const double c = std::sqrt(static_cast<double>(D) / (sq[0] / std::max(1.0, sq[1])));
   CCC_CHECK(std::isfinite(c) && c > 0, "sae train: the activations are all zero or not finite");
   auto gen = at::detail::createCPUGenerator(o.seed);
   Params w;
@@ -356,7 +372,9 @@ Sae train_sae(const SaeBatches& batches, const SaeTrainOptions& o, SaeTrainMetri
     w.Wd /= w.Wd.norm(2, -1, true);
     w.WeT = w.Wd.clone();  // the encoder starts as the decoder's transpose
     w.b_enc = torch::zeros({F});
-    w.b_dec = (first.reshape({-1, E}) * c).mean(0).contiguous();
+    w.b_dec = (first.reshape({-1, E}) * c).sum(0).contiguous();
+    all_sum_tensor(w.b_dec);
+    w.b_dec /= static_cast<double>(std::max<int64_t>(1, static_cast<int64_t>(all_sum({static_cast<double>(first.size(0))})[0])));
   }
   std::vector<torch::Tensor> params = {w.WeT, w.b_enc, w.Wd, w.b_dec};
   for (auto& t : params) t.mutable_grad() = torch::zeros_like(t);
@@ -368,8 +386,9 @@ Sae train_sae(const SaeBatches& batches, const SaeTrainOptions& o, SaeTrainMetri
   int64_t m_n = 0, rows = 0;
   const auto t0 = std::chrono::steady_clock::now();
   for (int64_t step = 0; step < o.steps; ++step) {
-    const auto X = (batches(o.batch).to(torch::kFloat32).reshape({-1, E}) * c).contiguous();  // [B, E]
-    const int64_t B = X.size(0);
+    const auto X = (batches(share(o.batch)).to(torch::kFloat32).reshape({-1, E}) * c).contiguous();  // [B, E]
+    const int64_t B = N == 1 ? X.size(0) : static_cast<int64_t>(all_sum({static_cast<double>(X.size(0))})[0]);
+    dist::fault_point("sae.step");
     const auto dead = since_fired >= o.dead_rows;
     const int64_t n_dead = dead.sum().item<int64_t>();
     StepStats st;
@@ -378,7 +397,10 @@ Sae train_sae(const SaeBatches& batches, const SaeTrainOptions& o, SaeTrainMetri
                        : o.l1 * std::min(1.0, static_cast<double>(step + 1) / static_cast<double>(std::max<int64_t>(1, o.l1_warmup)));
     torch::Tensor pre;
     if (o.arch == SaeArch::kRelu) pre = torch::addmm(w.b_enc, X - w.b_dec, w.WeT.t());
-    if (o.arch != SaeArch::kRelu || (pre > 0).sum().item<int64_t>() * 8 <= B * F) {
+    const auto positive = [&] {  // over all ranks' rows: every rank takes the same branch
+      return static_cast<int64_t>(all_sum({static_cast<double>((pre > 0).sum().item<int64_t>())})[0]);
+    };
+    if (o.arch != SaeArch::kRelu || positive() * 8 <= B * F) {
       Params g{w.WeT.mutable_grad(), w.b_enc.mutable_grad(), w.Wd.mutable_grad(), w.b_dec.mutable_grad()};
       for (auto* t : {&g.WeT, &g.b_enc, &g.Wd}) t->zero_();
       st = sparse_step(w, g, X, o, dead, n_dead, lam, pre);
@@ -387,6 +409,18 @@ Sae train_sae(const SaeBatches& batches, const SaeTrainOptions& o, SaeTrainMetri
       for (auto& t : params) t.mutable_grad().zero_();
       st = dense_step(w, X, o, lam, dead, n_dead);
       for (auto* t : {&w.WeT, &w.b_enc, &w.Wd, &w.b_dec}) t->requires_grad_(false);
+    }
+    if (N > 1) {  // the mean over all rows: each rank's mean over its rows, summed, over N
+      for (auto* t : {&w.WeT, &w.b_enc, &w.Wd, &w.b_dec}) {
+        auto& gr = t->mutable_grad();
+        gr = (gr * (static_cast<double>(X.size(0)) / static_cast<double>(B))).contiguous();
+        all_sum_tensor(gr);
+      }
+      auto f = st.fired.to(torch::kFloat32).contiguous();
+      all_sum_tensor(f);
+      st.fired = f > 0;
+      const auto v = all_sum({st.mse * X.size(0), st.var * X.size(0), st.l0 * X.size(0), st.min_kept});
+      st.mse = v[0] / B, st.var = v[1] / B, st.l0 = v[2] / B, st.min_kept = v[3] / N;
     }
     // the decoder gradient's component along each (unit) row removed, step, rows renormalised
     auto& gd = w.Wd.mutable_grad();
@@ -398,6 +432,12 @@ Sae train_sae(const SaeBatches& batches, const SaeTrainOptions& o, SaeTrainMetri
       const auto dead_now = since_fired >= o.dead_rows;
       if (dead_now.any().item<bool>()) {
         resample_dead(w, opt, X, dead_now, gen, o.arch == SaeArch::kRelu ? 0.2 : 1.0);
+        if (N > 1) {  // rank 0's rows chose the new directions: its weights for everyone
+          for (auto* t : {&w.WeT, &w.b_enc, &w.Wd}) {
+            const std::string b = dist::broadcast(std::string_view(static_cast<const char*>(t->data_ptr()), t->numel() * sizeof(float)));
+            std::memcpy(t->data_ptr(), b.data(), b.size());
+          }
+        }
         since_fired.masked_fill_(dead_now, 0);
       }
     }

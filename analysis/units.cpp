@@ -8,6 +8,7 @@
 #include <numeric>
 #include <thread>
 
+#include "model/base/dist.h"
 #include "model/base/error.h"
 #include "model/core/hooks.h"
 
@@ -335,6 +336,91 @@ uint64_t units_memory_bytes(int64_t rows, size_t n_features, const UnitOptions& 
          static_cast<uint64_t>(std::max<int64_t>(o.memory_bytes, 0));
 }
 
+namespace {
+
+// One unit's result as bytes and back (units gathered from the ranks that analysed them).
+template <typename T>
+void put(std::string& out, const T& v) {
+  out.append(reinterpret_cast<const char*>(&v), sizeof v);
+}
+template <typename T>
+void put_vec(std::string& out, const std::vector<T>& v) {
+  put<uint64_t>(out, v.size());
+  out.append(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(T));
+}
+void put_str(std::string& out, const std::string& v) {
+  put<uint64_t>(out, v.size());
+  out += v;
+}
+struct Reader {
+  std::string_view b;
+  size_t off = 0;
+  void raw(void* dst, size_t n) {
+    CCC_CHECK(off + n <= b.size(), "units: a gathered unit result is short");
+    std::memcpy(dst, b.data() + off, n);
+    off += n;
+  }
+  template <typename T>
+  T get() {
+    T v;
+    raw(&v, sizeof v);
+    return v;
+  }
+  template <typename T>
+  std::vector<T> vec() {
+    std::vector<T> v(get<uint64_t>());
+    raw(v.data(), v.size() * sizeof(T));
+    return v;
+  }
+  std::string str() {
+    std::string v(get<uint64_t>(), '\0');
+    raw(v.data(), v.size());
+    return v;
+  }
+};
+
+std::string pack_unit(const UnitResult& u) {
+  std::string out;
+  put_str(out, u.hook);
+  put(out, u.layer);
+  put(out, u.unit);
+  for (double d : {u.mean, u.std, u.frac_active, u.kurtosis, u.max}) put(out, d);
+  put_vec(out, u.auroc);
+  put_vec(out, u.smd);
+  put_vec(out, u.coverage);
+  put_vec(out, u.top_rows);
+  put_vec(out, u.top_values);
+  for (int i : {u.top_feature, u.second_feature, u.down_feature}) put(out, i);
+  put_str(out, u.cls);
+  put_str(out, u.null_cls);
+  put(out, u.null_top_auroc);
+  put(out, u.null_top_coverage);
+  return out;
+}
+
+UnitResult unpack_unit(std::string_view bytes) {
+  Reader r{bytes};
+  UnitResult u;
+  u.hook = r.str();
+  u.layer = r.get<int64_t>();
+  u.unit = r.get<int64_t>();
+  for (double* d : {&u.mean, &u.std, &u.frac_active, &u.kurtosis, &u.max}) *d = r.get<double>();
+  u.auroc = r.vec<float>();
+  u.smd = r.vec<float>();
+  u.coverage = r.vec<float>();
+  u.top_rows = r.vec<int64_t>();
+  u.top_values = r.vec<float>();
+  for (int* i : {&u.top_feature, &u.second_feature, &u.down_feature}) *i = r.get<int>();
+  u.cls = r.str();
+  u.null_cls = r.str();
+  u.null_top_auroc = r.get<float>();
+  u.null_top_coverage = r.get<float>();
+  CCC_CHECK(r.off == bytes.size(), "units: a gathered unit result has trailing bytes");
+  return u;
+}
+
+}  // namespace
+
 UnitsReport analyze_units(const ActivationStore& store, const std::vector<Feature>& features, const UnitOptions& o) {
   CCC_CHECK(features.size() <= kMaxFeatures, store.path(), ": at most ", kMaxFeatures, " features (given ", features.size(), ")");
   for (const auto& f : features)
@@ -446,10 +532,13 @@ UnitsReport analyze_units(const ActivationStore& store, const std::vector<Featur
       }
       const size_t base = rep.units.size();
       rep.units.resize(base + uc);
+      // under mpirun column k of the chunk is rank (k mod N)'s (the null with it); the results are gathered
+      const bool spread = dist::size() > 1 && !dist::in_map();
       std::vector<std::thread> pool;
       for (int t = 0; t < threads; ++t)
         pool.emplace_back([&, t] {
           for (int64_t k = t; k < uc; k += threads) {
+            if (spread && dist::owner(k) != dist::rank()) continue;
             UnitResult& u = rep.units[base + k];
             u.hook = name;
             u.layer = layer_of(hook);
@@ -458,6 +547,10 @@ UnitsReport analyze_units(const ActivationStore& store, const std::vector<Featur
           }
         });
       for (auto& th : pool) th.join();
+      if (spread) {
+        const auto all = dist::map(uc, [&](int64_t k) { return pack_unit(rep.units[base + static_cast<size_t>(k)]); });
+        for (int64_t k = 0; k < uc; ++k) rep.units[base + static_cast<size_t>(k)] = unpack_unit(all[static_cast<size_t>(k)]);
+      }
       if (o.progress) o.progress(static_cast<int64_t>(rep.units.size()), total_units);
     }
   };

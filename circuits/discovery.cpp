@@ -4,6 +4,7 @@
 
 #include "circuits/attribution.h"
 #include "circuits/patching.h"
+#include "model/base/dist.h"
 #include "model/base/error.h"
 
 namespace ccc::circuits {
@@ -103,18 +104,34 @@ Discovery discover(model::LoadedModel& m, std::string_view text, const ScoringRu
     }
     current = bits_without(d.removed);
   } else {
-    for (const auto& c : d.candidates) {
+    // Sequential by definition (each trial removes the candidate from what is removed so far). Under
+    // mpirun the next N candidates' trials are scored at once, one per rank, each against the removed set
+    // as it stands; they are then taken in order, and the first removal makes the later trials stale (they
+    // are scored again in the next round). The decisions and figures are those of the sequential loop.
+    const int64_t N = dist::in_map() ? 1 : dist::size();
+    for (size_t i = 0; i < d.candidates.size();) {
       if (cb.candidates) cb.candidates(static_cast<int64_t>(d.steps.size()), n_cand);
-      auto trial = d.removed;
-      trial.push_back(c);
-      const double bits = bits_without(trial);
-      const double cost = (bits - current) / n;
-      const bool remove = cost < opt.threshold;
-      step({c, cost, /*estimated=*/false, remove});
-      if (remove) {
-        d.removed = trial;
-        current = bits;
+      const size_t batch = std::min(static_cast<size_t>(N), d.candidates.size() - i);
+      const auto res = dist::map(static_cast<int64_t>(batch), [&](int64_t k) {
+        auto trial = d.removed;
+        trial.push_back(d.candidates[i + static_cast<size_t>(k)]);
+        return dist::pack({bits_without(trial)});
+      });
+      size_t k = 0;
+      for (; k < batch; ++k) {
+        const auto& c = d.candidates[i + k];
+        const double bits = dist::unpack_doubles(res[k]).at(0);
+        const double cost = (bits - current) / n;
+        const bool remove = cost < opt.threshold;
+        step({c, cost, /*estimated=*/false, remove});
+        if (remove) {
+          d.removed.push_back(c);
+          current = bits;
+          ++k;
+          break;
+        }
       }
+      i += k;
     }
     if (cb.candidates) cb.candidates(n_cand, n_cand);
   }
@@ -127,11 +144,17 @@ Discovery discover(model::LoadedModel& m, std::string_view text, const ScoringRu
   d.removed = removed_in_order;
   if (opt.edges) {
     const auto paths = circuit_paths(d.circuit, cfg);
-    for (const auto& [s, r] : paths) {
+    int64_t priced = 0;
+    const auto costs = dist::map(static_cast<int64_t>(paths.size()), [&](int64_t k) {  // one path per unit
+      const auto& [s, r] = paths[static_cast<size_t>(k)];
       const auto b = path_patch_bits(m, text, sopt, s, r, run.mode, ref, run.seed);
-      const double cost = (counted(b.patched) - counted(b.clean)) / n;
-      d.edges.push_back({s, r, cost, cost >= opt.threshold});
-      if (cb.edges) cb.edges(static_cast<int64_t>(d.edges.size()), static_cast<int64_t>(paths.size()));
+      return dist::pack({(counted(b.patched) - counted(b.clean)) / n});
+    }, [&](int64_t) {
+      if (cb.edges) cb.edges(++priced, static_cast<int64_t>(paths.size()));
+    });
+    for (size_t k = 0; k < paths.size(); ++k) {
+      const double cost = dist::unpack_doubles(costs[k]).at(0);
+      d.edges.push_back({paths[k].first, paths[k].second, cost, cost >= opt.threshold});
     }
   }
   return d;

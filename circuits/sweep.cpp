@@ -1,10 +1,18 @@
 #include "circuits/sweep.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
 #include <random>
 
+#include "model/base/dist.h"
 #include "model/base/error.h"
 #include "model/base/segments.h"
+#include "model/base/util.h"
 
 namespace ccc::circuits {
 
@@ -112,71 +120,207 @@ std::vector<double> ablated_bits(model::LoadedModel& m, std::string_view text, c
   return flatten(per_stream, 0, per_stream.size());
 }
 
+namespace {
+
+// A sweep's results of one unit of work (a pass): per component, its per-token bits.
+std::string pack_unit(const std::vector<std::vector<double>>& per_component) {
+  std::string out;
+  for (const auto& v : per_component) {
+    const uint64_t n = v.size();
+    out.append(reinterpret_cast<const char*>(&n), sizeof n);
+    out += dist::pack(v);
+  }
+  return out;
+}
+
+std::vector<std::vector<double>> unpack_unit(std::string_view bytes, size_t count) {
+  std::vector<std::vector<double>> out;
+  size_t off = 0;
+  for (size_t i = 0; i < count; ++i) {
+    uint64_t n = 0;
+    CCC_CHECK(off + sizeof n <= bytes.size(), "sweep: a unit's results are short");
+    std::memcpy(&n, bytes.data() + off, sizeof n);
+    off += sizeof n;
+    CCC_CHECK(off + n * sizeof(double) <= bytes.size(), "sweep: a unit's results are short");
+    out.push_back(dist::unpack_doubles(bytes.substr(off, n * sizeof(double))));
+    off += n * sizeof(double);
+  }
+  CCC_CHECK(off == bytes.size(), "sweep: a unit's results have trailing bytes");
+  return out;
+}
+
+// Runs units [0, n) of a sharded computation — split across MPI ranks (dist::map), each unit exactly as one
+// process runs it — and, with a journal, in rounds of one unit per rank, appending each round's results
+// to it (rank 0) and skipping the units it already holds.
+std::vector<std::string> run_units(int64_t n, const std::function<std::string(int64_t)>& fn, SweepJournal* journal,
+                                   const std::function<void(int64_t)>& done) {
+  if (journal == nullptr) return dist::map(n, fn, done);
+  std::vector<std::string> out(static_cast<size_t>(n));
+  std::vector<int64_t> pending;
+  for (int64_t u = 0; u < n; ++u) {
+    if (const std::string* r = journal->find(u)) {
+      out[static_cast<size_t>(u)] = *r;
+      if (done) done(u);
+    } else {
+      pending.push_back(u);
+    }
+  }
+  const auto round = static_cast<size_t>(dist::size());
+  for (size_t r0 = 0; r0 < pending.size(); r0 += round) {
+    const size_t rc = std::min(round, pending.size() - r0);
+    const auto res = dist::map(static_cast<int64_t>(rc), [&](int64_t k) { return fn(pending[r0 + static_cast<size_t>(k)]); },
+                               [&](int64_t k) {
+                                 if (done) done(pending[r0 + static_cast<size_t>(k)]);
+                               });
+    for (size_t k = 0; k < rc; ++k) {
+      out[static_cast<size_t>(pending[r0 + k])] = res[k];
+      journal->add(pending[r0 + k], res[k]);
+    }
+    dist::fault_point("sweep.round");
+  }
+  return out;
+}
+
+}  // namespace
+
+SweepJournal::SweepJournal(std::string path, const std::string& key) : path_(std::move(path)) {
+  key_ = "ccc-sweep-partial 1 " + sha256_hex(key) + "\n";
+  std::error_code ec;
+  if (!std::filesystem::exists(path_, ec)) return;
+  const std::string bytes = read_file(path_, ReadCap{uint64_t{1} << 40, "sweep partial results"});
+  CCC_CHECK(bytes.compare(0, key_.size(), key_) == 0, path_,
+            ": partial results of another sweep (a different model, text, mode, policy or component set); "
+            "remove it or choose another --partial file");
+  size_t off = key_.size();
+  for (;;) {  // records: unit (u64), length (u64), bytes; a record cut short by a kill is dropped
+    uint64_t unit = 0, len = 0;
+    if (off + 16 > bytes.size()) break;
+    std::memcpy(&unit, bytes.data() + off, 8);
+    std::memcpy(&len, bytes.data() + off + 8, 8);
+    if (off + 16 + len > bytes.size()) break;
+    units_[static_cast<int64_t>(unit)] = bytes.substr(off + 16, len);
+    off += 16 + len;
+  }
+  valid_bytes_ = off;
+  resumed_ = static_cast<int64_t>(units_.size());
+}
+
+const std::string* SweepJournal::find(int64_t unit) const {
+  auto it = units_.find(unit);
+  return it == units_.end() ? nullptr : &it->second;
+}
+
+void SweepJournal::add(int64_t unit, const std::string& bytes) {
+  units_[unit] = bytes;
+  if (!dist::root()) return;  // rank 0 keeps the file
+  std::string rec;
+  const uint64_t u = static_cast<uint64_t>(unit), len = bytes.size();
+  rec.append(reinterpret_cast<const char*>(&u), 8);
+  rec.append(reinterpret_cast<const char*>(&len), 8);
+  rec += bytes;
+  const bool fresh = valid_bytes_ == 0;
+  const int fd = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0666);
+  CCC_CHECK(fd >= 0, "cannot open ", path_, " for the sweep's partial results: ", std::strerror(errno));
+  std::string out = fresh ? key_ + rec : rec;
+  const off_t at = static_cast<off_t>(fresh ? 0 : valid_bytes_);
+  size_t done = 0;
+  while (done < out.size()) {
+    const ssize_t w = ::pwrite(fd, out.data() + done, out.size() - done, at + static_cast<off_t>(done));
+    if (w <= 0) {
+      const int e = errno;
+      ::close(fd);
+      CCC_FAIL("cannot write ", path_, ": ", std::strerror(e));
+    }
+    done += static_cast<size_t>(w);
+  }
+  const bool ok = ::ftruncate(fd, at + static_cast<off_t>(out.size())) == 0 && ::fsync(fd) == 0;
+  ::close(fd);
+  CCC_CHECK(ok, "cannot write ", path_, ": ", std::strerror(errno));
+  valid_bytes_ = static_cast<size_t>(at) + out.size();
+}
+
+void SweepJournal::remove() {
+  if (!dist::root()) return;
+  std::error_code ec;
+  std::filesystem::remove(path_, ec);
+}
+
 std::vector<std::vector<double>> sweep_bits(model::LoadedModel& m, std::string_view text, const ScoringRun& run,
                                             const std::vector<Component>& set, const Reference* ref, SweepPath path,
                                             int64_t max_rows, const ProgressFn& progress,
-                                            const std::function<void(model::HookSet&, int64_t)>& base) {
+                                            const std::function<void(model::HookSet&, int64_t)>& base,
+                                            SweepJournal* journal) {
   std::vector<std::vector<double>> out(set.size());
   auto opt = run.stream_options();
   const bool rolling = model::resolve_window_policy(m.config, opt).second;
   const auto n_set = static_cast<int64_t>(set.size());
-  auto report = [&](int64_t done) {
-    if (progress) progress(done, n_set);
+  if (base && path == SweepPath::kShared) path = SweepPath::kStacked;
+  // The units of work: each a list of components computed together (one scoring, or one batched pass).
+  // Their composition depends on the set, the path and max_rows only, never on the rank count.
+  std::vector<std::vector<size_t>> units;
+  int64_t B = 1;
+  if (path == SweepPath::kNaive || !rolling) {
+    for (size_t i = 0; i < set.size(); ++i) units.push_back({i});
+  } else {
+    B = static_cast<int64_t>(model::stream_token_counts(m, text, opt).size());
+    const auto group = static_cast<size_t>(std::max<int64_t>(1, max_rows / B));
+    std::vector<size_t> order(set.size());
+    for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+    // kShared: components in layer order; a pass holds up to `group` of them as branches, one per layer
+    // (every component edits a hook inside its block, after hook_resid_pre)
+    if (path == SweepPath::kShared)
+      std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return set[a].layer < set[b].layer; });
+    for (size_t p0 = 0; p0 < order.size(); p0 += group)
+      units.emplace_back(order.begin() + static_cast<std::ptrdiff_t>(p0),
+                         order.begin() + static_cast<std::ptrdiff_t>(std::min(order.size(), p0 + group)));
+  }
+  auto run_unit = [&](int64_t u) -> std::string {
+    const auto& comps = units[static_cast<size_t>(u)];
+    std::vector<std::vector<double>> res(comps.size());
+    if (path == SweepPath::kNaive || !rolling) {
+      std::function<void(model::HookSet&)> one_row;
+      if (base) one_row = [&](model::HookSet& hs) { base(hs, 0); };
+      res[0] = ablated_bits(m, text, run, {set[comps[0]]}, ref, one_row);
+    } else if (path == SweepPath::kStacked) {
+      std::vector<std::vector<Component>> per_row;
+      for (size_t i : comps) per_row.push_back({set[i]});
+      model::HookSet hooks;
+      install_ablation(hooks, m.config, per_row, B, run.mode, ref, run.seed);
+      if (base) base(hooks, B);
+      auto o = opt;
+      o.hooks = [&](int64_t) { return &hooks; };
+      const auto per_stream = model::segmented_token_bits(m, text, o, static_cast<int64_t>(comps.size()));
+      for (size_t i = 0; i < comps.size(); ++i) res[i] = flatten(per_stream, i * static_cast<size_t>(B), static_cast<size_t>(B));
+    } else {
+      std::vector<std::vector<size_t>> members;  // per branch: positions in comps
+      for (size_t k = 0; k < comps.size(); ++k) {
+        if (members.empty() || set[comps[members.back().front()]].layer != set[comps[k]].layer) members.emplace_back();
+        members.back().push_back(k);
+      }
+      std::vector<model::HookSet> hooks(members.size());
+      std::vector<model::Branch> branches;
+      for (size_t bi = 0; bi < members.size(); ++bi) {
+        std::vector<std::vector<Component>> per_row;
+        for (size_t k : members[bi]) per_row.push_back({set[comps[k]]});
+        install_ablation(hooks[bi], m.config, per_row, B, run.mode, ref, run.seed);
+        branches.push_back({static_cast<int>(set[comps[members[bi].front()]].layer), static_cast<int64_t>(per_row.size()), &hooks[bi]});
+      }
+      const auto bits = model::segmented_branched_bits(m, text, opt, branches, /*clean=*/false);
+      for (size_t bi = 0; bi < members.size(); ++bi)
+        for (size_t k = 0; k < members[bi].size(); ++k)
+          res[members[bi][k]] = flatten(bits.branches[bi], k * static_cast<size_t>(B), static_cast<size_t>(B));
+    }
+    dist::fault_point("sweep.unit");
+    return pack_unit(res);
   };
   int64_t done = 0;
-  if (base && path == SweepPath::kShared) path = SweepPath::kStacked;
-  if (path == SweepPath::kNaive || !rolling) {
-    std::function<void(model::HookSet&)> one_row;
-    if (base) one_row = [&](model::HookSet& hs) { base(hs, 0); };
-    for (size_t i = 0; i < set.size(); ++i) {
-      out[i] = ablated_bits(m, text, run, {set[i]}, ref, one_row);
-      report(++done);
-    }
-    return out;
-  }
-  const int64_t B = static_cast<int64_t>(model::stream_token_counts(m, text, opt).size());
-  const int64_t group = std::max<int64_t>(1, max_rows / B);
-  const auto mode = run.mode;
-  if (path == SweepPath::kStacked) {
-    for (size_t c0 = 0; c0 < set.size(); c0 += static_cast<size_t>(group)) {
-      const size_t gc = std::min<size_t>(static_cast<size_t>(group), set.size() - c0);
-      std::vector<std::vector<Component>> per_row;
-      for (size_t i = 0; i < gc; ++i) per_row.push_back({set[c0 + i]});
-      model::HookSet hooks;
-      install_ablation(hooks, m.config, per_row, B, mode, ref, run.seed);
-      if (base) base(hooks, B);
-      opt.hooks = [&](int64_t) { return &hooks; };
-      const auto per_stream = model::segmented_token_bits(m, text, opt, static_cast<int64_t>(gc));
-      for (size_t i = 0; i < gc; ++i) out[c0 + i] = flatten(per_stream, i * static_cast<size_t>(B), static_cast<size_t>(B));
-      report(done += static_cast<int64_t>(gc));
-    }
-    return out;
-  }
-  // kShared: components in layer order; a pass holds up to `group` of them as branches, one per layer
-  // (every component edits a hook inside its block, after hook_resid_pre)
-  std::vector<size_t> order(set.size());
-  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
-  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return set[a].layer < set[b].layer; });
-  for (size_t p0 = 0; p0 < order.size(); p0 += static_cast<size_t>(group)) {
-    const size_t pc = std::min<size_t>(static_cast<size_t>(group), order.size() - p0);
-    std::vector<std::vector<size_t>> members;  // per branch: indices into set
-    for (size_t k = p0; k < p0 + pc; ++k) {
-      if (members.empty() || set[members.back().front()].layer != set[order[k]].layer) members.emplace_back();
-      members.back().push_back(order[k]);
-    }
-    std::vector<model::HookSet> hooks(members.size());
-    std::vector<model::Branch> branches;
-    for (size_t bi = 0; bi < members.size(); ++bi) {
-      std::vector<std::vector<Component>> per_row;
-      for (size_t i : members[bi]) per_row.push_back({set[i]});
-      install_ablation(hooks[bi], m.config, per_row, B, mode, ref, run.seed);
-      branches.push_back({static_cast<int>(set[members[bi].front()].layer), static_cast<int64_t>(per_row.size()), &hooks[bi]});
-    }
-    const auto bits = model::segmented_branched_bits(m, text, opt, branches, /*clean=*/false);
-    for (size_t bi = 0; bi < members.size(); ++bi)
-      for (size_t k = 0; k < members[bi].size(); ++k)
-        out[members[bi][k]] = flatten(bits.branches[bi], k * static_cast<size_t>(B), static_cast<size_t>(B));
-    report(done += static_cast<int64_t>(pc));
+  const auto results = run_units(static_cast<int64_t>(units.size()), run_unit, journal, [&](int64_t u) {
+    done += static_cast<int64_t>(units[static_cast<size_t>(u)].size());
+    if (progress) progress(done, n_set);
+  });
+  for (size_t u = 0; u < units.size(); ++u) {
+    auto res = unpack_unit(results[u], units[u].size());
+    for (size_t k = 0; k < units[u].size(); ++k) out[units[u][k]] = std::move(res[k]);
   }
   return out;
 }
@@ -187,25 +331,37 @@ std::vector<std::vector<double>> circuits_bits(model::LoadedModel& m, std::strin
   std::vector<std::vector<double>> out(circuits.size());
   auto opt = run.stream_options();
   const auto n = static_cast<int64_t>(circuits.size());
-  if (!model::resolve_window_policy(m.config, opt).second) {
-    for (size_t i = 0; i < circuits.size(); ++i) {
-      out[i] = ablated_bits(m, text, run, circuits[i], ref);
-      if (progress) progress(static_cast<int64_t>(i) + 1, n);
+  const bool rolling = model::resolve_window_policy(m.config, opt).second;
+  // units: one circuit per scoring (strided policy), or `group` circuits per batched pass
+  const int64_t B = rolling ? static_cast<int64_t>(model::stream_token_counts(m, text, opt).size()) : 1;
+  const size_t group = rolling ? static_cast<size_t>(std::max<int64_t>(1, max_rows / B)) : 1;
+  std::vector<std::pair<size_t, size_t>> units;  // first circuit, count
+  for (size_t c0 = 0; c0 < circuits.size(); c0 += group) units.push_back({c0, std::min(group, circuits.size() - c0)});
+  auto run_unit = [&](int64_t u) -> std::string {
+    const auto [c0, gc] = units[static_cast<size_t>(u)];
+    std::vector<std::vector<double>> res(gc);
+    if (!rolling) {
+      res[0] = ablated_bits(m, text, run, circuits[c0], ref);
+    } else {
+      std::vector<std::vector<Component>> per_row(circuits.begin() + static_cast<std::ptrdiff_t>(c0),
+                                                  circuits.begin() + static_cast<std::ptrdiff_t>(c0 + gc));
+      model::HookSet hooks;
+      install_ablation(hooks, m.config, per_row, B, run.mode, ref, run.seed);
+      auto o = opt;
+      o.hooks = [&](int64_t) { return &hooks; };
+      const auto per_stream = model::segmented_token_bits(m, text, o, static_cast<int64_t>(gc));
+      for (size_t i = 0; i < gc; ++i) res[i] = flatten(per_stream, i * static_cast<size_t>(B), static_cast<size_t>(B));
     }
-    return out;
-  }
-  const int64_t B = static_cast<int64_t>(model::stream_token_counts(m, text, opt).size());
-  const int64_t group = std::max<int64_t>(1, max_rows / B);
-  for (size_t c0 = 0; c0 < circuits.size(); c0 += static_cast<size_t>(group)) {
-    const size_t gc = std::min<size_t>(static_cast<size_t>(group), circuits.size() - c0);
-    std::vector<std::vector<Component>> per_row(circuits.begin() + static_cast<std::ptrdiff_t>(c0),
-                                                circuits.begin() + static_cast<std::ptrdiff_t>(c0 + gc));
-    model::HookSet hooks;
-    install_ablation(hooks, m.config, per_row, B, run.mode, ref, run.seed);
-    opt.hooks = [&](int64_t) { return &hooks; };
-    const auto per_stream = model::segmented_token_bits(m, text, opt, static_cast<int64_t>(gc));
-    for (size_t i = 0; i < gc; ++i) out[c0 + i] = flatten(per_stream, i * static_cast<size_t>(B), static_cast<size_t>(B));
-    if (progress) progress(static_cast<int64_t>(c0 + gc), n);
+    return pack_unit(res);
+  };
+  int64_t done = 0;
+  const auto results = dist::map(static_cast<int64_t>(units.size()), run_unit, [&](int64_t u) {
+    done += static_cast<int64_t>(units[static_cast<size_t>(u)].second);
+    if (progress) progress(done, n);
+  });
+  for (size_t u = 0; u < units.size(); ++u) {
+    auto res = unpack_unit(results[u], units[u].second);
+    for (size_t k = 0; k < units[u].second; ++k) out[units[u].first + k] = std::move(res[k]);
   }
   return out;
 }

@@ -6,6 +6,8 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -66,19 +68,44 @@ std::vector<double> ablated_bits(model::LoadedModel& m, std::string_view text, c
 /// scoring per component. Models that do not roll (strided policy) always go one at a time.
 enum class SweepPath { kShared, kStacked, kNaive };
 
+/// The completed passes of a sweep kept in a file, so that a long sweep resumes where it stopped
+/// (`ccc sweep --partial FILE`). Records are appended and fsynced after every round of passes (one per
+/// rank); a record cut short by a kill is dropped on reading. `key` names what the results depend on
+/// (model, text, mode, policy, reference, seed, component set): a file made under another key is refused.
+/// Rank 0 writes the file; every rank reads it.
+class SweepJournal {
+ public:
+  SweepJournal(std::string path, const std::string& key);
+  const std::string* find(int64_t unit) const;  ///< a unit's packed results, or null
+  void add(int64_t unit, const std::string& bytes);
+  int64_t resumed() const { return resumed_; }  ///< units read from the file at construction
+  void remove();                                 ///< the sweep is complete: the file goes
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_, key_;
+  std::map<int64_t, std::string> units_;
+  size_t valid_bytes_ = 0;  ///< the file's length up to its last whole record (0: nothing written yet)
+  int64_t resumed_ = 0;
+};
+
 /// Per-token bits with each component of `set` ablated alone, passes of at most `max_rows` batch rows;
 /// `progress` counts components. `base`, when set, adds to every pass edits of all its rows (called with
 /// the pass's hooks and rows per copy, e.g. circuits::install_input); a pass with a base edit cannot
 /// branch from the clean run, so kShared then runs as kStacked.
+/// Under mpirun the passes (whose composition never depends on the rank count) are split across the ranks
+/// and every rank returns the whole result, identical to one process's. With `journal`, passes already in
+/// it are not run again and the others are added to it as they complete.
 std::vector<std::vector<double>> sweep_bits(model::LoadedModel& m, std::string_view text, const ScoringRun& run,
                                             const std::vector<Component>& set, const Reference* ref,
                                             SweepPath path = SweepPath::kShared, int64_t max_rows = 256,
                                             const ProgressFn& progress = {},
-                                            const std::function<void(model::HookSet&, int64_t rows_per)>& base = {});
+                                            const std::function<void(model::HookSet&, int64_t rows_per)>& base = {},
+                                            SweepJournal* journal = nullptr);
 
 /// Per-token bits with each circuit of `circuits` ablated (all its components together), one circuit per
 /// block of batch rows over whole forwards, passes of at most `max_rows` rows (one scoring per circuit on
-/// the strided policy); `progress` counts circuits.
+/// the strided policy); `progress` counts circuits. Under mpirun the passes are split across the ranks.
 std::vector<std::vector<double>> circuits_bits(model::LoadedModel& m, std::string_view text, const ScoringRun& run,
                                                const std::vector<std::vector<Component>>& circuits,
                                                const Reference* ref, int64_t max_rows = 256,

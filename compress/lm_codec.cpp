@@ -21,6 +21,7 @@
 #include "model/kernels/decode_gemm.h"
 #include "model/kernels/elementwise.h"
 #include "model/kernels/parallel.h"
+#include "model/base/dist.h"
 #include "model/base/error.h"
 #include "model/core/score.h"
 #include "model/scoring/cost_model.h"
@@ -512,7 +513,14 @@ std::string lm_compress(model::LoadedModel& m, std::string_view input, const Cod
     std::vector<std::string> payloads(G);
     std::vector<double> lm_bits(G, 0.0);
     const auto ranges = group_ranges(B, G);
-    run_groups(G, opt.threads, [&](int64_t g) {
+    // under mpirun with distribute: this rank codes groups g ≡ rank (mod N), then all payloads are gathered
+    const bool spread = opt.distribute && dist::size() > 1 && !dist::in_map();
+    std::vector<int64_t> mine;
+    for (int64_t g = 0; g < G; ++g)
+      if (!spread || dist::owner(g) == dist::rank()) mine.push_back(g);
+    run_groups(static_cast<int64_t>(mine.size()), opt.threads, [&](int64_t k) {
+      const int64_t g = mine[static_cast<size_t>(k)];
+      dist::fault_point("compress.group");
       const int64_t s0 = ranges[g].first, s1 = ranges[g].second;
       std::vector<uint64_t> n_tokens;
       std::vector<uint64_t> next(s1 - s0, 1);
@@ -536,6 +544,15 @@ std::string lm_compress(model::LoadedModel& m, std::string_view input, const Cod
         h.group_raw[g] = 1;
       }
     });
+    if (spread) {  // every group's payload and bits (the raw flag is never set in pure mode)
+      const auto all = dist::map(G, [&](int64_t g) {
+        return std::string(reinterpret_cast<const char*>(&lm_bits[g]), sizeof(double)) + payloads[g];
+      });
+      for (int64_t g = 0; g < G; ++g) {
+        std::memcpy(&lm_bits[g], all[g].data(), sizeof(double));
+        payloads[g] = all[g].substr(sizeof(double));
+      }
+    }
     for (const auto& p : payloads) h.group_bytes.push_back(p.size());
     out = serialize_header(h);
     for (const auto& p : payloads) out += p;

@@ -50,6 +50,10 @@ struct CodecOptions : model::StreamOptions, model::FeedObservers {
   /// Not with pure: also try the context models alone (a frame that needs no model) and keep it when
   /// smaller. Off: the model's frame (or stored, the floor) is kept, e.g. to study raw groups.
   bool context_frames = true;
+  /// With pure, under mpirun (model/base/dist.h): the stream groups are split across the ranks (group g on
+  /// rank g mod N; observers see only this rank's groups) and their payloads gathered, so every rank
+  /// returns the whole container — the bytes one process writes. No effect in one process.
+  bool distribute = false;
   /// When set, compress adds each frame's figures (CodecStats).
   struct CodecStats* stats = nullptr;
   std::function<void(uint64_t done_tokens, uint64_t total_tokens)> progress;  ///< called from worker threads

@@ -105,6 +105,8 @@ void add_circuit_commands(CLI::App& app, Globals& g) {
     sub->add_option("--plot", o->plot, "PNG: heatmap (layers x heads) for heads, bars with CIs otherwise");
     sub->add_flag("-f,--force", o->force, "replace existing --csv / --plot files");
     sub->add_flag("--naive", o->naive, "one run per component instead of one batch row block each");
+    sub->add_option("--partial", o->partial,
+                    "keep completed passes in this file as they finish; a rerun resumes from it (removed when done)");
     sub->add_flag("--json", o->json, "print one JSON object");
     sub->callback([&g, o] { g.init(); experiments::run_sweep(*o); });
   }

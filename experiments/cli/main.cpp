@@ -16,6 +16,7 @@
 
 #include "experiments/cli/cli.h"
 #include "compress/lm_codec.h"
+#include "model/base/dist.h"
 #include "model/base/error.h"
 #include "model/base/util.h"
 #include "model/kernels/runtime.h"
@@ -25,7 +26,9 @@ void ccc::cli::Globals::init() const {
   if (threads < 0 || threads > 4 * cores)
     throw ccc::Error("--threads " + std::to_string(threads) + ": expected 0 (all cores) to " + std::to_string(4 * cores) +
                      " (4 x the " + std::to_string(cores) + " cores)");
-  ccc::init_runtime(threads);
+  // under mpirun the ranks of one host share its cores: 0 means cores / ranks on this host
+  const int per_rank = threads == 0 && ccc::dist::size() > 1 ? std::max(1, cores / ccc::dist::local_size()) : threads;
+  ccc::init_runtime(per_rank);
 }
 
 const char* const ccc::cli::kModelHelp =
@@ -169,31 +172,34 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "error: unknown command '%s' (ccc --help lists the commands)\n", word.c_str());
     return static_cast<int>(CLI::ExitCodes::ExtrasError);
   }
+  // Under mpirun / srun every rank runs the command (SPMD, model/base/dist.h); an error on any rank ends
+  // the job naming the rank (dist::abort_job), before any output reaches its final name.
+  ccc::dist::init(&argc, &argv);
+  auto fail = [](const std::string& msg) {
+    std::fflush(stdout);
+    if (ccc::dist::size() > 1) ccc::dist::abort_job(msg, 1);
+    std::fprintf(stderr, "error: %s\n", msg.c_str());
+    return 1;
+  };
   try {
     app.parse(argc, argv);  // the chosen command runs from its callback
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    const int rc = app.exit(e);
+    ccc::dist::finalize();  // every rank parsed the same line: all end here alike
+    return rc;
   } catch (const c10::Error& e) {  // LibTorch (e.g. an allocation that failed): its message, not its backtrace
-    std::fflush(stdout);
     std::string msg = e.what_without_backtrace();
     if (msg.find("can't allocate memory") != std::string::npos || msg.find("DefaultCPUAllocator") != std::string::npos)
       msg = "out of memory: " + msg.substr(0, msg.find('\n'));
-    std::fprintf(stderr, "error: %s\n", msg.c_str());
-    return 1;
+    return fail(msg);
   } catch (const std::bad_alloc&) {
-    std::fflush(stdout);
-    std::fprintf(stderr, "error: out of memory (an allocation failed; see --max-memory and docs/limits.md)\n");
-    return 1;
+    return fail("out of memory (an allocation failed; see --max-memory and docs/limits.md)");
   } catch (const std::exception& e) {
-    std::fflush(stdout);
-    std::fprintf(stderr, "error: %s\n", e.what());
-    return 1;
+    return fail(e.what());
   }
   // a result that could not be written is a failure (e.g. > /dev/full)
   std::cout.flush();
-  if (!std::cout || std::fflush(stdout) != 0 || std::ferror(stdout)) {
-    std::fprintf(stderr, "error: cannot write to standard output\n");
-    return 1;
-  }
+  if (!std::cout || std::fflush(stdout) != 0 || std::ferror(stdout)) return fail("cannot write to standard output");
+  ccc::dist::finalize();
   return 0;
 }

@@ -14,6 +14,7 @@
 #include "experiments/commands/ablation_run.h"
 #include "experiments/support/common.h"
 #include "experiments/support/progress_hooks.h"
+#include "model/base/dist.h"
 #include "model/base/error.h"
 #include "model/base/util.h"
 #include "model/scoring/streams.h"
@@ -114,7 +115,14 @@ void run_sweep(const SweepCmdOptions& o) {
   const auto& set = l.comps;
   const auto t0 = std::chrono::steady_clock::now();
   const auto clean = circuits::ablated_bits(l.m, l.text, o.run.scoring(), {}, nullptr);
-  const auto bits = sweep_with_progress(l, o.run, set, o.naive ? circuits::SweepPath::kNaive : circuits::SweepPath::kShared);
+  const auto path = o.naive ? circuits::SweepPath::kNaive : circuits::SweepPath::kShared;
+  std::unique_ptr<circuits::SweepJournal> journal;
+  if (!o.partial.empty()) {
+    journal = std::make_unique<circuits::SweepJournal>(o.partial, sweep_key(l, o.run, set, path));
+    if (journal->resumed() > 0 && !o.json)
+      std::fprintf(stderr, "%s: resuming: %lld passes already done\n", o.partial.c_str(), (long long)journal->resumed());
+  }
+  const auto bits = sweep_with_progress(l, o.run, set, path, journal.get());
   const double secs = seconds_since(t0);
   const auto n = static_cast<int64_t>(l.text.size());
   nlohmann::json j;
@@ -126,6 +134,7 @@ void run_sweep(const SweepCmdOptions& o) {
   j["over"] = o.over;
   j["batched"] = !o.naive;
   j["seconds"] = secs;
+  j["ranks"] = dist::size();
   j["model"] = l.m.source;
   j["fingerprint"] = l.m.fingerprint;
   j["policy"] = model::describe_policy(l.m.config, stream_options(o.run));
@@ -144,6 +153,7 @@ void run_sweep(const SweepCmdOptions& o) {
   }
   if (!o.csv.empty()) write_file_atomic(o.csv, csv.str(), o.force);
   if (!o.plot.empty()) write_sweep_plot(o, l, j);
+  if (journal) journal->remove();  // the outputs are written: the partial results are no longer needed
   stamp(j, "sweep");
   if (o.json) {
     std::cout << j.dump(2) << "\n";

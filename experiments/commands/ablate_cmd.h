@@ -48,6 +48,7 @@ struct SweepCmdOptions {
   std::string csv, plot;
   bool naive = false, json = false;
   bool force = false;  ///< replace existing --csv / --plot files
+  std::string partial;  ///< completed passes kept here as they finish; a rerun resumes from it (removed at the end)
 };
 void run_sweep(const SweepCmdOptions& o);
 

@@ -5,6 +5,7 @@
 #include "circuits/paired.h"
 #include "experiments/support/common.h"
 #include "experiments/support/progress_hooks.h"
+#include "model/base/util.h"
 #include "model/base/error.h"
 #include "model/scoring/streams.h"
 
@@ -102,10 +103,20 @@ std::vector<double> bits_with_progress(Loaded& l, const AblationRun& run, const 
 
 std::vector<std::vector<double>> sweep_with_progress(Loaded& l, const AblationRun& run,
                                                      const std::vector<circuits::Component>& set,
-                                                     circuits::SweepPath path) {
+                                                     circuits::SweepPath path, circuits::SweepJournal* journal) {
   ProgressLine line("ablations", static_cast<int64_t>(set.size()), run.progress);
   return circuits::sweep_bits(l.m, l.text, run.scoring(), set, l.ref.get(), path, 256,
-                              [&](int64_t done, int64_t) { line.update(done); });
+                              [&](int64_t done, int64_t) { line.update(done); }, {}, journal);
+}
+
+std::string sweep_key(const Loaded& l, const AblationRun& run, const std::vector<circuits::Component>& set,
+                      circuits::SweepPath path) {
+  std::string key = l.m.fingerprint + "\n" + sha256_hex(l.text) + "\n" + run.mode + "\n" + std::to_string(run.streams) +
+                    " " + std::to_string(run.window) + " " + std::to_string(run.seed) + " " +
+                    std::to_string(static_cast<int>(path)) + "\n" + run.reference + "\n" +
+                    (run.reference.empty() ? std::string() : sha256_hex(read_file(run.reference))) + "\n";
+  for (const auto& c : set) key += c.name() + " ";
+  return key;
 }
 
 void print_delta(const char* ablated_name, const DeltaStats& d, size_t n_bytes) {

@@ -23,6 +23,7 @@
 #include "compress/container.h"
 #include "compress/lm_codec.h"
 #include "model/training/corpus.h"
+#include "model/base/dist.h"
 #include "model/base/error.h"
 #include "model/formats/loader.h"
 #include "model/base/fileio.h"
@@ -120,6 +121,12 @@ std::unique_ptr<analysis::ActivationCapture> make_capture(model::LoadedModel& m,
   c.force = force;
   c.source = o.in;
   c.command = o.command;
+  if (dist::size() > 1) {  // the stream groups split across ranks, every rank writing its rows into one file
+    CCC_CHECK(copt.pure, "compress --dump under mpirun splits the stream groups across the ranks, which only the "
+              "model-only coding allows (mixed frames code every stream through one mixer): add --pure, or use ccc dump");
+    copt.distribute = true;
+    c.shared = true;
+  }
   auto cap = std::make_unique<analysis::ActivationCapture>(m, input, copt, c);
   // a large dump (attention patterns hold n_heads x W values per row) is announced before it is written
   const double mb = static_cast<double>(cap->expected_bytes()) / 1e6;
@@ -255,6 +262,9 @@ void run_compress(const CompressCmdOptions& o) {
   std::string whole;  // --dump: the input as one frame (the capture indexes rows by input offset)
   std::unique_ptr<analysis::ActivationCapture> capture;
   auto ablation = make_ablation(m, o);  // first: the dump records the ablated model's fingerprint
+  // an edited model's container is a measurement (its size difference to `--pure` is the edit's cost in
+  // bytes): model-only coding, no context models to absorb the edit's effect
+  if (ablation) copt.pure = true;
   if (!o.dump.empty()) {
     in.read(compress::kMaxFrameBytes + 1, &whole);
     CCC_CHECK(whole.size() <= compress::kMaxFrameBytes, o.in, ": compress --dump captures inputs of at most ",
@@ -264,9 +274,6 @@ void run_compress(const CompressCmdOptions& o) {
     capture = make_capture(m, whole, o, copt, o.dump_force, edits);
   }
   if (ablation && !capture) ablation->attach(copt);
-  // an edited model's container is a measurement (its size difference to `--pure` is the edit's cost in
-  // bytes): model-only coding, no context models to absorb the edit's effect
-  if (ablation) copt.pure = true;
   compress::CodecStats stats;
   stats.shadow = true;
   copt.stats = o.explain ? &stats : nullptr;
@@ -333,6 +340,7 @@ void run_dump(const CompressCmdOptions& o) {
   ProgressLine progress("dump", static_cast<int64_t>(input.size()), !o.quiet, ProgressLine::Unit::kBytes);
   compress::CodecOptions copt = encoder_options(o, progress, input.size());
   copt.pure = true;  // the container is not kept: the model's run alone (the same rows and bits)
+  dist::fault_point("dump.start");
   auto capture = make_capture(m, input, o, copt, o.force);
   const auto t0 = std::chrono::steady_clock::now();
   compress::lm_compress(m, input, copt);  // the encoder's run; its container is not kept

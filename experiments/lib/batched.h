@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <torch/torch.h>
@@ -31,11 +32,21 @@ void run_blocks(model::LoadedModel& m, const torch::Tensor& tokens, int64_t bloc
                 int64_t max_rows, const std::function<void(int64_t first, int64_t count, const torch::Tensor& log2p)>& take,
                 const std::function<void(int64_t)>& done = {});
 
+/// run_blocks split across MPI ranks (model/base/dist.h): each forward (the same block ranges as run_blocks)
+/// is a unit on one rank; `reduce(first, count, log2p)` turns its log2p into bytes there, and every rank then
+/// receives every forward's bytes in order through `take(first, count, bytes)`. One process: run_blocks.
+/// `done` counts this rank's blocks.
+void run_blocks_sharded(model::LoadedModel& m, const torch::Tensor& tokens, int64_t blocks, const BlockEdits& edits,
+                        int64_t max_rows, const std::function<std::string(int64_t first, int64_t count, const torch::Tensor& log2p)>& reduce,
+                        const std::function<void(int64_t first, int64_t count, std::string_view bytes)>& take,
+                        const std::function<void(int64_t)>& done = {});
+
 /// BlockEdits that ablate component set sets[i] in block i (empty sets leave their block clean).
 BlockEdits ablation_edits(const model::ModelConfig& cfg, const std::vector<std::vector<circuits::Component>>& sets,
                           circuits::Mode mode, const circuits::Reference* ref, uint64_t seed);
 
 /// Bits of each row's own next tokens: [blocks][N][T − 1] (float64), tokens[:, t + 1] under position t.
+/// Sharded across MPI ranks (run_blocks_sharded).
 std::vector<torch::Tensor> next_token_bits(model::LoadedModel& m, const torch::Tensor& tokens, int64_t blocks,
                                            const BlockEdits& edits, int64_t max_rows,
                                            const std::function<void(int64_t)>& done = {});

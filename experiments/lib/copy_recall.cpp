@@ -1,6 +1,7 @@
 #include "experiments/lib/copy_recall.h"
 
 #include <algorithm>
+#include <cstring>
 #include <cmath>
 #include <map>
 #include <memory>
@@ -51,13 +52,25 @@ std::vector<Scores> score_blocks(model::LoadedModel& m, const Batch& b, int64_t 
   const int64_t N = b.tokens.size(0), T = b.tokens.size(1);
   std::vector<Scores> out(static_cast<size_t>(blocks));
   auto fact = torch::tensor(b.fact, torch::kInt64), cf = torch::tensor(b.cf, torch::kInt64);
-  run_blocks(m, b.tokens, blocks, install, max_rows, [&](int64_t first, int64_t count, const torch::Tensor& log2p) {
+  // sharded across MPI ranks: each forward's fact and counterfactual bits travel, [count][2][N] doubles
+  run_blocks_sharded(m, b.tokens, blocks, install, max_rows, [&](int64_t, int64_t count, const torch::Tensor& log2p) {
+    std::string bytes;
     for (int64_t j = 0; j < count; ++j) {
       auto rows = -log2p[j].select(1, T - 1).to(torch::kFloat64);  // [N, V]
       auto f = rows.gather(1, fact.unsqueeze(1)).squeeze(1).contiguous(), c = rows.gather(1, cf.unsqueeze(1)).squeeze(1).contiguous();
+      bytes.append(static_cast<const char*>(f.data_ptr()), static_cast<size_t>(N) * sizeof(double));
+      bytes.append(static_cast<const char*>(c.data_ptr()), static_cast<size_t>(N) * sizeof(double));
+    }
+    return bytes;
+  }, [&](int64_t first, int64_t count, std::string_view bytes) {
+    const size_t per = static_cast<size_t>(N) * sizeof(double);
+    CCC_CHECK(bytes.size() == 2 * per * static_cast<size_t>(count), "copy-vs-recall: a unit's results have the wrong size");
+    for (int64_t j = 0; j < count; ++j) {
       auto& s = out[static_cast<size_t>(first + j)];
-      s.fact.assign(f.data_ptr<double>(), f.data_ptr<double>() + N);
-      s.cf.assign(c.data_ptr<double>(), c.data_ptr<double>() + N);
+      s.fact.resize(static_cast<size_t>(N));
+      s.cf.resize(static_cast<size_t>(N));
+      std::memcpy(s.fact.data(), bytes.data() + 2 * per * static_cast<size_t>(j), per);
+      std::memcpy(s.cf.data(), bytes.data() + 2 * per * static_cast<size_t>(j) + per, per);
     }
   }, done);
   return out;

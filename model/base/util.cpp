@@ -20,6 +20,7 @@
 #include <fstream>
 #include <random>
 
+#include "model/base/dist.h"
 #include "model/base/error.h"
 #include "model/base/fileio.h"
 
@@ -238,6 +239,12 @@ OutputFile::OutputFile(const std::string& path, bool overwrite) : path_(path), o
     direct_ = true;
     return;
   }
+  if (!dist::root()) {  // under mpirun rank 0 alone publishes (model/base/dist.h): the others' bytes are dropped
+    fd_ = ::open("/dev/null", O_WRONLY | O_CLOEXEC);
+    CCC_CHECK(fd_ >= 0, "cannot open /dev/null: ", std::strerror(errno));
+    direct_ = true;
+    return;
+  }
   if (is_stream_output(path)) {
     fd_ = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
     CCC_CHECK(fd_ >= 0, "cannot open ", path, " for writing: ", std::strerror(errno));
@@ -344,6 +351,12 @@ OutputDir::OutputDir(const std::string& dir, bool overwrite) : dir_(dir), overwr
   namespace fs = std::filesystem;
   CCC_CHECK(!dir.empty(), "no output directory given");
   std::error_code ec;
+  if (!dist::root()) {  // under mpirun rank 0 alone publishes: a private directory, removed at commit
+    tmp_ = temp_path_for(fs::path(dir).lexically_normal().string());
+    CCC_CHECK(::mkdir(tmp_.c_str(), 0777) == 0, "cannot create a temporary directory for ", dir, " (", tmp_, "): ",
+              std::strerror(errno));
+    return;
+  }
   CCC_CHECK(!fs::exists(dir, ec) || fs::is_directory(dir, ec), dir, " exists and is not a directory");
   const fs::path parent = fs::path(dir).lexically_normal().parent_path();
   CCC_CHECK(parent.empty() || fs::is_directory(parent, ec), dir, ": directory ", parent.string(), " does not exist");
@@ -365,6 +378,11 @@ void OutputDir::commit() {
   namespace fs = std::filesystem;
   CCC_CHECK(!committed_, dir_, ": committed twice");
   std::error_code ec;
+  if (!dist::root()) {
+    fs::remove_all(tmp_, ec);
+    committed_ = true;
+    return;
+  }
   if (!fs::exists(dir_, ec)) {
     if (::renameat2(AT_FDCWD, tmp_.c_str(), AT_FDCWD, dir_.c_str(), RENAME_NOREPLACE) == 0) {
       committed_ = true;
