@@ -2,7 +2,8 @@
 # ccc set-up: installs what is missing (Debian 12), builds Release, then runs the main job or the tests.
 #   ./setup.sh        install + build + main job: the default model compresses 4 KB of every corpus's held-out
 #                     text next to gzip / bzip2 / xz and restores it bit-exactly (a few minutes)
-#   ./setup.sh test   install + build + the whole test suite (what .ci/run calls)
+#   ./setup.sh test   install + build + the whole test suite (what .ci/run calls); with MPI built, also the
+#                     plain build (build-plain, -DCCC_MPI=OFF) and its suite less the slow tests
 #   ./setup.sh sanitize  install + an AddressSanitizer + UndefinedBehaviorSanitizer build (build-asan) and the
 #                     whole suite under it (~40 min on 2 cores from cold; any sanitizer report fails its test)
 # Both put `ccc` on PATH: the build is installed into ${CCC_PREFIX:-~/.local}/bin (ccc and ccc-core; the
@@ -20,6 +21,8 @@ packages=(cmake ninja-build g++ pkg-config ccache
   gzip bzip2 xz-utils zstd brotli zpaq)
 # the browser test of `ccc report` renders report.html in Debian's chromium (headless); tests only
 [ "$mode" = test ] && packages+=(chromium)
+# the MPI scale-out (docs/scale-out.md): Open MPI and parallel HDF5; without them the plain build is made
+mpi_packages=(openmpi-bin libopenmpi-dev libhdf5-openmpi-dev)
 corpus_packages=(fortunes dict-jargon nodejs-doc iso-codes manpages-dev bash-completion
   adwaita-icon-theme)  # the last: the image of the diverse compression benchmark (data/bench_suite.sh)
 # corpora come from ../shared when present, else from the registries (npm needs nodejs)
@@ -45,6 +48,12 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]}"
   apt_install "${missing[@]}" ||
     { echo "setup: could not install ${missing[*]} without removing or downgrading a package (see apt's message above)" >&2; exit 1; }
+fi
+mapfile -t missing < <(missing_of "${mpi_packages[@]}")
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]} (the MPI scale-out)"
+  apt_install "${missing[@]}" >/dev/null 2>&1 ||
+    echo "setup: could not install ${missing[*]} without removing or downgrading a package; building without MPI"
 fi
 # Corpus packages one at a time: one that cannot be installed without removing something (e.g. nodejs-doc
 # beside another vendor's nodejs) is skipped; the corpora it provides are then absent and the tests and
@@ -85,7 +94,16 @@ export CCC_CORPORA="$PWD/.cache/corpora"
 
 ccc=build/experiments/ccc
 if [ "$mode" = test ]; then
+  # the MPI build's tests include the scale-out's (mpirun --oversubscribe -n 1, 2 and 4), which then may not skip
+  if grep -q '^CCC_WITH_MPI:INTERNAL=ON' build/CMakeCache.txt; then export CCC_REQUIRE_MPI=1; fi
   ctest --test-dir build --output-on-failure -j "$(nproc)"
+  if [ "${CCC_REQUIRE_MPI:-0}" = 1 ]; then
+    # the plain build (serial HDF5, no MPI) still builds and passes its tests (all but the slow ones)
+    echo "setup: the plain build (-DCCC_MPI=OFF) in build-plain and its tests"
+    cmake -S . -B build-plain -G Ninja -DCMAKE_BUILD_TYPE=Release -DCCC_MPI=OFF >/dev/null
+    cmake --build build-plain
+    CCC_REQUIRE_MPI=0 ctest --test-dir build-plain --output-on-failure -j "$(nproc)" -LE slow
+  fi
   exit 0
 fi
 

@@ -133,7 +133,14 @@ SaeBatches dump_batches(const ActivationStore& store, const std::string& hook, i
     for (auto& i : idx) i = static_cast<int64_t>(st->rng() % static_cast<uint64_t>(B));
     auto index = torch::tensor(idx, torch::kInt64);
     auto out = st->buf.index_select(0, index).unsqueeze(1);
-    st->buf.index_copy_(0, index, read(n));  // drawn slots refilled in file order
+    // drawn slots refilled in file order, one after the other: a slot drawn twice keeps the later row
+    // (index_copy_ with repeated indices lets threads race for the slot: the weights then varied run to run)
+    const auto fresh = read(n);
+    const int64_t d = st->buf.size(1);
+    float* buf = st->buf.data_ptr<float>();
+    const float* src = fresh.data_ptr<float>();
+    for (int64_t j = 0; j < n; ++j)
+      std::memcpy(buf + idx[static_cast<size_t>(j)] * d, src + j * d, sizeof(float) * static_cast<size_t>(d));
     return out;
   };
 }

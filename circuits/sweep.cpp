@@ -153,8 +153,8 @@ std::vector<std::vector<double>> unpack_unit(std::string_view bytes, size_t coun
 // process runs it — and, with a journal, in rounds of one unit per rank, appending each round's results
 // to it (rank 0) and skipping the units it already holds.
 std::vector<std::string> run_units(int64_t n, const std::function<std::string(int64_t)>& fn, SweepJournal* journal,
-                                   const std::function<void(int64_t)>& done) {
-  if (journal == nullptr) return dist::map(n, fn, done);
+                                   const std::function<void(int64_t)>& done, const std::vector<double>& cost) {
+  if (journal == nullptr) return dist::map(n, fn, done, cost);
   std::vector<std::string> out(static_cast<size_t>(n));
   std::vector<int64_t> pending;
   for (int64_t u = 0; u < n; ++u) {
@@ -168,10 +168,12 @@ std::vector<std::string> run_units(int64_t n, const std::function<std::string(in
   const auto round = static_cast<size_t>(dist::size());
   for (size_t r0 = 0; r0 < pending.size(); r0 += round) {
     const size_t rc = std::min(round, pending.size() - r0);
+    std::vector<double> round_cost;
+    for (size_t k = 0; k < rc && !cost.empty(); ++k) round_cost.push_back(cost[static_cast<size_t>(pending[r0 + k])]);
     const auto res = dist::map(static_cast<int64_t>(rc), [&](int64_t k) { return fn(pending[r0 + static_cast<size_t>(k)]); },
                                [&](int64_t k) {
                                  if (done) done(pending[r0 + static_cast<size_t>(k)]);
-                               });
+                               }, round_cost);
     for (size_t k = 0; k < rc; ++k) {
       out[static_cast<size_t>(pending[r0 + k])] = res[k];
       journal->add(pending[r0 + k], res[k]);
@@ -245,25 +247,16 @@ void SweepJournal::remove() {
   std::filesystem::remove(path_, ec);
 }
 
-std::vector<std::vector<double>> sweep_bits(model::LoadedModel& m, std::string_view text, const ScoringRun& run,
-                                            const std::vector<Component>& set, const Reference* ref, SweepPath path,
-                                            int64_t max_rows, const ProgressFn& progress,
-                                            const std::function<void(model::HookSet&, int64_t)>& base,
-                                            SweepJournal* journal) {
-  std::vector<std::vector<double>> out(set.size());
+SweepPlan plan_sweep(const model::LoadedModel& m, std::string_view text, const ScoringRun& run,
+                     const std::vector<Component>& set, SweepPath path, int64_t max_rows, bool clean) {
+  SweepPlan plan;
   auto opt = run.stream_options();
   const bool rolling = model::resolve_window_policy(m.config, opt).second;
-  const auto n_set = static_cast<int64_t>(set.size());
-  if (base && path == SweepPath::kShared) path = SweepPath::kStacked;
-  // The units of work: each a list of components computed together (one scoring, or one batched pass).
-  // Their composition depends on the set, the path and max_rows only, never on the rank count.
-  std::vector<std::vector<size_t>> units;
-  int64_t B = 1;
   if (path == SweepPath::kNaive || !rolling) {
-    for (size_t i = 0; i < set.size(); ++i) units.push_back({i});
+    for (size_t i = 0; i < set.size(); ++i) plan.units.push_back({i});
   } else {
-    B = static_cast<int64_t>(model::stream_token_counts(m, text, opt).size());
-    const auto group = static_cast<size_t>(std::max<int64_t>(1, max_rows / B));
+    plan.rows_per_copy = static_cast<int64_t>(model::stream_token_counts(m, text, opt).size());
+    const auto group = static_cast<size_t>(std::max<int64_t>(1, max_rows / plan.rows_per_copy));
     std::vector<size_t> order(set.size());
     for (size_t i = 0; i < order.size(); ++i) order[i] = i;
     // kShared: components in layer order; a pass holds up to `group` of them as branches, one per layer
@@ -271,10 +264,47 @@ std::vector<std::vector<double>> sweep_bits(model::LoadedModel& m, std::string_v
     if (path == SweepPath::kShared)
       std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return set[a].layer < set[b].layer; });
     for (size_t p0 = 0; p0 < order.size(); p0 += group)
-      units.emplace_back(order.begin() + static_cast<std::ptrdiff_t>(p0),
-                         order.begin() + static_cast<std::ptrdiff_t>(std::min(order.size(), p0 + group)));
+      plan.units.emplace_back(order.begin() + static_cast<std::ptrdiff_t>(p0),
+                              order.begin() + static_cast<std::ptrdiff_t>(std::min(order.size(), p0 + group)));
   }
+  // each unit's cost in copies × blocks run (a copy of the streams through one block = 1)
+  const double L = static_cast<double>(m.config.n_layers);
+  for (const auto& comps : plan.units) {
+    double c = 0;
+    if (path == SweepPath::kNaive || !rolling) {
+      c = L;
+    } else if (path == SweepPath::kStacked) {
+      c = static_cast<double>(comps.size()) * L;
+    } else {
+      double trunk = 0;
+      for (size_t i : comps) {
+        c += L - static_cast<double>(set[i].layer);
+        trunk = std::max(trunk, static_cast<double>(set[i].layer));
+      }
+      c += trunk;
+    }
+    plan.cost.push_back(c);
+  }
+  if (clean) plan.cost.push_back(L);
+  return plan;
+}
+
+std::vector<std::vector<double>> sweep_bits(model::LoadedModel& m, std::string_view text, const ScoringRun& run,
+                                            const std::vector<Component>& set, const Reference* ref, SweepPath path,
+                                            int64_t max_rows, const ProgressFn& progress,
+                                            const std::function<void(model::HookSet&, int64_t)>& base,
+                                            SweepJournal* journal, std::vector<double>* clean) {
+  std::vector<std::vector<double>> out(set.size());
+  auto opt = run.stream_options();
+  const bool rolling = model::resolve_window_policy(m.config, opt).second;
+  const auto n_set = static_cast<int64_t>(set.size());
+  if (base && path == SweepPath::kShared) path = SweepPath::kStacked;
+  const SweepPlan plan = plan_sweep(m, text, run, set, path, max_rows, clean != nullptr);
+  const auto& units = plan.units;
+  const int64_t B = plan.rows_per_copy;
+  const auto n_units = static_cast<int64_t>(units.size());
   auto run_unit = [&](int64_t u) -> std::string {
+    if (u == n_units) return dist::pack(ablated_bits(m, text, run, {}, nullptr));  // the clean run
     const auto& comps = units[static_cast<size_t>(u)];
     std::vector<std::vector<double>> res(comps.size());
     if (path == SweepPath::kNaive || !rolling) {
@@ -314,10 +344,12 @@ std::vector<std::vector<double>> sweep_bits(model::LoadedModel& m, std::string_v
     return pack_unit(res);
   };
   int64_t done = 0;
-  const auto results = run_units(static_cast<int64_t>(units.size()), run_unit, journal, [&](int64_t u) {
+  const auto results = run_units(n_units + (clean != nullptr ? 1 : 0), run_unit, journal, [&](int64_t u) {
+    if (u == n_units) return;
     done += static_cast<int64_t>(units[static_cast<size_t>(u)].size());
     if (progress) progress(done, n_set);
-  });
+  }, plan.cost);
+  if (clean != nullptr) *clean = dist::unpack_doubles(results.back());
   for (size_t u = 0; u < units.size(); ++u) {
     auto res = unpack_unit(results[u], units[u].size());
     for (size_t k = 0; k < units[u].size(); ++k) out[units[u][k]] = std::move(res[k]);

@@ -89,19 +89,33 @@ class SweepJournal {
   int64_t resumed_ = 0;
 };
 
+/// How sweep_bits splits its work: units (passes) of components computed together, fixed by the set, the
+/// path and max_rows (never by the rank count), and each unit's estimated cost in copies of the streams ×
+/// blocks run; with `clean`, one more cost, the clean run's, last. rows_per_copy = the stream count
+/// (batched paths; 1 otherwise).
+struct SweepPlan {
+  std::vector<std::vector<size_t>> units;  ///< indices into the set
+  std::vector<double> cost;
+  int64_t rows_per_copy = 1;
+};
+SweepPlan plan_sweep(const model::LoadedModel& m, std::string_view text, const ScoringRun& run,
+                     const std::vector<Component>& set, SweepPath path, int64_t max_rows, bool clean);
+
 /// Per-token bits with each component of `set` ablated alone, passes of at most `max_rows` batch rows;
 /// `progress` counts components. `base`, when set, adds to every pass edits of all its rows (called with
 /// the pass's hooks and rows per copy, e.g. circuits::install_input); a pass with a base edit cannot
 /// branch from the clean run, so kShared then runs as kStacked.
 /// Under mpirun the passes (whose composition never depends on the rank count) are split across the ranks
-/// and every rank returns the whole result, identical to one process's. With `journal`, passes already in
-/// it are not run again and the others are added to it as they complete.
+/// and every rank returns the whole result, identical to one process's (each pass to the least loaded
+/// rank, costliest first: a pass costs its rows × the blocks it runs). With `journal`, passes already in
+/// it are not run again and the others are added to it as they complete. With `clean`, the clean run's
+/// per-token bits (ablated_bits with no circuit) are computed as one more unit of the same schedule.
 std::vector<std::vector<double>> sweep_bits(model::LoadedModel& m, std::string_view text, const ScoringRun& run,
                                             const std::vector<Component>& set, const Reference* ref,
                                             SweepPath path = SweepPath::kShared, int64_t max_rows = 256,
                                             const ProgressFn& progress = {},
                                             const std::function<void(model::HookSet&, int64_t rows_per)>& base = {},
-                                            SweepJournal* journal = nullptr);
+                                            SweepJournal* journal = nullptr, std::vector<double>* clean = nullptr);
 
 /// Per-token bits with each circuit of `circuits` ablated (all its components together), one circuit per
 /// block of batch rows over whole forwards, passes of at most `max_rows` rows (one scoring per circuit on

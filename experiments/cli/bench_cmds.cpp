@@ -1,4 +1,4 @@
-// `ccc bench forward | train | quality | compress | hooks | decode | dump | sweep | units | memory | startup`.
+// `ccc bench forward | train | quality | compress | hooks | decode | dump | scale-out | sweep | units | memory | startup`.
 
 #include <iostream>
 #include <memory>
@@ -6,6 +6,7 @@
 #include "experiments/bench/bench_compress.h"
 #include "experiments/bench/bench_decode.h"
 #include "experiments/bench/bench_dump.h"
+#include "experiments/bench/bench_scale.h"
 #include "experiments/bench/bench_forward.h"
 #include "experiments/bench/bench_hooks.h"
 #include "experiments/bench/bench_memory.h"
@@ -106,6 +107,19 @@ void add_bench_commands(CLI::App& app, Globals& g) {
     sub->add_flag_callback("--no-rss", [o] { o->rss = false; }, "skip the RSS runs");
     sub->add_option("--corpora", o->corpora_dir);
     sub->callback([&g, o] { g.init(); experiments::bench_dump(*o, std::cout); });
+  }
+  {
+    auto o = std::make_shared<experiments::BenchScaleOptions>();
+    auto* sub = bench->add_subcommand("scale-out", "MPI: head sweep and dump, one process vs mpirun -n R, projected efficiency");
+    add_model_options(sub, o->model, &o->tokenizer, "model (default: data/models/default)");
+    sub->add_option("--file", o->file, "input (default: the held-out corpora)");
+    sub->add_option("--bytes", o->bytes, "input bytes (default 16384)");
+    sub->add_option("--streams", o->streams, "streams of the sweep and the dump (default 16)");
+    sub->add_option("--ranks", o->ranks, "ranks of the mpirun runs (default 2)");
+    sub->add_option("--alpha-us", o->alpha_us, "projection: message latency in microseconds (default 5)");
+    sub->add_option("--beta-gbs", o->beta_gbs, "projection: link bandwidth in GB/s (default 10)");
+    sub->add_option("--corpora", o->corpora_dir);
+    sub->callback([&g, o] { g.init(); experiments::bench_scale(*o, std::cout); });
   }
   {
     auto o = std::make_shared<experiments::BenchSweepOptions>();

@@ -114,7 +114,7 @@ void run_sweep(const SweepCmdOptions& o) {
   auto l = load(o.run, [&](const model::ModelConfig& cfg) { return circuits::sweep_set(o.over, cfg); });
   const auto& set = l.comps;
   const auto t0 = std::chrono::steady_clock::now();
-  const auto clean = circuits::ablated_bits(l.m, l.text, o.run.scoring(), {}, nullptr);
+  std::vector<double> clean;  // the clean run: one more unit of the sweep's schedule
   const auto path = o.naive ? circuits::SweepPath::kNaive : circuits::SweepPath::kShared;
   std::unique_ptr<circuits::SweepJournal> journal;
   if (!o.partial.empty()) {
@@ -122,7 +122,7 @@ void run_sweep(const SweepCmdOptions& o) {
     if (journal->resumed() > 0 && !o.json)
       std::fprintf(stderr, "%s: resuming: %lld passes already done\n", o.partial.c_str(), (long long)journal->resumed());
   }
-  const auto bits = sweep_with_progress(l, o.run, set, path, journal.get());
+  const auto bits = sweep_with_progress(l, o.run, set, path, journal.get(), &clean);
   const double secs = seconds_since(t0);
   const auto n = static_cast<int64_t>(l.text.size());
   nlohmann::json j;
@@ -135,6 +135,12 @@ void run_sweep(const SweepCmdOptions& o) {
   j["batched"] = !o.naive;
   j["seconds"] = secs;
   j["ranks"] = dist::size();
+  {  // what the ranks handed to MPI, summed over ranks (0 in one process)
+    std::vector<double> t{static_cast<double>(dist::traffic().bytes), static_cast<double>(dist::traffic().calls)};
+    dist::allreduce_sum(t);
+    j["mpi_bytes"] = static_cast<int64_t>(t[0]);
+    j["mpi_calls"] = static_cast<int64_t>(t[1]);
+  }
   j["model"] = l.m.source;
   j["fingerprint"] = l.m.fingerprint;
   j["policy"] = model::describe_policy(l.m.config, stream_options(o.run));

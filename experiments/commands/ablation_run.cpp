@@ -103,10 +103,11 @@ std::vector<double> bits_with_progress(Loaded& l, const AblationRun& run, const 
 
 std::vector<std::vector<double>> sweep_with_progress(Loaded& l, const AblationRun& run,
                                                      const std::vector<circuits::Component>& set,
-                                                     circuits::SweepPath path, circuits::SweepJournal* journal) {
+                                                     circuits::SweepPath path, circuits::SweepJournal* journal,
+                                                     std::vector<double>* clean) {
   ProgressLine line("ablations", static_cast<int64_t>(set.size()), run.progress);
   return circuits::sweep_bits(l.m, l.text, run.scoring(), set, l.ref.get(), path, 256,
-                              [&](int64_t done, int64_t) { line.update(done); }, {}, journal);
+                              [&](int64_t done, int64_t) { line.update(done); }, {}, journal, clean);
 }
 
 std::string sweep_key(const Loaded& l, const AblationRun& run, const std::vector<circuits::Component>& set,

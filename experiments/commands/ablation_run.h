@@ -67,7 +67,8 @@ std::vector<double> bits_with_progress(Loaded& l, const AblationRun& run, const 
 /// A sweep with the "ablations: done/total" line.
 std::vector<std::vector<double>> sweep_with_progress(Loaded& l, const AblationRun& run,
                                                      const std::vector<circuits::Component>& set,
-                                                     circuits::SweepPath path, circuits::SweepJournal* journal = nullptr);
+                                                     circuits::SweepPath path, circuits::SweepJournal* journal = nullptr,
+                                                     std::vector<double>* clean = nullptr);
 /// What a sweep's results depend on (model fingerprint, text, mode, policy, seed, path, reference, set):
 /// the key of its --partial file.
 std::string sweep_key(const Loaded& l, const AblationRun& run, const std::vector<circuits::Component>& set,

@@ -265,6 +265,7 @@ void run_compress(const CompressCmdOptions& o) {
   // an edited model's container is a measurement (its size difference to `--pure` is the edit's cost in
   // bytes): model-only coding, no context models to absorb the edit's effect
   if (ablation) copt.pure = true;
+  copt.distribute = copt.pure;  // under mpirun model-only frames split their stream groups across the ranks
   if (!o.dump.empty()) {
     in.read(compress::kMaxFrameBytes + 1, &whole);
     CCC_CHECK(whole.size() <= compress::kMaxFrameBytes, o.in, ": compress --dump captures inputs of at most ",

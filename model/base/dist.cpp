@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <climits>
 #include <cstdio>
 #include <cstdlib>
@@ -196,10 +197,32 @@ void barrier() {
 #endif
 }
 
+std::vector<int> assign(int64_t n, const std::vector<double>& cost) {
+  std::vector<int> who(static_cast<size_t>(n));
+  if (cost.empty()) {
+    for (int64_t i = 0; i < n; ++i) who[static_cast<size_t>(i)] = owner(i);
+    return who;
+  }
+  CCC_CHECK(static_cast<int64_t>(cost.size()) == n, "map: ", cost.size(), " costs for ", n, " units");
+  // longest processing time first: the costliest unit to the least loaded rank (ties: the lower index,
+  // the lower rank), so the schedule depends on the costs and the rank count only
+  std::vector<int64_t> order(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) order[static_cast<size_t>(i)] = i;
+  std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return cost[a] > cost[b]; });
+  std::vector<double> load(static_cast<size_t>(g_size), 0.0);
+  for (int64_t i : order) {
+    const int r = static_cast<int>(std::min_element(load.begin(), load.end()) - load.begin());
+    who[static_cast<size_t>(i)] = r;
+    load[static_cast<size_t>(r)] += cost[static_cast<size_t>(i)];
+  }
+  return who;
+}
+
 std::vector<std::string> map(int64_t n, const std::function<std::string(int64_t)>& fn,
-                             const std::function<void(int64_t)>& done) {
+                             const std::function<void(int64_t)>& done, const std::vector<double>& cost) {
   std::vector<std::string> out(static_cast<size_t>(n));
   const bool split = g_size > 1 && g_map_depth == 0;
+  const std::vector<int> who = split ? assign(n, cost) : std::vector<int>(static_cast<size_t>(n), g_rank);
   struct Depth {
     Depth() { ++g_map_depth; }
     ~Depth() { --g_map_depth; }
@@ -207,7 +230,7 @@ std::vector<std::string> map(int64_t n, const std::function<std::string(int64_t)
   {
     Depth depth;
     for (int64_t i = 0; i < n; ++i) {
-      if (split && owner(i) != g_rank) continue;
+      if (who[static_cast<size_t>(i)] != g_rank) continue;
       out[static_cast<size_t>(i)] = fn(i);
       if (done) done(i);
     }
@@ -215,23 +238,25 @@ std::vector<std::string> map(int64_t n, const std::function<std::string(int64_t)
   if (!split) return out;
   // this rank's results, each with its length, in unit order; then everyone's
   std::string mine;
-  for (int64_t i = g_rank; i < n; i += g_size) {
+  for (int64_t i = 0; i < n; ++i) {
+    if (who[static_cast<size_t>(i)] != g_rank) continue;
     const uint64_t len = out[static_cast<size_t>(i)].size();
     mine.append(reinterpret_cast<const char*>(&len), sizeof len);
     mine += out[static_cast<size_t>(i)];
   }
   const auto all = allgather(mine);
-  for (int r = 0; r < g_size; ++r) {
-    size_t off = 0;
-    for (int64_t i = r; i < n; i += g_size) {
-      uint64_t len = 0;
-      CCC_CHECK(off + sizeof len <= all[r].size(), "map: rank ", r, " sent a short result");
-      std::memcpy(&len, all[r].data() + off, sizeof len);
-      off += sizeof len;
-      CCC_CHECK(off + len <= all[r].size(), "map: rank ", r, " sent a short result");
-      out[static_cast<size_t>(i)] = all[r].substr(off, len);
-      off += len;
-    }
+  std::vector<size_t> off(static_cast<size_t>(g_size), 0);
+  for (int64_t i = 0; i < n; ++i) {
+    const int r = who[static_cast<size_t>(i)];
+    if (r == g_rank) continue;
+    uint64_t len = 0;
+    size_t& o = off[static_cast<size_t>(r)];
+    CCC_CHECK(o + sizeof len <= all[r].size(), "map: rank ", r, " sent a short result");
+    std::memcpy(&len, all[r].data() + o, sizeof len);
+    o += sizeof len;
+    CCC_CHECK(o + len <= all[r].size(), "map: rank ", r, " sent a short result");
+    out[static_cast<size_t>(i)] = all[r].substr(o, len);
+    o += len;
   }
   return out;
 }

@@ -49,11 +49,12 @@ void barrier();
 inline int owner(int64_t i) { return static_cast<int>(i % size()); }
 
 /// Runs fn(i) for the units i in [0, n) this rank owns and returns every unit's result (fn's bytes) on
-/// every rank, in unit order. A map called while another runs (a sharded unit that itself calls a
-/// sharded function) runs all its units locally, so nesting never deadlocks. `done`, when set, is called
-/// on this rank after each of its units.
+/// every rank, in unit order. Units go round-robin (owner()), or, given each unit's estimated `cost`,
+/// costliest first to the least loaded rank (a schedule fixed by the costs and the rank count). A map
+/// called while another runs (a sharded unit that itself calls a sharded function) runs all its units
+/// locally, so nesting never deadlocks. `done`, when set, is called on this rank after each of its units.
 std::vector<std::string> map(int64_t n, const std::function<std::string(int64_t)>& fn,
-                             const std::function<void(int64_t i)>& done = {});
+                             const std::function<void(int64_t i)>& done = {}, const std::vector<double>& cost = {});
 /// True inside a map's unit (where work is no longer split).
 bool in_map();
 
