@@ -197,6 +197,9 @@ void H5Rows::create(const std::string& name, Dtype type, const std::vector<int64
         plist.setDeflate(compression_ == Compression::kGzip ? 4 : 1);
       }
     }
+    // parallel HDF5 allocates every chunk at creation and would write the fill value through all of them
+    // first (the file written twice); every row is written by some rank (capture checks the count)
+    if (shared_) plist.setFillTime(H5D_FILL_TIME_NEVER);
     if (type == Dtype::kF32 || type == Dtype::kF16) {
       const float nan = std::numeric_limits<float>::quiet_NaN();
       if (type == Dtype::kF32) plist.setFillValue(H5::PredType::NATIVE_FLOAT, &nan);

@@ -8,6 +8,7 @@
 #include <numeric>
 #include <thread>
 
+#include "model/base/util.h"
 #include "model/base/dist.h"
 #include "model/base/error.h"
 #include "model/core/hooks.h"
@@ -330,7 +331,7 @@ double auroc(const std::vector<float>& values, const std::vector<uint8_t>& on) {
 }
 
 uint64_t units_memory_bytes(int64_t rows, size_t n_features, const UnitOptions& o) {
-  const double threads = o.threads > 0 ? o.threads : std::max(1u, std::thread::hardware_concurrency());
+  const double threads = o.threads > 0 ? o.threads : available_cores();
   const double per_row = 8 + 4 + 4 + 8 + 8 + 8 + 9.0 * static_cast<double>(n_features) + 40.0 * threads;
   return static_cast<uint64_t>(static_cast<double>(std::max<int64_t>(rows, 0)) * per_row) +
          static_cast<uint64_t>(std::max<int64_t>(o.memory_bytes, 0));
@@ -492,7 +493,7 @@ UnitsReport analyze_units(const ActivationStore& store, const std::vector<Featur
   cx.shift = o.null_shift >= 0 ? o.null_shift % n : n / 2;
   rep.null_shift = cx.shift;
 
-  const int threads = o.threads > 0 ? o.threads : std::max(1u, std::thread::hardware_concurrency());
+  const int threads = o.threads > 0 ? o.threads : available_cores();
   int64_t total_units = 0;
   for (const auto& hook : hooks) total_units += store.row_shape(hook)[0];
   for (const auto& d : o.derived) total_units += d.units;

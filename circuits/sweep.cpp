@@ -187,12 +187,19 @@ std::vector<std::string> run_units(int64_t n, const std::function<std::string(in
 
 SweepJournal::SweepJournal(std::string path, const std::string& key) : path_(std::move(path)) {
   key_ = "ccc-sweep-partial 1 " + sha256_hex(key) + "\n";
-  std::error_code ec;
-  if (!std::filesystem::exists(path_, ec)) return;
-  const std::string bytes = read_file(path_, ReadCap{uint64_t{1} << 40, "sweep partial results"});
-  CCC_CHECK(bytes.compare(0, key_.size(), key_) == 0, path_,
-            ": partial results of another sweep (a different model, text, mode, policy or component set); "
-            "remove it or choose another --partial file");
+  // rank 0 reads the file and every rank gets its bytes (the other ranks need not see rank 0's disk)
+  std::string bytes;
+  if (dist::root()) {
+    std::error_code ec;
+    if (std::filesystem::exists(path_, ec)) {
+      bytes = read_file(path_, ReadCap{uint64_t{1} << 40, "sweep partial results"});
+      CCC_CHECK(bytes.compare(0, key_.size(), key_) == 0, path_,
+                ": partial results of another sweep (a different model, text, mode, policy or component set); "
+                "remove it or choose another --partial file");
+    }
+  }
+  bytes = dist::broadcast(bytes);
+  if (bytes.empty()) return;
   size_t off = key_.size();
   for (;;) {  // records: unit (u64), length (u64), bytes; a record cut short by a kill is dropped
     uint64_t unit = 0, len = 0;
@@ -259,13 +266,18 @@ SweepPlan plan_sweep(const model::LoadedModel& m, std::string_view text, const S
     const auto group = static_cast<size_t>(std::max<int64_t>(1, max_rows / plan.rows_per_copy));
     std::vector<size_t> order(set.size());
     for (size_t i = 0; i < order.size(); ++i) order[i] = i;
-    // kShared: components in layer order; a pass holds up to `group` of them as branches, one per layer
-    // (every component edits a hook inside its block, after hook_resid_pre)
+    // kShared: a pass holds components of one layer (up to `group` of them), branching from the clean
+    // residual stream entering that block (every component edits a hook inside its block, after
+    // hook_resid_pre); passes of different layers are independent units of about equal size, which the
+    // ranks of a scaled-out sweep share. kStacked: the set in order, `group` per pass.
     if (path == SweepPath::kShared)
       std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return set[a].layer < set[b].layer; });
-    for (size_t p0 = 0; p0 < order.size(); p0 += group)
-      plan.units.emplace_back(order.begin() + static_cast<std::ptrdiff_t>(p0),
-                              order.begin() + static_cast<std::ptrdiff_t>(std::min(order.size(), p0 + group)));
+    for (size_t i : order) {
+      if (plan.units.empty() || plan.units.back().size() >= group ||
+          (path == SweepPath::kShared && set[plan.units.back().front()].layer != set[i].layer))
+        plan.units.emplace_back();
+      plan.units.back().push_back(i);
+    }
   }
   // each unit's cost in copies × blocks run (a copy of the streams through one block = 1)
   const double L = static_cast<double>(m.config.n_layers);

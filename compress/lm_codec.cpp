@@ -16,6 +16,7 @@
 
 #include "compress/arithmetic_coder.h"
 #include "compress/context_mixer.h"
+#include "model/base/util.h"
 #include "model/kernels/blas_threads.h"
 #include "model/kernels/decode_attention.h"
 #include "model/kernels/decode_gemm.h"
@@ -170,7 +171,7 @@ class GroupModel {
 };
 
 void run_groups(int64_t n_groups, int64_t threads, const std::function<void(int64_t)>& fn) {
-  if (threads <= 0) threads = static_cast<int64_t>(std::max(1u, std::thread::hardware_concurrency()));
+  if (threads <= 0) threads = static_cast<int64_t>(available_cores());
   threads = std::min(threads, n_groups);
   std::atomic<int64_t> next{0};
   std::exception_ptr error;
@@ -285,7 +286,7 @@ void code_group(model::LoadedModel& m, const Header& h, int64_t g, int64_t s0, c
 class StepPool {
  public:
   StepPool(int64_t threads, int64_t tasks) : tasks_(tasks) {
-    if (threads <= 0) threads = static_cast<int64_t>(std::max(1u, std::thread::hardware_concurrency()));
+    if (threads <= 0) threads = static_cast<int64_t>(available_cores());
     threads = std::min(threads, tasks);
     for (int64_t t = 1; t < threads; ++t) workers_.emplace_back([this] { loop(); });
   }

@@ -15,7 +15,7 @@ struct BenchScaleOptions {
   std::string model;          ///< "" = default model
   std::string tokenizer;
   std::string file;           ///< input ("" = the held-out corpora, concatenated, first `bytes`)
-  int64_t bytes = 16 << 10;
+  int64_t bytes = 32 << 10;  ///< start-up and the model load (every rank) weigh less on longer inputs
   int64_t streams = 16;       ///< the sweep's and the dump's streams (even: whole streams split evenly)
   int ranks = 2;
   std::string corpora_dir;

@@ -113,7 +113,7 @@ void add_bench_commands(CLI::App& app, Globals& g) {
     auto* sub = bench->add_subcommand("scale-out", "MPI: head sweep and dump, one process vs mpirun -n R, projected efficiency");
     add_model_options(sub, o->model, &o->tokenizer, "model (default: data/models/default)");
     sub->add_option("--file", o->file, "input (default: the held-out corpora)");
-    sub->add_option("--bytes", o->bytes, "input bytes (default 16384)");
+    sub->add_option("--bytes", o->bytes, "input bytes (default 32768)");
     sub->add_option("--streams", o->streams, "streams of the sweep and the dump (default 16)");
     sub->add_option("--ranks", o->ranks, "ranks of the mpirun runs (default 2)");
     sub->add_option("--alpha-us", o->alpha_us, "projection: message latency in microseconds (default 5)");

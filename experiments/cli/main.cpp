@@ -22,12 +22,15 @@
 #include "model/kernels/runtime.h"
 
 void ccc::cli::Globals::init() const {
-  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  const int cores = ccc::available_cores();
   if (threads < 0 || threads > 4 * cores)
     throw ccc::Error("--threads " + std::to_string(threads) + ": expected 0 (all cores) to " + std::to_string(4 * cores) +
                      " (4 x the " + std::to_string(cores) + " cores)");
-  // under mpirun the ranks of one host share its cores: 0 means cores / ranks on this host
-  const int per_rank = threads == 0 && ccc::dist::size() > 1 ? std::max(1, cores / ccc::dist::local_size()) : threads;
+  // under mpirun the ranks of one host share its cores: 0 means its cores / ranks on this host, or the
+  // cores the rank is bound to (mpirun binds each rank to a core by default) when fewer
+  const int host = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  const int per_rank =
+      threads == 0 && ccc::dist::size() > 1 ? std::max(1, std::min(cores, host / ccc::dist::local_size())) : threads;
   ccc::init_runtime(per_rank);
 }
 

@@ -29,6 +29,8 @@ void unregister_temp(int slot);
 /// (no-replace rename of the directory); when it does, each file is renamed into it (over an existing file
 /// only when `overwrite`, else the commit fails naming it). Destroying an uncommitted OutputDir removes the
 /// temporary; one left by a killed process is removed by the next writer (remove_stale_temps).
+/// Under mpirun (model/base/dist.h) only rank 0 publishes: the other ranks' OutputDir is a private
+/// temporary removed at commit, and their OutputFile / write_file_atomic write to /dev/null.
 class OutputDir {
  public:
   OutputDir(const std::string& dir, bool overwrite);

@@ -1,5 +1,9 @@
 #include "model/base/util.h"
 
+#include <sched.h>
+
+#include <thread>
+
 #include <openssl/evp.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -50,6 +54,13 @@ std::string mib(uint64_t bytes) {
 }
 
 }  // namespace
+
+int available_cores() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (::sched_getaffinity(0, sizeof set, &set) == 0) return std::max(1, CPU_COUNT(&set));
+  return static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+}
 
 uint64_t memory_available() {
   uint64_t available = proc_kib_field("/proc/meminfo", "MemAvailable:");

@@ -20,6 +20,10 @@ inline constexpr ReadCap kTextCap{uint64_t{256} << 20, "text input"};
 /// Weights read whole (llama2.c .bin, safetensors): the memory available now (memory_available()).
 ReadCap weights_cap();
 
+/// The cores this process may run on: its CPU affinity mask (taskset, a cgroup cpuset, mpirun's binding of a
+/// rank to its cores), at least 1. What "0 = all cores" means for every thread count of ccc.
+int available_cores();
+
 /// Bytes this process can still allocate: the kernel's MemAvailable, lowered by an address-space limit
 /// (ulimit -v) less what the process already maps.
 uint64_t memory_available();

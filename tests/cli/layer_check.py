@@ -2,7 +2,7 @@
 """The layer rules of CONTRIBUTING.md, checked on every #include of the tree (a ctest, label unit).
 
 Each source file belongs to a layer (its folder); it may include project headers of the layers listed for
-it, and the system headers that layer may use (torch, CLI11, HDF5). Prints every violation; exit 1 if any.
+it, and the system headers that layer may use (torch, CLI11, HDF5, MPI). Prints every violation; exit 1 if any.
 """
 import os
 import re
@@ -46,6 +46,8 @@ ALLOWED = {
 TORCH_FREE = ["model/base", "compress/arithmetic_coder", "compress/container"]
 CLI11_LAYERS = ["experiments/cli"]
 HDF5_LAYERS = ["analysis", "tests/analysis", "tests/cli", "tests/support", "tests/model"]  # tests/model: the formats fuzzer reads dumps
+# MPI: the runtime and the shared HDF5 file only (docs/scale-out.md); everything else goes through model/base/dist.h
+MPI_FILES = ["model/base/dist.cpp", "analysis/h5_rows.cpp"]
 
 
 def layer_of(rel):
@@ -90,6 +92,8 @@ for folder in ["model", "compress", "circuits", "analysis", "experiments", "test
                     violations.append(f"{rel}:{n}: only experiments/cli includes CLI11")
                 if (inc.startswith("H5") or inc.startswith("hdf5")) and layer not in HDF5_LAYERS:
                     violations.append(f"{rel}:{n}: only analysis includes HDF5")
+                if inc == "mpi.h" and rel not in MPI_FILES:
+                    violations.append(f"{rel}:{n}: only {' and '.join(MPI_FILES)} include mpi.h (use model/base/dist.h)")
 for v in violations:
     print(v)
 print(f"layer check: {len(violations)} violation(s)")
