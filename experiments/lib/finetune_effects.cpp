@@ -17,6 +17,7 @@
 #include "compress/lm_codec.h"
 #include "experiments/lib/competition.h"
 #include "experiments/lib/copy_recall.h"
+#include "model/base/dist.h"
 #include "model/base/error.h"
 #include "model/formats/loader.h"
 #include "model/training/trainer.h"
@@ -145,6 +146,10 @@ CircuitShift circuit_shift(const CircuitTable& before, const CircuitTable& after
 
 Result run_finetune_effects(const std::string& base_dir, const std::vector<model::Corpus>& corpora, const FinetuneEffectsOptions& o,
                             FinetuneEffectsDetail* detail) {
+  // its snapshots are trained in this process; a sharded table over ranks that trained their own copies
+  // would rest on every rank's training being bit-identical, which nothing checks: one process only
+  CCC_CHECK(dist::size() == 1, "finetune experiment: it trains its snapshots, which is not split across MPI ranks; "
+            "run it as one process (without mpirun)");
   const auto tgt = std::find_if(corpora.begin(), corpora.end(), [&](const model::Corpus& c) { return c.name == o.target; });
   CCC_CHECK(tgt != corpora.end(), "finetune experiment: the target corpus ", o.target, " is not among the corpora loaded");
   CCC_CHECK(corpora.size() >= 2, "finetune experiment: needs the target and at least one other corpus");
