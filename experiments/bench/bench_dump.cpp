@@ -10,6 +10,7 @@
 #include <random>
 
 #include "analysis/capture.h"
+#include "experiments/bench/bench_support.h"
 #include "compress/lm_codec.h"
 #include "experiments/support/common.h"
 #include "model/base/error.h"
@@ -26,14 +27,7 @@ void bench_dump(const BenchDumpOptions& o, std::ostream& out) {
   fs::create_directories(tmp, ec);
   CCC_CHECK(fs::is_directory(tmp, ec), "bench dump: cannot create ", tmp.string());
   auto m = model::load_model(o.model.empty() ? default_model_path() : o.model, o.tokenizer);
-  std::string input;
-  if (!o.file.empty()) {
-    input = read_file(o.file);
-  } else {
-    for (const auto& [name, text] : held_out_sources(o.corpora_dir)) input += text;
-  }
-  if (static_cast<int64_t>(input.size()) > o.bytes) input.resize(static_cast<size_t>(o.bytes));
-  CCC_CHECK(!input.empty(), "bench dump: empty input");
+  const std::string input = bench_input(o.file, o.corpora_dir, o.bytes, "bench dump");
   const std::vector<std::string> hooks{"blocks.*.mlp.hook_post", "blocks.*.hook_resid_pre", "blocks.*.hook_resid_mid",
                                        "blocks.*.hook_resid_post"};
   char line[512];

@@ -90,14 +90,7 @@ void bench_scale(const BenchScaleOptions& o, std::ostream& out) {
   CCC_CHECK(fs::is_directory(tmp, ec), "bench scale-out: cannot create ", tmp.string());
   const std::string model_path = o.model.empty() ? default_model_path() : o.model;
   auto m = model::load_model(model_path, o.tokenizer);
-  std::string input;
-  if (!o.file.empty()) {
-    input = read_file(o.file);
-  } else {
-    for (const auto& [name, text] : held_out_sources(o.corpora_dir)) input += text;
-  }
-  if (static_cast<int64_t>(input.size()) > o.bytes) input.resize(static_cast<size_t>(o.bytes));
-  CCC_CHECK(!input.empty(), "bench scale-out: empty input");
+  const std::string input = bench_input(o.file, o.corpora_dir, o.bytes, "bench scale-out");
   const std::string in = (tmp / "input.txt").string();
   write_file_atomic(in, input);
 

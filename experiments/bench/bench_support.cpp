@@ -11,12 +11,28 @@
 
 #include <torch/torch.h>
 
+#include "experiments/support/common.h"
+#include "model/base/error.h"
+#include "model/base/util.h"
+
 namespace ccc::experiments {
 
 std::string format_number(const char* f, double x) {
   char b[64];
   std::snprintf(b, sizeof b, f, x);
   return b;
+}
+
+std::string bench_input(const std::string& file, const std::string& corpora_dir, int64_t bytes, const char* who) {
+  std::string input;
+  if (!file.empty()) {
+    input = read_file(file);
+  } else {
+    for (const auto& [name, text] : held_out_sources(corpora_dir)) input += text;
+  }
+  if (static_cast<int64_t>(input.size()) > bytes) input.resize(static_cast<size_t>(bytes));
+  CCC_CHECK(!input.empty(), who, ": empty input");
+  return input;
 }
 
 double now_s() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }

@@ -14,6 +14,10 @@ namespace ccc::experiments {
 /// `x` printed with the printf format `f` (one double conversion), for tables and CSV cells.
 std::string format_number(const char* f, double x);
 
+/// A benchmark's input: `file` when given, else the held-out corpora of `corpora_dir` concatenated; the
+/// first `bytes` of it. Throws ccc::Error naming `who` when it is empty.
+std::string bench_input(const std::string& file, const std::string& corpora_dir, int64_t bytes, const char* who);
+
 /// Seconds on the steady clock (for differences).
 double now_s();
 
